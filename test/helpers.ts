@@ -1,0 +1,81 @@
+/** Shared test helpers: one float comparison used everywhere, and small deterministic randomness. */
+import assert from 'node:assert/strict';
+import { BasinError, type BasinErrorCode } from '../src/errors.js';
+
+export interface CloseOptions {
+  rtol?: number;
+  atol?: number;
+  label?: string;
+}
+
+/** |actual - expected| <= atol + rtol * |expected| elementwise; the message names the first offending index. */
+export function assertAllClose(
+  actual: ArrayLike<number> | number,
+  expected: ArrayLike<number> | number,
+  { rtol = 1e-5, atol = 1e-8, label = 'value' }: CloseOptions = {},
+): void {
+  const a = typeof actual === 'number' ? [actual] : actual;
+  const e = typeof expected === 'number' ? [expected] : expected;
+  assert.equal(a.length, e.length, `${label}: length ${a.length} != expected ${e.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = e[i]!;
+    if (Number.isNaN(x) || Number.isNaN(y)) {
+      if (!(Number.isNaN(x) && Number.isNaN(y))) assert.fail(`${label}[${i}]: ${x} vs expected ${y}`);
+      continue;
+    }
+    const excess = Math.abs(x - y) - (atol + rtol * Math.abs(y));
+    if (excess > worstExcess) {
+      worstExcess = excess;
+      worst = i;
+    }
+  }
+  if (worst >= 0) {
+    assert.fail(`${label}[${worst}]: ${a[worst]} vs expected ${e[worst]} (rtol ${rtol}, atol ${atol})`);
+  }
+}
+
+/** Assert `fn` throws (or rejects with) a BasinError with this code; returns it for further checks. */
+export async function assertBasinError(fn: () => unknown, code: BasinErrorCode): Promise<BasinError> {
+  try {
+    await fn();
+  } catch (e) {
+    if (!(e instanceof BasinError)) throw new assert.AssertionError({ message: `expected BasinError '${code}', got ${String(e)}` });
+    assert.equal(e.code, code, `expected code '${code}', got '${e.code}': ${e.message}`);
+    return e;
+  }
+  assert.fail(`expected BasinError '${code}', but nothing was thrown`);
+}
+
+/** mulberry32: small, fast, deterministic. */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randn(r: () => number): number {
+  const u = Math.max(r(), 1e-12);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
+}
+
+export function randomPermutation(n: number, r: () => number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(r() * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
