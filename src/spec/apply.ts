@@ -1,0 +1,165 @@
+/**
+ * Applying permutations to tensors. Gathers work on any TypedArray (and on raw bytes with an element width),
+ * so a checkpoint's tensors are permuted exactly in their stored dtype: no float32 round trip.
+ */
+import { BasinError, q } from '../errors.js';
+import { axisView } from '../tensor/tensor.js';
+import type { Assignment, PermutationSpec } from './spec.js';
+
+export type AnyTypedArray =
+  | Float32Array
+  | Float64Array
+  | Int8Array
+  | Uint8Array
+  | Int16Array
+  | Uint16Array
+  | Int32Array
+  | Uint32Array
+  | BigInt64Array
+  | BigUint64Array;
+
+export interface ShapedArray<T extends AnyTypedArray = AnyTypedArray> {
+  shape: readonly number[];
+  data: T;
+}
+
+/**
+ * out[..., i, ...] = data[..., index[i], ...] along `axis`. `elementBytes` > 1 treats a Uint8Array as raw bytes
+ * of elements that wide.
+ */
+export function gatherAxis<T extends AnyTypedArray>(data: T, shape: readonly number[], axis: number, index: ArrayLike<number>, elementBytes = 1): T {
+  const { outer, n, inner: innerElems } = axisView(shape, axis);
+  if (index.length !== n) throw new BasinError('shape_mismatch', `index of length ${index.length} for axis ${axis} of size ${n}`, { axis, shape });
+  const inner = innerElems * elementBytes;
+  const out = new (data.constructor as new (n: number) => T)(data.length);
+  for (let o = 0; o < outer; o++) {
+    const base = o * n * inner;
+    for (let i = 0; i < n; i++) {
+      const s = base + index[i]! * inner;
+      (out as Uint8Array).set((data as Uint8Array).subarray(s, s + inner), base + i * inner);
+    }
+  }
+  return out;
+}
+
+/** Permute every spec axis of one tensor; axes listed in `exceptAxis` are left alone (the seeds' except_axis). */
+export function permuteTensor<T extends AnyTypedArray>(
+  spec: PermutationSpec,
+  assignment: Assignment,
+  name: string,
+  t: ShapedArray<T>,
+  { exceptAxis = -1, elementBytes = 1 }: { exceptAxis?: number; elementBytes?: number } = {},
+): T {
+  const refs = spec.axesToPerm.get(name);
+  let data = t.data;
+  if (!refs) return data;
+  for (let axis = 0; axis < refs.length; axis++) {
+    if (axis === exceptAxis || refs[axis] === null) continue;
+    const idx = spec.axisIndex(name, axis, t.shape[axis]!, assignment);
+    if (idx) data = gatherAxis(data, t.shape, axis, idx, elementBytes);
+  }
+  return data;
+}
+
+/** Apply an assignment to every tensor the spec names; tensors it does not name are returned as they are. */
+export function applyAssignment<T extends AnyTypedArray>(
+  spec: PermutationSpec,
+  assignment: Assignment,
+  tensors: ReadonlyMap<string, ShapedArray<T>>,
+): Map<string, ShapedArray<T>> {
+  const out = new Map<string, ShapedArray<T>>();
+  for (const [name, t] of tensors) out.set(name, { shape: t.shape, data: permuteTensor(spec, assignment, name, t) });
+  return out;
+}
+
+export function identityAssignment(spec: PermutationSpec): Assignment {
+  const a: Assignment = new Map();
+  for (const name of spec.free) a.set(name, identity(spec.perms.get(name)!.size));
+  return a;
+}
+
+export function identity(n: number): Int32Array {
+  const p = new Int32Array(n);
+  for (let i = 0; i < n; i++) p[i] = i;
+  return p;
+}
+
+/** xorshift-based generator so a seed gives the same permutations on every platform. */
+export function seededRandom(seed: number): () => number {
+  let s = (seed >>> 0) ^ 0x9e3779b9;
+  if (s === 0) s = 0x6d2b79f5;
+  return () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return s / 4294967296;
+  };
+}
+
+export function shuffle(n: number, random: () => number): Int32Array {
+  const p = identity(n);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    const t = p[i]!;
+    p[i] = p[j]!;
+    p[j] = t;
+  }
+  return p;
+}
+
+/** A random permutation for every base perm; heads-tied perms move whole heads identically, shuffled within. */
+export function randomAssignment(spec: PermutationSpec, seed: number): Assignment {
+  const random = seededRandom(seed);
+  const a: Assignment = new Map();
+  const headMaps = new Map<string, Int32Array>();
+  for (const name of spec.free) {
+    const p = spec.perms.get(name)!;
+    const heads = p.info.heads;
+    if (!heads) {
+      a.set(name, shuffle(p.size, random));
+      continue;
+    }
+    let map = headMaps.get(heads.tie);
+    if (!map) {
+      map = shuffle(heads.count, random);
+      headMaps.set(heads.tie, map);
+    }
+    a.set(name, composeHeads(map, Array.from({ length: heads.count }, () => shuffle(p.size / heads.count, random))));
+  }
+  return a;
+}
+
+/** The full permutation that sends head h's block to head map[h]'s block, reordered within by within[h]. */
+export function composeHeads(map: Int32Array, within: Int32Array[]): Int32Array {
+  const d = within[0]?.length ?? 0;
+  const out = new Int32Array(map.length * d);
+  for (let h = 0; h < map.length; h++) {
+    const w = within[h]!;
+    for (let j = 0; j < d; j++) out[h * d + j] = map[h]! * d + w[j]!;
+  }
+  return out;
+}
+
+/** Check an assignment covers the spec's base perms with valid permutations of the right sizes. */
+export function checkAssignment(spec: PermutationSpec, assignment: Assignment, what = 'permutation'): void {
+  for (const name of spec.free) {
+    const p = assignment.get(name);
+    const size = spec.perms.get(name)!.size;
+    if (!p) throw new BasinError('invalid_argument', `${what} for ${q(name)} is missing`, { perm: name });
+    if (p.length !== size) throw new BasinError('shape_mismatch', `${what} for ${q(name)} has length ${p.length}, expected ${size}`, { perm: name, expected: size, found: p.length });
+    const seen = new Uint8Array(size);
+    for (let i = 0; i < size; i++) {
+      const v = p[i]!;
+      if (!(v >= 0 && v < size) || seen[v]) throw new BasinError('invalid_argument', `${what} for ${q(name)} is not a permutation of 0..${size - 1} (at index ${i})`, { perm: name });
+      seen[v] = 1;
+    }
+  }
+}
+
+export function invert(p: ArrayLike<number>): Int32Array {
+  const inv = new Int32Array(p.length);
+  for (let i = 0; i < p.length; i++) inv[p[i]!] = i;
+  return inv;
+}
