@@ -100,6 +100,16 @@ test('concat: each part permutes its own block, number parts stay fixed', () => 
   assert.deepEqual(Array.from(idx), [1, 0, 2, 3, 6, 5, 4]);
 });
 
+test('a fused projection may use one permutation in several blocks of the same axis', () => {
+  const s = PermutationSpec.fromJson(
+    { axes_to_perm: { qkv: [null, 'QKV'], q: ['QK', null] }, perms: { QKV: { size: 6, concat: ['QK', 'QK', 2] } } },
+    shapes({ qkv: [3, 6], q: [2, 3] }),
+  );
+  const idx = s.axisIndex('qkv', 1, 6, new Map([['QK', Int32Array.from([1, 0])]]))!;
+  assert.deepEqual(Array.from(idx), [1, 0, 3, 2, 4, 5]);
+  assert.equal(s.permToAxes.get('QK')!.length, 3);
+});
+
 test('random heads assignment keeps heads whole and tied perms share the head map', () => {
   const s = PermutationSpec.fromJson(
     {

@@ -56,11 +56,13 @@ export class PermutationSpec {
         const placements = this.resolve(ref, 0, 1, [], tensor, axis);
         this.axisPlacements.set(`${tensor}\u0000${axis}`, placements);
         for (const p of placements) {
+          // Two blocks of one axis may share a permutation (a fused QKV projection: concat [QK, QK, VO]); two
+          // different axes may not: the matching step would no longer be a linear assignment.
           const prev = basesInTensor.get(p.base);
-          if (prev !== undefined) {
+          if (prev !== undefined && prev !== axis) {
             throw new BasinError(
               'spec_repeated_perm',
-              `${this.where()}: permutation ${q(p.base)} appears twice in tensor ${q(tensor)} (axes ${prev} and ${axis}); ` +
+              `${this.where()}: permutation ${q(p.base)} acts on two axes of tensor ${q(tensor)} (axes ${prev} and ${axis}); ` +
                 'one permutation can act on at most one axis of a tensor',
               { tensor, axis, perm: p.base },
             );
