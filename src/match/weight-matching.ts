@@ -212,7 +212,7 @@ class CostBuilder {
   }
 
   private async contribution(perm: string, pl: Placement, perms: Assignment): Promise<Float32Array> {
-    const id = `${perm}\u0000${pl.tensor}\u0000${pl.axis}`;
+    const id = `${perm}\u0000${pl.tensor}\u0000${pl.axis}\u0000${pl.offset}`;
     const key = this.dependencyKey(pl);
     const hit = this.cache.get(id);
     if (hit && hit.key === key) return hit.value;
