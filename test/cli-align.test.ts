@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { openCheckpoint } from '../src/io/checkpoint.js';
+import { FIXTURES, assertAllClose } from './helpers.js';
+
+const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
+const fx = (f: string) => path.join(FIXTURES, f);
+
+function basin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+type Mlp = Map<string, { shape: readonly number[]; data: Float32Array }>;
+async function loadAll(file: string): Promise<Mlp> {
+  const ck = await openCheckpoint(file);
+  const m: Mlp = new Map();
+  for (const n of ck.names()) {
+    const t = await ck.readFloat32(n);
+    m.set(n, { shape: t.shape, data: t.data });
+  }
+  await ck.close();
+  return m;
+}
+
+/** Plain forward pass of the fixture MLP (784 -> 128 -> 128 -> 10, ReLU), independent of basin's code paths. */
+function forward(m: Mlp, x: Float32Array, count: number): Float64Array {
+  const layers = ['layers.0', 'layers.1', 'head'];
+  let h = Float64Array.from(x.subarray(0, count * 784));
+  let width = 784;
+  layers.forEach((l, li) => {
+    const w = m.get(`${l}.weight`)!;
+    const b = m.get(`${l}.bias`)!;
+    const out = w.shape[0]!;
+    const y = new Float64Array(count * out);
+    for (let s = 0; s < count; s++) {
+      for (let o = 0; o < out; o++) {
+        let acc = b.data[o]!;
+        for (let i = 0; i < width; i++) acc += w.data[o * width + i]! * h[s * width + i]!;
+        y[s * out + o] = li < layers.length - 1 ? Math.max(acc, 0) : acc;
+      }
+    }
+    h = y;
+    width = out;
+  });
+  return h;
+}
+
+function crossEntropy(logits: Float64Array, labels: Float32Array, count: number): number {
+  let loss = 0;
+  for (let s = 0; s < count; s++) {
+    const row = logits.subarray(s * 10, s * 10 + 10);
+    const mx = Math.max(...row);
+    const lse = mx + Math.log(row.reduce((a, v) => a + Math.exp(v - mx), 0));
+    loss += lse - row[labels[s]!]!;
+  }
+  return loss / count;
+}
+
+function lerp(a: Mlp, b: Mlp, alpha: number): Mlp {
+  const out: Mlp = new Map();
+  for (const [k, v] of a) out.set(k, { shape: v.shape, data: v.data.map((x, i) => (1 - alpha) * x + alpha * b.get(k)!.data[i]!) });
+  return out;
+}
+
+test('basin align on the fixture MLPs: same function for B, a lower barrier than naive, a full report', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-align-'));
+  const out = path.join(dir, 'b_aligned.safetensors');
+  const report = path.join(dir, 'report.json');
+  const r = await basin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '-o', out, '--spec', fx('mlp_small_spec.json'), '--report', report]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /sweep 1: objective/);
+  const rep = JSON.parse(readFileSync(report, 'utf8'));
+  assert.deepEqual(Object.keys(rep.perms).sort(), ['P_0', 'P_1']);
+  for (const p of Object.values(rep.perms) as number[][]) assert.deepEqual([...p].sort((x, y) => x - y), p.map((_, i) => i));
+  assert.ok(rep.objective_after > rep.objective_before);
+  assert.equal(rep.sweeps.at(-1), rep.objective_after);
+  assert.ok(rep.seconds > 0);
+  assert.deepEqual(rep.unpermuted, []);
+
+  const a = await loadAll(fx('mlp_small_seed0.safetensors'));
+  const b = await loadAll(fx('mlp_small_seed1.safetensors'));
+  const bAligned = await loadAll(out);
+  // B's tensors moved exactly as the report says: layers.0.weight row i = old row P_0[i]
+  const p0 = rep.perms.P_0 as number[];
+  const w = b.get('layers.0.weight')!.data;
+  const wa = bAligned.get('layers.0.weight')!.data;
+  for (let i = 0; i < 128; i += 17) assert.deepEqual(Array.from(wa.subarray(i * 784, i * 784 + 784)), Array.from(w.subarray(p0[i]! * 784, p0[i]! * 784 + 784)));
+
+  const data = await openCheckpoint(fx('fmnist_test1k.safetensors'));
+  const x = (await data.readFloat32('input')).data;
+  const labels = (await data.readFloat32('label')).data;
+  await data.close();
+  const n = 300;
+  assertAllClose(forward(bAligned, x, n), forward(b, x, n), { rtol: 1e-9, atol: 1e-9, label: 'aligned B logits' });
+  const mid = (m: Mlp) => crossEntropy(forward(m, x, n), labels, n);
+  const naive = mid(lerp(a, b, 0.5));
+  const aligned = mid(lerp(a, bAligned, 0.5));
+  assert.ok(aligned < naive - 0.1, `midpoint loss aligned ${aligned} vs naive ${naive}`);
+  assert.ok(readdirSync(dir).every((f) => !f.includes('.tmp')), 'no temp files left');
+});
+
+test('basin align --arch mlp derives the same spec; basin spec prints it', async () => {
+  const r = await basin(['spec', '--arch', 'mlp', fx('mlp_small_seed0.safetensors')]);
+  assert.equal(r.code, 0, r.stderr);
+  const spec = JSON.parse(r.stdout);
+  const expected = JSON.parse(readFileSync(fx('mlp_small_spec.json'), 'utf8'));
+  assert.deepEqual(spec.axes_to_perm, expected.axes_to_perm);
+});
+
+test('bad input: a clear error, exit 1, no output written', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-align-bad-'));
+  const swapped = path.join(dir, 'swapped.json');
+  writeFileSync(
+    swapped,
+    JSON.stringify({ axes_to_perm: { 'layers.0.weight': [null, 'P_0'], 'layers.0.bias': ['P_0'], 'layers.1.weight': ['P_0', 'P_1'], 'layers.1.bias': ['P_1'], 'head.weight': ['P_1', null], 'head.bias': [null] } }),
+  );
+  const out = path.join(dir, 'never.safetensors');
+  const r = await basin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '-o', out, '--spec', swapped]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /spec_size_mismatch/);
+  assert.match(r.stderr, /torch stores Linear weights as \[out, in\]/);
+  assert.doesNotMatch(r.stderr, /at .*\.js:\d+/, 'no stack trace');
+  assert.equal(existsSync(out), false);
+  const r2 = await basin(['align', fx('mlp_small_seed0.safetensors'), fx('resnet_small_seed1.safetensors'), '-o', out, '--arch', 'mlp']);
+  assert.equal(r2.code, 1);
+  assert.match(r2.stderr, /models_mismatch/);
+  const r3 = await basin(['align', fx('resnet_small_seed0.safetensors'), fx('resnet_small_seed1.safetensors'), '-o', out, '--arch', 'mlp']);
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /spec_arch_mismatch/);
+});
