@@ -1,0 +1,128 @@
+/**
+ * Align and permute ONNX models. The spec comes from the graph (inferred) or from the user; permuted tensors are
+ * gathered in their stored dtype, and every output model is run against its source before it is written.
+ */
+import { BasinError, q, shapeStr } from '../errors.js';
+import { DTYPES } from '../dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { loadOnnx, type OnnxModel } from '../onnx/model.js';
+import { PermutationSpec, type Assignment } from '../spec/spec.js';
+import { permuteTensor, randomAssignment } from '../spec/apply.js';
+import type { PermutationSpecJson } from '../spec/types.js';
+import { MATCHING_METHODS, type MatchOptions } from '../match/registry.js';
+import type { MatchingResult } from '../match/weight-matching.js';
+import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from '../verify/verify.js';
+import type { Feed } from '../onnx/session.js';
+
+export type SpecSource = PermutationSpecJson | ((model: OnnxModel) => Promise<PermutationSpecJson>);
+
+export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
+  return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
+}
+
+export async function resolveSpec(model: OnnxModel, source: SpecSource, label = ''): Promise<PermutationSpec> {
+  const json = typeof source === 'function' ? await source(model) : source;
+  const spec = PermutationSpec.fromJson(json, weightShapes(model), label);
+  for (const name of spec.tensors()) {
+    const dt = model.weightInfo(name).dtype;
+    if (!DTYPES[dt].isFloat) throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
+  }
+  return spec;
+}
+
+/** Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way). */
+export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
+  const an = a.weights();
+  const bn = new Set(b.weights());
+  for (const n of an) {
+    if (!bn.has(n)) throw new BasinError('models_mismatch', `weight ${q(n)} of ${q(a.path ?? 'A')} is missing from ${q(b.path ?? 'B')}`, { tensor: n });
+    const ia = a.weightInfo(n);
+    const ib = b.weightInfo(n);
+    if (ia.shape.join(',') !== ib.shape.join(',')) {
+      throw new BasinError('models_mismatch', `weight ${q(n)} has shape ${shapeStr(ia.shape)} in A but ${shapeStr(ib.shape)} in B`, { tensor: n, expected: ia.shape, found: ib.shape });
+    }
+    if (ia.dtype !== ib.dtype) throw new BasinError('models_mismatch', `weight ${q(n)} is ${ia.dtype} in A but ${ib.dtype} in B`, { tensor: n });
+  }
+  if (bn.size !== an.length) {
+    const extra = [...bn].find((n) => !an.includes(n));
+    throw new BasinError('models_mismatch', `weight ${q(extra ?? '?')} of ${q(b.path ?? 'B')} is missing from ${q(a.path ?? 'A')}`, { tensor: extra });
+  }
+}
+
+/** A copy of `model` with the assignment applied to every spec tensor (exact: raw bytes are gathered). */
+export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Assignment): OnnxModel {
+  const out = model.clone();
+  for (const name of spec.tensors()) {
+    const info = model.weightInfo(name);
+    const raw = model.getRaw(name);
+    out.setRaw(name, permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }));
+  }
+  return out;
+}
+
+export interface VerifyOptions {
+  /** Batches to verify on; default: 4 batches of 8 random inputs. */
+  feeds?: () => Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>>;
+  rtol?: number;
+}
+
+function defaultFeeds(model: OnnxModel): Record<string, Feed>[] {
+  return [0, 1, 2, 3].map((seed) => randomFeeds(model, { batch: 8, seed }));
+}
+
+export async function verifyPermuted(source: OnnxModel, permuted: OnnxModel, what: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const result = await compareModels(source, permuted, opts.feeds ? opts.feeds() : defaultFeeds(source));
+  assertEquivalent(result, what, opts.rtol);
+  return result;
+}
+
+export interface AlignOnnxResult {
+  aligned: OnnxModel;
+  spec: PermutationSpec;
+  match: MatchingResult;
+  verify: VerifyResult;
+}
+
+export async function alignOnnxModels(
+  a: OnnxModel,
+  b: OnnxModel,
+  specSource: SpecSource,
+  opts: MatchOptions & VerifyOptions & { specLabel?: string } = {},
+): Promise<AlignOnnxResult> {
+  checkSameWeights(a, b);
+  const spec = await resolveSpec(a, specSource, opts.specLabel);
+  const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
+  const match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
+  const aligned = permuteModel(b, spec, match.perms);
+  const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts);
+  return { aligned, spec, match, verify };
+}
+
+export interface PermuteResult {
+  model: OnnxModel;
+  spec: PermutationSpec;
+  perms: Assignment;
+  verify: VerifyResult;
+  /** Fraction of float parameters (elements) whose value changed. */
+  changedFraction: number;
+}
+
+/** Apply random permutations to every group (to test a pipeline, or alignment itself). */
+export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, seed: number, opts: VerifyOptions & { specLabel?: string } = {}): Promise<PermuteResult> {
+  const spec = await resolveSpec(model, specSource, opts.specLabel);
+  const perms = randomAssignment(spec, seed);
+  const out = permuteModel(model, spec, perms);
+  const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts);
+  let changed = 0;
+  let total = 0;
+  for (const name of model.weights()) {
+    if (!DTYPES[model.weightInfo(name).dtype].isFloat) continue;
+    const x = model.getFloat32(name).data;
+    const y = out.getFloat32(name).data;
+    total += x.length;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+  }
+  return { model: out, spec, perms, verify, changedFraction: total ? changed / total : 0 };
+}
+
+export { loadOnnx };

@@ -1,0 +1,106 @@
+/**
+ * Prove two models compute the same function by running them on the same inputs. `align` and `permute` call it
+ * on their output before writing it; `basin verify` exposes it.
+ */
+import { BasinError, q } from '../errors.js';
+import { Tensor } from '../tensor/tensor.js';
+import type { OnnxModel, ValueDesc } from '../onnx/model.js';
+import { createSession, type Feed } from '../onnx/session.js';
+import { seededRandom } from '../spec/apply.js';
+
+export interface OutputDiff {
+  name: string;
+  maxAbs: number;
+  /** maxAbs divided by the largest |value| of the reference output. */
+  maxRel: number;
+}
+
+export interface VerifyResult {
+  samples: number;
+  maxAbs: number;
+  maxRel: number;
+  outputs: OutputDiff[];
+}
+
+/** The default tolerance of `align`/`permute` self-checks. */
+export const VERIFY_RTOL = 1e-4;
+
+/** Inputs drawn uniformly from [0, 1) (pixel-like) for every float input; dynamic dims get `batch`. */
+export function randomFeeds(model: OnnxModel, { batch = 8, seed = 0 }: { batch?: number; seed?: number } = {}): Record<string, Feed> {
+  const random = seededRandom(seed);
+  const feeds: Record<string, Feed> = {};
+  for (const input of model.inputs) {
+    const dims = concreteDims(input, batch, model);
+    if (input.dtype === undefined || !['F32', 'F16', 'F64', 'BF16'].includes(input.dtype)) {
+      throw new BasinError('invalid_argument', `cannot make random values for input ${q(input.name)} of type ${input.dtype ?? input.elemType}: pass --data`, {
+        file: model.path,
+      });
+    }
+    const t = new Tensor(dims);
+    for (let i = 0; i < t.size; i++) t.data[i] = random();
+    feeds[input.name] = t;
+  }
+  return feeds;
+}
+
+function concreteDims(input: ValueDesc, batch: number, model: OnnxModel): number[] {
+  if (!input.shape) {
+    throw new BasinError('invalid_argument', `input ${q(input.name)} of ${q(model.path ?? 'model')} has no declared shape: pass --data`, { file: model.path });
+  }
+  return input.shape.map((d, i) => (typeof d === 'number' && d > 0 ? d : i === 0 ? batch : 1));
+}
+
+/** Run A and B on every batch of feeds; compare every output A and B share. */
+export async function compareModels(a: OnnxModel, b: OnnxModel, batches: Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>>): Promise<VerifyResult> {
+  const sa = await createSession(a);
+  const sb = await createSession(b);
+  try {
+    const names = sa.outputNames.filter((n) => sb.outputNames.includes(n));
+    if (names.length === 0) throw new BasinError('models_mismatch', 'the two models have no output name in common', { file: b.path });
+    const stats = new Map(names.map((n) => [n, { maxAbs: 0, scale: 0 }]));
+    let samples = 0;
+    for await (const feeds of batches) {
+      const ya = await sa.run(feeds, names);
+      const yb = await sb.run(feeds, names);
+      for (const n of names) {
+        const x = ya[n]!.data;
+        const y = yb[n]!.data;
+        const s = stats.get(n)!;
+        for (let i = 0; i < x.length; i++) {
+          const d = Math.abs(x[i]! - y[i]!);
+          if (!(d <= s.maxAbs)) s.maxAbs = Number.isNaN(d) ? Infinity : d;
+          const m = Math.abs(x[i]!);
+          if (m > s.scale) s.scale = m;
+        }
+      }
+      const first = Object.values(feeds)[0];
+      samples += first && 'shape' in first ? (first.shape[0] ?? 1) : 1;
+    }
+    const outputs = names.map((name) => {
+      const s = stats.get(name)!;
+      return { name, maxAbs: s.maxAbs, maxRel: s.maxAbs / Math.max(s.scale, 1e-30) };
+    });
+    return {
+      samples,
+      maxAbs: Math.max(...outputs.map((o) => o.maxAbs)),
+      maxRel: Math.max(...outputs.map((o) => o.maxRel)),
+      outputs,
+    };
+  } finally {
+    await sa.release();
+    await sb.release();
+  }
+}
+
+/** Throw verify_failed when B does not reproduce A within `rtol` (relative to A's output scale). */
+export function assertEquivalent(result: VerifyResult, what: string, rtol = VERIFY_RTOL): void {
+  if (!(result.maxRel <= rtol)) {
+    const worst = result.outputs.reduce((w, o) => (o.maxRel > w.maxRel ? o : w));
+    throw new BasinError(
+      'verify_failed',
+      `${what}: output ${q(worst.name)} differs by ${worst.maxAbs.toExponential(3)} (relative ${worst.maxRel.toExponential(3)} > ${rtol}); ` +
+        'the permutation would change what the model computes, so nothing was written. This is a bug in basin or a spec that does not fit the graph: please report it with the model.',
+      { expected: rtol, found: worst.maxRel, output: worst.name },
+    );
+  }
+}
