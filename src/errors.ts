@@ -16,6 +16,7 @@ export type BasinErrorCode =
   | 'duplicate_tensor'
   | 'tensor_not_found'
   | 'index_invalid'
+  | 'io_error'
   // ONNX
   | 'onnx_invalid'
   | 'onnx_unsupported_op'

@@ -2,3 +2,6 @@
 export { BasinError, isBasinError, type BasinErrorCode, type BasinErrorDetails } from './errors.js';
 export { DTYPES, type DType, type DTypeInfo } from './dtype.js';
 export { Tensor, axisToRows, moveaxis, transpose, take, permuteAxisInPlace } from './tensor/tensor.js';
+export { SafetensorsFile, writeSafetensors, decodeFloat32, encodeFloat32, MAX_HEADER_BYTES, type SafetensorsEntry, type TensorToWrite } from './io/safetensors.js';
+export { openCheckpoint, writeCheckpoint, type Checkpoint, type TensorInfo, type WriteCheckpointOptions, type WrittenCheckpoint } from './io/checkpoint.js';
+export { writeFileAtomic, type ChunkSink, type ChunkSource } from './io/atomic.js';

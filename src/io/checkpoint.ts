@@ -1,0 +1,379 @@
+/**
+ * A checkpoint is one safetensors file or a Hugging Face sharded set: `model.safetensors.index.json`
+ * (`{"metadata": {...}, "weight_map": {tensor: shard file}}`) beside shards `model-00001-of-0000N.safetensors`.
+ * `openCheckpoint` takes either file or a directory holding one, validates the index against every shard
+ * before returning, and reads tensors lazily. `writeCheckpoint` writes either form atomically per file.
+ */
+import { readFile, stat, readdir, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { DType } from '../dtype.js';
+import { BasinError, q } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { fsError, stageFile, type StagedFile } from './atomic.js';
+import {
+  MAX_HEADER_BYTES,
+  SafetensorsFile,
+  compareCodePoints,
+  findDuplicateKey,
+  planSafetensors,
+  validateTensors,
+  writePlan,
+  writeSafetensors,
+  type TensorToWrite,
+} from './safetensors.js';
+
+export interface TensorInfo {
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+export interface Checkpoint {
+  /** The file opened: the .safetensors file or the index. */
+  readonly path: string;
+  readonly sharded: boolean;
+  /**
+   * Single file: its `__metadata__`. Sharded: the shards' `__metadata__` merged in shard order, overlaid with the
+   * index's `metadata` (values turned to strings) less `total_size`, which describes the files, not the model.
+   */
+  readonly metadata: Record<string, string> | undefined;
+  /** Tensor names in file order: shard by shard, each by data offset. */
+  names(): string[];
+  has(name: string): boolean;
+  info(name: string): TensorInfo;
+  readRaw(name: string): Promise<Uint8Array>;
+  readFloat32(name: string): Promise<Tensor>;
+  close(): Promise<void>;
+}
+
+export const INDEX_SUFFIX = '.index.json';
+export const DEFAULT_FILE = 'model.safetensors';
+export const DEFAULT_INDEX = 'model.safetensors.index.json';
+
+function notFoundIn(file: string, name: string, count: number): BasinError {
+  return new BasinError('tensor_not_found', `${q(file)}: no tensor ${q(name)} (the checkpoint has ${count})`, { file, tensor: name });
+}
+
+class SingleCheckpoint implements Checkpoint {
+  readonly sharded = false;
+  constructor(private readonly file: SafetensorsFile) {}
+  get path(): string {
+    return this.file.path;
+  }
+  get metadata(): Record<string, string> | undefined {
+    return this.file.metadata;
+  }
+  names(): string[] {
+    return this.file.names();
+  }
+  has(name: string): boolean {
+    return this.file.has(name);
+  }
+  info(name: string): TensorInfo {
+    const e = this.file.entry(name);
+    return { dtype: e.dtype, shape: e.shape };
+  }
+  readRaw(name: string): Promise<Uint8Array> {
+    return this.file.readRaw(name);
+  }
+  readFloat32(name: string): Promise<Tensor> {
+    return this.file.readFloat32(name);
+  }
+  close(): Promise<void> {
+    return this.file.close();
+  }
+}
+
+class ShardedCheckpoint implements Checkpoint {
+  readonly sharded = true;
+  constructor(
+    readonly path: string,
+    readonly metadata: Record<string, string> | undefined,
+    private readonly shards: readonly SafetensorsFile[],
+    private readonly where: ReadonlyMap<string, SafetensorsFile>,
+  ) {}
+  names(): string[] {
+    return this.shards.flatMap((s) => s.names());
+  }
+  has(name: string): boolean {
+    return this.where.has(name);
+  }
+  private shard(name: string): SafetensorsFile {
+    const s = this.where.get(name);
+    if (!s) throw notFoundIn(this.path, name, this.where.size);
+    return s;
+  }
+  info(name: string): TensorInfo {
+    const e = this.shard(name).entry(name);
+    return { dtype: e.dtype, shape: e.shape };
+  }
+  readRaw(name: string): Promise<Uint8Array> {
+    return this.shard(name).readRaw(name);
+  }
+  readFloat32(name: string): Promise<Tensor> {
+    return this.shard(name).readFloat32(name);
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.shards.map((s) => s.close()));
+  }
+}
+
+// --- opening ------------------------------------------------------------------------------------------------
+
+async function statOrNull(p: string): Promise<Awaited<ReturnType<typeof stat>> | null> {
+  try {
+    return await stat(p);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw fsError(e, p, 'open');
+  }
+}
+
+/** In a directory: model.safetensors, else model.safetensors.index.json, else the only *.safetensors or *.index.json. */
+async function resolveDirectory(dir: string): Promise<string> {
+  for (const name of [DEFAULT_FILE, DEFAULT_INDEX]) {
+    const st = await statOrNull(path.join(dir, name));
+    if (st?.isFile()) return path.join(dir, name);
+  }
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (e) {
+    throw fsError(e, dir, 'list');
+  }
+  const indexes = names.filter((n) => n.endsWith('.safetensors' + INDEX_SUFFIX));
+  if (indexes.length === 1) return path.join(dir, indexes[0]!);
+  const files = names.filter((n) => n.endsWith('.safetensors'));
+  if (indexes.length === 0 && files.length === 1) return path.join(dir, files[0]!);
+  const found = [...indexes, ...files];
+  throw new BasinError(
+    'file_not_found',
+    found.length === 0
+      ? `${q(dir)} holds no ${DEFAULT_FILE} or ${DEFAULT_INDEX}`
+      : `${q(dir)} holds no ${DEFAULT_FILE} or ${DEFAULT_INDEX} and several candidates (${found.slice(0, 5).map(q).join(', ')}); name the file to open`,
+    { file: dir, found },
+  );
+}
+
+/** Open a checkpoint: a .safetensors file, a sharded index (*.index.json), or a directory holding either. */
+export async function openCheckpoint(p: string): Promise<Checkpoint> {
+  const st = await statOrNull(p);
+  if (!st) throw new BasinError('file_not_found', `${q(p)} does not exist`, { file: p });
+  const file = st.isDirectory() ? await resolveDirectory(p) : p;
+  if (file.endsWith('.json')) return openSharded(file);
+  return new SingleCheckpoint(await SafetensorsFile.open(file));
+}
+
+function indexFail(file: string, tensor: string | undefined, msg: string, extra: Record<string, unknown> = {}): never {
+  throw new BasinError('index_invalid', tensor === undefined ? `${q(file)}: ${msg}` : `${q(file)}: tensor ${q(tensor)}: ${msg}`, {
+    file,
+    ...(tensor === undefined ? {} : { tensor }),
+    ...extra,
+  });
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+async function openSharded(indexPath: string): Promise<Checkpoint> {
+  let bytes: Buffer;
+  try {
+    const st = await stat(indexPath);
+    if (st.size > MAX_HEADER_BYTES) indexFail(indexPath, undefined, `index is ${st.size} bytes, over the ${MAX_HEADER_BYTES}-byte cap`);
+    bytes = await readFile(indexPath);
+  } catch (e) {
+    throw fsError(e, indexPath, 'open');
+  }
+  let text: string;
+  let root: unknown;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    root = JSON.parse(text);
+  } catch (e) {
+    indexFail(indexPath, undefined, `index is not valid UTF-8 JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isObject(root)) indexFail(indexPath, undefined, 'index must be a JSON object with a "weight_map"');
+  const weightMap = root['weight_map'];
+  if (!isObject(weightMap)) indexFail(indexPath, undefined, '"weight_map" must be an object of tensor name to shard file');
+  const dup = findDuplicateKey(text);
+  if (dup && dup.depth === 2 && dup.parent === 'weight_map') indexFail(indexPath, dup.key, 'is listed twice in "weight_map"');
+  if (dup) indexFail(indexPath, undefined, `key ${q(dup.key)} appears twice${dup.parent === undefined ? '' : ` in ${q(dup.parent)}`}`);
+  const rawMeta = root['metadata'];
+  if (rawMeta !== undefined && rawMeta !== null && !isObject(rawMeta)) indexFail(indexPath, undefined, '"metadata" must be an object');
+
+  const dir = path.dirname(indexPath);
+  const shardOf = new Map<string, string>(); // tensor -> shard file name as written
+  const firstTensor = new Map<string, string>(); // shard file name -> a tensor mapped to it
+  for (const [tensor, shard] of Object.entries(weightMap)) {
+    if (typeof shard !== 'string' || shard === '') indexFail(indexPath, tensor, `shard must be a file name, found ${JSON.stringify(shard)}`);
+    if (path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
+      indexFail(indexPath, tensor, `shard ${q(shard)} must be a path inside the index's directory`, { shard });
+    }
+    shardOf.set(tensor, shard);
+    if (!firstTensor.has(shard)) firstTensor.set(shard, tensor);
+  }
+
+  const shardNames = [...firstTensor.keys()].sort(compareCodePoints);
+  const opened: SafetensorsFile[] = [];
+  try {
+    for (const shard of shardNames) {
+      const shardPath = path.join(dir, shard);
+      const st = await statOrNull(shardPath);
+      if (!st?.isFile()) {
+        indexFail(indexPath, firstTensor.get(shard), `its shard ${q(shard)} does not exist${st ? ' (it is not a file)' : ''}`, { shard: shardPath });
+      }
+      opened.push(await SafetensorsFile.open(shardPath));
+    }
+    const where = new Map<string, SafetensorsFile>();
+    for (let i = 0; i < opened.length; i++) {
+      const f = opened[i]!;
+      const shard = shardNames[i]!;
+      for (const tensor of f.names()) {
+        const listed = shardOf.get(tensor);
+        if (listed === undefined) indexFail(indexPath, tensor, `is in shard ${q(shard)} but not in "weight_map"`, { shard });
+        if (listed !== shard) {
+          indexFail(indexPath, tensor, `is in both ${q(shard)} and ${q(listed)}${where.has(tensor) ? '' : ` ("weight_map" names ${q(listed)})`}`, {
+            shard,
+            other: listed,
+          });
+        }
+        where.set(tensor, f);
+      }
+    }
+    for (const [tensor, shard] of shardOf) {
+      if (!where.has(tensor)) indexFail(indexPath, tensor, `"weight_map" puts it in ${q(shard)}, which has no such tensor`, { shard });
+    }
+    const merged = new Map<string, string>();
+    let any = false;
+    for (const f of opened) {
+      if (f.metadata) {
+        any = true;
+        for (const [k, v] of Object.entries(f.metadata)) merged.set(k, v);
+      }
+    }
+    if (isObject(rawMeta)) {
+      for (const [k, v] of Object.entries(rawMeta)) {
+        if (k === 'total_size') continue;
+        any = true;
+        merged.set(k, typeof v === 'string' ? v : JSON.stringify(v));
+      }
+    }
+    return new ShardedCheckpoint(indexPath, any ? Object.fromEntries(merged) : undefined, opened, where);
+  } catch (e) {
+    await Promise.all(opened.map((f) => f.close()));
+    throw e;
+  }
+}
+
+// --- writing ------------------------------------------------------------------------------------------------
+
+export interface WriteCheckpointOptions {
+  /** String metadata: `__metadata__` of the file (of every shard when sharded) and the index's `metadata`. */
+  metadata?: Record<string, string>;
+  /**
+   * Shard when given: tensors are packed in the order given, a new shard starting when the next tensor would
+   * take the current one past this many bytes (a tensor larger than this gets a shard of its own).
+   */
+  shardBytes?: number;
+}
+
+export interface WrittenCheckpoint {
+  /** The path to open it again with: the file, or the index. */
+  readonly path: string;
+  readonly sharded: boolean;
+  /** Every file written, shards first and the index last. */
+  readonly files: readonly string[];
+}
+
+/** A JSON object written in exactly this key order (a JS object would move integer-like keys first). */
+function jsonObject(entries: readonly [string, unknown][], indent: number): string {
+  if (entries.length === 0) return '{}';
+  const pad = ' '.repeat(indent + 2);
+  return `{\n${entries.map(([k, v]) => `${pad}${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n')}\n${' '.repeat(indent)}}`;
+}
+
+function shardName(prefix: string, k: number, n: number): string {
+  const pad = (x: number) => String(x).padStart(5, '0');
+  return `${prefix}-${pad(k)}-of-${pad(n)}.safetensors`;
+}
+
+/**
+ * Write a checkpoint. Sharded when `path` ends with `.index.json` or `shardBytes` is given: shards
+ * `<prefix>-0000k-of-0000N.safetensors` go beside the index (`<prefix>.safetensors.index.json`; with a
+ * `.safetensors` path P the index is `P.index.json`, with any other path P it is `P/model.safetensors.index.json`).
+ * Every file is first written to a temporary file; the shards are renamed into place only once all are
+ * complete, and the index last, so a reader of the index never sees a missing or partial shard. A path that is
+ * an existing directory without `shardBytes` gets `model.safetensors` inside it.
+ */
+export async function writeCheckpoint(p: string, tensors: readonly TensorToWrite[], opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
+  const { metadata, shardBytes } = opts;
+  const sharded = p.endsWith(INDEX_SUFFIX) || shardBytes !== undefined;
+  if (shardBytes !== undefined && !(Number.isSafeInteger(shardBytes) && shardBytes > 0)) {
+    throw new BasinError('invalid_argument', `shardBytes must be a positive integer, found ${String(shardBytes)}`, { found: shardBytes });
+  }
+  if (!sharded) {
+    const st = await statOrNull(p);
+    const file = st?.isDirectory() ? path.join(p, DEFAULT_FILE) : p;
+    await writeSafetensors(file, tensors, metadata);
+    return { path: file, sharded: false, files: [file] };
+  }
+
+  let indexPath: string;
+  if (p.endsWith(INDEX_SUFFIX)) indexPath = p;
+  else if (p.endsWith('.safetensors')) indexPath = p + INDEX_SUFFIX;
+  else {
+    try {
+      await mkdir(p, { recursive: true });
+    } catch (e) {
+      throw fsError(e, p, 'create directory');
+    }
+    indexPath = path.join(p, DEFAULT_INDEX);
+  }
+  const dir = path.dirname(indexPath);
+  const prefix = path.basename(indexPath).slice(0, -INDEX_SUFFIX.length).replace(/\.safetensors$/, '') || 'model';
+
+  // Plan every shard before writing a byte: all validation errors come first.
+  const sizes = validateTensors(indexPath, tensors, metadata);
+  const limit = shardBytes ?? Infinity;
+  const groups: TensorToWrite[][] = [];
+  let current: TensorToWrite[] = [];
+  let size = 0;
+  let total = 0;
+  for (const t of tensors) {
+    const nbytes = sizes.get(t)!;
+    if (current.length > 0 && size + nbytes > limit) {
+      groups.push(current);
+      current = [];
+      size = 0;
+    }
+    current.push(t);
+    size += nbytes;
+    total += nbytes;
+  }
+  if (current.length > 0 || groups.length === 0) groups.push(current);
+  const files = groups.map((_, k) => path.join(dir, shardName(prefix, k + 1, groups.length)));
+  const plans = groups.map((g, k) => planSafetensors(files[k]!, g, metadata));
+
+  const byName = (a: [string, unknown], b: [string, unknown]) => compareCodePoints(a[0], b[0]);
+  const weightMap: [string, string][] = groups.flatMap((g, k) => g.map((t): [string, string] => [t.name, path.basename(files[k]!)])).sort(byName);
+  const indexMeta: [string, string | number][] = Object.entries(metadata ?? {}).filter(([k]) => k !== 'total_size');
+  indexMeta.push(['total_size', total]);
+  indexMeta.sort(byName);
+  const indexBytes = new TextEncoder().encode(`{\n  "metadata": ${jsonObject(indexMeta, 2)},\n  "weight_map": ${jsonObject(weightMap, 2)}\n}\n`);
+
+  const staged: StagedFile[] = [];
+  try {
+    for (let k = 0; k < plans.length; k++) {
+      const plan = plans[k]!;
+      staged.push(await stageFile(files[k]!, (write) => writePlan(plan, write)));
+    }
+    const index = await stageFile(indexPath, [indexBytes]);
+    staged.push(index);
+    for (const s of staged) await s.commit();
+  } catch (e) {
+    await Promise.all(staged.map((s) => s.discard()));
+    throw e;
+  }
+  return { path: indexPath, sharded: true, files: [...files, indexPath] };
+}
