@@ -102,6 +102,18 @@ export function axisToRows(t: Tensor, axis: number): { rows: number; cols: numbe
   if (a === 0) return { rows: n, cols, data: t.data };
   const out = new Float32Array(t.data.length);
   const src = t.data;
+  if (inner === 1) {
+    // a transpose of [outer, n]: walk it in tiles so both sides stay in cache
+    const B = 32;
+    for (let o0 = 0; o0 < outer; o0 += B) {
+      const o1 = Math.min(o0 + B, outer);
+      for (let i0 = 0; i0 < n; i0 += B) {
+        const i1 = Math.min(i0 + B, n);
+        for (let o = o0; o < o1; o++) for (let i = i0; i < i1; i++) out[i * cols + o] = src[o * n + i]!;
+      }
+    }
+    return { rows: n, cols, data: out };
+  }
   for (let o = 0; o < outer; o++) {
     for (let i = 0; i < n; i++) {
       const s = (o * n + i) * inner;

@@ -1,0 +1,120 @@
+/**
+ * Weight matching as users run it: the whole `basin align` process against the whole seed process (PyTorch +
+ * scipy, bench/seed_weight_matching.py) on the same checkpoints, each timed from spawn to exit.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { BenchContext } from './run.js';
+import { writeCheckpoint } from '../src/io/checkpoint.js';
+import { mlpSpec } from '../src/spec/mlp.js';
+import { formatTable } from '../src/report/table.js';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const cli = path.join(root, 'dist/src/cli/main.js');
+const fixtures = path.resolve(root, '../shared/fixtures');
+
+function gaussian(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  const u = () => {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    return (s + 0.5) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
+}
+
+/** A random 784-512-512-512-10 MLP with torch names and Kaiming-like scales. */
+async function randomMlp(file: string, seed: number): Promise<void> {
+  const widths = [784, 512, 512, 512, 10];
+  const g = gaussian(seed);
+  const tensors = [];
+  for (let i = 0; i < 4; i++) {
+    const name = i < 3 ? `layers.${i}` : 'head';
+    const [inn, out] = [widths[i]!, widths[i + 1]!];
+    const w = new Float32Array(out * inn).map(() => g() / Math.sqrt(inn));
+    const b = new Float32Array(out).map(() => g() * 0.01);
+    tensors.push({ name: `${name}.weight`, dtype: 'F32' as const, shape: [out, inn], data: w });
+    tensors.push({ name: `${name}.bias`, dtype: 'F32' as const, shape: [out], data: b });
+  }
+  await writeCheckpoint(file, tensors);
+}
+
+function timeProcess(cmd: string, args: string[]): { seconds: number; stdout: string } {
+  const t0 = performance.now();
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 1 << 26 });
+  const seconds = (performance.now() - t0) / 1000;
+  if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${r.stderr}`);
+  return { seconds, stdout: r.stdout };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+export async function run(ctx: BenchContext): Promise<void> {
+  const pairs: { label: string; a: string; b: string; spec: string }[] = [];
+  const ra = path.join(ctx.outDir, 'rand_mlp512_a.safetensors');
+  const rb = path.join(ctx.outDir, 'rand_mlp512_b.safetensors');
+  await randomMlp(ra, 1);
+  await randomMlp(rb, 2);
+  const rspec = path.join(ctx.outDir, 'rand_mlp512_spec.json');
+  const shapes = new Map<string, number[]>([
+    ['layers.0.weight', [512, 784]], ['layers.0.bias', [512]], ['layers.1.weight', [512, 512]], ['layers.1.bias', [512]],
+    ['layers.2.weight', [512, 512]], ['layers.2.bias', [512]], ['head.weight', [10, 512]], ['head.bias', [10]],
+  ]);
+  writeFileSync(rspec, JSON.stringify(mlpSpec(shapes)));
+  pairs.push({ label: 'random 784-512-512-512-10', a: ra, b: rb, spec: rspec });
+  const trained = path.join(ctx.outDir, 'mlp512_seed0.safetensors');
+  if (existsSync(trained)) {
+    pairs.push({ label: 'trained 784-512-512-512-10', a: trained, b: path.join(ctx.outDir, 'mlp512_seed1.safetensors'), spec: path.join(ctx.outDir, 'mlp512_spec.json') });
+  } else {
+    console.log('(trained 784-512x3 pair not found: run `sh scripts/train_bench_mlps.sh` to add it)');
+  }
+  if (existsSync(path.join(fixtures, 'mlp_small_seed0.safetensors'))) {
+    pairs.push({ label: 'fixture mlp_small 784-128-128-10', a: path.join(fixtures, 'mlp_small_seed0.safetensors'), b: path.join(fixtures, 'mlp_small_seed1.safetensors'), spec: path.join(fixtures, 'mlp_small_spec.json') });
+  }
+  const py = ctx.python(['torch', 'scipy', 'numpy']);
+  if (!py) console.log('(python3 with torch + scipy not found: the seed baseline is skipped; apt-get install python3-torch python3-scipy)');
+  const seedScript = path.join(root, 'bench/seed_weight_matching.py');
+  const rows: (string | number)[][] = [];
+  const runs = 3;
+  for (const p of pairs) {
+    const out = path.join(ctx.outDir, 'aligned.safetensors');
+    const report = path.join(ctx.outDir, 'aligned_report.json');
+    const ours: number[] = [];
+    let objective = NaN;
+    let sweeps = 0;
+    for (let i = 0; i < runs; i++) {
+      ours.push(timeProcess(process.execPath, [cli, 'align', p.a, p.b, '-o', out, '--spec', p.spec, '--report', report]).seconds);
+      const rep = JSON.parse((await import('node:fs')).readFileSync(report, 'utf8'));
+      objective = rep.objective_after;
+      sweeps = rep.sweeps.length;
+    }
+    let seedTime = NaN;
+    let seedObjective = NaN;
+    let seedSweeps = 0;
+    if (py) {
+      const times: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const r = timeProcess(py, [seedScript, p.a, p.b, p.spec, path.join(ctx.outDir, 'seed_aligned.safetensors'), '--seed', '0']);
+        times.push(r.seconds);
+        const line = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        seedObjective = line.objective_after;
+        seedSweeps = line.sweeps?.length ?? line.sweeps;
+      }
+      seedTime = median(times);
+    }
+    const t = median(ours);
+    rows.push([p.label, t, seedTime, seedTime / t, objective, seedObjective, `${sweeps} / ${seedSweeps}`]);
+  }
+  console.log(`whole-process wall time, median of ${runs} runs (basin: node dist/src/cli/main.js align; seed: python3 bench/seed_weight_matching.py)`);
+  console.log(
+    formatTable(['pair', 'basin s', 'seed s', 'seed/basin', 'objective basin', 'objective seed', 'sweeps b/s'], rows, { digits: 3 }),
+  );
+}
