@@ -1,0 +1,238 @@
+/**
+ * inferPermutationSpec: from an ONNX graph and the real shapes of its values to the permutation spec (which
+ * weight axes share one hidden-unit permutation) with a report per group. Nothing here guesses from names: each
+ * op's rule says how permutations pass through it; an op without a rule, a graph input or output, or a reshape the
+ * spec cannot express freezes what it touches, and the report says which node did and why.
+ */
+import onnxproto from 'onnx-proto';
+import type { PermInfo, PermRef, PermutationSpecJson, FrozenAxis, PermPoint } from '../spec/types.js';
+import type { DimId, NoteTag } from './dims.js';
+import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
+import { Resolver, exprKey, type Expr } from './resolve.js';
+import { trace, type Facts } from './trace.js';
+import type { FrozenGroupReport, GroupMember, GroupReport, InferResult } from './types.js';
+
+const { onnx } = onnxproto;
+
+export type ModelInput = onnxproto.onnx.IModelProto | Uint8Array;
+
+export function decodeModel(model: ModelInput): onnxproto.onnx.IModelProto {
+  return model instanceof Uint8Array ? onnx.ModelProto.decode(model) : model;
+}
+
+export function inferPermutationSpec(model: ModelInput, facts: Facts): InferResult {
+  const gv = graphView(decodeModel(model));
+  const dg = trace(gv, facts);
+  const weights = weightOrder(gv);
+  const weightDims: DimId[] = [];
+  const valueDims = new Map<string, DimId[]>();
+  for (let d = 0; d < dg.count; d++) {
+    const v = dg.value[d];
+    if (v === undefined) continue;
+    const list = valueDims.get(v);
+    if (list) list.push(d);
+    else valueDims.set(v, [d]);
+    if (gv.tensors.has(v)) weightDims.push(d);
+  }
+  const res = new Resolver(dg);
+  res.run(weightDims, valueDims);
+
+  // names: base perms P_0, P_1, ... in order of first use by a weight (graph order); derived perms named after them
+  const names = new Map<string, string>();
+  const infos = new Map<string, PermInfo>();
+  const exprs = new Map<string, Expr>();
+  const ties = new Map<DimId, string>();
+  let nextBase = 0;
+  const nameOf = (e: Expr): string => {
+    const k = exprKey(e);
+    const known = names.get(k);
+    if (known) return known;
+    let name: string;
+    let info: PermInfo;
+    switch (e.kind) {
+      case 'base':
+        name = `P_${nextBase++}`;
+        info = { size: e.size };
+        break;
+      case 'heads': {
+        name = `P_${nextBase++}`;
+        let tie = ties.get(e.h);
+        if (!tie) {
+          tie = `heads_${ties.size}`;
+          ties.set(e.h, tie);
+        }
+        info = { size: e.size, heads: { count: e.count, tie } };
+        break;
+      }
+      case 'expand': {
+        const of = nameOf(e.of);
+        name = `${of}x${e.inner}`;
+        info = { size: e.size, expand: { of, inner: e.inner } };
+        break;
+      }
+      case 'concat': {
+        const parts = e.parts.map((p) => (typeof p === 'number' ? p : nameOf(p)));
+        name = `cat(${parts.join(',')})`;
+        info = { size: e.size, concat: parts };
+        break;
+      }
+      default:
+        throw new Error('frozen expressions have no name');
+    }
+    names.set(k, name);
+    infos.set(name, info);
+    exprs.set(name, e);
+    return name;
+  };
+
+  const axesToPerm: Record<string, PermRef[]> = {};
+  const frozen: FrozenAxis[] = [];
+  const members = new Map<string, GroupMember[]>();
+  const frozenClasses = new Map<DimId, FrozenGroupReport>();
+  for (const w of weights) {
+    const t = gv.tensors.get(w)!;
+    if (!FLOAT_TYPES.has(t.dataType) || t.dims.length === 0) continue;
+    const refs: PermRef[] = t.dims.map((size, axis) => {
+      const d = dg.lookup(w, axis);
+      if (size <= 1 || d === undefined) {
+        if (size > 1) frozen.push({ tensor: w, axis, reason: 'not reached by any node' });
+        return null;
+      }
+      const e = res.expr(d);
+      if (e.kind === 'frozen') {
+        const why = res.reason(d) ?? { reason: 'frozen' };
+        frozen.push({ tensor: w, axis, ...(why.node ? { node: why.node } : {}), reason: why.reason });
+        const root = dg.find(d);
+        let fg = frozenClasses.get(root);
+        if (!fg) {
+          fg = { size, members: [], ...(why.node ? { node: why.node } : {}), reason: why.reason };
+          frozenClasses.set(root, fg);
+        }
+        fg.members.push({ tensor: w, axis });
+        return null;
+      }
+      const name = nameOf(e);
+      if (!members.has(name)) members.set(name, []);
+      members.get(name)!.push({ tensor: w, axis });
+      return name;
+    });
+    if (t.source === 'initializer' || refs.some((r) => r !== null)) axesToPerm[w] = refs;
+  }
+
+  // activation points: every float activation axis whose class resolves to a named perm
+  const points = new Map<string, PermPoint[]>();
+  for (const [value, dims] of valueDims) {
+    if (gv.tensors.has(value)) continue;
+    for (const d of dims) {
+      if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
+      const e = res.expr(d);
+      if (e.kind === 'frozen') continue;
+      const name = names.get(exprKey(e));
+      if (!name) continue;
+      if (!points.has(name)) points.set(name, []);
+      points.get(name)!.push({ value, axis: dg.axis[d]! });
+    }
+  }
+
+  const groups: GroupReport[] = [];
+  for (const [name, info] of infos) {
+    const e = exprs.get(name)!;
+    const description = describe(e, dg, res, names, infos);
+    info.description = description;
+    const pts = points.get(name) ?? [];
+    if (pts.length) info.points = pts;
+    const kind = e.kind === 'base' ? 'free' : (e.kind as GroupReport['kind']);
+    const g: GroupReport = { name, size: info.size, kind, members: members.get(name) ?? [], points: pts, description };
+    if (info.heads) g.heads = info.heads;
+    if (kind === 'expand' || kind === 'concat') g.follows = [...new Set(baseNames(e, names))];
+    groups.push(g);
+  }
+  const perms: Record<string, PermInfo> = {};
+  for (const [name, info] of infos) perms[name] = info;
+  const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
+  if (frozen.length) spec.frozen = frozen;
+  return { spec, groups, frozen: [...frozenClasses.values()] };
+}
+
+/** Weights in order of first use by a node, then unused initializers. */
+function weightOrder(gv: GraphView): string[] {
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const add = (v: string): void => {
+    if (gv.tensors.has(v) && !seen.has(v)) {
+      seen.add(v);
+      order.push(v);
+    }
+  };
+  for (const n of gv.nodes) for (const i of n.inputs) add(i);
+  for (const v of gv.tensors.keys()) add(v);
+  return order;
+}
+
+function baseNames(e: Expr, names: Map<string, string>): string[] {
+  if (e.kind === 'base' || e.kind === 'heads') return [names.get(exprKey(e))!];
+  if (e.kind === 'expand') return baseNames(e.of, names);
+  if (e.kind === 'concat') return e.parts.flatMap((p) => (typeof p === 'number' ? [] : baseNames(p, names)));
+  return [];
+}
+
+function notesOf(dg: import('./dims.js').DimGraph, root: DimId): Map<NoteTag, string[]> {
+  const out = new Map<NoteTag, string[]>();
+  for (const [d, list] of dg.notes) {
+    if (dg.find(d) !== root) continue;
+    for (const n of list) {
+      if (!out.has(n.tag)) out.set(n.tag, []);
+      const nodes = out.get(n.tag)!;
+      if (!nodes.includes(n.node)) nodes.push(n.node);
+    }
+  }
+  return out;
+}
+
+function scope(node: string): string {
+  const i = node.lastIndexOf('/');
+  return i > 0 ? node.slice(0, i) : node;
+}
+
+function describe(e: Expr, dg: import('./dims.js').DimGraph, res: Resolver, names: Map<string, string>, infos: Map<string, PermInfo>): string {
+  switch (e.kind) {
+    case 'base': {
+      const notes = notesOf(dg, e.root);
+      const adds = notes.get('residual') ?? [];
+      const norms = new Set((notes.get('norm') ?? []).map(scope));
+      const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
+      if (adds.length) {
+        const extra = norms.size ? `, ${plural(norms.size, 'LayerNorm')}` : '';
+        return `residual stream (${plural(adds.length, 'Add')}${extra})`;
+      }
+      const linear = notes.get('linear');
+      if (linear) return `hidden units of ${linear[0]}`;
+      const conv = notes.get('conv');
+      if (conv) return `channels of ${conv[0]}`;
+      const emb = notes.get('embedding');
+      if (emb) return `embedding features of ${emb[0]}`;
+      if (norms.size) return `features normalized by ${[...norms][0]}`;
+      return `permutation of ${e.size}`;
+    }
+    case 'heads': {
+      const shape = `${e.count} heads × ${e.size / e.count}`;
+      const att = notesOf(dg, e.d).get('attention');
+      if (att) return `attention heads of ${att[0]}, query/key (${shape})`;
+      // the value/output side: name the attention through the query/key perm with the same heads
+      for (const [d, h] of res.pairs) {
+        if (h !== e.h || d === e.d) continue;
+        const other = notesOf(dg, d).get('attention');
+        if (other) return `attention heads of ${other[0]}, value/output (${shape})`;
+      }
+      return `attention heads (${shape})`;
+    }
+    case 'expand': {
+      const of = names.get(exprKey(e.of))!;
+      return `${of} repeated over ${e.inner} inner positions (${infos.get(of)?.description ?? of}, flattened)`;
+    }
+    case 'concat':
+      return `blocks ${e.parts.map((p) => (typeof p === 'number' ? `${p} fixed` : names.get(exprKey(p)))).join(' | ')}`;
+    default:
+      return '';
+  }
+}

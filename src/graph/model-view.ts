@@ -1,0 +1,186 @@
+/**
+ * A read-only view of an ONNX graph for the tracer: nodes in order with decoded attributes, the float weights
+ * (initializers and Constant-node tensors, the latter named by their output), graph inputs and outputs, the
+ * default-domain opset, and the integer constants a rule may need (Slice bounds, axes inputs).
+ */
+import onnxproto from 'onnx-proto';
+import { BasinError, q } from '../errors.js';
+
+const { onnx } = onnxproto;
+type IModelProto = onnxproto.onnx.IModelProto;
+type IAttributeProto = onnxproto.onnx.IAttributeProto;
+type ITensorProto = onnxproto.onnx.ITensorProto;
+type IGraphProto = onnxproto.onnx.IGraphProto;
+
+const DT = onnx.TensorProto.DataType;
+/** ONNX element types the tracer treats as float activations/weights. */
+export const FLOAT_TYPES: ReadonlySet<number> = new Set([DT.FLOAT, DT.FLOAT16, DT.DOUBLE, DT.BFLOAT16]);
+
+export interface NodeView {
+  index: number;
+  name: string;
+  opType: string;
+  domain: string;
+  inputs: string[];
+  outputs: string[];
+  attrs: Map<string, IAttributeProto>;
+  /** Outer-scope values read by this node's subgraphs (If/Loop/Scan bodies). */
+  captured: string[];
+}
+
+export interface WeightView {
+  name: string;
+  dims: number[];
+  dataType: number;
+  source: 'initializer' | 'constant';
+  /** For Constant-node tensors, the node that holds it. */
+  node?: string;
+}
+
+export interface GraphView {
+  nodes: NodeView[];
+  /** Every initializer and every Constant-node tensor, by value name. */
+  tensors: Map<string, WeightView>;
+  /** Graph inputs that are not initializers. */
+  inputs: string[];
+  outputs: string[];
+  opset: number;
+  /** Integer-valued constants (int64/int32 initializers and Constant nodes), flattened. */
+  constInts: Map<string, number[]>;
+  /** Value name -> the node producing it. */
+  producer: Map<string, NodeView>;
+}
+
+export function graphView(model: IModelProto): GraphView {
+  const g = model.graph;
+  if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
+  let opset = -1;
+  for (const o of model.opsetImport ?? []) if (!o.domain || o.domain === 'ai.onnx') opset = Number(o.version ?? 0);
+  if (opset < 0) throw new BasinError('onnx_invalid', 'the ONNX model imports no default-domain (ai.onnx) opset', {});
+  if (opset < 9) {
+    throw new BasinError('onnx_unsupported_opset', `opset ${opset} is too old for the graph tracer; re-export with opset 9 or newer (torch.onnx.export(..., opset_version=17))`, {
+      found: opset,
+      expected: '>= 9',
+    });
+  }
+  const tensors = new Map<string, WeightView>();
+  const constInts = new Map<string, number[]>();
+  for (const t of g.initializer ?? []) {
+    const name = t.name ?? '';
+    tensors.set(name, { name, dims: dimsOf(t), dataType: t.dataType ?? 0, source: 'initializer' });
+    const ints = intData(t);
+    if (ints) constInts.set(name, ints);
+  }
+  const initNames = new Set(tensors.keys());
+  const nodes: NodeView[] = [];
+  const producer = new Map<string, NodeView>();
+  const known = new Set<string>([...initNames, ...(g.input ?? []).map((i) => i.name ?? '')]);
+  (g.node ?? []).forEach((n, index) => {
+    const attrs = new Map<string, IAttributeProto>();
+    for (const a of n.attribute ?? []) attrs.set(a.name ?? '', a);
+    const view: NodeView = {
+      index,
+      name: n.name || `${n.opType ?? 'node'}_${index}`,
+      opType: n.opType ?? '',
+      domain: n.domain && n.domain !== 'ai.onnx' ? n.domain : '',
+      inputs: [...(n.input ?? [])],
+      outputs: [...(n.output ?? [])],
+      attrs,
+      captured: [],
+    };
+    for (const a of n.attribute ?? []) {
+      for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) collectOuterReads(sub, known, view.captured);
+    }
+    for (const i of view.inputs) {
+      if (i && !known.has(i)) {
+        throw new BasinError('onnx_invalid', `node ${q(view.name)} reads ${q(i)} before any node produces it; the graph is not in topological order`, {
+          node: view.name,
+          tensor: i,
+        });
+      }
+    }
+    for (const o of view.outputs) {
+      if (o) {
+        known.add(o);
+        producer.set(o, view);
+      }
+    }
+    if (view.opType === 'Constant' && !view.domain) {
+      const value = attrs.get('value')?.t;
+      const out = view.outputs[0];
+      if (value && out) {
+        tensors.set(out, { name: out, dims: dimsOf(value), dataType: value.dataType ?? 0, source: 'constant', node: view.name });
+        const ints = intData(value);
+        if (ints) constInts.set(out, ints);
+      }
+      const vi = attrs.get('value_int');
+      if (vi && out) constInts.set(out, [Number(vi.i ?? 0)]);
+      const vis = attrs.get('value_ints');
+      if (vis && out) constInts.set(out, (vis.ints ?? []).map(Number));
+    }
+    nodes.push(view);
+  });
+  return {
+    nodes,
+    tensors,
+    inputs: (g.input ?? []).map((i) => i.name ?? '').filter((n) => !initNames.has(n)),
+    outputs: (g.output ?? []).map((o) => o.name ?? ''),
+    opset,
+    constInts,
+    producer,
+  };
+}
+
+function dimsOf(t: ITensorProto): number[] {
+  return (t.dims ?? []).map((d) => Number(d));
+}
+
+/** Integer tensor contents (int64/int32), or undefined for other types and for tensors too large to matter. */
+export function intData(t: ITensorProto): number[] | undefined {
+  const n = dimsOf(t).reduce((a, b) => a * b, 1);
+  if (n > 4096) return undefined;
+  if (t.dataType === DT.INT64) {
+    if (t.int64Data && t.int64Data.length) return t.int64Data.map((v) => Number(v));
+    if (t.rawData && t.rawData.length === n * 8) {
+      const dv = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength);
+      return Array.from({ length: n }, (_, i) => Number(dv.getBigInt64(i * 8, true)));
+    }
+    return n === 0 ? [] : undefined;
+  }
+  if (t.dataType === DT.INT32) {
+    if (t.int32Data && t.int32Data.length) return [...t.int32Data];
+    if (t.rawData && t.rawData.length === n * 4) {
+      const dv = new DataView(t.rawData.buffer, t.rawData.byteOffset, t.rawData.byteLength);
+      return Array.from({ length: n }, (_, i) => dv.getInt32(i * 4, true));
+    }
+    return n === 0 ? [] : undefined;
+  }
+  return undefined;
+}
+
+/** Names a subgraph reads that it does not define itself (implicit inputs from the outer scope). */
+function collectOuterReads(sub: IGraphProto, outer: Set<string>, into: string[]): void {
+  const local = new Set<string>([...(sub.input ?? []).map((i) => i.name ?? ''), ...(sub.initializer ?? []).map((t) => t.name ?? '')]);
+  for (const n of sub.node ?? []) {
+    for (const i of n.input ?? []) if (i && !local.has(i) && outer.has(i) && !into.includes(i)) into.push(i);
+    for (const a of n.attribute ?? []) {
+      for (const g of [a.g, ...(a.graphs ?? [])]) if (g) collectOuterReads(g, outer, into);
+    }
+    for (const o of n.output ?? []) local.add(o);
+  }
+}
+
+export function attrInt(node: NodeView, name: string, dflt: number): number {
+  const a = node.attrs.get(name);
+  return a?.i !== undefined && a.i !== null ? Number(a.i) : dflt;
+}
+
+export function attrInts(node: NodeView, name: string): number[] | undefined {
+  const a = node.attrs.get(name);
+  return a ? (a.ints ?? []).map(Number) : undefined;
+}
+
+export function attrFloat(node: NodeView, name: string, dflt: number): number {
+  const a = node.attrs.get(name);
+  return a?.f !== undefined && a.f !== null ? a.f : dflt;
+}
