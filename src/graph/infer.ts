@@ -5,6 +5,8 @@
  * spec cannot express freezes what it touches, and the report says which node did and why.
  */
 import onnxproto from 'onnx-proto';
+import { BasinError } from '../errors.js';
+import { OnnxModel } from '../onnx/model.js';
 import type { PermInfo, PermRef, PermutationSpecJson, FrozenAxis, PermPoint } from '../spec/types.js';
 import type { DimId, NoteTag } from './dims.js';
 import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
@@ -14,13 +16,37 @@ import type { FrozenGroupReport, GroupMember, GroupReport, InferResult } from '.
 
 const { onnx } = onnxproto;
 
-export type ModelInput = onnxproto.onnx.IModelProto | Uint8Array;
+/** A loaded model, a decoded ModelProto, or ONNX bytes. */
+export type ModelInput = OnnxModel | onnxproto.onnx.IModelProto | Uint8Array;
 
 export function decodeModel(model: ModelInput): onnxproto.onnx.IModelProto {
-  return model instanceof Uint8Array ? onnx.ModelProto.decode(model) : model;
+  if (model instanceof OnnxModel) return model.proto;
+  if (model instanceof Uint8Array) {
+    try {
+      return onnx.ModelProto.decode(model);
+    } catch (e) {
+      throw new BasinError('onnx_invalid', `not a valid ONNX model: ${(e as Error).message}`, {});
+    }
+  }
+  return model;
 }
 
-export function inferPermutationSpec(model: ModelInput, facts: Facts): InferResult {
+/** Shapes and element types as `traceValues` (src/onnx/session.ts) reports them. */
+export type TracedValues = ReadonlyMap<string, { readonly dims: readonly number[]; readonly type: string }>;
+
+/**
+ * Infer the permutation spec of a model from the real shapes of its values: a `probeModel` result (shapes, types
+ * and the contents of small integer values such as Slice bounds computed from Shape), or `traceValues` output (then
+ * only constant Slice bounds are known; computed ones freeze the sliced axis).
+ */
+export function inferPermutationSpec(model: ModelInput, values: Facts | TracedValues): InferResult {
+  const facts: Facts =
+    values instanceof Map
+      ? {
+          shapes: new Map([...(values as TracedValues)].map(([k, v]) => [k, v.dims])),
+          dtypes: new Map([...(values as TracedValues)].map(([k, v]) => [k, v.type])),
+        }
+      : (values as Facts);
   const gv = graphView(decodeModel(model));
   const dg = trace(gv, facts);
   const weights = weightOrder(gv);

@@ -6,6 +6,7 @@
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
+import { OnnxModel } from '../onnx/model.js';
 
 const { onnx } = onnxproto;
 const DT = onnx.TensorProto.DataType;
@@ -43,8 +44,8 @@ export function isFloatType(t: string | undefined): boolean {
  * Random feeds for a model's graph inputs: floats uniform in [0, 1), integers 0, booleans false. Dynamic dims are
  * `batch` on axis 0 and 3 elsewhere.
  */
-export function sampleFeeds(model: onnxproto.onnx.IModelProto, batch = 2, seed = 1): Feeds {
-  const g = model.graph;
+export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch = 2, seed = 1): Feeds {
+  const g = (input instanceof OnnxModel ? input.proto : input).graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
   let s = seed >>> 0 || 1;
@@ -94,10 +95,12 @@ export function sampleFeeds(model: onnxproto.onnx.IModelProto, batch = 2, seed =
 }
 
 /** Run the model once exposing every node output; returns shapes, element types and small integer contents. */
-export async function probeModel(model: onnxproto.onnx.IModelProto, feeds?: Feeds): Promise<ProbeResult> {
+export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, feeds?: Feeds): Promise<ProbeResult> {
+  // external data is inlined so onnxruntime can run the copy from memory
+  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: true }) : onnx.ModelProto.encode(input).finish());
+  const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
-  const copy = onnx.ModelProto.decode(onnx.ModelProto.encode(model).finish());
   const cg = copy.graph!;
   const outputs = (cg.output ??= []);
   const have = new Set(outputs.map((o) => o.name));
@@ -109,12 +112,12 @@ export async function probeModel(model: onnxproto.onnx.IModelProto, feeds?: Feed
       }
     }
   }
-  const input = feeds ?? sampleFeeds(model);
+  const feedsUsed = feeds ?? sampleFeeds(model);
   let session: ort.InferenceSession;
   let results: ort.InferenceSession.OnnxValueMapType;
   try {
     session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), { logSeverityLevel: 3 });
-    results = await session.run(input);
+    results = await session.run(feedsUsed);
   } catch (e) {
     throw new BasinError('onnx_runtime', `onnxruntime could not run the model to read its value shapes: ${(e as Error).message}`, {});
   }
@@ -123,7 +126,7 @@ export async function probeModel(model: onnxproto.onnx.IModelProto, feeds?: Feed
     out.shapes.set(t.name ?? '', (t.dims ?? []).map(Number));
     out.dtypes.set(t.name ?? '', TYPE_NAMES[t.dataType ?? 0] ?? `type${t.dataType}`);
   }
-  for (const [name, t] of Object.entries(input)) {
+  for (const [name, t] of Object.entries(feedsUsed)) {
     out.shapes.set(name, [...t.dims]);
     out.dtypes.set(name, t.type);
   }
