@@ -87,12 +87,18 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions & VerifyOptions & { specLabel?: string } = {},
+  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: 'weight' | 'activation'; data?: string; limit?: number } = {},
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
   const spec = await resolveSpec(a, specSource, opts.specLabel);
-  const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
-  const match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
+  let match: MatchingResult;
+  if (opts.method === 'activation') {
+    if (!opts.data) throw new BasinError('invalid_argument', 'activation matching needs data', {});
+    match = await ACTIVATION_MATCHING(spec, a, b, opts.data, opts);
+  } else {
+    const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
+    match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
+  }
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts);
   return { aligned, spec, match, verify };
@@ -126,3 +132,8 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
 }
 
 export { loadOnnx };
+
+/** Activation matching, wired in once src/match/activation-matching.ts lands. */
+async function ACTIVATION_MATCHING(_spec: PermutationSpec, _a: OnnxModel, _b: OnnxModel, _data: string, _opts: MatchOptions & { limit?: number }): Promise<MatchingResult> {
+  throw new BasinError('invalid_argument', 'activation matching is not available yet', {});
+}

@@ -1,47 +1,101 @@
 import type { Command } from 'commander';
 import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
 import { alignCheckpoints } from '../../align/align-checkpoints.js';
+import { alignOnnxModels } from '../../align/align-onnx.js';
+import { graphSpec } from '../../align/infer-spec.js';
+import { loadOnnx } from '../../onnx/model.js';
 import { BasinError } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
+import type { SweepInfo } from '../../match/weight-matching.js';
+
+interface AlignOptions {
+  out: string;
+  spec?: string;
+  arch?: string;
+  method: string;
+  data?: string;
+  limit: number;
+  seed: number;
+  maxIter: number;
+  report?: string;
+}
+
+function sweepLogger(): (info: SweepInfo) => void {
+  let last = 0;
+  return ({ sweep, objective, seconds, changed }) => {
+    const gain = last ? ` (${objective >= last ? '+' : ''}${(((objective - last) / Math.abs(last)) * 100).toFixed(3)}%)` : '';
+    log(`sweep ${sweep + 1}: objective ${objective.toPrecision(8)}${gain}, ${changed} permutation(s) changed, ${fmtSeconds(seconds)}`);
+    last = objective;
+  };
+}
+
+const isOnnx = (p: string) => p.toLowerCase().endsWith('.onnx');
 
 export function register(program: Command): void {
   program
     .command('align')
     .description('permute model B so its hidden units line up with model A (B still computes exactly the same function)')
-    .argument('<A>', 'reference model (.safetensors, sharded index.json)')
-    .argument('<B>', 'model to permute')
+    .argument('<A>', 'reference model (.onnx, .safetensors, or a sharded index.json)')
+    .argument('<B>', 'model to permute (same architecture and format as A)')
     .requiredOption('-o, --out <path>', 'where to write the aligned B')
-    .option('--spec <spec.json>', 'permutation spec ({"axes_to_perm": …}, torch [out, in] layouts)')
-    .option('--arch <arch>', "derive the spec from names and shapes ('mlp': a plain stack of Linear layers)")
-    .option('--method <method>', 'matching method: weight', 'weight')
+    .option('--spec <spec.json>', 'permutation spec ({"axes_to_perm": …}, torch [out, in] layouts); ONNX models infer it from the graph by default')
+    .option('--arch <arch>', "safetensors: derive the spec from names and shapes ('mlp': a plain stack of Linear layers)")
+    .option('--method <method>', 'matching method: weight | activation (needs --data)', 'weight')
+    .option('--data <path>', 'data for activation matching (safetensors input/label, .npy, MNIST idx folder)')
+    .option('--limit <n>', 'samples of --data to use', parseIntOption('--limit', 1), 2000)
     .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed'), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
     .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
     .action(
-      action(async (aPath: string, bPath: string, o: { out: string; spec?: string; arch?: string; method: string; seed: number; maxIter: number; report?: string }) => {
-        if (Boolean(o.spec) === Boolean(o.arch)) {
-          throw new BasinError('invalid_argument', 'give exactly one of --spec SPEC.json or --arch mlp', {});
+      action(async (aPath: string, bPath: string, o: AlignOptions) => {
+        if (!['weight', 'activation'].includes(o.method)) throw new BasinError('invalid_argument', `unknown --method '${o.method}' (known: weight, activation)`, {});
+        if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
+        const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
+        if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${aPath} and ${bPath}`, {});
+        let report: Record<string, unknown>;
+        if (isOnnx(aPath)) {
+          if (o.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', {});
+          const a = await loadOnnx(aPath);
+          const b = await loadOnnx(bPath);
+          const started = performance.now();
+          const r = await alignOnnxModels(a, b, specJson ?? graphSpec, {
+            specLabel: o.spec,
+            seed: o.seed,
+            maxIter: o.maxIter,
+            onSweep: sweepLogger(),
+            method: o.method as 'weight' | 'activation',
+            data: o.data,
+            limit: o.limit,
+          });
+          log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.maxRel.toExponential(2)}`);
+          await r.aligned.save(o.out);
+          report = {
+            method: o.method,
+            a: aPath,
+            b: bPath,
+            out: o.out,
+            perms: Object.fromEntries([...r.match.perms].map(([k, v]) => [k, Array.from(v)])),
+            objective_before: r.match.objectiveBefore,
+            objective_after: r.match.objectiveAfter,
+            sweeps: r.match.sweeps,
+            seconds: (performance.now() - started) / 1000,
+            // scalar constants (LayerNorm eps, GELU factors) are not worth listing
+            unpermuted: a.weights().filter((n) => !r.spec.axesToPerm.has(n) && a.weightInfo(n).shape.some((d) => d > 1)),
+            verify: { samples: r.verify.samples, max_abs: r.verify.maxAbs, max_rel: r.verify.maxRel },
+            spec: r.spec.toJson(),
+          };
+        } else {
+          if (o.method !== 'weight') throw new BasinError('invalid_argument', 'activation matching runs a graph: use ONNX models', {});
+          if (Boolean(specJson) === Boolean(o.arch)) throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json or --arch mlp', {});
+          if (o.arch && o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
+          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec: specJson ?? 'mlp', specSource: o.spec, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
         }
-        if (o.arch && o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
-        if (o.method !== 'weight') throw new BasinError('invalid_argument', `unknown --method '${o.method}' for checkpoints (known: weight)`, {});
-        const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : 'mlp';
-        let last = 0;
-        const report = await alignCheckpoints(aPath, bPath, o.out, {
-          spec,
-          specSource: o.spec,
-          seed: o.seed,
-          maxIter: o.maxIter,
-          onSweep: ({ sweep, objective, seconds, changed }) => {
-            const gain = last ? ` (${objective >= last ? '+' : ''}${(((objective - last) / Math.abs(last)) * 100).toFixed(3)}%)` : '';
-            log(`sweep ${sweep + 1}: objective ${objective.toPrecision(8)}${gain}, ${changed} permutation(s) changed, ${fmtSeconds(seconds)}`);
-            last = objective;
-          },
-        });
+        const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
         log(
-          `aligned ${Object.keys(report.perms).length} permutation(s) in ${report.sweeps.length} sweep(s), ${fmtSeconds(report.seconds)}: ` +
-            `objective ${report.objective_before.toPrecision(8)} -> ${report.objective_after.toPrecision(8)}`,
+          `aligned ${Object.keys(r.perms).length} permutation(s) in ${r.sweeps.length} sweep(s), ${fmtSeconds(r.seconds)}: ` +
+            `objective ${r.objective_before.toPrecision(8)} -> ${r.objective_after.toPrecision(8)}`,
         );
-        if (report.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${report.unpermuted.join(', ')}`);
+        if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.join(', ') : `${r.unpermuted.slice(0, 12).join(', ')}, … (${r.unpermuted.length})`}`);
         log(`wrote ${o.out}`);
         if (o.report) {
           await writeJson(o.report, report);

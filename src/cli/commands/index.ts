@@ -2,5 +2,8 @@
 import type { Command } from 'commander';
 import * as align from './align.js';
 import * as spec from './spec.js';
+import * as inspect from './inspect.js';
+import * as permute from './permute.js';
+import * as verify from './verify.js';
 
-export const COMMANDS: { register: (program: Command) => void }[] = [align, spec];
+export const COMMANDS: { register: (program: Command) => void }[] = [align, inspect, permute, verify, spec];
