@@ -8,3 +8,11 @@ export { writeFileAtomic, type ChunkSink, type ChunkSource } from './io/atomic.j
 export { interpolationChart, barrierOf, escapeXml, type InterpolationChartInput, type InterpolationCurve, type Barrier } from './report/plot.js';
 export { svgToPng, writeChart, type PngOptions } from './report/png.js';
 export { formatTable, formatMarkdownTable, type TableOptions, type TableCell, type TableAlign } from './report/table.js';
+export { OnnxModel, loadOnnx, saveOnnx, onnxTypeName, MIN_OPSET, MAX_OPSET, KNOWN_DOMAINS, type WeightInfo, type WeightStorage, type ValueDesc, type FromBytesOptions } from './onnx/model.js';
+export { GraphBuilder, attr, tensorProto, irVersionFor, type Dim, type IntValues, type AttrValue, type TensorStorageOptions, type ExternalOptions } from './onnx/build.js';
+export { OnnxSession, createSession, valueShapes, traceValues, toTensor, type Feed, type RawValue, type OrtType, type CreateSessionOptions, type TracedValue } from './onnx/session.js';
+export { openDataset } from './data/open.js';
+export { parseNpyHeader, readNpyHeader, type NpyHeader } from './data/npy.js';
+export type { Dataset, Batch, OpenDatasetOptions } from './data/dataset.js';
+export { evaluate, checkInputFits, type EvaluateOptions } from './eval/evaluate.js';
+export { evaluateLogits, type EvalResult } from './eval/metrics.js';

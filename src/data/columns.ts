@@ -1,0 +1,119 @@
+/**
+ * Data sets whose inputs and labels are row-major arrays at known offsets of files (safetensors tensors, .npy
+ * arrays): each batch is two positioned reads, so nothing but the current batch is in memory.
+ */
+import { open, type FileHandle } from 'node:fs/promises';
+import { DTYPES, type DType } from '../dtype.js';
+import { BasinError, q } from '../errors.js';
+import { fsError } from '../io/atomic.js';
+import { decodeFloat32 } from '../io/safetensors.js';
+import { Tensor, numel } from '../tensor/tensor.js';
+import { checkBatchSize, toLabels, type Batch, type Dataset } from './dataset.js';
+
+/** One array in a file: `shape[0]` rows starting at absolute byte `offset`. */
+export interface Column {
+  readonly file: string;
+  /** Name for messages: the tensor name or the file's own name. */
+  readonly field: string;
+  readonly offset: number;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+export class ColumnDataset implements Dataset {
+  readonly source: string;
+  readonly format: 'safetensors' | 'npy';
+  readonly size: number;
+  readonly inputShape: readonly number[];
+  readonly inputDType: DType;
+  private readonly input: Column;
+  private readonly label: Column;
+
+  constructor(source: string, format: 'safetensors' | 'npy', input: Column, label: Column, size: number) {
+    this.source = source;
+    this.format = format;
+    this.input = input;
+    this.label = label;
+    this.size = size;
+    this.inputShape = Object.freeze(input.shape.slice(1));
+    this.inputDType = input.dtype;
+  }
+
+  async *batches(batchSize: number): AsyncGenerator<Batch> {
+    checkBatchSize(batchSize);
+    const handles = new Map<string, FileHandle>();
+    const handle = async (file: string): Promise<FileHandle> => {
+      let fh = handles.get(file);
+      if (!fh) {
+        try {
+          fh = await open(file, 'r');
+        } catch (e) {
+          throw fsError(e, file, 'open');
+        }
+        handles.set(file, fh);
+      }
+      return fh;
+    };
+    try {
+      for (let start = 0; start < this.size; start += batchSize) {
+        const count = Math.min(batchSize, this.size - start);
+        const x = await readRows(await handle(this.input.file), this.input, start, count);
+        const y = await readRows(await handle(this.label.file), this.label, start, count);
+        const labels = toLabels(decodeFloat32(y, this.label.dtype), this.label.file, this.label.field, start);
+        yield { input: new Tensor([count, ...this.inputShape], decodeFloat32(x, this.input.dtype)), labels, count };
+      }
+    } finally {
+      for (const fh of handles.values()) await fh.close().catch(() => undefined);
+    }
+  }
+}
+
+/** Check that inputs and labels agree on the sample count and labels are one number per sample. */
+export function checkPair(input: Column, label: Column): void {
+  if (input.shape.length < 1) {
+    throw new BasinError('data_invalid', `${q(input.file)}: inputs ${q(input.field)} are a scalar; expected one row per sample`, {
+      file: input.file,
+      tensor: input.field,
+      shape: input.shape,
+    });
+  }
+  const perSample = numel(label.shape.slice(1));
+  if (label.shape.length < 1 || perSample !== 1) {
+    throw new BasinError('data_invalid', `${q(label.file)}: labels ${q(label.field)} have shape [${label.shape.join(', ')}]; expected one class index per sample ([N])`, {
+      file: label.file,
+      tensor: label.field,
+      shape: label.shape,
+    });
+  }
+  if (label.shape[0] !== input.shape[0]) {
+    throw new BasinError(
+      'data_invalid',
+      `${q(label.file)}: ${label.shape[0]} labels in ${q(label.field)} but ${input.shape[0]} inputs in ${q(input.field)}${input.file !== label.file ? ` (${q(input.file)})` : ''}`,
+      { file: label.file, tensor: label.field, expected: input.shape[0], found: label.shape[0] },
+    );
+  }
+}
+
+async function readRows(fh: FileHandle, col: Column, start: number, count: number): Promise<Uint8Array> {
+  const rowBytes = numel(col.shape.slice(1)) * DTYPES[col.dtype].bytes;
+  const length = rowBytes * count;
+  const position = col.offset + rowBytes * start;
+  const out = new Uint8Array(length);
+  let off = 0;
+  while (off < length) {
+    let n: number;
+    try {
+      ({ bytesRead: n } = await fh.read(out, off, Math.min(length - off, 1 << 30), position + off));
+    } catch (e) {
+      throw fsError(e, col.file, 'read');
+    }
+    if (n === 0) {
+      throw new BasinError('data_invalid', `${q(col.file)}: ${q(col.field)} ends at byte ${position + off}, before sample ${start + count - 1}; the file shrank since it was opened`, {
+        file: col.file,
+        tensor: col.field,
+      });
+    }
+    off += n;
+  }
+  return out;
+}

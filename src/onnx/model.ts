@@ -1,0 +1,1008 @@
+/**
+ * ONNX models in and out: a validating loader, typed access to every constant tensor (initializers and Constant
+ * nodes), in-place edits written back in each tensor's own dtype and storage form, and an atomic writer.
+ *
+ * Reading decodes the ModelProto with protobufjs (onnx-proto). Writing does NOT re-encode the model: protobufjs
+ * orders fields differently from the C++ writer torch uses and drops fields its onnx.proto (v1.10) does not know.
+ * Instead `toBytes()` walks the original protobuf wire bytes and replaces only the TensorProto (initializer) or
+ * AttributeProto (Constant node value) of each tensor that was edited, fixing the enclosing length prefixes.
+ * An unedited model therefore saves byte for byte as it was loaded, and an edit changes nothing but its tensor.
+ *
+ * Tensor data may live in `raw_data` (little-endian bytes), in the typed fields (`float_data`, `double_data`,
+ * `int32_data` — which also holds FLOAT16/BFLOAT16 as uint16 bits —, `int64_data`, `uint64_data`), in an
+ * external file (`data_location: EXTERNAL`, resolved relative to the model's folder), or in a Constant node's
+ * `value` / `value_float(s)` / `value_int(s)` attribute. Edits keep that form; external tensors are all rewritten
+ * to `<output>.data` beside the saved model.
+ *
+ * Only the main graph is covered: constants inside control-flow subgraphs (If/Loop bodies) are not listed.
+ */
+import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs';
+import path from 'node:path';
+import onnxproto from 'onnx-proto';
+import { DTYPES, dtypeFromOnnx, type DType } from '../dtype.js';
+import { BasinError, q, shapeStr } from '../errors.js';
+import { Tensor, numel } from '../tensor/tensor.js';
+import { decodeFloat32, encodeFloat32 } from '../io/safetensors.js';
+import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
+
+const { onnx } = onnxproto;
+type ModelProto = onnxproto.onnx.ModelProto;
+type ITensorProto = onnxproto.onnx.ITensorProto;
+type IAttributeProto = onnxproto.onnx.IAttributeProto;
+type IValueInfoProto = onnxproto.onnx.IValueInfoProto;
+
+/** Default-domain (ai.onnx) opsets basin knows. */
+export const MIN_OPSET = 7;
+export const MAX_OPSET = 22;
+
+/** Operator domains a model may import besides model-local function domains. */
+export const KNOWN_DOMAINS: readonly string[] = ['', 'ai.onnx', 'ai.onnx.ml', 'com.microsoft'];
+
+/** Where a constant tensor's bytes live. */
+export type WeightStorage = 'raw' | 'typed' | 'external' | 'constant';
+
+export interface WeightInfo {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** raw_data, typed fields, an external file (initializers), or a Constant node. */
+  readonly storage: WeightStorage;
+}
+
+/** A graph input or output: its element type and shape (fixed sizes, dim-param names, or null for unknown). */
+export interface ValueDesc {
+  readonly name: string;
+  /** ONNX TensorProto.DataType code (0 when the type is not a tensor or not given). */
+  readonly elemType: number;
+  /** basin's dtype for `elemType`, when it has one. */
+  readonly dtype: DType | undefined;
+  /** Undefined when the shape (even the rank) is not given. */
+  readonly shape: readonly (number | string | null)[] | undefined;
+}
+
+export interface FromBytesOptions {
+  /** The file the bytes came from: names it in errors and anchors relative external-data locations. */
+  path?: string;
+}
+
+// --- constant tensors -----------------------------------------------------------------------------------------
+
+/** How a tensor's data is held inside its message. */
+type Form = 'raw' | 'typed' | 'external' | 'attr';
+
+interface ExternalRef {
+  readonly location: string;
+  /** Absolute path of the data file. */
+  readonly file: string;
+  readonly offset: number;
+  readonly length: number;
+}
+
+interface Entry {
+  readonly name: string;
+  readonly kind: 'initializer' | 'constant';
+  /** TensorProto.DataType code. */
+  readonly elemType: number;
+  /** Undefined for types basin does not carry (STRING, COMPLEX, FLOAT8, ...): listed, never read. */
+  readonly dtype: DType | undefined;
+  readonly shape: readonly number[];
+  readonly form: Form;
+  /** The decoded tensor: the initializer, or the Constant's `value` attribute tensor. */
+  readonly tensor: ITensorProto | undefined;
+  /** Constant nodes: the attribute that holds the value. */
+  readonly attr: IAttributeProto | undefined;
+  readonly external: ExternalRef | undefined;
+}
+
+const ELEM_NAMES: Record<number, string> = {
+  0: 'UNDEFINED', 1: 'FLOAT', 2: 'UINT8', 3: 'INT8', 4: 'UINT16', 5: 'INT16', 6: 'INT32', 7: 'INT64', 8: 'STRING',
+  9: 'BOOL', 10: 'FLOAT16', 11: 'DOUBLE', 12: 'UINT32', 13: 'UINT64', 14: 'COMPLEX64', 15: 'COMPLEX128',
+  16: 'BFLOAT16', 17: 'FLOAT8E4M3FN', 18: 'FLOAT8E4M3FNUZ', 19: 'FLOAT8E5M2', 20: 'FLOAT8E5M2FNUZ', 21: 'UINT4', 22: 'INT4',
+};
+
+export function onnxTypeName(code: number): string {
+  return ELEM_NAMES[code] ?? `type ${code}`;
+}
+
+type LongLike = number | { toString(): string; low?: number; high?: number };
+
+/** An int64 proto field as a bigint (protobufjs hands them over as Long objects or numbers). */
+function big(v: LongLike | null | undefined): bigint {
+  if (v === null || v === undefined) return 0n;
+  return typeof v === 'number' ? BigInt(v) : BigInt(v.toString());
+}
+
+/** Which typed field holds each dtype (ONNX TensorProto rules). */
+function typedField(dtype: DType): 'floatData' | 'doubleData' | 'int32Data' | 'int64Data' | 'uint64Data' {
+  switch (dtype) {
+    case 'F32':
+      return 'floatData';
+    case 'F64':
+      return 'doubleData';
+    case 'I64':
+      return 'int64Data';
+    case 'U32':
+    case 'U64':
+      return 'uint64Data';
+    default:
+      return 'int32Data';
+  }
+}
+
+function hasElements(a: ArrayLike<unknown> | null | undefined): boolean {
+  return !!a && a.length > 0;
+}
+
+/** Typed-field values (numbers or Longs) to little-endian bytes of `dtype`. */
+function typedToBytes(values: ArrayLike<LongLike>, dtype: DType): Uint8Array {
+  const n = values.length;
+  switch (dtype) {
+    case 'F32':
+      return u8(Float32Array.from(values as ArrayLike<number>));
+    case 'F64':
+      return u8(Float64Array.from(values as ArrayLike<number>));
+    case 'F16':
+    case 'BF16':
+    case 'U16': {
+      const out = new Uint16Array(n);
+      for (let i = 0; i < n; i++) out[i] = Number(values[i]) & 0xffff;
+      return u8(out);
+    }
+    case 'I32':
+      return u8(Int32Array.from(values as ArrayLike<number>));
+    case 'I16':
+      return u8(Int16Array.from(values as ArrayLike<number>));
+    case 'I8':
+      return u8(Int8Array.from(values as ArrayLike<number>));
+    case 'U8':
+      return u8(Uint8Array.from(values as ArrayLike<number>));
+    case 'BOOL': {
+      const out = new Uint8Array(n);
+      for (let i = 0; i < n; i++) out[i] = Number(values[i]) ? 1 : 0;
+      return out;
+    }
+    case 'I64': {
+      const out = new BigInt64Array(n);
+      for (let i = 0; i < n; i++) out[i] = BigInt.asIntN(64, big(values[i]));
+      return u8(out);
+    }
+    case 'U32': {
+      const out = new Uint32Array(n);
+      for (let i = 0; i < n; i++) out[i] = Number(big(values[i]));
+      return u8(out);
+    }
+    case 'U64': {
+      const out = new BigUint64Array(n);
+      for (let i = 0; i < n; i++) out[i] = BigInt.asUintN(64, big(values[i]));
+      return u8(out);
+    }
+  }
+}
+
+/** Little-endian bytes of `dtype` to the values its typed field holds. */
+function bytesToTyped(bytes: Uint8Array, dtype: DType): number[] | bigint[] {
+  const b = bytes.slice(); // aligned copy
+  const buf = b.buffer;
+  const n = b.length / DTYPES[dtype].bytes;
+  switch (dtype) {
+    case 'F32':
+      return Array.from(new Float32Array(buf, 0, n));
+    case 'F64':
+      return Array.from(new Float64Array(buf, 0, n));
+    case 'F16':
+    case 'BF16':
+    case 'U16':
+      return Array.from(new Uint16Array(buf, 0, n));
+    case 'I32':
+      return Array.from(new Int32Array(buf, 0, n));
+    case 'I16':
+      return Array.from(new Int16Array(buf, 0, n));
+    case 'I8':
+      return Array.from(new Int8Array(buf, 0, n));
+    case 'U8':
+    case 'BOOL':
+      return Array.from(b);
+    case 'I64':
+      return Array.from(new BigInt64Array(buf, 0, n));
+    case 'U32':
+      return Array.from(new Uint32Array(buf, 0, n));
+    case 'U64':
+      return Array.from(new BigUint64Array(buf, 0, n));
+  }
+}
+
+/** A fresh copy (Buffer#slice would alias). */
+function copyBytes(b: Uint8Array): Uint8Array {
+  return new Uint8Array(b);
+}
+
+function u8(a: ArrayBufferView): Uint8Array {
+  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+}
+
+// --- the model ------------------------------------------------------------------------------------------------
+
+/** A loaded ONNX model: the decoded ModelProto plus the original bytes, and pending tensor edits. */
+export class OnnxModel {
+  /** File the model came from (or was last saved to); undefined for models built in memory. */
+  readonly path: string | undefined;
+  /** The decoded ModelProto. Read it freely; change tensors only through `setFloat32` / `setRaw`. */
+  readonly proto: ModelProto;
+  /** Default-domain (ai.onnx) opset version. */
+  readonly opset: number;
+  /** Every imported domain and its version ('' for ai.onnx). */
+  readonly opsets: ReadonlyMap<string, number>;
+  readonly inputs: readonly ValueDesc[];
+  readonly outputs: readonly ValueDesc[];
+
+  private readonly bytes: Uint8Array;
+  private readonly entries: ReadonlyMap<string, Entry>;
+  private readonly edits = new Map<string, Uint8Array>();
+  /** Where each external tensor's bytes are now; differs from the proto after saving over its own data file. */
+  private ext: Map<string, ExternalRef>;
+  private extMoved = false;
+
+  private constructor(bytes: Uint8Array, proto: ModelProto, file: string | undefined) {
+    this.bytes = bytes;
+    this.proto = proto;
+    this.path = file;
+    const label = file ?? '(in-memory model)';
+    const graph = proto.graph;
+    if (!graph) throw new BasinError('onnx_invalid', `${q(label)} is not an ONNX model: it has no graph`, { file });
+    if ((graph.node ?? []).length === 0) {
+      throw new BasinError('onnx_invalid', `${q(label)}: the graph has no nodes`, { file });
+    }
+    const { opset, opsets } = checkOpsets(proto, label, file);
+    this.opset = opset;
+    this.opsets = opsets;
+    this.entries = collectEntries(proto, label, file);
+    this.ext = checkExternalFiles(this.entries, label, file);
+    const inits = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
+    this.inputs = (graph.input ?? []).filter((v) => !inits.has(v.name ?? '')).map(describeValue);
+    this.outputs = (graph.output ?? []).map(describeValue);
+  }
+
+  /** Decode and validate ONNX bytes; the bytes are kept (not copied) and must not change afterwards. */
+  static fromBytes(bytes: Uint8Array, { path: file }: FromBytesOptions = {}): OnnxModel {
+    const label = file ?? '(in-memory model)';
+    let proto: ModelProto;
+    try {
+      proto = onnx.ModelProto.decode(bytes);
+      checkWire(bytes, label); // protobufjs tolerates some malformations (e.g. a bad wire type at the very end)
+    } catch (e) {
+      if (e instanceof BasinError) throw e;
+      const why = e instanceof Error ? e.message : String(e);
+      throw new BasinError('onnx_invalid', `${q(label)} is not a valid ONNX model (protobuf decoding failed: ${why}); is the file truncated?`, {
+        file,
+      });
+    }
+    return new OnnxModel(bytes, proto, file === undefined ? undefined : path.resolve(file));
+  }
+
+  /** A model from a ModelProto built or changed in code (it is encoded once with protobufjs). */
+  static fromProto(proto: onnxproto.onnx.IModelProto, options: FromBytesOptions = {}): OnnxModel {
+    return OnnxModel.fromBytes(onnx.ModelProto.encode(proto).finish(), options);
+  }
+
+  private get label(): string {
+    return this.path ?? '(in-memory model)';
+  }
+
+  /** Names of float tensors (F32, F64, F16, BF16) among initializers and Constant node outputs, in graph order. */
+  weights(): string[] {
+    const out: string[] = [];
+    for (const e of this.entries.values()) if (e.dtype !== undefined && DTYPES[e.dtype].isFloat) out.push(e.name);
+    return out;
+  }
+
+  /** Names of every constant tensor (initializers and Constant node outputs), whatever its type. */
+  constants(): string[] {
+    return [...this.entries.keys()];
+  }
+
+  has(name: string): boolean {
+    return this.entries.has(name);
+  }
+
+  weightInfo(name: string): WeightInfo {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    const storage: WeightStorage = e.kind === 'constant' || e.form === 'attr' ? 'constant' : e.form;
+    return { name, dtype, shape: e.shape, storage };
+  }
+
+  /** The tensor's bytes in its own dtype, little-endian (a fresh copy). */
+  getRaw(name: string): Uint8Array {
+    const e = this.entry(name);
+    const edited = this.edits.get(name);
+    if (edited) return copyBytes(edited);
+    return this.readStored(e);
+  }
+
+  /** The tensor as float32 (F16/BF16 exactly, F64 and integers rounded to nearest). */
+  getFloat32(name: string): Tensor {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    return new Tensor(e.shape, decodeFloat32(this.getRaw(name), dtype));
+  }
+
+  /** An integer tensor's values (shape constants, axes); each must be a safe integer. */
+  getInts(name: string): number[] {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    if (DTYPES[dtype].isFloat) {
+      throw new BasinError('invalid_argument', `${q(this.label)}: tensor ${q(name)} is ${dtype}, not an integer tensor`, {
+        file: this.path,
+        tensor: name,
+        found: dtype,
+      });
+    }
+    const vals = bytesToTyped(this.getRaw(name), dtype);
+    return vals.map((v) => {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n)) {
+        throw new BasinError('invalid_argument', `${q(this.label)}: tensor ${q(name)} holds ${String(v)}, beyond the safe integer range`, {
+          file: this.path,
+          tensor: name,
+        });
+      }
+      return n;
+    });
+  }
+
+  /** Replace the tensor's values (same shape); stored back in its own dtype and storage form. */
+  setFloat32(name: string, tensor: Tensor): void {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    if (tensor.shape.length !== e.shape.length || tensor.shape.some((d, i) => d !== e.shape[i])) {
+      throw new BasinError(
+        'shape_mismatch',
+        `${q(this.label)}: tensor ${q(name)} has shape ${shapeStr(e.shape)}, the new value ${shapeStr(tensor.shape)}`,
+        { file: this.path, tensor: name, expected: e.shape, found: tensor.shape },
+      );
+    }
+    this.edits.set(name, encodeFloat32(tensor.data, dtype, name));
+  }
+
+  /** Replace the tensor's bytes (its own dtype, little-endian, same element count). */
+  setRaw(name: string, bytes: Uint8Array): void {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    const expected = numel(e.shape) * DTYPES[dtype].bytes;
+    if (bytes.length !== expected) {
+      throw new BasinError(
+        'tensor_size_mismatch',
+        `${q(this.label)}: tensor ${q(name)} (${dtype} ${shapeStr(e.shape)}) takes ${expected} bytes, got ${bytes.length}`,
+        { file: this.path, tensor: name, expected, found: bytes.length },
+      );
+    }
+    this.edits.set(name, copyBytes(bytes));
+  }
+
+  /** Names of tensors edited since loading. */
+  edited(): string[] {
+    return [...this.edits.keys()];
+  }
+
+  /** An independent copy: same source, same pending edits. */
+  clone(): OnnxModel {
+    const c = new OnnxModel(this.bytes, onnx.ModelProto.decode(this.bytes), this.path);
+    for (const [k, v] of this.edits) c.edits.set(k, copyBytes(v));
+    c.ext = new Map(this.ext);
+    c.extMoved = this.extMoved;
+    return c;
+  }
+
+  /**
+   * The model's protobuf bytes with every edit applied. External tensors keep their current locations unless
+   * `inlineExternal` moves their data into `raw_data` (a self-contained model, as sessions need).
+   */
+  toBytes({ inlineExternal = false }: { inlineExternal?: boolean } = {}): Uint8Array {
+    return concat(this.toChunks(inlineExternal ? 'inline' : 'keep'));
+  }
+
+  /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */
+  private toChunks(external: 'keep' | 'inline' | Map<string, ExternalRef>): Uint8Array[] {
+    const changed = new Map<string, Entry>();
+    for (const name of this.edits.keys()) changed.set(name, this.entry(name));
+    if (external !== 'keep' || this.extMoved) for (const e of this.entries.values()) if (e.form === 'external') changed.set(e.name, e);
+    if (changed.size === 0) return [this.bytes];
+    const tensorBytes = (e: Entry): ITensorProto => this.rewrittenTensor(e, external);
+    return rewrite(this.bytes, this.label, (f, value) => {
+      if (f.no !== MODEL_GRAPH || f.wt !== 2) return undefined;
+      return rewrite(value, this.label, (g, gv) => {
+        if (g.wt !== 2) return undefined;
+        if (g.no === GRAPH_INITIALIZER) {
+          const name = wireString(gv, TENSOR_NAME, this.label);
+          const e = changed.get(name);
+          if (!e || e.kind !== 'initializer') return undefined;
+          return [onnx.TensorProto.encode(tensorBytes(e)).finish()];
+        }
+        if (g.no === GRAPH_NODE) {
+          const node = scanNode(gv, this.label);
+          if (!node.isConstant || node.outputs.length !== 1) return undefined;
+          const e = changed.get(node.outputs[0]!);
+          if (!e || e.kind !== 'constant') return undefined;
+          return rewrite(gv, this.label, (a, av) => {
+            if (a.no !== NODE_ATTRIBUTE || a.wt !== 2) return undefined;
+            if (wireString(av, ATTR_NAME, this.label) !== e.attr!.name) return undefined;
+            return [onnx.AttributeProto.encode(this.rewrittenAttr(e, external)).finish()];
+          });
+        }
+        return undefined;
+      });
+    });
+  }
+
+  /** The entry's TensorProto with its current data, in its own form (or moved as `external` says). */
+  private rewrittenTensor(e: Entry, external: 'keep' | 'inline' | Map<string, ExternalRef>): ITensorProto {
+    // A plain copy: protobufjs encodes every own, non-null field, so cleared fields are set to null.
+    const t: ITensorProto = { ...(e.tensor as ITensorProto) };
+    const dtype = e.dtype!;
+    const data = this.getRaw(e.name);
+    clearData(t);
+    if (e.form === 'external') {
+      if (external === 'inline') {
+        t.rawData = data;
+        t.dataLocation = null;
+        t.externalData = null;
+      } else {
+        const ref = external === 'keep' ? this.ext.get(e.name)! : external.get(e.name)!;
+        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        t.externalData = externalEntries(e.tensor!, ref);
+      }
+    } else if (e.form === 'raw') {
+      t.rawData = data;
+    } else {
+      // protobufjs writes int64 fields from numbers, strings or Longs; a bigint would silently become 0.
+      const vals = bytesToTyped(data, dtype).map((v) => (typeof v === 'bigint' ? v.toString() : v));
+      (t as unknown as Record<string, unknown>)[typedField(dtype)] = vals;
+    }
+    return t;
+  }
+
+  private rewrittenAttr(e: Entry, external: 'keep' | 'inline' | Map<string, ExternalRef>): IAttributeProto {
+    const a: IAttributeProto = { ...(e.attr as IAttributeProto) };
+    if (e.form !== 'attr') {
+      a.t = this.rewrittenTensor(e, external);
+      return a;
+    }
+    const vals = bytesToTyped(this.getRaw(e.name), e.dtype!);
+    if (a.name === 'value_float') a.f = vals[0] as number;
+    else if (a.name === 'value_floats') a.floats = vals as number[];
+    else if (a.name === 'value_int') a.i = Number(vals[0]);
+    else a.ints = (vals as bigint[]).map((v) => Number(v));
+    return a;
+  }
+
+  /** Save atomically; external tensors go to `<basename(target)>.data` beside it (also written atomically). */
+  async save(target: string): Promise<void> {
+    const externals = [...this.entries.values()].filter((e) => e.form === 'external');
+    const staged: StagedFile[] = [];
+    let refs: Map<string, ExternalRef> | undefined;
+    try {
+      let chunks: Uint8Array[];
+      if (externals.length === 0) {
+        chunks = this.toChunks('keep');
+      } else {
+        const dataName = `${path.basename(target)}.data`;
+        const dataPath = path.join(path.dirname(path.resolve(target)), dataName);
+        refs = new Map<string, ExternalRef>();
+        let offset = 0;
+        for (const e of externals) {
+          const length = numel(e.shape) * DTYPES[e.dtype!].bytes;
+          offset = align(offset, EXTERNAL_ALIGN);
+          refs.set(e.name, { location: dataName, file: dataPath, offset, length });
+          offset += length;
+        }
+        // Read every source before renaming anything (the target's .data may be one of the sources).
+        staged.push(
+          await stageFile(dataPath, async (write) => {
+            let at = 0;
+            for (const e of externals) {
+              const ref = refs!.get(e.name)!;
+              if (ref.offset > at) await write(new Uint8Array(ref.offset - at));
+              await write(this.getRaw(e.name));
+              at = ref.offset + ref.length;
+            }
+          }),
+        );
+        chunks = this.toChunks(refs);
+      }
+      staged.push(await stageFile(target, chunks));
+      for (const s of staged) await s.commit();
+      if (refs && [...this.ext.values()].some((r) => r.file === refs!.values().next().value!.file)) {
+        // The data file this model reads from was just replaced: read from the new layout from now on.
+        this.ext = refs;
+        this.extMoved = true;
+      }
+    } catch (e) {
+      for (const s of staged) await s.discard();
+      throw fsError(e, target, 'write');
+    }
+  }
+
+  // --- internals ---
+
+  private entry(name: string): Entry {
+    const e = this.entries.get(name);
+    if (!e) {
+      const some = this.weights().slice(0, 5).map(q).join(', ');
+      throw new BasinError(
+        'tensor_not_found',
+        `${q(this.label)}: no initializer or Constant named ${q(name)}${some ? ` (weights include ${some}${this.weights().length > 5 ? ', …' : ''})` : ''}`,
+        { file: this.path, tensor: name },
+      );
+    }
+    return e;
+  }
+
+  private readableDType(e: Entry): DType {
+    if (e.dtype === undefined) {
+      throw new BasinError('unknown_dtype', `${q(this.label)}: tensor ${q(e.name)} is ${onnxTypeName(e.elemType)}, which basin does not read`, {
+        file: this.path,
+        tensor: e.name,
+        found: e.elemType,
+      });
+    }
+    return e.dtype;
+  }
+
+  /** Stored bytes of an entry, validated against its shape at load time. */
+  private readStored(e: Entry): Uint8Array {
+    const dtype = this.readableDType(e);
+    switch (e.form) {
+      case 'raw':
+        return copyBytes(e.tensor!.rawData!);
+      case 'typed':
+        return typedToBytes(((e.tensor as unknown as Record<string, ArrayLike<LongLike>>)[typedField(dtype)] ?? []), dtype);
+      case 'attr': {
+        const a = e.attr!;
+        if (a.name === 'value_float') return typedToBytes([a.f ?? 0], dtype);
+        if (a.name === 'value_floats') return typedToBytes(a.floats ?? [], dtype);
+        if (a.name === 'value_int') return typedToBytes([a.i ?? 0], dtype);
+        return typedToBytes(a.ints ?? [], dtype);
+      }
+      case 'external':
+        return readExternal(e.name, this.ext.get(e.name)!, this.label, this.path);
+    }
+  }
+}
+
+/** Read and validate an ONNX file. */
+export async function loadOnnx(file: string): Promise<OnnxModel> {
+  let bytes: Uint8Array;
+  try {
+    bytes = readFileSync(file);
+  } catch (e) {
+    throw fsError(e, file, 'open');
+  }
+  return OnnxModel.fromBytes(bytes, { path: file });
+}
+
+/** Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data. */
+export async function saveOnnx(model: OnnxModel, file: string): Promise<void> {
+  await model.save(file);
+}
+
+// --- validation -----------------------------------------------------------------------------------------------
+
+function checkOpsets(proto: ModelProto, label: string, file: string | undefined): { opset: number; opsets: Map<string, number> } {
+  const opsets = new Map<string, number>();
+  const localDomains = new Set((proto.functions ?? []).map((f) => f.domain ?? ''));
+  for (const imp of proto.opsetImport) {
+    const domain = imp.domain === 'ai.onnx' ? '' : (imp.domain ?? '');
+    const version = Number(big(imp.version as LongLike));
+    if (!KNOWN_DOMAINS.includes(domain) && !localDomains.has(domain)) {
+      throw new BasinError(
+        'onnx_unsupported_opset',
+        `${q(label)} imports operator domain ${q(domain)}, which basin does not know (known: ${KNOWN_DOMAINS.map((d) => q(d || 'ai.onnx')).join(', ')})`,
+        { file, found: domain, expected: KNOWN_DOMAINS },
+      );
+    }
+    opsets.set(domain, version);
+  }
+  const opset = opsets.get('');
+  if (opset === undefined) {
+    throw new BasinError('onnx_invalid', `${q(label)} imports no ai.onnx opset (opset_import is missing; is the file truncated?)`, { file });
+  }
+  if (!(opset >= MIN_OPSET && opset <= MAX_OPSET)) {
+    throw new BasinError(
+      'onnx_unsupported_opset',
+      `${q(label)} uses ai.onnx opset ${opset}; basin supports opsets ${MIN_OPSET} to ${MAX_OPSET} (re-export with torch.onnx.export(..., opset_version=17))`,
+      { file, found: opset, expected: [MIN_OPSET, MAX_OPSET] },
+    );
+  }
+  return { opset, opsets };
+}
+
+function describeValue(v: IValueInfoProto): ValueDesc {
+  const tt = v.type?.tensorType;
+  const elemType = tt?.elemType ?? 0;
+  const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
+  const shape = tt?.shape
+    ? (tt.shape.dim ?? []).map((d) => (d.dimParam ? d.dimParam : own(d, 'dimValue') && d.dimValue != null ? Number(big(d.dimValue as LongLike)) : null))
+    : undefined;
+  return { name: v.name ?? '', elemType, dtype: dtypeFromOnnx(elemType), shape };
+}
+
+function tensorShape(t: ITensorProto, name: string, label: string, file: string | undefined): number[] {
+  const dims = (t.dims ?? []).map((d) => big(d as LongLike));
+  const shape: number[] = [];
+  for (const d of dims) {
+    if (d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER)) {
+      throw new BasinError('onnx_invalid', `${q(label)}: tensor ${q(name)} has invalid dimension ${d}`, { file, tensor: name });
+    }
+    shape.push(Number(d));
+  }
+  try {
+    numel(shape);
+  } catch {
+    throw new BasinError('onnx_invalid', `${q(label)}: tensor ${q(name)} has too many elements (${shapeStr(shape)})`, { file, tensor: name, shape });
+  }
+  return shape;
+}
+
+/** Form and size checks for one TensorProto; returns its form. */
+function tensorForm(t: ITensorProto, name: string, dtype: DType | undefined, shape: number[], label: string, file: string | undefined): Form {
+  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) return 'external';
+  if (dtype === undefined) return hasElements(t.rawData) ? 'raw' : 'typed';
+  const n = numel(shape);
+  const want = n * DTYPES[dtype].bytes;
+  const bad = (found: string): never => {
+    throw new BasinError('onnx_invalid', `${q(label)}: tensor ${q(name)} (${dtype} ${shapeStr(shape)}) should hold ${n} elements, but its data has ${found}`, {
+      file,
+      tensor: name,
+      shape,
+    });
+  };
+  if (hasElements(t.rawData)) {
+    if (t.rawData!.length !== want) bad(`${t.rawData!.length} bytes (expected ${want})`);
+    return 'raw';
+  }
+  const field = (t as unknown as Record<string, ArrayLike<unknown> | undefined>)[typedField(dtype)];
+  const len = field?.length ?? 0;
+  if (len !== n) bad(`${len} values in its typed field`);
+  return n === 0 ? 'raw' : 'typed';
+}
+
+function collectEntries(proto: ModelProto, label: string, file: string | undefined): Map<string, Entry> {
+  const entries = new Map<string, Entry>();
+  const add = (e: Entry): void => {
+    if (entries.has(e.name)) {
+      throw new BasinError('onnx_invalid', `${q(label)}: constant ${q(e.name)} is defined twice`, { file, tensor: e.name });
+    }
+    entries.set(e.name, e);
+  };
+  const graph = proto.graph!;
+  for (const t of graph.initializer ?? []) {
+    const name = t.name ?? '';
+    const elemType = t.dataType ?? 0;
+    const dtype = dtypeFromOnnx(elemType);
+    const shape = tensorShape(t, name, label, file);
+    const form = tensorForm(t, name, dtype, shape, label, file);
+    add({ name, kind: 'initializer', elemType, dtype, shape, form, tensor: t, attr: undefined, external: form === 'external' ? pendingExternal(t, name, label, file) : undefined });
+  }
+  for (const node of graph.node ?? []) {
+    if (node.opType !== 'Constant' || !(node.domain === '' || node.domain === 'ai.onnx' || !node.domain)) continue;
+    const name = node.output?.[0];
+    if (!name || node.attribute?.length !== 1) continue;
+    const a = node.attribute[0]!;
+    if (a.name === 'value' && a.t) {
+      const elemType = a.t.dataType ?? 0;
+      const dtype = dtypeFromOnnx(elemType);
+      const shape = tensorShape(a.t, name, label, file);
+      const form = tensorForm(a.t, name, dtype, shape, label, file);
+      add({ name, kind: 'constant', elemType, dtype, shape, form, tensor: a.t, attr: a, external: form === 'external' ? pendingExternal(a.t, name, label, file) : undefined });
+    } else if (a.name === 'value_float' || a.name === 'value_floats' || a.name === 'value_int' || a.name === 'value_ints') {
+      const isFloat = a.name.startsWith('value_float');
+      const scalar = a.name === 'value_float' || a.name === 'value_int';
+      const count = scalar ? 1 : ((isFloat ? a.floats : a.ints) ?? []).length;
+      add({
+        name,
+        kind: 'constant',
+        elemType: isFloat ? 1 : 7,
+        dtype: isFloat ? 'F32' : 'I64',
+        shape: scalar ? [] : [count],
+        form: 'attr',
+        tensor: undefined,
+        attr: a,
+        external: undefined,
+      });
+    }
+  }
+  return entries;
+}
+
+/** External reference as written in the TensorProto (`file` is resolved by checkExternalFiles). */
+function pendingExternal(t: ITensorProto, name: string, label: string, file: string | undefined): ExternalRef {
+  const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+  const location = kv.get('location');
+  const fail = (msg: string): never => {
+    throw new BasinError('onnx_external_data', `${q(label)}: tensor ${q(name)}: ${msg}`, { file, tensor: name });
+  };
+  if (!location) fail('data_location is EXTERNAL but no location is given');
+  const num = (key: string): number | undefined => {
+    const v = kv.get(key);
+    if (v === undefined) return undefined;
+    if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) fail(`external ${key} ${JSON.stringify(v)} is not a non-negative integer`);
+    return Number(v);
+  };
+  const offset = num('offset') ?? 0;
+  const dtype = dtypeFromOnnx(t.dataType ?? 0);
+  const shape = tensorShape(t, name, label, file);
+  const want = dtype === undefined ? undefined : numel(shape) * DTYPES[dtype].bytes;
+  const length = num('length') ?? want ?? 0;
+  if (want !== undefined && length !== want) {
+    fail(`external length ${length} does not match ${dtype} ${shapeStr(shape)} (${want} bytes)`);
+  }
+  return { location: location!, file: '', offset, length };
+}
+
+/**
+ * Resolve every external tensor's location against the model's folder and check its data file holds the bytes,
+ * so a missing or short file fails at load, not at first use. Returns the current location of each.
+ */
+function checkExternalFiles(entries: ReadonlyMap<string, Entry>, label: string, file: string | undefined): Map<string, ExternalRef> {
+  const refs = new Map<string, ExternalRef>();
+  const sizes = new Map<string, number>();
+  for (const e of entries.values()) {
+    if (e.form !== 'external') continue;
+    const loc = e.external!.location;
+    if (file === undefined) {
+      throw new BasinError(
+        'onnx_external_data',
+        `tensor ${q(e.name)} keeps its data in external file ${q(loc)}, but the model was given as bytes without a path; load it with loadOnnx(path)`,
+        { tensor: e.name, found: loc },
+      );
+    }
+    if (path.isAbsolute(loc) || loc.split(/[\\/]/).includes('..')) {
+      throw new BasinError(
+        'onnx_external_data',
+        `${q(label)}: tensor ${q(e.name)}: external location ${q(loc)} must be a path relative to the model's folder, without '..'`,
+        { file, tensor: e.name, found: loc },
+      );
+    }
+    const ref = { ...e.external!, file: path.join(path.dirname(file), loc) };
+    let size = sizes.get(ref.file);
+    if (size === undefined) {
+      size = fileSize(ref.file, e.name, label, file);
+      sizes.set(ref.file, size);
+    }
+    if (ref.offset + ref.length > size) {
+      throw new BasinError(
+        'onnx_external_data',
+        `${q(label)}: tensor ${q(e.name)} needs bytes ${ref.offset}..${ref.offset + ref.length} of ${q(ref.file)}, which has only ${size}`,
+        { file, tensor: e.name, expected: ref.offset + ref.length, found: size },
+      );
+    }
+    refs.set(e.name, ref);
+  }
+  return refs;
+}
+
+function fileSize(dataFile: string, tensor: string, label: string, file: string | undefined): number {
+  let fd: number;
+  try {
+    fd = openSync(dataFile, 'r');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new BasinError(
+      'onnx_external_data',
+      `${q(label)}: tensor ${q(tensor)} keeps its data in ${q(dataFile)}, which ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}; copy it beside the model`,
+      { file, tensor, found: dataFile },
+    );
+  }
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readExternal(tensor: string, ref: ExternalRef, label: string, file: string | undefined): Uint8Array {
+  const out = new Uint8Array(ref.length);
+  let fd: number;
+  try {
+    fd = openSync(ref.file, 'r');
+  } catch {
+    throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.file)} of tensor ${q(tensor)} is gone`, { file, tensor });
+  }
+  try {
+    let off = 0;
+    while (off < ref.length) {
+      const n = readSync(fd, out, off, Math.min(ref.length - off, 1 << 30), ref.offset + off);
+      if (n === 0) {
+        throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.file)} ended before tensor ${q(tensor)} (it shrank since loading)`, {
+          file,
+          tensor,
+        });
+      }
+      off += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return out;
+}
+
+function externalEntries(t: ITensorProto, ref: ExternalRef): onnxproto.onnx.IStringStringEntryProto[] {
+  const rest = (t.externalData ?? []).filter((kv) => !['location', 'offset', 'length', 'checksum'].includes(kv.key ?? ''));
+  return [
+    { key: 'location', value: ref.location },
+    { key: 'offset', value: String(ref.offset) },
+    { key: 'length', value: String(ref.length) },
+    ...rest,
+  ];
+}
+
+function clearData(t: ITensorProto): void {
+  t.rawData = null;
+  t.floatData = null;
+  t.doubleData = null;
+  t.int32Data = null;
+  t.int64Data = null;
+  t.uint64Data = null;
+}
+
+const EXTERNAL_ALIGN = 64;
+
+function align(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0]!.slice();
+  let n = 0;
+  for (const c of chunks) n += c.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+// --- protobuf wire format -------------------------------------------------------------------------------------
+// Just enough to splice messages: iterate the fields of one message, and re-emit it with some fields replaced.
+
+const MODEL_GRAPH = 7;
+const GRAPH_NODE = 1;
+const GRAPH_INITIALIZER = 5;
+const NODE_OUTPUT = 2;
+const NODE_OP_TYPE = 4;
+const NODE_ATTRIBUTE = 5;
+const NODE_DOMAIN = 7;
+const TENSOR_NAME = 8;
+const ATTR_NAME = 1;
+
+interface WireField {
+  /** Field number and wire type. */
+  no: number;
+  wt: number;
+  /** Offset of the tag, of the value (after the length prefix for wire type 2), and one past the end. */
+  start: number;
+  valueStart: number;
+  end: number;
+}
+
+function malformed(label: string, at: number, why: string): never {
+  throw new BasinError('onnx_invalid', `${q(label)} is not a valid ONNX model: ${why} at byte ${at}; is the file truncated?`, { file: label, offset: at });
+}
+
+function readVarint(buf: Uint8Array, pos: number, label: string): [bigint, number] {
+  let result = 0n;
+  let shift = 0n;
+  for (let i = 0; i < 10; i++) {
+    if (pos >= buf.length) malformed(label, pos, 'varint runs past the end');
+    const b = buf[pos++]!;
+    result |= BigInt(b & 0x7f) << shift;
+    if ((b & 0x80) === 0) return [result, pos];
+    shift += 7n;
+  }
+  return malformed(label, pos, 'varint longer than 10 bytes');
+}
+
+function* wireFields(buf: Uint8Array, label: string): Generator<WireField> {
+  let pos = 0;
+  while (pos < buf.length) {
+    const start = pos;
+    const [tag, p1] = readVarint(buf, pos, label);
+    const no = Number(tag >> 3n);
+    const wt = Number(tag & 7n);
+    if (no === 0) malformed(label, start, 'field number 0');
+    pos = p1;
+    let valueStart = pos;
+    switch (wt) {
+      case 0:
+        pos = readVarint(buf, pos, label)[1];
+        break;
+      case 1:
+        pos += 8;
+        break;
+      case 5:
+        pos += 4;
+        break;
+      case 2: {
+        const [len, p2] = readVarint(buf, pos, label);
+        valueStart = p2;
+        if (len > BigInt(buf.length - p2)) malformed(label, start, `field ${no} claims ${len} bytes but only ${buf.length - p2} remain`);
+        pos = p2 + Number(len);
+        break;
+      }
+      default:
+        malformed(label, start, `unsupported wire type ${wt} for field ${no}`);
+    }
+    if (pos > buf.length) malformed(label, start, `field ${no} runs past the end`);
+    yield { no, wt, start, valueStart, end: pos };
+  }
+}
+
+/** Walk the top level of the model and of its graph: catches what protobufjs tolerates. */
+function checkWire(bytes: Uint8Array, label: string): void {
+  for (const f of wireFields(bytes, label)) {
+    if (f.no === MODEL_GRAPH && f.wt === 2) for (const _ of wireFields(bytes.subarray(f.valueStart, f.end), label));
+  }
+}
+
+function encodeVarint(n: number): Uint8Array {
+  const out: number[] = [];
+  let v = BigInt(n);
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return Uint8Array.from(out);
+}
+
+/**
+ * Re-emit a message, asking `replace` for each length-delimited field: undefined keeps the field's bytes as they
+ * are; chunks replace its value (tag and length prefix are rewritten). Unchanged runs stay views of `buf`.
+ */
+function rewrite(
+  buf: Uint8Array,
+  label: string,
+  replace: (f: WireField, value: Uint8Array) => Uint8Array[] | undefined,
+): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  let keptFrom = 0;
+  for (const f of wireFields(buf, label)) {
+    if (f.wt !== 2) continue;
+    const value = buf.subarray(f.valueStart, f.end);
+    const r = replace(f, value);
+    if (r === undefined || (r.length === 1 && r[0] === value)) continue;
+    if (f.start > keptFrom) out.push(buf.subarray(keptFrom, f.start));
+    let len = 0;
+    for (const c of r) len += c.length;
+    out.push(encodeVarint((f.no << 3) | 2), encodeVarint(len), ...r);
+    keptFrom = f.end;
+  }
+  if (keptFrom === 0) return [buf];
+  if (keptFrom < buf.length) out.push(buf.subarray(keptFrom));
+  return out;
+}
+
+function wireString(msg: Uint8Array, fieldNo: number, label: string): string {
+  let s = '';
+  for (const f of wireFields(msg, label)) {
+    if (f.no === fieldNo && f.wt === 2) s = Buffer.from(msg.buffer, msg.byteOffset + f.valueStart, f.end - f.valueStart).toString('utf8');
+  }
+  return s;
+}
+
+function scanNode(msg: Uint8Array, label: string): { isConstant: boolean; outputs: string[] } {
+  let opType = '';
+  let domain = '';
+  const outputs: string[] = [];
+  for (const f of wireFields(msg, label)) {
+    if (f.wt !== 2) continue;
+    const text = (): string => Buffer.from(msg.buffer, msg.byteOffset + f.valueStart, f.end - f.valueStart).toString('utf8');
+    if (f.no === NODE_OP_TYPE) opType = text();
+    else if (f.no === NODE_DOMAIN) domain = text();
+    else if (f.no === NODE_OUTPUT) outputs.push(text());
+  }
+  return { isConstant: opType === 'Constant' && (domain === '' || domain === 'ai.onnx'), outputs };
+}

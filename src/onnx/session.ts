@@ -1,0 +1,312 @@
+/**
+ * Running an OnnxModel with onnxruntime-node: sessions created from in-memory bytes (edits applied, external
+ * data inlined), any intermediate value exposed as an extra output, and every failure as BasinError.
+ *
+ * Extra outputs take their type from the graph's value_info when it has one; otherwise they are declared
+ * without a type and onnxruntime infers it (declaring FLOAT would break int64 shape values such as Shape's output).
+ */
+import ort from 'onnxruntime-node';
+import onnxproto from 'onnx-proto';
+import { f16ToF32, f32ToF16 } from '../dtype.js';
+import { BasinError, q, shapeStr } from '../errors.js';
+import { Tensor, numel } from '../tensor/tensor.js';
+import { engineThreads } from '../engine/ort.js';
+import type { OnnxModel, ValueDesc } from './model.js';
+
+const { onnx } = onnxproto;
+
+/** The element types onnxruntime tensors carry. */
+export type OrtType = ort.Tensor.Type;
+
+/** A feed: a float32 Tensor (converted to the input's float type), or typed data with dims (and its ORT type). */
+export type Feed = Tensor | { data: ort.Tensor.DataType; dims: readonly number[]; type?: OrtType };
+
+/** A run output as onnxruntime gives it. */
+export interface RawValue {
+  readonly type: OrtType;
+  readonly dims: readonly number[];
+  readonly data: ort.Tensor.DataType;
+}
+
+export interface CreateSessionOptions {
+  /** Intermediate values to expose as outputs too. */
+  extraOutputs?: readonly string[];
+  /** Intra-op threads (default: the engine's setting, all cores). */
+  threads?: number;
+}
+
+/** `running X node. Name:'/layers.0/Gemm'` → `/layers.0/Gemm`. */
+function nodeFromMessage(msg: string): string | undefined {
+  return /Name:\s*'([^']*)'/.exec(msg)?.[1] || undefined;
+}
+
+function ortError(doing: string, e: unknown, file: string | undefined): BasinError {
+  if (e instanceof BasinError) return e;
+  const msg = e instanceof Error ? e.message : String(e);
+  const node = nodeFromMessage(msg);
+  return new BasinError('onnx_runtime', `onnxruntime failed ${doing}${file ? ` for ${q(file)}` : ''}${node ? ` at node ${q(node)}` : ''}: ${msg.trim()}`, {
+    file,
+    node,
+  });
+}
+
+export class OnnxSession {
+  readonly model: OnnxModel;
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  private session: ort.InferenceSession | undefined;
+
+  /** Use createSession(). */
+  constructor(model: OnnxModel, session: ort.InferenceSession) {
+    this.model = model;
+    this.session = session;
+    this.inputNames = [...session.inputNames];
+    this.outputNames = [...session.outputNames];
+  }
+
+  /** The model's description of an input (elem type, declared shape). */
+  input(name: string): ValueDesc | undefined {
+    return this.model.inputs.find((v) => v.name === name);
+  }
+
+  /** Run and return every output as onnxruntime produced it. */
+  async runRaw(feeds: Readonly<Record<string, Feed>>, outputs?: readonly string[]): Promise<Record<string, RawValue>> {
+    const s = this.live();
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const name of Object.keys(feeds)) {
+      if (!this.inputNames.includes(name)) {
+        throw new BasinError('invalid_argument', `the model has no input ${q(name)} (inputs: ${this.inputNames.map(q).join(', ')})`, {
+          file: this.model.path,
+          found: name,
+          expected: this.inputNames,
+        });
+      }
+    }
+    for (const name of this.inputNames) {
+      const f = feeds[name];
+      if (f === undefined) {
+        throw new BasinError('invalid_argument', `input ${q(name)} is not fed (inputs: ${this.inputNames.map(q).join(', ')})`, {
+          file: this.model.path,
+          expected: this.inputNames,
+        });
+      }
+      ortFeeds[name] = this.toOrt(name, f);
+    }
+    let result: ort.InferenceSession.ReturnType;
+    try {
+      result = outputs ? await s.run(ortFeeds, [...outputs]) : await s.run(ortFeeds);
+    } catch (e) {
+      throw ortError('running the model', e, this.model.path);
+    }
+    const out: Record<string, RawValue> = {};
+    for (const [k, v] of Object.entries(result)) out[k] = { type: v.type as OrtType, dims: [...v.dims], data: v.data as ort.Tensor.DataType };
+    return out;
+  }
+
+  /** Run and return every output as a float32 Tensor (float16/float64/integers converted). */
+  async run(feeds: Readonly<Record<string, Feed>>, outputs?: readonly string[]): Promise<Record<string, Tensor>> {
+    const raw = await this.runRaw(feeds, outputs);
+    const out: Record<string, Tensor> = {};
+    for (const [k, v] of Object.entries(raw)) out[k] = toTensor(k, v);
+    return out;
+  }
+
+  async release(): Promise<void> {
+    const s = this.session;
+    this.session = undefined;
+    if (s) await s.release();
+  }
+
+  private live(): ort.InferenceSession {
+    if (!this.session) throw new BasinError('invalid_argument', 'the session was released; create a new one', { file: this.model.path });
+    return this.session;
+  }
+
+  private toOrt(name: string, f: Feed): ort.Tensor {
+    if (f instanceof Tensor) {
+      const dtype = this.input(name)?.dtype;
+      if (dtype === 'F16') {
+        const h = new Uint16Array(f.size);
+        for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f.data[i]!);
+        return new ort.Tensor('float16', h, [...f.shape]);
+      }
+      if (dtype === 'F64') return new ort.Tensor('float64', Float64Array.from(f.data), [...f.shape]);
+      return new ort.Tensor('float32', f.data, [...f.shape]);
+    }
+    const type = f.type ?? typeFromData(f.data);
+    if (!Array.isArray(f.data) && numel(f.dims) !== (f.data as ArrayLike<unknown>).length) {
+      throw new BasinError('shape_mismatch', `feed ${q(name)}: ${(f.data as ArrayLike<unknown>).length} values for dims ${shapeStr(f.dims)}`, {
+        found: (f.data as ArrayLike<unknown>).length,
+        shape: f.dims,
+      });
+    }
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
+    return new ort.Tensor(type as any, f.data as any, [...f.dims]);
+  }
+}
+
+function typeFromData(data: unknown): OrtType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Float64Array) return 'float64';
+  if (data instanceof BigInt64Array) return 'int64';
+  if (data instanceof BigUint64Array) return 'uint64';
+  if (data instanceof Int32Array) return 'int32';
+  if (data instanceof Uint32Array) return 'uint32';
+  if (data instanceof Int16Array) return 'int16';
+  if (data instanceof Uint16Array) return 'uint16';
+  if (data instanceof Int8Array) return 'int8';
+  if (data instanceof Uint8Array) return 'uint8';
+  throw new BasinError('invalid_argument', 'feed data must be a typed array (or give its `type`)', {});
+}
+
+/** A run output as a float32 Tensor. */
+export function toTensor(name: string, v: RawValue): Tensor {
+  const d = v.data;
+  let data: Float32Array;
+  if (v.type === 'float32') data = d as Float32Array;
+  else if (v.type === 'float16') {
+    const h = d as Uint16Array;
+    data = new Float32Array(h.length);
+    for (let i = 0; i < h.length; i++) data[i] = f16ToF32(h[i]!);
+  } else if (v.type === 'int64' || v.type === 'uint64') data = Float32Array.from(d as BigInt64Array, (x) => Number(x));
+  else if (v.type === 'string') {
+    throw new BasinError('invalid_argument', `output ${q(name)} holds strings, not numbers`, {});
+  } else data = Float32Array.from(d as ArrayLike<number>);
+  return new Tensor(v.dims, data);
+}
+
+/** Session options for whole models. */
+function options(threads: number | undefined): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: threads ?? engineThreads(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+  };
+}
+
+/** Every value a node produces (in graph order), plus graph inputs and initializers. */
+function definedValues(model: OnnxModel): Set<string> {
+  const g = model.proto.graph!;
+  const out = new Set<string>();
+  for (const v of g.input ?? []) if (v.name) out.add(v.name);
+  for (const t of g.initializer ?? []) if (t.name) out.add(t.name);
+  for (const n of g.node ?? []) for (const o of n.output ?? []) if (o) out.add(o);
+  return out;
+}
+
+/** Model bytes with `extra` added as graph outputs (value_info type when known, else untyped). */
+function bytesWithOutputs(model: OnnxModel, extra: readonly string[]): Uint8Array {
+  const bytes = model.toBytes({ inlineExternal: true });
+  if (extra.length === 0) return bytes;
+  const proto = onnx.ModelProto.decode(bytes);
+  const g = proto.graph!;
+  const have = new Set((g.output ?? []).map((o) => o.name));
+  const infos = new Map((g.valueInfo ?? []).map((v) => [v.name, v]));
+  for (const name of extra) {
+    if (have.has(name)) continue;
+    have.add(name);
+    const vi = infos.get(name);
+    (g.output ??= []).push(vi?.type ? { name, type: vi.type } : { name });
+  }
+  return onnx.ModelProto.encode(proto).finish();
+}
+
+/** A session for `model` (its current edits included), optionally exposing intermediate values. */
+export async function createSession(model: OnnxModel, { extraOutputs = [], threads }: CreateSessionOptions = {}): Promise<OnnxSession> {
+  if (extraOutputs.length > 0) {
+    const defined = definedValues(model);
+    for (const name of extraOutputs) {
+      if (!defined.has(name)) {
+        throw new BasinError('invalid_argument', `${q(model.path ?? '(in-memory model)')} has no value named ${q(name)} to expose as an output`, {
+          file: model.path,
+          found: name,
+        });
+      }
+    }
+  }
+  const bytes = bytesWithOutputs(model, extraOutputs);
+  try {
+    return new OnnxSession(model, await ort.InferenceSession.create(bytes, options(threads)));
+  } catch (e) {
+    throw ortError('creating a session', e, model.path);
+  }
+}
+
+/** Shape and ORT element type of one value seen in a run. */
+export interface TracedValue {
+  readonly dims: readonly number[];
+  readonly type: OrtType;
+}
+
+/**
+ * Run once with every intermediate value exposed and report each value's shape and type: graph inputs (as fed),
+ * initializers, and every node output onnxruntime can expose (values it refuses are skipped). `sample` is one
+ * feed per input, or a single Tensor for a one-input model.
+ */
+export async function traceValues(model: OnnxModel, sample: Tensor | Readonly<Record<string, Feed>>): Promise<Map<string, TracedValue>> {
+  const g = model.proto.graph!;
+  const feeds: Record<string, Feed> = sample instanceof Tensor ? singleFeed(model, sample) : { ...sample };
+  const graphOutputs = new Set((g.output ?? []).map((o) => o.name ?? ''));
+  let extra: string[] = [];
+  for (const n of g.node ?? []) for (const o of n.output ?? []) if (o && !graphOutputs.has(o)) extra.push(o);
+
+  let session: OnnxSession | undefined;
+  for (let attempt = 0; !session; attempt++) {
+    try {
+      session = await createSession(model, { extraOutputs: extra });
+    } catch (e) {
+      // Drop the values the error names (e.g. a value_info type onnxruntime disagrees with) and try again.
+      const msg = e instanceof Error ? e.message : '';
+      const named = extra.filter((v) => msg.includes(`(${v})`) || msg.includes(`'${v}'`));
+      if (attempt >= 8 || named.length === 0) throw e;
+      extra = extra.filter((v) => !named.includes(v));
+    }
+  }
+  const out = new Map<string, TracedValue>();
+  try {
+    for (const [name, f] of Object.entries(feeds)) {
+      if (f instanceof Tensor) out.set(name, { dims: [...f.shape], type: 'float32' });
+      else out.set(name, { dims: [...f.dims], type: f.type ?? typeFromData(f.data) });
+    }
+    for (const name of model.constants()) {
+      const info = safeInfo(model, name);
+      if (info) out.set(name, info);
+    }
+    const raw = await session.runRaw(feeds);
+    for (const [name, v] of Object.entries(raw)) out.set(name, { dims: v.dims, type: v.type });
+  } finally {
+    await session.release();
+  }
+  return out;
+}
+
+/** Shapes of every value in one run (see traceValues). */
+export async function valueShapes(model: OnnxModel, sample: Tensor | Readonly<Record<string, Feed>>): Promise<Map<string, number[]>> {
+  const traced = await traceValues(model, sample);
+  return new Map([...traced].map(([k, v]) => [k, [...v.dims]]));
+}
+
+const ORT_TYPE: Record<string, OrtType> = {
+  F32: 'float32', F64: 'float64', F16: 'float16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8',
+  U8: 'uint8', U16: 'uint16', U32: 'uint32', U64: 'uint64', BOOL: 'bool',
+};
+
+function safeInfo(model: OnnxModel, name: string): TracedValue | undefined {
+  try {
+    const w = model.weightInfo(name);
+    const type = ORT_TYPE[w.dtype];
+    return type ? { dims: [...w.shape], type } : undefined;
+  } catch {
+    return undefined; // a type basin does not read (strings, ...)
+  }
+}
+
+function singleFeed(model: OnnxModel, t: Tensor): Record<string, Feed> {
+  if (model.inputs.length !== 1) {
+    throw new BasinError('invalid_argument', `the model has ${model.inputs.length} inputs (${model.inputs.map((i) => q(i.name)).join(', ')}); pass one feed per input`, {
+      file: model.path,
+    });
+  }
+  return { [model.inputs[0]!.name]: t };
+}
