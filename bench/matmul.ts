@@ -1,12 +1,17 @@
 /**
- * Matrix engine benchmark: onnxruntime Gemm sessions vs the TypeScript kernel, the small-size crossover, and
- * gramSum's one concatenated product vs one product per term.
+ * Matrix engine benchmark: onnxruntime Gemm sessions vs the TypeScript kernel, the small-size crossover,
+ * gramSum's one concatenated product vs one product per term, and the wall time of the dense decompositions.
  *
  * Timings are best-of-N wall clock (the machine is shared, so the minimum is the stable statistic); the median
  * is printed next to it.
  */
 import type { BenchContext } from './run.js';
 import { MATMUL_CROSSOVER_FLOPS, disposeEngine, engineThreads, gramSum, matmul, matmulAccumulate, matmulTs } from '../src/engine/matmul.js';
+import { eigh } from '../src/linalg/eigh.js';
+import { svd } from '../src/linalg/svd.js';
+import { qr } from '../src/linalg/qr.js';
+import { cholesky } from '../src/linalg/cholesky.js';
+import { topKEig } from '../src/linalg/randomized.js';
 
 function random(n: number, seed: number): Float32Array {
   let s = seed >>> 0;
@@ -111,6 +116,34 @@ export async function run(_ctx: BenchContext): Promise<void> {
       `  ${count} terms of ${rows}×${cols}: gramSum ${(g.best * 1e3).toFixed(2)} ms (${gf(flops, g.best).trim()} GF/s), ` +
         `per-term ${(s.best * 1e3).toFixed(2)} ms, speed-up ${(s.best / g.best).toFixed(2)}×`,
     );
+  }
+  console.log('\ndense decompositions (TypeScript, float64), single run each, ms');
+  console.log('     n     eigh      svd       qr  cholesky');
+  for (const n of [128, 256, 512, 1024]) {
+    const a = Float64Array.from(random(n * n, 7 + n));
+    const sym = new Float64Array(n * n);
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) sym[i * n + j] = a[i * n + j]! + a[j * n + i]!;
+    const spd = matmulTs(a, [n, n], a, [n, n], { transB: true });
+    for (let i = 0; i < n; i++) spd[i * n + i] = spd[i * n + i]! + n;
+    const once = (f: () => unknown): string => {
+      const t0 = performance.now();
+      f();
+      return (performance.now() - t0).toFixed(0).padStart(8);
+    };
+    const big = n >= 1024;
+    console.log(
+      `${String(n).padStart(6)} ${once(() => eigh(sym, n))} ${big ? '       —' : once(() => svd(a, n, n))} ${once(() => qr(a, n, n))} ${once(() => cholesky(spd, n))}`,
+    );
+  }
+  {
+    const n = 2048;
+    const k = 32;
+    // A PSD float32 matrix with a decaying spectrum: X·Xᵀ for a 2048×256 X with graded columns.
+    const x = random(n * 256, 99);
+    for (let i = 0; i < n; i++) for (let j = 0; j < 256; j++) x[i * 256 + j] = x[i * 256 + j]! * Math.pow(0.97, j);
+    const cov = await matmul(x, [n, 256], x, [n, 256], { transB: true });
+    const t = await time(() => topKEig(cov, n, k), 2, 5);
+    console.log(`  topKEig n=${n} k=${k} (float32 matrix, products on the engine): ${(t.best * 1e3).toFixed(0)} ms`);
   }
   await disposeEngine();
 }

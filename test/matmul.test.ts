@@ -8,12 +8,15 @@ import { assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 import {
   MATMUL_CROSSOVER_FLOPS,
   disposeEngine,
+  engineThreads,
   gramSum,
   matmul,
   matmulAccumulate,
   matmulTs,
+  setEngineThreads,
   type GramTerm,
 } from '../src/engine/matmul.js';
+import { BasinError } from '../src/errors.js';
 import { cachedSessionCount } from '../src/engine/ort.js';
 
 after(() => disposeEngine());
@@ -205,6 +208,23 @@ describe('matmul', () => {
       'invalid_argument',
     );
     await assertBasinError(() => matmul([1, 2] as unknown as Float32Array, [1, 2], a, [2, 3]), 'invalid_argument');
+    await assertBasinError(() => matmul(a, [2, 3], a, [3, 2], { backend: 'gpu' as 'ts' }), 'invalid_argument');
+  });
+
+  test('thread count: validated, applied to sessions created afterwards', async () => {
+    assert.throws(() => setEngineThreads(0), (e: unknown) => e instanceof BasinError && e.code === 'invalid_argument');
+    assert.throws(() => setEngineThreads(1.5), (e: unknown) => e instanceof BasinError && e.code === 'invalid_argument');
+    try {
+      setEngineThreads(1);
+      assert.equal(engineThreads(), 1);
+      await disposeEngine();
+      const a = randomF32(80 * 80, 4);
+      assertAllClose(await matmul(a, [80, 80], a, [80, 80], { backend: 'engine' }), naive(a, a, 80, 80, 80, false, false), f32Tol(a, a, 80));
+    } finally {
+      setEngineThreads(null);
+      await disposeEngine();
+    }
+    assert.ok(engineThreads() >= 1);
   });
 });
 

@@ -252,19 +252,24 @@ async function engineProduct(a: FloatMatrix, aShape: MatShape, b: FloatMatrix, b
  */
 export function matmul(a: Float32Array, aShape: MatShape, b: Float32Array, bShape: MatShape, opts?: MatmulOptions): Promise<Float32Array>;
 export function matmul(a: Float64Array, aShape: MatShape, b: Float64Array, bShape: MatShape, opts?: MatmulOptions): Promise<Float64Array>;
-export async function matmul(
-  a: FloatMatrix,
-  aShape: MatShape,
-  b: FloatMatrix,
-  bShape: MatShape,
-  opts: MatmulOptions = {},
-): Promise<FloatMatrix> {
+export function matmul(a: FloatMatrix, aShape: MatShape, b: FloatMatrix, bShape: MatShape, opts: MatmulOptions = {}): Promise<FloatMatrix> {
+  return product(a, aShape, b, bShape, opts);
+}
+
+/** matmul without the dtype overloads: the result has the operands' dtype. */
+async function product(a: FloatMatrix, aShape: MatShape, b: FloatMatrix, bShape: MatShape, opts: MatmulOptions): Promise<FloatMatrix> {
   const d = checkOperands(a, aShape, b, bShape, opts);
   const backend = opts.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'engine' && backend !== 'ts') {
+    throw new BasinError('invalid_argument', `'backend' must be 'auto', 'engine' or 'ts', got ${JSON.stringify(backend)}`, {
+      expected: ['auto', 'engine', 'ts'],
+      found: backend,
+    });
+  }
   const flops = 2 * d.m * d.k * d.n;
   // An empty result or an empty contraction needs no session (and onnxruntime's zero-size handling is not ours).
-  const tiny = d.m === 0 || d.n === 0 || d.k === 0;
-  if (backend === 'ts' || tiny || (backend === 'auto' && flops <= MATMUL_CROSSOVER_FLOPS)) {
+  const empty = d.m === 0 || d.n === 0 || d.k === 0;
+  if (backend === 'ts' || empty || (backend === 'auto' && flops <= MATMUL_CROSSOVER_FLOPS)) {
     const acc = new Float64Array(d.m * d.n);
     kernel(a, b, d, acc);
     return a instanceof Float32Array ? Float32Array.from(acc) : acc;
@@ -287,7 +292,7 @@ export async function matmulAccumulate(
   const d = checkOperands(a, aShape, b, bShape, opts);
   checkOut(out, d.m, d.n);
   const alpha = opts.alpha ?? 1;
-  const p = (await matmul(a as Float32Array, aShape, b as Float32Array, bShape, opts)) as FloatMatrix;
+  const p = await product(a, aShape, b, bShape, opts);
   for (let i = 0; i < p.length; i++) out[i] = out[i]! + alpha * p[i]!;
   return out;
 }

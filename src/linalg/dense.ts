@@ -63,13 +63,6 @@ export function transpose64(a: Float64Array, rows: number, cols: number): Float6
   return t;
 }
 
-/** The n×n identity. */
-export function identity(n: number): Float64Array {
-  const e = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) e[i * n + i] = 1;
-  return e;
-}
-
 /** Largest absolute value (0 for an empty array). */
 export function maxAbs(a: ArrayLike<number>): number {
   let m = 0;
@@ -135,27 +128,4 @@ export function gaussianMatrix(rows: number, cols: number, seed: number): Float6
     if (i + 1 < out.length) out[i + 1] = r * Math.sin(th);
   }
   return out;
-}
-
-/** Flip each column of a rows×cols matrix (and the matching row of `rowsToo`, if given) so that its entry of largest magnitude is positive. */
-export function fixColumnSigns(v: Float64Array, rows: number, cols: number, rowsToo?: { m: Float64Array; cols: number }): void {
-  for (let j = 0; j < cols; j++) {
-    let best = 0;
-    let at = -1;
-    for (let i = 0; i < rows; i++) {
-      const x = Math.abs(v[i * cols + j]!);
-      if (x > best) {
-        best = x;
-        at = i;
-      }
-    }
-    if (at >= 0 && v[at * cols + j]! < 0) {
-      for (let i = 0; i < rows; i++) v[i * cols + j] = -v[i * cols + j]!;
-      if (rowsToo) {
-        const w = rowsToo.m;
-        const c = rowsToo.cols;
-        for (let t = 0; t < c; t++) w[j * c + t] = -w[j * c + t]!;
-      }
-    }
-  }
 }
