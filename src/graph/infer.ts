@@ -61,7 +61,18 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
     if (gv.tensors.has(v)) weightDims.push(d);
   }
   const res = new Resolver(dg);
-  res.run(weightDims, valueDims);
+  // A permutation may act on one axis of a tensor only (weight matching solves a linear assignment per perm):
+  // a residual branch of a single square layer (x + W x) puts one perm on both axes of W; that class freezes.
+  for (;;) {
+    res.run(weightDims, valueDims);
+    const clash = repeatedPerm(gv, dg, res, weights);
+    if (!clash) break;
+    const reader = gv.nodes.find((n) => n.inputs.includes(clash.tensor))?.name;
+    res.freeze(clash.root, {
+      ...(reader ? { node: reader } : {}),
+      reason: `one permutation would act on two axes of '${clash.tensor}' (a residual branch of a single layer), which weight matching cannot solve`,
+    });
+  }
 
   // names: base perms P_0, P_1, ... in order of first use by a weight (graph order); derived perms named after them
   const names = new Map<string, string>();
@@ -178,6 +189,32 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
   if (frozen.length) spec.frozen = frozen;
   return { spec, groups, frozen: [...frozenClasses.values()] };
+}
+
+/** The first weight whose axes share a base permutation, and that permutation's class (heads: its heads class). */
+function repeatedPerm(gv: GraphView, dg: import('./dims.js').DimGraph, res: Resolver, weights: string[]): { tensor: string; root: DimId } | undefined {
+  const bases = (e: Expr): { key: string; root: DimId }[] =>
+    e.kind === 'base' || e.kind === 'heads'
+      ? [{ key: exprKey(e), root: e.kind === 'base' ? e.root : e.h }]
+      : e.kind === 'expand'
+        ? bases(e.of)
+        : e.kind === 'concat'
+          ? e.parts.flatMap((p) => (typeof p === 'number' ? [] : bases(p)))
+          : [];
+  for (const w of weights) {
+    const seen = new Map<string, number>();
+    const rank = gv.tensors.get(w)!.dims.length;
+    for (let axis = 0; axis < rank; axis++) {
+      const d = dg.lookup(w, axis);
+      if (d === undefined) continue;
+      for (const b of bases(res.expr(d))) {
+        const prev = seen.get(b.key);
+        if (prev !== undefined && prev !== axis) return { tensor: w, root: b.root };
+        seen.set(b.key, axis);
+      }
+    }
+  }
+  return undefined;
 }
 
 /** Weights in order of first use by a node, then unused initializers. */

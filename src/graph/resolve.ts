@@ -120,6 +120,11 @@ export class Resolver {
     this.frozenRoots = new Map([...any].map(([r, why]) => [r, withNode.get(r) ?? why]));
   }
 
+  /** Freeze a whole class from outside (a use the spec cannot express); call run() again afterwards. */
+  freeze(d: DimId, why: FreezeReason): void {
+    this.freezeClass(d, why);
+  }
+
   private freezeClass(d: DimId, why: FreezeReason): void {
     this.dg.freeze(this.find(d), why);
     const r = this.find(d);
