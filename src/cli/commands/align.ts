@@ -4,6 +4,7 @@ import { alignCheckpoints } from '../../align/align-checkpoints.js';
 import { alignOnnxModels } from '../../align/align-onnx.js';
 import { graphSpec } from '../../align/infer-spec.js';
 import { loadOnnx } from '../../onnx/model.js';
+import { stateDictSpecFromGraph } from '../../models/load.js';
 import { BasinError } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
@@ -12,6 +13,7 @@ interface AlignOptions {
   out: string;
   spec?: string;
   arch?: string;
+  graph?: string;
   method: string;
   data?: string;
   limit: number;
@@ -40,6 +42,7 @@ export function register(program: Command): void {
     .requiredOption('-o, --out <path>', 'where to write the aligned B')
     .option('--spec <spec.json>', 'permutation spec ({"axes_to_perm": …}, torch [out, in] layouts); ONNX models infer it from the graph by default')
     .option('--arch <arch>', "safetensors: derive the spec from names and shapes ('mlp': a plain stack of Linear layers)")
+    .option('--graph <model.onnx>', 'safetensors: take the spec from this ONNX export of the same architecture')
     .option('--method <method>', 'matching method: weight | activation (needs --data)', 'weight')
     .option('--data <path>', 'data for activation matching (safetensors input/label, .npy, MNIST idx folder)')
     .option('--limit <n>', 'samples of --data to use', parseIntOption('--limit', 1), 2000)
@@ -86,9 +89,12 @@ export function register(program: Command): void {
           };
         } else {
           if (o.method !== 'weight') throw new BasinError('invalid_argument', 'activation matching runs a graph: use ONNX models', {});
-          if (Boolean(specJson) === Boolean(o.arch)) throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json or --arch mlp', {});
+          if ([specJson, o.arch, o.graph].filter(Boolean).length !== 1) {
+            throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json, --arch mlp or --graph MODEL.onnx', {});
+          }
           if (o.arch && o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
-          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec: specJson ?? 'mlp', specSource: o.spec, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
+          const spec = o.graph ? await stateDictSpecFromGraph(o.graph, aPath) : (specJson ?? 'mlp');
+          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec, specSource: o.spec ?? o.graph, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
         }
         const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
         log(

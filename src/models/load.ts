@@ -1,0 +1,137 @@
+/**
+ * One way in for every command that runs a model: an ONNX file as it is, or a safetensors state_dict run
+ * through a graph (`--graph MODEL.onnx`, torch names matched to the graph's initializers) or, for a plain MLP,
+ * through the graph basin builds for it.
+ */
+import { BasinError, q, shapeStr } from '../errors.js';
+import { loadOnnx, type OnnxModel } from '../onnx/model.js';
+import { openCheckpoint } from '../io/checkpoint.js';
+import { Tensor, transpose } from '../tensor/tensor.js';
+import { mlpGraph, type MlpActivation } from './mlp-graph.js';
+import type { PermRef, PermutationSpecJson } from '../spec/types.js';
+
+export interface LoadModelOptions {
+  /** An ONNX export of the same architecture, for a safetensors state_dict. */
+  graph?: string;
+  /** Activation between layers of a plain MLP (default relu). */
+  activation?: MlpActivation;
+}
+
+export const isOnnxPath = (p: string) => p.toLowerCase().endsWith('.onnx');
+
+export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
+  if (isOnnxPath(path)) return loadOnnx(path);
+  const ck = await openCheckpoint(path);
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const n of ck.names()) tensors.set(n, await ck.readFloat32(n));
+  } finally {
+    await ck.close();
+  }
+  if (opts.graph) return withWeights(await loadOnnx(opts.graph), tensors, path);
+  return mlpGraph(tensors, { activation: opts.activation, source: path });
+}
+
+export interface WeightMapping {
+  /** graph initializer -> state_dict tensor */
+  tensor: string;
+  /** the graph stores the transpose (torch exports Linear on 3-D inputs as MatMul with W^T). */
+  transposed: boolean;
+}
+
+/**
+ * Match a graph's float initializers to state_dict tensors: same name first; then, for names the exporter made up
+ * (onnx::MatMul_123), the one remaining tensor with equal values (as stored or transposed), or else the only
+ * remaining tensor of that shape. Ambiguity is an error naming the candidates.
+ */
+export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): Map<string, WeightMapping> {
+  const out = new Map<string, WeightMapping>();
+  const used = new Set<string>();
+  const pending: string[] = [];
+  for (const w of graph.weights()) {
+    const info = graph.weightInfo(w);
+    if (info.storage === 'constant' && info.shape.length === 0) continue; // scalars in the graph's arithmetic
+    const t = tensors.get(w);
+    if (t) {
+      if (t.shape.join(',') !== info.shape.join(',')) {
+        throw new BasinError('models_mismatch', `${q(source)}: ${q(w)} has shape ${shapeStr(t.shape)} but the graph's initializer has ${shapeStr(info.shape)}`, { tensor: w });
+      }
+      out.set(w, { tensor: w, transposed: false });
+      used.add(w);
+    } else if (info.storage !== 'constant') pending.push(w);
+  }
+  for (const w of pending) {
+    const g = graph.getFloat32(w);
+    const shape = g.shape.join(',');
+    const tshape = [...g.shape].reverse().join(',');
+    const cands = [...tensors].filter(([n, t]) => !used.has(n) && (t.shape.join(',') === shape || (g.rank === 2 && t.shape.join(',') === tshape)));
+    const equal = cands.filter(([, t]) => sameValues(g, t));
+    const modules = consumerModules(graph, w);
+    const named = cands.filter(([n]) => modules.some((m) => n === `${m}.weight`));
+    const pick = equal.length === 1 ? equal[0] : cands.length === 1 ? cands[0] : named.length === 1 ? named[0] : undefined;
+    if (!pick) {
+      throw new BasinError(
+        'models_mismatch',
+        `${q(source)}: cannot tell which tensor the graph's initializer ${q(w)} ${shapeStr(g.shape)} is` +
+          (cands.length ? ` (candidates: ${cands.map(([n]) => q(n)).join(', ')})` : ' (no tensor of that shape is left)') +
+          (/^onnx::Conv/.test(w) ? '; this graph folded BatchNorm into its convolutions, so its weights are not the state_dict\'s: export with BatchNorm kept (training=TrainingMode.PRESERVE or do_constant_folding=False)' : ''),
+        { tensor: w },
+      );
+    }
+    out.set(w, { tensor: pick[0], transposed: pick[1].shape.join(',') !== shape });
+    used.add(pick[0]);
+  }
+  return out;
+}
+
+/** torch module paths of the nodes reading `w`: node '/enc.0/linear1/MatMul' -> 'enc.0.linear1'. */
+function consumerModules(graph: OnnxModel, w: string): string[] {
+  return (graph.proto.graph?.node ?? [])
+    .filter((n) => (n.input ?? []).includes(w))
+    .map((n) => (n.name ?? '').split('/').filter(Boolean).slice(0, -1).join('.'))
+    .filter(Boolean);
+}
+
+function sameValues(g: Tensor, t: Tensor): boolean {
+  const x = t.shape.join(',') === g.shape.join(',') ? t : transpose(t, [1, 0]);
+  if (x.size !== g.size) return false;
+  for (let i = 0; i < g.size; i++) if (x.data[i] !== g.data[i]) return false;
+  return true;
+}
+
+/** The graph with the state_dict's values in its initializers. */
+export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): OnnxModel {
+  const mapping = mapWeights(graph, tensors, source);
+  const out = graph.clone();
+  for (const [w, m] of mapping) {
+    const t = tensors.get(m.tensor)!;
+    out.setFloat32(w, m.transposed ? transpose(t, [1, 0]) : t);
+  }
+  return out;
+}
+
+/** A spec written for a graph's initializers, restated for the state_dict those initializers were mapped to. */
+export function specForStateDict(spec: PermutationSpecJson, mapping: ReadonlyMap<string, WeightMapping>): PermutationSpecJson {
+  const axes: Record<string, PermRef[]> = {};
+  for (const [w, refs] of Object.entries(spec.axes_to_perm)) {
+    const m = mapping.get(w);
+    if (!m) continue; // graph-only constants
+    axes[m.tensor] = m.transposed ? [...refs].reverse() : [...refs];
+  }
+  return { ...spec, axes_to_perm: axes };
+}
+
+/** The spec of a state_dict, inferred from an ONNX export of its architecture. */
+export async function stateDictSpecFromGraph(graphPath: string, checkpointPath: string): Promise<PermutationSpecJson> {
+  const graph = await loadOnnx(graphPath);
+  const ck = await openCheckpoint(checkpointPath);
+  const tensors = new Map<string, Tensor>();
+  try {
+    for (const n of ck.names()) if (ck.info(n).dtype !== 'I64') tensors.set(n, await ck.readFloat32(n));
+  } finally {
+    await ck.close();
+  }
+  const mapping = mapWeights(graph, tensors, checkpointPath);
+  const { inferSpec } = await import('../align/infer-spec.js');
+  return specForStateDict((await inferSpec(graph)).spec, mapping);
+}
