@@ -62,7 +62,7 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     }
   }
   for (const v of gv.inputs) {
-    const reader = gv.nodes.find((n) => n.inputs.includes(v))?.name;
+    const reader = gv.nodes.find((n) => n.inputs.includes(v) && n.opType !== 'Shape' && n.opType !== 'Size')?.name;
     for (const d of allDims(v)) dg.freeze(d, { ...(reader ? { node: reader } : {}), reason: `reaches graph input '${v}'` });
   }
   for (const v of gv.outputs) {
