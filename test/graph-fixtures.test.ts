@@ -211,3 +211,16 @@ test('permuted fixture models keep their test accuracy predictions exactly', asy
   };
   for (let i = 0; i < n; i++) assert.equal(argmax(yb.data, i), argmax(ya.data, i));
 });
+
+test('the heads tie matters: Q/K and V/O heads moved independently change the ViT outputs', async () => {
+  const { model, result: r } = await load('vit_small_seed0');
+  const untied = structuredClone(r.spec);
+  const vo = r.groups.find((g) => g.kind === 'heads' && g.members.length > 0)!;
+  untied.perms![vo.name]!.heads = { count: 2, tie: 'other' };
+  let worst = 0;
+  for (const seed of [1, 2, 3, 4]) {
+    const rep = await checkInvariance(model, untied, { input: { data: testImages(64), dims: [64, 784], type: 'float32' } }, { seed });
+    worst = Math.max(worst, rep.maxRelError);
+  }
+  assert.ok(worst > 1e-3, `untied heads should move the outputs for some seed, moved ${worst}`);
+});
