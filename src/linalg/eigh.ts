@@ -5,8 +5,8 @@
  * Layout choices: the trailing block keeps only its upper triangle, and one pass per step both applies the
  * rank-2 update and computes the next step's matvec; Q = H_0⋯H_{n-3} is accumulated directly as Qᵀ, whose rows
  * are the columns of Q, so each QL rotation, which mixes two columns of the eigenvector matrix, touches two
- * contiguous rows. Cost ≈ 2n³ (reduction) + 4/3·n³ (Qᵀ)
- * + ~5n³ (rotations) flops.
+ * contiguous rows. Cost ≈ 4/3·n³ (reduction) + 4/3·n³ (Qᵀ) + 6n per rotation, with ~2 QL sweeps per eigenvalue
+ * (2n² rotations, ~12n³ flops: most of the time; measured on a random 1024×1024).
  */
 import { BasinError } from '../errors.js';
 import { EPS, checkMatrix, householder, maxAbs } from './dense.js';

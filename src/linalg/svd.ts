@@ -25,7 +25,8 @@ const MAX_SWEEPS = 40;
 
 /**
  * Thin singular value decomposition of the m×n matrix `a` (row-major): A = U·diag(s)·Vᵀ. The input is not
- * modified. Columns for zero singular values are completed to an orthonormal set.
+ * modified. Columns for zero singular values are completed to an orthonormal set. Signs are deterministic: the
+ * entry of largest magnitude is positive in each column of U when m >= n, and in each row of Vᵀ otherwise.
  *
  * Errors: 'invalid_argument' for a wrong length; 'non_finite' for NaN/Inf entries.
  */
