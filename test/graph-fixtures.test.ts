@@ -6,9 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { inspectModel, checkInvariance, permuteModel, type InferResult, type GroupReport } from '../src/graph/index.js';
+import { inspectModel, inferPermutationSpec, checkInvariance, permuteModel, type InferResult, type GroupReport } from '../src/graph/index.js';
 import { loadOnnx, type OnnxModel } from '../src/onnx/model.js';
-import { createSession } from '../src/onnx/session.js';
+import { createSession, traceValues } from '../src/onnx/session.js';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { FIXTURES, rng } from './helpers.js';
 
@@ -223,4 +223,22 @@ test('the heads tie matters: Q/K and V/O heads moved independently change the Vi
     worst = Math.max(worst, rep.maxRelError);
   }
   assert.ok(worst > 1e-3, `untied heads should move the outputs for some seed, moved ${worst}`);
+});
+
+test('inference from traceValues (shapes and types only): same groups where no computed Slice bounds are needed', async () => {
+  const sample = { input: { data: randomImages(2, 3), dims: [2, 784], type: 'float32' as const } };
+  for (const name of ['mlp_small_seed0', 'resnet_small_seed0_bn']) {
+    const { model, result } = await load(name);
+    const r = inferPermutationSpec(model, await traceValues(model, sample));
+    assert.deepEqual(r.spec.axes_to_perm, result.spec.axes_to_perm, name);
+  }
+  // the ViT slices its fused QKV projection with bounds computed from Shape: without their values the sliced
+  // axis freezes (safe), the residual stream and MLP hidden stay
+  const { model } = await load('vit_small_seed0');
+  const r = inferPermutationSpec(model, await traceValues(model, sample));
+  const inProj = weightOf(model, '/enc.0/self_attn/MatMul', 1);
+  assertFrozen(r, inProj, 1, /Slice bounds are not constant/);
+  assert.match(r.spec.frozen!.find((f) => f.tensor === inProj && f.axis === 1)!.node!, /^\/enc\.0\/self_attn\/Slice/);
+  assert.equal(groupOf(r, inProj, 0).size, 32);
+  await assertInvariant('vit_small_seed0 (traceValues)', model, r);
 });

@@ -44,14 +44,16 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     const touched = new Set<DimId>();
     const ctx = makeContext(node, gv, dg, touched, shapeOf, isFloat, dimOf, facts);
     const op = node.domain ? `${node.domain}.${node.opType}` : node.opType;
+    const unknown = [...node.inputs, ...node.outputs].find((v) => v && !shapeOf(v));
     let failure: string | undefined = rule ? undefined : `op '${op}' is not known to be permutation-equivariant`;
-    if (rule && !node.captured.length) {
+    if (unknown) failure = `the shape of '${unknown}' is unknown (not seen in the probe run)`;
+    if (rule && !node.captured.length && !unknown) {
       try {
         rule(ctx);
       } catch (e) {
         failure = `rule for '${op}' could not read this node (${(e as Error).message})`;
       }
-    } else if (rule) failure = `op '${op}' has a subgraph`;
+    } else if (rule && !unknown) failure = `op '${op}' has a subgraph`;
     for (const v of [...node.inputs, ...node.outputs]) {
       if (!v || !isFloat(v)) continue;
       for (const d of allDims(v)) {
