@@ -12,6 +12,7 @@ import { qr, solveLeastSquares } from '../src/linalg/qr.js';
 import { cholesky, choleskySolve } from '../src/linalg/cholesky.js';
 import { matrixOperator, randomizedRange, randomizedSvd, topKEig, type LinearOperator } from '../src/linalg/randomized.js';
 import { disposeEngine } from '../src/engine/matmul.js';
+import { BasinError } from '../src/errors.js';
 
 after(() => disposeEngine());
 
@@ -539,5 +540,35 @@ describe('randomized', () => {
     await assertBasinError(() => randomizedRange(bad, 2), 'shape_mismatch');
     const nan: LinearOperator = { rows: 4, cols: 4, apply: async (_x, p) => new Float64Array(4 * p).fill(NaN) };
     await assertBasinError(() => topKEig(nan, 4, 1), 'non_finite');
+  });
+});
+
+// ---- fuzz: bad sizes and values never escape as anything but BasinError ----
+
+describe('fuzz', () => {
+  test('random dims, lengths and values: a result or a BasinError', async () => {
+    const r = rng(2024);
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
+    const values = [0, 1, -1, 1e-300, 1e300, NaN, Infinity];
+    for (let it = 0; it < 300; it++) {
+      const m = pick([0, 1, 2, 3, 5, -1, 2.5]);
+      const n = pick([0, 1, 2, 4, -2, 1.5]);
+      const len = Math.max(0, Math.floor(r() * 30));
+      const a = Float64Array.from({ length: len }, () => (r() < 0.1 ? pick(values) : randn(r)));
+      const calls: (() => unknown)[] = [
+        () => eigh(a, m),
+        () => svd(a, m, n),
+        () => qr(a, m, n),
+        () => cholesky(a, m),
+        () => solveLeastSquares(a, m, n, a.slice(0, Math.max(0, m)), 1),
+      ];
+      for (const call of calls) {
+        try {
+          call();
+        } catch (e) {
+          assert.ok(e instanceof BasinError, `non-BasinError escaped: ${String(e)}`);
+        }
+      }
+    }
   });
 });

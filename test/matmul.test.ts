@@ -292,3 +292,25 @@ describe('gramSum', () => {
     await assertBasinError(() => gramSum(-1, 5, []), 'invalid_argument');
   });
 });
+
+describe('fuzz', () => {
+  test('random shapes and lengths: a product or a BasinError', async () => {
+    const r = rng(99);
+    const dims = [0, 1, 2, 3, 40, -1, 1.5, NaN];
+    const pick = (): number => dims[Math.floor(r() * dims.length)]!;
+    for (let it = 0; it < 200; it++) {
+      const aShape: [number, number] = [pick(), pick()];
+      const bShape: [number, number] = [pick(), pick()];
+      const a = new Float32Array(Math.floor(r() * 50));
+      const b = new Float32Array(Math.floor(r() * 50));
+      // Sometimes make the lengths consistent so valid products are exercised too.
+      const sized = (s: [number, number], x: Float32Array): Float32Array =>
+        r() < 0.5 && s.every((d) => Number.isInteger(d) && d >= 0) ? new Float32Array(s[0] * s[1]).fill(1) : x;
+      try {
+        await matmul(sized(aShape, a), aShape, sized(bShape, b), bShape, { transA: r() < 0.5, transB: r() < 0.5 });
+      } catch (e) {
+        assert.ok(e instanceof BasinError, `non-BasinError escaped: ${String(e)}`);
+      }
+    }
+  });
+});
