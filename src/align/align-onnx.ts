@@ -13,6 +13,9 @@ import { MATCHING_METHODS, type MatchOptions } from '../match/registry.js';
 import type { MatchingResult } from '../match/weight-matching.js';
 import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from '../verify/verify.js';
 import type { Feed } from '../onnx/session.js';
+import { activationMatching, type ActivationProgress } from '../match/activation-matching.js';
+import { openDataset } from '../data/open.js';
+import type { Dataset } from '../data/dataset.js';
 
 export type SpecSource = PermutationSpecJson | ((model: OnnxModel) => Promise<PermutationSpecJson>);
 
@@ -87,14 +90,15 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: 'weight' | 'activation'; data?: string; limit?: number } = {},
+  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: 'weight' | 'activation'; data?: string | Dataset; limit?: number; onActivationProgress?: (p: ActivationProgress) => void } = {},
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
   const spec = await resolveSpec(a, specSource, opts.specLabel);
   let match: MatchingResult;
   if (opts.method === 'activation') {
-    if (!opts.data) throw new BasinError('invalid_argument', 'activation matching needs data', {});
-    match = await ACTIVATION_MATCHING(spec, a, b, opts.data, opts);
+    if (!opts.data) throw new BasinError('invalid_argument', 'activation matching needs data (--data)', {});
+    const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
+    match = await activationMatching(spec, a, b, data, { limit: opts.limit, seed: opts.seed, onProgress: opts.onActivationProgress });
   } else {
     const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
     match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
@@ -133,7 +137,3 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
 
 export { loadOnnx };
 
-/** Activation matching, wired in once src/match/activation-matching.ts lands. */
-async function ACTIVATION_MATCHING(_spec: PermutationSpec, _a: OnnxModel, _b: OnnxModel, _data: string, _opts: MatchOptions & { limit?: number }): Promise<MatchingResult> {
-  throw new BasinError('invalid_argument', 'activation matching is not available yet', {});
-}

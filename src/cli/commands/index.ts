@@ -5,5 +5,7 @@ import * as spec from './spec.js';
 import * as inspect from './inspect.js';
 import * as permute from './permute.js';
 import * as verify from './verify.js';
+import * as interpolate from './interpolate.js';
+import * as demo from './demo.js';
 
-export const COMMANDS: { register: (program: Command) => void }[] = [align, inspect, permute, verify, spec];
+export const COMMANDS: { register: (program: Command) => void }[] = [demo, align, inspect, permute, verify, interpolate, spec];

@@ -1,0 +1,137 @@
+import type { Command } from 'commander';
+import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { progress } from '../progress.js';
+import { BasinError } from '../../errors.js';
+import { loadModel } from '../../models/load.js';
+import { openDataset } from '../../data/open.js';
+import { alignOnnxModels } from '../../align/align-onnx.js';
+import { graphSpec } from '../../align/infer-spec.js';
+import { mlpSpec } from '../../spec/mlp.js';
+import type { PermutationSpecJson } from '../../spec/types.js';
+import { alphaGrid, interpolationCurves, midpoint, type InterpolationCurve } from '../../pipeline/interpolate.js';
+import { curveSpecs, type FixKind } from '../../pipeline/blends.js';
+import { interpolationChart } from '../../report/plot.js';
+import { writeChart } from '../../report/png.js';
+import { formatTable } from '../../report/table.js';
+import type { OnnxModel } from '../../onnx/model.js';
+
+interface Options {
+  data: string;
+  steps: number;
+  align: string;
+  alignData?: string;
+  resetBn?: string;
+  repair?: string;
+  plot?: string;
+  report?: string;
+  spec?: string;
+  graph?: string;
+  limit?: number;
+  statsLimit: number;
+  inputName: string;
+  labelName: string;
+  seed: number;
+}
+
+export function curveTable(curves: InterpolationCurve[]): string {
+  return formatTable(
+    ['curve', 'barrier (nats)', 'loss @0.5', 'acc @0.5', 'acc drop'],
+    curves.map((c) => {
+      const m = midpoint(c);
+      return [c.name, c.barrier, m.loss, m.accuracy, c.accuracyBarrier];
+    }),
+    { digits: 3 },
+  );
+}
+
+/** The spec for aligning: a file, the MLP spec of a built graph, or the graph's own. */
+export async function specFor(path: string, specFile: string | undefined, graph: string | undefined, model: OnnxModel): Promise<PermutationSpecJson | ((m: OnnxModel) => Promise<PermutationSpecJson>)> {
+  if (specFile) return (await readJsonFile(specFile, 'spec')) as PermutationSpecJson;
+  if (!path.toLowerCase().endsWith('.onnx') && !graph) return mlpSpec(new Map(model.weights().map((n) => [n, model.weightInfo(n).shape])), path);
+  return graphSpec;
+}
+
+export function register(program: Command): void {
+  program
+    .command('interpolate')
+    .description('loss and accuracy along (1-α)·A + α·B, naive and with B aligned, the barrier of each curve, and a chart')
+    .argument('<A>', 'model (.onnx, or .safetensors: a plain MLP, or any architecture with --graph)')
+    .argument('<B>', 'model of the same architecture')
+    .requiredOption('--data <path>', 'labelled test data (safetensors input/label, .npy pair, MNIST idx folder)')
+    .option('--steps <n>', 'number of α values from 0 to 1', parseIntOption('--steps', 2), 11)
+    .option('--align <method>', 'align B first: weight | activation | none', 'weight')
+    .option('--align-data <path>', 'data for --align activation (default: the --reset-bn/--repair data)')
+    .option('--reset-bn <train>', 'recompute BatchNorm statistics of every merged model on this data (graphs that keep BatchNormalization)')
+    .option('--repair <train>', 'REPAIR every merged model: per-channel statistics matched to the end points, computed on this data')
+    .option('--stats-limit <n>', 'samples of the --reset-bn/--repair data to use', parseIntOption('--stats-limit', 1), 2000)
+    .option('--plot <file>', 'chart of both curves (.svg or .png)')
+    .option('--report <file>', 'everything as JSON')
+    .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph, or --arch mlp for a safetensors MLP)')
+    .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
+    .option('--limit <n>', 'use the first n samples of --data', parseIntOption('--limit', 1))
+    .option('--input-name <name>', 'input tensor name in safetensors data', 'input')
+    .option('--label-name <name>', 'label tensor name in safetensors data', 'label')
+    .option('--seed <n>', 'seed for weight matching', parseIntOption('--seed'), 0)
+    .action(
+      action(async (aPath: string, bPath: string, o: Options) => {
+        if (!['weight', 'activation', 'none'].includes(o.align)) throw new BasinError('invalid_argument', `unknown --align '${o.align}' (known: weight, activation, none)`, {});
+        if (o.resetBn && o.repair) throw new BasinError('invalid_argument', 'give one of --reset-bn and --repair, not both', {});
+        const started = performance.now();
+        const a = await loadModel(aPath, { graph: o.graph });
+        const b = await loadModel(bPath, { graph: o.graph });
+        const names = { inputName: o.inputName, labelName: o.labelName };
+        const test = await openDataset(o.data, { ...names, limit: o.limit });
+        const fixPath = o.resetBn ?? o.repair;
+        const fixKind: FixKind | null = o.resetBn ? 'reset-bn' : o.repair ? 'repair' : null;
+        const fixData = fixPath ? await openDataset(fixPath, { ...names, limit: o.statsLimit }) : null;
+        let aligned: OnnxModel | null = null;
+        let alignInfo: Record<string, unknown> | null = null;
+        if (o.align !== 'none') {
+          const alignData = o.alignData ?? fixPath;
+          if (o.align === 'activation' && !alignData) throw new BasinError('invalid_argument', '--align activation needs data: --align-data TRAIN (or --repair/--reset-bn TRAIN)', {});
+          log(`aligning B to A (${o.align} matching)…`);
+          const r = await alignOnnxModels(a, b, await specFor(aPath, o.spec, o.graph, a), {
+            method: o.align as 'weight' | 'activation',
+            data: alignData,
+            limit: o.statsLimit,
+            seed: o.seed,
+          });
+          aligned = r.aligned;
+          alignInfo = { method: o.align, objective_before: r.match.objectiveBefore, objective_after: r.match.objectiveAfter, sweeps: r.match.sweeps.length, seconds: r.match.seconds, verify_max_rel: r.verify.maxRel };
+          log(`aligned ${r.match.perms.size} permutation group(s) in ${fmtSeconds(r.match.seconds)}; aligned B verified (relative difference ${r.verify.maxRel.toExponential(1)})`);
+        }
+        const alphas = alphaGrid(o.steps);
+        const bar = progress('interpolating');
+        const curves = await interpolationCurves(curveSpecs(a, b, aligned, `${o.align} matching`, fixKind && fixData ? { kind: fixKind, data: fixData } : null), test, {
+          alphas,
+          onProgress: (e) => bar.update(e.done, e.total, e.label),
+        });
+        bar.stop();
+        process.stdout.write(curveTable(curves) + '\n');
+        if (o.plot) {
+          const svg = interpolationChart({
+            title: 'Linear interpolation between two models',
+            subtitle: `${aPath.split('/').pop()} → ${bPath.split('/').pop()} · ${test.size} samples of ${o.data.split('/').pop()} · ${alphas.length} values of α`,
+            alphas,
+            curves: curves.map((c) => ({ name: c.name, loss: c.points.map((p) => p.loss), accuracy: c.points.map((p) => p.accuracy), barrier: c.barrier })),
+          });
+          await writeChart(o.plot, svg);
+          log(`wrote ${o.plot}`);
+        }
+        if (o.report) {
+          await writeJson(o.report, {
+            a: aPath,
+            b: bPath,
+            data: o.data,
+            samples: test.size,
+            alphas,
+            align: alignInfo,
+            statistics_fix: fixKind ? { kind: fixKind, data: fixPath, samples: fixData!.size } : null,
+            curves,
+            seconds: (performance.now() - started) / 1000,
+          });
+          log(`wrote ${o.report}`);
+        }
+      }),
+    );
+}

@@ -1,0 +1,42 @@
+/** Progress on stderr: a bar on a terminal, a few plain lines otherwise (CI logs, pipes). */
+import cliProgress from 'cli-progress';
+
+export interface Progress {
+  update(done: number, total: number, label: string): void;
+  stop(): void;
+}
+
+export function progress(title: string): Progress {
+  if (process.stderr.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      { format: `${title} [{bar}] {value}/{total} {label}`, stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 28 },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(done, total, label) {
+        if (!started) {
+          bar.start(total, done, { label });
+          started = true;
+        } else {
+          bar.setTotal(total);
+          bar.update(done, { label });
+        }
+      },
+      stop() {
+        if (started) bar.stop();
+      },
+    };
+  }
+  let lastPct = -1;
+  return {
+    update(done, total, label) {
+      const pct = total ? Math.floor((done / total) * 4) * 25 : 0;
+      if (pct !== lastPct) {
+        process.stderr.write(`${title}: ${done}/${total} ${label}\n`);
+        lastPct = pct;
+      }
+    },
+    stop() {},
+  };
+}
