@@ -16,3 +16,4 @@ export { parseNpyHeader, readNpyHeader, type NpyHeader } from './data/npy.js';
 export type { Dataset, Batch, OpenDatasetOptions } from './data/dataset.js';
 export { evaluate, checkInputFits, type EvaluateOptions } from './eval/evaluate.js';
 export { evaluateLogits, type EvalResult } from './eval/metrics.js';
+export { solveAssignment, type AssignmentOptions, type AssignmentResult } from './linalg/lap.js';
