@@ -74,8 +74,8 @@ BN_CONVENTIONS = {
                   "so running_mean = mean over batches of the per-batch channel means and running_var = mean over "
                   "batches of the per-batch UNBIASED channel variances (n/(n-1), n = batch * spatial), each batch "
                   "weighing the same whatever its size: exactly torch's momentum=None cumulative average",
-    "population": "same order and upstream state, but mean and POPULATION variance (ddof=0) of each BN's input over "
-                  "all images at once (batch-size independent)",
+    "population": "same order, upstream BNs already reset the same way, but each BN's stats are the mean and "
+                  "POPULATION variance (ddof=0) of its input over all images at once (batch-size independent)",
     "torch_train": "the usual one-pass torch reset for comparison: reset_running_stats, momentum=None, model.train(), "
                    "one pass; downstream BNs then see inputs normalized with BATCH statistics of upstream BNs, so "
                    "only bn1 (no BN upstream) equals 'sequential'",
@@ -134,14 +134,22 @@ def bn_case():
         h.remove()
         return torch.cat(got)
 
-    # sequential (basin) + population, upstream BNs already reset
-    seq, pop = {}, {}
     state0 = {k: v.clone() for k, v in model.state_dict().items()}
     model.eval()
+    # population: upstream BNs already reset the same way, each BN's stats = moments of its input over all images
+    pop = {}
     for name in BN_ORDER:
         z = capture(name)
         axes = [0] + list(range(2, z.dim()))
-        pop[name] = {"mean": r(z.mean(dim=axes)), "var": r(z.var(dim=axes, unbiased=False))}
+        bn = getattr(model, name)
+        with torch.no_grad():
+            bn.running_mean.copy_(z.mean(dim=axes))
+            bn.running_var.copy_(z.var(dim=axes, unbiased=False))
+        pop[name] = {"mean": r(bn.running_mean), "var": r(bn.running_var)}
+    # sequential (basin's default): upstream BNs already reset, this one by torch's own momentum=None train mode
+    model.load_state_dict(state0)
+    seq = {}
+    for name in BN_ORDER:
         bn = getattr(model, name)
         bn.reset_running_stats()
         bn.momentum = None
