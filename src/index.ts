@@ -31,6 +31,6 @@ export { MERGE_METHODS, MERGE_METHOD_NAMES, mergeMethod, type MergeMethod, type 
 export type { CalibrationData, CalibrationBatch, CalibrationOptions, PassProgress } from './merge/calibration.js';
 export type { SkippedProducer } from './merge/producers.js';
 export type { Summary as ChannelSummary } from './merge/channel-stats.js';
-export { activationMatching, accumulateCorrelations, layerNormReads, restrictSpec, type ActivationMatchingOptions, type ActivationMatchingResult, type ActivationProgress, type ActivationData, type PermCorrelation } from './match/activation-matching.js';
+export { activationMatching, accumulateCorrelations, type ActivationMatchingOptions, type ActivationMatchingResult, type ActivationProgress, type ActivationData, type PermCorrelation } from './match/activation-matching.js';
 export { CorrelationAccumulator, unitBlock, standardizeSamples, type UnitBlock, type CorrelationOptions } from './match/correlation.js';
 export { mergeMany, type MergeManyOptions, type MergeManyResult, type MergeManyProgress } from './merge/merge-many.js';

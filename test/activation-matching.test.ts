@@ -12,7 +12,7 @@ import { randomAssignment } from '../src/spec/apply.js';
 import { permuteModel, resolveSpec, verifyPermuted } from '../src/align/align-onnx.js';
 import { inferPermutationSpec, probeModel } from '../src/graph/index.js';
 import { CorrelationAccumulator, standardizeSamples, unitBlock } from '../src/match/correlation.js';
-import { accumulateCorrelations, activationMatching, layerNormReads } from '../src/match/activation-matching.js';
+import { accumulateCorrelations, activationMatching, layerNormReads, restrictSpec } from '../src/match/activation-matching.js';
 import { disposeEngine } from '../src/engine/matmul.js';
 import { FIXTURES, assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 
@@ -294,6 +294,33 @@ test('the fixture ViT permuted at random (inferred spec: residual stream, heads,
     // the residual stream is read through 3 LayerNorms: their inputs are what it is matched on
     assert.match(res.notes.join('\n'), /read through LayerNorm: matched on the 3 LayerNorm input\(s\)/);
   }
+});
+
+test('the fixture ResNet permuted at random (conv channels, residual adds) is recovered exactly', async () => {
+  const a = await loadOnnx(path.join(FIXTURES, 'resnet_small_seed0.onnx'));
+  const spec = await resolveSpec(a, inferPermutationSpec(a, await probeModel(a.proto)).spec);
+  const applied = randomAssignment(spec, 9);
+  const b = permuteModel(a, spec, applied);
+  const res = await activationMatching(spec, a, b, await openDataset(TRAIN, { limit: 64 }), { batchSize: 32 });
+  assertUndoes(res.perms, applied);
+  assert.deepEqual(res.notes, []);
+});
+
+test('restrictSpec keeps only the chosen base perms: others become null axes or fixed blocks of a concat', () => {
+  const shapes = new Map<string, number[]>([['w', [9, 2]], ['v', [2, 12]], ['u', [3, 4]]]);
+  const spec = PermutationSpec.fromJson(
+    {
+      axes_to_perm: { w: ['cat', null], v: [null, 'flat'], u: ['A', 'B'] },
+      perms: { cat: { size: 9, concat: ['A', 2, 'B'] }, flat: { size: 12, expand: { of: 'A', inner: 4 } } },
+    },
+    shapes,
+  );
+  const json = restrictSpec(spec, new Set(['B']));
+  assert.deepEqual(json.axes_to_perm, { w: ['cat', null], u: [null, 'B'] });
+  assert.deepEqual(json.perms!['cat']!.concat, [3, 2, 'B']);
+  const sub = PermutationSpec.fromJson(json, shapes);
+  assert.deepEqual(sub.free, ['B']);
+  assert.deepEqual(sub.placementsOn('w', 0), [{ base: 'B', offset: 5, inner: 1 }]);
 });
 
 test('layerNormReads finds LayerNormalization and the decomposed ReduceMean/Sub/Div form, and nothing else', () => {
