@@ -205,3 +205,17 @@ test('resetBatchNorm: models it cannot reset, and data it cannot use', async () 
   assertAllClose(t.model.getFloat32('m1').data, [(2 + 7) / 2, (4 + 0) / 2], { rtol: 1e-6 });
   assertAllClose(t.model.getFloat32('v1').data, [(2 + 8) / 2, (8 + 0) / 2], { rtol: 1e-6 });
 });
+
+test('calibration on a model with a fixed batch size: batches must match it exactly', async () => {
+  const g = new GraphBuilder(15);
+  g.input('x', [4, 2]);
+  for (const [k, v] of [['s', [1, 1]], ['b', [0, 0]], ['m', [0, 0]], ['v', [1, 1]]] as const) g.initializer(k, new Tensor([2], Float32Array.from(v)));
+  g.node('BatchNormalization', ['x', 's', 'b', 'm', 'v'], ['y'], {}, { name: 'bn' });
+  g.output('y', [4, 2]);
+  const model = g.build();
+  const x = new Tensor([6, 2], Float32Array.of(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12));
+  const e = await assertBasinError(() => resetBatchNorm(model, [x]), 'data_shape_mismatch');
+  assert.equal(e.details.expected, 4);
+  const r = await resetBatchNorm(model, [x], { limit: 4 });
+  assertAllClose(r.model.getFloat32('m').data, [4, 5], { rtol: 1e-6 });
+});

@@ -53,10 +53,19 @@ export async function captureChannelStats(
   const stats = new Map<string, ChannelStats>();
   for (const t of targets) if (!stats.has(t.value)) stats.set(t.value, new ChannelStats(t.value, t.channels, t.axis));
   const outputs = [...stats.keys()];
+  const declared = model.inputs.find((i) => i.name === input)?.shape?.[0];
   const session = await createSession(model, { extraOutputs: outputs });
   try {
     let done = 0;
     for await (const x of data.pass()) {
+      if (typeof declared === 'number' && x.shape[0] !== declared) {
+        // padding would pollute the statistics: the batches must have the model's size exactly
+        throw new BasinError(
+          'data_shape_mismatch',
+          `${q(model.path ?? '(in-memory model)')} takes batches of exactly ${declared} samples (input ${q(input)}), but a calibration batch has ${x.shape[0]}; re-export with a dynamic batch axis, or use batchSize ${declared} and a limit divisible by it`,
+          { file: model.path, tensor: input, expected: declared, found: x.shape[0] },
+        );
+      }
       const out = await session.run({ [input]: x }, outputs);
       for (const [name, s] of stats) s.add(out[name]!);
       done += x.shape[0]!;
