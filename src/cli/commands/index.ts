@@ -7,5 +7,6 @@ import * as permute from './permute.js';
 import * as verify from './verify.js';
 import * as interpolate from './interpolate.js';
 import * as demo from './demo.js';
+import * as merge from './merge.js';
 
-export const COMMANDS: { register: (program: Command) => void }[] = [demo, align, inspect, permute, verify, interpolate, spec];
+export const COMMANDS: { register: (program: Command) => void }[] = [demo, align, inspect, permute, verify, interpolate, merge, spec];

@@ -1,0 +1,132 @@
+import type { Command } from 'commander';
+import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { BasinError } from '../../errors.js';
+import { loadModel } from '../../models/load.js';
+import { openDataset } from '../../data/open.js';
+import { evaluate } from '../../eval/evaluate.js';
+import { permuteModel, resolveSpec } from '../../align/align-onnx.js';
+import { averageModels } from '../../merge/interpolate.js';
+import { identityAssignment } from '../../spec/apply.js';
+import { specFor } from './interpolate.js';
+import { mergeMany } from '../../merge/merge-many.js';
+import { fixMerged, hasBatchNorm } from '../../pipeline/blends.js';
+import { formatTable } from '../../report/table.js';
+import type { PermutationSpecJson } from '../../spec/types.js';
+
+interface Options {
+  out: string;
+  align: string;
+  weights?: string;
+  data?: string;
+  repair?: string;
+  resetBn?: string;
+  eval?: string;
+  spec?: string;
+  graph?: string;
+  seed: number;
+  maxIter: number;
+  statsLimit: number;
+  report?: string;
+}
+
+function parseWeights(s: string, n: number): number[] {
+  const w = s.split(',').map((x) => Number(x.trim()));
+  if (w.length !== n || w.some((x) => !Number.isFinite(x) || x < 0) || w.every((x) => x === 0)) {
+    throw new BasinError('invalid_argument', `--weights needs ${n} non-negative numbers (one per model, not all 0), got '${s}'`, {});
+  }
+  return w;
+}
+
+export function register(program: Command): void {
+  program
+    .command('merge')
+    .description('align every model to a common reference (Git Re-Basin MergeMany) and average them')
+    .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors MLPs / with --graph)')
+    .requiredOption('-o, --out <path>', 'where to write the merged model (.onnx)')
+    .option('--align <method>', 'weight | activation (needs --data) | none', 'weight')
+    .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
+    .option('--data <train>', 'data for activation matching')
+    .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
+    .option('--reset-bn <train>', 'recompute the merged model’s BatchNorm statistics on this data')
+    .option('--stats-limit <n>', 'samples of the statistics data to use', parseIntOption('--stats-limit', 1), 2000)
+    .option('--eval <test>', 'evaluate every input model and the merged one on this labelled data')
+    .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph)')
+    .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
+    .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed'), 0)
+    .option('--max-iter <n>', 'maximum MergeMany rounds', parseIntOption('--max-iter', 1), 20)
+    .option('--report <file>', 'permutations, rounds and evaluations as JSON')
+    .action(
+      action(async (paths: string[], o: Options) => {
+        if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
+        if (!['weight', 'activation', 'none'].includes(o.align)) throw new BasinError('invalid_argument', `unknown --align '${o.align}' (known: weight, activation, none)`, {});
+        if (o.align === 'activation' && !o.data) throw new BasinError('invalid_argument', '--align activation needs --data TRAIN', {});
+        if (o.repair && o.resetBn) throw new BasinError('invalid_argument', 'give one of --repair and --reset-bn, not both', {});
+        const weights = o.weights ? parseWeights(o.weights, paths.length) : undefined;
+        const started = performance.now();
+        const models = [];
+        for (const p of paths) models.push(await loadModel(p, { graph: o.graph }));
+        const specSource = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : await specFor(paths[0]!, undefined, o.graph, models[0]!);
+        const spec = await resolveSpec(models[0]!, specSource, o.spec);
+        const data = o.data ? await openDataset(o.data, { limit: o.statsLimit }) : undefined;
+        log(`merging ${paths.length} models (${o.align} matching, ${spec.free.length} permutation group(s))…`);
+        const r =
+          o.align === 'none'
+            ? { merged: averageModels(models, weights), perms: models.map(() => identityAssignment(spec)), rounds: [] as number[] }
+            : await mergeMany(models, spec, {
+                weights,
+                method: o.align as 'weight' | 'activation',
+                data,
+                seed: o.seed,
+                maxIter: o.maxIter,
+                onProgress: (p) => {
+                  if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
+                  if (p.phase === 'activation') log(`  model ${p.model! + 1} activation-matched to model 1`);
+                },
+              });
+        let merged = r.merged;
+        const fixPath = o.repair ?? o.resetBn;
+        if (fixPath) {
+          const fixData = await openDataset(fixPath, { limit: o.statsLimit });
+          if (o.repair) {
+            if (paths.length !== 2) log('  note: REPAIR targets are interpolated from the first two models’ statistics');
+            // REPAIR's targets interpolate two end points' statistics: with more models, the first two aligned ones.
+            const alignedB = permuteModel(models[1]!, spec, r.perms[1]!);
+            const w = weights ? weights[1]! / (weights[0]! + weights[1]!) : 0.5;
+            merged = await fixMerged('repair', merged, { a: models[0]!, b: alignedB, alpha: w }, fixData);
+          } else {
+            if (!hasBatchNorm(merged)) throw new BasinError('invalid_argument', 'the merged model has no BatchNormalization node: use --repair', {});
+            merged = await fixMerged('reset-bn', merged, { a: models[0]!, b: models[1]!, alpha: 0.5 }, fixData);
+          }
+        }
+        await merged.save(o.out);
+        log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
+        const evaluations: Record<string, unknown>[] = [];
+        if (o.eval) {
+          const test = await openDataset(o.eval);
+          const rows: (string | number)[][] = [];
+          for (const [i, m] of models.entries()) {
+            const e = await evaluate(m, test);
+            rows.push([paths[i]!.split('/').pop()!, e.loss, e.accuracy]);
+            evaluations.push({ model: paths[i], ...e });
+          }
+          const e = await evaluate(merged, test);
+          rows.push(['merged', e.loss, e.accuracy]);
+          evaluations.push({ model: 'merged', ...e });
+          process.stdout.write(formatTable(['model', 'loss', 'accuracy'], rows, { digits: 3 }) + '\n');
+        }
+        if (o.report) {
+          await writeJson(o.report, {
+            models: paths,
+            out: o.out,
+            align: o.align,
+            weights: weights ?? null,
+            rounds: r.rounds,
+            perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
+            statistics_fix: o.repair ? 'repair' : o.resetBn ? 'reset-bn' : null,
+            evaluations,
+          });
+          log(`wrote ${o.report}`);
+        }
+      }),
+    );
+}
