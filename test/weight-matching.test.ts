@@ -153,3 +153,25 @@ test('mismatched models are rejected before any compute', async () => {
   const e = await assertBasinError(() => weightMatching(spec, a, b), 'models_mismatch');
   assert.equal(e.details.tensor, 'layers.1.bias');
 });
+
+test('a permuted copy of the fixture ViT is recovered exactly for every seed (greedy start; identity start alone stalls)', async () => {
+  const { loadOnnx } = await import('../src/onnx/model.js');
+  const { inferSpec } = await import('../src/align/infer-spec.js');
+  const { permuteModel, weightShapes } = await import('../src/align/align-onnx.js');
+  const { FIXTURES } = await import('./helpers.js');
+  const m = await loadOnnx(`${FIXTURES}/vit_small_seed0.onnx`);
+  const spec = PermutationSpec.fromJson((await inferSpec(m)).spec, weightShapes(m));
+  const tensors = (x: typeof m) => new Map(spec.tensors().map((n) => [n, x.getFloat32(n)]));
+  const target = sumSquares(tensors(m), spec.tensors());
+  for (const seed of [2, 6, 11]) {
+    const applied = randomAssignment(spec, seed);
+    const r = await weightMatching(spec, tensors(m), tensors(permuteModel(m, spec, applied)));
+    for (const [name, p] of r.perms) {
+      const q = applied.get(name)!;
+      for (let i = 0; i < p.length; i++) assert.equal(q[p[i]!], i, `seed ${seed}: ${name}[${i}]`);
+    }
+    assertAllClose(r.objectiveAfter, target, { rtol: 1e-6 });
+    const stalled = await weightMatching(spec, tensors(m), tensors(permuteModel(m, spec, applied)), { init: 'identity' });
+    assert.ok(stalled.objectiveAfter <= r.objectiveAfter + 1e-6);
+  }
+});
