@@ -1,11 +1,15 @@
 /**
  * LAP benchmark: basin's solveAssignment vs scipy.optimize.linear_sum_assignment (C++, Crouse's shortest
  * augmenting path) and the npm `linear-sum-assignment` package, on the same seeded uniform[0, 1) dense matrices.
- * scipy gets the matrices as raw float64 files and times only its solve; all solvers' totals must agree.
- * The main table is square (n = 256 .. 4096); a second one shows rectangular shapes both ways (basin never pads).
+ * scipy gets the matrices as raw float64 files and times only its solve (bench/lap_scipy.py, kept running as a
+ * server so that its runs alternate with basin's: on a busy machine both then see the same load). All solvers'
+ * totals must agree. The main table is square (n = 256 .. 4096); a second one shows rectangular shapes both ways
+ * (basin never pads them to square).
  */
 import { writeFileSync } from 'node:fs';
-import { execFileSync } from 'node:child_process';
+import os from 'node:os';
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { linearSumAssignment } from 'linear-sum-assignment';
@@ -16,6 +20,7 @@ interface Case {
   rows: number;
   cols: number;
   cost: Float64Array;
+  file?: string;
 }
 type Timing = { ms: number; total: number };
 
@@ -31,6 +36,8 @@ const RECT: [number, number][] = [
  * is skipped above this size. It is not run on the rectangular shapes.
  */
 const NPM_MAX_N = 4096;
+/** Untimed runs of the JS solvers before timing, for problems up to this size (JIT warm-up). */
+const WARM_UP_MAX = 1024;
 
 /** Best of 5 runs for small problems, down to a single run for the largest. */
 function runsFor(rows: number, cols: number): number {
@@ -52,18 +59,15 @@ function uniformMatrix(rows: number, cols: number, seed: number): Float64Array {
   return a;
 }
 
-/** Best of `runs` timed calls, after one untimed call when the problem is small (JIT warm-up). */
-function bestOf(runs: number, fn: () => number, warmUp: boolean): Timing {
-  if (warmUp) fn();
-  let ms = Infinity;
-  let total = NaN;
-  for (let r = 0; r < runs; r++) {
-    const t0 = process.hrtime.bigint();
-    total = fn();
-    const t1 = process.hrtime.bigint();
-    ms = Math.min(ms, Number(t1 - t0) / 1e6);
-  }
-  return { ms, total };
+function timeOnce(fn: () => number): Timing {
+  const t0 = process.hrtime.bigint();
+  const total = fn();
+  const t1 = process.hrtime.bigint();
+  return { ms: Number(t1 - t0) / 1e6, total };
+}
+
+function better(a: Timing | undefined, b: Timing): Timing {
+  return a === undefined || b.ms < a.ms ? b : a;
 }
 
 function fmt(x: number, digits = 1): string {
@@ -82,30 +86,61 @@ function printTable(header: string[], rows: string[][]): void {
   for (const r of rows) console.log(line(r));
 }
 
-/** scipy on every case at once (one python start); null when no python with scipy is available. */
-function runScipy(ctx: BenchContext, cases: Case[]): Map<Case, Timing> | null {
-  const py = ctx.python(['scipy', 'numpy']);
-  if (py === null) return null;
-  const args: string[] = [];
-  for (const k of cases) {
-    const file = path.join(ctx.outDir, `lap_${k.rows}x${k.cols}.f64`);
-    writeFileSync(file, new Uint8Array(k.cost.buffer, k.cost.byteOffset, k.cost.byteLength));
-    args.push(`${k.rows}:${k.cols}:${runsFor(k.rows, k.cols)}:${file}`);
+/** bench/lap_scipy.py --serve: one request line in, one JSON line out. */
+class ScipyServer {
+  private readonly proc: ChildProcessWithoutNullStreams;
+  private readonly lines: Interface;
+  private readonly pending: ((line: string) => void)[] = [];
+
+  constructor(python: string) {
+    const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bench/lap_scipy.py');
+    this.proc = spawn(python, [script, '--serve'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.proc.stderr.on('data', (b: Buffer) => process.stderr.write(b));
+    this.lines = createInterface({ input: this.proc.stdout });
+    this.lines.on('line', (line) => this.pending.shift()?.(line));
   }
-  const script = path.join(path.dirname(fileURLToPath(import.meta.url)), '../../bench/lap_scipy.py');
-  const out = execFileSync(py, [script, ...args], { encoding: 'utf8', maxBuffer: 1 << 20 });
-  const parsed = JSON.parse(out) as { results: { rows: number; cols: number; ms: number; total: number }[] };
-  const map = new Map<Case, Timing>();
-  parsed.results.forEach((r, idx) => map.set(cases[idx]!, { ms: r.ms, total: r.total }));
-  return map;
+
+  /** One timed scipy solve of the case's file. */
+  solve(k: Case): Promise<Timing> {
+    return new Promise((resolve, reject) => {
+      this.pending.push((line) => {
+        try {
+          const r = JSON.parse(line) as { ms: number; total: number };
+          resolve({ ms: r.ms, total: r.total });
+        } catch (e) {
+          reject(e instanceof Error ? e : new Error(String(e)));
+        }
+      });
+      this.proc.stdin.write(`${k.rows}:${k.cols}:1:${k.file!}\n`);
+    });
+  }
+
+  close(): void {
+    this.proc.stdin.end();
+    this.lines.close();
+  }
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
   const square: Case[] = SQUARE.map((n, idx) => ({ rows: n, cols: n, cost: uniformMatrix(n, n, 1234 + idx) }));
   const rect: Case[] = RECT.map(([r, c], idx) => ({ rows: r, cols: c, cost: uniformMatrix(r, c, 5678 + idx) }));
 
-  const scipy = runScipy(ctx, [...square, ...rect]);
-  if (scipy === null) console.log('scipy: no python3 with scipy and numpy found; scipy columns left empty');
+  const cpus = os.cpus();
+  console.log(
+    `${cpus.length} x ${cpus[0]?.model ?? 'unknown CPU'}, load average ${os.loadavg()[0]!.toFixed(1)} at start ` +
+      '(on a busy machine absolute times are noisy; basin and scipy runs alternate, so compare the ratios)',
+  );
+  const py = ctx.python(['scipy', 'numpy']);
+  let scipy: ScipyServer | null = null;
+  if (py === null) {
+    console.log('scipy: no python3 with scipy and numpy found; scipy columns left empty');
+  } else {
+    for (const k of [...square, ...rect]) {
+      k.file = path.join(ctx.outDir, `lap_${k.rows}x${k.cols}.f64`);
+      writeFileSync(k.file, new Uint8Array(k.cost.buffer, k.cost.byteOffset, k.cost.byteLength));
+    }
+    scipy = new ScipyServer(py);
+  }
 
   let mismatches = 0;
   const check = (k: Case, ours: Timing, name: string, other: Timing | undefined) => {
@@ -115,56 +150,68 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
   };
 
-  const squareRows: string[][] = [];
-  for (const k of square) {
-    const n = k.rows;
-    const runs = runsFor(n, n);
-    const ours = bestOf(runs, () => solveAssignment(k.cost, n, n).total, n <= 1024);
-    let npm: Timing | undefined;
-    if (n <= NPM_MAX_N) {
-      const rowsView: Float64Array[] = [];
-      for (let i = 0; i < n; i++) rowsView.push(k.cost.subarray(i * n, (i + 1) * n));
-      npm = bestOf(
-        n >= 2048 ? 1 : Math.min(runs, 2),
-        () => linearSumAssignment(rowsView, { maximaze: false }).gain,
-        n <= 1024,
-      );
+  /** Best of runsFor() alternating scipy and basin runs, after basin's warm-up. */
+  const basinAndScipy = async (k: Case): Promise<{ ours: Timing; sp: Timing | undefined }> => {
+    const solve = () => solveAssignment(k.cost, k.rows, k.cols).total;
+    if (Math.max(k.rows, k.cols) <= WARM_UP_MAX) for (let w = 0; w < 3; w++) solve();
+    let ours: Timing | undefined;
+    let sp: Timing | undefined;
+    for (let r = 0; r < runsFor(k.rows, k.cols); r++) {
+      if (scipy !== null) sp = better(sp, await scipy.solve(k));
+      ours = better(ours, timeOnce(solve));
     }
-    const sp = scipy?.get(k);
-    check(k, ours, 'scipy', sp);
-    check(k, ours, 'npm', npm);
-    squareRows.push([
-      String(n),
-      fmt(ours.ms),
-      sp ? fmt(sp.ms) : '-',
-      sp ? fmt(ours.ms / sp.ms, 2) : '-',
-      npm ? fmt(npm.ms) : `skipped (n > ${NPM_MAX_N})`,
-      npm ? fmt(npm.ms / ours.ms, 1) : '-',
-      ours.total.toFixed(6),
-    ]);
-  }
-  printTable(['n', 'basin ms', 'scipy ms', 'basin/scipy', 'npm ms', 'npm/basin', 'total'], squareRows);
+    return { ours: ours!, sp };
+  };
 
-  const rectRows: string[][] = [];
-  for (const k of rect) {
-    const ours = bestOf(runsFor(k.rows, k.cols), () => solveAssignment(k.cost, k.rows, k.cols).total, true);
-    const sp = scipy?.get(k);
-    check(k, ours, 'scipy', sp);
-    rectRows.push([
-      `${k.rows}x${k.cols}`,
-      fmt(ours.ms),
-      sp ? fmt(sp.ms) : '-',
-      sp ? fmt(ours.ms / sp.ms, 2) : '-',
-      ours.total.toFixed(6),
-    ]);
+  try {
+    const squareRows: string[][] = [];
+    for (const k of square) {
+      const n = k.rows;
+      const { ours, sp } = await basinAndScipy(k);
+      let npm: Timing | undefined;
+      if (n <= NPM_MAX_N) {
+        const rowsView: Float64Array[] = [];
+        for (let i = 0; i < n; i++) rowsView.push(k.cost.subarray(i * n, (i + 1) * n));
+        const solveNpm = () => linearSumAssignment(rowsView, { maximaze: false }).gain;
+        if (n <= WARM_UP_MAX) for (let w = 0; w < 3; w++) solveNpm();
+        for (let r = 0; r < (n >= 2048 ? 1 : Math.min(runsFor(n, n), 2)); r++) npm = better(npm, timeOnce(solveNpm));
+      }
+      check(k, ours, 'scipy', sp);
+      check(k, ours, 'npm', npm);
+      squareRows.push([
+        String(n),
+        fmt(ours.ms),
+        sp ? fmt(sp.ms) : '-',
+        sp ? fmt(ours.ms / sp.ms, 2) : '-',
+        npm ? fmt(npm.ms) : `skipped (n > ${NPM_MAX_N})`,
+        npm ? fmt(npm.ms / ours.ms, 1) : '-',
+        ours.total.toFixed(6),
+      ]);
+    }
+    printTable(['n', 'basin ms', 'scipy ms', 'basin/scipy', 'npm ms', 'npm/basin', 'total'], squareRows);
+
+    const rectRows: string[][] = [];
+    for (const k of rect) {
+      const { ours, sp } = await basinAndScipy(k);
+      check(k, ours, 'scipy', sp);
+      rectRows.push([
+        `${k.rows}x${k.cols}`,
+        fmt(ours.ms),
+        sp ? fmt(sp.ms) : '-',
+        sp ? fmt(ours.ms / sp.ms, 2) : '-',
+        ours.total.toFixed(6),
+      ]);
+    }
+    console.log('');
+    printTable(['rows x cols', 'basin ms', 'scipy ms', 'basin/scipy', 'total'], rectRows);
+  } finally {
+    scipy?.close();
   }
-  console.log('');
-  printTable(['rows x cols', 'basin ms', 'scipy ms', 'basin/scipy', 'total'], rectRows);
 
   console.log(
     `uniform[0,1) dense matrices, seeded; best of 5 (<= 256), 3 (<= 1024), 2 (<= 2048), 1 (4096) runs, ` +
-      `JS solvers after one untimed warm-up run for n <= 1024 and for the rectangular cases; ` +
-      `npm at most 2, one for n >= 2048. ` +
+      `basin and scipy alternating; JS solvers after three untimed warm-up runs up to ${WARM_UP_MAX}; ` +
+      `npm at most 2 runs, one for n >= 2048. ` +
       (mismatches ? `!!! ${mismatches} TOTAL MISMATCH(ES) !!!` : 'All totals agree (1e-9 relative).'),
   );
 }

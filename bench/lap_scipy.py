@@ -1,8 +1,12 @@
-"""Time scipy.optimize.linear_sum_assignment on the raw float64 matrices bench/lap.ts wrote.
+"""Time scipy.optimize.linear_sum_assignment on the raw float64 matrices bench/lap.ts writes.
 
-Usage: lap_scipy.py ROWS:COLS:RUNS:PATH [ROWS:COLS:RUNS:PATH ...]
-Each PATH holds a ROWS x COLS row-major float64 matrix. Only the solve is timed (time.perf_counter), best of RUNS.
-Prints one JSON object: {"results": [{"rows": R, "cols": C, "ms": best_ms, "total": optimal_total}, ...]}.
+Two ways to run it:
+  lap_scipy.py ROWS:COLS:RUNS:PATH [...]   time each file, best of RUNS, print one JSON object
+                                           {"results": [{"rows": R, "cols": C, "ms": best_ms, "total": t}, ...]}
+  lap_scipy.py --serve                     read one ROWS:COLS:RUNS:PATH request per stdin line and answer each
+                                           with one JSON line {"rows", "cols", "ms", "total"}; bench/lap.ts uses
+                                           this to interleave scipy's runs with basin's on a busy machine.
+Each PATH holds a ROWS x COLS row-major float64 matrix. Only the solve is timed (time.perf_counter).
 """
 import json
 import sys
@@ -11,23 +15,36 @@ import time
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+_cache = {}
+
+
+def solve(request: str) -> dict:
+    r_str, c_str, runs_str, path = request.split(":", 3)
+    n_rows, n_cols, runs = int(r_str), int(c_str), int(runs_str)
+    cost = _cache.get(path)
+    if cost is None:
+        cost = np.fromfile(path, dtype="<f8").reshape(n_rows, n_cols)
+        _cache.clear()
+        _cache[path] = cost
+    best = float("inf")
+    total = None
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        rows, cols = linear_sum_assignment(cost)
+        t1 = time.perf_counter()
+        best = min(best, t1 - t0)
+        total = float(cost[rows, cols].sum())
+    return {"rows": n_rows, "cols": n_cols, "ms": best * 1000.0, "total": total}
+
 
 def main() -> None:
-    results = []
-    for arg in sys.argv[1:]:
-        r_str, c_str, runs_str, path = arg.split(":", 3)
-        n_rows, n_cols, runs = int(r_str), int(c_str), int(runs_str)
-        cost = np.fromfile(path, dtype="<f8").reshape(n_rows, n_cols)
-        best = float("inf")
-        total = None
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            rows, cols = linear_sum_assignment(cost)
-            t1 = time.perf_counter()
-            best = min(best, t1 - t0)
-            total = float(cost[rows, cols].sum())
-        results.append({"rows": n_rows, "cols": n_cols, "ms": best * 1000.0, "total": total})
-    print(json.dumps({"results": results}))
+    if sys.argv[1:] == ["--serve"]:
+        for line in sys.stdin:
+            line = line.strip()
+            if line:
+                print(json.dumps(solve(line)), flush=True)
+        return
+    print(json.dumps({"results": [solve(arg) for arg in sys.argv[1:]]}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { solveAssignment, type AssignmentResult } from '../src/linalg/lap.js';
+import { solveAssignment, solveAssignmentWithBudget, type AssignmentResult } from '../src/linalg/lap.js';
 import { assertAllClose, assertBasinError, randn, randomPermutation, rng } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -153,9 +153,29 @@ function randomMatrix(nRows: number, nCols: number, r: () => number, kind: 'unif
   return a;
 }
 
-function solveAndCheck(cost: Float64Array, nRows: number, nCols: number, maximize: boolean, label: string): AssignmentResult {
+/**
+ * Augmenting row reduction budgets to run every check under: the default, none (every row the initialization
+ * leaves free goes through the shortest augmenting path phase, which small problems otherwise rarely reach),
+ * and a small one (a mix of both phases).
+ */
+const BUDGETS: (number | undefined)[] = [undefined, 0, 0.5];
+/** Minimize and maximize, each under every budget. */
+const MODES: [boolean, number | undefined][] = [false, true].flatMap((mx) => BUDGETS.map((b): [boolean, number | undefined] => [mx, b]));
+
+function solveAndCheck(
+  cost: Float64Array,
+  nRows: number,
+  nCols: number,
+  maximize: boolean,
+  label: string,
+  budget?: number,
+): AssignmentResult {
   const before = Float64Array.from(cost);
-  const res = solveAssignment(cost, nRows, nCols, { maximize });
+  const res =
+    budget === undefined
+      ? solveAssignment(cost, nRows, nCols, { maximize })
+      : solveAssignmentWithBudget(cost, nRows, nCols, { maximize }, budget);
+  label = budget === undefined ? label : `${label} (ARR budget ${budget})`;
   assert.deepEqual(cost, before, `${label}: input was modified`);
   checkMatching(res, cost, nRows, nCols, label);
   return res;
@@ -173,9 +193,9 @@ test('matches brute force over all injective maps, every shape up to 7x7, min an
         for (let seed = 0; seed < seeds; seed++) {
           const r = rng(1000 * nRows + 100 * nCols + 17 * seed + (kind === 'int' ? 7 : kind === 'normal' ? 3 : 0));
           const cost = randomMatrix(nRows, nCols, r, kind);
-          for (const maximize of [false, true]) {
+          for (const [maximize, budget] of MODES) {
             const label = `${nRows}x${nCols} ${kind} seed ${seed} ${maximize ? 'max' : 'min'}`;
-            const res = solveAndCheck(cost, nRows, nCols, maximize, label);
+            const res = solveAndCheck(cost, nRows, nCols, maximize, label, budget);
             assertTotal(res.total, bruteForce(cost, nRows, nCols, maximize), absSum(cost, nRows, nCols), label);
             instances++;
           }
@@ -183,7 +203,7 @@ test('matches brute force over all injective maps, every shape up to 7x7, min an
       }
     }
   }
-  assert.ok(instances > 2000);
+  assert.ok(instances > 6000);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -193,8 +213,8 @@ test('constant matrices: any full matching, total = value * min(nRows, nCols)', 
   for (const [nRows, nCols] of [[1, 1], [2, 2], [50, 50], [40, 70], [70, 40], [257, 257]] as const) {
     for (const value of [0, 3.5, -2]) {
       const cost = new Float64Array(nRows * nCols).fill(value);
-      for (const maximize of [false, true]) {
-        const res = solveAndCheck(cost, nRows, nCols, maximize, `constant ${value} ${nRows}x${nCols}`);
+      for (const [maximize, budget] of MODES) {
+        const res = solveAndCheck(cost, nRows, nCols, maximize, `constant ${value} ${nRows}x${nCols}`, budget);
         assert.equal(res.total, value * Math.min(nRows, nCols));
       }
     }
@@ -217,11 +237,11 @@ test('rows of equal values and columns of equal values', () => {
     const k = Math.min(nRows, nCols);
     const sumOf = (vals: number[], take: number, asc: boolean) =>
       [...vals].sort((a, b) => (asc ? a - b : b - a)).slice(0, take).reduce((s, x) => s + x, 0);
-    for (const maximize of [false, true]) {
+    for (const [maximize, budget] of MODES) {
       // Each row's value counts once per assigned row: the k smallest (largest) rows are assigned.
-      const a = solveAndCheck(byRow, nRows, nCols, maximize, `equal rows ${nRows}x${nCols}`);
+      const a = solveAndCheck(byRow, nRows, nCols, maximize, `equal rows ${nRows}x${nCols}`, budget);
       assert.equal(a.total, sumOf(rowVal, k, !maximize));
-      const b = solveAndCheck(byCol, nRows, nCols, maximize, `equal cols ${nRows}x${nCols}`);
+      const b = solveAndCheck(byCol, nRows, nCols, maximize, `equal cols ${nRows}x${nCols}`, budget);
       assert.equal(b.total, sumOf(colVal, k, !maximize));
     }
   }
@@ -244,17 +264,21 @@ test('rank-1 costs a_i * b_j follow the rearrangement inequality', () => {
       minTotal += as[i]! * bs[n - 1 - i]!; // opposite order minimizes
       maxTotal += as[i]! * bs[i]!; // same order maximizes
     }
-    const lo = solveAndCheck(cost, n, n, false, `rank-1 ${n} min`);
-    assertTotal(lo.total, minTotal, absSum(cost, n, n), `rank-1 ${n} min`);
-    const hi = solveAndCheck(cost, n, n, true, `rank-1 ${n} max`);
-    assertTotal(hi.total, maxTotal, absSum(cost, n, n), `rank-1 ${n} max`);
+    for (const budget of BUDGETS) {
+      const lo = solveAndCheck(cost, n, n, false, `rank-1 ${n} min`, budget);
+      assertTotal(lo.total, minTotal, absSum(cost, n, n), `rank-1 ${n} min`);
+      const hi = solveAndCheck(cost, n, n, true, `rank-1 ${n} max`, budget);
+      assertTotal(hi.total, maxTotal, absSum(cost, n, n), `rank-1 ${n} max`);
+    }
   }
 });
 
 test('all-zero matrices, square and rectangular', () => {
   for (const [nRows, nCols] of [[3, 3], [100, 100], [10, 90], [90, 10]] as const) {
-    const res = solveAndCheck(new Float64Array(nRows * nCols), nRows, nCols, false, `zeros ${nRows}x${nCols}`);
-    assert.equal(res.total, 0);
+    for (const budget of BUDGETS) {
+      const res = solveAndCheck(new Float64Array(nRows * nCols), nRows, nCols, false, `zeros ${nRows}x${nCols}`, budget);
+      assert.equal(res.total, 0);
+    }
   }
 });
 
@@ -264,9 +288,9 @@ test('integer costs with many equal optima: total and validity against the refer
     for (const [nRows, nCols, levels] of [[60, 60, 2], [80, 80, 3], [40, 75, 2], [75, 40, 4]] as const) {
       const cost = new Float64Array(nRows * nCols);
       for (let k = 0; k < cost.length; k++) cost[k] = Math.floor(r() * levels);
-      for (const maximize of [false, true]) {
+      for (const [maximize, budget] of MODES) {
         const label = `int${levels} ${nRows}x${nCols} seed ${seed} ${maximize ? 'max' : 'min'}`;
-        const res = solveAndCheck(cost, nRows, nCols, maximize, label);
+        const res = solveAndCheck(cost, nRows, nCols, maximize, label, budget);
         assert.equal(res.total, hungarianTotal(cost, nRows, nCols, maximize), label);
       }
     }
@@ -280,9 +304,11 @@ test('a permuted diagonal of zeros among positive costs is recovered exactly', (
   const cost = new Float64Array(n * n);
   for (let k = 0; k < cost.length; k++) cost[k] = 1 + r();
   for (let i = 0; i < n; i++) cost[i * n + perm[i]!] = 0;
-  const res = solveAndCheck(cost, n, n, false, 'planted');
-  assert.deepEqual(Array.from(res.rowToCol), Array.from(perm));
-  assert.equal(res.total, 0);
+  for (const budget of BUDGETS) {
+    const res = solveAndCheck(cost, n, n, false, 'planted', budget);
+    assert.deepEqual(Array.from(res.rowToCol), Array.from(perm));
+    assert.equal(res.total, 0);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -301,9 +327,9 @@ test('large and tiny magnitudes match brute force', () => {
         ['2^53 integers', base.map((x) => 2 ** 53 + 2 * Math.round(x))],
       ];
       for (const [name, cost] of variants) {
-        for (const maximize of [false, true]) {
+        for (const [maximize, budget] of MODES) {
           const label = `${name} ${nRows}x${nCols} seed ${seed} ${maximize ? 'max' : 'min'}`;
-          const res = solveAndCheck(cost, nRows, nCols, maximize, label);
+          const res = solveAndCheck(cost, nRows, nCols, maximize, label, budget);
           assertTotal(res.total, bruteForce(cost, nRows, nCols, maximize), absSum(cost, nRows, nCols), label);
         }
       }
@@ -319,8 +345,8 @@ test('huge column offsets with small differences match the reference', () => {
     // Columns carry offsets of 1e17 (ulp 16) while entries within a column differ by 0..2: prices end up far
     // larger than the differences that decide the optimum.
     for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) cost[i * n + j] = (j % 3) * 1e17 + Math.floor(r() * 3);
-    for (const maximize of [false, true]) {
-      const res = solveAndCheck(cost, n, n, maximize, `huge offsets seed ${seed}`);
+    for (const [maximize, budget] of MODES) {
+      const res = solveAndCheck(cost, n, n, maximize, `huge offsets seed ${seed}`, budget);
       assertTotal(res.total, hungarianTotal(cost, n, n, maximize), absSum(cost, n, n), `huge offsets seed ${seed}`);
     }
   }
@@ -333,8 +359,8 @@ test('300x300 random matches the reference Hungarian, min and max', () => {
   const r = rng(42);
   const n = 300;
   const cost = randomMatrix(n, n, r, 'uniform');
-  for (const maximize of [false, true]) {
-    const res = solveAndCheck(cost, n, n, maximize, `300x300 ${maximize ? 'max' : 'min'}`);
+  for (const [maximize, budget] of MODES) {
+    const res = solveAndCheck(cost, n, n, maximize, `300x300 ${maximize ? 'max' : 'min'}`, budget);
     assertTotal(res.total, hungarianTotal(cost, n, n, maximize), absSum(cost, n, n), '300x300');
   }
 });
@@ -343,9 +369,9 @@ test('rectangular 200x300 and 300x200 random match the reference Hungarian', () 
   const r = rng(43);
   for (const [nRows, nCols] of [[200, 300], [300, 200], [50, 300], [300, 51]] as const) {
     const cost = randomMatrix(nRows, nCols, r, 'normal');
-    for (const maximize of [false, true]) {
+    for (const [maximize, budget] of MODES) {
       const label = `${nRows}x${nCols} ${maximize ? 'max' : 'min'}`;
-      const res = solveAndCheck(cost, nRows, nCols, maximize, label);
+      const res = solveAndCheck(cost, nRows, nCols, maximize, label, budget);
       assertTotal(res.total, hungarianTotal(cost, nRows, nCols, maximize), absSum(cost, nRows, nCols), label);
     }
   }
@@ -359,13 +385,13 @@ test('1 x n and n x 1 pick the best single entry', () => {
   for (const n of [1, 2, 17, 1000]) {
     const vals = Array.from({ length: n }, () => randn(r));
     const cost = Float64Array.from(vals);
-    for (const maximize of [false, true]) {
+    for (const [maximize, budget] of MODES) {
       const best = maximize ? Math.max(...vals) : Math.min(...vals);
       const idx = vals.indexOf(best);
-      const row = solveAndCheck(cost, 1, n, maximize, `1x${n}`);
+      const row = solveAndCheck(cost, 1, n, maximize, `1x${n}`, budget);
       assert.equal(row.total, best);
       assert.equal(row.rowToCol[0], idx);
-      const col = solveAndCheck(cost, n, 1, maximize, `${n}x1`);
+      const col = solveAndCheck(cost, n, 1, maximize, `${n}x1`, budget);
       assert.equal(col.total, best);
       assert.equal(col.colToRow[0], idx);
     }
@@ -386,7 +412,7 @@ test('non-finite costs are rejected with non_finite, naming row and column', asy
     for (const [nRows, nCols, row, col] of [[4, 4, 2, 3], [3, 6, 1, 5], [6, 3, 5, 0]] as const) {
       const cost = new Float64Array(nRows * nCols).fill(1);
       cost[row * nCols + col] = bad;
-      for (const maximize of [false, true]) {
+      for (const [maximize, budget] of MODES) {
         const e = await assertBasinError(() => solveAssignment(cost, nRows, nCols, { maximize }), 'non_finite');
         assert.equal(e.details.row, row);
         assert.equal(e.details.col, col);
@@ -395,7 +421,9 @@ test('non-finite costs are rejected with non_finite, naming row and column', asy
   }
 });
 
-test('bad sizes and length mismatch are rejected', async () => {
+test('bad sizes, length mismatch and a bad budget are rejected', async () => {
+  await assertBasinError(() => solveAssignmentWithBudget(new Float64Array(4), 2, 2, {}, -1), 'invalid_argument');
+  await assertBasinError(() => solveAssignmentWithBudget(new Float64Array(4), 2, 2, {}, NaN), 'invalid_argument');
   await assertBasinError(() => solveAssignment(new Float64Array(6), 2, 2), 'shape_mismatch');
   await assertBasinError(() => solveAssignment(new Float64Array(0), -1, 0), 'invalid_argument');
   await assertBasinError(() => solveAssignment(new Float64Array(2), 1.5, 2), 'invalid_argument');
