@@ -428,3 +428,28 @@ test('bad sizes, length mismatch and a bad budget are rejected', async () => {
   await assertBasinError(() => solveAssignment(new Float64Array(0), -1, 0), 'invalid_argument');
   await assertBasinError(() => solveAssignment(new Float64Array(2), 1.5, 2), 'invalid_argument');
 });
+
+test('warm start: any prices give the optimum (random, from a perturbed matrix, its own), and its own prices are kept', () => {
+  for (let seed = 0; seed < 60; seed++) {
+    const r = rng(9000 + seed);
+    const n = seed < 30 ? 1 + (seed % 7) : 20 + 7 * (seed % 9);
+    const cost = new Float64Array(n * n).map(() => Math.floor(r() * 20) - 5 + (seed % 3 === 0 ? r() : 0));
+    for (const maximize of [false, true]) {
+      const cold = solveAssignment(cost, n, n, { maximize });
+      assert.ok(cold.prices && cold.prices.length === n);
+      const perturbed = cost.map((x) => x + (r() - 0.5) * 2);
+      const fromPerturbed = solveAssignment(perturbed, n, n, { maximize }).prices!;
+      const random = new Float64Array(n).map(() => (r() - 0.5) * 100);
+      for (const [label, prices] of [['random', random], ['perturbed', fromPerturbed], ['own', cold.prices]] as const) {
+        const warm = solveAssignment(cost, n, n, { maximize, prices });
+        const seen = new Set(warm.rowToCol);
+        assert.equal(seen.size, n, `${label}: a full matching`);
+        let recomputed = 0;
+        for (let i = 0; i < n; i++) recomputed += cost[i * n + warm.rowToCol[i]!]!;
+        assert.ok(Math.abs(recomputed - warm.total) < 1e-9, `${label}: total is the matching's cost`);
+        assert.ok(Math.abs(warm.total - cold.total) <= 1e-9 * Math.max(1, Math.abs(cold.total)), `${label} seed ${seed} n ${n} ${maximize}: ${warm.total} vs ${cold.total}`);
+        if (n <= 7) assert.ok(Math.abs(warm.total - hungarianTotal(cost, n, n, maximize)) < 1e-9);
+      }
+    }
+  }
+});

@@ -31,6 +31,12 @@ import { BasinError } from '../errors.js';
 export interface AssignmentOptions {
   /** Maximize the total instead of minimizing it (default false). */
   maximize?: boolean;
+  /**
+   * Warm start (square problems): column prices from an earlier solve of a similar matrix (`prices` of its
+   * result, same size and `maximize`). Any values give the exact optimum; near-optimal ones make the solve short,
+   * which is what coordinate descent re-solving slightly changed matrices needs.
+   */
+  prices?: Float64Array;
 }
 
 export interface AssignmentResult {
@@ -40,6 +46,8 @@ export interface AssignmentResult {
   colToRow: Int32Array;
   /** Sum of cost[r, rowToCol[r]] over assigned rows, from the original (not negated) costs. */
   total: number;
+  /** Final column prices of a square problem, to warm-start the next solve of a similar matrix. */
+  prices?: Float64Array;
 }
 
 /** Above this magnitude the working copy is scaled by a power of two (exact) so prices cannot overflow. */
@@ -123,14 +131,15 @@ export function solveAssignmentWithBudget(
 
   const rowsol = transposed ? colToRow : rowToCol; // length n
   const colsol = transposed ? rowToCol : colToRow; // length m
-  lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow);
+  const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
+  const prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm);
 
   let total = 0;
   for (let r = 0; r < nRows; r++) {
     const j = rowToCol[r]!;
     if (j >= 0) total += cost[r * nCols + j]!;
   }
-  return { rowToCol, colToRow, total };
+  return n === m && scale === 1 ? { rowToCol, colToRow, total, prices } : { rowToCol, colToRow, total };
 }
 
 /** Largest |cost| entry; throws 'non_finite' naming the first NaN or +-Infinity. */
@@ -179,98 +188,6 @@ function transposeScaled(src: Float64Array, rows: number, cols: number, factor: 
 }
 
 /**
- * One Dijkstra step: relax every column through row i (h = u[i] - current distance, so the new distance of
- * column j via i is c[i, j] - w[j] - h) and return the column of least distance, a free one on ties.
- * Unrolled by four; the candidates are still compared in column order, so ties resolve as in the plain loop.
- */
-function relaxRow(
-  c: Float64Array,
-  base: number,
-  w: Float64Array,
-  d: Float64Array,
-  pred: Int32Array,
-  colsol: Int32Array,
-  h: number,
-  i: number,
-  m: number,
-): number {
-  let next = Infinity;
-  let jnext = 0;
-  const m4 = m - (m & 3);
-  let j = 0;
-  for (; j < m4; j += 4) {
-    let d0 = d[j]!;
-    let d1 = d[j + 1]!;
-    let d2 = d[j + 2]!;
-    let d3 = d[j + 3]!;
-    const a0 = c[base + j]! - w[j]! - h;
-    const a1 = c[base + j + 1]! - w[j + 1]! - h;
-    const a2 = c[base + j + 2]! - w[j + 2]! - h;
-    const a3 = c[base + j + 3]! - w[j + 3]! - h;
-    if (a0 < d0) {
-      d[j] = a0;
-      pred[j] = i;
-      d0 = a0;
-    }
-    if (a1 < d1) {
-      d[j + 1] = a1;
-      pred[j + 1] = i;
-      d1 = a1;
-    }
-    if (a2 < d2) {
-      d[j + 2] = a2;
-      pred[j + 2] = i;
-      d2 = a2;
-    }
-    if (a3 < d3) {
-      d[j + 3] = a3;
-      pred[j + 3] = i;
-      d3 = a3;
-    }
-    if (d0 <= next) {
-      if (d0 < next || colsol[j]! < 0) {
-        next = d0;
-        jnext = j;
-      }
-    }
-    if (d1 <= next) {
-      if (d1 < next || colsol[j + 1]! < 0) {
-        next = d1;
-        jnext = j + 1;
-      }
-    }
-    if (d2 <= next) {
-      if (d2 < next || colsol[j + 2]! < 0) {
-        next = d2;
-        jnext = j + 2;
-      }
-    }
-    if (d3 <= next) {
-      if (d3 < next || colsol[j + 3]! < 0) {
-        next = d3;
-        jnext = j + 3;
-      }
-    }
-  }
-  for (; j < m; j++) {
-    let dj = d[j]!;
-    const alt = c[base + j]! - w[j]! - h;
-    if (alt < dj) {
-      d[j] = alt;
-      pred[j] = i;
-      dj = alt;
-    }
-    if (dj <= next) {
-      if (dj < next || colsol[j]! < 0) {
-        next = dj;
-        jnext = j;
-      }
-    }
-  }
-  return jnext;
-}
-
-/**
  * Minimize over an n x m row-major matrix with 1 <= n <= m; fills rowsol (n) and colsol (m, -1 where unused).
  *
  * Duals: u (rows, implicit: u[i] = c[i, rowsol[i]] - v[rowsol[i]]) and v (columns). Invariants: reduced costs
@@ -285,7 +202,8 @@ function lapCore(
   rowsol: Int32Array,
   colsol: Int32Array,
   arrBudgetPerRow: number,
-): void {
+  warmPrices?: Float64Array,
+): Float64Array {
   if (n === 1) {
     let best = c[0]!;
     let jb = 0;
@@ -298,7 +216,7 @@ function lapCore(
     }
     rowsol[0] = jb;
     colsol[jb] = 0;
-    return;
+    return new Float64Array(m);
   }
 
   const v = new Float64Array(m);
@@ -306,7 +224,15 @@ function lapCore(
   const pred = new Int32Array(m); // column reduction: argmin row per column; shortest path: predecessor row
   let numFree = 0;
 
-  if (n === m) {
+  if (warmPrices) {
+    // Warm start: the given prices replace column reduction; every row starts free and row reduction assigns
+    // most of them at once when the prices are close to optimal. Correct for any prices: row reduction and the
+    // augmenting paths keep reduced costs non-negative for every row they assign.
+    v.set(warmPrices);
+    colsol.fill(-1);
+    for (let i = 0; i < n; i++) free[i] = i;
+    numFree = n;
+  } else if (n === m) {
     // Column reduction: v[j] = min_i c[i, j], computed row by row (sequential access).
     for (let j = 0; j < m; j++) v[j] = c[j]!;
     for (let i = 1; i < n; i++) {
@@ -432,37 +358,38 @@ function lapCore(
     }
   }
 
-  if (numFree === 0) return;
+  if (numFree === 0) return v;
 
-  // Shortest augmenting paths (Dijkstra over reduced costs). Every pass runs over all columns in natural order
-  // (sequential access, no index list): a scanned column gets w[j] = -Infinity, so its relaxed distance is
-  // +Infinity and never replaces d[j], and d[j] = +Infinity, so it is never the minimum again. Its distance at
-  // scan time is kept in the ready list for the price update.
+  // Shortest augmenting paths (Dijkstra over reduced costs). Unscanned columns are kept in a compact list
+  // (`rem`, as scipy's solver does): a step relaxes only those, so a long path on a structured matrix (weight
+  // matching costs) costs the sum of the remaining counts instead of path length x m. A scanned column's distance
+  // at scan time is kept in the ready list for the price update.
   const d = new Float64Array(m);
-  const w = new Float64Array(m); // column prices for this path; -Infinity marks a scanned column
+  const rem = new Int32Array(m);
   const readyCol = new Int32Array(m);
   const readyDist = new Float64Array(m);
   for (let f = 0; f < numFree; f++) {
     const freeRow = free[f]!;
     let base = freeRow * m;
     let min = Infinity;
-    let jmin = 0;
+    let kmin = 0;
     for (let j = 0; j < m; j++) {
-      const vj = v[j]!;
-      const dj = c[base + j]! - vj;
-      w[j] = vj;
+      const dj = c[base + j]! - v[j]!;
       d[j] = dj;
       pred[j] = freeRow;
+      rem[j] = j;
       if (dj <= min) {
         if (dj < min || colsol[j]! < 0) {
           min = dj;
-          jmin = j;
+          kmin = j;
         }
       }
     }
+    let nRem = m;
     let nReady = 0;
     let sink: number;
     for (;;) {
+      const jmin = rem[kmin]!;
       const i = colsol[jmin]!;
       if (i < 0) {
         sink = jmin;
@@ -470,12 +397,29 @@ function lapCore(
       }
       readyCol[nReady] = jmin;
       readyDist[nReady++] = min;
-      const vm = w[jmin]!;
-      w[jmin] = -Infinity;
-      d[jmin] = Infinity;
+      // remove jmin from the unscanned list (order does not matter except for ties, resolved below)
+      rem[kmin] = rem[--nRem]!;
       base = i * m;
-      jmin = relaxRow(c, base, w, d, pred, colsol, c[base + jmin]! - vm - min, i, m);
-      min = d[jmin]!;
+      const h = c[base + jmin]! - v[jmin]! - min;
+      let next = Infinity;
+      kmin = 0;
+      for (let k = 0; k < nRem; k++) {
+        const j = rem[k]!;
+        let dj = d[j]!;
+        const alt = c[base + j]! - v[j]! - h;
+        if (alt < dj) {
+          d[j] = alt;
+          pred[j] = i;
+          dj = alt;
+        }
+        if (dj <= next) {
+          if (dj < next || colsol[j]! < 0) {
+            next = dj;
+            kmin = k;
+          }
+        }
+      }
+      min = next;
     }
     // Price update for scanned columns (their distance is <= min, so prices only decrease).
     for (let k = 0; k < nReady; k++) {
@@ -493,4 +437,5 @@ function lapCore(
       j = prev;
     }
   }
+  return v;
 }

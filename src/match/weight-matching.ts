@@ -13,6 +13,7 @@ import { matmul } from '../engine/matmul.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
 import { solveHeads, solveSingle, trace } from './solve.js';
+import { solveAssignment } from '../linalg/lap.js';
 
 export interface SweepInfo {
   sweep: number;
@@ -35,7 +36,7 @@ export interface WeightMatchingOptions {
    * start — permutations solved one at a time in dependency order, each from the tensors whose other permuted axes
    * are already solved (an exactly permuted copy is recovered by this pass alone) — and the better result is kept.
    */
-  init?: Assignment | 'best' | 'identity';
+  init?: Assignment | 'best' | 'identity' | 'greedy';
   onSweep?: (info: SweepInfo) => void;
 }
 
@@ -100,14 +101,17 @@ export async function weightMatching(
   const identity = new Map(identityAssignment(spec));
   const objectiveBefore = matchingObjective(spec, a, b, identity);
   let sweepCount = 0;
+  const prices = new Map<string, Float64Array>();
   const descend = async (start: Assignment) => {
     const sweeps: number[] = [];
     const report = onSweep && ((info: SweepInfo) => onSweep({ ...info, sweep: sweepCount++ }));
-    const r = await coordinateDescent(spec, units, new CostBuilder(spec, a, b), a, b, start, { seed, maxIter, tol, started, sweeps, onSweep: report });
+    const r = await coordinateDescent(spec, units, new CostBuilder(spec, a, b), a, b, start, { prices, seed, maxIter, tol, started, sweeps, onSweep: report });
     return { ...r, sweeps };
   };
   let result: { perms: Assignment; objective: number; sweeps: number[] };
-  if (opts.init instanceof Map || opts.init === 'identity') {
+  if (opts.init === 'greedy') {
+    result = await descend(await greedyStart(spec, units, new CostBuilder(spec, a, b), identity, prices));
+  } else if (opts.init instanceof Map || opts.init === 'identity') {
     const start = new Map(identity);
     if (opts.init instanceof Map) {
       for (const [k, v] of opts.init) if (start.has(k)) start.set(k, Int32Array.from(v));
@@ -117,7 +121,7 @@ export async function weightMatching(
   } else {
     // Two starts, keep the better: neither wins everywhere on real pairs (both end in local optima).
     const fromIdentity = await descend(new Map(identity));
-    const fromGreedy = await descend(await greedyStart(spec, units, new CostBuilder(spec, a, b), identity));
+    const fromGreedy = await descend(await greedyStart(spec, units, new CostBuilder(spec, a, b), identity, prices));
     result = fromGreedy.objective > fromIdentity.objective ? fromGreedy : fromIdentity;
   }
   const { perms, objective, sweeps } = result;
@@ -126,6 +130,8 @@ export async function weightMatching(
 
 
 interface DescentState {
+  /** LAP column prices per permutation, shared by every solve of one matching call (warm starts). */
+  prices: Map<string, Float64Array>;
   seed: number;
   maxIter: number;
   tol: number;
@@ -150,6 +156,8 @@ async function coordinateDescent(
   st: DescentState,
 ): Promise<{ perms: Assignment; objective: number }> {
   const random = seededRandom(st.seed);
+  const lastKey = new Map<Unit, string>();
+  const prices = st.prices;
   let objective = matchingObjective(spec, a, b, perms);
   for (let sweep = 0; sweep < st.maxIter; sweep++) {
     const order = shuffle(units.length, random);
@@ -158,8 +166,18 @@ async function coordinateDescent(
     for (const u of order) {
       const unit = units[u]!;
       const names = unitPerms(unit);
+      // A unit's cost depends only on the other perms of its tensors: unchanged since its last solve, the
+      // LAP would return the same answer, so skip it.
+      const key = names.map((p) => cost.dependencyKeyOf(p)).join('#');
+      if (lastKey.get(unit) === key) continue;
+      lastKey.set(unit, key);
       const costs = await Promise.all(names.map((p) => cost.costMatrix(p, perms)));
-      const proposal = await solveUnit(spec, unit, costs);
+      let proposal: Int32Array[];
+      if (unit.kind === 'single') {
+        proposal = [solveWarm(costs[0]!, unit.perm, prices)];
+      } else {
+        proposal = await solveUnit(spec, unit, costs);
+      }
       let gain = 0;
       names.forEach((p, k) => (gain += trace(costs[k]!, proposal[k]!) - trace(costs[k]!, perms.get(p)!)));
       if (gain > threshold) {
@@ -185,7 +203,7 @@ async function coordinateDescent(
  * other permuted axes are already solved), costed from those placements only. Noise from unsolved axes cannot
  * drown the signal, which is what traps coordinate descent started from identity.
  */
-async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuilder, identity: Assignment): Promise<Assignment> {
+async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuilder, identity: Assignment, prices: Map<string, Float64Array>): Promise<Assignment> {
   const perms: Assignment = new Map(identity);
   const solved = new Set<string>();
   const remaining = new Set(units);
@@ -210,7 +228,7 @@ async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuild
       const clean = cleanOf(p);
       return cost.costMatrix(p, perms, clean.length ? clean : undefined);
     }));
-    const proposal = await solveUnit(spec, unit, costs);
+    const proposal = unit.kind === 'single' ? [solveWarm(costs[0]!, unit.perm, prices)] : await solveUnit(spec, unit, costs);
     names.forEach((p, k) => {
       perms.set(p, proposal[k]!);
       cost.bump(p);
@@ -219,6 +237,14 @@ async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuild
     remaining.delete(unit);
   }
   return perms;
+}
+
+/** One LAP, warm-started from this permutation's last prices (later solves see slightly changed matrices). */
+function solveWarm(cost: Float64Array, perm: string, prices: Map<string, Float64Array>): Int32Array {
+  const n = Math.round(Math.sqrt(cost.length));
+  const r = solveAssignment(cost, n, n, { maximize: true, prices: prices.get(perm) });
+  if (r.prices) prices.set(perm, r.prices);
+  return r.rowToCol;
 }
 
 function sameArray(x: Int32Array, y: Int32Array): boolean {
@@ -257,6 +283,11 @@ class CostBuilder {
       for (let i = 0; i < c.length; i++) total[i]! += c[i]!;
     }
     return total;
+  }
+
+  /** What every placement of `perm` depends on: the versions of the perms on the other axes of its tensors. */
+  dependencyKeyOf(perm: string): string {
+    return this.spec.permToAxes.get(perm)!.map((pl) => this.dependencyKey(pl)).join(';');
   }
 
   private dependencyKey(pl: Placement): string {
