@@ -35,6 +35,7 @@ export interface AlignCheckpointOptions {
   spec: PermutationSpecJson | 'mlp';
   specSource?: string;
   method?: MatchingMethodName;
+  init?: 'best' | 'greedy' | 'identity';
   seed?: number;
   maxIter?: number;
   tol?: number;
@@ -92,7 +93,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       ta.set(name, await a.readFloat32(name));
       tb.set(name, await b.readFloat32(name));
     }
-    const result = await method.match(spec, ta, tb, { seed: opts.seed, maxIter: opts.maxIter, tol: opts.tol, onSweep: opts.onSweep });
+    const result = await method.match(spec, ta, tb, { init: opts.init, seed: opts.seed, maxIter: opts.maxIter, tol: opts.tol, onSweep: opts.onSweep });
 
     if (outPath) {
       const out = [];

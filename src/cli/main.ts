@@ -9,5 +9,8 @@ const program = new Command('basin')
   .description('weight-space surgery on trained networks: align, merge, interpolate ONNX and safetensors models')
   .version(pkg.version)
   .showHelpAfterError();
-for (const c of COMMANDS) c.register(program);
+// Load only the command being run; all of them for help and for anything unknown.
+const requested = process.argv[2];
+const names = requested && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
+for (const name of names) (await COMMANDS[name]!()).register(program);
 await program.parseAsync(process.argv);

@@ -7,6 +7,8 @@ import type { PermutationSpec } from '../spec/spec.js';
 import { weightMatching, type MatchingResult, type SweepInfo } from './weight-matching.js';
 
 export interface MatchOptions {
+  /** Starting point of weight matching: 'greedy' (default), 'identity' (the seeds'), or 'best' of both. */
+  init?: 'best' | 'greedy' | 'identity';
   seed?: number;
   maxIter?: number;
   tol?: number;

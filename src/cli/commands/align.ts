@@ -1,10 +1,6 @@
 import type { Command } from 'commander';
 import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
 import { alignCheckpoints } from '../../align/align-checkpoints.js';
-import { alignOnnxModels } from '../../align/align-onnx.js';
-import { graphSpec } from '../../align/infer-spec.js';
-import { loadOnnx } from '../../onnx/model.js';
-import { stateDictSpecFromGraph } from '../../models/load.js';
 import { BasinError } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
@@ -17,6 +13,7 @@ interface AlignOptions {
   method: string;
   data?: string;
   limit: number;
+  init: string;
   seed: number;
   maxIter: number;
   report?: string;
@@ -46,11 +43,14 @@ export function register(program: Command): void {
     .option('--method <method>', 'matching method: weight | activation (needs --data)', 'weight')
     .option('--data <path>', 'data for activation matching (safetensors input/label, .npy, MNIST idx folder)')
     .option('--limit <n>', 'samples of --data to use', parseIntOption('--limit', 1), 2000)
+    .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', 'greedy')
     .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed'), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
     .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
     .action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
+        if (!['best', 'greedy', 'identity'].includes(o.init)) throw new BasinError('invalid_argument', `unknown --init '${o.init}' (known: best, greedy, identity)`, {});
+        const init = o.init as 'best' | 'greedy' | 'identity';
         if (!['weight', 'activation'].includes(o.method)) throw new BasinError('invalid_argument', `unknown --method '${o.method}' (known: weight, activation)`, {});
         if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
         const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
@@ -58,11 +58,16 @@ export function register(program: Command): void {
         let report: Record<string, unknown>;
         if (isOnnx(aPath)) {
           if (o.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', {});
+          // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up
+          const { alignOnnxModels } = await import('../../align/align-onnx.js');
+          const { graphSpec } = await import('../../align/infer-spec.js');
+          const { loadOnnx } = await import('../../onnx/model.js');
           const a = await loadOnnx(aPath);
           const b = await loadOnnx(bPath);
           const started = performance.now();
           const r = await alignOnnxModels(a, b, specJson ?? graphSpec, {
             specLabel: o.spec,
+            init,
             seed: o.seed,
             maxIter: o.maxIter,
             onSweep: sweepLogger(),
@@ -93,8 +98,8 @@ export function register(program: Command): void {
             throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json, --arch mlp or --graph MODEL.onnx', {});
           }
           if (o.arch && o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
-          const spec = o.graph ? await stateDictSpecFromGraph(o.graph, aPath) : (specJson ?? 'mlp');
-          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec, specSource: o.spec ?? o.graph, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
+          const spec = o.graph ? await (await import('../../models/load.js')).stateDictSpecFromGraph(o.graph, aPath) : (specJson ?? 'mlp');
+          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
         }
         const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
         log(
