@@ -7,6 +7,7 @@ import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
+import { seededRandom } from '../spec/apply.js';
 
 const { onnx } = onnxproto;
 const DT = onnx.TensorProto.DataType;
@@ -48,15 +49,7 @@ export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch
   const g = (input instanceof OnnxModel ? input.proto : input).graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
   const inits = new Set((g.initializer ?? []).map((t) => t.name));
-  let s = seed >>> 0 || 1;
-  const random = (): number => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 4294967296;
-  };
+  const random = seededRandom(seed);
   const feeds: Feeds = {};
   for (const input of g.input ?? []) {
     const name = input.name ?? '';

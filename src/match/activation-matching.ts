@@ -103,26 +103,6 @@ interface PointUse {
 
 type Unit = { kind: 'single'; perm: string } | { kind: 'tie'; tie: string; perms: string[] };
 
-/** Base placements of a (possibly derived) permutation on an axis: where each base's units sit. */
-function placements(spec: PermutationSpec, name: string, offset = 0, inner = 1): { base: string; offset: number; inner: number }[] {
-  const p = spec.perms.get(name)!;
-  if (p.info.expand) return placements(spec, p.info.expand.of, offset, inner * p.info.expand.inner);
-  if (p.info.concat) {
-    const out: { base: string; offset: number; inner: number }[] = [];
-    let at = offset;
-    for (const part of p.info.concat) {
-      if (typeof part === 'number') {
-        at += part * inner;
-        continue;
-      }
-      out.push(...placements(spec, part, at, inner));
-      at += spec.perms.get(part)!.size * inner;
-    }
-    return out;
-  }
-  return [{ base: name, offset, inner }];
-}
-
 /** Every value a node produces, plus graph inputs: what a session can expose. */
 function producedValues(model: OnnxModel): Set<string> {
   const g = model.proto.graph!;
@@ -156,7 +136,7 @@ function collectPoints(spec: PermutationSpec, a: OnnxModel, b: OnnxModel): Point
           file: b.path,
         });
       }
-      for (const pl of placements(spec, name)) uses.push({ value: pt.value, axis: pt.axis, declared: name, size: p.size, ...pl });
+      for (const pl of spec.basePlacements(name)) uses.push({ value: pt.value, axis: pt.axis, declared: name, size: p.size, ...pl });
     }
   }
   return uses;

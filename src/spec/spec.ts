@@ -209,6 +209,11 @@ export class PermutationSpec {
     return [{ base: name, offset, inner }];
   }
 
+  /** Where the base perms of any (possibly derived) permutation sit along an axis it is placed on. */
+  basePlacements(name: string): { base: string; offset: number; inner: number }[] {
+    return this.resolve(name, 0, 1, [], '(activation point)', -1);
+  }
+
   /** Tensors the spec names, in document order. */
   tensors(): string[] {
     return [...this.axesToPerm.keys()];
