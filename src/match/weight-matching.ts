@@ -104,15 +104,20 @@ export async function weightMatching(
   const objectiveBefore = matchingObjective(spec, a, b, identity);
   let sweepCount = 0;
   const prices = new Map<string, Float64Array>();
-  const descend = async (start: Assignment) => {
+  const descend = async (start: Assignment, cost = new CostBuilder(spec, a, b)) => {
     const sweeps: number[] = [];
     const report = onSweep && ((info: SweepInfo) => onSweep({ ...info, sweep: sweepCount++ }));
-    const r = await coordinateDescent(spec, units, new CostBuilder(spec, a, b), a, b, start, { prices, seed, maxIter, tol, started, sweeps, onSweep: report });
+    const r = await coordinateDescent(spec, units, cost, a, b, start, { prices, seed, maxIter, tol, started, sweeps, onSweep: report });
     return { ...r, sweeps };
+  };
+  // The greedy start and the descent after it share one cache: contributions stay valid across them.
+  const fromGreedy = async () => {
+    const cost = new CostBuilder(spec, a, b);
+    return descend(await greedyStart(spec, units, cost, identity, prices), cost);
   };
   let result: { perms: Assignment; objective: number; sweeps: number[] };
   if (opts.init === undefined || opts.init === 'greedy') {
-    result = await descend(await greedyStart(spec, units, new CostBuilder(spec, a, b), identity, prices));
+    result = await fromGreedy();
     // never end below where the seeds' identity start begins
     if (result.objective < objectiveBefore) {
       const fromIdentity = await descend(new Map(identity));
@@ -128,8 +133,8 @@ export async function weightMatching(
   } else {
     // Two starts, keep the better: neither wins everywhere on real pairs (both end in local optima).
     const fromIdentity = await descend(new Map(identity));
-    const fromGreedy = await descend(await greedyStart(spec, units, new CostBuilder(spec, a, b), identity, prices));
-    result = fromGreedy.objective > fromIdentity.objective ? fromGreedy : fromIdentity;
+    const greedy = await fromGreedy();
+    result = greedy.objective > fromIdentity.objective ? greedy : fromIdentity;
   }
   const { perms, objective, sweeps } = result;
   return { perms, objectiveBefore, objectiveAfter: objective, sweeps, seconds: (performance.now() - started) / 1000 };
@@ -246,10 +251,15 @@ async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuild
   return perms;
 }
 
-/** One LAP, warm-started from this permutation's last prices (later solves see slightly changed matrices). */
+/**
+ * One LAP, warm-started from this permutation's last prices (later solves see slightly changed matrices). The
+ * first solve starts from zero prices rather than the solver's column reduction: on weight-matching costs
+ * (products of trained weight matrices) that measured 1.6-2.6x faster (512-wide trained MLP: 34 vs 90 ms and
+ * 23 vs 36 ms), while on uniform random costs column reduction is the faster start (2x), so it stays the default.
+ */
 function solveWarm(cost: Float64Array, perm: string, prices: Map<string, Float64Array>): Int32Array {
   const n = Math.round(Math.sqrt(cost.length));
-  const r = solveAssignment(cost, n, n, { maximize: true, prices: prices.get(perm) });
+  const r = solveAssignment(cost, n, n, { maximize: true, prices: prices.get(perm) ?? new Float64Array(n) });
   if (r.prices) prices.set(perm, r.prices);
   return r.rowToCol;
 }
