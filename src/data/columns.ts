@@ -6,7 +6,7 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { DTYPES, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
-import { decodeFloat32 } from '../io/safetensors.js';
+import { decodeFloat32, readAt } from '../io/safetensors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { checkBatchSize, toLabels, type Batch, type Dataset } from './dataset.js';
 
@@ -96,24 +96,5 @@ export function checkPair(input: Column, label: Column): void {
 
 async function readRows(fh: FileHandle, col: Column, start: number, count: number): Promise<Uint8Array> {
   const rowBytes = numel(col.shape.slice(1)) * DTYPES[col.dtype].bytes;
-  const length = rowBytes * count;
-  const position = col.offset + rowBytes * start;
-  const out = new Uint8Array(length);
-  let off = 0;
-  while (off < length) {
-    let n: number;
-    try {
-      ({ bytesRead: n } = await fh.read(out, off, Math.min(length - off, 1 << 30), position + off));
-    } catch (e) {
-      throw fsError(e, col.file, 'read');
-    }
-    if (n === 0) {
-      throw new BasinError('data_invalid', `${q(col.file)}: ${q(col.field)} ends at byte ${position + off}, before sample ${start + count - 1}; the file shrank since it was opened`, {
-        file: col.file,
-        tensor: col.field,
-      });
-    }
-    off += n;
-  }
-  return out;
+  return readAt(fh, col.file, col.offset + rowBytes * start, rowBytes * count, col.field);
 }

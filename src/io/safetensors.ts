@@ -375,7 +375,7 @@ export class SafetensorsFile {
 }
 
 /** Read exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
-async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string): Promise<Uint8Array> {
+export async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string): Promise<Uint8Array> {
   const out = new Uint8Array(length);
   let off = 0;
   while (off < length) {
