@@ -1,23 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { FIXTURES, assertAllClose } from './helpers.js';
+import { FIXTURES, assertAllClose, runBasin } from './helpers.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const REFS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../test/refs');
 const fx = (f: string) => path.join(FIXTURES, f);
 
-function basin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const basin = runBasin;
 
 test('basin interpolate: end points and the naive midpoint reproduce the PyTorch reference; barriers follow from the curve', async () => {
   const ref = JSON.parse(readFileSync(path.join(REFS, 'merge_mlp_small.json'), 'utf8'));

@@ -1,23 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { loadOnnx } from '../src/onnx/model.js';
-import { FIXTURES } from './helpers.js';
+import { FIXTURES, runBasin } from './helpers.js';
 
-const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 const fx = (f: string) => path.join(FIXTURES, f);
 
-function basin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
-    });
-  });
-}
+const basin = runBasin;
 
 const MODELS = ['mlp_small_seed0', 'resnet_small_seed0', 'resnet_small_seed0_bn', 'vit_small_seed0', 'vit_small_seed0_opset17'];
 

@@ -1,5 +1,6 @@
 /** Shared test helpers: one float comparison used everywhere, and small deterministic randomness. */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { BasinError, type BasinErrorCode } from '../src/errors.js';
 
 export interface CloseOptions {
@@ -79,3 +80,14 @@ export function randomPermutation(n: number, r: () => number): Int32Array {
 }
 
 export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
+
+/** Run the compiled CLI as a user would; resolves with its exit code and output (never rejects). */
+export function runBasin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+const BASIN_CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
