@@ -12,7 +12,7 @@ import { Tensor, axisToRows } from '../tensor/tensor.js';
 import { matmul } from '../engine/matmul.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
-import { solveHeads, solveSingle, trace } from './solve.js';
+import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
 
 export interface SweepInfo {
@@ -152,8 +152,9 @@ interface DescentState {
   onSweep?: (info: SweepInfo) => void;
 }
 
-async function solveUnit(spec: PermutationSpec, unit: Unit, costs: Float64Array[]): Promise<Int32Array[]> {
-  return unit.kind === 'single' ? solveSingle(costs[0]!, spec.perms.get(unit.perm)!.size) : solveHeads(spec, unit.perms, costs);
+/** One unit's proposal: a warm-started LAP for a plain permutation, the two-level solve for tied heads. */
+function solveUnit(spec: PermutationSpec, unit: Unit, costs: Float64Array[], prices: Map<string, Float64Array>): Int32Array[] {
+  return unit.kind === 'single' ? [solveWarm(costs[0]!, unit.perm, prices)] : solveHeads(spec, unit.perms, costs);
 }
 
 const unitPerms = (unit: Unit) => (unit.kind === 'single' ? [unit.perm] : unit.perms);
@@ -184,12 +185,7 @@ async function coordinateDescent(
       if (lastKey.get(unit) === key) continue;
       lastKey.set(unit, key);
       const costs = await Promise.all(names.map((p) => cost.costMatrix(p, perms)));
-      let proposal: Int32Array[];
-      if (unit.kind === 'single') {
-        proposal = [solveWarm(costs[0]!, unit.perm, prices)];
-      } else {
-        proposal = await solveUnit(spec, unit, costs);
-      }
+      const proposal = solveUnit(spec, unit, costs, prices);
       let gain = 0;
       names.forEach((p, k) => (gain += trace(costs[k]!, proposal[k]!) - trace(costs[k]!, perms.get(p)!)));
       if (gain > threshold) {
@@ -240,7 +236,7 @@ async function greedyStart(spec: PermutationSpec, units: Unit[], cost: CostBuild
       const clean = cleanOf(p);
       return cost.costMatrix(p, perms, clean.length ? clean : undefined);
     }));
-    const proposal = unit.kind === 'single' ? [solveWarm(costs[0]!, unit.perm, prices)] : await solveUnit(spec, unit, costs);
+    const proposal = solveUnit(spec, unit, costs, prices);
     names.forEach((p, k) => {
       perms.set(p, proposal[k]!);
       cost.bump(p);
