@@ -123,16 +123,21 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
   const perms = randomAssignment(spec, seed);
   const out = permuteModel(model, spec, perms);
   const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts);
+  return { model: out, spec, perms, verify, changedFraction: changedFraction(model, out) };
+}
+
+/** Fraction of float weight elements whose value differs between two models with the same weights. */
+export function changedFraction(before: OnnxModel, after: OnnxModel): number {
   let changed = 0;
   let total = 0;
-  for (const name of model.weights()) {
-    if (!DTYPES[model.weightInfo(name).dtype].isFloat) continue;
-    const x = model.getFloat32(name).data;
-    const y = out.getFloat32(name).data;
+  for (const name of before.weights()) {
+    if (!DTYPES[before.weightInfo(name).dtype].isFloat) continue;
+    const x = before.getFloat32(name).data;
+    const y = after.getFloat32(name).data;
     total += x.length;
     for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
   }
-  return { model: out, spec, perms, verify, changedFraction: total ? changed / total : 0 };
+  return total ? changed / total : 0;
 }
 
 export { loadOnnx };
