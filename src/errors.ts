@@ -23,6 +23,9 @@ export type BasinErrorCode =
   | 'onnx_unsupported_opset'
   | 'onnx_external_data'
   | 'onnx_runtime'
+  // paths and outputs
+  | 'unsafe_path'
+  | 'output_conflict'
   // permutation specs
   | 'spec_invalid'
   | 'spec_param_missing'
@@ -38,6 +41,7 @@ export type BasinErrorCode =
   | 'non_finite'
   | 'shape_mismatch'
   | 'verify_failed'
+  | 'too_large'
   // generic bad argument
   | 'invalid_argument';
 
@@ -68,9 +72,22 @@ export function isBasinError(e: unknown): e is BasinError {
   return e instanceof BasinError;
 }
 
-/** Quote a name the way every basin message does. */
+/**
+ * Escape every control character (C0, DEL, C1) and the Unicode line/paragraph separators and bidi controls as
+ * `\xNN` / `\uNNNN`, and backslashes as `\\`, so a name read from a file can never move the cursor, erase a line,
+ * start a new line or reorder text when printed. Printable text, including non-ASCII letters, is kept.
+ */
+export function escapeControl(text: string): string {
+  return text.replace(/[\\\u0000-\u001f\u007f-\u009f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, (c) => {
+    if (c === '\\') return '\\\\';
+    const code = c.charCodeAt(0);
+    return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+  });
+}
+
+/** Quote a name the way every basin message does; control characters in it are escaped (see escapeControl). */
 export function q(name: string): string {
-  return `'${name}'`;
+  return `'${escapeControl(String(name))}'`;
 }
 
 export function shapeStr(shape: readonly number[]): string {
