@@ -16,6 +16,7 @@ import { GraphBuilder } from '../src/onnx/build.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { formatTable, formatMarkdownTable } from '../src/report/table.js';
 import { terminalText } from '../src/report/terminal.js';
+import { writeCheckpoint } from '../src/io/checkpoint.js';
 import { FIXTURES, rng, runBasin } from './helpers.js';
 
 const fx = (f: string) => path.join(FIXTURES, f);
@@ -62,7 +63,7 @@ interface Case {
   /** Files copied into the case's folder first: name there -> fixture path. */
   files?: Record<string, string>;
   /** Anything else to make in the folder (links, FIFOs, sub-folders). */
-  setup?: (dir: string) => void;
+  setup?: (dir: string) => void | Promise<void>;
   args: (dir: string) => string[];
   code: BasinErrorCode;
   /** Strings the error line must contain (the option, the path at fault). */
@@ -103,7 +104,36 @@ const optionCases: Case[] = [
   { name: 'an unknown option with terminal escapes is printed escaped', files: MLP, args: (d) => ['verify', `${d}/a.onnx`, `${d}/b.onnx`, '--\u001b]0;pwned\u0007'], code: 'invalid_argument', names: () => ['\\x1b]0;pwned\\x07'] },
 ];
 
+/** A tiny 3-4-2 MLP state_dict written sharded (one tensor per shard) as `<dir>/<prefix>.safetensors.index.json`. */
+async function shardedMlp(dir: string, prefix: string, seed: number): Promise<void> {
+  const r = rng(seed);
+  const t = (name: string, shape: number[]) => ({ name, dtype: 'F32' as const, shape, data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r() - 0.5) });
+  const tensors = [t('layers.0.weight', [4, 3]), t('layers.0.bias', [4]), t('head.weight', [2, 4]), t('head.bias', [2])];
+  await writeCheckpoint(path.join(dir, `${prefix}.safetensors.index.json`), tensors, { shardBytes: 48 });
+}
+
 const outputCases: Case[] = [
+  {
+    name: 'align -o onto a shard of sharded model B',
+    setup: async (d) => {
+      await shardedMlp(d, 'a', 1);
+      await shardedMlp(d, 'b', 2);
+    },
+    args: (d) => ['align', `${d}/a.safetensors.index.json`, `${d}/b.safetensors.index.json`, '-o', `${d}/b-00002-of-00003.safetensors`, '--arch', 'mlp'],
+    code: 'output_conflict',
+    names: (d) => ['-o', `${d}/b-00002-of-00003.safetensors`, 'shard'],
+  },
+  {
+    name: "align -o a checkpoint folder that holds model B's model.safetensors",
+    setup: (d) => {
+      mkdirSync(`${d}/b`);
+      copyFileSync(fx('mlp_small_seed1.safetensors'), `${d}/b/model.safetensors`);
+      copyFileSync(fx('mlp_small_seed0.safetensors'), `${d}/a.safetensors`);
+    },
+    args: (d) => ['align', `${d}/a.safetensors`, `${d}/b/model.safetensors`, '-o', `${d}/b`, '--arch', 'mlp'],
+    code: 'output_conflict',
+    names: (d) => ['-o', `${d}/b/model.safetensors`, 'model B'],
+  },
   { name: 'align -o equal to model B', files: MLP, args: (d) => ['align', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/b.onnx`], code: 'output_conflict', names: (d) => ['-o', `${d}/b.onnx`, 'model B'] },
   { name: 'align -o equal to model A through ./ and ..', files: MLP, setup: (d) => mkdirSync(`${d}/sub`), args: (d) => ['align', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/sub/../a.onnx`], code: 'output_conflict', names: (d) => ['-o', 'model A', `${d}/a.onnx`] },
   { name: 'align --report equal to -o', files: MLP, args: (d) => ['align', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/out.onnx`, '--report', `${d}/out.onnx`], code: 'output_conflict', names: (d) => ['--report', '-o', `${d}/out.onnx`] },
@@ -139,7 +169,7 @@ function runCase(c: Case): () => Promise<void> {
   return async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'basin-hostile-'));
     for (const [name, from] of Object.entries(c.files ?? {})) copyFileSync(from, path.join(dir, name));
-    c.setup?.(dir);
+    await c.setup?.(dir);
     const before = snapshot(dir);
     const r = await runBasin(c.args(dir));
     assertRefused(r, c.code, c.names(dir));
@@ -215,4 +245,12 @@ test('tables escape control characters in cells and headers and keep each row on
   assert.ok(md.includes('x\\\\x9b2J'), md);
   assert.equal(terminalText('a\tb\nc\u001bd'), 'a\tb\nc\\x1bd');
   assert.equal(terminalText('a\tb\nc', { singleLine: true }), 'a\\x09b\\x0ac');
+});
+
+test('a safetensors output that is a folder is still allowed: align --arch mlp -o DIR writes DIR/model.safetensors', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-hostile-folder-'));
+  mkdirSync(path.join(dir, 'out'));
+  const r = await runBasin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '-o', path.join(dir, 'out'), '--arch', 'mlp']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(statSync(path.join(dir, 'out', 'model.safetensors')).size > 100_000);
 });

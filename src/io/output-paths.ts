@@ -15,6 +15,9 @@ import { BasinError, q } from '../errors.js';
 export interface NamedPath {
   path: string;
   what: string;
+  /** For an output: when `path` is an existing folder, the file written is this one inside it (as a checkpoint
+   * writer puts `model.safetensors` in a folder); without it a folder output is refused. */
+  inFolder?: string;
 }
 
 export interface OutputCheck {
@@ -56,9 +59,22 @@ function samePath(a: Identity, b: Identity): boolean {
   return a.real === b.real || (a.inode !== undefined && a.inode === b.inode);
 }
 
-/** The files an input stands for: itself, an ONNX model's conventional external-data files, a sharded index's shards. */
+/** The files an input stands for: itself, an ONNX model's conventional external-data files, a sharded index's
+ * shards, a checkpoint folder's index and shards or its `model.safetensors`. */
 async function expandInput(input: NamedPath): Promise<NamedPath[]> {
   const out: NamedPath[] = [input];
+  let isDir = false;
+  try {
+    isDir = (await stat(input.path)).isDirectory();
+  } catch {
+    // a missing input is reported by its reader
+  }
+  if (isDir) {
+    const index = path.join(input.path, 'model.safetensors.index.json');
+    out.push({ path: path.join(input.path, 'model.safetensors'), what: `the checkpoint in ${input.what}` });
+    out.push(...(await expandInput({ path: index, what: `the index of ${input.what}` })));
+    return out;
+  }
   const lower = input.path.toLowerCase();
   if (lower.endsWith('.onnx')) {
     for (const suffix of ['.data', '_data']) out.push({ path: input.path + suffix, what: `the external data of ${input.what}` });
@@ -90,6 +106,7 @@ function kindOf(s: Awaited<ReturnType<typeof stat>>): string {
  */
 export async function checkOutputs({ inputs, outputs }: OutputCheck): Promise<void> {
   const given = outputs.filter((o): o is NamedPath => o !== undefined && o.path !== '');
+  // (the loop below may append the file a folder output stands for)
   const ins: NamedPath[] = [];
   for (const i of inputs) {
     if (!i) continue;
@@ -97,13 +114,18 @@ export async function checkOutputs({ inputs, outputs }: OutputCheck): Promise<vo
   }
   const inIds = await Promise.all(ins.map((i) => identify(i.path)));
   const seen: { out: NamedPath; id: Identity }[] = [];
-  for (const out of given) {
+  for (let g = 0; g < given.length; g++) {
+    const out = given[g]!;
     const abs = path.resolve(out.path);
     let st: Awaited<ReturnType<typeof stat>> | undefined;
     try {
       st = await stat(abs);
     } catch {
       st = undefined;
+    }
+    if (st?.isDirectory() && out.inFolder) {
+      given.push({ path: path.join(out.path, out.inFolder), what: out.what });
+      continue;
     }
     if (st && !st.isFile()) {
       throw new BasinError('output_conflict', `${out.what} ${q(out.path)} is ${kindOf(st)}, not a regular file: basin writes outputs only to regular files`, {

@@ -60,7 +60,8 @@ export function register(program: Command): void {
             o.graph ? { path: o.graph, what: '--graph' } : undefined,
             o.data ? { path: o.data, what: '--data' } : undefined,
           ],
-          outputs: [{ path: o.out, what: '-o' }, o.report ? { path: o.report, what: '--report' } : undefined],
+          // a safetensors output that is a folder gets model.safetensors inside it (writeCheckpoint)
+          outputs: [{ path: o.out, what: '-o', inFolder: isOnnx(aPath) ? undefined : 'model.safetensors' }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
         const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
         if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${q(aPath)} and ${q(bPath)}`, {});
