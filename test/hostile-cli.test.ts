@@ -16,6 +16,8 @@ import { GraphBuilder } from '../src/onnx/build.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { formatTable, formatMarkdownTable } from '../src/report/table.js';
 import { terminalText } from '../src/report/terminal.js';
+import { printError } from '../src/cli/common.js';
+import { BasinError } from '../src/errors.js';
 import { writeCheckpoint } from '../src/io/checkpoint.js';
 import { FIXTURES, rng, runBasin } from './helpers.js';
 
@@ -154,6 +156,7 @@ const outputCases: Case[] = [
   { name: 'merge --report equal to --eval', files: { ...MLP, 'test.safetensors': TEST_DATA }, args: (d) => ['merge', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/m.onnx`, '--eval', `${d}/test.safetensors`, '--report', `${d}/test.safetensors`], code: 'output_conflict', names: (d) => ['--report', '--eval', `${d}/test.safetensors`] },
   { name: 'merge --report in a missing folder', files: MLP, args: (d) => ['merge', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/m.onnx`, '--report', `${d}/nope/r.json`], code: 'file_not_found', names: (d) => ['--report', `${d}/nope`] },
   { name: 'inspect --spec-out equal to the model', files: MLP, args: (d) => ['inspect', `${d}/a.onnx`, '--spec-out', `${d}/a.onnx`], code: 'output_conflict', names: (d) => ['--spec-out', `${d}/a.onnx`] },
+  { name: 'permute -o an empty path', files: MLP, args: (d) => ['permute', `${d}/a.onnx`, '-o', ''], code: 'invalid_argument', names: () => ['-o', 'empty'] },
   { name: 'demo --out is a file', files: { 'file.txt': fx('mlp_small_spec.json') }, args: (d) => ['demo', '--out', `${d}/file.txt`], code: 'output_conflict', names: (d) => ['--out', `${d}/file.txt`] },
   {
     name: 'an output path with terminal escapes is printed escaped',
@@ -253,4 +256,40 @@ test('a safetensors output that is a folder is still allowed: align --arch mlp -
   const r = await runBasin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '-o', path.join(dir, 'out'), '--arch', 'mlp']);
   assert.equal(r.code, 0, r.stderr);
   assert.ok(statSync(path.join(dir, 'out', 'model.safetensors')).size > 100_000);
+});
+
+/** What printError writes to stderr, and the exit code it sets (restored afterwards). */
+function capturePrint(e: unknown, debug: boolean): { text: string; exitCode: number | undefined } {
+  const write = process.stderr.write;
+  const saved = { exitCode: process.exitCode, debug: process.env.BASIN_DEBUG };
+  let text = '';
+  process.stderr.write = ((chunk: string | Uint8Array) => {
+    text += String(chunk);
+    return true;
+  }) as typeof process.stderr.write;
+  if (debug) process.env.BASIN_DEBUG = '1';
+  else delete process.env.BASIN_DEBUG;
+  let exitCode: number | undefined;
+  try {
+    printError(e);
+    exitCode = process.exitCode as number | undefined;
+  } finally {
+    process.stderr.write = write;
+    process.exitCode = saved.exitCode;
+    if (saved.debug === undefined) delete process.env.BASIN_DEBUG;
+    else process.env.BASIN_DEBUG = saved.debug;
+  }
+  return { text, exitCode };
+}
+
+test('an error message is one escaped line; an unexpected error is one internal-error line, its stack only with BASIN_DEBUG=1', () => {
+  const b = capturePrint(new BasinError('tensor_not_found', "no tensor 'x\u001b[2K'\nwrote fake"), false);
+  assert.equal(b.exitCode, 1);
+  assert.equal(b.text, "basin: error [tensor_not_found]: no tensor 'x\\x1b[2K'\\x0awrote fake\n");
+  const plain = capturePrint(new TypeError('cannot read properties of undefined\r\u001b[2K'), false);
+  assert.equal(plain.exitCode, 1);
+  assert.match(plain.text, /^basin: internal error: cannot read properties of undefined\\x0d\\x1b\[2K\nbasin: this is a bug in basin.*BASIN_DEBUG=1/);
+  assert.doesNotMatch(plain.text, STACK);
+  const debug = capturePrint(new TypeError('boom'), true);
+  assert.match(debug.text, STACK, 'BASIN_DEBUG=1 prints the stack');
 });

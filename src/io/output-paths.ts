@@ -102,10 +102,13 @@ function kindOf(s: Awaited<ReturnType<typeof stat>>): string {
 /**
  * Check every output before any work. Throws `output_conflict` (naming both paths) when an output is an input, is
  * another output, or exists and is not a regular file; `file_not_found` when an output's folder does not exist;
- * `io_error` when it is not writable. Inputs given as comma-separated pairs (`x.npy,y.npy`) are split.
+ * `io_error` when it is not writable; `invalid_argument` for an empty path. Inputs given as comma-separated pairs (`x.npy,y.npy`) are split.
  */
 export async function checkOutputs({ inputs, outputs }: OutputCheck): Promise<void> {
-  const given = outputs.filter((o): o is NamedPath => o !== undefined && o.path !== '');
+  const given = outputs.filter((o): o is NamedPath => o !== undefined);
+  for (const o of given) {
+    if (o.path.trim() === '') throw new BasinError('invalid_argument', `${o.what} needs a file path, got an empty string`, { option: o.what, found: o.path });
+  }
   // (the loop below may append the file a folder output stands for)
   const ins: NamedPath[] = [];
   for (const i of inputs) {
