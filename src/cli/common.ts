@@ -100,6 +100,16 @@ export function parseNonEmpty(name: string): (v: string) => string {
   };
 }
 
+/** Parser for a chart path: it must end with .svg or .png (any case), checked before any work (see writeChart). */
+export function parseChartPath(name: string): (v: string) => string {
+  return (v: string) => {
+    if (!/\.(svg|png)$/i.test(v)) {
+      throw new BasinError('invalid_argument', `${name} ${q(v)}: name the chart *.svg or *.png`, { option: name, found: v, expected: ['.svg', '.png'] });
+    }
+    return v;
+  };
+}
+
 export function fmtSeconds(s: number): string {
   return s < 1 ? `${(s * 1000).toFixed(0)} ms` : `${s.toFixed(2)} s`;
 }

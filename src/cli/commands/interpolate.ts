@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { BasinError } from '../../errors.js';
@@ -65,7 +65,7 @@ export function register(program: Command): void {
     .option('--reset-bn <train>', 'recompute BatchNorm statistics of every merged model on this data (graphs that keep BatchNormalization)')
     .option('--repair <train>', 'REPAIR every merged model: per-channel statistics matched to the end points, computed on this data')
     .option('--stats-limit <n>', 'samples of the --reset-bn/--repair data to use', parseIntOption('--stats-limit', 1), 2000)
-    .option('--plot <file>', 'chart of both curves (.svg or .png)')
+    .option('--plot <file>', 'chart of both curves (.svg or .png)', parseChartPath('--plot'))
     .option('--report <file>', 'everything as JSON')
     .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph, or --arch mlp for a safetensors MLP)')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
