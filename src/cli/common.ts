@@ -1,20 +1,35 @@
-/** What every command shares: error printing, progress on stderr, atomic JSON output. */
+/**
+ * What every command shares: error printing, option parsing, progress on stderr, atomic JSON output. Everything
+ * basin prints goes through `log` / `out` / `printError`, which escape control characters (report/terminal.ts).
+ */
 import { readFile } from 'node:fs/promises';
 import { BasinError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
+import { terminalJson, terminalText } from '../report/terminal.js';
 
-/** Run a command body: BasinError becomes one clear line and exit 1, never a stack trace. */
+/** Print an error as basin's one line: `basin: error [code]: message` for a BasinError; exit code 1. */
+export function printError(e: unknown): void {
+  process.exitCode = 1;
+  if (e instanceof BasinError) {
+    process.stderr.write(`basin: error [${e.code}]: ${terminalText(e.message, { singleLine: true })}\n`);
+    return;
+  }
+  const why = e instanceof Error ? e.message : String(e);
+  process.stderr.write(`basin: internal error: ${terminalText(why, { singleLine: true })}\n`);
+  if (process.env.BASIN_DEBUG && e instanceof Error && e.stack) {
+    process.stderr.write(terminalText(e.stack) + '\n');
+  } else {
+    process.stderr.write('basin: this is a bug in basin, not in your input: please report it with the command line (BASIN_DEBUG=1 prints the stack)\n');
+  }
+}
+
+/** Run a command body: every error becomes one clear line and exit 1, never a stack trace (see printError). */
 export function action<A extends unknown[]>(fn: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       await fn(...args);
     } catch (e) {
-      if (e instanceof BasinError) {
-        process.stderr.write(`basin: error [${e.code}]: ${e.message}\n`);
-        process.exitCode = 1;
-        return;
-      }
-      throw e;
+      printError(e);
     }
   };
 }
@@ -37,15 +52,61 @@ export async function writeJson(path: string, value: unknown): Promise<void> {
   await writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
 }
 
+/** One line of progress or result on stderr, control characters escaped. */
 export function log(line: string): void {
-  process.stderr.write(line + '\n');
+  process.stderr.write(terminalText(line) + '\n');
 }
 
-export function parseIntOption(name: string, min = 0): (v: string) => number {
+/** Text for stdout (tables, results), control characters escaped; newlines and tabs kept. */
+export function out(text: string): void {
+  process.stdout.write(terminalText(text));
+}
+
+/** A JSON document on stdout; characters JSON.stringify leaves raw (DEL, C1, bidi controls) are escaped. */
+export function outJson(value: unknown): void {
+  process.stdout.write(terminalJson(value) + '\n');
+}
+
+/**
+ * Parser for an integer option in [min, max]: plain decimal digits only (no `1e3`, `0x10`, spaces or signs
+ * beyond a leading '-'). A bad value is `invalid_argument` naming the option and the value.
+ */
+export function parseIntOption(name: string, min = 0, max = Number.MAX_SAFE_INTEGER): (v: string) => number {
   return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new BasinError('invalid_argument', `${name} must be an integer ≥ ${min}, got ${q(v)}`, {});
+    const n = /^-?\d+$/.test(v) ? Number(v) : NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      const range = max === Number.MAX_SAFE_INTEGER ? `≥ ${min}` : `in [${min}, ${max}]`;
+      throw new BasinError('invalid_argument', `${name} must be an integer ${range}, got ${q(v)}`, { option: name, found: v });
+    }
     return n;
+  };
+}
+
+/** Parser for an option that takes one of a few words; anything else is `invalid_argument` listing them. */
+export function parseChoice<T extends string>(name: string, known: readonly T[]): (v: string) => T {
+  return (v: string) => {
+    if (!(known as readonly string[]).includes(v)) {
+      throw new BasinError('invalid_argument', `unknown ${name} ${q(v)} (known: ${known.join(', ')})`, { option: name, found: v, expected: known });
+    }
+    return v as T;
+  };
+}
+
+/** Parser for a non-empty path or name option (an empty string is `invalid_argument`). */
+export function parseNonEmpty(name: string): (v: string) => string {
+  return (v: string) => {
+    if (v.trim() === '') throw new BasinError('invalid_argument', `${name} needs a value, got an empty string`, { option: name, found: v });
+    return v;
+  };
+}
+
+/** Parser for a chart path: it must end with .svg or .png (any case), checked before any work (see writeChart). */
+export function parseChartPath(name: string): (v: string) => string {
+  return (v: string) => {
+    if (!/\.(svg|png)$/i.test(v)) {
+      throw new BasinError('invalid_argument', `${name} ${q(v)}: name the chart *.svg or *.png`, { option: name, found: v, expected: ['.svg', '.png'] });
+    }
+    return v;
   };
 }
 

@@ -1,12 +1,16 @@
 /** Progress on stderr: a bar on a terminal, a few plain lines otherwise (CI logs, pipes). */
 import cliProgress from 'cli-progress';
+import { terminalText } from '../report/terminal.js';
 
 export interface Progress {
   update(done: number, total: number, label: string): void;
   stop(): void;
 }
 
-export function progress(title: string): Progress {
+/** Labels may carry names read from files: control characters are escaped, one line each. */
+export function progress(rawTitle: string): Progress {
+  const title = terminalText(rawTitle, { singleLine: true });
+  const clean = (label: string) => terminalText(label, { singleLine: true });
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
       { format: `${title} [{bar}] {value}/{total} {label}`, stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 28 },
@@ -16,11 +20,11 @@ export function progress(title: string): Progress {
     return {
       update(done, total, label) {
         if (!started) {
-          bar.start(total, done, { label });
+          bar.start(total, done, { label: clean(label) });
           started = true;
         } else {
           bar.setTotal(total);
-          bar.update(done, { label });
+          bar.update(done, { label: clean(label) });
         }
       },
       stop() {
@@ -33,7 +37,7 @@ export function progress(title: string): Progress {
     update(done, total, label) {
       const pct = total ? Math.floor((done / total) * 4) * 25 : 0;
       if (pct !== lastPct) {
-        process.stderr.write(`${title}: ${done}/${total} ${label}\n`);
+        process.stderr.write(`${title}: ${done}/${total} ${clean(label)}\n`);
         lastPct = pct;
       }
     },

@@ -5,8 +5,15 @@
  *
  * `stageFile` splits this in two (write the temp file now, rename it later) so several files can be written
  * first and all renamed at the end, as a sharded checkpoint is.
+ *
+ * Temporary files are named `.<base>.basin-<pid>-<12 hex>.tmp`, so they can be recognised later:
+ * - while any exists, SIGINT, SIGTERM and SIGHUP remove every temporary file this process has open or staged, then
+ *   the process exits with 128 + the signal number (130, 143, 129) unless the program handles that signal itself;
+ * - a process killed outright (SIGKILL, power loss) leaves its temporary file behind: the next write beside the same
+ *   target removes the stale temporary files of that target whose process is no longer alive.
  */
-import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { unlinkSync } from 'node:fs';
+import { open, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
@@ -51,15 +58,113 @@ export function fsError(err: unknown, file: string, doing: string): BasinError {
   return new BasinError('io_error', `cannot ${doing} ${q(file)}: ${why}`, { file, errno: code });
 }
 
+// --- temporary files: names, the registry of live ones, signal clean-up, stale ones ---------------------------
+
+const TEMP_SUFFIX = /^\.basin-(\d+)-[0-9a-f]{12}\.tmp$/;
+
+/** The temporary file name for `target` in this process: `.<base>.basin-<pid>-<12 hex>.tmp` beside it. */
+export function tempPathFor(target: string): string {
+  return path.join(path.dirname(target), `.${path.basename(target)}.basin-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+/** The pid in a temporary file name made by tempPathFor for `target`'s base name, or null if it is not one. */
+export function tempOwner(target: string, entry: string): number | null {
+  const prefix = `.${path.basename(target)}`;
+  if (!entry.startsWith(prefix)) return null;
+  const m = TEMP_SUFFIX.exec(entry.slice(prefix.length));
+  return m ? Number(m[1]) : null;
+}
+
+/** Temporary files this process has open or staged, not yet committed or discarded. */
+const live = new Set<string>();
+const SIGNALS = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+const handlers = new Map<NodeJS.Signals, () => void>();
+
+/** Remove every temporary file this process has open or staged (synchronously; used on signals). */
+export function removeLiveTempFiles(): void {
+  for (const t of live) {
+    try {
+      unlinkSync(t);
+    } catch {
+      // already gone
+    }
+  }
+  live.clear();
+}
+
+function track(tempPath: string): void {
+  live.add(tempPath);
+  if (handlers.size) return;
+  for (const [sig, num] of Object.entries(SIGNALS) as [NodeJS.Signals, number][]) {
+    const h = () => {
+      removeLiveTempFiles();
+      untrackHandlers();
+      // Exit as the signal would have, unless the program listens for it too (then it decides).
+      if (process.listenerCount(sig) === 0) process.exit(128 + num);
+    };
+    handlers.set(sig, h);
+    process.on(sig, h);
+  }
+}
+
+function untrackHandlers(): void {
+  for (const [sig, h] of handlers) process.removeListener(sig, h);
+  handlers.clear();
+}
+
+function untrack(tempPath: string): void {
+  live.delete(tempPath);
+  if (live.size === 0) untrackHandlers();
+}
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove stale temporary files of `target` (basin's own pattern, beside it) whose process is no longer alive;
+ * returns the paths removed. Files of live processes, and anything else in the folder, are left alone.
+ */
+export async function removeStaleTempFiles(target: string): Promise<string[]> {
+  const dir = path.dirname(target);
+  let entries: string[];
+  try {
+    entries = await readdir(dir);
+  } catch {
+    return [];
+  }
+  const removed: string[] = [];
+  for (const entry of entries) {
+    const pid = tempOwner(target, entry);
+    if (pid === null || alive(pid)) continue;
+    const full = path.join(dir, entry);
+    try {
+      await unlink(full);
+      removed.push(full);
+    } catch {
+      // raced with another cleaner, or not ours to remove
+    }
+  }
+  return removed;
+}
+
 /** Write `source` to a temporary file beside `target` and return it unrenamed; nothing is left on failure. */
 export async function stageFile(target: string, source: ChunkSource): Promise<StagedFile> {
-  const tempPath = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  await removeStaleTempFiles(target);
+  const tempPath = tempPathFor(target);
   let fh: FileHandle;
   try {
     fh = await open(tempPath, 'wx');
   } catch (e) {
     throw fsError(e, target, 'write');
   }
+  track(tempPath);
   let bytes = 0;
   let open_ = true;
   const write: ChunkSink = async (chunk) => {
@@ -89,12 +194,14 @@ export async function stageFile(target: string, source: ChunkSource): Promise<St
     open_ = false;
     await fh.close().catch(() => undefined);
     await unlink(tempPath).catch(() => undefined);
+    untrack(tempPath);
     throw e;
   }
   try {
     await fh.close();
   } catch (e) {
     await unlink(tempPath).catch(() => undefined);
+    untrack(tempPath);
     throw fsError(e, target, 'write');
   }
 
@@ -110,9 +217,11 @@ export async function stageFile(target: string, source: ChunkSource): Promise<St
       try {
         await rename(tempPath, target);
         state = 'committed';
+        untrack(tempPath);
       } catch (e) {
         state = 'discarded';
         await unlink(tempPath).catch(() => undefined);
+        untrack(tempPath);
         throw fsError(e, target, 'replace');
       }
     },
@@ -120,6 +229,7 @@ export async function stageFile(target: string, source: ChunkSource): Promise<St
       if (state !== 'staged') return;
       state = 'discarded';
       await unlink(tempPath).catch(() => undefined);
+      untrack(tempPath);
     },
   };
 }

@@ -2,9 +2,16 @@
  * Tables for the terminal and for Markdown reports, from the same input: a header row and rows of strings and
  * numbers. Numbers are written with a fixed number of decimals (a column of whole numbers stays whole, so counts
  * print as "12", not "12.000") and right-aligned; text is left-aligned. Non-finite numbers print as "NaN", "inf"
- * and "-inf".
+ * and "-inf". Control characters in text cells and headers (names read from files) are escaped (see terminal.ts),
+ * and a line break becomes a space, so a cell can never move the cursor or start a new line.
  */
 import { BasinError } from '../errors.js';
+import { terminalText } from './terminal.js';
+
+/** One line of text for a cell: line breaks become a space, other control characters are escaped. */
+function cellText(s: string): string {
+  return terminalText(String(s).replace(/\s*[\r\n]+\s*/g, ' '), { singleLine: true });
+}
 
 export type TableCell = string | number;
 export type TableAlign = 'l' | 'r';
@@ -70,7 +77,7 @@ function prepare(headers: readonly string[], rows: readonly (readonly TableCell[
     wholeColumn.push(column.every((c) => typeof c !== 'number' || Number.isInteger(c) || !Number.isFinite(c)));
   }
   const cells = rows.map((row: readonly TableCell[]) =>
-    row.map((c: TableCell, k: number) => (typeof c === 'number' ? formatNumber(c, wholeColumn[k]! ? 0 : digits) : c.replace(/\s*[\r\n]+\s*/g, ' '))),
+    row.map((c: TableCell, k: number) => (typeof c === 'number' ? formatNumber(c, wholeColumn[k]! ? 0 : digits) : cellText(c))),
   );
   return { cells, align };
 }
@@ -104,7 +111,7 @@ function pad(s: string, w: number, align: TableAlign): string {
  */
 export function formatTable(headers: readonly string[], rows: readonly (readonly TableCell[])[], options: TableOptions = {}): string {
   const { cells, align } = prepare(headers, rows, options);
-  const heads = headers.map((h) => String(h).replace(/\s*[\r\n]+\s*/g, ' '));
+  const heads = headers.map(cellText);
   const widths = heads.map((h, k) => Math.max(width(h), ...cells.map((row) => width(row[k]!))));
   const line = (row: string[]) =>
     row
@@ -124,7 +131,7 @@ function mdCell(s: string): string {
  */
 export function formatMarkdownTable(headers: readonly string[], rows: readonly (readonly TableCell[])[], options: TableOptions = {}): string {
   const { cells, align } = prepare(headers, rows, options);
-  const heads = headers.map((h) => mdCell(String(h).replace(/\s*[\r\n]+\s*/g, ' ')));
+  const heads = headers.map((h) => mdCell(cellText(h)));
   const body = cells.map((row) => row.map(mdCell));
   const widths = heads.map((h, k) => Math.max(3, width(h), ...body.map((row) => width(row[k]!))));
   const line = (row: string[]) => `| ${row.map((c, k) => pad(c, widths[k]!, align[k]!)).join(' | ')} |`;

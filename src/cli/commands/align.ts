@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { action, fmtSeconds, log, parseChoice, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { checkOutputs } from '../../io/output-paths.js';
 import { alignCheckpoints } from '../../align/align-checkpoints.js';
-import { BasinError } from '../../errors.js';
+import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
 
@@ -10,10 +11,10 @@ interface AlignOptions {
   spec?: string;
   arch?: string;
   graph?: string;
-  method: string;
+  method: 'weight' | 'activation';
   data?: string;
   limit: number;
-  init: string;
+  init: 'best' | 'greedy' | 'identity';
   seed: number;
   maxIter: number;
   report?: string;
@@ -38,23 +39,32 @@ export function register(program: Command): void {
     .argument('<B>', 'model to permute (same architecture and format as A)')
     .requiredOption('-o, --out <path>', 'where to write the aligned B')
     .option('--spec <spec.json>', 'permutation spec ({"axes_to_perm": …}, torch [out, in] layouts); ONNX models infer it from the graph by default')
-    .option('--arch <arch>', "safetensors: derive the spec from names and shapes ('mlp': a plain stack of Linear layers)")
+    .option('--arch <arch>', "safetensors: derive the spec from names and shapes ('mlp': a plain stack of Linear layers)", parseChoice('--arch', ['mlp']))
     .option('--graph <model.onnx>', 'safetensors: take the spec from this ONNX export of the same architecture')
-    .option('--method <method>', 'matching method: weight | activation (needs --data)', 'weight')
+    .option('--method <method>', 'matching method: weight | activation (needs --data)', parseChoice('--method', ['weight', 'activation'] as const), 'weight')
     .option('--data <path>', 'data for activation matching (safetensors input/label, .npy, MNIST idx folder)')
     .option('--limit <n>', 'samples of --data to use', parseIntOption('--limit', 1), 2000)
-    .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', 'greedy')
-    .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed'), 0)
+    .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', parseChoice('--init', ['best', 'greedy', 'identity'] as const), 'greedy')
+    .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
     .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
     .action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
-        if (!['best', 'greedy', 'identity'].includes(o.init)) throw new BasinError('invalid_argument', `unknown --init '${o.init}' (known: best, greedy, identity)`, {});
-        const init = o.init as 'best' | 'greedy' | 'identity';
-        if (!['weight', 'activation'].includes(o.method)) throw new BasinError('invalid_argument', `unknown --method '${o.method}' (known: weight, activation)`, {});
+        const init = o.init;
         if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
+        await checkOutputs({
+          inputs: [
+            { path: aPath, what: 'model A' },
+            { path: bPath, what: 'model B' },
+            o.spec ? { path: o.spec, what: '--spec' } : undefined,
+            o.graph ? { path: o.graph, what: '--graph' } : undefined,
+            o.data ? { path: o.data, what: '--data' } : undefined,
+          ],
+          // a safetensors output that is a folder gets model.safetensors inside it (writeCheckpoint)
+          outputs: [{ path: o.out, what: '-o', inFolder: isOnnx(aPath) ? undefined : 'model.safetensors' }, o.report ? { path: o.report, what: '--report' } : undefined],
+        });
         const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
-        if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${aPath} and ${bPath}`, {});
+        if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${q(aPath)} and ${q(bPath)}`, {});
         let report: Record<string, unknown>;
         if (isOnnx(aPath)) {
           if (o.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', {});
@@ -71,7 +81,7 @@ export function register(program: Command): void {
             seed: o.seed,
             maxIter: o.maxIter,
             onSweep: sweepLogger(),
-            method: o.method as 'weight' | 'activation',
+            method: o.method,
             data: o.data,
             limit: o.limit,
           });
@@ -97,7 +107,6 @@ export function register(program: Command): void {
           if ([specJson, o.arch, o.graph].filter(Boolean).length !== 1) {
             throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json, --arch mlp or --graph MODEL.onnx', {});
           }
-          if (o.arch && o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
           const spec = o.graph ? await (await import('../../models/load.js')).stateDictSpecFromGraph(o.graph, aPath) : (specJson ?? 'mlp');
           report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
         }
@@ -106,7 +115,7 @@ export function register(program: Command): void {
           `aligned ${Object.keys(r.perms).length} permutation(s) in ${r.sweeps.length} sweep(s), ${fmtSeconds(r.seconds)}: ` +
             `objective ${r.objective_before.toPrecision(8)} -> ${r.objective_after.toPrecision(8)}`,
         );
-        if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.join(', ') : `${r.unpermuted.slice(0, 12).join(', ')}, … (${r.unpermuted.length})`}`);
+        if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.map(q).join(', ') : `${r.unpermuted.slice(0, 12).map(q).join(', ')}, … (${r.unpermuted.length})`}`);
         log(`wrote ${o.out}`);
         if (o.report) {
           await writeJson(o.report, report);

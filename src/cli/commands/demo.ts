@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { action, fmtSeconds, log, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseIntOption, parseNonEmpty, writeJson } from '../common.js';
+import { checkOutputFolder, checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { openDataset } from '../../data/open.js';
@@ -23,12 +24,18 @@ export function register(program: Command): void {
   program
     .command('demo')
     .description('the whole job on the models and data shipped with basin: align two MLPs, interpolate, repair, merge, chart')
-    .option('--out <dir>', 'folder for the chart, the aligned and merged models and the report', 'basin-demo')
-    .option('--steps <n>', 'number of α values', (v) => Number(v), 11)
+    .option('--out <dir>', 'folder for the chart, the aligned and merged models and the report', parseNonEmpty('--out'), 'basin-demo')
+    .option('--steps <n>', 'number of α values', parseIntOption('--steps', 2, 10001), 11)
     .action(
       action(async (o: { out: string; steps: number }) => {
         const started = performance.now();
+        await checkOutputFolder(o.out, '--out');
         await mkdir(o.out, { recursive: true });
+        const inputs = ['mlp_a.onnx', 'mlp_b.onnx', 'test.safetensors', 'train.safetensors'].map((f) => ({ path: path.join(ASSETS, f), what: `the demo asset ${f}` }));
+        await checkOutputs({
+          inputs,
+          outputs: ['b_aligned.onnx', 'interpolation.svg', 'interpolation.png', 'merged.onnx', 'report.json'].map((f) => ({ path: path.join(o.out, f), what: `--out ${f}` })),
+        });
         const a = await loadOnnx(path.join(ASSETS, 'mlp_a.onnx'));
         const b = await loadOnnx(path.join(ASSETS, 'mlp_b.onnx'));
         const test = await openDataset(path.join(ASSETS, 'test.safetensors'));
@@ -77,8 +84,8 @@ export function register(program: Command): void {
           const m = midpoint(c);
           return [c.name, c.barrier, m.loss, m.accuracy];
         });
-        process.stdout.write('\n' + formatTable(['merge of A and B', 'loss barrier (nats)', 'midpoint loss', 'midpoint accuracy'], rows, { digits: 3 }) + '\n');
-        process.stdout.write(`\nend points: A loss ${ea.loss.toFixed(3)} / accuracy ${ea.accuracy.toFixed(3)}, B loss ${eb.loss.toFixed(3)} / accuracy ${eb.accuracy.toFixed(3)}\n`);
+        out('\n' + formatTable(['merge of A and B', 'loss barrier (nats)', 'midpoint loss', 'midpoint accuracy'], rows, { digits: 3 }) + '\n');
+        out(`\nend points: A loss ${ea.loss.toFixed(3)} / accuracy ${ea.accuracy.toFixed(3)}, B loss ${eb.loss.toFixed(3)} / accuracy ${eb.accuracy.toFixed(3)}\n`);
         await writeJson(path.join(o.out, 'report.json'), {
           models: { a: path.join(ASSETS, 'mlp_a.onnx'), b: path.join(ASSETS, 'mlp_b.onnx') },
           endpoints: { a: ea, b: eb },

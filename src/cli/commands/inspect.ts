@@ -1,5 +1,7 @@
 import type { Command } from 'commander';
-import { action, log, writeJson } from '../common.js';
+import { action, log, out as print, outJson, writeJson } from '../common.js';
+import { checkOutputs } from '../../io/output-paths.js';
+import { q } from '../../errors.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { inferSpec } from '../../align/infer-spec.js';
 import { formatTable } from '../../report/table.js';
@@ -13,13 +15,14 @@ export function register(program: Command): void {
     .option('--json', 'print the whole report as JSON')
     .action(
       action(async (path: string, o: { specOut?: string; json?: boolean }) => {
+        await checkOutputs({ inputs: [{ path, what: 'the model' }], outputs: [o.specOut ? { path: o.specOut, what: '--spec-out' } : undefined] });
         const model = await loadOnnx(path);
         const r = await inferSpec(model);
         if (o.json) {
-          process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+          outJson(r);
         } else {
           const out: string[] = [];
-          out.push(`${path}: opset ${model.opset}, ${model.weights().length} weights, ${r.groups.length} permutation group(s)`);
+          out.push(`${q(path)}: opset ${model.opset}, ${model.weights().length} weights, ${r.groups.length} permutation group(s)`);
           out.push('');
           out.push(
             formatTable(
@@ -36,16 +39,16 @@ export function register(program: Command): void {
           );
           for (const g of r.groups) {
             if (!g.members.length) continue;
-            out.push(`\n${g.name}: ${g.members.map((m) => `${m.tensor}[${m.axis}]`).join(', ')}`);
+            out.push(`\n${g.name}: ${g.members.map((m) => `${q(m.tensor)}[${m.axis}]`).join(', ')}`);
           }
           if (r.frozen.length) {
             out.push('\nfrozen (kept as they are):');
             for (const f of r.frozen) {
-              const who = f.members.length ? f.members.map((m) => `${m.tensor}[${m.axis}]`).join(', ') : '(activations only)';
-              out.push(`  size ${f.size}: ${who}\n    ${f.reason}${f.node ? ` (node '${f.node}')` : ''}`);
+              const who = f.members.length ? f.members.map((m) => `${q(m.tensor)}[${m.axis}]`).join(', ') : '(activations only)';
+              out.push(`  size ${f.size}: ${who}\n    ${f.reason}${f.node ? ` (node ${q(f.node)})` : ''}`);
             }
           }
-          process.stdout.write(out.join('\n') + '\n');
+          print(out.join('\n') + '\n');
         }
         if (o.specOut) {
           await writeJson(o.specOut, r.spec);

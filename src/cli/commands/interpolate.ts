@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeJson } from '../common.js';
+import { checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { BasinError } from '../../errors.js';
 import { loadModel } from '../../models/load.js';
@@ -18,7 +19,7 @@ import type { OnnxModel } from '../../onnx/model.js';
 interface Options {
   data: string;
   steps: number;
-  align: string;
+  align: 'weight' | 'activation' | 'none';
   alignData?: string;
   resetBn?: string;
   repair?: string;
@@ -58,24 +59,36 @@ export function register(program: Command): void {
     .argument('<A>', 'model (.onnx, or .safetensors: a plain MLP, or any architecture with --graph)')
     .argument('<B>', 'model of the same architecture')
     .requiredOption('--data <path>', 'labelled test data (safetensors input/label, .npy pair, MNIST idx folder)')
-    .option('--steps <n>', 'number of α values from 0 to 1', parseIntOption('--steps', 2), 11)
-    .option('--align <method>', 'align B first: weight | activation | none', 'weight')
+    .option('--steps <n>', 'number of α values from 0 to 1', parseIntOption('--steps', 2, 10001), 11)
+    .option('--align <method>', 'align B first: weight | activation | none', parseChoice('--align', ['weight', 'activation', 'none'] as const), 'weight')
     .option('--align-data <path>', 'data for --align activation (default: the --reset-bn/--repair data)')
     .option('--reset-bn <train>', 'recompute BatchNorm statistics of every merged model on this data (graphs that keep BatchNormalization)')
     .option('--repair <train>', 'REPAIR every merged model: per-channel statistics matched to the end points, computed on this data')
     .option('--stats-limit <n>', 'samples of the --reset-bn/--repair data to use', parseIntOption('--stats-limit', 1), 2000)
-    .option('--plot <file>', 'chart of both curves (.svg or .png)')
+    .option('--plot <file>', 'chart of both curves (.svg or .png)', parseChartPath('--plot'))
     .option('--report <file>', 'everything as JSON')
     .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph, or --arch mlp for a safetensors MLP)')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
     .option('--limit <n>', 'use the first n samples of --data', parseIntOption('--limit', 1))
-    .option('--input-name <name>', 'input tensor name in safetensors data', 'input')
-    .option('--label-name <name>', 'label tensor name in safetensors data', 'label')
-    .option('--seed <n>', 'seed for weight matching', parseIntOption('--seed'), 0)
+    .option('--input-name <name>', 'input tensor name in safetensors data', parseNonEmpty('--input-name'), 'input')
+    .option('--label-name <name>', 'label tensor name in safetensors data', parseNonEmpty('--label-name'), 'label')
+    .option('--seed <n>', 'seed for weight matching', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .action(
       action(async (aPath: string, bPath: string, o: Options) => {
-        if (!['weight', 'activation', 'none'].includes(o.align)) throw new BasinError('invalid_argument', `unknown --align '${o.align}' (known: weight, activation, none)`, {});
         if (o.resetBn && o.repair) throw new BasinError('invalid_argument', 'give one of --reset-bn and --repair, not both', {});
+        await checkOutputs({
+          inputs: [
+            { path: aPath, what: 'model A' },
+            { path: bPath, what: 'model B' },
+            { path: o.data, what: '--data' },
+            o.alignData ? { path: o.alignData, what: '--align-data' } : undefined,
+            o.resetBn ? { path: o.resetBn, what: '--reset-bn' } : undefined,
+            o.repair ? { path: o.repair, what: '--repair' } : undefined,
+            o.spec ? { path: o.spec, what: '--spec' } : undefined,
+            o.graph ? { path: o.graph, what: '--graph' } : undefined,
+          ],
+          outputs: [o.plot ? { path: o.plot, what: '--plot' } : undefined, o.report ? { path: o.report, what: '--report' } : undefined],
+        });
         const started = performance.now();
         const a = await loadModel(aPath, { graph: o.graph });
         const b = await loadModel(bPath, { graph: o.graph });
@@ -91,7 +104,7 @@ export function register(program: Command): void {
           if (o.align === 'activation' && !alignData) throw new BasinError('invalid_argument', '--align activation needs data: --align-data TRAIN (or --repair/--reset-bn TRAIN)', {});
           log(`aligning B to A (${o.align} matching)…`);
           const r = await alignOnnxModels(a, b, await specFor(aPath, o.spec, o.graph, a), {
-            method: o.align as 'weight' | 'activation',
+            method: o.align,
             data: alignData,
             limit: o.statsLimit,
             seed: o.seed,
@@ -107,7 +120,7 @@ export function register(program: Command): void {
           onProgress: (e) => bar.update(e.done, e.total, e.label),
         });
         bar.stop();
-        process.stdout.write(curveTable(curves) + '\n');
+        out(curveTable(curves) + '\n');
         if (o.plot) {
           const svg = interpolationChart({
             title: 'Linear interpolation between two models',

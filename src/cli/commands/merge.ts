@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
-import { BasinError } from '../../errors.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { checkOutputs } from '../../io/output-paths.js';
+import { BasinError, q } from '../../errors.js';
 import { loadModel } from '../../models/load.js';
 import { openDataset } from '../../data/open.js';
 import { evaluate } from '../../eval/evaluate.js';
@@ -15,7 +16,7 @@ import type { PermutationSpecJson } from '../../spec/types.js';
 
 interface Options {
   out: string;
-  align: string;
+  align: 'weight' | 'activation' | 'none';
   weights?: string;
   data?: string;
   repair?: string;
@@ -32,7 +33,7 @@ interface Options {
 function parseWeights(s: string, n: number): number[] {
   const w = s.split(',').map((x) => Number(x.trim()));
   if (w.length !== n || w.some((x) => !Number.isFinite(x) || x < 0) || w.every((x) => x === 0)) {
-    throw new BasinError('invalid_argument', `--weights needs ${n} non-negative numbers (one per model, not all 0), got '${s}'`, {});
+    throw new BasinError('invalid_argument', `--weights needs ${n} non-negative numbers (one per model, not all 0), got ${q(s)}`, { option: '--weights', found: s });
   }
   return w;
 }
@@ -43,7 +44,7 @@ export function register(program: Command): void {
     .description('align every model to a common reference (Git Re-Basin MergeMany) and average them')
     .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors MLPs / with --graph)')
     .requiredOption('-o, --out <path>', 'where to write the merged model (.onnx)')
-    .option('--align <method>', 'weight | activation (needs --data) | none', 'weight')
+    .option('--align <method>', 'weight | activation (needs --data) | none', parseChoice('--align', ['weight', 'activation', 'none'] as const), 'weight')
     .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
     .option('--data <train>', 'data for activation matching')
     .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
@@ -52,16 +53,27 @@ export function register(program: Command): void {
     .option('--eval <test>', 'evaluate every input model and the merged one on this labelled data')
     .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph)')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
-    .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed'), 0)
+    .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum MergeMany rounds', parseIntOption('--max-iter', 1), 20)
     .option('--report <file>', 'permutations, rounds and evaluations as JSON')
     .action(
       action(async (paths: string[], o: Options) => {
         if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
-        if (!['weight', 'activation', 'none'].includes(o.align)) throw new BasinError('invalid_argument', `unknown --align '${o.align}' (known: weight, activation, none)`, {});
         if (o.align === 'activation' && !o.data) throw new BasinError('invalid_argument', '--align activation needs --data TRAIN', {});
         if (o.repair && o.resetBn) throw new BasinError('invalid_argument', 'give one of --repair and --reset-bn, not both', {});
         const weights = o.weights ? parseWeights(o.weights, paths.length) : undefined;
+        await checkOutputs({
+          inputs: [
+            ...paths.map((p, i) => ({ path: p, what: `model ${i + 1}` })),
+            o.data ? { path: o.data, what: '--data' } : undefined,
+            o.repair ? { path: o.repair, what: '--repair' } : undefined,
+            o.resetBn ? { path: o.resetBn, what: '--reset-bn' } : undefined,
+            o.eval ? { path: o.eval, what: '--eval' } : undefined,
+            o.spec ? { path: o.spec, what: '--spec' } : undefined,
+            o.graph ? { path: o.graph, what: '--graph' } : undefined,
+          ],
+          outputs: [{ path: o.out, what: '-o' }, o.report ? { path: o.report, what: '--report' } : undefined],
+        });
         const started = performance.now();
         const models = [];
         for (const p of paths) models.push(await loadModel(p, { graph: o.graph }));
@@ -74,7 +86,7 @@ export function register(program: Command): void {
             ? { merged: averageModels(models, weights), perms: models.map(() => identityAssignment(spec)), rounds: [] as number[] }
             : await mergeMany(models, spec, {
                 weights,
-                method: o.align as 'weight' | 'activation',
+                method: o.align,
                 data,
                 seed: o.seed,
                 maxIter: o.maxIter,
@@ -112,7 +124,7 @@ export function register(program: Command): void {
           const e = await evaluate(merged, test);
           rows.push(['merged', e.loss, e.accuracy]);
           evaluations.push({ model: 'merged', ...e });
-          process.stdout.write(formatTable(['model', 'loss', 'accuracy'], rows, { digits: 3 }) + '\n');
+          out(formatTable(['model', 'loss', 'accuracy'], rows, { digits: 3 }) + '\n');
         }
         if (o.report) {
           await writeJson(o.report, {

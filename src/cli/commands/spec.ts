@@ -1,26 +1,24 @@
 import type { Command } from 'commander';
-import { action } from '../common.js';
+import { action, outJson, parseChoice } from '../common.js';
 import { openCheckpoint } from '../../io/checkpoint.js';
 import { mlpSpec } from '../../spec/mlp.js';
 import { PermutationSpec } from '../../spec/spec.js';
 import { shapesOf } from '../../align/align-checkpoints.js';
-import { BasinError } from '../../errors.js';
 
 export function register(program: Command): void {
   program
     .command('spec')
     .description('print the permutation spec of a checkpoint, to edit and pass back with --spec')
     .argument('<checkpoint>', '.safetensors file or sharded index.json')
-    .requiredOption('--arch <arch>', "architecture to derive the spec for ('mlp')")
+    .requiredOption('--arch <arch>', "architecture to derive the spec for ('mlp')", parseChoice('--arch', ['mlp']))
     .action(
       action(async (path: string, o: { arch: string }) => {
-        if (o.arch !== 'mlp') throw new BasinError('invalid_argument', `unknown --arch '${o.arch}' (known: mlp)`, {});
         const ck = await openCheckpoint(path);
         try {
           const shapes = shapesOf(ck);
           const json = mlpSpec(shapes, path);
           const spec = PermutationSpec.fromJson(json, shapes, '--arch mlp');
-          process.stdout.write(JSON.stringify(spec.toJson(), null, 2) + '\n');
+          outJson(spec.toJson());
         } finally {
           await ck.close();
         }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, parseIntOption } from '../common.js';
+import { action, out, parseIntOption } from '../common.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { compareModels, randomFeeds, VERIFY_RTOL } from '../../verify/verify.js';
 import { formatTable } from '../../report/table.js';
@@ -22,14 +22,14 @@ export function register(program: Command): void {
           ? (await dataFeeds(o.data, a, o.limit))()
           : Array.from({ length: Math.ceil(o.samples / 16) }, (_, seed) => randomFeeds(a, { batch: Math.min(16, o.samples - seed * 16), seed }));
         const r = await compareModels(a, b, batches);
-        process.stdout.write(
+        out(
           formatTable(
             ['output', 'max abs diff', 'max rel diff'],
             r.outputs.map((x) => [x.name, x.maxAbs.toExponential(3), x.maxRel.toExponential(3)]),
           ) + '\n',
         );
         const same = r.maxRel <= VERIFY_RTOL;
-        process.stdout.write(`${r.samples} inputs: ${same ? `equivalent (relative difference ≤ ${VERIFY_RTOL})` : 'DIFFERENT'}\n`);
+        out(`${r.samples} inputs: ${same ? `equivalent (relative difference ≤ ${VERIFY_RTOL})` : 'DIFFERENT'}\n`);
         if (!same) process.exitCode = 3;
       }),
     );
