@@ -6,7 +6,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, writeCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { PermutationSpec } from '../spec/spec.js';
-import { mlpSpec } from '../spec/mlp.js';
+import { mlpIoAxes, mlpSpec } from '../spec/mlp.js';
 import { permuteTensor } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { DTYPES } from '../dtype.js';
@@ -101,6 +101,21 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
       }
     }
+    const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
+    if (graph === 'mlp' && opts.spec !== 'mlp') {
+      // a user spec on the MLP graph: the model's input and output axes are not hidden units
+      for (const io of mlpIoAxes(shapes, aPath)) {
+        const perm = spec.axesToPerm.get(io.tensor)?.[io.axis];
+        if (perm) {
+          throw new BasinError(
+            'spec_invalid',
+            `spec ${q(opts.specSource ?? '')}: permutation ${q(perm)} on ${q(io.tensor)} axis ${io.axis}, which carries ${io.what}: ` +
+              'permuting it changes what the model computes (the axis must be null). torch stores Linear weights as [out, in]: a spec written for [in, out] kernels has its axes swapped',
+            { tensor: io.tensor, axis: io.axis, perm },
+          );
+        }
+      }
+    }
     const methodName = opts.method ?? 'weight';
     const method = MATCHING_METHODS[methodName];
     const ta = new Map<string, Tensor>();
@@ -112,7 +127,6 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
     const result = await method.match(spec, ta, tb, { init: opts.init, seed: opts.seed, maxIter: opts.maxIter, tol: opts.tol, onSweep: opts.onSweep });
 
     // Verify before writing: B and aligned B through the architecture's graph, when there is one.
-    const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
     let verify: AlignReport['verify'];
     if (graph) {
       const { verifyAlignedCheckpoint } = await import('./verify-checkpoint.js');

@@ -176,3 +176,13 @@ function findChains(layers: Layer[], limit: number): Layer[][] {
 export function naturalCompare(a: string, b: string): number {
   return a.localeCompare(b, 'en', { numeric: true });
 }
+
+/** The weight axes of a plain MLP that carry the model's input or output features: never permuted. */
+export function mlpIoAxes(shapes: ReadonlyMap<string, readonly number[]>, source = 'checkpoint'): { tensor: string; axis: number; what: string }[] {
+  const chain = mlpLayers(shapes, source);
+  const first = chain[0]!;
+  const last = chain[chain.length - 1]!;
+  const out = [{ tensor: first.weight, axis: 1, what: "the model's input features" }, { tensor: last.weight, axis: 0, what: "the model's output features" }];
+  if (last.bias) out.push({ tensor: last.bias, axis: 0, what: "the model's output features" });
+  return out;
+}
