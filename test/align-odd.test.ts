@@ -267,4 +267,9 @@ test('merge of non-MLP safetensors with --spec asks for --graph, not for --spec'
   const r2 = await runBasin(['align', path.join(FIXTURES, 'resnet_small_seed0.safetensors'), path.join(FIXTURES, 'resnet_small_seed1.safetensors'), '-o', path.join(dir, 'o.safetensors'), '--arch', 'mlp']);
   assert.equal(r2.code, 1);
   assert.match(r2.stderr, /--spec/);
+  // with --spec and --arch mlp, the spec is there: what does not fit is the MLP graph it would be verified on
+  const r3 = await runBasin(['align', path.join(FIXTURES, 'resnet_small_seed0.safetensors'), path.join(FIXTURES, 'resnet_small_seed1.safetensors'), '-o', path.join(dir, 'o.safetensors'), '--arch', 'mlp', '--spec', spec]);
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /^basin: error \[spec_arch_mismatch\].*--graph/m);
+  assert.ok(!r3.stderr.includes('--spec instead'), r3.stderr);
 });

@@ -104,7 +104,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
     const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
     if (graph === 'mlp' && opts.spec !== 'mlp') {
       // a user spec on the MLP graph: the model's input and output axes are not hidden units
-      for (const io of mlpIoAxes(shapes, aPath)) {
+      for (const io of mlpIoAxes(shapes, aPath, { hint: '--arch mlp only verifies a plain MLP: verify your spec with --graph MODEL.onnx (an export of this architecture) instead' })) {
         const perm = spec.axesToPerm.get(io.tensor)?.[io.axis];
         if (perm) {
           throw new BasinError(

@@ -178,8 +178,8 @@ export function naturalCompare(a: string, b: string): number {
 }
 
 /** The weight axes of a plain MLP that carry the model's input or output features: never permuted. */
-export function mlpIoAxes(shapes: ReadonlyMap<string, readonly number[]>, source = 'checkpoint'): { tensor: string; axis: number; what: string }[] {
-  const chain = mlpLayers(shapes, source);
+export function mlpIoAxes(shapes: ReadonlyMap<string, readonly number[]>, source = 'checkpoint', opts: MlpSpecOptions = {}): { tensor: string; axis: number; what: string }[] {
+  const chain = mlpLayers(shapes, source, opts);
   const first = chain[0]!;
   const last = chain[chain.length - 1]!;
   const out = [{ tensor: first.weight, axis: 1, what: "the model's input features" }, { tensor: last.weight, axis: 0, what: "the model's output features" }];
