@@ -14,6 +14,8 @@ import { alignCheckpoints } from '../src/align/align-checkpoints.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { mlpGraph } from '../src/models/mlp-graph.js';
+import { loadOnnx } from '../src/onnx/model.js';
+import { resolveSpec } from '../src/align/align-onnx.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, assertBasinError, randn, randomPermutation, rng, runBasin } from './helpers.js';
 
@@ -351,4 +353,20 @@ test('CLI: a spec file that is not JSON, or names an escape-laden tensor, is a n
   assert.equal(r2.code, 1);
   assert.match(r2.stderr, /^basin: error \[spec_param_missing\]/m);
   assert.ok(!CONTROL.test(r2.stderr.replace(/\n/g, '')), JSON.stringify(r2.stderr));
+});
+
+// ---- ONNX models with a user spec: graph input/output axes refused before matching ------------------------------
+
+test('ONNX + user spec: a perm on the axis that reaches the graph input or output is spec_invalid naming tensor, axis and the value', async () => {
+  const fixture = new URL('../../../shared/fixtures/', import.meta.url).pathname;
+  const model = await loadOnnx(path.join(fixture, 'mlp_small_seed0.onnx'));
+  const good = JSON.parse(readFileSync(path.join(fixture, 'mlp_small_spec.json'), 'utf8')) as { axes_to_perm: Record<string, (string | null)[]> };
+  const spec = await resolveSpec(model, good, 'mlp_small_spec.json');
+  assert.equal(spec.free.length, 2);
+  const out = { axes_to_perm: { ...good.axes_to_perm, 'head.weight': [`O${ESC}`, 'P_1'], 'head.bias': [`O${ESC}`] } };
+  const e1 = await assertBasinError(() => resolveSpec(model, out, 'bad.json'), 'spec_invalid');
+  assertNames(e1.message, "'head.weight' axis 0", "graph output 'logits'", 'O\\x1b[2K');
+  const inp = { axes_to_perm: { ...good.axes_to_perm, 'layers.0.weight': ['P_0', 'I'] } };
+  const e2 = await assertBasinError(() => resolveSpec(model, inp, 'bad.json'), 'spec_invalid');
+  assertNames(e2.message, "'I'", "'layers.0.weight' axis 1", "graph input 'input'");
 });
