@@ -273,3 +273,16 @@ test('merge of non-MLP safetensors with --spec asks for --graph, not for --spec'
   assert.match(r3.stderr, /^basin: error \[spec_arch_mismatch\].*--graph/m);
   assert.ok(!r3.stderr.includes('--spec instead'), r3.stderr);
 });
+
+test('CLI: a 4-1-3 net aligns to B unchanged (byte for byte) and stderr says the width-1 layer is not permuted', async () => {
+  const dir = tmp();
+  const fa = path.join(dir, 'a.safetensors');
+  const fb = path.join(dir, 'b.safetensors');
+  await writeMlp(fa, [4, 1, 3], 1);
+  await writeMlp(fb, [4, 1, 3], 2);
+  const out = path.join(dir, 'o.safetensors');
+  const r = await runBasin(['align', fa, fb, '-o', out, '--arch', 'mlp']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /'layers\.0\.weight' axis 0 is not permuted: hidden layer of width 1/);
+  assert.deepEqual(readFileSync(out), readFileSync(fb));
+});

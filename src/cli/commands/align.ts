@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { action, fmtSeconds, log, parseIntOption, readJsonFile, writeJson } from '../common.js';
 import { alignCheckpoints } from '../../align/align-checkpoints.js';
-import { BasinError } from '../../errors.js';
+import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
 
@@ -104,6 +104,7 @@ export function register(program: Command): void {
           const r = await alignCheckpoints(aPath, bPath, o.out, { spec, graph, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() });
           if (r.verify) log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
           else log(`note: the output is NOT verified: ${r.unverified_reason}`);
+          for (const f of r.spec.frozen ?? []) log(`note: ${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
           report = { ...r };
         }
         const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
