@@ -15,6 +15,7 @@ import { writeSafetensors } from '../src/io/safetensors.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { mlpGraph } from '../src/models/mlp-graph.js';
 import { loadOnnx } from '../src/onnx/model.js';
+import { GraphBuilder } from '../src/onnx/build.js';
 import { resolveSpec } from '../src/align/align-onnx.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, assertBasinError, randn, randomPermutation, rng, runBasin } from './helpers.js';
@@ -369,4 +370,70 @@ test('ONNX + user spec: a perm on the axis that reaches the graph input or outpu
   const inp = { axes_to_perm: { ...good.axes_to_perm, 'layers.0.weight': ['P_0', 'I'] } };
   const e2 = await assertBasinError(() => resolveSpec(model, inp, 'bad.json'), 'spec_invalid');
   assertNames(e2.message, "'I'", "'layers.0.weight' axis 1", "graph input 'input'");
+});
+
+// ---- a graph with integer inputs (token ids): verification still runs, on ids below the embedding's row count ---
+
+test('CLI --graph with token-id input: the correct spec is verified, a transposed square weight is refused', async () => {
+  const dir = tmp();
+  const r = rng(21);
+  const rand = (n: number) => Float32Array.from({ length: n }, () => randn(r) * 0.5);
+  const lm = new Map<string, { shape: number[]; data: Float32Array }>([
+    ['emb.weight', { shape: [20, 16], data: rand(320) }],
+    ['fc1.weight', { shape: [16, 16], data: rand(256) }],
+    ['fc1.bias', { shape: [16], data: rand(16) }],
+    ['head.weight', { shape: [4, 16], data: rand(64) }],
+  ]);
+  const g = new GraphBuilder(17);
+  g.input('ids', ['batch'], 'I64');
+  for (const [n, t] of lm) g.initializer(n, new Tensor(t.shape, t.data));
+  g.node('Gather', ['emb.weight', 'ids'], ['e'], { axis: 0 });
+  g.node('Gemm', ['e', 'fc1.weight', 'fc1.bias'], ['h'], { transB: 1 });
+  g.node('Relu', ['h'], ['hr']);
+  g.node('Gemm', ['hr', 'head.weight'], ['logits'], { transB: 1 });
+  g.output('logits', ['batch', 4]);
+  const exported = path.join(dir, 'lm.onnx');
+  await g.build().save(exported);
+  const write = async (file: string, m: Map<string, { shape: number[]; data: Float32Array }>) =>
+    writeSafetensors(file, [...m].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: t.shape, data: t.data })));
+  const fa = path.join(dir, 'a.safetensors');
+  const fb = path.join(dir, 'b.safetensors');
+  await write(fa, lm);
+  // B: A with its embedding features (E) and hidden units (H) shuffled
+  const pe = randomPermutation(16, r);
+  const ph = randomPermutation(16, r);
+  const gather2 = (x: Float32Array, rows: number, rp: Int32Array | null, cp: Int32Array | null) =>
+    Float32Array.from({ length: rows * 16 }, (_, k) => x[(rp ? rp[Math.floor(k / 16)]! : Math.floor(k / 16)) * 16 + (cp ? cp[k % 16]! : k % 16)]!);
+  const lmB = new Map([
+    ['emb.weight', { shape: [20, 16], data: gather2(lm.get('emb.weight')!.data, 20, null, pe) }],
+    ['fc1.weight', { shape: [16, 16], data: gather2(lm.get('fc1.weight')!.data, 16, ph, pe) }],
+    ['fc1.bias', { shape: [16], data: Float32Array.from(ph, (i) => lm.get('fc1.bias')!.data[i]!) }],
+    ['head.weight', { shape: [4, 16], data: gather2(lm.get('head.weight')!.data, 4, null, ph) }],
+  ]);
+  await write(fb, lmB);
+  const good = { axes_to_perm: { 'emb.weight': [null, 'E'], 'fc1.weight': ['H', 'E'], 'fc1.bias': ['H'], 'head.weight': [null, 'H'] } };
+  const bad = { axes_to_perm: { ...good.axes_to_perm, 'fc1.weight': ['E', 'H'] } };
+  const goodFile = path.join(dir, 'good.json');
+  const badFile = path.join(dir, 'bad.json');
+  writeFileSync(goodFile, JSON.stringify(good));
+  writeFileSync(badFile, JSON.stringify(bad));
+  const out = path.join(dir, 'o.safetensors');
+  const report = path.join(dir, 'r.json');
+  const ok = await runBasin(['align', fa, fb, '-o', out, '--spec', goodFile, '--graph', exported, '--report', report]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal((JSON.parse(readFileSync(report, 'utf8')) as { verified: boolean }).verified, true);
+  // independent check: aligned B computes B on every token id (a plain forward pass)
+  const aligned = await readModel(out);
+  const fwd = (m: Map<string, { data: Float32Array }> | Model, id: number) => {
+    const get = (n: string) => (m.get(n) as { data: Float32Array } | Float32Array | undefined);
+    const arr = (n: string) => { const v = get(n)!; return v instanceof Float32Array ? v : v.data; };
+    const e = arr('emb.weight').subarray(id * 16, id * 16 + 16);
+    const h = Array.from({ length: 16 }, (_, o) => Math.max(0, arr('fc1.bias')[o]! + e.reduce((s, x, i) => s + x * arr('fc1.weight')[o * 16 + i]!, 0)));
+    return Array.from({ length: 4 }, (_, o) => h.reduce((s, x, i) => s + x * arr('head.weight')[o * 16 + i]!, 0));
+  };
+  for (let id = 0; id < 20; id++) assertAllClose(fwd(aligned, id), fwd(lmB, id), { rtol: 1e-5, atol: 1e-5, label: `id ${id}` });
+  const refused = await runBasin(['align', fa, fb, '-o', path.join(dir, 'o2.safetensors'), '--spec', badFile, '--graph', exported]);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(refused.stderr, /^basin: error \[verify_failed\]/m);
+  assert.equal(existsSync(path.join(dir, 'o2.safetensors')), false);
 });

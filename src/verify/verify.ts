@@ -76,7 +76,7 @@ export async function compareModels(a: OnnxModel, b: OnnxModel, batches: Iterabl
         }
       }
       const first = Object.values(feeds)[0];
-      samples += first && 'shape' in first ? (first.shape[0] ?? 1) : 1;
+      samples += first && 'shape' in first ? (first.shape[0] ?? 1) : first && 'dims' in first ? (first.dims[0] ?? 1) : 1;
     }
     const outputs = names.map((name) => {
       const s = stats.get(name)!;
