@@ -38,14 +38,16 @@ export { mergeMany, type MergeManyOptions, type MergeManyResult, type MergeManyP
 export { PermutationSpec, suggest, type Assignment, type Placement, type ResolvedPerm } from './spec/spec.js';
 export type { PermutationSpecJson, PermInfo, PermPoint, PermRef, FrozenAxis } from './spec/types.js';
 export { applyAssignment, permuteTensor, gatherAxis, randomAssignment, identityAssignment, checkAssignment, composeHeads, invert, type ShapedArray } from './spec/apply.js';
-export { mlpSpec } from './spec/mlp.js';
+export { mlpSpec, mlpLayers, type MlpSpecOptions } from './spec/mlp.js';
+export { checkSquareBudget, availableMemory, type SquareNeed } from './match/budget.js';
 export { weightMatching, matchingObjective, type WeightMatchingOptions, type MatchingResult, type SweepInfo } from './match/weight-matching.js';
 export { MATCHING_METHODS, type MatchingMethod, type MatchingMethodName, type MatchOptions } from './match/registry.js';
 export { solveSingle, solveHeads } from './match/solve.js';
 export { alignCheckpoints, checkSameLayout, type AlignReport, type AlignCheckpointOptions } from './align/align-checkpoints.js';
+export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';
 export { alignOnnxModels, randomlyPermute, permuteModel as permuteOnnxModel, resolveSpec, checkSameWeights, verifyPermuted, weightShapes, type AlignOnnxResult, type PermuteResult, type SpecSource } from './align/align-onnx.js';
 export { inferSpec, graphSpec } from './align/infer-spec.js';
-export { compareModels, assertEquivalent, randomFeeds, VERIFY_RTOL, type VerifyResult, type OutputDiff } from './verify/verify.js';
+export { compareModels, assertEquivalent, checkHasOutputs, randomFeeds, VERIFY_RTOL, type VerifyResult, type OutputDiff } from './verify/verify.js';
 export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
 export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
 export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';

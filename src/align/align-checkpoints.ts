@@ -6,12 +6,16 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, writeCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { PermutationSpec } from '../spec/spec.js';
-import { mlpSpec } from '../spec/mlp.js';
+import { mlpIoAxes, mlpSpec } from '../spec/mlp.js';
 import { permuteTensor } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { DTYPES } from '../dtype.js';
 import { MATCHING_METHODS, type MatchingMethodName } from '../match/registry.js';
 import type { SweepInfo } from '../match/weight-matching.js';
+import type { CheckpointGraph } from './verify-checkpoint.js';
+
+/** Why a checkpoint aligned with a spec alone is not verified, and what would verify it. */
+export const UNVERIFIED_REASON = 'no graph for this architecture (a spec alone): pass --arch mlp (a plain MLP) or --graph MODEL.onnx with --spec to verify';
 
 export interface AlignReport {
   method: MatchingMethodName;
@@ -28,12 +32,24 @@ export interface AlignReport {
   /** Tensors the spec does not name: copied unchanged. */
   unpermuted: string[];
   spec: PermutationSpecJson;
+  /** Whether aligned B was run against B through a graph before it was written. */
+  verified: boolean;
+  /** When verified: inputs run and the measured output differences (max_rel <= 1e-4, or nothing was written). */
+  verify?: { graph: string; samples: number; max_abs: number; max_rel: number };
+  /** When not verified: why. */
+  unverified_reason?: string;
 }
 
 export interface AlignCheckpointOptions {
   /** A spec document, or 'mlp' to derive one from names and shapes. */
   spec: PermutationSpecJson | 'mlp';
   specSource?: string;
+  /**
+   * The architecture to verify aligned B on before writing: 'mlp' (the graph basin builds for a plain MLP) or an
+   * ONNX export of it. Default: 'mlp' when `spec` is 'mlp', else none (the output is written unverified, and the
+   * report says so).
+   */
+  graph?: CheckpointGraph;
   method?: MatchingMethodName;
   init?: 'best' | 'greedy' | 'identity';
   seed?: number;
@@ -85,6 +101,21 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
       }
     }
+    const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
+    if (graph === 'mlp' && opts.spec !== 'mlp') {
+      // a user spec on the MLP graph: the model's input and output axes are not hidden units
+      for (const io of mlpIoAxes(shapes, aPath, { hint: '--arch mlp only verifies a plain MLP: verify your spec with --graph MODEL.onnx (an export of this architecture) instead' })) {
+        const perm = spec.axesToPerm.get(io.tensor)?.[io.axis];
+        if (perm) {
+          throw new BasinError(
+            'spec_invalid',
+            `spec ${q(opts.specSource ?? '')}: permutation ${q(perm)} on ${q(io.tensor)} axis ${io.axis}, which carries ${io.what}: ` +
+              'permuting it changes what the model computes (the axis must be null). torch stores Linear weights as [out, in]: a spec written for [in, out] kernels has its axes swapped',
+            { tensor: io.tensor, axis: io.axis, perm },
+          );
+        }
+      }
+    }
     const methodName = opts.method ?? 'weight';
     const method = MATCHING_METHODS[methodName];
     const ta = new Map<string, Tensor>();
@@ -94,6 +125,21 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       tb.set(name, await b.readFloat32(name));
     }
     const result = await method.match(spec, ta, tb, { init: opts.init, seed: opts.seed, maxIter: opts.maxIter, tol: opts.tol, onSweep: opts.onSweep });
+
+    // Verify before writing: B and aligned B through the architecture's graph, when there is one.
+    let verify: AlignReport['verify'];
+    if (graph) {
+      const { verifyAlignedCheckpoint } = await import('./verify-checkpoint.js');
+      const bFloat = new Map<string, Tensor>();
+      for (const name of b.names()) if (DTYPES[b.info(name).dtype].isFloat) bFloat.set(name, tb.get(name) ?? (await b.readFloat32(name)));
+      const aligned = new Map(bFloat);
+      for (const name of spec.tensors()) {
+        const t = tb.get(name)!;
+        aligned.set(name, new Tensor(t.shape, permuteTensor(spec, result.perms, name, t)));
+      }
+      const v = await verifyAlignedCheckpoint(graph, bFloat, aligned, bPath);
+      verify = { graph: graph === 'mlp' ? 'mlp' : graph.onnx, samples: v.samples, max_abs: v.maxAbs, max_rel: v.maxRel };
+    }
 
     if (outPath) {
       const out = [];
@@ -120,6 +166,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       seconds: (performance.now() - started) / 1000,
       unpermuted: b.names().filter((n) => !named.has(n)),
       spec: spec.toJson(),
+      ...(verify ? { verified: true, verify } : { verified: false, unverified_reason: UNVERIFIED_REASON }),
     };
   } finally {
     await a.close();

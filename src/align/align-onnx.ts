@@ -15,6 +15,7 @@ import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from 
 import type { Feed } from '../onnx/session.js';
 import { activationMatching, type ActivationProgress } from '../match/activation-matching.js';
 import { openDataset } from '../data/open.js';
+import { inferSpec } from './infer-spec.js';
 import type { Dataset } from '../data/dataset.js';
 
 export type SpecSource = PermutationSpecJson | ((model: OnnxModel) => Promise<PermutationSpecJson>);
@@ -23,6 +24,11 @@ export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
   return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
 }
 
+/**
+ * The spec to apply to `model`, validated against its weights. A user's spec (not the graph's own) is also checked
+ * against the graph: a permutation on a weight axis that reaches a graph input or output is refused before any
+ * matching (spec_invalid naming tensor, axis and the input/output), since it would change what the model computes.
+ */
 export async function resolveSpec(model: OnnxModel, source: SpecSource, label = ''): Promise<PermutationSpec> {
   const json = typeof source === 'function' ? await source(model) : source;
   const spec = PermutationSpec.fromJson(json, weightShapes(model), label);
@@ -30,7 +36,32 @@ export async function resolveSpec(model: OnnxModel, source: SpecSource, label = 
     const dt = model.weightInfo(name).dtype;
     if (!DTYPES[dt].isFloat) throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
   }
+  if (typeof source !== 'function') await checkIoAxes(model, spec, label);
   return spec;
+}
+
+/** Refuse a user spec that permutes a weight axis the graph ties to a graph input or output. */
+async function checkIoAxes(model: OnnxModel, spec: PermutationSpec, label: string): Promise<void> {
+  let frozen;
+  try {
+    frozen = (await inferSpec(model)).spec.frozen ?? [];
+  } catch (e) {
+    if (e instanceof BasinError && e.code === 'onnx_invalid') throw e;
+    if (e instanceof BasinError) return; // the tracer cannot read this graph: verification of the output still runs
+    throw e;
+  }
+  for (const f of frozen) {
+    if (!/^reaches graph (input|output) /.test(f.reason)) continue;
+    const perm = spec.axesToPerm.get(f.tensor)?.[f.axis];
+    if (perm) {
+      throw new BasinError(
+        'spec_invalid',
+        `${label ? `spec ${q(label)}` : 'spec'}: permutation ${q(perm)} on ${q(f.tensor)} axis ${f.axis}, which ${f.reason.replace(/'([^']*)'/, (_, n: string) => q(n))}` +
+          `${f.node ? ` (node ${q(f.node)})` : ''}: permuting it changes what ${q(model.path ?? 'the model')} computes (the axis must be null)`,
+        { tensor: f.tensor, axis: f.axis, perm, node: f.node },
+      );
+    }
+  }
 }
 
 /** Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way). */

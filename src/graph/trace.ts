@@ -3,6 +3,7 @@
  * emit in a DimGraph. Then freezes every dim that reaches a graph input or output, or a subgraph. Rules see only
  * the RuleContext; everything a rule leaves untouched is frozen here.
  */
+import { BasinError } from '../errors.js';
 import { DimGraph, type DimId } from './dims.js';
 import { FLOAT_TYPES, type GraphView, type NodeView } from './model-view.js';
 import { isFloatType, type ProbeResult } from './probe.js';
@@ -12,6 +13,10 @@ import { ruleFor } from './rules/index.js';
 export type Facts = Pick<ProbeResult, 'shapes' | 'dtypes'> & Partial<Pick<ProbeResult, 'ints'>>;
 
 export function trace(gv: GraphView, facts: Facts): DimGraph {
+  if (gv.outputs.length === 0) {
+    // Without outputs nothing freezes the last layer's output axis: it would become a free group.
+    throw new BasinError('onnx_invalid', 'the graph declares no outputs: nothing says what the model computes, so no axis can be proven free to permute', {});
+  }
   const dg = new DimGraph();
   const shapeOf = (v: string): readonly number[] | undefined => (v ? facts.shapes.get(v) ?? gv.tensors.get(v)?.dims : undefined);
   const isFloat = (v: string): boolean => {

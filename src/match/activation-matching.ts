@@ -32,6 +32,7 @@ import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { identity, permuteTensor } from '../spec/apply.js';
 import type { PermInfo, PermRef, PermutationSpecJson } from '../spec/types.js';
 import { CorrelationAccumulator, standardizeSamples, unitBlock } from './correlation.js';
+import { checkSquareBudget } from './budget.js';
 import { solveHeads, solveSingle, trace } from './solve.js';
 import { weightMatching, type MatchingResult } from './weight-matching.js';
 
@@ -373,6 +374,12 @@ export async function accumulateCorrelations(
 ): Promise<{ correlations: Map<string, Float64Array>; points: Map<string, number>; samples: number }> {
   const started = performance.now();
   let uses = collectPoints(spec, a, b);
+  // One float64 n x n accumulator per point and the summed correlation per permutation stay for the whole pass;
+  // each batch's product (float32) and the LAP's copy exist while one is solved.
+  checkSquareBudget(
+    'activation matching',
+    uses.map((u) => ({ perm: u.base, n: spec.perms.get(u.base)!.size, resident: 8 + 8, peak: 4 + 8 + 8, tensors: spec.permToAxes.get(u.base)?.map((p) => p.tensor) })),
+  );
   const total = isDataset(data) ? Math.min(data.size, opts.limit ?? Infinity) : opts.limit;
   const standardized = new Set<string>();
   let samples = 0;

@@ -14,6 +14,7 @@ import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
 import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
+import { checkSquareBudget } from './budget.js';
 
 export interface SweepInfo {
   sweep: number;
@@ -93,6 +94,15 @@ export async function weightMatching(
 ): Promise<MatchingResult> {
   const { seed = 0, maxIter = 100, tol = 1e-9, onSweep } = opts;
   checkPair(spec, a, b);
+  // Every placement's n x n float32 contribution stays cached; the summed float64 cost, the LAP's copy and the
+  // product being computed exist while one permutation is solved.
+  checkSquareBudget(
+    'weight matching',
+    spec.free.map((perm) => {
+      const placements = spec.permToAxes.get(perm)!;
+      return { perm, n: spec.perms.get(perm)!.size, resident: 4 * placements.length, peak: 8 + 8 + 4, tensors: placements.map((p) => p.tensor) };
+    }),
+  );
   const started = performance.now();
   const units: Unit[] = [];
   for (const name of spec.free) {

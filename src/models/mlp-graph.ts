@@ -6,19 +6,21 @@ import { BasinError, q } from '../errors.js';
 import { GraphBuilder } from '../onnx/build.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { mlpSpec } from '../spec/mlp.js';
+import { mlpLayers } from '../spec/mlp.js';
 
 export const MLP_ACTIVATIONS = ['relu', 'gelu', 'tanh', 'sigmoid'] as const;
 export type MlpActivation = (typeof MLP_ACTIVATIONS)[number];
 
 /** Build the ONNX graph of a plain MLP from its state_dict (names and shapes decide the layer order). */
-export function mlpGraph(tensors: ReadonlyMap<string, Tensor>, { activation = 'relu', source = 'checkpoint' }: { activation?: MlpActivation; source?: string } = {}): OnnxModel {
+export function mlpGraph(
+  tensors: ReadonlyMap<string, Tensor>,
+  { activation = 'relu', source = 'checkpoint', hint }: { activation?: MlpActivation; source?: string; hint?: string } = {},
+): OnnxModel {
   if (!MLP_ACTIVATIONS.includes(activation)) {
     throw new BasinError('invalid_argument', `unknown activation ${q(activation)} (known: ${MLP_ACTIVATIONS.join(', ')})`, {});
   }
   const shapes = new Map([...tensors].map(([k, t]) => [k, t.shape]));
-  const axes = mlpSpec(shapes, source).axes_to_perm;
-  const weights = Object.keys(axes).filter((n) => axes[n]!.length === 2);
+  const weights = mlpLayers(shapes, source, { hint: hint ?? 'pass --graph MODEL.onnx (an ONNX export of this architecture) to run it' }).map((l) => l.weight);
   const g = new GraphBuilder(17, { name: 'basin_mlp' });
   const inWidth = tensors.get(weights[0]!)!.shape[1]!;
   const outWidth = tensors.get(weights[weights.length - 1]!)!.shape[0]!;

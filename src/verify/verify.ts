@@ -52,6 +52,8 @@ function concreteDims(input: ValueDesc, batch: number, model: OnnxModel): number
 
 /** Run A and B on every batch of feeds; compare every output A and B share. */
 export async function compareModels(a: OnnxModel, b: OnnxModel, batches: Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>>): Promise<VerifyResult> {
+  checkHasOutputs(a);
+  checkHasOutputs(b);
   const sa = await createSession(a);
   const sb = await createSession(b);
   try {
@@ -74,7 +76,7 @@ export async function compareModels(a: OnnxModel, b: OnnxModel, batches: Iterabl
         }
       }
       const first = Object.values(feeds)[0];
-      samples += first && 'shape' in first ? (first.shape[0] ?? 1) : 1;
+      samples += first && 'shape' in first ? (first.shape[0] ?? 1) : first && 'dims' in first ? (first.dims[0] ?? 1) : 1;
     }
     const outputs = names.map((name) => {
       const s = stats.get(name)!;
@@ -101,6 +103,18 @@ export function assertEquivalent(result: VerifyResult, what: string, rtol = VERI
       `${what}: output ${q(worst.name)} differs by ${worst.maxAbs.toExponential(3)} (relative ${worst.maxRel.toExponential(3)} > ${rtol}); ` +
         'the permutation would change what the model computes, so nothing was written. This is a bug in basin or a spec that does not fit the graph: please report it with the model.',
       { expected: rtol, found: worst.maxRel, output: worst.name },
+    );
+  }
+}
+
+/** A graph without declared outputs computes nothing anyone can read; refuse it, naming the file. */
+/** @throws BasinError onnx_invalid naming the file */
+export function checkHasOutputs(model: OnnxModel): void {
+  if (model.outputs.length === 0) {
+    throw new BasinError(
+      'onnx_invalid',
+      `${q(model.path ?? 'model')} declares no graph outputs: basin cannot tell what the model computes (its last layer's output axis would look free to permute); export it with its outputs`,
+      { file: model.path },
     );
   }
 }

@@ -99,16 +99,22 @@ export function register(program: Command): void {
             seconds: (performance.now() - started) / 1000,
             // scalar constants (LayerNorm eps, GELU factors) are not worth listing
             unpermuted: a.weights().filter((n) => !r.spec.axesToPerm.has(n) && a.weightInfo(n).shape.some((d) => d > 1)),
+            verified: true,
             verify: { samples: r.verify.samples, max_abs: r.verify.maxAbs, max_rel: r.verify.maxRel },
             spec: r.spec.toJson(),
           };
         } else {
           if (o.method !== 'weight') throw new BasinError('invalid_argument', 'activation matching runs a graph: use ONNX models', {});
-          if ([specJson, o.arch, o.graph].filter(Boolean).length !== 1) {
-            throw new BasinError('invalid_argument', 'safetensors checkpoints need exactly one of --spec SPEC.json, --arch mlp or --graph MODEL.onnx', {});
+          if ((!specJson && !o.arch && !o.graph) || (o.arch && o.graph)) {
+            throw new BasinError('invalid_argument', 'safetensors checkpoints need --spec SPEC.json, --arch mlp or --graph MODEL.onnx (--spec with one of the others: your spec, verified on that architecture)', {});
           }
-          const spec = o.graph ? await (await import('../../models/load.js')).stateDictSpecFromGraph(o.graph, aPath) : (specJson ?? 'mlp');
-          report = { ...(await alignCheckpoints(aPath, bPath, o.out, { spec, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() })) };
+          const spec = specJson ?? (o.graph ? await (await import('../../models/load.js')).stateDictSpecFromGraph(o.graph, aPath) : 'mlp');
+          const graph = o.graph ? { onnx: o.graph } : o.arch ? ('mlp' as const) : undefined;
+          const r = await alignCheckpoints(aPath, bPath, o.out, { spec, graph, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() });
+          if (r.verify) log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
+          else log(`note: the output is NOT verified: ${r.unverified_reason}`);
+          for (const f of r.spec.frozen ?? []) log(`note: ${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
+          report = { ...r };
         }
         const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
         log(

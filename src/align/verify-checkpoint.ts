@@ -1,0 +1,84 @@
+/**
+ * Safetensors outputs are verified like ONNX outputs whenever basin has a graph for the architecture: the graph
+ * basin builds for a plain MLP (`--arch mlp`), or an ONNX export of it (`--graph MODEL.onnx`, the state_dict's
+ * weights mapped into its initializers). Aligned B must compute B's function before anything is written.
+ */
+import { BasinError, q } from '../errors.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { loadOnnx, type OnnxModel } from '../onnx/model.js';
+import type { Feed } from '../onnx/session.js';
+import { mlpGraph } from '../models/mlp-graph.js';
+import { withWeights } from '../models/load.js';
+import { compareModels, randomFeeds, VERIFY_RTOL, type VerifyResult } from '../verify/verify.js';
+import { sampleFeeds } from '../graph/probe.js';
+import { seededRandom } from '../spec/apply.js';
+
+/** The architecture a checkpoint is verified on: the built MLP graph, or the path of an ONNX export. */
+export type CheckpointGraph = 'mlp' | { onnx: string };
+
+/** Float tensors of a checkpoint run through `graph` (names and shapes decide the MLP; the export maps names). */
+export async function checkpointModel(graph: CheckpointGraph, tensors: ReadonlyMap<string, Tensor>, source: string): Promise<OnnxModel> {
+  if (graph === 'mlp') return mlpGraph(tensors, { source, hint: 'verify with --graph MODEL.onnx instead' });
+  return withWeights(await loadOnnx(graph.onnx), tensors, source);
+}
+
+/**
+ * 4 batches of 8 inputs: uniform [0, 1) for float inputs. Integer inputs (token ids) get ids drawn uniformly below
+ * the row count of the embedding table they index (a Gather of an initializer), or 0 when no table is found.
+ */
+function verifyFeeds(model: OnnxModel): Record<string, Feed>[] {
+  const floatOnly = model.inputs.every((i) => i.dtype !== undefined && ['F32', 'F16', 'F64', 'BF16'].includes(i.dtype));
+  if (floatOnly) return [0, 1, 2, 3].map((seed) => randomFeeds(model, { batch: 8, seed }));
+  const weights = new Set(model.weights());
+  return [0, 1, 2, 3].map((seed) => {
+    const feeds = sampleFeeds(model, 8, seed + 1);
+    const random = seededRandom(seed + 11);
+    for (const [name, t] of Object.entries(feeds)) {
+      if (!(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) continue;
+      const rows = (model.proto.graph?.node ?? [])
+        .filter((n) => n.opType === 'Gather' && n.input?.[1] === name && weights.has(n.input?.[0] ?? ''))
+        .map((n) => model.weightInfo(n.input![0]!).shape[0] ?? 0)
+        .filter((r) => r > 0);
+      if (!rows.length) continue;
+      const vocab = Math.min(...rows);
+      const data = t.data;
+      for (let i = 0; i < data.length; i++) {
+        const id = Math.floor(random() * vocab);
+        if (data instanceof BigInt64Array) data[i] = BigInt(id);
+        else data[i] = id;
+      }
+    }
+    return feeds as Record<string, Feed>;
+  });
+}
+
+/**
+ * Run aligned B against B through `graph` and throw when they differ.
+ * @param b every float tensor of B (float32 values)
+ * @param aligned the same tensors after the permutation
+ * @throws BasinError verify_failed (nothing may be written) when the relative output difference exceeds rtol
+ *   (default 1e-4, as for ONNX outputs); models_mismatch when the graph's weights cannot be mapped.
+ */
+export async function verifyAlignedCheckpoint(
+  graph: CheckpointGraph,
+  b: ReadonlyMap<string, Tensor>,
+  aligned: ReadonlyMap<string, Tensor>,
+  source: string,
+  rtol = VERIFY_RTOL,
+): Promise<VerifyResult> {
+  const mb = await checkpointModel(graph, b, source);
+  const ma = await checkpointModel(graph, aligned, source);
+  const result = await compareModels(mb, ma, verifyFeeds(mb));
+  if (!(result.maxRel <= rtol)) {
+    const worst = result.outputs.reduce((w, o) => (o.maxRel > w.maxRel ? o : w));
+    const on = graph === 'mlp' ? 'the plain-MLP graph basin builds (--arch mlp)' : `the graph of ${q(graph.onnx)}`;
+    throw new BasinError(
+      'verify_failed',
+      `aligned ${q(source)}, run through ${on}: output ${q(worst.name)} differs from B's by ${worst.maxAbs.toExponential(3)} ` +
+        `(relative ${worst.maxRel.toExponential(3)} > ${rtol}): the permutation changes what the model computes, so nothing was written. ` +
+        "The spec does not fit the model: check each tensor's axes (torch stores Linear weights as [out, in]; a square weight with its axes swapped keeps every size right).",
+      { file: source, output: worst.name, expected: rtol, found: worst.maxRel },
+    );
+  }
+  return result;
+}
