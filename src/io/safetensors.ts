@@ -15,6 +15,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { DTYPES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, isDType, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr, type BasinErrorCode } from '../errors.js';
+import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { fsError, stageFile, type ChunkSink, type StagedFile } from './atomic.js';
 
@@ -355,11 +356,17 @@ export class SafetensorsFile {
     return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name);
   }
 
-  /** The tensor converted to float32 (F64 and integers rounded to nearest, F16/BF16 exactly, BOOL as 0/1). */
+  /**
+   * The tensor converted to float32 (F64 and integers rounded to nearest, F16/BF16 exactly, BOOL as 0/1), for
+   * compute: a NaN (or an infinity in a tensor of more than one value, see weightAllowsInfinity) is BasinError
+   * 'non_finite' naming the file, tensor and element (use readRaw for the bytes as they are).
+   */
   async readFloat32(name: string): Promise<Tensor> {
     const e = this.entry(name);
     const raw = await this.readRaw(name);
-    return new Tensor(e.shape, decodeOwned(raw, e.dtype));
+    const values = decodeOwned(raw, e.dtype);
+    if (DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
+    return new Tensor(e.shape, values);
   }
 
   async close(): Promise<void> {
