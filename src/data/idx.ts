@@ -12,8 +12,7 @@ import { createGunzip } from 'node:zlib';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
-import { Tensor } from '../tensor/tensor.js';
-import { floatInput, type StoredInput } from './input-rule.js';
+import { storedBatch, type StoredInput } from './input-rule.js';
 import { checkBatchSize, limited, type Batch, type Dataset, type OpenDatasetOptions } from './dataset.js';
 
 const UBYTE = 0x08;
@@ -183,8 +182,8 @@ export class IdxDataset implements Dataset {
       for (let start = 0; start < this.size; start += batchSize) {
         const count = Math.min(batchSize, this.size - start);
         const [px, lb] = await Promise.all([this.readOrFail(xr, this.imagesFile, count * sample, start), this.readOrFail(yr, this.labelsFile, count, start)]);
-        const stored: StoredInput = { dtype: 'U8', bytes: px, where: { file: this.imagesFile, field: path.basename(this.imagesFile), first: start } };
-        yield { input: new Tensor([count, sample], floatInput(stored, sample)), stored, labels: Int32Array.from(lb), count };
+        const stored: StoredInput = { dtype: 'U8', bytes: px, sampleShape: this.inputShape, where: { file: this.imagesFile, field: path.basename(this.imagesFile), first: start } };
+        yield storedBatch(stored, Int32Array.from(lb), count);
       }
     } finally {
       xr.destroy();

@@ -36,6 +36,8 @@ export interface DataWhere {
 export interface StoredInput {
   readonly dtype: DType;
   readonly bytes: Uint8Array;
+  /** Shape of one sample. */
+  readonly sampleShape: readonly number[];
   readonly where: DataWhere;
 }
 
@@ -45,9 +47,10 @@ const PIXEL = Float32Array.from({ length: 256 }, (_, p) => p / 255);
 /** Largest integer magnitude float32 holds exactly. */
 const F32_EXACT = 2 ** 24;
 
-/** The float form of stored input values under the rule above; `sampleSize` is values per sample. */
-export function floatInput(stored: StoredInput, sampleSize: number): Float32Array {
+/** The float form of stored input values under the rule above. */
+export function floatInput(stored: StoredInput): Float32Array {
   const { dtype, bytes, where } = stored;
+  const sampleSize = stored.sampleShape.reduce((a, d) => a * d, 1);
   if (dtype === 'U8') {
     const out = new Float32Array(bytes.length);
     for (let i = 0; i < bytes.length; i++) out[i] = PIXEL[bytes[i]!]!;
@@ -106,6 +109,23 @@ const INT_INPUT: Partial<Record<DType, { type: 'int64' | 'int32'; lo: bigint; hi
   I32: { type: 'int32', lo: -(2n ** 31n), hi: 2n ** 31n - 1n },
 };
 
+/**
+ * A batch of `count` samples of `sampleShape` from stored values: `input` (the float form) is computed on first
+ * use, so a batch fed to an integer model input never goes through the float conversion and its checks.
+ */
+export function storedBatch(stored: StoredInput, labels: Int32Array, count: number): { readonly input: Tensor; readonly stored: StoredInput; readonly labels: Int32Array; readonly count: number } {
+  let input: Tensor | undefined;
+  return {
+    get input(): Tensor {
+      input ??= new Tensor([count, ...stored.sampleShape], floatInput(stored));
+      return input;
+    },
+    stored,
+    labels,
+    count,
+  };
+}
+
 /** Whether the rule can feed data of `dataType` to a model input of `inputType` (undefined: unknown, as float). */
 export function feedable(dataType: DType, inputType: DType | undefined): boolean {
   if (inputType === undefined || DTYPES[inputType].isFloat) return true;
@@ -123,8 +143,8 @@ export function modelFeed(
   inputType: DType | undefined,
   { rows = batch.count, inputName = 'input' }: { rows?: number; inputName?: string } = {},
 ): Feed {
-  const sample = batch.input.shape.slice(1);
-  const perSample = batch.count > 0 ? batch.input.size / batch.count : 0;
+  const sample = batch.stored.sampleShape;
+  const perSample = sample.reduce((a, d) => a * d, 1);
   if (inputType === undefined || DTYPES[inputType].isFloat) {
     if (rows === batch.count) return batch.input;
     const padded = new Float32Array(rows * perSample);
