@@ -134,6 +134,8 @@ function cases(): (Case & { st?: { name: string; dtype: string; shape: number[];
     npyCase('header length past the end of the file', npyRaw(dictOf('<f4', '(3, 4)'), new Uint8Array(0)).slice(0, 40)),
     npyCase('unterminated string', npyRaw(`{'descr': '<f4, 'fortran_order': False, 'shape': (3, 4), }`, xb)),
     npyCase('escape sequences in a key', npyRaw(`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), '\\x1b[2K\\rok': 1}`, xb)),
+    npyCase('C1 and bidi controls in a key (version 3.0, utf-8)', npyRaw(`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), '\u009b2K\u202e': 1}`, xb, { version: 3 })),
+    npyCase('C1 controls just where the syntax breaks (version 3.0)', npyRaw(`{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4) \u009b2K\u001b[2K}`, xb, { version: 3 })),
     npyCase('NaN in a sample', npyRaw(dictOf('<f4', '(3, 4)'), bytesOf(withNaN)), 'non_finite', { sample: 2 }),
     {
       name: 'labels count differs from inputs',

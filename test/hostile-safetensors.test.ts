@@ -131,6 +131,9 @@ function cases(): Case[] {
     // --- names built to fool a terminal, in each kind of error
     { name: 'escape name, bad size', bytes: file(J({ [EVIL]: entry('F32', [3], [0, 8]) }), 8), code: 'tensor_size_mismatch', tensor: EVIL },
     { name: 'C1 CSI and bidi override name, unknown dtype', bytes: file(J({ 'w\u009b2K\u202eeman': entry('Q4', [1], [0, 1]) }), 1), code: 'unknown_dtype', tensor: 'w\u009b2K\u202eeman' },
+    { name: 'shape of strings carrying C1 and bidi controls', bytes: file(J({ a: entry('F32', ['\u009b2K', '\u202e1'], [0, 8]) }), 8), code: 'header_invalid_entry', tensor: 'a' },
+    { name: 'entry a string carrying escape sequences', bytes: file(J({ a: EVIL })), code: 'header_invalid_entry', tensor: 'a' },
+    { name: 'offsets of strings carrying escape sequences', bytes: file(J({ a: entry('F32', [2], [EVIL, '\u009b8']) }), 8), code: 'offsets_invalid', tensor: 'a' },
     { name: 'newline names, overlap', bytes: file(J({ 'a\nb': ok2, 'c\u2028d': entry('F32', [2], [4, 12]) }), 12), code: 'offsets_invalid', tensor: 'c\u2028d' },
     // --- values read for compute
     { name: 'F32 NaN', bytes: values('w', 'F32', [3], bytesOf(Float32Array.of(1, NaN, 2))), code: 'non_finite', tensor: 'w', read: 'w' },

@@ -13,6 +13,8 @@
  *   string := '…' | "…" with the escapes \\ \' \" \n \r \t \0 \xHH \uHHHH
  */
 
+import { q } from '../errors.js';
+
 /** The three fields of a header, as written. */
 export interface NpyHeaderDict {
   readonly descr: string;
@@ -32,7 +34,7 @@ class Parser {
   constructor(private readonly text: string) {}
 
   fail(what: string): never {
-    const near = JSON.stringify(this.text.slice(this.pos, this.pos + 20));
+    const near = q(this.text.slice(this.pos, this.pos + 20));
     throw new NpyHeaderSyntaxError(`${what} at character ${this.pos} of the header (near ${near})`);
   }
 
@@ -72,7 +74,7 @@ class Parser {
       const value = this.value();
       if (out.has(key)) {
         this.pos = keyAt;
-        this.fail(`key ${JSON.stringify(key)} appears twice`);
+        this.fail(`key ${q(key)} appears twice`);
       }
       out.set(key, value);
       if (this.accept('}')) return out;
@@ -173,7 +175,7 @@ export function parseNpyHeaderDict(text: string): NpyHeaderDict {
   const d = p.dict();
   p.end();
   const extra = [...d.keys()].filter((k) => !(KEYS as readonly string[]).includes(k));
-  if (extra.length > 0) throw new NpyHeaderSyntaxError(`unexpected key ${JSON.stringify(extra[0])} (a header holds exactly 'descr', 'fortran_order' and 'shape')`);
+  if (extra.length > 0) throw new NpyHeaderSyntaxError(`unexpected key ${q(extra[0]!)} (a header holds exactly 'descr', 'fortran_order' and 'shape')`);
   for (const k of KEYS) if (!d.has(k)) throw new NpyHeaderSyntaxError(`key '${k}' is missing`);
   const descr = d.get('descr')!;
   const fortran = d.get('fortran_order')!;
