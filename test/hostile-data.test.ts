@@ -319,3 +319,16 @@ test('CLI: verify feeds int64 token ids to an int64 model input unchanged (field
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^basin: error \[data_shape_mismatch\]: /);
 });
+
+test('a label past the model\'s classes names the data file and the sample', async () => {
+  const f = path.join(tmp, 'label-10.safetensors');
+  await writeSafetensors(f, [
+    { name: 'input', dtype: 'F32', shape: [3, 784], data: new Float32Array(3 * 784) },
+    { name: 'label', dtype: 'I64', shape: [3], data: bytesOf(BigInt64Array.of(0n, 10n, 1n)) },
+  ]);
+  const model = await loadOnnx(path.join(FIXTURES, 'mlp_small_seed0.onnx'));
+  const e = await assertBasinError(async () => evaluate(model, await openDataset(f)), 'data_invalid');
+  assert.equal(e.details.file, f);
+  assert.equal(e.details.index, 1);
+  assert.ok(e.message.includes(`'${f}'`) && /sample 1\b/.test(e.message) && /10 classes/.test(e.message), e.message);
+});

@@ -112,7 +112,7 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, dataset:
       // The one input rule (data/input-rule.ts); the last batch is padded to a fixed batch size, padding not scored.
       const x = modelFeed(batch, input.dtype, { rows: Math.max(fixedBatch ?? 0, batch.count), inputName: input.name });
       const out = await session.run({ [input.name]: x }, [output.name]);
-      accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name);
+      accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name, dataset.source);
       options.onProgress?.(sums.count, dataset.size);
     }
   } finally {
