@@ -70,7 +70,7 @@ test('safetensors: streams the fixture in batches, equal to the whole tensors', 
   assert.equal(lim.x.length, 250 * 784);
 });
 
-test('safetensors: U8 inputs as is, I64 labels, custom names; errors name file and field', async () => {
+test('safetensors: U8 inputs are pixels (/ 255, the one input rule), I64 labels, custom names; errors name file and field', async () => {
   const dir = tmp();
   try {
     const file = path.join(dir, 'd.safetensors');
@@ -87,7 +87,8 @@ test('safetensors: U8 inputs as is, I64 labels, custom names; errors name file a
     assert.equal(ds.inputDType, 'U8');
     const b = await collect(ds, 4);
     assert.deepEqual(b[0]!.input.shape, [4, 2, 2]);
-    assert.deepEqual(joined(b).x, Array.from(px));
+    assert.deepEqual(joined(b).x, Array.from(px, (p) => Math.fround(p / 255)));
+    assert.deepEqual(Array.from(b[0]!.stored.bytes), Array.from(px.subarray(0, 16)), 'stored bytes kept as they are');
     assert.deepEqual(joined(b).y, [0, 1, 2, 3, 4, 9]);
 
     let e = await assertBasinError(() => openDataset(file, { inputName: 'pixels' }), 'data_invalid'); // no 'label'
@@ -142,7 +143,7 @@ test('npy: dtypes <f4 <f8 |u1 inputs, <i8 labels; folder, comma pair and labels 
     writeFileSync(path.join(dir, 'u8.npy'), npy('|u1', [7, 2, 2], u8));
     const du8 = await openDataset(path.join(dir, 'u8.npy'), { labels: path.join(dir, 'y.npy') });
     assert.deepEqual(du8.inputShape, [2, 2]);
-    assert.deepEqual(joined(await collect(du8, 7)).x, Array.from(u8));
+    assert.deepEqual(joined(await collect(du8, 7)).x, Array.from(u8, (p) => Math.fround(p / 255)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -153,8 +153,9 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
   const spec = await resolveSpec(model, specSource, opts.specLabel);
   const perms = randomAssignment(spec, seed);
   const out = permuteModel(model, spec, perms);
+  const changed = changedFraction(model, out); // reads every weight: NaN/Inf is 'non_finite' here, before any run
   const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts);
-  return { model: out, spec, perms, verify, changedFraction: changedFraction(model, out) };
+  return { model: out, spec, perms, verify, changedFraction: changed };
 }
 
 /** Fraction of float weight elements whose value differs between two models with the same weights. */

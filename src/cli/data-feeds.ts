@@ -1,6 +1,7 @@
 /** Turn a dataset path into feed batches for a model's single input (for verify). */
 import { BasinError, q } from '../errors.js';
 import { openDataset } from '../data/open.js';
+import { modelFeed } from '../data/input-rule.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 
@@ -11,6 +12,6 @@ export async function dataFeeds(path: string, model: OnnxModel, limit = 256): Pr
   const name = model.inputs[0]!.name;
   const ds = await openDataset(path, { limit });
   return async function* () {
-    for await (const b of ds.batches(64)) yield { [name]: b.input };
+    for await (const b of ds.batches(64)) yield { [name]: modelFeed(b, model.inputs[0]!.dtype, { inputName: name }) };
   };
 }

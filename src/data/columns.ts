@@ -7,8 +7,9 @@ import { DTYPES, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
 import { decodeFloat32, readAt } from '../io/safetensors.js';
-import { Tensor, numel } from '../tensor/tensor.js';
+import { numel } from '../tensor/tensor.js';
 import { checkBatchSize, toLabels, type Batch, type Dataset } from './dataset.js';
+import { storedBatch, type StoredInput } from './input-rule.js';
 
 /** One array in a file: `shape[0]` rows starting at absolute byte `offset`. */
 export interface Column {
@@ -60,7 +61,8 @@ export class ColumnDataset implements Dataset {
         const x = await readRows(await handle(this.input.file), this.input, start, count);
         const y = await readRows(await handle(this.label.file), this.label, start, count);
         const labels = toLabels(decodeFloat32(y, this.label.dtype), this.label.file, this.label.field, start);
-        yield { input: new Tensor([count, ...this.inputShape], decodeFloat32(x, this.input.dtype)), labels, count };
+        const stored: StoredInput = { dtype: this.input.dtype, bytes: x, sampleShape: this.inputShape, where: { file: this.input.file, field: this.input.field, first: start } };
+        yield storedBatch(stored, labels, count);
       }
     } finally {
       for (const fh of handles.values()) await fh.close().catch(() => undefined);

@@ -9,10 +9,16 @@
 import type { DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { StoredInput } from './input-rule.js';
 
-/** One batch: `count` samples, inputs stacked as [count, ...inputShape]. */
+/**
+ * One batch: `count` samples. `input` stacks them as float32 [count, ...inputShape] under the one input rule
+ * (input-rule.ts: U8 pixels scaled by 1/255, other values unchanged); `stored` keeps the values as stored, so an
+ * integer model input gets the integers unchanged (`modelFeed`).
+ */
 export interface Batch {
   readonly input: Tensor;
+  readonly stored: StoredInput;
   readonly labels: Int32Array;
   readonly count: number;
 }
@@ -25,7 +31,7 @@ export interface Dataset {
   readonly size: number;
   /** Shape of one sample. */
   readonly inputShape: readonly number[];
-  /** Stored dtype of the inputs (batches are always float32). */
+  /** Stored dtype of the inputs (Batch.input is float32 under the input rule; Batch.stored keeps them as stored). */
   readonly inputDType: DType;
   /** The samples in order, `batchSize` at a time (the last batch may be smaller). */
   batches(batchSize: number): AsyncIterable<Batch>;
@@ -65,7 +71,7 @@ export function toLabels(values: Float32Array, file: string, field: string, firs
   for (let i = 0; i < values.length; i++) {
     const v = values[i]!;
     if (!(Number.isInteger(v) && v >= 0 && v <= 0x7fffffff)) {
-      throw new BasinError('data_invalid', `${q(file)}: label ${q(field)}[${first + i}] is ${v}, not a class index (a non-negative integer)`, {
+      throw new BasinError(Number.isFinite(v) ? 'data_invalid' : 'non_finite', `${q(file)}: label ${q(field)}[${first + i}] is ${v}, not a class index (a non-negative integer)`, {
         file,
         tensor: field,
         found: v,

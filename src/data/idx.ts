@@ -3,21 +3,19 @@
  * `{train,t10k}-images-idx3-ubyte[.gz]` and `{train,t10k}-labels-idx1-ubyte[.gz]`.
  *
  * Layout: a big-endian magic number `00 00 <type> <rank>` (type 0x08 = unsigned byte), `rank` big-endian u32
- * dimensions, then the data. Images become float32 in [0, 1] (pixel / 255), each flattened to one row; labels
- * are class indices. Both files are streamed (through zlib when gzipped), one batch at a time.
+ * dimensions, then the data. Images are U8 pixels, each flattened to one row (as float32 in [0, 1] under the one
+ * input rule, input-rule.ts); labels are class indices. Both files are streamed (through zlib when gzipped), one batch at a time.
  */
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { createGunzip } from 'node:zlib';
+import path from 'node:path';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
-import { Tensor } from '../tensor/tensor.js';
+import { storedBatch, type StoredInput } from './input-rule.js';
 import { checkBatchSize, limited, type Batch, type Dataset, type OpenDatasetOptions } from './dataset.js';
 
 const UBYTE = 0x08;
-
-/** float32(p / 255) for every byte value. */
-const PIXEL = Float32Array.from({ length: 256 }, (_, p) => p / 255);
 
 /** Reads exact byte counts from a stream of chunks. */
 class StreamReader {
@@ -184,9 +182,8 @@ export class IdxDataset implements Dataset {
       for (let start = 0; start < this.size; start += batchSize) {
         const count = Math.min(batchSize, this.size - start);
         const [px, lb] = await Promise.all([this.readOrFail(xr, this.imagesFile, count * sample, start), this.readOrFail(yr, this.labelsFile, count, start)]);
-        const input = new Float32Array(px.length);
-        for (let i = 0; i < px.length; i++) input[i] = PIXEL[px[i]!]!;
-        yield { input: new Tensor([count, sample], input), labels: Int32Array.from(lb), count };
+        const stored: StoredInput = { dtype: 'U8', bytes: px, sampleShape: this.inputShape, where: { file: this.imagesFile, field: path.basename(this.imagesFile), first: start } };
+        yield storedBatch(stored, Int32Array.from(lb), count);
       }
     } finally {
       xr.destroy();

@@ -1,6 +1,6 @@
 /**
- * NumPy .npy arrays (format versions 1-3): little-endian or byte-sized numeric dtypes, C order. The header is
- * parsed here; data is read by offset while iterating.
+ * NumPy .npy arrays (format versions 1-3): little-endian or byte-sized numeric dtypes, C order. The header dict is
+ * parsed strictly as the Python literal it is (npy-header.ts); data is read by offset while iterating.
  */
 import { open } from 'node:fs/promises';
 import path from 'node:path';
@@ -8,7 +8,7 @@ import type { DType } from '../dtype.js';
 import { DTYPES } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
-import { numel } from '../tensor/tensor.js';
+import { NpyHeaderSyntaxError, parseNpyHeaderDict, type NpyHeaderDict } from './npy-header.js';
 import { ColumnDataset, checkPair, type Column } from './columns.js';
 import { limited, type OpenDatasetOptions } from './dataset.js';
 
@@ -35,59 +35,56 @@ export function parseNpyHeader(head: Uint8Array, fileSize: number, file: string)
   const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY
   if (head.length < 10 || !magic.every((b, i) => head[i] === b)) bad(file, 'not an .npy file (missing the \\x93NUMPY magic)');
   const major = head[6]!;
+  const minor = head[7]!;
+  if (minor !== 0 || major < 1 || major > 3) {
+    return bad(file, `.npy format version ${major}.${minor} is not supported (1.0, 2.0 or 3.0)`, { found: `${major}.${minor}` });
+  }
   let headerLen: number;
   let start: number;
   const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
   if (major === 1) {
     headerLen = dv.getUint16(8, true);
     start = 10;
-  } else if (major === 2 || major === 3) {
+  } else {
     if (head.length < 12) bad(file, 'file ends inside the .npy header');
     headerLen = dv.getUint32(8, true);
     start = 12;
-  } else {
-    return bad(file, `.npy format version ${major} is not supported (1, 2 or 3)`, { found: major });
   }
   if (headerLen > MAX_NPY_HEADER) bad(file, `.npy header of ${headerLen} bytes is larger than ${MAX_NPY_HEADER}`);
   if (start + headerLen > head.length) bad(file, `file ends inside the .npy header (${headerLen} bytes announced)`);
-  const text = new TextDecoder(major === 3 ? 'utf-8' : 'latin1').decode(head.subarray(start, start + headerLen));
-  const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1];
-  const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1];
-  const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
-  if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    bad(file, `cannot read the .npy header ${JSON.stringify(text.trim().slice(0, 120))} (structured dtypes are not supported)`);
+  let text: string;
+  try {
+    text = new TextDecoder(major === 3 ? 'utf-8' : 'latin1', { fatal: true }).decode(head.subarray(start, start + headerLen));
+  } catch {
+    return bad(file, '.npy header is not valid UTF-8');
   }
-  if (fortran === 'True') {
+  let dict: NpyHeaderDict;
+  try {
+    dict = parseNpyHeaderDict(text);
+  } catch (e) {
+    if (!(e instanceof NpyHeaderSyntaxError)) throw e;
+    return bad(file, `invalid .npy header: ${e.message}; numpy.load refuses it too`, { found: text.trim().slice(0, 200) });
+  }
+  const { descr, shape } = dict;
+  if (dict.fortranOrder) {
     bad(file, "array is stored in Fortran (column-major) order; save it with np.save(path, np.ascontiguousarray(a))", { found: 'fortran_order' });
   }
-  const order = descr![0];
-  const dtype = NPY_DTYPES[descr!.slice(1)];
+  const order = descr[0];
+  const dtype = NPY_DTYPES[descr.slice(1)];
   if (dtype === undefined || !(order === '<' || order === '|' || (order === '>' && DTYPES[dtype].bytes === 1))) {
-    bad(
-      file,
-      `.npy dtype ${q(descr!)} is not supported; use a little-endian numeric dtype such as '<f4' (a.astype('<f4'))`,
-      { found: descr },
-    );
+    return bad(file, `.npy dtype ${q(descr)} is not supported; use a little-endian numeric dtype such as '<f4' (a.astype('<f4'))`, { found: descr });
   }
-  const parts = shapeText!.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
-  const shape = parts.map((s) => {
-    if (!/^\d+L?$/.test(s) || !Number.isSafeInteger(Number(s.replace('L', '')))) bad(file, `invalid .npy shape (${shapeText})`);
-    return Number(s.replace('L', ''));
-  });
   const dataOffset = start + headerLen;
-  let bytes: number;
-  try {
-    bytes = numel(shape) * DTYPES[dtype!].bytes;
-  } catch {
-    return bad(file, `.npy shape (${shapeText}) has too many elements`);
-  }
-  if (!Number.isSafeInteger(bytes) || dataOffset + bytes > fileSize) {
-    bad(file, `.npy data of ${shape.join('x')} ${descr} needs ${bytes} bytes after the header, but the file has ${fileSize - dataOffset}; is it truncated?`, {
-      expected: bytes,
-      found: fileSize - dataOffset,
+  // Exact (BigInt) byte count, compared with what the file holds: no precision is lost on a huge shape.
+  const bytes = shape.reduce((a, d) => a * BigInt(d), BigInt(DTYPES[dtype].bytes));
+  const have = fileSize - dataOffset;
+  if (bytes > BigInt(have)) {
+    bad(file, `.npy data of shape (${shape.join(', ')}) ${descr} needs ${bytes} bytes after the header, but the file has ${have}; is it truncated?`, {
+      expected: bytes.toString(),
+      found: have,
     });
   }
-  return { dtype: dtype!, shape, dataOffset };
+  return { dtype, shape, dataOffset };
 }
 
 export async function readNpyHeader(file: string): Promise<NpyHeader> {

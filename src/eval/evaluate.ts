@@ -4,7 +4,7 @@
  */
 import { DTYPES } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
-import { Tensor } from '../tensor/tensor.js';
+import { feedable, modelFeed } from '../data/input-rule.js';
 import type { Dataset } from '../data/dataset.js';
 import { OnnxModel, type ValueDesc } from '../onnx/model.js';
 import { OnnxSession, createSession } from '../onnx/session.js';
@@ -58,7 +58,7 @@ function pickOutput(model: OnnxModel, name: string | undefined): ValueDesc {
 
 /**
  * Check the data set fits the model input: rank + 1 (batch) dims, each fixed model dim equal to the sample's,
- * and a float element type. Returns the fixed batch size when the model has one.
+ * and an element type the input rule can feed (data/input-rule.ts). Returns the fixed batch size when the model has one.
  */
 export function checkInputFits(model: OnnxModel, input: ValueDesc, dataset: Dataset): number | undefined {
   const sample = dataset.inputShape;
@@ -70,8 +70,11 @@ export function checkInputFits(model: OnnxModel, input: ValueDesc, dataset: Data
       found: sample,
     });
   };
-  if (input.dtype === undefined || !DTYPES[input.dtype].isFloat) {
-    fail(`takes ${input.dtype ?? `ONNX type ${input.elemType}`} values, but the data set ${q(dataset.source)} holds numbers converted to float32`);
+  if (input.dtype === undefined || !feedable(dataset.inputDType, input.dtype)) {
+    fail(
+      `takes ${input.dtype ?? `ONNX type ${input.elemType}`} values, but the data set ${q(dataset.source)} holds ${dataset.inputDType}` +
+        (input.dtype !== undefined && !DTYPES[input.dtype].isFloat ? ': integer inputs (token ids) need integer data, passed unchanged' : ''),
+    );
   }
   if (input.shape === undefined) return undefined; // no declared shape: onnxruntime will check
   const modelSample = input.shape.slice(1);
@@ -106,15 +109,10 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, dataset:
   const sums: EvalSums = { lossSum: 0, correct: 0, count: 0 };
   try {
     for await (const batch of dataset.batches(batchSize)) {
-      let x = batch.input;
-      if (fixedBatch !== undefined && batch.count < fixedBatch) {
-        // Pad the last batch to the model's fixed batch size; the padding rows are not scored.
-        const padded = new Float32Array(fixedBatch * (x.size / batch.count));
-        padded.set(x.data);
-        x = new Tensor([fixedBatch, ...x.shape.slice(1)], padded);
-      }
+      // The one input rule (data/input-rule.ts); the last batch is padded to a fixed batch size, padding not scored.
+      const x = modelFeed(batch, input.dtype, { rows: Math.max(fixedBatch ?? 0, batch.count), inputName: input.name });
       const out = await session.run({ [input.name]: x }, [output.name]);
-      accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name);
+      accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name, dataset.source);
       options.onProgress?.(sums.count, dataset.size);
     }
   } finally {

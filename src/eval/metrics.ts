@@ -19,9 +19,10 @@ export interface EvalSums {
 
 /**
  * Add one batch of logits [n, classes] to `sums`: loss_i = logsumexp(z_i) - z_i[y_i] in float64, correct when
- * argmax(z_i) == y_i. Only the first `count` rows are used (padding rows after them are ignored).
+ * argmax(z_i) == y_i. Only the first `count` rows are used (padding rows after them are ignored). `source` names
+ * the data set in errors (a label out of range).
  */
-export function accumulateLogits(sums: EvalSums, logits: Tensor, labels: Int32Array, count = labels.length, name = 'logits'): void {
+export function accumulateLogits(sums: EvalSums, logits: Tensor, labels: Int32Array, count = labels.length, name = 'logits', source?: string): void {
   if (logits.rank !== 2) {
     throw new BasinError('shape_mismatch', `output ${q(name)} has shape ${shapeStr(logits.shape)}; expected [batch, classes]`, {
       tensor: name,
@@ -40,7 +41,8 @@ export function accumulateLogits(sums: EvalSums, logits: Tensor, labels: Int32Ar
   for (let i = 0; i < count; i++) {
     const y = labels[i]!;
     if (!(y >= 0 && y < classes)) {
-      throw new BasinError('data_invalid', `label ${y} of sample ${sums.count + i} is out of range for ${classes} classes`, {
+      throw new BasinError('data_invalid', `${source !== undefined ? `${q(source)}: ` : ''}label ${y} of sample ${sums.count + i} is out of range for the ${classes} classes of output ${q(name)}`, {
+        file: source,
         tensor: name,
         found: y,
         expected: classes,

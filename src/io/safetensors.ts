@@ -14,7 +14,8 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { DTYPES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, isDType, type DType } from '../dtype.js';
-import { BasinError, q, shapeStr, type BasinErrorCode } from '../errors.js';
+import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
+import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { fsError, stageFile, type ChunkSink, type StagedFile } from './atomic.js';
 
@@ -58,9 +59,15 @@ function isObject(v: unknown): v is Record<string, unknown> {
 function kind(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
+  if (typeof v === 'string') return `the string ${q(v.length > 40 ? v.slice(0, 40) + '…' : v)}`;
   if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
   return typeof v === 'object' ? 'an object' : typeof v;
+}
+
+/** A JSON value from a header as messages show it: control characters escaped, at most 80 characters. */
+function shown(v: unknown): string {
+  const text = JSON.stringify(v) ?? String(v);
+  return escapeControl(text.length > 80 ? `${text.slice(0, 80)}…` : text);
 }
 
 function isIndex(v: unknown): v is number {
@@ -237,10 +244,10 @@ function parseEntry(file: string, name: string, value: unknown): { name: string;
     fail('unknown_dtype', file, name, `unknown dtype ${q(dtype)} (basin reads ${Object.keys(DTYPES).join(', ')})`, { found: dtype });
   }
   if (!Array.isArray(shape) || !shape.every(isIndex)) {
-    fail('header_invalid_entry', file, name, `shape must be an array of non-negative integers, found ${JSON.stringify(shape)}`, { field: 'shape' });
+    fail('header_invalid_entry', file, name, `shape must be an array of non-negative integers, found ${shown(shape)}`, { field: 'shape' });
   }
   if (!Array.isArray(offsets) || offsets.length !== 2 || !isIndex(offsets[0]) || !isIndex(offsets[1])) {
-    fail('offsets_invalid', file, name, `data_offsets must be [begin, end] with non-negative integers, found ${JSON.stringify(offsets)}`, {
+    fail('offsets_invalid', file, name, `data_offsets must be [begin, end] with non-negative integers, found ${shown(offsets)}`, {
       found: offsets,
     });
   }
@@ -355,11 +362,17 @@ export class SafetensorsFile {
     return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name);
   }
 
-  /** The tensor converted to float32 (F64 and integers rounded to nearest, F16/BF16 exactly, BOOL as 0/1). */
+  /**
+   * The tensor converted to float32 (F64 and integers rounded to nearest, F16/BF16 exactly, BOOL as 0/1), for
+   * compute: a NaN (or an infinity in a tensor of more than one value, see weightAllowsInfinity) is BasinError
+   * 'non_finite' naming the file, tensor and element (use readRaw for the bytes as they are).
+   */
   async readFloat32(name: string): Promise<Tensor> {
     const e = this.entry(name);
     const raw = await this.readRaw(name);
-    return new Tensor(e.shape, decodeOwned(raw, e.dtype));
+    const values = decodeOwned(raw, e.dtype);
+    if (DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
+    return new Tensor(e.shape, values);
   }
 
   async close(): Promise<void> {

@@ -5,13 +5,16 @@
  */
 import type { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
+import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 
 /** The tensor's values as float64 (exact for every float dtype basin reads). */
 export function readF64(model: OnnxModel, name: string): Float64Array {
   const info = model.weightInfo(name);
   if (info.dtype === 'F64') {
     const raw = model.getRaw(name); // a fresh, aligned copy
-    return new Float64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8);
+    const values = new Float64Array(raw.buffer, raw.byteOffset, raw.byteLength / 8);
+    assertFinite(values, { file: model.path, tensor: name, shape: info.shape, allowInfinity: weightAllowsInfinity(info.shape, info.storage === 'constant') });
+    return values;
   }
   return Float64Array.from(model.getFloat32(name).data);
 }

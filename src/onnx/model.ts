@@ -22,6 +22,7 @@ import onnxproto from 'onnx-proto';
 import { DTYPES, dtypeFromOnnx, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
+import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { decodeFloat32, encodeFloat32 } from '../io/safetensors.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
 
@@ -319,11 +320,13 @@ export class OnnxModel {
     return this.readStored(e);
   }
 
-  /** The tensor as float32 (F16/BF16 exactly, F64 and integers rounded to nearest). */
+  /** The tensor as float32 (F16/BF16 exactly, F64 and integers rounded to nearest); NaN, or ±Inf where weightAllowsInfinity says no: 'non_finite'. */
   getFloat32(name: string): Tensor {
     const e = this.entry(name);
     const dtype = this.readableDType(e);
-    return new Tensor(e.shape, decodeFloat32(this.getRaw(name), dtype));
+    const values = decodeFloat32(this.getRaw(name), dtype);
+    assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
+    return new Tensor(e.shape, values);
   }
 
   /** An integer tensor's values (shape constants, axes); each must be a safe integer. */
