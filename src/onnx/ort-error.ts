@@ -11,7 +11,7 @@ import { BasinError, escapeControl, q } from '../errors.js';
 type IGraphProto = onnxproto.onnx.IGraphProto;
 
 /** A C++ source location: `/path/to/file.cc:123` (also `.h`, `.cpp`, Windows paths). */
-const SOURCE_LOCATION = /(?:[A-Za-z]:)?[\\/]?(?:[\w.+-]+[\\/])*[\w.+-]+\.(?:cc|cpp|cxx|c|h|hpp):\d+\s*/g;
+const SOURCE_LOCATION = /(?:(?<!\w)[A-Za-z]:)?[\\/]?(?:[\w.+-]+[\\/])*[\w.+-]+\.(?:cc|cpp|cxx|c|h|hpp):\d+\s*/g;
 
 /** Skip a C++ function signature right after a source location: `ns::Cls::fn(args...) const `. */
 function skipSignature(text: string, at: number): number {
@@ -37,7 +37,7 @@ export function cleanOrtMessage(message: string): string {
   let from = 0;
   for (const m of message.matchAll(SOURCE_LOCATION)) {
     if (m.index! < from) continue;
-    out += message.slice(from, m.index);
+    out += `${message.slice(from, m.index)} `;
     from = skipSignature(message, m.index! + m[0].length);
   }
   out += message.slice(from);
