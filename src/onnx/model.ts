@@ -16,7 +16,7 @@
  *
  * Only the main graph is covered: constants inside control-flow subgraphs (If/Loop bodies) are not listed.
  */
-import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import onnxproto from 'onnx-proto';
@@ -499,7 +499,7 @@ export class OnnxModel {
     const dir = path.dirname(targetAbs);
     const base = path.basename(targetAbs);
     const oldRefs = referencedDataFiles(targetAbs);
-    removeStaleDataFiles(dir, base, oldRefs);
+    removeStaleDataFiles(dir, base, oldRefs, new Set([...this.ext.values()].map((r) => r.file)));
 
     if (externals.length === 0) {
       await writeStaged(targetAbs, this.toChunks('keep'));
@@ -531,16 +531,32 @@ export class OnnxModel {
         at = ref.offset + ref.length;
       }
     });
-    const dataName = await placeData(data, dir, base, finalName, convention);
-    await writeStaged(targetAbs, this.toChunks(layout(dataName)));
+    let dataName = finalName;
+    try {
+      if (!(await commitPair(data, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName))))) {
+        // The final name is the previous pair's (or an unknown file's): use a name of our own.
+        dataName = `${base}.basin-${process.pid}-${randomBytes(6).toString('hex')}${convention}`;
+        try {
+          renameSync(data.tempPath, path.join(dir, dataName));
+        } catch (e) {
+          throw fsError(e, path.join(dir, dataName), 'write');
+        }
+        await writeStaged(targetAbs, this.toChunks(layout(dataName)));
+      }
+    } finally {
+      await data.discard();
+    }
     this.moveIfRemoved(removeOwnDataFiles(dir, base, oldRefs, dataName), dir, dataName, layout);
 
     if (dataName !== finalName && !existsSync(path.join(dir, finalName))) {
       // The final name was the previous pair's and is free now: move the new pair to it, the same way.
       const copy = await stageFile(path.join(dir, finalName), (write) => copyInto(path.join(dir, dataName), write));
-      if ((await placeData(copy, dir, base, finalName, undefined)) === finalName) {
-        await writeStaged(targetAbs, this.toChunks(layout(finalName)));
-        this.moveIfRemoved(removeOwnDataFiles(dir, base, new Set([dataName]), finalName), dir, finalName, layout);
+      try {
+        if (await commitPair(copy, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName)))) {
+          this.moveIfRemoved(removeOwnDataFiles(dir, base, new Set([dataName]), finalName), dir, finalName, layout);
+        }
+      } finally {
+        await copy.discard();
       }
     }
   }
@@ -902,32 +918,31 @@ function isOwnDataName(name: string, base: string): boolean {
 }
 
 /**
- * Give a complete staged data file its name: the final name when it is free (a hard link, which fails rather
- * than replace a file someone else may reference), else a new unique name. Returns the name used.
+ * Put a new pair in place: stage the .onnx (which references `dataPath`), give the complete staged data file
+ * its final name with a hard link (which fails, rather than replace, when the name is taken: another pair may
+ * reference that file), and rename the .onnx over the target right after. Returns false, having changed
+ * nothing, when `dataPath` is taken (the caller then still owns `data`).
  */
-async function placeData(staged: StagedFile, dir: string, base: string, finalName: string, convention: string | undefined): Promise<string> {
+async function commitPair(data: StagedFile, dataPath: string, target: string, chunks: () => Uint8Array[]): Promise<boolean> {
+  const model = await stageFile(target, chunks());
   try {
-    linkSync(staged.tempPath, path.join(dir, finalName));
-    await staged.discard();
-    return finalName;
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
-      await staged.discard();
-      throw fsError(e, path.join(dir, finalName), 'write');
+    try {
+      linkSync(data.tempPath, dataPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fsError(e, dataPath, 'write');
     }
+    await data.discard(); // the data file keeps a single name: a hard link is refused on load
+    try {
+      await model.commit();
+    } catch (e) {
+      rmSync(dataPath, { force: true }); // nothing references it: it was linked a moment ago
+      throw fsError(e, target, 'write');
+    }
+    return true;
+  } finally {
+    await model.discard();
   }
-  if (convention === undefined) {
-    await staged.discard();
-    return '';
-  }
-  const unique = `${base}.basin-${process.pid}-${randomBytes(6).toString('hex')}${convention}`;
-  try {
-    renameSync(staged.tempPath, path.join(dir, unique));
-  } catch (e) {
-    await staged.discard();
-    throw fsError(e, path.join(dir, unique), 'write');
-  }
-  return unique;
 }
 
 async function copyInto(file: string, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
@@ -990,8 +1005,22 @@ function processAlive(pid: number): boolean {
   }
 }
 
-/** Remove `<base>.basin-<pid>-<hex>.data` files left by killed saves: unreferenced, and their process gone. */
-function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlySet<string>): void {
+/**
+ * Remove data files left by killed saves to `<base>`: `<base>.basin-<pid>-<hex>.data` files that the target does
+ * not reference and whose process is gone, and `<base>.data` / `<base>_data` when the target does not reference
+ * them (a kill in the instant between linking the data file and renaming the .onnx) and this model does not
+ * read from them.
+ */
+function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlySet<string>, sources: ReadonlySet<string>): void {
+  for (const name of [`${base}.data`, `${base}_data`]) {
+    const p = path.join(dir, name);
+    if (referenced.has(name) || sources.has(p)) continue;
+    try {
+      if (lstatSync(p).isFile()) unlinkSync(p);
+    } catch {
+      // absent
+    }
+  }
   let names: string[];
   try {
     names = readdirSync(dir);

@@ -43,7 +43,8 @@ export function cleanOrtMessage(message: string): string {
   out += message.slice(from);
   return out
     .replace(/\[ONNXRuntimeError\]\s*:\s*\d+\s*:\s*\w+\s*:\s*/g, '')
-    .replace(/\s+/g, ' ')
+    .replace(/[ \t]*\n[ \t]*/g, ' ')
+    .replace(/ {2,}/g, ' ')
     .trim();
 }
 
