@@ -325,18 +325,36 @@ test('save removes unreferenced data files of killed saves (dead pid) and keeps 
 
 // --- kill test --------------------------------------------------------------------------------------------------
 
-const ROWS = 2048;
-const COLS = 4096; // w: 32 MiB of float32 in the external file
+const ROWS = 1024;
+const COLS = 4096; // w: 16 MiB of float32 in the external file
 
 function pattern(v: number, i: number): number {
   return ((i * 7 + v * 13) % 97) / 97 - 0.5;
 }
 
-/** Child: loads variants 0 and 1 (w external, b inline and different), then saves them alternately forever. */
+/**
+ * Child: loads variants 0 and 1 (w external, b inline and different), then saves them alternately forever (or
+ * only one of them, as one of two writers). Every rename, link and unlink it makes is reported on stdout
+ * (`step`) and followed by a 40 ms pause, so the parent can kill it right after any step of a save: between
+ * writing the data and renaming the .onnx, between two renames, before removing an old file.
+ */
 const CHILD = `
-import { GraphBuilder } from ${JSON.stringify(new URL('../src/onnx/build.js', import.meta.url).href)};
-import { Tensor } from ${JSON.stringify(new URL('../src/tensor/tensor.js', import.meta.url).href)};
-const [work, target] = process.argv.slice(2);
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import { syncBuiltinESMExports } from 'node:module';
+const pause = () => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 40);
+for (const n of ['renameSync', 'linkSync', 'unlinkSync', 'rmSync']) {
+  const f = fs[n];
+  fs[n] = (...a) => { const r = f(...a); process.stdout.write('step ' + n + '\\n'); pause(); return r; };
+}
+for (const n of ['rename', 'link', 'unlink']) {
+  const f = fsp[n];
+  fsp[n] = async (...a) => { const r = await f(...a); process.stdout.write('step ' + n + '\\n'); pause(); return r; };
+}
+syncBuiltinESMExports();
+const { GraphBuilder } = await import(${JSON.stringify(new URL('../src/onnx/build.js', import.meta.url).href)});
+const { Tensor } = await import(${JSON.stringify(new URL('../src/tensor/tensor.js', import.meta.url).href)});
+const [work, target, only] = process.argv.slice(2);
 const R = ${ROWS}, C = ${COLS};
 function variant(v) {
   const dir = work + '/src' + v; // the parent wrote w.bin there
@@ -350,77 +368,164 @@ function variant(v) {
 }
 const models = [variant(0), variant(1)];
 process.stdout.write('ready\\n');
-for (let i = 0; ; i++) await models[i % 2].save(target);
+// alternate between the two, or save one of them only (two writers)
+for (let i = 0; ; i++) await models[only === undefined ? i % 2 : Number(only)].save(target);
 `;
 
-test('kill test: SIGKILL during saves of a 32 MiB external-data model leaves no pair, the old pair or the new pair', { timeout: 60_000 }, async () => {
+/** A temp root with both variants' sources and the child script; the target is `out/model.onnx`. */
+function killSetup(): { root: string; work: string; outDir: string; script: string; target: string } {
   const root = tmp();
-  try {
-    const work = path.join(root, 'work');
-    const outDir = path.join(root, 'out');
-    mkdirSync(work);
-    mkdirSync(outDir);
-    const script = path.join(root, 'child.mjs');
-    writeFileSync(script, CHILD);
-    const target = path.join(outDir, 'model.onnx');
-    for (const v of [0, 1]) {
-      const w = new Float32Array(ROWS * COLS);
-      for (let i = 0; i < w.length; i++) w[i] = pattern(v, i);
-      mkdirSync(path.join(work, `src${v}`));
-      writeFileSync(path.join(work, `src${v}`, 'w.bin'), new Uint8Array(w.buffer));
-    }
-    // Expected outputs for x = ones, per variant, in float64 (independent of basin and onnxruntime).
-    const expected = [0, 1].map((v) => {
-      const y = new Float64Array(ROWS);
-      for (let j = 0; j < ROWS; j++) {
-        let s = v === 0 ? 0.25 : -0.75;
-        for (let i = 0; i < COLS; i++) s += Math.fround(pattern(v, j * COLS + i));
-        y[j] = s;
+  const work = path.join(root, 'work');
+  const outDir = path.join(root, 'out');
+  mkdirSync(work);
+  mkdirSync(outDir);
+  const script = path.join(root, 'child.mjs');
+  writeFileSync(script, CHILD);
+  for (const v of [0, 1]) {
+    const w = new Float32Array(ROWS * COLS);
+    for (let i = 0; i < w.length; i++) w[i] = pattern(v, i);
+    mkdirSync(path.join(work, `src${v}`));
+    writeFileSync(path.join(work, `src${v}`, 'w.bin'), new Uint8Array(w.buffer));
+  }
+  return { root, work, outDir, script, target: path.join(outDir, 'model.onnx') };
+}
+
+type Writer = import('node:child_process').ChildProcess & { steps: number; onStep?: () => void };
+
+/** Start a saving child; resolves once it has loaded its models. `steps` counts its file-system steps. */
+async function startWriter(script: string, args: string[]): Promise<Writer> {
+  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] }) as Writer;
+  child.steps = 0;
+  let err = '';
+  child.stderr!.on('data', (d) => (err += String(d)));
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d) => {
+      const text = String(d);
+      if (text.includes('ready')) resolve();
+      const n = text.split('step ').length - 1;
+      if (n > 0) {
+        child.steps += n;
+        child.onStep?.();
       }
-      return y;
     });
+    child.on('exit', () => reject(new Error(`child exited early: ${err}`)));
+  });
+  return child;
+}
+
+/** Resolves when the writer has made `k` file-system steps (it is then paused right after step k). */
+function afterStep(w: Writer, k: number): Promise<void> {
+  return new Promise((resolve) => {
+    w.onStep = () => (w.steps >= k ? resolve() : undefined);
+    w.onStep();
+  });
+}
+
+async function killAll(children: readonly import('node:child_process').ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map((c) => {
+      const exited = new Promise((r) => c.on('exit', r));
+      c.kill('SIGKILL');
+      return exited;
+    }),
+  );
+}
+
+/**
+ * The target is a complete pair of one variant: b (inline in the .onnx) names the variant, and every element
+ * of w (in the data file) must be that variant's. With `run`, onnxruntime computes y = W·1 + b too, checked
+ * against sums made here in float64. Only the pair, unreferenced data files of killed saves and temporary
+ * files may be beside it.
+ */
+async function checkPair(target: string, label: string, run: boolean): Promise<void> {
+  const m = await loadOnnx(target);
+  const b = m.getFloat32('b').data;
+  const v = b[0] === 0.25 ? 0 : 1;
+  assert.ok(b.every((x) => x === (v === 0 ? 0.25 : -0.75)), `${label}: b is one variant`);
+  const w = m.getFloat32('w').data;
+  for (let i = 0; i < w.length; i += 1) {
+    if (w[i] !== Math.fround(pattern(v, i))) assert.fail(`mixed pair ${label}: w[${i}] is not variant ${v}'s`);
+  }
+  if (run) {
+    const expected = new Float64Array(ROWS);
+    for (let j = 0; j < ROWS; j++) {
+      let sum = v === 0 ? 0.25 : -0.75;
+      for (let i = 0; i < COLS; i++) sum += Math.fround(pattern(v, j * COLS + i));
+      expected[j] = sum;
+    }
+    const s = await createSession(m);
+    const y = (await s.run({ x: new Tensor([1, COLS], new Float32Array(COLS).fill(1)) })).y!;
+    await s.release();
+    assertAllClose(y.data, expected, { rtol: 1e-4, atol: 1e-3, label: `y ${label}` });
+  }
+  for (const f of readdirSync(path.dirname(target))) {
+    const ok = f === 'model.onnx' || location(target).includes(f) || /^model\.onnx(\.basin-\d+-[0-9a-f]+)?\.data$/.test(f) || /^\..*\.tmp$/.test(f);
+    assert.ok(ok, `unexpected file ${f} ${label}`);
+  }
+}
+
+/** The next save by a live process removes every data file of the killed ones. */
+async function checkCleanup(target: string): Promise<void> {
+  await (await loadOnnx(target)).save(target);
+  const left = readdirSync(path.dirname(target)).filter((f) => !f.endsWith('.tmp'));
+  assert.deepEqual(left.sort(), ['model.onnx', ...location(target)].sort());
+}
+
+test('kill test: SIGKILL at random moments during saves of a 16 MiB external-data model: no pair, the old or the new', { timeout: 60_000 }, async () => {
+  const { root, work, script, target } = killSetup();
+  try {
     let seen = 0;
-    const delays = [100, 350, 600, 900, 1300, 1800];
-    for (const delay of delays) {
-      const child = spawn(process.execPath, [script, work, target], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.on('data', (d) => (err += String(d)));
-      await new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d) => (String(d).includes('ready') ? resolve() : undefined));
-        child.on('exit', () => reject(new Error(`child exited early: ${err}`)));
-      });
+    for (const delay of [80, 300, 650, 1100]) {
+      const child = await startWriter(script, [work, target]);
       await new Promise((r) => setTimeout(r, delay));
-      const exited = new Promise((r) => child.on('exit', r));
-      child.kill('SIGKILL');
-      await exited;
+      await killAll([child]);
       if (!existsSync(target)) continue; // killed before the first save finished: absent is allowed
-      const m = await loadOnnx(target);
-      const b = m.getFloat32('b').data;
-      const v = b[0] === 0.25 ? 0 : 1;
-      assert.ok(b.every((x) => x === (v === 0 ? 0.25 : -0.75)), 'b is one variant');
-      const w = m.getFloat32('w').data;
-      for (let i = 0; i < w.length; i += 1) {
-        if (w[i] !== Math.fround(pattern(v, i))) assert.fail(`mixed pair after a kill at ${delay} ms: w[${i}] is not variant ${v}'s`);
-      }
-      if (seen === 0) {
-        // w and b decide the function; run it once through onnxruntime too (1-2 s for 32 MiB)
-        const s = await createSession(m);
-        const y = (await s.run({ x: new Tensor([1, COLS], new Float32Array(COLS).fill(1)) })).y!;
-        await s.release();
-        assertAllClose(y.data, expected[v]!, { rtol: 1e-4, atol: 1e-3, label: `y after a kill at ${delay} ms` });
-      }
-      for (const f of readdirSync(outDir)) {
-        // besides the pair: at worst data files of killed saves (unreferenced) and temporary files
-        const ok = f === 'model.onnx' || location(target).includes(f) || /^model\.onnx(\.basin-\d+-[0-9a-f]+)?\.data$/.test(f) || /^\..*\.tmp$/.test(f);
-        assert.ok(ok, `unexpected file ${f} after a kill`);
-      }
+      // w and b decide the function; onnxruntime runs it once
+      await checkPair(target, `after a kill at ${delay} ms`, seen === 0);
       seen++;
     }
-    assert.ok(seen >= 3, `only ${seen} kills left a model to check`);
-    // The next save by a live process removes every data file of the killed ones.
-    await (await loadOnnx(target)).save(target);
-    const left = readdirSync(outDir).filter((f) => !f.endsWith('.tmp'));
-    assert.deepEqual(left.sort(), ['model.onnx', ...location(target)].sort());
+    assert.ok(seen >= 2, `only ${seen} kills left a model to check`);
+    await checkCleanup(target);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('kill test: SIGKILL right after each file-system step of the first saves (old pair, new pair, never mixed)', { timeout: 90_000 }, async () => {
+  const { root, work, script, target } = killSetup();
+  try {
+    // A save makes 3 steps when the final data name is free and ~9 over an existing pair (unique name, then
+    // the final one): k = 1..14 covers every step of the first two saves and the start of the third.
+    const kinds = new Set<string>();
+    for (let k = 1; k <= 14; k++) {
+      const w = await startWriter(script, [work, target]);
+      await afterStep(w, k);
+      await killAll([w]);
+      if (!existsSync(target)) {
+        kinds.add('absent');
+        continue;
+      }
+      await checkPair(target, `after a kill after step ${k}`, false);
+      kinds.add('pair');
+    }
+    assert.ok(kinds.has('pair'), 'some kills left a pair to check');
+    await checkCleanup(target);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+});
+
+test('two writers saving different models to one target, then both killed: one complete pair', { timeout: 60_000 }, async () => {
+  const { root, work, script, target } = killSetup();
+  try {
+    for (const delay of [1500, 2600]) {
+      const writers = await Promise.all([startWriter(script, [work, target, '0']), startWriter(script, [work, target, '1'])]);
+      await new Promise((r) => setTimeout(r, delay));
+      await killAll(writers);
+      assert.ok(existsSync(target), 'the writers saved at least once');
+      await checkPair(target, `after two writers ran ${delay} ms`, false);
+    }
+    await checkCleanup(target);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

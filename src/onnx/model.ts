@@ -550,10 +550,11 @@ export class OnnxModel {
 
     if (dataName !== finalName && !existsSync(path.join(dir, finalName))) {
       // The final name was the previous pair's and is free now: move the new pair to it, the same way.
+      const ownIno = inode(path.join(dir, dataName));
       const copy = await stageFile(path.join(dir, finalName), (write) => copyInto(path.join(dir, dataName), write));
       try {
         if (await commitPair(copy, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName)))) {
-          this.moveIfRemoved(removeOwnDataFiles(dir, base, new Set([dataName]), finalName), dir, finalName, layout);
+          this.moveIfRemoved(removeOwnDataFiles(dir, base, new Map([[dataName, ownIno]]), finalName), dir, finalName, layout);
         }
       } finally {
         await copy.discard();
@@ -959,36 +960,54 @@ async function copyInto(file: string, write: (chunk: Uint8Array) => Promise<void
   }
 }
 
-/** External-data file names (plain names in the target's folder) the ONNX file at `target` references, if any. */
-function referencedDataFiles(target: string): Set<string> {
-  const out = new Set<string>();
+/**
+ * External-data file names (plain names in the target's folder) the ONNX file at `target` references, if any,
+ * each with the inode it has now (undefined when absent), so that only that very file is ever removed.
+ */
+function referencedDataFiles(target: string): Map<string, number | undefined> {
+  const out = new Map<string, number | undefined>();
   let proto: ModelProto;
   try {
     proto = onnx.ModelProto.decode(readFileSync(target));
   } catch {
     return out; // absent or not ONNX: references nothing basin may remove
   }
+  const dir = path.dirname(target);
   const add = (t: ITensorProto | null | undefined): void => {
     if (t?.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return;
     const loc = (t.externalData ?? []).find((kv) => kv.key === 'location')?.value;
-    if (loc && !/[\\/]/.test(loc) && loc !== '.' && loc !== '..') out.add(loc);
+    if (!loc || /[\\/]/.test(loc) || loc === '.' || loc === '..' || out.has(loc)) return;
+    out.set(loc, inode(path.join(dir, loc)));
   };
   for (const t of proto.graph?.initializer ?? []) add(t);
   for (const n of proto.graph?.node ?? []) for (const a of n.attribute ?? []) add(a.t);
   return out;
 }
 
-/** Remove the data files of the previous pair that basin named (never any other file); returns their paths. */
-function removeOwnDataFiles(dir: string, base: string, refs: ReadonlySet<string>, keep: string | undefined): string[] {
+/** The inode of a regular file (not followed through symlinks), or undefined. */
+function inode(p: string): number | undefined {
+  try {
+    const st = lstatSync(p);
+    return st.isFile() ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Remove the data files of the previous pair that basin named (never any other file), each only if it is still
+ * the file seen when the pair was read (another writer may have created a new one under that name since).
+ * Returns the paths removed.
+ */
+function removeOwnDataFiles(dir: string, base: string, refs: ReadonlyMap<string, number | undefined>, keep: string | undefined): string[] {
   const removed: string[] = [];
-  for (const name of refs) {
-    if (name === keep || !isOwnDataName(name, base)) continue;
+  for (const [name, ino] of refs) {
+    if (name === keep || ino === undefined || !isOwnDataName(name, base)) continue;
     const p = path.join(dir, name);
+    if (inode(p) !== ino) continue;
     try {
-      if (lstatSync(p).isFile()) {
-        unlinkSync(p);
-        removed.push(p);
-      }
+      unlinkSync(p);
+      removed.push(p);
     } catch {
       // already gone
     }
@@ -1011,7 +1030,7 @@ function processAlive(pid: number): boolean {
  * them (a kill in the instant between linking the data file and renaming the .onnx) and this model does not
  * read from them.
  */
-function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlySet<string>, sources: ReadonlySet<string>): void {
+function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlyMap<string, unknown>, sources: ReadonlySet<string>): void {
   for (const name of [`${base}.data`, `${base}_data`]) {
     const p = path.join(dir, name);
     if (referenced.has(name) || sources.has(p)) continue;
