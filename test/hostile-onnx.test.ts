@@ -164,6 +164,26 @@ test('cli: an external location with terminal escapes never reaches the terminal
   }
 });
 
+test('cli: what onnxruntime refuses (a cycle, IR version 99) names the model file and node, without onnxruntime source paths', async () => {
+  const byName = new Map(onnxCases().map((c) => [c.name, c]));
+  for (const name of ['ort: a cycle in the graph', 'ort: unsupported IR version']) {
+    const { root, dir, outside } = roots();
+    try {
+      const file = byName.get(name)!.make(dir, outside);
+      const out = path.join(root, 'o.onnx');
+      for (const args of [['inspect', file], ['permute', file, '-o', out, '--seed', '1']]) {
+        const r = await runBasin(args);
+        checkCliRefusal(r, 'onnx_runtime');
+        assert.ok(r.stderr.includes(`'${file}'`), r.stderr);
+        assert.ok(!/\.(cc|h):\d+|onnxruntime_src/.test(r.stderr), r.stderr);
+      }
+      assert.ok(!existsSync(out));
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  }
+});
+
 // --- sharded safetensors ----------------------------------------------------------------------------------------
 
 async function shardedCheckpoint(dir: string): Promise<string> {

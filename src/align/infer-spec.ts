@@ -5,7 +5,7 @@ import { decodeModel, inferPermutationSpec, probeModel, sampleFeeds, type InferR
 export async function inferSpec(model: OnnxModel): Promise<InferResult> {
   // Inline external data: the probe runs the graph from bytes, where relative data files cannot be found.
   const proto = decodeModel(model.toBytes({ inlineExternal: true }));
-  const facts = await probeModel(proto, sampleFeeds(proto, 2));
+  const facts = await probeModel(proto, sampleFeeds(proto, 2), model.path);
   return inferPermutationSpec(proto, facts);
 }
 
