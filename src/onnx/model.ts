@@ -12,7 +12,12 @@
  * `int32_data` — which also holds FLOAT16/BFLOAT16 as uint16 bits —, `int64_data`, `uint64_data`), in an
  * external file (`data_location: EXTERNAL`, resolved relative to the model's folder), or in a Constant node's
  * `value` / `value_float(s)` / `value_int(s)` attribute. Edits keep that form; external tensors are all rewritten
- * to `<output>.data` beside the saved model.
+ * to one data file beside the saved model (`<output>.data`, or `<output>_data` after the `model.onnx_data`
+ * convention), without ever leaving a mixed .onnx/data pair (see `save`).
+ *
+ * External-data locations come from the file and are untrusted: each must resolve, symlinks included, to a
+ * regular, singly linked file inside the model's folder (or its Hugging Face cache entry), else `unsafe_path`;
+ * data is read through a descriptor checked against the file seen at load (io/safe-path.ts).
  *
  * Only the main graph is covered: constants inside control-flow subgraphs (If/Loop bodies) are not listed.
  */
