@@ -142,8 +142,8 @@ async function twoShards(): Promise<{ d: string; index: string; s1: string; s2: 
   return { d, index, s1: path.join(d, 's1.safetensors'), s2: path.join(d, 's2.safetensors'), meta };
 }
 
-async function expectIndexError(index: string, tensor?: string): Promise<BasinError> {
-  const e = await assertBasinError(() => openCheckpoint(index), 'index_invalid');
+async function expectIndexError(index: string, tensor?: string, code: 'index_invalid' | 'unsafe_path' = 'index_invalid'): Promise<BasinError> {
+  const e = await assertBasinError(() => openCheckpoint(index), code);
   assert.equal(e.details.file, index);
   assert.ok(e.message.includes(`'${index}'`), e.message);
   if (tensor !== undefined) {
@@ -216,9 +216,9 @@ test('index_invalid: a name listed twice in weight_map, bad JSON, bad structure,
   writeFileSync(index, '{"weight_map":{"a":7}}');
   await expectIndexError(index, 'a');
   writeFileSync(index, '{"weight_map":{"a":"../s1.safetensors"}}');
-  await expectIndexError(index, 'a');
+  await expectIndexError(index, 'a', 'unsafe_path');
   writeFileSync(index, '{"weight_map":{"a":"/etc/passwd"}}');
-  await expectIndexError(index, 'a');
+  await expectIndexError(index, 'a', 'unsafe_path');
 });
 
 test('a broken shard reports its own error naming the shard', async () => {

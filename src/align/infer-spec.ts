@@ -11,7 +11,7 @@ export async function inferSpec(model: OnnxModel): Promise<InferResult> {
   checkHasOutputs(model);
   // Inline external data: the probe runs the graph from bytes, where relative data files cannot be found.
   const proto = decodeModel(model.toBytes({ inlineExternal: true }));
-  const facts = await probeModel(proto, sampleFeeds(proto, 2));
+  const facts = await probeModel(proto, sampleFeeds(proto, 2), model.path);
   return inferPermutationSpec(proto, facts);
 }
 

@@ -8,6 +8,7 @@ import os from 'node:os';
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
+import { ortError } from '../onnx/ort-error.js';
 
 const { onnx } = onnxproto;
 
@@ -117,8 +118,7 @@ function sessionOptions(): ort.InferenceSession.SessionOptions {
 }
 
 export function runtimeError(what: string, e: unknown): BasinError {
-  const msg = e instanceof Error ? e.message : String(e);
-  return new BasinError('onnx_runtime', `onnxruntime failed in ${what}: ${msg}`, { node: what });
+  return ortError(`in ${what}`, e);
 }
 
 /** Create a session from model bytes; onnxruntime failures become BasinError('onnx_runtime'). */

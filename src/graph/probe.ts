@@ -5,6 +5,7 @@
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
+import { ortError } from '../onnx/ort-error.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { seededRandom } from '../spec/apply.js';
@@ -88,7 +89,7 @@ export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch
 }
 
 /** Run the model once exposing every node output; returns shapes, element types and small integer contents. */
-export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, feeds?: Feeds): Promise<ProbeResult> {
+export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, feeds?: Feeds, file?: string): Promise<ProbeResult> {
   // external data is inlined so onnxruntime can run the copy from memory
   const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: true }) : onnx.ModelProto.encode(input).finish());
   const model = input instanceof OnnxModel ? input.proto : input;
@@ -112,7 +113,7 @@ export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, 
     session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), { logSeverityLevel: 3 });
     results = await session.run(feedsUsed);
   } catch (e) {
-    throw new BasinError('onnx_runtime', `onnxruntime could not run the model to read its value shapes: ${(e as Error).message}`, {});
+    throw ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
   }
   const out: ProbeResult = { shapes: new Map(), dtypes: new Map(), ints: new Map() };
   for (const t of g.initializer ?? []) {

@@ -3,6 +3,11 @@
  * (`{"metadata": {...}, "weight_map": {tensor: shard file}}`) beside shards `model-00001-of-0000N.safetensors`.
  * `openCheckpoint` takes either file or a directory holding one, validates the index against every shard
  * before returning, and reads tensors lazily. `writeCheckpoint` writes either form atomically per file.
+ *
+ * Shard names come from a downloaded file, so each must resolve (symlinks included) to a regular, singly linked
+ * file inside the index's folder, except that in a Hugging Face cache (`…/models--org--name/snapshots/<rev>/`)
+ * links into the same entry's `blobs/` are allowed; anything else is `unsafe_path` (rule in io/safe-path.ts).
+ * A checkpoint file the user names directly may itself be a symlink.
  */
 import { readFile, stat, readdir, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -10,6 +15,7 @@ import type { DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { fsError, stageFile, type StagedFile } from './atomic.js';
+import { checkInside, checkRelativeName, type PathOrigin } from './safe-path.js';
 import {
   MAX_HEADER_BYTES,
   SafetensorsFile,
@@ -172,6 +178,10 @@ function indexFail(file: string, tensor: string | undefined, msg: string, extra:
   });
 }
 
+function shardOrigin(indexPath: string, tensor: string): PathOrigin {
+  return { file: indexPath, tensor, what: 'shard' };
+}
+
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -207,9 +217,7 @@ async function openSharded(indexPath: string): Promise<Checkpoint> {
   const firstTensor = new Map<string, string>(); // shard file name -> a tensor mapped to it
   for (const [tensor, shard] of Object.entries(weightMap)) {
     if (typeof shard !== 'string' || shard === '') indexFail(indexPath, tensor, `shard must be a file name, found ${JSON.stringify(shard)}`);
-    if (path.isAbsolute(shard) || shard.split(/[\\/]/).includes('..')) {
-      indexFail(indexPath, tensor, `shard ${q(shard)} must be a path inside the index's directory`, { shard });
-    }
+    checkRelativeName(shard, shardOrigin(indexPath, tensor), 'index_invalid');
     shardOf.set(tensor, shard);
     if (!firstTensor.has(shard)) firstTensor.set(shard, tensor);
   }
@@ -218,12 +226,9 @@ async function openSharded(indexPath: string): Promise<Checkpoint> {
   const opened: SafetensorsFile[] = [];
   try {
     for (const shard of shardNames) {
-      const shardPath = path.join(dir, shard);
-      const st = await statOrNull(shardPath);
-      if (!st?.isFile()) {
-        indexFail(indexPath, firstTensor.get(shard), `its shard ${q(shard)} does not exist${st ? ' (it is not a file)' : ''}`, { shard: shardPath });
-      }
-      opened.push(await SafetensorsFile.open(shardPath));
+      // A shard must resolve inside the index's folder (or its Hugging Face cache entry): see io/safe-path.ts.
+      const safe = checkInside(dir, shard, shardOrigin(indexPath, firstTensor.get(shard)!), 'index_invalid');
+      opened.push(await SafetensorsFile.open(safe.realPath));
     }
     const where = new Map<string, SafetensorsFile>();
     for (let i = 0; i < opened.length; i++) {

@@ -12,11 +12,17 @@
  * `int32_data` — which also holds FLOAT16/BFLOAT16 as uint16 bits —, `int64_data`, `uint64_data`), in an
  * external file (`data_location: EXTERNAL`, resolved relative to the model's folder), or in a Constant node's
  * `value` / `value_float(s)` / `value_int(s)` attribute. Edits keep that form; external tensors are all rewritten
- * to `<output>.data` beside the saved model.
+ * to one data file beside the saved model (`<output>.data`, or `<output>_data` after the `model.onnx_data`
+ * convention), without ever leaving a mixed .onnx/data pair (see `save`).
+ *
+ * External-data locations come from the file and are untrusted: each must resolve, symlinks included, to a
+ * regular, singly linked file inside the model's folder (or its Hugging Face cache entry), else `unsafe_path`;
+ * data is read through a descriptor checked against the file seen at load (io/safe-path.ts).
  *
  * Only the main graph is covered: constants inside control-flow subgraphs (If/Loop bodies) are not listed.
  */
-import { closeSync, openSync, readFileSync, readSync, fstatSync } from 'node:fs';
+import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import onnxproto from 'onnx-proto';
 import { DTYPES, dtypeFromOnnx, type DType } from '../dtype.js';
@@ -25,6 +31,7 @@ import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { decodeFloat32, encodeFloat32 } from '../io/safetensors.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
+import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
 
 const { onnx } = onnxproto;
 type ModelProto = onnxproto.onnx.ModelProto;
@@ -75,6 +82,8 @@ interface ExternalRef {
   readonly location: string;
   /** Absolute path of the data file. */
   readonly file: string;
+  /** The checked file (real path, identity) for reading; undefined for a layout not yet written. */
+  readonly safe?: SafeFile;
   readonly offset: number;
   readonly length: number;
 }
@@ -478,50 +487,95 @@ export class OnnxModel {
     return a;
   }
 
-  /** Save atomically; external tensors go to `<basename(target)>.data` beside it (also written atomically). */
+  /**
+   * Save atomically. External tensors go to one data file beside the target, named after it: `<target>_data`
+   * when the source's data file followed that convention (`model.onnx_data`, as transformers.js expects), else
+   * `<target>.data`.
+   *
+   * The .onnx at the target and its data file are never a mixed pair, whatever is killed when, and with two
+   * writers: a data file is never rewritten in place. It is written complete under a new name, the new .onnx
+   * (referencing it) is renamed over the target last, and only then are the data files the previous .onnx
+   * referenced removed (only names basin gives data files: `<target>.data`, `<target>_data` and
+   * `<target>.basin-<pid>-<hex>.data`). When the final name is still taken by the previous pair, the new pair
+   * first uses a unique `<target>.basin-<pid>-<hex>.data` name and is then moved to the final name the same way.
+   * A kill leaves the old or the new pair, plus at worst an unreferenced `.basin-<pid>-` file that the next
+   * save to that target removes once its process is gone.
+   */
   async save(target: string): Promise<void> {
     const externals = [...this.entries.values()].filter((e) => e.form === 'external');
-    const staged: StagedFile[] = [];
-    let refs: Map<string, ExternalRef> | undefined;
+    const targetAbs = path.resolve(target);
+    const dir = path.dirname(targetAbs);
+    const base = path.basename(targetAbs);
+    const oldRefs = referencedDataFiles(targetAbs);
+    removeStaleDataFiles(dir, base, oldRefs, new Set([...this.ext.values()].map((r) => r.file)));
+
+    if (externals.length === 0) {
+      await writeStaged(targetAbs, this.toChunks('keep'));
+      removeOwnDataFiles(dir, base, oldRefs, undefined);
+      return;
+    }
+
+    const convention = [...this.ext.values()].some((r) => r.location.endsWith('_data')) ? '_data' : '.data';
+    const finalName = `${base}${convention}`;
+    const layout = (name: string): Map<string, ExternalRef> => {
+      const refs = new Map<string, ExternalRef>();
+      let offset = 0;
+      for (const e of externals) {
+        const length = numel(e.shape) * DTYPES[e.dtype!].bytes;
+        offset = align(offset, EXTERNAL_ALIGN);
+        refs.set(e.name, { location: name, file: path.join(dir, name), offset, length });
+        offset += length;
+      }
+      return refs;
+    };
+    const layoutRefs = layout(finalName);
+    // Every source is read here, before anything is renamed or removed (a source may be an old data file).
+    const data = await stageFile(path.join(dir, finalName), async (write) => {
+      let at = 0;
+      for (const e of externals) {
+        const ref = layoutRefs.get(e.name)!;
+        if (ref.offset > at) await write(new Uint8Array(ref.offset - at));
+        await write(this.getRaw(e.name));
+        at = ref.offset + ref.length;
+      }
+    });
+    let dataName = finalName;
     try {
-      let chunks: Uint8Array[];
-      if (externals.length === 0) {
-        chunks = this.toChunks('keep');
-      } else {
-        const dataName = `${path.basename(target)}.data`;
-        const dataPath = path.join(path.dirname(path.resolve(target)), dataName);
-        refs = new Map<string, ExternalRef>();
-        let offset = 0;
-        for (const e of externals) {
-          const length = numel(e.shape) * DTYPES[e.dtype!].bytes;
-          offset = align(offset, EXTERNAL_ALIGN);
-          refs.set(e.name, { location: dataName, file: dataPath, offset, length });
-          offset += length;
+      if (!(await commitPair(data, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName))))) {
+        // The final name is the previous pair's (or an unknown file's): use a name of our own.
+        dataName = `${base}.basin-${process.pid}-${randomBytes(6).toString('hex')}${convention}`;
+        try {
+          renameSync(data.tempPath, path.join(dir, dataName));
+        } catch (e) {
+          throw fsError(e, path.join(dir, dataName), 'write');
         }
-        // Read every source before renaming anything (the target's .data may be one of the sources).
-        staged.push(
-          await stageFile(dataPath, async (write) => {
-            let at = 0;
-            for (const e of externals) {
-              const ref = refs!.get(e.name)!;
-              if (ref.offset > at) await write(new Uint8Array(ref.offset - at));
-              await write(this.getRaw(e.name));
-              at = ref.offset + ref.length;
-            }
-          }),
-        );
-        chunks = this.toChunks(refs);
+        await writeStaged(targetAbs, this.toChunks(layout(dataName)));
       }
-      staged.push(await stageFile(target, chunks));
-      for (const s of staged) await s.commit();
-      if (refs && [...this.ext.values()].some((r) => r.file === refs!.values().next().value!.file)) {
-        // The data file this model reads from was just replaced: read from the new layout from now on.
-        this.ext = refs;
-        this.extMoved = true;
+    } finally {
+      await data.discard();
+    }
+    this.moveIfRemoved(removeOwnDataFiles(dir, base, oldRefs, dataName), dir, dataName, layout);
+
+    if (dataName !== finalName && !existsSync(path.join(dir, finalName))) {
+      // The final name was the previous pair's and is free now: move the new pair to it, the same way.
+      const ownIno = inode(path.join(dir, dataName));
+      const copy = await stageFile(path.join(dir, finalName), (write) => copyInto(path.join(dir, dataName), write));
+      try {
+        if (await commitPair(copy, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName)))) {
+          this.moveIfRemoved(removeOwnDataFiles(dir, base, new Map([[dataName, ownIno]]), finalName), dir, finalName, layout);
+        }
+      } finally {
+        await copy.discard();
       }
-    } catch (e) {
-      for (const s of staged) await s.discard();
-      throw fsError(e, target, 'write');
+    }
+  }
+
+  /** After a save removed or replaced the data file this model reads from, read from the new layout. */
+  private moveIfRemoved(removed: readonly string[], dir: string, dataName: string, layout: (name: string) => Map<string, ExternalRef>): void {
+    const now = path.join(dir, dataName);
+    if ([...this.ext.values()].some((r) => removed.includes(r.file) || r.file === now)) {
+      this.ext = layout(dataName);
+      this.extMoved = true;
     }
   }
 
@@ -744,11 +798,13 @@ function pendingExternal(t: ITensorProto, name: string, label: string, file: str
 
 /**
  * Resolve every external tensor's location against the model's folder and check its data file holds the bytes,
- * so a missing or short file fails at load, not at first use. Returns the current location of each.
+ * so a missing, short or unsafe file fails at load, not at first use. A location must resolve (symlinks
+ * included) to a regular, singly linked file inside the model's folder (see io/safe-path.ts): anything else is
+ * `unsafe_path`. Returns the current location of each.
  */
 function checkExternalFiles(entries: ReadonlyMap<string, Entry>, label: string, file: string | undefined): Map<string, ExternalRef> {
   const refs = new Map<string, ExternalRef>();
-  const sizes = new Map<string, number>();
+  const checked = new Map<string, SafeFile>();
   for (const e of entries.values()) {
     if (e.form !== 'external') continue;
     const loc = e.external!.location;
@@ -759,24 +815,17 @@ function checkExternalFiles(entries: ReadonlyMap<string, Entry>, label: string, 
         { tensor: e.name, found: loc },
       );
     }
-    if (path.isAbsolute(loc) || loc.split(/[\\/]/).includes('..')) {
+    let safe = checked.get(loc);
+    if (safe === undefined) {
+      safe = checkInside(path.dirname(file), loc, externalOrigin(label, e.name), 'onnx_external_data');
+      checked.set(loc, safe);
+    }
+    const ref: ExternalRef = { ...e.external!, file: path.join(path.dirname(file), loc), safe };
+    if (ref.offset + ref.length > safe.size) {
       throw new BasinError(
         'onnx_external_data',
-        `${q(label)}: tensor ${q(e.name)}: external location ${q(loc)} must be a path relative to the model's folder, without '..'`,
-        { file, tensor: e.name, found: loc },
-      );
-    }
-    const ref = { ...e.external!, file: path.join(path.dirname(file), loc) };
-    let size = sizes.get(ref.file);
-    if (size === undefined) {
-      size = fileSize(ref.file, e.name, label, file);
-      sizes.set(ref.file, size);
-    }
-    if (ref.offset + ref.length > size) {
-      throw new BasinError(
-        'onnx_external_data',
-        `${q(label)}: tensor ${q(e.name)} needs bytes ${ref.offset}..${ref.offset + ref.length} of ${q(ref.file)}, which has only ${size}`,
-        { file, tensor: e.name, expected: ref.offset + ref.length, found: size },
+        `${q(label)}: tensor ${q(e.name)} needs bytes ${ref.offset}..${ref.offset + ref.length} of ${q(loc)}, which has only ${safe.size}`,
+        { file, tensor: e.name, expected: ref.offset + ref.length, found: safe.size },
       );
     }
     refs.set(e.name, ref);
@@ -784,39 +833,22 @@ function checkExternalFiles(entries: ReadonlyMap<string, Entry>, label: string, 
   return refs;
 }
 
-function fileSize(dataFile: string, tensor: string, label: string, file: string | undefined): number {
-  let fd: number;
-  try {
-    fd = openSync(dataFile, 'r');
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new BasinError(
-      'onnx_external_data',
-      `${q(label)}: tensor ${q(tensor)} keeps its data in ${q(dataFile)}, which ${code === 'ENOENT' ? 'does not exist' : `cannot be opened (${code})`}; copy it beside the model`,
-      { file, tensor, found: dataFile },
-    );
-  }
-  try {
-    return fstatSync(fd).size;
-  } finally {
-    closeSync(fd);
-  }
+function externalOrigin(label: string, tensor: string): PathOrigin {
+  return { file: label, tensor, what: 'external data location' };
 }
 
 function readExternal(tensor: string, ref: ExternalRef, label: string, file: string | undefined): Uint8Array {
   const out = new Uint8Array(ref.length);
-  let fd: number;
-  try {
-    fd = openSync(ref.file, 'r');
-  } catch {
-    throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.file)} of tensor ${q(tensor)} is gone`, { file, tensor });
-  }
+  const origin = externalOrigin(label, tensor);
+  // A layout this model wrote itself (after saving over its own data file) is checked like any other.
+  const safe = ref.safe ?? checkInside(path.dirname(ref.file), path.basename(ref.file), origin, 'onnx_external_data');
+  const fd = openChecked(safe, ref.location, origin, 'onnx_external_data');
   try {
     let off = 0;
     while (off < ref.length) {
       const n = readSync(fd, out, off, Math.min(ref.length - off, 1 << 30), ref.offset + off);
       if (n === 0) {
-        throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.file)} ended before tensor ${q(tensor)} (it shrank since loading)`, {
+        throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.location)} ended before tensor ${q(tensor)} (it shrank since loading)`, {
           file,
           tensor,
         });
@@ -865,6 +897,173 @@ function concat(chunks: readonly Uint8Array[]): Uint8Array {
     at += c.length;
   }
   return out;
+}
+
+// --- saving external data -----------------------------------------------------------------------------------
+
+/** Stage and rename one file; nothing is left on failure. */
+async function writeStaged(target: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const staged = await stageFile(target, chunks);
+  try {
+    await staged.commit();
+  } catch (e) {
+    await staged.discard();
+    throw fsError(e, target, 'write');
+  }
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** `<base>.basin-<pid>-<hex>.data` (or `_data`): a data file name unique to one save. */
+function uniqueDataPattern(base: string): RegExp {
+  return new RegExp(`^${escapeRegExp(base)}\\.basin-(\\d+)-[0-9a-f]+(?:\\.data|_data)$`);
+}
+
+/** Names basin gives the data file of `<base>`: the two final names and the unique ones. */
+function isOwnDataName(name: string, base: string): boolean {
+  return name === `${base}.data` || name === `${base}_data` || uniqueDataPattern(base).test(name);
+}
+
+/**
+ * Put a new pair in place: stage the .onnx (which references `dataPath`), give the complete staged data file
+ * its final name with a hard link (which fails, rather than replace, when the name is taken: another pair may
+ * reference that file), and rename the .onnx over the target right after. Returns false, having changed
+ * nothing, when `dataPath` is taken (the caller then still owns `data`).
+ */
+async function commitPair(data: StagedFile, dataPath: string, target: string, chunks: () => Uint8Array[]): Promise<boolean> {
+  const model = await stageFile(target, chunks());
+  try {
+    try {
+      linkSync(data.tempPath, dataPath);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fsError(e, dataPath, 'write');
+    }
+    await data.discard(); // the data file keeps a single name: a hard link is refused on load
+    try {
+      await model.commit();
+    } catch (e) {
+      rmSync(dataPath, { force: true }); // nothing references it: it was linked a moment ago
+      throw fsError(e, target, 'write');
+    }
+    return true;
+  } finally {
+    await model.discard();
+  }
+}
+
+async function copyInto(file: string, write: (chunk: Uint8Array) => Promise<void>): Promise<void> {
+  const fd = openSync(file, 'r');
+  try {
+    const buf = new Uint8Array(1 << 24);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      await write(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * External-data file names (plain names in the target's folder) the ONNX file at `target` references, if any,
+ * each with the inode it has now (undefined when absent), so that only that very file is ever removed.
+ */
+function referencedDataFiles(target: string): Map<string, number | undefined> {
+  const out = new Map<string, number | undefined>();
+  let proto: ModelProto;
+  try {
+    proto = onnx.ModelProto.decode(readFileSync(target));
+  } catch {
+    return out; // absent or not ONNX: references nothing basin may remove
+  }
+  const dir = path.dirname(target);
+  const add = (t: ITensorProto | null | undefined): void => {
+    if (t?.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return;
+    const loc = (t.externalData ?? []).find((kv) => kv.key === 'location')?.value;
+    if (!loc || /[\\/]/.test(loc) || loc === '.' || loc === '..' || out.has(loc)) return;
+    out.set(loc, inode(path.join(dir, loc)));
+  };
+  for (const t of proto.graph?.initializer ?? []) add(t);
+  for (const n of proto.graph?.node ?? []) for (const a of n.attribute ?? []) add(a.t);
+  return out;
+}
+
+/** The inode of a regular file (not followed through symlinks), or undefined. */
+function inode(p: string): number | undefined {
+  try {
+    const st = lstatSync(p);
+    return st.isFile() ? st.ino : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Remove the data files of the previous pair that basin named (never any other file), each only if it is still
+ * the file seen when the pair was read (another writer may have created a new one under that name since).
+ * Returns the paths removed.
+ */
+function removeOwnDataFiles(dir: string, base: string, refs: ReadonlyMap<string, number | undefined>, keep: string | undefined): string[] {
+  const removed: string[] = [];
+  for (const [name, ino] of refs) {
+    if (name === keep || ino === undefined || !isOwnDataName(name, base)) continue;
+    const p = path.join(dir, name);
+    if (inode(p) !== ino) continue;
+    try {
+      unlinkSync(p);
+      removed.push(p);
+    } catch {
+      // already gone
+    }
+  }
+  return removed;
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Remove data files left by killed saves to `<base>`: `<base>.basin-<pid>-<hex>.data` files that the target does
+ * not reference and whose process is gone, and `<base>.data` / `<base>_data` when the target does not reference
+ * them (a kill in the instant between linking the data file and renaming the .onnx) and this model does not
+ * read from them.
+ */
+function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlyMap<string, unknown>, sources: ReadonlySet<string>): void {
+  for (const name of [`${base}.data`, `${base}_data`]) {
+    const p = path.join(dir, name);
+    if (referenced.has(name) || sources.has(p)) continue;
+    try {
+      if (lstatSync(p).isFile()) unlinkSync(p);
+    } catch {
+      // absent
+    }
+  }
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  const re = uniqueDataPattern(base);
+  for (const name of names) {
+    const m = re.exec(name);
+    if (!m || referenced.has(name) || processAlive(Number(m[1]))) continue;
+    try {
+      unlinkSync(path.join(dir, name));
+    } catch {
+      // another run removed it
+    }
+  }
 }
 
 // --- protobuf wire format -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import { f16ToF32, f32ToF16 } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { engineThreads } from '../engine/ort.js';
+import { ortError } from './ort-error.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
 const { onnx } = onnxproto;
@@ -33,21 +34,6 @@ export interface CreateSessionOptions {
   extraOutputs?: readonly string[];
   /** Intra-op threads (default: the engine's setting, all cores). */
   threads?: number;
-}
-
-/** `running X node. Name:'/layers.0/Gemm'` → `/layers.0/Gemm`. */
-function nodeFromMessage(msg: string): string | undefined {
-  return /Name:\s*'([^']*)'/.exec(msg)?.[1] || undefined;
-}
-
-function ortError(doing: string, e: unknown, file: string | undefined): BasinError {
-  if (e instanceof BasinError) return e;
-  const msg = e instanceof Error ? e.message : String(e);
-  const node = nodeFromMessage(msg);
-  return new BasinError('onnx_runtime', `onnxruntime failed ${doing}${file ? ` for ${q(file)}` : ''}${node ? ` at node ${q(node)}` : ''}: ${msg.trim()}`, {
-    file,
-    node,
-  });
 }
 
 export class OnnxSession {
@@ -96,7 +82,7 @@ export class OnnxSession {
     try {
       result = outputs ? await s.run(ortFeeds, [...outputs]) : await s.run(ortFeeds);
     } catch (e) {
-      throw ortError('running the model', e, this.model.path);
+      throw ortError('running the model', e, { file: this.model.path, graph: this.model.proto.graph });
     }
     const out: Record<string, RawValue> = {};
     for (const [k, v] of Object.entries(result)) out[k] = { type: v.type as OrtType, dims: [...v.dims], data: v.data as ort.Tensor.DataType };
@@ -229,7 +215,7 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
   try {
     return new OnnxSession(model, await ort.InferenceSession.create(bytes, options(threads)));
   } catch (e) {
-    throw ortError('creating a session', e, model.path);
+    throw ortError('creating a session', e, { file: model.path, graph: model.proto.graph });
   }
 }
 
