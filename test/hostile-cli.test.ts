@@ -148,6 +148,35 @@ const outputCases: Case[] = [
   { name: 'permute -o a symlink to the input', files: MLP, setup: (d) => symlinkSync(`${d}/a.onnx`, `${d}/alias.onnx`), args: (d) => ['permute', `${d}/a.onnx`, '-o', `${d}/alias.onnx`], code: 'output_conflict', names: (d) => ['-o', `${d}/alias.onnx`, `${d}/a.onnx`] },
   { name: 'permute -o a hard link of the input', files: MLP, setup: (d) => linkSync(`${d}/a.onnx`, `${d}/hard.onnx`), args: (d) => ['permute', `${d}/a.onnx`, '-o', `${d}/hard.onnx`], code: 'output_conflict', names: (d) => ['-o', `${d}/hard.onnx`, `${d}/a.onnx`] },
   { name: 'permute -o a FIFO', files: MLP, setup: (d) => execFileSync('mkfifo', [`${d}/pipe`]), args: (d) => ['permute', `${d}/a.onnx`, '-o', `${d}/pipe`], code: 'output_conflict', names: (d) => ['-o', `${d}/pipe`, 'FIFO'] },
+  {
+    name: 'permute -o a file the input model reads its external data from (any name)',
+    setup: (d) => {
+      const g = new GraphBuilder(17);
+      g.input('x', ['n', 4]);
+      g.externalInitializer('w', new Tensor([8, 4], Float32Array.from({ length: 32 }, (_, i) => Math.cos(i))), { location: 'weights.bin' });
+      g.initializer('b', new Tensor([8], new Float32Array(8).fill(0.1)));
+      g.node('Gemm', ['x', 'w', 'b'], ['h'], { transB: 1 }).node('Relu', ['h'], ['r']);
+      g.initializer('w2', new Tensor([3, 8], Float32Array.from({ length: 24 }, (_, i) => Math.sin(i))));
+      g.node('Gemm', ['r', 'w2'], ['y'], { transB: 1 }).output('y', ['n', 3]);
+      writeFileSync(`${d}/m.onnx`, g.encode());
+      writeFileSync(`${d}/weights.bin`, new Uint8Array(new Float32Array(32).fill(0.25).buffer));
+    },
+    args: (d) => ['permute', `${d}/m.onnx`, '-o', `${d}/weights.bin`],
+    code: 'output_conflict',
+    names: (d) => ['-o', `${d}/weights.bin`, 'external data'],
+  },
+  {
+    name: "align -o a sharded index whose shard names are model B's shards",
+    setup: async (d) => {
+      await shardedMlp(d, 'a', 1);
+      await shardedMlp(d, 'b', 2);
+    },
+    args: (d) => ['align', `${d}/a.safetensors.index.json`, `${d}/b.safetensors.index.json`, '-o', `${d}/b.index.json`, '--arch', 'mlp'],
+    code: 'output_conflict',
+    names: (d) => ['-o', `${d}/b.index.json`, '-of-00003.safetensors', 'model B'],
+  },
+  { name: 'merge --weights empty', files: MLP, args: (d) => ['merge', `${d}/a.onnx`, `${d}/b.onnx`, '-o', `${d}/m.onnx`, '--weights', ''], code: 'invalid_argument', names: () => ['--weights'] },
+  { name: 'inspect --spec-out empty', files: MLP, args: (d) => ['inspect', `${d}/a.onnx`, '--spec-out', ''], code: 'invalid_argument', names: () => ['--spec-out'] },
   { name: "permute -o the input's external-data file name", files: MLP, args: (d) => ['permute', `${d}/a.onnx`, '-o', `${d}/a.onnx_data`], code: 'output_conflict', names: (d) => ['-o', `${d}/a.onnx_data`, 'external data'] },
   { name: 'permute -o equal to --data', files: { ...MLP, 'data.safetensors': TEST_DATA }, args: (d) => ['permute', `${d}/a.onnx`, '-o', `${d}/data.safetensors`, '--data', `${d}/data.safetensors`], code: 'output_conflict', names: (d) => ['-o', '--data', `${d}/data.safetensors`] },
   { name: 'interpolate --plot equal to --data', files: { ...MLP, 'data.png': TEST_DATA }, args: (d) => ['interpolate', `${d}/a.onnx`, `${d}/b.onnx`, '--data', `${d}/data.png`, '--plot', `${d}/data.png`], code: 'output_conflict', names: (d) => ['--plot', '--data', `${d}/data.png`] },

@@ -298,6 +298,16 @@ function jsonObject(entries: readonly [string, unknown][], indent: number): stri
   return `{\n${entries.map(([k, v]) => `${pad}${JSON.stringify(k)}: ${JSON.stringify(v)}`).join(',\n')}\n${' '.repeat(indent)}}`;
 }
 
+/**
+ * Where `writeCheckpoint(p)` puts the shards of a sharded write whose index is `indexPath`: their folder and the
+ * pattern of their names (`<prefix>-0000k-of-0000N.safetensors`), so outputs can be checked before any work.
+ */
+export function shardNamePattern(indexPath: string): { dir: string; pattern: RegExp } {
+  const dir = path.dirname(indexPath);
+  const prefix = path.basename(indexPath).slice(0, -INDEX_SUFFIX.length).replace(/\.safetensors$/, '') || 'model';
+  return { dir, pattern: new RegExp(`^${prefix.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}-\\d{5}-of-\\d{5}\\.safetensors$`) };
+}
+
 function shardName(prefix: string, k: number, n: number): string {
   const pad = (x: number) => String(x).padStart(5, '0');
   return `${prefix}-${pad(k)}-of-${pad(n)}.safetensors`;

@@ -10,6 +10,7 @@ import { constants } from 'node:fs';
 import { access, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
+import { INDEX_SUFFIX, shardNamePattern } from './checkpoint.js';
 
 /** A file a command reads or writes, and what it is to the user (`'-o'`, `'--report'`, `'model A'`, …). */
 export interface NamedPath {
@@ -78,6 +79,9 @@ async function expandInput(input: NamedPath): Promise<NamedPath[]> {
   const lower = input.path.toLowerCase();
   if (lower.endsWith('.onnx')) {
     for (const suffix of ['.data', '_data']) out.push({ path: input.path + suffix, what: `the external data of ${input.what}` });
+    // and whatever files it actually references, whatever they are called
+    const { referencedExternalFiles } = await import('../onnx/external-refs.js');
+    for (const f of await referencedExternalFiles(input.path)) out.push({ path: f, what: `the external data of ${input.what}` });
   } else if (lower.endsWith('.index.json')) {
     try {
       const index = JSON.parse(await readFile(input.path, 'utf8')) as { weight_map?: Record<string, unknown> };
@@ -153,6 +157,20 @@ export async function checkOutputs({ inputs, outputs }: OutputCheck): Promise<vo
           option: out.what,
           other: prev.out.path,
         });
+      }
+    }
+    if (out.path.endsWith(INDEX_SUFFIX)) {
+      // a sharded write also creates `<prefix>-0000k-of-0000N.safetensors` beside the index
+      const { dir, pattern } = shardNamePattern(id.real);
+      for (const [k, input] of ins.entries()) {
+        const inReal = inIds[k]!.real;
+        if (path.dirname(inReal) === dir && pattern.test(path.basename(inReal))) {
+          throw new BasinError(
+            'output_conflict',
+            `${out.what} ${q(out.path)} would write its shards as ${q(path.join(path.dirname(out.path), path.basename(inReal)))}, which is ${input.what} ${q(input.path)}: basin never overwrites an input; choose another index name or folder`,
+            { file: out.path, option: out.what, input: input.path },
+          );
+        }
       }
     }
     seen.push({ out, id });

@@ -7,7 +7,7 @@
  * - its real path (every symlink resolved, the file's and its folders') must lie inside the containment root:
  *   the real path of the folder holding the model file or index. A symlink that stays inside is fine;
  * - exception for the Hugging Face cache layout: when that folder is `…/models--org--name/snapshots/<rev>`, the
- *   root is `…/models--org--name`, so the snapshot's symlinks into `…/models--org--name/blobs/<sha>` are allowed;
+ *   root is `…/models--org--name` (also from a subfolder such as `snapshots/<rev>/onnx`), so the snapshot's symlinks into `…/models--org--name/blobs/<sha>` are allowed;
  * - the target must be a regular file (not a folder, FIFO, socket or device) with exactly one hard link.
  *
  * Paths the user names on the command line are theirs to choose: a model file given directly may be a symlink.
@@ -37,11 +37,11 @@ export interface SafeFile {
   readonly ino: number;
 }
 
-const HF_SNAPSHOT = /^(.*[\\/]models--[^\\/]+)[\\/]snapshots[\\/][^\\/]+$/;
+const HF_SNAPSHOT = /^(.*[\\/]models--[^\\/]+)[\\/]snapshots[\\/][^\\/]+(?:[\\/].*)?$/;
 
 /**
  * The folder a name read from a file inside `dir` may resolve into: realpath(dir), or the Hugging Face cache
- * entry (`…/models--org--name`) when `dir` is one of its snapshots.
+ * entry (`…/models--org--name`) when `dir` is one of its snapshots or a folder inside one (`snapshots/<rev>/onnx`).
  */
 export function containmentRoot(dir: string): string {
   const real = realpathSync(dir);

@@ -437,6 +437,22 @@ export function onnxCases(): OnnxCase[] {
       },
     },
     {
+      name: 'ok: Hugging Face cache layout, model in a snapshot subfolder (onnx/model.onnx, transformers.js)',
+      stage: 'load',
+      expect: 'ok',
+      make: (dir) => {
+        const entry = path.join(dir, 'models--onnx-community--tiny');
+        const snap = path.join(entry, 'snapshots', 'abc123', 'onnx');
+        mkdirSync(snap, { recursive: true });
+        mkdirSync(path.join(entry, 'blobs'));
+        writeFileSync(path.join(entry, 'blobs', 'sha-w1'), w1Bytes());
+        writeFileSync(path.join(entry, 'blobs', 'sha-model'), mlp().encode());
+        symlinkSync('../../../blobs/sha-w1', path.join(snap, 'w1.bin'));
+        symlinkSync('../../../blobs/sha-model', path.join(snap, 'model.onnx'));
+        return path.join(snap, 'model.onnx');
+      },
+    },
+    {
       name: 'hf cache: a snapshot link that leaves the cache entry',
       stage: 'load',
       expect: fail('unsafe_path', 'w1.bin'),

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .option('--json', 'print the whole report as JSON')
     .action(
       action(async (path: string, o: { specOut?: string; json?: boolean }) => {
-        await checkOutputs({ inputs: [{ path, what: 'the model' }], outputs: [o.specOut ? { path: o.specOut, what: '--spec-out' } : undefined] });
+        await checkOutputs({ inputs: [{ path, what: 'the model' }], outputs: [o.specOut !== undefined ? { path: o.specOut, what: '--spec-out' } : undefined] });
         const model = await loadOnnx(path);
         const r = await inferSpec(model);
         if (o.json) {
@@ -50,7 +50,7 @@ export function register(program: Command): void {
           }
           print(out.join('\n') + '\n');
         }
-        if (o.specOut) {
+        if (o.specOut !== undefined) {
           await writeJson(o.specOut, r.spec);
           log(`wrote ${o.specOut}`);
         }

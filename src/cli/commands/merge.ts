@@ -61,7 +61,7 @@ export function register(program: Command): void {
         if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
         if (o.align === 'activation' && !o.data) throw new BasinError('invalid_argument', '--align activation needs --data TRAIN', {});
         if (o.repair && o.resetBn) throw new BasinError('invalid_argument', 'give one of --repair and --reset-bn, not both', {});
-        const weights = o.weights ? parseWeights(o.weights, paths.length) : undefined;
+        const weights = o.weights !== undefined ? parseWeights(o.weights, paths.length) : undefined;
         await checkOutputs({
           inputs: [
             ...paths.map((p, i) => ({ path: p, what: `model ${i + 1}` })),
