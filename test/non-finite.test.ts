@@ -104,6 +104,42 @@ test('interpolate: a NaN data sample names the data file, tensor and sample', as
   assert.match(r.stderr, /sample 5\b/);
 });
 
+test('finite but huge values: weight-matching costs that overflow float32 name the permutation and tensor; outputs that overflow name the sample', async () => {
+  // every weight of B scaled by 1e20: finite in the file, but products of two such weights pass float32's 3.4e38
+  const st = await SafetensorsFile.open(path.join(FIXTURES, 'mlp_small_seed1.safetensors'));
+  const tensors = [];
+  for (const name of st.names()) {
+    const e = st.entry(name);
+    const v = await st.readFloat32(name);
+    tensors.push({ name, dtype: 'F32' as const, shape: [...e.shape], data: Float32Array.from(v.data, (x) => x * 1e20) });
+  }
+  await st.close();
+  const huge = path.join(tmp, 'huge.safetensors');
+  await writeSafetensors(huge, tensors);
+  const out = path.join(tmp, 'huge-aligned.safetensors');
+  const r = await runBasin(['align', huge, huge, '-o', out, '--arch', 'mlp']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /basin: error \[non_finite\]: the weight-matching cost of permutation '[^']+' from tensor 'layers\.\d\.weight' overflows float32/);
+  assert.doesNotMatch(r.stderr, /solveAssignment|cost\[0, 0\]/);
+  assert.ok(!existsSync(out));
+
+  // data scaled to ~3e38: finite, but the logits overflow; the error names the data file and the first sample
+  const ds = await SafetensorsFile.open(path.join(FIELD, 'rel-st-f32-pixels.safetensors'));
+  const x = (await ds.readFloat32('input')).data.map((v) => v * 3e38);
+  const y = await ds.readRaw('label');
+  const ye = ds.entry('label');
+  await ds.close();
+  const data = path.join(tmp, 'huge-data.safetensors');
+  await writeSafetensors(data, [
+    { name: 'input', dtype: 'F32', shape: [64, 784], data: x },
+    { name: 'label', dtype: ye.dtype, shape: [...ye.shape], data: y },
+  ]);
+  const ev = await runBasin(['interpolate', path.join(FIXTURES, 'mlp_small_seed0.onnx'), path.join(FIXTURES, 'mlp_small_seed1.onnx'), '--data', data, '--steps', '2', '--align', 'none']);
+  assert.equal(ev.code, 1, ev.stderr);
+  assert.match(ev.stderr, /basin: error \[non_finite\]: model '[^']*mlp_small_seed0\.onnx' gives -?(NaN|Infinity) in output '[^']+' on sample 0 of '[^']*huge-data\.safetensors'/);
+  assert.doesNotMatch(ev.stderr, /chart/);
+});
+
 test('Infinity as a single graph value stays legal (pretrained openWakeWord front end: Clip max = inf)', async () => {
   const m = await loadOnnx(path.join(FIELD, 'zoo-oww-melspectrogram.onnx'));
   const inf = m.weights().filter((n) => m.getFloat32(n).data.some((v) => v === Infinity));

@@ -3,6 +3,7 @@
  * input is checked against the data set's sample shape and dtype before anything runs.
  */
 import { DTYPES } from '../dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { feedable, modelFeed } from '../data/input-rule.js';
 import type { Dataset } from '../data/dataset.js';
@@ -112,6 +113,7 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, dataset:
       // The one input rule (data/input-rule.ts); the last batch is padded to a fixed batch size, padding not scored.
       const x = modelFeed(batch, input.dtype, { rows: Math.max(fixedBatch ?? 0, batch.count), inputName: input.name });
       const out = await session.run({ [input.name]: x }, [output.name]);
+      checkFiniteOutput(out[output.name]!, batch.count, sums.count, model, output.name, dataset.source);
       accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name, dataset.source);
       options.onProgress?.(sums.count, dataset.size);
     }
@@ -119,4 +121,24 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, dataset:
     if (session !== modelOrSession) await session.release();
   }
   return finish(sums);
+}
+
+/**
+ * A model can give NaN or infinite outputs on finite weights and data (float32 overflow: inputs or weights far
+ * out of scale, or a NaN hidden in a graph constant). Name the model, the output, the data set and the sample
+ * instead of letting the loss (and a chart) carry the NaN. Throws BasinError 'non_finite'.
+ */
+function checkFiniteOutput(t: Tensor, count: number, before: number, model: OnnxModel, output: string, source: string | undefined): void {
+  const cols = count > 0 ? t.data.length / Math.max(1, t.shape[0] ?? 1) : 0;
+  for (let i = 0; i < count * cols; i++) {
+    const v = t.data[i]!;
+    if (Number.isFinite(v)) continue;
+    const sample = before + Math.floor(i / cols);
+    throw new BasinError(
+      'non_finite',
+      `model ${q(model.path ?? 'in memory (merged)')} gives ${String(v)} in output ${q(output)} on sample ${sample}${source !== undefined ? ` of ${q(source)}` : ''}: ` +
+        'its values overflow float32 or a graph constant holds NaN; check the scale of that sample and of the weights',
+      { file: model.path, tensor: output, index: sample, data: source },
+    );
+  }
 }

@@ -342,7 +342,27 @@ class CostBuilder {
     const pb = new Tensor(tb.shape, permuteTensor(this.spec, perms, pl.tensor, tb, { exceptAxis: pl.axis }));
     const bRows = blockOf(axisToRows(pb, pl.axis));
     const value = await matmul(aRows, [n, cols], bRows, [n, cols], { transB: true });
+    checkFiniteProducts(value, perm, pl.tensor, ta, tb);
     this.cache.set(id, { key, value });
     return value;
+  }
+}
+
+/**
+ * Finite weights can still give infinite costs: float32 products overflow past ~3.4e38 (weights of ~1e19 and
+ * more). Say so naming the permutation, the tensor and its largest |value| in A and B, rather than letting the
+ * assignment solver report "cost[i, j] is Infinity". Throws BasinError 'non_finite'.
+ */
+function checkFiniteProducts(value: Float32Array, perm: string, tensor: string, ta: Tensor, tb: Tensor): void {
+  for (let i = 0; i < value.length; i++) {
+    if (Number.isFinite(value[i]!)) continue;
+    const maxAbs = (t: Tensor) => t.data.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    throw new BasinError(
+      'non_finite',
+      `the weight-matching cost of permutation ${q(perm)} from tensor ${q(tensor)} overflows float32 ` +
+        `(largest |value| ${maxAbs(ta).toExponential(2)} in A, ${maxAbs(tb).toExponential(2)} in B): ` +
+        'weights this large are not a trained network\'s; check that the checkpoints are not corrupt',
+      { tensor, perm },
+    );
   }
 }
