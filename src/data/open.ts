@@ -62,7 +62,7 @@ export async function openDataset(pathOrDir: string, options: OpenDatasetOptions
   if (base.endsWith('.safetensors')) return openSafetensorsDataset(pathOrDir, options);
   if (base.endsWith('.npy')) {
     if (!options.labels) {
-      throw new BasinError('data_invalid', `${q(pathOrDir)} holds inputs only; give the labels file too (labels option, or 'x.npy,y.npy')`, { file: pathOrDir });
+      throw new BasinError('data_invalid', `${q(pathOrDir)} holds inputs only; give the labels file too (as 'x.npy,y.npy' on the command line; library: the labels option)`, { file: pathOrDir });
     }
     if ((await kind(options.labels)) !== 'file') notFound(options.labels);
     return openNpyDataset(pathOrDir, options.labels, options);
@@ -70,7 +70,7 @@ export async function openDataset(pathOrDir: string, options: OpenDatasetOptions
   if (/images-idx\d-ubyte(\.gz)?$/.test(base)) {
     const labels = options.labels ?? path.join(path.dirname(pathOrDir), base.replace(/images-idx\d/, 'labels-idx1'));
     if ((await kind(labels)) !== 'file') {
-      throw new BasinError('data_invalid', `no labels for idx images ${q(pathOrDir)}: ${q(labels)} does not exist (give it with the labels option)`, {
+      throw new BasinError('data_invalid', `no labels for idx images ${q(pathOrDir)}: ${q(labels)} does not exist (pass the images and labels files as 'images,labels'; library: the labels option)`, {
         file: pathOrDir,
       });
     }

@@ -11,7 +11,7 @@ export async function openSafetensorsDataset(file: string, { inputName = 'input'
       const e = st.entries.get(name);
       if (!e) {
         const have = st.names().slice(0, 8).map(q).join(', ');
-        throw new BasinError('data_invalid', `${q(file)} has no ${what} tensor ${q(name)} (it has ${have || 'no tensors'}); name it with the ${what === 'input' ? 'inputName' : 'labelName'} option`, {
+        throw new BasinError('data_invalid', `${q(file)} has no ${what} tensor ${q(name)} (it has ${have || 'no tensors'}); name it with ${what === 'input' ? '--input-name' : '--label-name'} (library: the ${what === 'input' ? 'inputName' : 'labelName'} option)`, {
           file,
           tensor: name,
         });
