@@ -3,7 +3,7 @@
  * --dim, several named inputs from one safetensors file, and the errors that name what is at fault.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
@@ -17,7 +17,7 @@ import { openFeeds } from '../src/data/feed-source.js';
 import { sampleFeeds } from '../src/graph/probe.js';
 import { inferSpec } from '../src/align/infer-spec.js';
 import { createSession, type Feed } from '../src/onnx/session.js';
-import { FIXTURES, assertAllClose, assertBasinError, rng } from './helpers.js';
+import { FIXTURES, assertAllClose, assertBasinError, rng, runBasin } from './helpers.js';
 
 const FIELD = path.join(FIXTURES, '..', 'field');
 const field = (f: string) => path.join(FIELD, f);
@@ -190,4 +190,29 @@ test('U8 pixels from one safetensors input feed an fp16 model as float16 values 
   } finally {
     await s.release();
   }
+});
+
+test('CLI: --input name=file feeds a second input; a missing or unknown input is refused by name', async () => {
+  const modelFile = path.join(tmp, 'ids-and-mask.onnx');
+  await writeFile(modelFile, idsAndMask(10).toBytes());
+  const idsFile = path.join(tmp, 'cli-ids.safetensors');
+  const maskFile = path.join(tmp, 'cli-mask.safetensors');
+  await writeSafetensors(idsFile, [{ name: 'input', dtype: 'I64', shape: [2, 3], data: int64Bytes([1, 2, 3, 4, 5, 6]) }]);
+  await writeSafetensors(maskFile, [{ name: 'mask', dtype: 'I64', shape: [2, 3], data: int64Bytes([1, 0, 1, 1, 1, 0]) }]);
+  // the library side: the mask fed is the file's, not the all-ones default
+  const feeds = await openFeeds(idsFile, idsAndMask(10), { inputs: { attention_mask: maskFile } });
+  assert.deepEqual([...feeds.fed].sort(), ['attention_mask', 'ids']);
+  for await (const b of feeds.batches(8)) {
+    assert.deepEqual(Array.from((b.attention_mask as { data: BigInt64Array }).data, Number), [1, 0, 1, 1, 1, 0]);
+    assert.deepEqual(Array.from((b.ids as { data: BigInt64Array }).data, Number), [1, 2, 3, 4, 5, 6]);
+  }
+  const ok = await runBasin(['verify', modelFile, modelFile, '--data', idsFile, '--input', `attention_mask=${maskFile}`]);
+  assert.equal(ok.code, 0, ok.stdout + ok.stderr);
+  assert.match(ok.stdout, /2 inputs: equivalent/);
+  const unknown = await runBasin(['verify', modelFile, modelFile, '--input', `mask=${maskFile}`]);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /error \[invalid_argument\]: --input 'mask': the model has no input of that name/);
+  const malformed = await runBasin(['inspect', modelFile, '--input', 'attention_mask']);
+  assert.equal(malformed.code, 1);
+  assert.match(malformed.stderr, /error \[invalid_argument\]: --input takes name=file/);
 });

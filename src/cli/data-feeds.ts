@@ -3,6 +3,7 @@
  * command runs a model on: batches of `--data` when given, else random inputs whose dynamic dims come from `--dim`.
  */
 import type { Command } from 'commander';
+import { BasinError, q } from '../errors.js';
 import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/feed.js';
 import { openFeeds, type FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
@@ -18,6 +19,32 @@ export function dimOption(cmd: Command): Command {
   );
 }
 
+/** Add the repeatable `--input name=file` option: a safetensors file feeding the model input `name`. */
+export function inputOption(cmd: Command): Command {
+  return cmd.option(
+    '--input <name=file>',
+    'feed model input NAME from this safetensors file (its tensor named NAME, or its only tensor); repeatable, with or instead of --data',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  );
+}
+
+/**
+ * `--input` values as input name → file.
+ * @throws BasinError invalid_argument for a value that is not name=file or a name given twice
+ */
+export function inputsOf(values: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values ?? []) {
+    const eq = v.indexOf('=');
+    if (eq < 1 || eq === v.length - 1) throw new BasinError('invalid_argument', `--input takes name=file, e.g. --input attention_mask=mask.safetensors; got ${q(v)}`, { option: '--input', found: v });
+    const name = v.slice(0, eq);
+    if (out[name] !== undefined) throw new BasinError('invalid_argument', `--input ${q(name)} is given twice`, { option: '--input', found: v });
+    out[name] = v.slice(eq + 1);
+  }
+  return out;
+}
+
 /**
  * The `--dim` values as sizes, checked against the model's dynamic dims.
  * @throws BasinError invalid_argument for a malformed value or a name the model does not have
@@ -28,9 +55,17 @@ export function dimsOf(model: OnnxModel, values: readonly string[] | undefined):
   return dims;
 }
 
-/** `--data` opened as feeds for every input of `model` (see data/feed-source.ts). */
-export async function openDataFeeds(path: string, model: OnnxModel, { limit, inputName, dims }: { limit?: number; inputName?: string; dims?: DimSizes } = {}): Promise<FeedSource> {
-  return openFeeds(path, model, { limit, inputName, dims });
+/**
+ * `--data` and `--input` opened as feeds for every input of `model` (see data/feed-source.ts); undefined when
+ * neither is given.
+ */
+export async function openDataFeeds(
+  path: string | undefined,
+  model: OnnxModel,
+  { limit, inputName, dims, inputs = {} }: { limit?: number; inputName?: string; dims?: DimSizes; inputs?: Readonly<Record<string, string>> } = {},
+): Promise<FeedSource | undefined> {
+  if (path === undefined && Object.keys(inputs).length === 0) return undefined;
+  return openFeeds(path, model, { limit, inputName, dims, inputs });
 }
 
 /**

@@ -5,7 +5,7 @@ import { q } from '../../errors.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { inferSpec } from '../../align/infer-spec.js';
 import { formatTable } from '../../report/table.js';
-import { dimOption, dimsOf, openDataFeeds } from '../data-feeds.js';
+import { dimOption, dimsOf, inputOption, inputsOf, openDataFeeds } from '../data-feeds.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -16,15 +16,15 @@ export function register(program: Command): void {
     .option('--json', 'print the whole report as JSON')
     .option('--data <path>', 'run the shape probe on the first samples of this data instead of random inputs')
     .option('--input-name <name>', "safetensors --data: the tensor holding the inputs when none is named after a model input (default 'input')");
-  dimOption(cmd).action(
-      action(async (path: string, o: { specOut?: string; json?: boolean; data?: string; inputName?: string; dim: string[] }) => {
+  inputOption(dimOption(cmd)).action(
+      action(async (path: string, o: { specOut?: string; json?: boolean; data?: string; inputName?: string; dim: string[]; input: string[] }) => {
         await checkOutputs({
-          inputs: [{ path, what: 'the model' }, o.data ? { path: o.data, what: '--data' } : undefined],
+          inputs: [{ path, what: 'the model' }, o.data ? { path: o.data, what: '--data' } : undefined, ...Object.values(inputsOf(o.input)).map((p) => ({ path: p, what: '--input' }))],
           outputs: [o.specOut ? { path: o.specOut, what: '--spec-out' } : undefined],
         });
         const model = await loadOnnx(path);
         const dims = dimsOf(model, o.dim);
-        const data = o.data ? await openDataFeeds(o.data, model, { limit: 2, inputName: o.inputName, dims }) : undefined;
+        const data = await openDataFeeds(o.data, model, { limit: 2, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
         const r = await inferSpec(model, { dims, data });
         if (o.json) {
           outJson(r);

@@ -5,7 +5,7 @@ import { loadOnnx } from '../../onnx/model.js';
 import { graphSpecWith } from '../../align/infer-spec.js';
 import { randomlyPermute } from '../../align/align-onnx.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
-import { dimOption, dimsOf, feedBatches, openDataFeeds } from '../data-feeds.js';
+import { dimOption, dimsOf, inputOption, inputsOf, feedBatches, openDataFeeds } from '../data-feeds.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -17,15 +17,20 @@ export function register(program: Command): void {
     .option('--spec <spec.json>', 'use this spec instead of the one inferred from the graph')
     .option('--data <path>', 'probe shapes and verify on this data instead of random inputs (safetensors: one tensor per model input, named after it, or \'input\')')
     .option('--input-name <name>', "safetensors --data: the tensor holding the inputs when none is named after a model input (default 'input')");
-  dimOption(cmd).action(
-      action(async (path: string, o: { out: string; seed: number; spec?: string; data?: string; inputName?: string; dim: string[] }) => {
+  inputOption(dimOption(cmd)).action(
+      action(async (path: string, o: { out: string; seed: number; spec?: string; data?: string; inputName?: string; dim: string[]; input: string[] }) => {
         await checkOutputs({
-          inputs: [{ path, what: 'the model' }, o.spec ? { path: o.spec, what: '--spec' } : undefined, o.data ? { path: o.data, what: '--data' } : undefined],
+          inputs: [
+            { path, what: 'the model' },
+            o.spec ? { path: o.spec, what: '--spec' } : undefined,
+            o.data ? { path: o.data, what: '--data' } : undefined,
+            ...Object.values(inputsOf(o.input)).map((p) => ({ path: p, what: '--input' })),
+          ],
           outputs: [{ path: o.out, what: '-o' }],
         });
         const model = await loadOnnx(path);
         const dims = dimsOf(model, o.dim);
-        const data = o.data ? await openDataFeeds(o.data, model, { limit: 256, inputName: o.inputName, dims }) : undefined;
+        const data = await openDataFeeds(o.data, model, { limit: 256, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
         const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : graphSpecWith({ dims, data });
         const feeds = feedBatches(model, { data, dims });
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });

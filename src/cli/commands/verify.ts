@@ -5,7 +5,7 @@ import { compareModels, VERIFY_RTOL } from '../../verify/verify.js';
 import { selfCheckRtol } from '../../verify/half-tolerance.js';
 import { randomFeeds } from '../../data/feed.js';
 import { formatTable } from '../../report/table.js';
-import { dimOption, dimsOf, openDataFeeds } from '../data-feeds.js';
+import { dimOption, dimsOf, inputOption, inputsOf, openDataFeeds } from '../data-feeds.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -17,13 +17,14 @@ export function register(program: Command): void {
     .option('--limit <n>', 'use the first n samples of --data', parseIntOption('--limit', 1), 1000)
     .option('--samples <n>', 'number of random inputs when no --data', parseIntOption('--samples', 1), 64)
     .option('--input-name <name>', "safetensors --data: the tensor holding the inputs when none is named after a model input (default 'input')");
-  dimOption(cmd).action(
-      action(async (aPath: string, bPath: string, o: { data?: string; limit: number; samples: number; inputName?: string; dim: string[] }) => {
+  inputOption(dimOption(cmd)).action(
+      action(async (aPath: string, bPath: string, o: { data?: string; limit: number; samples: number; inputName?: string; dim: string[]; input: string[] }) => {
         const a = await loadOnnx(aPath);
         const b = await loadOnnx(bPath);
         const dims = dimsOf(a, o.dim);
-        const batches = o.data
-          ? (await openDataFeeds(o.data, a, { limit: o.limit, inputName: o.inputName, dims })).batches(64)
+        const data = await openDataFeeds(o.data, a, { limit: o.limit, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
+        const batches = data
+          ? data.batches(64)
           : Array.from({ length: Math.ceil(o.samples / 16) }, (_, seed) => randomFeeds(a, { batch: Math.min(16, o.samples - seed * 16), seed, dims }));
         const r = await compareModels(a, b, batches);
         out(
