@@ -117,11 +117,12 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
         const e = st.entries.get(name);
         return e ? { file: path, field: name, offset: e.begin, dtype: e.dtype, shape: e.shape } : undefined;
       };
+      let named = 0;
       for (const input of model.inputs) {
         const c = column(input.name);
-        if (c && !columns.has(input.name)) columns.set(input.name, { input, column: c });
+        if (c && !columns.has(input.name)) (columns.set(input.name, { input, column: c }), named++);
       }
-      if (columns.size === 0) {
+      if (named === 0) {
         const name = options.inputName ?? 'input';
         const c = column(name);
         if (!c) {
@@ -133,7 +134,11 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
             { file: path, tensor: name },
           );
         }
-        const input = dataInput(model, options.inputName);
+        const remaining = model.inputs.filter((i) => !columns.has(i.name));
+        const input = remaining.length === 1 ? remaining[0]! : dataInput(model, options.inputName);
+        if (columns.has(input.name)) {
+          throw new BasinError('invalid_argument', `${q(path)}: tensor ${q(name)} would feed model input ${q(input.name)}, which --input already feeds`, { file: path, tensor: name });
+        }
         columns.set(input.name, { input, column: c });
       }
     } finally {
