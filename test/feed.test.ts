@@ -74,6 +74,15 @@ test('an integer input that indexes no table is refused naming it, asking for --
   const e = await assertBasinError(() => randomFeeds(m), 'data_required');
   assert.equal(e.details.tensor, 'sr');
   assert.match(e.message, /'sr'.*--data/);
+  // a U8 image input indexes nothing either: it gets pixels 0..255
+  const img = new GraphBuilder(17)
+    .input('image', ['b', 6], 'U8')
+    .node('Cast', ['image'], ['y'], { to: 1 })
+    .output('y', ['b', 6])
+    .build({ path: 'u8.onnx' });
+  const px = randomFeeds(img, { batch: 20 }).image as { data: Uint8Array; type: string };
+  assert.equal(px.type, 'uint8');
+  assert.ok(Math.max(...px.data) > 200 && Math.min(...px.data) < 50, 'pixels span 0..255');
 });
 
 test('--dim values are parsed and checked against the model\'s dynamic dims', async () => {

@@ -15,8 +15,9 @@
  * - float inputs (F32, F64, F16): uniform in [0, 1) (pixel-like), converted to the input's float type;
  * - integer inputs (I64, I32, ...): ids uniform in [0, V), where V is the row count of the embedding table(s) the
  *   input indexes (the data input of a Gather, followed through Cast/Reshape/Unsqueeze/Squeeze/Flatten/Identity);
- *   an integer or bool input whose name contains `mask` gets ones (every token attended); any other integer input
- *   is refused ('data_required'): basin cannot guess its valid values;
+ *   a U8 input that indexes no table gets pixels uniform in 0..255; an integer or bool input whose name contains
+ *   `mask` gets ones (every token attended); any other integer input is refused ('data_required'): basin cannot
+ *   guess its valid values;
  * - BF16 inputs are refused: onnxruntime-node cannot be fed bfloat16 tensors.
  */
 import { DTYPES, type DType } from '../dtype.js';
@@ -229,6 +230,8 @@ export function randomInput(model: OnnxModel, input: ValueDesc, dims: readonly n
       if (data instanceof BigInt64Array) data[i] = BigInt(id);
       else data[i] = id;
     }
+  } else if (dtype === 'U8') {
+    for (let i = 0; i < n; i++) data[i] = Math.floor(random() * 256); // pixels, as U8 data are
   } else if (/mask/i.test(input.name)) {
     if (data instanceof BigInt64Array) data.fill(1n);
     else data.fill(1);
