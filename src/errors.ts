@@ -37,6 +37,7 @@ export type BasinErrorCode =
   | 'models_mismatch'
   | 'data_invalid'
   | 'data_shape_mismatch'
+  | 'data_required'
   // numerics and verification
   | 'non_finite'
   | 'shape_mismatch'

@@ -15,6 +15,8 @@ export { OnnxSession, createSession, valueShapes, traceValues, toTensor, type Fe
 export { openDataset } from './data/open.js';
 export { parseNpyHeader, readNpyHeader, type NpyHeader } from './data/npy.js';
 export type { Dataset, Batch, OpenDatasetOptions } from './data/dataset.js';
+export { feedFor, randomFeeds, randomBatches, concreteDims, parseDims, embeddingRows, dataInput, DEFAULT_DIM, type DimSizes, type RandomFeedOptions } from './data/feed.js';
+export { openFeeds, type FeedSource, type OpenFeedsOptions } from './data/feed-source.js';
 export { evaluate, checkInputFits, type EvaluateOptions } from './eval/evaluate.js';
 export { evaluateLogits, type EvalResult } from './eval/metrics.js';
 export { matmul, matmulTs, matmulAccumulate, gramSum, disposeEngine, setEngineThreads, engineThreads, MATMUL_CROSSOVER_FLOPS, type MatmulOptions, type MatShape, type FloatMatrix, type GramTerm, type GramSumOptions } from './engine/matmul.js';
@@ -47,7 +49,7 @@ export { alignCheckpoints, checkSameLayout, type AlignReport, type AlignCheckpoi
 export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';
 export { alignOnnxModels, randomlyPermute, permuteModel as permuteOnnxModel, resolveSpec, checkSameWeights, verifyPermuted, weightShapes, type AlignOnnxResult, type PermuteResult, type SpecSource } from './align/align-onnx.js';
 export { inferSpec, graphSpec } from './align/infer-spec.js';
-export { compareModels, assertEquivalent, checkHasOutputs, randomFeeds, VERIFY_RTOL, type VerifyResult, type OutputDiff } from './verify/verify.js';
+export { compareModels, assertEquivalent, checkHasOutputs, VERIFY_RTOL, type VerifyResult, type OutputDiff } from './verify/verify.js';
 export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
 export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
 export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';

@@ -11,7 +11,9 @@ import { permuteTensor, randomAssignment } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { MATCHING_METHODS, type MatchOptions } from '../match/registry.js';
 import type { MatchingResult } from '../match/weight-matching.js';
-import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from '../verify/verify.js';
+import { assertEquivalent, compareModels, type VerifyResult } from '../verify/verify.js';
+import { randomBatches } from '../data/feed.js';
+import { selfCheckRtol } from '../verify/half-tolerance.js';
 import type { Feed } from '../onnx/session.js';
 import { activationMatching, type ActivationProgress } from '../match/activation-matching.js';
 import { openDataset } from '../data/open.js';
@@ -101,12 +103,12 @@ export interface VerifyOptions {
 }
 
 function defaultFeeds(model: OnnxModel): Record<string, Feed>[] {
-  return [0, 1, 2, 3].map((seed) => randomFeeds(model, { batch: 8, seed }));
+  return randomBatches(model);
 }
 
 export async function verifyPermuted(source: OnnxModel, permuted: OnnxModel, what: string, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const result = await compareModels(source, permuted, opts.feeds ? opts.feeds() : defaultFeeds(source));
-  assertEquivalent(result, what, opts.rtol);
+  assertEquivalent(result, what, opts.rtol ?? selfCheckRtol(source));
   return result;
 }
 

@@ -9,9 +9,8 @@ import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { mlpGraph } from '../models/mlp-graph.js';
 import { withWeights } from '../models/load.js';
-import { compareModels, randomFeeds, VERIFY_RTOL, type VerifyResult } from '../verify/verify.js';
-import { sampleFeeds } from '../graph/probe.js';
-import { seededRandom } from '../spec/apply.js';
+import { compareModels, VERIFY_RTOL, type VerifyResult } from '../verify/verify.js';
+import { randomBatches } from '../data/feed.js';
 
 /** The architecture a checkpoint is verified on: the built MLP graph, or the path of an ONNX export. */
 export type CheckpointGraph = 'mlp' | { onnx: string };
@@ -22,34 +21,9 @@ export async function checkpointModel(graph: CheckpointGraph, tensors: ReadonlyM
   return withWeights(await loadOnnx(graph.onnx), tensors, source);
 }
 
-/**
- * 4 batches of 8 inputs: uniform [0, 1) for float inputs. Integer inputs (token ids) get ids drawn uniformly below
- * the row count of the embedding table they index (a Gather of an initializer), or 0 when no table is found.
- */
+/** 4 batches of 8 random inputs under the one data feed's rule (data/feed.ts: token ids below the table's rows). */
 function verifyFeeds(model: OnnxModel): Record<string, Feed>[] {
-  const floatOnly = model.inputs.every((i) => i.dtype !== undefined && ['F32', 'F16', 'F64', 'BF16'].includes(i.dtype));
-  if (floatOnly) return [0, 1, 2, 3].map((seed) => randomFeeds(model, { batch: 8, seed }));
-  const weights = new Set(model.weights());
-  return [0, 1, 2, 3].map((seed) => {
-    const feeds = sampleFeeds(model, 8, seed + 1);
-    const random = seededRandom(seed + 11);
-    for (const [name, t] of Object.entries(feeds)) {
-      if (!(t.data instanceof BigInt64Array || t.data instanceof Int32Array)) continue;
-      const rows = (model.proto.graph?.node ?? [])
-        .filter((n) => n.opType === 'Gather' && n.input?.[1] === name && weights.has(n.input?.[0] ?? ''))
-        .map((n) => model.weightInfo(n.input![0]!).shape[0] ?? 0)
-        .filter((r) => r > 0);
-      if (!rows.length) continue;
-      const vocab = Math.min(...rows);
-      const data = t.data;
-      for (let i = 0; i < data.length; i++) {
-        const id = Math.floor(random() * vocab);
-        if (data instanceof BigInt64Array) data[i] = BigInt(id);
-        else data[i] = id;
-      }
-    }
-    return feeds as Record<string, Feed>;
-  });
+  return randomBatches(model);
 }
 
 /**

@@ -1,17 +1,88 @@
-/** Turn a dataset path into feed batches for a model's single input (for verify). */
+/**
+ * The CLI side of the one data feed (data/feed.ts, data/feed-source.ts): the `--dim` option, and the feeds a
+ * command runs a model on: batches of `--data` when given, else random inputs whose dynamic dims come from `--dim`.
+ */
+import type { Command } from 'commander';
 import { BasinError, q } from '../errors.js';
-import { openDataset } from '../data/open.js';
-import { modelFeed } from '../data/input-rule.js';
+import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/feed.js';
+import { openFeeds, type FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 
-export async function dataFeeds(path: string, model: OnnxModel, limit = 256): Promise<() => AsyncIterable<Record<string, Feed>>> {
-  if (model.inputs.length !== 1) {
-    throw new BasinError('invalid_argument', `--data feeds one input, but ${q(model.path ?? 'the model')} has ${model.inputs.length}`, { file: model.path });
+/** Add the repeatable `--dim name=size` option (values collected as strings; parse them with `dimsOf`). */
+export function dimOption(cmd: Command): Command {
+  return cmd.option(
+    '--dim <name=size>',
+    'size of a dynamic input dimension when there is no --data (its name in the graph, e.g. samples=1280, or input:axis); repeatable',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  );
+}
+
+/** Add the repeatable `--input name=file` option: a safetensors file feeding the model input `name`. */
+export function inputOption(cmd: Command): Command {
+  return cmd.option(
+    '--input <name=file>',
+    'feed model input NAME from this safetensors file (its tensor named NAME, or its only tensor); repeatable, with or instead of --data',
+    (v: string, prev: string[]) => [...prev, v],
+    [] as string[],
+  );
+}
+
+/**
+ * `--input` values as input name → file.
+ * @throws BasinError invalid_argument for a value that is not name=file or a name given twice
+ */
+export function inputsOf(values: readonly string[] | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const v of values ?? []) {
+    const eq = v.indexOf('=');
+    if (eq < 1 || eq === v.length - 1) throw new BasinError('invalid_argument', `--input takes name=file, e.g. --input attention_mask=mask.safetensors; got ${q(v)}`, { option: '--input', found: v });
+    const name = v.slice(0, eq);
+    if (out[name] !== undefined) throw new BasinError('invalid_argument', `--input ${q(name)} is given twice`, { option: '--input', found: v });
+    out[name] = v.slice(eq + 1);
   }
-  const name = model.inputs[0]!.name;
-  const ds = await openDataset(path, { limit });
-  return async function* () {
-    for await (const b of ds.batches(64)) yield { [name]: modelFeed(b, model.inputs[0]!.dtype, { inputName: name }) };
-  };
+  return out;
+}
+
+/**
+ * The `--dim` values as sizes, checked against the model's dynamic dims.
+ * @throws BasinError invalid_argument for a malformed value or a name the model does not have
+ */
+export function dimsOf(model: OnnxModel, values: readonly string[] | undefined): DimSizes {
+  const dims = parseDims(values ?? []);
+  checkDimNames(model, dims);
+  return dims;
+}
+
+/**
+ * `--data` and `--input` opened as feeds for every input of `model` (see data/feed-source.ts); undefined when
+ * neither is given.
+ */
+export async function openDataFeeds(
+  path: string | undefined,
+  model: OnnxModel,
+  { limit, inputName, dims, inputs = {} }: { limit?: number; inputName?: string; dims?: DimSizes; inputs?: Readonly<Record<string, string>> } = {},
+): Promise<FeedSource | undefined> {
+  if (path === undefined && Object.keys(inputs).length === 0) return undefined;
+  return openFeeds(path, model, { limit, inputName, dims, inputs });
+}
+
+/**
+ * The batches a command verifies on: `--data` (64 samples at a time) when given, else `count` batches of `batch`
+ * random samples with dynamic dims from `dims`.
+ */
+export function feedBatches(
+  model: OnnxModel,
+  { data, dims = {}, count = 4, batch = 8 }: { data?: FeedSource; dims?: DimSizes; count?: number; batch?: number },
+): () => Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>> {
+  if (data) return () => data.batches(64);
+  const batches = randomBatches(model, { count, batch, dims });
+  return () => batches;
+}
+
+/** Turn a dataset path into feed batches for every input of `model` (64 samples at a time). */
+export async function dataFeeds(path: string, model: OnnxModel, limit = 256): Promise<() => AsyncIterable<Record<string, Feed>>> {
+  const data = await openFeeds(path, model, { limit });
+  return () => data.batches(64);
 }

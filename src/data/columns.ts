@@ -96,7 +96,8 @@ export function checkPair(input: Column, label: Column): void {
   }
 }
 
-async function readRows(fh: FileHandle, col: Column, start: number, count: number): Promise<Uint8Array> {
+/** `count` rows of `col` from row `start`, as stored. */
+export async function readRows(fh: FileHandle, col: Column, start: number, count: number): Promise<Uint8Array> {
   const rowBytes = numel(col.shape.slice(1)) * DTYPES[col.dtype].bytes;
   return readAt(fh, col.file, col.offset + rowBytes * start, rowBytes * count, col.field);
 }

@@ -1,14 +1,16 @@
 /**
  * Run a model once with every intermediate value exposed, to read the real shape and element type of each value
  * (Reshape/Flatten semantics come from real in/out shapes) and the contents of small integer values (Slice bounds
- * computed from Shape). One run on a random input; the tracer never needs the float results.
+ * computed from Shape). One run on random inputs (data/feed.ts) or on given feeds (data); the tracer never needs
+ * the float results.
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
-import { seededRandom } from '../spec/apply.js';
+import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
+import { toOrtTensor, type Feed } from '../onnx/session.js';
 
 const { onnx } = onnxproto;
 const DT = onnx.TensorProto.DataType;
@@ -43,53 +45,38 @@ export function isFloatType(t: string | undefined): boolean {
 }
 
 /**
- * Random feeds for a model's graph inputs: floats uniform in [0, 1), integers 0, booleans false. Dynamic dims are
- * `batch` on axis 0 and 3 elsewhere.
+ * Random feeds for a model's graph inputs under the one data feed's rule (data/feed.ts: floats uniform in [0, 1)
+ * in the input's float type, token ids below the embedding table's row count, masks all ones), `batch` samples;
+ * dynamic dims from `dims`, else 3.
+ * @throws BasinError data_required for an integer input basin cannot draw values for (pass sample inputs)
  */
-export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch = 2, seed = 1): Feeds {
-  const g = (input instanceof OnnxModel ? input.proto : input).graph;
-  if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
-  const inits = new Set((g.initializer ?? []).map((t) => t.name));
-  const random = seededRandom(seed);
+export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch = 2, seed = 1, dims: DimSizes = {}): Feeds {
+  const model = asModel(input);
   const feeds: Feeds = {};
-  for (const input of g.input ?? []) {
-    const name = input.name ?? '';
-    if (inits.has(name)) continue;
-    const tt = input.type?.tensorType;
-    if (!tt) throw new BasinError('onnx_unsupported_op', `graph input ${q(name)} is not a tensor; only tensor inputs are supported`, { tensor: name });
-    const dims = (tt.shape?.dim ?? []).map((d, axis) => {
-      const v = d.dimValue !== undefined && d.dimValue !== null ? Number(d.dimValue) : 0;
-      return v > 0 ? v : axis === 0 ? batch : 3;
-    });
-    const n = dims.reduce((a, b) => a * b, 1);
-    const type = TYPE_NAMES[tt.elemType ?? 0];
-    switch (type) {
-      case 'float32':
-        feeds[name] = new ort.Tensor('float32', Float32Array.from({ length: n }, random), dims);
-        break;
-      case 'float64':
-        feeds[name] = new ort.Tensor('float64', Float64Array.from({ length: n }, random), dims);
-        break;
-      case 'int64':
-        feeds[name] = new ort.Tensor('int64', new BigInt64Array(n), dims);
-        break;
-      case 'int32':
-        feeds[name] = new ort.Tensor('int32', new Int32Array(n), dims);
-        break;
-      case 'bool':
-        feeds[name] = new ort.Tensor('bool', new Uint8Array(n), dims);
-        break;
-      default:
-        throw new BasinError('onnx_unsupported_op', `graph input ${q(name)} has element type ${type ?? tt.elemType}, which the probe cannot fill; pass sample inputs`, {
-          tensor: name,
-        });
-    }
+  for (const [name, f] of Object.entries(randomFeeds(model, { batch, seed, dims }))) {
+    feeds[name] = toOrtTensor(name, f, model.inputs.find((i) => i.name === name)?.dtype);
   }
   return feeds;
 }
 
+function asModel(input: OnnxModel | onnxproto.onnx.IModelProto): OnnxModel {
+  if (input instanceof OnnxModel) return input;
+  if (!input.graph) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
+  return OnnxModel.fromBytes(onnx.ModelProto.encode(input).finish());
+}
+
+export interface ProbeOptions {
+  /** Dynamic dims the feeds guessed (DEFAULT_DIM): a failed run names them and asks for --dim or --data. */
+  guessed?: readonly string[];
+}
+
 /** Run the model once exposing every node output; returns shapes, element types and small integer contents. */
-export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, feeds?: Feeds, file?: string): Promise<ProbeResult> {
+export async function probeModel(
+  input: OnnxModel | onnxproto.onnx.IModelProto,
+  feeds?: Readonly<Record<string, Feed | ort.Tensor>>,
+  file?: string,
+  { guessed }: ProbeOptions = {},
+): Promise<ProbeResult> {
   // external data is inlined so onnxruntime can run the copy from memory
   const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: true }) : onnx.ModelProto.encode(input).finish());
   const model = input instanceof OnnxModel ? input.proto : input;
@@ -106,14 +93,28 @@ export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, 
       }
     }
   }
-  const feedsUsed = feeds ?? sampleFeeds(model);
+  let feedsUsed: Feeds = {};
+  if (feeds) {
+    let described: OnnxModel | undefined;
+    for (const [name, f] of Object.entries(feeds)) {
+      if (f instanceof ort.Tensor) feedsUsed[name] = f;
+      else feedsUsed[name] = toOrtTensor(name, f, (described ??= asModel(input)).inputs.find((i) => i.name === name)?.dtype);
+    }
+  } else feedsUsed = sampleFeeds(input);
+  const wasGuessed = guessed ?? (feeds ? [] : guessedDims(asModel(input)));
   let session: ort.InferenceSession;
   let results: ort.InferenceSession.OnnxValueMapType;
   try {
     session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), { logSeverityLevel: 3 });
-    results = await session.run(feedsUsed);
+    results = await session.run(feedsUsed, { logSeverityLevel: 4 });
   } catch (e) {
-    throw ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
+    const err = ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
+    if (wasGuessed.length === 0) throw err;
+    throw new BasinError(
+      err.code,
+      `${err.message}. The run used guessed sizes (${DEFAULT_DIM}) for the dynamic dimension(s) ${wasGuessed.map(q).join(', ')}: give real ones with --dim NAME=SIZE, or pass --data`,
+      { ...err.details, guessed: wasGuessed },
+    );
   }
   const out: ProbeResult = { shapes: new Map(), dtypes: new Map(), ints: new Map() };
   for (const t of g.initializer ?? []) {

@@ -7,7 +7,7 @@
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
-import { f16ToF32, f32ToF16 } from '../dtype.js';
+import { f16ToF32, f32ToF16, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { engineThreads } from '../engine/ort.js';
@@ -80,7 +80,8 @@ export class OnnxSession {
     }
     let result: ort.InferenceSession.ReturnType;
     try {
-      result = outputs ? await s.run(ortFeeds, [...outputs]) : await s.run(ortFeeds);
+      // errors come back as the exception (BasinError below), not as a log line
+      result = outputs ? await s.run(ortFeeds, [...outputs], { logSeverityLevel: 4 }) : await s.run(ortFeeds, { logSeverityLevel: 4 });
     } catch (e) {
       throw ortError('running the model', e, { file: this.model.path, graph: this.model.proto.graph });
     }
@@ -109,26 +110,34 @@ export class OnnxSession {
   }
 
   private toOrt(name: string, f: Feed): ort.Tensor {
-    if (f instanceof Tensor) {
-      const dtype = this.input(name)?.dtype;
-      if (dtype === 'F16') {
-        const h = new Uint16Array(f.size);
-        for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f.data[i]!);
-        return new ort.Tensor('float16', h, [...f.shape]);
-      }
-      if (dtype === 'F64') return new ort.Tensor('float64', Float64Array.from(f.data), [...f.shape]);
-      return new ort.Tensor('float32', f.data, [...f.shape]);
-    }
-    const type = f.type ?? typeFromData(f.data);
-    if (!Array.isArray(f.data) && numel(f.dims) !== (f.data as ArrayLike<unknown>).length) {
-      throw new BasinError('shape_mismatch', `feed ${q(name)}: ${(f.data as ArrayLike<unknown>).length} values for dims ${shapeStr(f.dims)}`, {
-        found: (f.data as ArrayLike<unknown>).length,
-        shape: f.dims,
-      });
-    }
-    // eslint-disable-next-line @typescript-eslint/no-explicit-any
-    return new ort.Tensor(type as any, f.data as any, [...f.dims]);
+    return toOrtTensor(name, f, this.input(name)?.dtype);
   }
+}
+
+/**
+ * The onnxruntime tensor for feed `f` of graph input `name` whose declared dtype is `dtype`: a float32 Tensor is
+ * converted to the input's float type (F16 rounded to nearest even, F64 widened); typed data go as they are.
+ * @throws BasinError shape_mismatch when the data's length does not fit its dims
+ */
+export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): ort.Tensor {
+  if (f instanceof Tensor) {
+    if (dtype === 'F16') {
+      const h = new Uint16Array(f.size);
+      for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f.data[i]!);
+      return new ort.Tensor('float16', h, [...f.shape]);
+    }
+    if (dtype === 'F64') return new ort.Tensor('float64', Float64Array.from(f.data), [...f.shape]);
+    return new ort.Tensor('float32', f.data, [...f.shape]);
+  }
+  const type = f.type ?? typeFromData(f.data);
+  if (!Array.isArray(f.data) && numel(f.dims) !== (f.data as ArrayLike<unknown>).length) {
+    throw new BasinError('shape_mismatch', `feed ${q(name)}: ${(f.data as ArrayLike<unknown>).length} values for dims ${shapeStr(f.dims)}`, {
+      found: (f.data as ArrayLike<unknown>).length,
+      shape: f.dims,
+    });
+  }
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  return new ort.Tensor(type as any, f.data as any, [...f.dims]);
 }
 
 function typeFromData(data: unknown): OrtType {
@@ -168,6 +177,9 @@ function options(threads: number | undefined): ort.InferenceSession.SessionOptio
     interOpNumThreads: 1,
     executionMode: 'sequential',
     graphOptimizationLevel: 'all',
+    // errors come back as exceptions (BasinError); warnings such as "initializer listed as graph input" would
+    // otherwise be printed once per session
+    logSeverityLevel: 3,
   };
 }
 

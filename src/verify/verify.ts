@@ -4,9 +4,8 @@
  */
 import { BasinError, q } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
-import type { OnnxModel, ValueDesc } from '../onnx/model.js';
+import type { OnnxModel } from '../onnx/model.js';
 import { createSession, type Feed } from '../onnx/session.js';
-import { seededRandom } from '../spec/apply.js';
 
 export interface OutputDiff {
   name: string;
@@ -25,30 +24,8 @@ export interface VerifyResult {
 /** The default tolerance of `align`/`permute` self-checks. */
 export const VERIFY_RTOL = 1e-4;
 
-/** Inputs drawn uniformly from [0, 1) (pixel-like) for every float input; dynamic dims get `batch`. */
-export function randomFeeds(model: OnnxModel, { batch = 8, seed = 0 }: { batch?: number; seed?: number } = {}): Record<string, Feed> {
-  const random = seededRandom(seed);
-  const feeds: Record<string, Feed> = {};
-  for (const input of model.inputs) {
-    const dims = concreteDims(input, batch, model);
-    if (input.dtype === undefined || !['F32', 'F16', 'F64', 'BF16'].includes(input.dtype)) {
-      throw new BasinError('invalid_argument', `cannot make random values for input ${q(input.name)} of type ${input.dtype ?? input.elemType}: pass --data`, {
-        file: model.path,
-      });
-    }
-    const t = new Tensor(dims);
-    for (let i = 0; i < t.size; i++) t.data[i] = random();
-    feeds[input.name] = t;
-  }
-  return feeds;
-}
-
-function concreteDims(input: ValueDesc, batch: number, model: OnnxModel): number[] {
-  if (!input.shape) {
-    throw new BasinError('invalid_argument', `input ${q(input.name)} of ${q(model.path ?? 'model')} has no declared shape: pass --data`, { file: model.path });
-  }
-  return input.shape.map((d, i) => (typeof d === 'number' && d > 0 ? d : i === 0 ? batch : 1));
-}
+/** Random inputs now live with the one data feed (data/feed.ts); re-exported for existing importers. */
+export { randomFeeds } from '../data/feed.js';
 
 /** Run A and B on every batch of feeds; compare every output A and B share. */
 export async function compareModels(a: OnnxModel, b: OnnxModel, batches: Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>>): Promise<VerifyResult> {

@@ -5,6 +5,7 @@ import { alignCheckpoints } from '../../align/align-checkpoints.js';
 import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
+import { dimOption, dimsOf, feedBatches } from '../data-feeds.js';
 
 interface AlignOptions {
   out: string;
@@ -18,6 +19,7 @@ interface AlignOptions {
   seed: number;
   maxIter: number;
   report?: string;
+  dim: string[];
 }
 
 function sweepLogger(): (info: SweepInfo) => void {
@@ -32,7 +34,7 @@ function sweepLogger(): (info: SweepInfo) => void {
 const isOnnx = (p: string) => p.toLowerCase().endsWith('.onnx');
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('align')
     .description('permute model B so its hidden units line up with model A (B still computes exactly the same function)')
     .argument('<A>', 'reference model (.onnx, .safetensors, or a sharded index.json)')
@@ -47,8 +49,8 @@ export function register(program: Command): void {
     .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', parseChoice('--init', ['best', 'greedy', 'identity'] as const), 'greedy')
     .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
-    .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
-    .action(
+    .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON');
+  dimOption(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
         const init = o.init;
         if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
@@ -70,12 +72,14 @@ export function register(program: Command): void {
           if (o.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', {});
           // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up
           const { alignOnnxModels } = await import('../../align/align-onnx.js');
-          const { graphSpec } = await import('../../align/infer-spec.js');
+          const { graphSpecWith } = await import('../../align/infer-spec.js');
           const { loadOnnx } = await import('../../onnx/model.js');
           const a = await loadOnnx(aPath);
           const b = await loadOnnx(bPath);
+          const dims = dimsOf(a, o.dim);
           const started = performance.now();
-          const r = await alignOnnxModels(a, b, specJson ?? graphSpec, {
+          const r = await alignOnnxModels(a, b, specJson ?? graphSpecWith({ dims }), {
+            feeds: feedBatches(b, { dims }),
             specLabel: o.spec,
             init,
             seed: o.seed,

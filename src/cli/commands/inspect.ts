@@ -5,24 +5,37 @@ import { q } from '../../errors.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { inferSpec } from '../../align/infer-spec.js';
 import { formatTable } from '../../report/table.js';
+import { dimOption, dimsOf, inputOption, inputsOf, openDataFeeds } from '../data-feeds.js';
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('inspect')
     .description("list a model's permutation groups (hidden units that can be permuted together) and frozen axes")
     .argument('<model>', 'ONNX model')
     .option('--spec-out <spec.json>', 'write the inferred spec, to edit and pass back with --spec')
     .option('--json', 'print the whole report as JSON')
-    .action(
-      action(async (path: string, o: { specOut?: string; json?: boolean }) => {
-        await checkOutputs({ inputs: [{ path, what: 'the model' }], outputs: [o.specOut !== undefined ? { path: o.specOut, what: '--spec-out' } : undefined] });
+    .option('--data <path>', 'run the shape probe on the first samples of this data instead of random inputs')
+    .option('--input-name <name>', "safetensors --data: the tensor holding the inputs when none is named after a model input (default 'input')");
+  inputOption(dimOption(cmd)).action(
+      action(async (path: string, o: { specOut?: string; json?: boolean; data?: string; inputName?: string; dim: string[]; input: string[] }) => {
+        await checkOutputs({
+          inputs: [{ path, what: 'the model' }, o.data ? { path: o.data, what: '--data' } : undefined, ...Object.values(inputsOf(o.input)).map((p) => ({ path: p, what: '--input' }))],
+          outputs: [o.specOut !== undefined ? { path: o.specOut, what: '--spec-out' } : undefined],
+        });
         const model = await loadOnnx(path);
-        const r = await inferSpec(model);
+        const dims = dimsOf(model, o.dim);
+        const data = await openDataFeeds(o.data, model, { limit: 2, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
+        const r = await inferSpec(model, { dims, data });
         if (o.json) {
           outJson(r);
         } else {
           const out: string[] = [];
           out.push(`${q(path)}: opset ${model.opset}, ${model.weights().length} weights, ${r.groups.length} permutation group(s)`);
+          for (const i of model.inputs) {
+            // dynamic dims by the name --dim takes: the graph's dim_param, or input:axis
+            const dims = i.shape ? `[${i.shape.map((d, axis) => (typeof d === 'number' && d > 0 ? d : q(typeof d === 'string' ? d : `${i.name}:${axis}`))).join(', ')}]` : '(shape not declared)';
+            out.push(`input ${q(i.name)}: ${i.dtype ?? `type ${i.elemType}`} ${dims}`);
+          }
           out.push('');
           out.push(
             formatTable(
