@@ -9,7 +9,11 @@ export interface CloseOptions {
   label?: string;
 }
 
-/** |actual - expected| <= atol + rtol * |expected| elementwise; the message names the first offending index. */
+/**
+ * |actual - expected| <= atol + rtol * |expected| elementwise; the message names the worst offending index.
+ * NaN matches only NaN, and ±Infinity only the same infinity: no tolerance applies to them (Inf - Inf is NaN,
+ * and a tolerance of rtol * Inf would accept any finite value).
+ */
 export function assertAllClose(
   actual: ArrayLike<number> | number,
   expected: ArrayLike<number> | number,
@@ -25,6 +29,10 @@ export function assertAllClose(
     const y = e[i]!;
     if (Number.isNaN(x) || Number.isNaN(y)) {
       if (!(Number.isNaN(x) && Number.isNaN(y))) assert.fail(`${label}[${i}]: ${x} vs expected ${y}`);
+      continue;
+    }
+    if (!Number.isFinite(x) || !Number.isFinite(y)) {
+      if (x !== y) assert.fail(`${label}[${i}]: ${x} vs expected ${y} (an infinity matches only itself)`);
       continue;
     }
     const excess = Math.abs(x - y) - (atol + rtol * Math.abs(y));
