@@ -89,10 +89,10 @@ export function randomPermutation(n: number, r: () => number): Int32Array {
 
 export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
 
-/** Run the compiled CLI as a user would; resolves with its exit code and output (never rejects). */
-export function runBasin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run the compiled CLI as a user would (`env` adds to or, with undefined, removes from the environment); resolves with its exit code and output (never rejects). */
+export function runBasin(args: string[], { env }: { env?: Record<string, string | undefined> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26, env: env ? { ...process.env, ...env } : undefined }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

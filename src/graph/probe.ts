@@ -6,6 +6,7 @@
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
+import { quietSessionOptions } from '../engine/ort.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { seededRandom } from '../spec/apply.js';
@@ -110,7 +111,7 @@ export async function probeModel(input: OnnxModel | onnxproto.onnx.IModelProto, 
   let session: ort.InferenceSession;
   let results: ort.InferenceSession.OnnxValueMapType;
   try {
-    session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), { logSeverityLevel: 3 });
+    session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), quietSessionOptions());
     results = await session.run(feedsUsed);
   } catch (e) {
     throw ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
