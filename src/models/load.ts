@@ -37,17 +37,25 @@ export interface WeightMapping {
   tensor: string;
   /** the graph stores the transpose (torch exports Linear on 3-D inputs as MatMul with W^T). */
   transposed: boolean;
+  /**
+   * A tied pair stored once: the state_dict tensor is also mapped to another initializer (safetensors and Hugging
+   * Face drop `lm_head.weight` when it is tied to the embedding; the export keeps a transposed copy). One tensor,
+   * so one permutation and one value for both.
+   */
+  tied?: boolean;
 }
 
 /**
  * Match a graph's float initializers to state_dict tensors: same name first; then, for names the exporter made up
- * (onnx::MatMul_123), the one remaining tensor with equal values (as stored or transposed), or else the only
- * remaining tensor of that shape. Ambiguity is an error naming the candidates.
+ * (onnx::MatMul_123), the one remaining tensor with equal values (as stored or transposed); else one tensor
+ * already mapped whose values equal it (a tied pair stored once: both initializers map to that tensor); else the
+ * only remaining tensor of that shape. Ambiguity is an error naming the candidates.
  */
 export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): Map<string, WeightMapping> {
   const out = new Map<string, WeightMapping>();
   const used = new Set<string>();
   const pending: string[] = [];
+  const tiedLater: string[] = [];
   for (const w of graph.weights()) {
     const info = graph.weightInfo(w);
     if (info.storage === 'constant' && info.shape.length === 0) continue; // scalars in the graph's arithmetic
@@ -68,6 +76,10 @@ export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor
     const equal = cands.filter(([, t]) => sameValues(g, t));
     const modules = consumerModules(graph, w);
     const named = cands.filter(([n]) => modules.some((m) => n === `${m}.weight`));
+    if (cands.length === 0 && g.rank === 2 && !constantValued(g)) {
+      tiedLater.push(w); // no tensor of its own left: a tied pair stored once?
+      continue;
+    }
     const pick = equal.length === 1 ? equal[0] : cands.length === 1 ? cands[0] : named.length === 1 ? named[0] : undefined;
     if (!pick) {
       throw new BasinError(
@@ -81,6 +93,27 @@ export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor
     out.set(w, { tensor: pick[0], transposed: pick[1].shape.join(',') !== shape });
     used.add(pick[0]);
   }
+  // A tied pair stored once: the export holds the tensor twice (the embedding, and a transposed copy for the
+  // head); the graph's own values show which initializer the copy equals, whatever the state_dict's seed.
+  for (const w of tiedLater) {
+    const g = graph.getFloat32(w);
+    const targets = new Map<string, boolean>();
+    for (const [other, m] of out) {
+      const o = graph.getFloat32(other);
+      if (sameShapeOrTransposed(g, o) && sameValues(g, o)) targets.set(m.tensor, m.transposed !== (o.shape.join(',') !== g.shape.join(',')));
+    }
+    if (targets.size !== 1) {
+      throw new BasinError(
+        'models_mismatch',
+        `${q(source)}: cannot tell which tensor the graph's initializer ${q(w)} ${shapeStr(g.shape)} is (no tensor of that shape is left` +
+          (targets.size > 1 ? `, and it equals several: ${[...targets.keys()].map(q).join(', ')})` : ', and it is no copy of another weight of the graph)'),
+        { tensor: w },
+      );
+    }
+    const [tensor, transposed] = [...targets][0]!;
+    for (const [k, m] of out) if (m.tensor === tensor) out.set(k, { ...m, tied: true });
+    out.set(w, { tensor, transposed, tied: true });
+  }
   return out;
 }
 
@@ -90,6 +123,15 @@ function consumerModules(graph: OnnxModel, w: string): string[] {
     .filter((n) => (n.input ?? []).includes(w))
     .map((n) => (n.name ?? '').split('/').filter(Boolean).slice(0, -1).join('.'))
     .filter(Boolean);
+}
+
+function sameShapeOrTransposed(g: Tensor, t: Tensor): boolean {
+  return t.shape.join(',') === g.shape.join(',') || (g.rank === 2 && t.shape.join(',') === [...g.shape].reverse().join(','));
+}
+
+/** Every element equal (a freshly initialised bias or norm scale): equal values prove no tie. */
+function constantValued(t: Tensor): boolean {
+  return t.data.every((v) => v === t.data[0]);
 }
 
 function sameValues(g: Tensor, t: Tensor): boolean {
@@ -110,15 +152,36 @@ export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tenso
   return out;
 }
 
-/** A spec written for a graph's initializers, restated for the state_dict those initializers were mapped to. */
+/**
+ * A spec written for a graph's initializers, restated for the state_dict those initializers were mapped to.
+ * @throws BasinError spec_invalid when the two initializers of a tied pair stored once are permuted differently
+ *   (one tensor cannot carry two permutations), naming both.
+ */
 export function specForStateDict(spec: PermutationSpecJson, mapping: ReadonlyMap<string, WeightMapping>): PermutationSpecJson {
   const axes: Record<string, PermRef[]> = {};
+  const from = new Map<string, string>();
   for (const [w, refs] of Object.entries(spec.axes_to_perm)) {
     const m = mapping.get(w);
     if (!m) continue; // graph-only constants
-    axes[m.tensor] = m.transposed ? [...refs].reverse() : [...refs];
+    const mine = m.transposed ? [...refs].reverse() : [...refs];
+    const other = axes[m.tensor];
+    if (other && other.join('\u0000') !== mine.join('\u0000')) {
+      throw new BasinError(
+        'spec_invalid',
+        `${q(m.tensor)} is stored once for the tied initializers ${q(from.get(m.tensor)!)} and ${q(w)}, but the spec permutes them differently ` +
+          `([${other.map((r) => (r === null ? 'null' : q(r))).join(', ')}] vs [${mine.map((r) => (r === null ? 'null' : q(r))).join(', ')}] in the state_dict's layout)`,
+        { tensor: m.tensor, node: w },
+      );
+    }
+    axes[m.tensor] = mine;
+    from.set(m.tensor, w);
   }
-  return { ...spec, axes_to_perm: axes };
+  const frozen = spec.frozen?.flatMap((f) => {
+    const m = mapping.get(f.tensor);
+    if (!m) return [];
+    return [{ ...f, tensor: m.tensor, axis: m.transposed ? 1 - f.axis : f.axis }];
+  });
+  return { ...spec, axes_to_perm: axes, ...(frozen ? { frozen } : {}) };
 }
 
 /** The spec of a state_dict, inferred from an ONNX export of its architecture. */
