@@ -4,6 +4,7 @@
  * through the graph basin builds for it.
  */
 import { BasinError, q, shapeStr } from '../errors.js';
+import type { DType } from '../dtype.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { Tensor, transpose } from '../tensor/tensor.js';
@@ -19,17 +20,75 @@ export interface LoadModelOptions {
 
 export const isOnnxPath = (p: string) => p.toLowerCase().endsWith('.onnx');
 
-export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
-  if (isOnnxPath(path)) return loadOnnx(path);
+/** One tensor of a state_dict as stored. */
+export interface StoredTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/**
+ * Where a model's weights came from, so that a model derived from it (aligned, merged) can be written back in the
+ * same layout: an ONNX file, or a safetensors state_dict (its tensors in file order with their dtypes, its
+ * `__metadata__`, and which graph initializer holds each tensor).
+ */
+export type ModelSource =
+  | { readonly format: 'onnx'; readonly path: string }
+  | {
+      readonly format: 'safetensors';
+      readonly path: string;
+      readonly tensors: readonly StoredTensor[];
+      readonly metadata: Record<string, string> | undefined;
+      /** The graph the weights run in: the one basin builds for a plain MLP, or an ONNX export (`--graph`). */
+      readonly graph: 'mlp' | string;
+      /** graph initializer -> state_dict tensor (a tied pair stored once: two initializers, one tensor). */
+      readonly mapping: ReadonlyMap<string, WeightMapping>;
+    };
+
+/** A model to run (its graph with the weights in it) and where its weights came from. */
+export interface LoadedModel {
+  readonly model: OnnxModel;
+  readonly source: ModelSource;
+}
+
+/**
+ * Open a model for any command: an ONNX file as it is; a safetensors state_dict (single file, sharded index or
+ * folder) in the `--graph` export, or in the graph basin builds for a plain MLP. Weights run as float32.
+ * @throws BasinError models_mismatch when the state_dict does not fit the graph (naming the initializer); the MLP
+ *   layer rules' spec_arch_mismatch when there is no graph and the state_dict is no plain MLP; the readers' codes.
+ */
+export async function openModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (isOnnxPath(path)) return { model: await loadOnnx(path), source: { format: 'onnx', path } };
   const ck = await openCheckpoint(path);
   const tensors = new Map<string, Tensor>();
+  const stored: StoredTensor[] = [];
+  let metadata: Record<string, string> | undefined;
   try {
-    for (const n of ck.names()) tensors.set(n, await ck.readFloat32(n));
+    for (const n of ck.names()) {
+      const info = ck.info(n);
+      stored.push({ name: n, dtype: info.dtype, shape: [...info.shape] });
+      tensors.set(n, await ck.readFloat32(n));
+    }
+    metadata = ck.metadata;
   } finally {
     await ck.close();
   }
-  if (opts.graph) return withWeights(await loadOnnx(opts.graph), tensors, path);
-  return mlpGraph(tensors, { activation: opts.activation, source: path });
+  let model: OnnxModel;
+  let mapping: Map<string, WeightMapping>;
+  if (opts.graph) {
+    const graph = await loadOnnx(opts.graph);
+    mapping = mapWeights(graph, tensors, path);
+    model = withMapping(graph, tensors, mapping);
+  } else {
+    model = mlpGraph(tensors, { activation: opts.activation, source: path });
+    mapping = new Map(model.weights().filter((w) => tensors.has(w)).map((w) => [w, { tensor: w, transposed: false }]));
+  }
+  return { model, source: { format: 'safetensors', path, tensors: stored, metadata, graph: opts.graph ?? 'mlp', mapping } };
+}
+
+/** The model of `openModel`, without its source. */
+export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
+  return (await openModel(path, opts)).model;
 }
 
 export interface WeightMapping {
@@ -143,7 +202,10 @@ function sameValues(g: Tensor, t: Tensor): boolean {
 
 /** The graph with the state_dict's values in its initializers. */
 export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): OnnxModel {
-  const mapping = mapWeights(graph, tensors, source);
+  return withMapping(graph, tensors, mapWeights(graph, tensors, source));
+}
+
+function withMapping(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, mapping: ReadonlyMap<string, WeightMapping>): OnnxModel {
   const out = graph.clone();
   for (const [w, m] of mapping) {
     const t = tensors.get(m.tensor)!;
