@@ -27,13 +27,14 @@ export interface AlignmentCoverage {
   permutedTensors: number;
   permutedParams: number;
   /**
-   * Why axes are frozen, other than carrying the model's own inputs or outputs (which are never permuted): the
-   * causes that leave hidden units unaligned.
+   * Why axes are frozen, other than carrying no hidden units (the model's own inputs and outputs, kernel and
+   * spatial axes, embedding rows): the causes that leave hidden units unaligned.
    */
   causes: FrozenCause[];
 }
 
-const IO_REASON = /^reaches graph (input|output) /;
+/** Axes that never carry hidden units: the model's own inputs and outputs, kernel and spatial axes, vocabulary rows. */
+const NOT_HIDDEN = /^(reaches graph (input|output) |kernel axis of |spatial axis of |rows of an embedding table)/;
 
 /**
  * Coverage of `spec` over a model's weights.
@@ -60,7 +61,7 @@ export function alignmentCoverage(spec: PermutationSpecJson, shapes: ReadonlyMap
   }
   const causes = new Map<string, FrozenCause>();
   for (const f of spec.frozen ?? ([] as FrozenAxis[])) {
-    if (IO_REASON.test(f.reason)) continue;
+    if (NOT_HIDDEN.test(f.reason)) continue;
     const key = `${f.reason}\u0000${f.node ?? ''}`;
     const c = causes.get(key) ?? { reason: f.reason, ...(f.node !== undefined ? { node: f.node } : {}), tensors: [], axes: 0 };
     if (!c.tensors.includes(f.tensor)) c.tensors.push(f.tensor);
