@@ -6,6 +6,7 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, existsSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { writeSafetensors } from '../src/io/safetensors.js';
@@ -203,4 +204,23 @@ test('merge of the tied-embedding state_dicts stored once (--graph) writes the s
     const y = rb.tensors.get(n)!.values;
     assertAllClose(m.tensors.get(n)!.values, x.map((v, i) => (v + y[i]!) / 2), { rtol: 2 ** -23, atol: 1e-12, label: n });
   }
+});
+
+test('a merged F16 state_dict loads with torch (safetensors.torch.load_file), when python3 has torch', async (t) => {
+  const probe = spawnSync('python3', ['-c', 'import torch, safetensors.torch'], { encoding: 'utf8' });
+  if (probe.status !== 0) {
+    t.skip('python3 with torch and safetensors is not installed');
+    return;
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-merge-torch-'));
+  const a = path.join(dir, 'a.safetensors');
+  const b = path.join(dir, 'b.safetensors');
+  await mlpIn('F16', 0, a);
+  await mlpIn('F16', 1, b);
+  const out = path.join(dir, 'm.safetensors');
+  const r = await runBasin(['merge', a, b, '-o', out, '--align', 'none']);
+  assert.equal(r.code, 0, r.stderr);
+  const py = spawnSync('python3', ['-c', 'import sys; from safetensors.torch import load_file; d = load_file(sys.argv[1]); print(sorted((k, str(v.dtype)) for k, v in d.items()))', out], { encoding: 'utf8' });
+  assert.equal(py.status, 0, py.stderr);
+  assert.match(py.stdout, /\('layers\.0\.weight', 'torch\.float16'\)/);
 });

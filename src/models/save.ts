@@ -16,22 +16,28 @@ import type { ModelSource, StoredTensor } from './load.js';
 
 export type ModelFormat = 'onnx' | 'safetensors';
 
+/** Whether a model output is a folder that gets `model.safetensors` inside: only when the inputs are state_dicts. */
+export function isStateDictFolder(out: string, inputs: readonly string[]): boolean {
+  if (inputs.every((p) => p.toLowerCase().endsWith('.onnx'))) return false;
+  try {
+    return statSync(out).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 /**
- * The format an output path asks for: `.onnx` -> onnx; `.safetensors`, `.index.json` or an existing folder ->
- * safetensors.
+ * The format an output path asks for: `.onnx` -> onnx; `.safetensors`, `.index.json`, or an existing folder when
+ * the inputs are state_dicts -> safetensors. Check outputs with `checkOutputs` first (a folder output of ONNX
+ * inputs, a device, is refused there as output_conflict).
+ * @param inputs the command's model inputs
  * @throws BasinError invalid_argument for any other path (naming the option and the extensions basin writes).
  */
-export function outputFormat(out: string, option = '-o'): ModelFormat {
+export function outputFormat(out: string, inputs: readonly string[] = [], option = '-o'): ModelFormat {
   const lower = out.toLowerCase();
   if (lower.endsWith('.onnx')) return 'onnx';
   if (lower.endsWith('.safetensors') || lower.endsWith(INDEX_SUFFIX)) return 'safetensors';
-  let dir = false;
-  try {
-    dir = statSync(out).isDirectory();
-  } catch {
-    dir = false;
-  }
-  if (dir) return 'safetensors';
+  if (isStateDictFolder(out, inputs)) return 'safetensors';
   throw new BasinError(
     'invalid_argument',
     `${option} ${q(out)}: basin writes the format the extension names: .onnx (an ONNX model), .safetensors or .index.json (a state_dict, sharded for .index.json), or an existing folder (model.safetensors in it)`,
@@ -46,7 +52,7 @@ export function outputFormat(out: string, option = '-o'): ModelFormat {
  * @throws BasinError invalid_argument naming the option and the fix.
  */
 export function checkModelOutput(out: string, inputs: readonly string[], { hasGraph = true, option = '-o' }: { hasGraph?: boolean; option?: string } = {}): ModelFormat {
-  const format = outputFormat(out, option);
+  const format = outputFormat(out, inputs, option);
   const stateDicts = inputs.some((p) => !p.toLowerCase().endsWith('.onnx'));
   if (format === 'onnx' && stateDicts && !hasGraph) {
     throw new BasinError(
@@ -84,7 +90,7 @@ export interface SavedModel {
  *   stored once came to hold different values (nothing is written), and the writers' codes.
  */
 export async function saveModel(model: OnnxModel, out: string, source: ModelSource, opts: SaveModelOptions = {}): Promise<SavedModel> {
-  const format = outputFormat(out);
+  const format = outputFormat(out, (opts.sources ?? [source]).map((s) => s.path));
   if (format === 'onnx') {
     await model.save(out);
     return { format, files: [out], outsideGraph: [] };

@@ -5,7 +5,7 @@ import { alignCheckpoints } from '../../align/align-checkpoints.js';
 import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
-import { outputFormat, saveModel } from '../../models/save.js';
+import { isStateDictFolder, outputFormat, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 
 interface AlignOptions {
@@ -68,10 +68,6 @@ export function register(program: Command): void {
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
         const init = o.init;
         if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
-        const format = outputFormat(o.out);
-        if (format === 'onnx' && !isOnnx(bPath)) {
-          throw new BasinError('invalid_argument', `-o ${q(o.out)} asks for an ONNX model, but B is a state_dict: align writes a state_dict (.safetensors, .index.json or a folder); to get ONNX models, align their exports`, { option: '-o', found: o.out });
-        }
         await checkOutputs({
           inputs: [
             { path: aPath, what: 'model A' },
@@ -81,8 +77,11 @@ export function register(program: Command): void {
             o.data ? { path: o.data, what: '--data' } : undefined,
           ],
           // a safetensors output that is a folder gets model.safetensors inside it (writeCheckpoint)
-          outputs: [{ path: o.out, what: '-o', inFolder: format === 'onnx' ? undefined : 'model.safetensors' }, o.report ? { path: o.report, what: '--report' } : undefined],
+          outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, [aPath, bPath]) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
+        if (outputFormat(o.out, [aPath, bPath]) === 'onnx' && !isOnnx(bPath)) {
+          throw new BasinError('invalid_argument', `-o ${q(o.out)} asks for an ONNX model, but B is a state_dict: align writes a state_dict (.safetensors, .index.json or a folder); to get ONNX models, align their exports`, { option: '-o', found: o.out });
+        }
         const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
         if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${q(aPath)} and ${q(bPath)}`, {});
         let report: Record<string, unknown>;

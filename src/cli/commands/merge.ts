@@ -3,7 +3,7 @@ import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { openModel } from '../../models/load.js';
-import { checkModelOutput, saveModel } from '../../models/save.js';
+import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 import { weightShapes } from '../../align/align-onnx.js';
 import { openDataset } from '../../data/open.js';
@@ -67,7 +67,6 @@ export function register(program: Command): void {
         if (o.align === 'activation' && !o.data) throw new BasinError('invalid_argument', '--align activation needs --data TRAIN', {});
         if (o.repair && o.resetBn) throw new BasinError('invalid_argument', 'give one of --repair and --reset-bn, not both', {});
         const weights = o.weights ? parseWeights(o.weights, paths.length) : undefined;
-        const format = checkModelOutput(o.out, paths, { hasGraph: true });
         await checkOutputs({
           inputs: [
             ...paths.map((p, i) => ({ path: p, what: `model ${i + 1}` })),
@@ -78,8 +77,9 @@ export function register(program: Command): void {
             o.spec ? { path: o.spec, what: '--spec' } : undefined,
             o.graph ? { path: o.graph, what: '--graph' } : undefined,
           ],
-          outputs: [{ path: o.out, what: '-o', inFolder: format === 'safetensors' ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
+          outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, paths) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
+        checkModelOutput(o.out, paths, { hasGraph: true });
         const started = performance.now();
         const loaded = [];
         for (const p of paths) loaded.push(await openModel(p, { graph: o.graph }));
