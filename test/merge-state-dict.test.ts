@@ -224,3 +224,36 @@ test('a merged F16 state_dict loads with torch (safetensors.torch.load_file), wh
   assert.equal(py.status, 0, py.stderr);
   assert.match(py.stdout, /\('layers\.0\.weight', 'torch\.float16'\)/);
 });
+
+test('align and permute follow -o too: ONNX models to .safetensors give their initializers; a state_dict to .onnx and unknown extensions are refused before any work', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-out-fmt-'));
+  const oa = path.join(FIXTURES, 'mlp_small_seed0.onnx');
+  const ob = path.join(FIXTURES, 'mlp_small_seed1.onnx');
+  const st = path.join(dir, 'b_aligned.safetensors');
+  const r1 = await runBasin(['align', oa, ob, '-o', st]);
+  assert.equal(r1.code, 0, r1.stderr);
+  const A = await loadOnnx(oa);
+  const inits = A.weights().filter((n) => A.weightInfo(n).storage !== 'constant');
+  assert.deepEqual(readRaw(st).names.sort(), [...inits].sort());
+
+  const p = path.join(dir, 'p.safetensors');
+  const r2 = await runBasin(['permute', oa, '-o', p, '--seed', '3']);
+  assert.equal(r2.code, 0, r2.stderr);
+  const got = readRaw(p);
+  // a permutation keeps every tensor's multiset of values: sorted values equal the source's
+  for (const n of inits) {
+    const sorted = (x: ArrayLike<number>) => Float64Array.from(x).sort();
+    assert.deepEqual(sorted(got.tensors.get(n)!.values), sorted(A.getFloat32(n).data), n);
+  }
+
+  const sa = path.join(FIXTURES, 'mlp_small_seed0.safetensors');
+  const sb = path.join(FIXTURES, 'mlp_small_seed1.safetensors');
+  const r3 = await runBasin(['align', sa, sb, '--arch', 'mlp', '-o', path.join(dir, 'b.onnx')]);
+  assert.equal(r3.code, 1);
+  assert.match(r3.stderr, /\[invalid_argument\].*'.*b\.onnx'.*state_dict/);
+  assert.doesNotMatch(r3.stderr, /sweep/);
+  const r4 = await runBasin(['permute', oa, '-o', path.join(dir, 'p.txt')]);
+  assert.equal(r4.code, 1);
+  assert.match(r4.stderr, /\[invalid_argument\].*p\.txt/);
+  assert.ok(!existsSync(path.join(dir, 'p.txt')));
+});

@@ -6,6 +6,7 @@ import { graphSpec } from '../../align/infer-spec.js';
 import { randomlyPermute } from '../../align/align-onnx.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { dataFeeds } from '../data-feeds.js';
+import { outputFormat, saveModel } from '../../models/save.js';
 
 export function register(program: Command): void {
   program
@@ -22,13 +23,15 @@ export function register(program: Command): void {
           inputs: [{ path, what: 'the model' }, o.spec ? { path: o.spec, what: '--spec' } : undefined, o.data ? { path: o.data, what: '--data' } : undefined],
           outputs: [{ path: o.out, what: '-o' }],
         });
+        outputFormat(o.out, [path]); // .onnx, or .safetensors for the initializers as a state_dict
+
         const model = await loadOnnx(path);
         const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : graphSpec;
         const feeds = o.data ? await dataFeeds(o.data, model) : undefined;
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });
         log(`permuted ${r.perms.size} group(s); ${(r.changedFraction * 100).toFixed(1)}% of the parameters changed`);
         log(`verified on ${r.verify.samples} inputs: max abs difference ${r.verify.maxAbs.toExponential(2)}, relative ${r.verify.maxRel.toExponential(2)}`);
-        await r.model.save(o.out);
+        await saveModel(r.model, o.out, { format: 'onnx', path });
         log(`wrote ${o.out}`);
       }),
     );
