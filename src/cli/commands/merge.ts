@@ -121,7 +121,7 @@ export function register(program: Command): void {
           }
         }
         const saved = await saveModel(merged, o.out, loaded[0]!.source, { sources: loaded.map((l) => l.source), weights });
-        if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use were averaged as they are (not permuted): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
+        if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use, not permuted (float ones averaged, others copied from the first model): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
         log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
         const evaluations: Record<string, unknown>[] = [];
         if (o.eval) {
