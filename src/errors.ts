@@ -42,6 +42,7 @@ export type BasinErrorCode =
   | 'non_finite'
   | 'shape_mismatch'
   | 'verify_failed'
+  | 'nothing_to_align'
   | 'too_large'
   // generic bad argument
   | 'invalid_argument';

@@ -9,7 +9,11 @@ export interface CloseOptions {
   label?: string;
 }
 
-/** |actual - expected| <= atol + rtol * |expected| elementwise; the message names the first offending index. */
+/**
+ * |actual - expected| <= atol + rtol * |expected| elementwise; the message names the worst offending index.
+ * NaN matches only NaN, and ±Infinity only the same infinity: no tolerance applies to them (Inf - Inf is NaN,
+ * and a tolerance of rtol * Inf would accept any finite value).
+ */
 export function assertAllClose(
   actual: ArrayLike<number> | number,
   expected: ArrayLike<number> | number,
@@ -25,6 +29,10 @@ export function assertAllClose(
     const y = e[i]!;
     if (Number.isNaN(x) || Number.isNaN(y)) {
       if (!(Number.isNaN(x) && Number.isNaN(y))) assert.fail(`${label}[${i}]: ${x} vs expected ${y}`);
+      continue;
+    }
+    if (!Number.isFinite(x) || !Number.isFinite(y)) {
+      if (x !== y) assert.fail(`${label}[${i}]: ${x} vs expected ${y} (an infinity matches only itself)`);
       continue;
     }
     const excess = Math.abs(x - y) - (atol + rtol * Math.abs(y));
@@ -81,10 +89,10 @@ export function randomPermutation(n: number, r: () => number): Int32Array {
 
 export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
 
-/** Run the compiled CLI as a user would; resolves with its exit code and output (never rejects). */
-export function runBasin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** Run the compiled CLI as a user would (`env` adds to or, with undefined, removes from the environment); resolves with its exit code and output (never rejects). */
+export function runBasin(args: string[], { env }: { env?: Record<string, string | undefined> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26, env: env ? { ...process.env, ...env } : undefined }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });

@@ -83,6 +83,28 @@ export function buildModel(spec: GraphSpec): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
+/**
+ * onnxruntime's own log (its severity levels: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal). By default only
+ * fatal messages: its warnings ("initializer … appears in graph inputs", once per session, so dozens of times per
+ * command) say nothing a user can act on, and its errors reach the user as BasinError('onnx_runtime') messages
+ * naming the model and node. `BASIN_DEBUG=1` shows warnings and errors (`BASIN_DEBUG=verbose`: everything).
+ */
+export function ortLogSeverity(env: NodeJS.ProcessEnv = process.env): 0 | 2 | 4 {
+  const debug = env['BASIN_DEBUG'];
+  if (!debug || debug === '0') return 4;
+  return debug === 'verbose' ? 0 : 2;
+}
+
+const LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+
+// The process-wide logger, read by onnxruntime-node when it creates its first session.
+ort.env.logLevel = LOG_LEVELS[ortLogSeverity()];
+
+/** Session options every basin session starts from: onnxruntime's log at `ortLogSeverity()`. */
+export function quietSessionOptions(): ort.InferenceSession.SessionOptions {
+  return { logSeverityLevel: ortLogSeverity() };
+}
+
 let threadOverride: number | null = null;
 
 /** Threads each session uses inside one op: every core Node reports, unless `setEngineThreads` said otherwise. */
@@ -107,6 +129,7 @@ export function setEngineThreads(threads: number | null): void {
 /** Session options for small compute graphs on a few cores. */
 function sessionOptions(): ort.InferenceSession.SessionOptions {
   return {
+    ...quietSessionOptions(),
     intraOpNumThreads: engineThreads(),
     // One node per graph: nothing to run in parallel between ops.
     interOpNumThreads: 1,

@@ -7,6 +7,7 @@
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
+import { quietSessionOptions } from '../engine/ort.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
@@ -105,8 +106,8 @@ export async function probeModel(
   let session: ort.InferenceSession;
   let results: ort.InferenceSession.OnnxValueMapType;
   try {
-    session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), { logSeverityLevel: 3 });
-    results = await session.run(feedsUsed, { logSeverityLevel: 4 });
+    session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), quietSessionOptions());
+    results = await session.run(feedsUsed, { logSeverityLevel: quietSessionOptions().logSeverityLevel as 0 | 1 | 2 | 3 | 4 });
   } catch (e) {
     const err = ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
     if (wasGuessed.length === 0) throw err;

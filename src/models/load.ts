@@ -4,6 +4,7 @@
  * through the graph basin builds for it.
  */
 import { BasinError, q, shapeStr } from '../errors.js';
+import type { DType } from '../dtype.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { Tensor, transpose } from '../tensor/tensor.js';
@@ -19,17 +20,75 @@ export interface LoadModelOptions {
 
 export const isOnnxPath = (p: string) => p.toLowerCase().endsWith('.onnx');
 
-export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
-  if (isOnnxPath(path)) return loadOnnx(path);
+/** One tensor of a state_dict as stored. */
+export interface StoredTensor {
+  readonly name: string;
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+}
+
+/**
+ * Where a model's weights came from, so that a model derived from it (aligned, merged) can be written back in the
+ * same layout: an ONNX file, or a safetensors state_dict (its tensors in file order with their dtypes, its
+ * `__metadata__`, and which graph initializer holds each tensor).
+ */
+export type ModelSource =
+  | { readonly format: 'onnx'; readonly path: string }
+  | {
+      readonly format: 'safetensors';
+      readonly path: string;
+      readonly tensors: readonly StoredTensor[];
+      readonly metadata: Record<string, string> | undefined;
+      /** The graph the weights run in: the one basin builds for a plain MLP, or an ONNX export (`--graph`). */
+      readonly graph: 'mlp' | string;
+      /** graph initializer -> state_dict tensor (a tied pair stored once: two initializers, one tensor). */
+      readonly mapping: ReadonlyMap<string, WeightMapping>;
+    };
+
+/** A model to run (its graph with the weights in it) and where its weights came from. */
+export interface LoadedModel {
+  readonly model: OnnxModel;
+  readonly source: ModelSource;
+}
+
+/**
+ * Open a model for any command: an ONNX file as it is; a safetensors state_dict (single file, sharded index or
+ * folder) in the `--graph` export, or in the graph basin builds for a plain MLP. Weights run as float32.
+ * @throws BasinError models_mismatch when the state_dict does not fit the graph (naming the initializer); the MLP
+ *   layer rules' spec_arch_mismatch when there is no graph and the state_dict is no plain MLP; the readers' codes.
+ */
+export async function openModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  if (isOnnxPath(path)) return { model: await loadOnnx(path), source: { format: 'onnx', path } };
   const ck = await openCheckpoint(path);
   const tensors = new Map<string, Tensor>();
+  const stored: StoredTensor[] = [];
+  let metadata: Record<string, string> | undefined;
   try {
-    for (const n of ck.names()) tensors.set(n, await ck.readFloat32(n));
+    for (const n of ck.names()) {
+      const info = ck.info(n);
+      stored.push({ name: n, dtype: info.dtype, shape: [...info.shape] });
+      tensors.set(n, await ck.readFloat32(n));
+    }
+    metadata = ck.metadata;
   } finally {
     await ck.close();
   }
-  if (opts.graph) return withWeights(await loadOnnx(opts.graph), tensors, path);
-  return mlpGraph(tensors, { activation: opts.activation, source: path });
+  let model: OnnxModel;
+  let mapping: Map<string, WeightMapping>;
+  if (opts.graph) {
+    const graph = await loadOnnx(opts.graph);
+    mapping = mapWeights(graph, tensors, path);
+    model = withMapping(graph, tensors, mapping);
+  } else {
+    model = mlpGraph(tensors, { activation: opts.activation, source: path });
+    mapping = new Map(model.weights().filter((w) => tensors.has(w)).map((w) => [w, { tensor: w, transposed: false }]));
+  }
+  return { model, source: { format: 'safetensors', path, tensors: stored, metadata, graph: opts.graph ?? 'mlp', mapping } };
+}
+
+/** The model of `openModel`, without its source. */
+export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
+  return (await openModel(path, opts)).model;
 }
 
 export interface WeightMapping {
@@ -37,17 +96,25 @@ export interface WeightMapping {
   tensor: string;
   /** the graph stores the transpose (torch exports Linear on 3-D inputs as MatMul with W^T). */
   transposed: boolean;
+  /**
+   * A tied pair stored once: the state_dict tensor is also mapped to another initializer (safetensors and Hugging
+   * Face drop `lm_head.weight` when it is tied to the embedding; the export keeps a transposed copy). One tensor,
+   * so one permutation and one value for both.
+   */
+  tied?: boolean;
 }
 
 /**
  * Match a graph's float initializers to state_dict tensors: same name first; then, for names the exporter made up
- * (onnx::MatMul_123), the one remaining tensor with equal values (as stored or transposed), or else the only
- * remaining tensor of that shape. Ambiguity is an error naming the candidates.
+ * (onnx::MatMul_123), the one remaining tensor with equal values (as stored or transposed); else one tensor
+ * already mapped whose values equal it (a tied pair stored once: both initializers map to that tensor); else the
+ * only remaining tensor of that shape. Ambiguity is an error naming the candidates.
  */
 export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): Map<string, WeightMapping> {
   const out = new Map<string, WeightMapping>();
   const used = new Set<string>();
   const pending: string[] = [];
+  const tiedLater: string[] = [];
   for (const w of graph.weights()) {
     const info = graph.weightInfo(w);
     if (info.storage === 'constant' && info.shape.length === 0) continue; // scalars in the graph's arithmetic
@@ -68,6 +135,10 @@ export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor
     const equal = cands.filter(([, t]) => sameValues(g, t));
     const modules = consumerModules(graph, w);
     const named = cands.filter(([n]) => modules.some((m) => n === `${m}.weight`));
+    if (cands.length === 0 && g.rank === 2 && !constantValued(g)) {
+      tiedLater.push(w); // no tensor of its own left: a tied pair stored once?
+      continue;
+    }
     const pick = equal.length === 1 ? equal[0] : cands.length === 1 ? cands[0] : named.length === 1 ? named[0] : undefined;
     if (!pick) {
       throw new BasinError(
@@ -81,6 +152,27 @@ export function mapWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor
     out.set(w, { tensor: pick[0], transposed: pick[1].shape.join(',') !== shape });
     used.add(pick[0]);
   }
+  // A tied pair stored once: the export holds the tensor twice (the embedding, and a transposed copy for the
+  // head); the graph's own values show which initializer the copy equals, whatever the state_dict's seed.
+  for (const w of tiedLater) {
+    const g = graph.getFloat32(w);
+    const targets = new Map<string, boolean>();
+    for (const [other, m] of out) {
+      const o = graph.getFloat32(other);
+      if (sameShapeOrTransposed(g, o) && sameValues(g, o)) targets.set(m.tensor, m.transposed !== (o.shape.join(',') !== g.shape.join(',')));
+    }
+    if (targets.size !== 1) {
+      throw new BasinError(
+        'models_mismatch',
+        `${q(source)}: cannot tell which tensor the graph's initializer ${q(w)} ${shapeStr(g.shape)} is (no tensor of that shape is left` +
+          (targets.size > 1 ? `, and it equals several: ${[...targets.keys()].map(q).join(', ')})` : ', and it is no copy of another weight of the graph)'),
+        { tensor: w },
+      );
+    }
+    const [tensor, transposed] = [...targets][0]!;
+    for (const [k, m] of out) if (m.tensor === tensor) out.set(k, { ...m, tied: true });
+    out.set(w, { tensor, transposed, tied: true });
+  }
   return out;
 }
 
@@ -92,6 +184,15 @@ function consumerModules(graph: OnnxModel, w: string): string[] {
     .filter(Boolean);
 }
 
+function sameShapeOrTransposed(g: Tensor, t: Tensor): boolean {
+  return t.shape.join(',') === g.shape.join(',') || (g.rank === 2 && t.shape.join(',') === [...g.shape].reverse().join(','));
+}
+
+/** Every element equal (a freshly initialised bias or norm scale): equal values prove no tie. */
+function constantValued(t: Tensor): boolean {
+  return t.data.every((v) => v === t.data[0]);
+}
+
 function sameValues(g: Tensor, t: Tensor): boolean {
   const x = t.shape.join(',') === g.shape.join(',') ? t : transpose(t, [1, 0]);
   if (x.size !== g.size) return false;
@@ -101,7 +202,10 @@ function sameValues(g: Tensor, t: Tensor): boolean {
 
 /** The graph with the state_dict's values in its initializers. */
 export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): OnnxModel {
-  const mapping = mapWeights(graph, tensors, source);
+  return withMapping(graph, tensors, mapWeights(graph, tensors, source));
+}
+
+function withMapping(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, mapping: ReadonlyMap<string, WeightMapping>): OnnxModel {
   const out = graph.clone();
   for (const [w, m] of mapping) {
     const t = tensors.get(m.tensor)!;
@@ -110,15 +214,36 @@ export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tenso
   return out;
 }
 
-/** A spec written for a graph's initializers, restated for the state_dict those initializers were mapped to. */
+/**
+ * A spec written for a graph's initializers, restated for the state_dict those initializers were mapped to.
+ * @throws BasinError spec_invalid when the two initializers of a tied pair stored once are permuted differently
+ *   (one tensor cannot carry two permutations), naming both.
+ */
 export function specForStateDict(spec: PermutationSpecJson, mapping: ReadonlyMap<string, WeightMapping>): PermutationSpecJson {
   const axes: Record<string, PermRef[]> = {};
+  const from = new Map<string, string>();
   for (const [w, refs] of Object.entries(spec.axes_to_perm)) {
     const m = mapping.get(w);
     if (!m) continue; // graph-only constants
-    axes[m.tensor] = m.transposed ? [...refs].reverse() : [...refs];
+    const mine = m.transposed ? [...refs].reverse() : [...refs];
+    const other = axes[m.tensor];
+    if (other && other.join('\u0000') !== mine.join('\u0000')) {
+      throw new BasinError(
+        'spec_invalid',
+        `${q(m.tensor)} is stored once for the tied initializers ${q(from.get(m.tensor)!)} and ${q(w)}, but the spec permutes them differently ` +
+          `([${other.map((r) => (r === null ? 'null' : q(r))).join(', ')}] vs [${mine.map((r) => (r === null ? 'null' : q(r))).join(', ')}] in the state_dict's layout)`,
+        { tensor: m.tensor, node: w },
+      );
+    }
+    axes[m.tensor] = mine;
+    from.set(m.tensor, w);
   }
-  return { ...spec, axes_to_perm: axes };
+  const frozen = spec.frozen?.flatMap((f) => {
+    const m = mapping.get(f.tensor);
+    if (!m) return [];
+    return [{ ...f, tensor: m.tensor, axis: m.transposed ? 1 - f.axis : f.axis }];
+  });
+  return { ...spec, axes_to_perm: axes, ...(frozen ? { frozen } : {}) };
 }
 
 /** The spec of a state_dict, inferred from an ONNX export of its architecture. */

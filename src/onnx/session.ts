@@ -10,7 +10,7 @@ import onnxproto from 'onnx-proto';
 import { f16ToF32, f32ToF16, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
-import { engineThreads } from '../engine/ort.js';
+import { engineThreads, quietSessionOptions } from '../engine/ort.js';
 import { ortError } from './ort-error.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
@@ -173,6 +173,7 @@ export function toTensor(name: string, v: RawValue): Tensor {
 /** Session options for whole models. */
 function options(threads: number | undefined): ort.InferenceSession.SessionOptions {
   return {
+    ...quietSessionOptions(),
     intraOpNumThreads: threads ?? engineThreads(),
     interOpNumThreads: 1,
     executionMode: 'sequential',

@@ -6,6 +6,8 @@ import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
 import { dimOption, dimsOf, feedBatches } from '../data-feeds.js';
+import { isStateDictFolder, outputFormat, saveModel } from '../../models/save.js';
+import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 
 interface AlignOptions {
   out: string;
@@ -20,6 +22,7 @@ interface AlignOptions {
   maxIter: number;
   report?: string;
   dim: string[];
+  strict?: boolean;
 }
 
 function sweepLogger(): (info: SweepInfo) => void {
@@ -32,6 +35,18 @@ function sweepLogger(): (info: SweepInfo) => void {
 }
 
 const isOnnx = (p: string) => p.toLowerCase().endsWith('.onnx');
+
+/** Coverage of a checkpoint's spec (a document, or 'mlp' derived from A's names and shapes), checked before any matching. */
+async function checkpointCoverage(aPath: string, spec: PermutationSpecJson | 'mlp', opts: { what: string; strict?: boolean; fromSpec: boolean }) {
+  const { openCheckpoint } = await import('../../io/checkpoint.js');
+  const { DTYPES } = await import('../../dtype.js');
+  const ck = await openCheckpoint(aPath);
+  const shapes = new Map(ck.names().filter((n) => DTYPES[ck.info(n).dtype].isFloat).map((n) => [n, ck.info(n).shape]));
+  await ck.close();
+  const doc = spec === 'mlp' ? (await import('../../spec/mlp.js')).mlpSpec(shapes, aPath) : spec;
+  const coverage = alignmentCoverage(doc, shapes);
+  return { coverage, warnings: coverageWarnings(coverage, opts) };
+}
 
 export function register(program: Command): void {
   const cmd = program
@@ -49,7 +64,8 @@ export function register(program: Command): void {
     .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', parseChoice('--init', ['best', 'greedy', 'identity'] as const), 'greedy')
     .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
-    .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON');
+    .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
+    .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
   dimOption(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
         const init = o.init;
@@ -63,8 +79,11 @@ export function register(program: Command): void {
             o.data ? { path: o.data, what: '--data' } : undefined,
           ],
           // a safetensors output that is a folder gets model.safetensors inside it (writeCheckpoint)
-          outputs: [{ path: o.out, what: '-o', inFolder: isOnnx(aPath) ? undefined : 'model.safetensors' }, o.report ? { path: o.report, what: '--report' } : undefined],
+          outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, [aPath, bPath]) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
+        if (outputFormat(o.out, [aPath, bPath]) === 'onnx' && !isOnnx(bPath)) {
+          throw new BasinError('invalid_argument', `-o ${q(o.out)} asks for an ONNX model, but B is a state_dict: align writes a state_dict (.safetensors, .index.json or a folder); to get ONNX models, align their exports`, { option: '-o', found: o.out });
+        }
         const specJson = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
         if (isOnnx(aPath) !== isOnnx(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${q(aPath)} and ${q(bPath)}`, {});
         let report: Record<string, unknown>;
@@ -90,7 +109,11 @@ export function register(program: Command): void {
             limit: o.limit,
           });
           log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.maxRel.toExponential(2)}`);
-          await r.aligned.save(o.out);
+          const { weightShapes } = await import('../../align/align-onnx.js');
+          const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
+          const warnings = coverageWarnings(coverage, { what: q(bPath), strict: o.strict, fromSpec: Boolean(o.spec) });
+          for (const w of warnings) log(`WARNING: ${w}`);
+          await saveModel(r.aligned, o.out, { format: 'onnx', path: bPath });
           report = {
             method: o.method,
             a: aPath,
@@ -105,6 +128,8 @@ export function register(program: Command): void {
             unpermuted: a.weights().filter((n) => !r.spec.axesToPerm.has(n) && a.weightInfo(n).shape.some((d) => d > 1)),
             verified: true,
             verify: { samples: r.verify.samples, max_abs: r.verify.maxAbs, max_rel: r.verify.maxRel },
+            warnings,
+            coverage: { groups: coverage.groups, permuted_params: coverage.permutedParams, params: coverage.params, frozen_causes: coverage.causes },
             spec: r.spec.toJson(),
           };
         } else {
@@ -114,11 +139,13 @@ export function register(program: Command): void {
           }
           const spec = specJson ?? (o.graph ? await (await import('../../models/load.js')).stateDictSpecFromGraph(o.graph, aPath) : 'mlp');
           const graph = o.graph ? { onnx: o.graph } : o.arch ? ('mlp' as const) : undefined;
+          const { coverage, warnings } = await checkpointCoverage(aPath, spec, { what: q(bPath), strict: o.strict, fromSpec: Boolean(specJson) });
+          for (const w of warnings) log(`WARNING: ${w}`);
           const r = await alignCheckpoints(aPath, bPath, o.out, { spec, graph, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() });
           if (r.verify) log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
           else log(`note: the output is NOT verified: ${r.unverified_reason}`);
           for (const f of r.spec.frozen ?? []) log(`note: ${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
-          report = { ...r };
+          report = { ...r, warnings, coverage: { groups: coverage.groups, permuted_params: coverage.permutedParams, params: coverage.params, frozen_causes: coverage.causes } };
         }
         const r = report as { perms: object; sweeps: number[]; seconds: number; objective_before: number; objective_after: number; unpermuted: string[] };
         log(

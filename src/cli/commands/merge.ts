@@ -2,7 +2,10 @@ import type { Command } from 'commander';
 import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
-import { loadModel } from '../../models/load.js';
+import { openModel } from '../../models/load.js';
+import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
+import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
+import { weightShapes } from '../../align/align-onnx.js';
 import { openDataset } from '../../data/open.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { permuteModel, resolveSpec } from '../../align/align-onnx.js';
@@ -28,6 +31,7 @@ interface Options {
   maxIter: number;
   statsLimit: number;
   report?: string;
+  strict?: boolean;
 }
 
 function parseWeights(s: string, n: number): number[] {
@@ -43,7 +47,7 @@ export function register(program: Command): void {
     .command('merge')
     .description('align every model to a common reference (Git Re-Basin MergeMany) and average them')
     .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors MLPs / with --graph)')
-    .requiredOption('-o, --out <path>', 'where to write the merged model (.onnx)')
+    .requiredOption('-o, --out <path>', 'where to write the merged model: .onnx (a model), .safetensors / .index.json / a folder (a state_dict, each tensor in its source dtype)')
     .option('--align <method>', 'weight | activation (needs --data) | none', parseChoice('--align', ['weight', 'activation', 'none'] as const), 'weight')
     .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
     .option('--data <train>', 'data for activation matching')
@@ -56,6 +60,7 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum MergeMany rounds', parseIntOption('--max-iter', 1), 20)
     .option('--report <file>', 'permutations, rounds and evaluations as JSON')
+    .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning')
     .action(
       action(async (paths: string[], o: Options) => {
         if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
@@ -72,13 +77,18 @@ export function register(program: Command): void {
             o.spec ? { path: o.spec, what: '--spec' } : undefined,
             o.graph ? { path: o.graph, what: '--graph' } : undefined,
           ],
-          outputs: [{ path: o.out, what: '-o' }, o.report ? { path: o.report, what: '--report' } : undefined],
+          outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, paths) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
+        checkModelOutput(o.out, paths, { hasGraph: true });
         const started = performance.now();
-        const models = [];
-        for (const p of paths) models.push(await loadModel(p, { graph: o.graph }));
+        const loaded = [];
+        for (const p of paths) loaded.push(await openModel(p, { graph: o.graph }));
+        const models = loaded.map((l) => l.model);
         const specSource = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : await specFor(paths[0]!, undefined, o.graph, models[0]!);
         const spec = await resolveSpec(models[0]!, specSource, o.spec);
+        const warnings =
+          o.align === 'none' ? [] : coverageWarnings(alignmentCoverage(spec.toJson(), weightShapes(models[0]!)), { what: 'the models', strict: o.strict, fromSpec: Boolean(o.spec) });
+        for (const w of warnings) log(`WARNING: ${w}`);
         const data = o.data ? await openDataset(o.data, { limit: o.statsLimit }) : undefined;
         log(`merging ${paths.length} models (${o.align} matching, ${spec.free.length} permutation group(s))…`);
         const r =
@@ -110,7 +120,8 @@ export function register(program: Command): void {
             merged = await fixMerged('reset-bn', merged, { a: models[0]!, b: models[1]!, alpha: 0.5 }, fixData);
           }
         }
-        await merged.save(o.out);
+        const saved = await saveModel(merged, o.out, loaded[0]!.source, { sources: loaded.map((l) => l.source), weights });
+        if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use, not permuted (float ones averaged, others copied from the first model): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
         log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
         const evaluations: Record<string, unknown>[] = [];
         if (o.eval) {
@@ -130,7 +141,9 @@ export function register(program: Command): void {
           await writeJson(o.report, {
             models: paths,
             out: o.out,
+            format: saved.format,
             align: o.align,
+            warnings,
             weights: weights ?? null,
             rounds: r.rounds,
             perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),

@@ -6,6 +6,7 @@ import { graphSpecWith } from '../../align/infer-spec.js';
 import { randomlyPermute } from '../../align/align-onnx.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { dimOption, dimsOf, inputOption, inputsOf, feedBatches, openDataFeeds } from '../data-feeds.js';
+import { outputFormat, saveModel } from '../../models/save.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -28,6 +29,8 @@ export function register(program: Command): void {
           ],
           outputs: [{ path: o.out, what: '-o' }],
         });
+        outputFormat(o.out, [path]); // .onnx, or .safetensors for the initializers as a state_dict
+
         const model = await loadOnnx(path);
         const dims = dimsOf(model, o.dim);
         const data = await openDataFeeds(o.data, model, { limit: 256, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
@@ -36,7 +39,7 @@ export function register(program: Command): void {
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });
         log(`permuted ${r.perms.size} group(s); ${(r.changedFraction * 100).toFixed(1)}% of the parameters changed`);
         log(`verified on ${r.verify.samples} inputs: max abs difference ${r.verify.maxAbs.toExponential(2)}, relative ${r.verify.maxRel.toExponential(2)}`);
-        await r.model.save(o.out);
+        await saveModel(r.model, o.out, { format: 'onnx', path });
         log(`wrote ${o.out}`);
       }),
     );

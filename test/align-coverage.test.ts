@@ -1,0 +1,99 @@
+/**
+ * Loud no-ops: an alignment that can permute nothing (every hidden axis frozen, here by onnxruntime's
+ * `com.microsoft` Gelu) warns on stderr naming the op and node, says so in the report, and fails with --strict;
+ * one that leaves part of the weights unpermuted says how much and why.
+ */
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { alignmentCoverage, coverageWarnings } from '../src/align/coverage.js';
+import { FIXTURES, assertBasinError, runBasin } from './helpers.js';
+
+const FIELD = path.join(FIXTURES, '../field');
+const gelu = (seed: number) => path.join(FIELD, `field-ort-contrib-gelu-seed${seed}.onnx`);
+
+test('align of the com.microsoft Gelu pair warns that nothing can be permuted, naming op and node; --strict refuses and writes nothing', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-noop-'));
+  const out = path.join(dir, 'b.onnx');
+  const report = path.join(dir, 'r.json');
+  const r = await runBasin(['align', gelu(0), gelu(1), '-o', out, '--report', report]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /WARNING: nothing to align: .*'com\.microsoft\.Gelu'.*node '\/Relu'/);
+  const rep = JSON.parse(readFileSync(report, 'utf8'));
+  assert.equal(rep.warnings.length, 1);
+  assert.match(rep.warnings[0], /nothing to align/);
+  assert.equal(rep.coverage.permuted_params, 0);
+  assert.equal(rep.coverage.params, 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10);
+
+  const strictOut = path.join(dir, 'strict.onnx');
+  const s = await runBasin(['align', gelu(0), gelu(1), '-o', strictOut, '--strict']);
+  assert.equal(s.code, 1);
+  assert.match(s.stderr, /\[nothing_to_align\].*'com\.microsoft\.Gelu'/);
+  assert.ok(!existsSync(strictOut));
+});
+
+test('merge of the com.microsoft Gelu pair warns that it is a plain average; --strict refuses before writing', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-noop-merge-'));
+  const r = await runBasin(['merge', gelu(0), gelu(1), '-o', path.join(dir, 'm.onnx')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /WARNING: nothing to align/);
+  const s = await runBasin(['merge', gelu(0), gelu(1), '-o', path.join(dir, 'm2.onnx'), '--strict']);
+  assert.equal(s.code, 1);
+  assert.match(s.stderr, /\[nothing_to_align\]/);
+  assert.ok(!existsSync(path.join(dir, 'm2.onnx')));
+});
+
+test('align says how much stays unpermuted when grouped convolutions freeze part of a ResNeXt, and stays quiet on a plain MLP', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-partial-'));
+  const rx = path.join(FIELD, 'zoo-resnext-micro.onnx');
+  const r = await runBasin(['align', rx, rx, '-o', path.join(dir, 'rx.onnx')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /WARNING: part of .* stays unaligned: \d+ hidden weight axes frozen.*\d+\.\d% of the parameters.*grouped Conv/);
+  const m = await runBasin(['align', path.join(FIXTURES, 'mlp_small_seed0.onnx'), path.join(FIXTURES, 'mlp_small_seed1.onnx'), '-o', path.join(dir, 'm.onnx')]);
+  assert.equal(m.code, 0, m.stderr);
+  assert.doesNotMatch(m.stderr, /WARNING/);
+});
+
+test('align of state_dicts with a spec that names no permutation warns; --strict refuses before any matching', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-noop-st-'));
+  const spec = path.join(dir, 'spec.json');
+  writeFileSync(spec, JSON.stringify({ axes_to_perm: { 'layers.0.weight': [null, null], 'layers.1.weight': [null, null], 'head.weight': [null, null] } }));
+  const a = path.join(FIXTURES, 'mlp_small_seed0.safetensors');
+  const b = path.join(FIXTURES, 'mlp_small_seed1.safetensors');
+  const r = await runBasin(['align', a, b, '--spec', spec, '-o', path.join(dir, 'b.safetensors')]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /WARNING: nothing to align: .*the spec names no permutation/);
+  const s = await runBasin(['align', a, b, '--spec', spec, '-o', path.join(dir, 'b2.safetensors'), '--strict']);
+  assert.equal(s.code, 1);
+  assert.match(s.stderr, /\[nothing_to_align\]/);
+  assert.doesNotMatch(s.stderr, /sweep/, 'refused before matching');
+});
+
+test('alignmentCoverage counts permuted tensors and parameters, and keeps only causes that freeze hidden units', async () => {
+  const shapes = new Map<string, number[]>([
+    ['w0', [8, 4]],
+    ['b0', [8]],
+    ['w1', [3, 8]],
+    ['eps', [1]],
+  ]);
+  const c = alignmentCoverage(
+    {
+      axes_to_perm: { w0: ['P', null], b0: ['P'], w1: [null, 'P'] },
+      frozen: [
+        { tensor: 'w0', axis: 1, reason: "reaches graph input 'x'" },
+        { tensor: 'w1', axis: 0, reason: "op 'com.microsoft.Foo' is not known to be permutation-equivariant", node: 'n1' },
+      ],
+    },
+    shapes,
+  );
+  assert.deepEqual({ ...c, causes: undefined }, { groups: 1, tensors: 3, params: 32 + 8 + 24, permutedTensors: 3, permutedParams: 64, causes: undefined });
+  assert.equal(c.causes.length, 1);
+  assert.equal(c.causes[0]!.node, 'n1');
+  const none = alignmentCoverage({ axes_to_perm: {}, frozen: [{ tensor: 'w0', axis: 0, reason: "op 'X' is not known", node: 'n\u001b[2J' }] }, shapes);
+  assert.equal(none.permutedParams, 0);
+  const e = await assertBasinError(() => coverageWarnings(none, { what: "'B'", strict: true }), 'nothing_to_align');
+  assert.match(e.message, /node 'n\\x1b\[2J'/, 'names from the file are escaped');
+  assert.equal(coverageWarnings(none, { what: "'B'" }).length, 1);
+});
