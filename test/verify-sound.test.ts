@@ -36,19 +36,19 @@ interface Mlp {
   out: number;
 }
 
-/** x → Gemm → h → Relu → r → Gemm → z (→ Sigmoid → y when `sigmoid`). */
-function build(m: Mlp, sigmoid = false): OnnxModel {
+/** x → Gemm → h → Relu → r → Gemm → z (→ Sigmoid → y when `sigmoid`), computed in `dtype` (F32 or F16). */
+function build(m: Mlp, sigmoid = false, dtype: 'F32' | 'F16' = 'F32'): OnnxModel {
   const g = new GraphBuilder(17)
-    .input('x', ['batch', m.inDim])
-    .initializer('w1', new Tensor([m.hidden, m.inDim], m.w1))
-    .initializer('b1', new Tensor([m.hidden], m.b1))
-    .initializer('w2', new Tensor([m.out, m.hidden], m.w2))
-    .initializer('b2', new Tensor([m.out], m.b2))
+    .input('x', ['batch', m.inDim], dtype)
+    .initializer('w1', new Tensor([m.hidden, m.inDim], m.w1), { dtype })
+    .initializer('b1', new Tensor([m.hidden], m.b1), { dtype })
+    .initializer('w2', new Tensor([m.out, m.hidden], m.w2), { dtype })
+    .initializer('b2', new Tensor([m.out], m.b2), { dtype })
     .node('Gemm', ['x', 'w1', 'b1'], ['h'], { transB: 1 })
     .node('Relu', ['h'], ['r'])
     .node('Gemm', ['r', 'w2', 'b2'], ['z'], { transB: 1 });
-  if (sigmoid) g.node('Sigmoid', ['z'], ['y']).output('y', ['batch', m.out]);
-  else g.output('z', ['batch', m.out]);
+  if (sigmoid) g.node('Sigmoid', ['z'], ['y']).output('y', ['batch', m.out], dtype);
+  else g.output('z', ['batch', m.out], dtype);
   return g.build();
 }
 
@@ -176,6 +176,31 @@ test('one swapped channel behind a saturated sigmoid fails, although the outputs
   // the right permutation of the same model passes, with or without it
   assert.equal((await compareModels(a, right, feedsOf(a))).equivalent, true);
   assert.equal((await compareModels(a, right, feedsOf(a), { permutation: { spec, assignment: new Map([['P', swap]]) } })).equivalent, true);
+});
+
+test('float16 models: correct permutations pass over 10 seeds (tolerance from float16 rounding), a swapped channel fails', async () => {
+  for (let seed = 0; seed < 10; seed++) {
+    const r = rng(seed);
+    const m: Mlp = {
+      w1: Float32Array.from({ length: 32 * 8 }, () => randn(r) / Math.sqrt(8)),
+      b1: Float32Array.from({ length: 32 }, () => 0.1 * randn(r)),
+      w2: Float32Array.from({ length: 4 * 32 }, () => randn(r) / Math.sqrt(32)),
+      b2: Float32Array.from({ length: 4 }, () => 0.1 * randn(r)),
+      inDim: 8,
+      hidden: 32,
+      out: 4,
+    };
+    const perm = randomPermutation(m.hidden, rng(200 + seed));
+    const a = build(m, false, 'F16');
+    const right = await compareModels(a, build(permuteHidden(m, perm), false, 'F16'), feedsOf(a), {
+      permutation: { spec: mlpSpec(m), assignment: new Map([['P', perm]]) },
+    });
+    assert.equal(right.equivalent, true, `seed ${seed}: ${right.worst.name} differs by ${right.worst.maxAbs} > ${right.worst.tolerance}`);
+    const swap = Int32Array.from({ length: m.hidden }, (_, i) => (i === 0 ? 1 : i === 1 ? 0 : i));
+    const wrong = await compareModels(a, build(permuteHidden(m, swap, { w2: false }), false, 'F16'), feedsOf(a));
+    assert.equal(wrong.equivalent, false, `seed ${seed}: a swapped channel passed (${wrong.worst.name} ${wrong.worst.ratio}x)`);
+    assert.equal(wrong.worst.name, 'z');
+  }
 });
 
 test('two graphs that differ are compared on their outputs only, and say so', async () => {

@@ -46,7 +46,7 @@ export interface ValueDiff {
   maxAbs: number;
   /** maxAbs divided by A's largest |value| (for reports; equivalence uses `tolerance`). */
   maxRel: number;
-  /** The rounding tolerance C·eps·sqrt(K)·S (tolerance.ts). */
+  /** The rounding tolerance C·S·(eps_acc·sqrt(K) + eps(type)) (tolerance.ts). */
   tolerance: number;
   /** S: magnitude of the terms that produced the value. */
   scale: number;
