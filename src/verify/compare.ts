@@ -330,6 +330,19 @@ export function describeDiff(v: ValueDiff): string {
   );
 }
 
+/** One line for logs: what was compared on how many inputs, and the value closest to its tolerance. */
+export function verifySummary(r: VerifyResult): string {
+  const count = (k: ValueKind) => r.values.filter((v) => v.kind === k).length;
+  const parts = [`${count('output')} output(s)`];
+  if (count('point')) parts.push(`${count('point')} activation point(s) un-permuted`);
+  if (count('hidden')) parts.push(`${count('hidden')} hidden value(s) as sorted values`);
+  const w = r.worst;
+  return (
+    `${r.samples} inputs, ${parts.join(', ')}: ${r.equivalent ? 'every value within float rounding' : 'DIFFERENT'} ` +
+    `(closest: ${q(w.name)} at ${Number.isFinite(w.ratio) ? w.ratio.toPrecision(2) : 'infinitely many times'} its tolerance; max relative output difference ${r.maxRel.toExponential(2)})`
+  );
+}
+
 /**
  * Throw verify_failed when B does not reproduce A (some value beyond its rounding tolerance).
  * @throws BasinError verify_failed naming the value, its difference and its tolerance

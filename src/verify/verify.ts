@@ -45,6 +45,7 @@ export {
   assertEquivalent,
   checkHasOutputs,
   describeDiff,
+  verifySummary,
   type CompareOptions,
   type ComparePermutation,
   type ValueDiff,

@@ -5,6 +5,7 @@ import { alignCheckpoints } from '../../align/align-checkpoints.js';
 import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
+import { verifySummary } from '../../verify/verify.js';
 
 interface AlignOptions {
   out: string;
@@ -85,7 +86,7 @@ export function register(program: Command): void {
             data: o.data,
             limit: o.limit,
           });
-          log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.maxRel.toExponential(2)}`);
+          log(`verified aligned B against B on ${verifySummary(r.verify)}`);
           await r.aligned.save(o.out);
           report = {
             method: o.method,

@@ -6,6 +6,7 @@ import { graphSpec } from '../../align/infer-spec.js';
 import { randomlyPermute } from '../../align/align-onnx.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { dataFeeds } from '../data-feeds.js';
+import { verifySummary } from '../../verify/verify.js';
 
 export function register(program: Command): void {
   program
@@ -27,7 +28,7 @@ export function register(program: Command): void {
         const feeds = o.data ? await dataFeeds(o.data, model) : undefined;
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });
         log(`permuted ${r.perms.size} group(s); ${(r.changedFraction * 100).toFixed(1)}% of the parameters changed`);
-        log(`verified on ${r.verify.samples} inputs: max abs difference ${r.verify.maxAbs.toExponential(2)}, relative ${r.verify.maxRel.toExponential(2)}`);
+        log(`verified on ${verifySummary(r.verify)}`);
         await r.model.save(o.out);
         log(`wrote ${o.out}`);
       }),
