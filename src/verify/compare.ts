@@ -96,13 +96,17 @@ export async function compareModels(
   checkHasOutputs(b);
   const plan = producedValues(a);
   const same = sameGraph(a, b);
-  const hidden: VerifyResult['hidden'] = opts.hidden === false ? 'off' : same ? 'compared' : 'graphs differ';
+  let hidden: VerifyResult['hidden'] = opts.hidden === false ? 'off' : same ? 'compared' : 'graphs differ';
   const inner = plan.filter((p) => !p.output).map((p) => p.name);
-  const { session: sa, exposed } = await exposingSession(a, inner);
+  const { session: sa, exposed: exposedA } = await exposingSession(a, inner);
   let sb: OnnxSession | undefined;
   try {
-    sb = await exposingSession(b, hidden === 'compared' ? exposed : []).then((s) => s.session);
-    const names = sa.outputNames.filter((n) => sb!.outputNames.includes(n) && !exposed.includes(n));
+    const opened = await exposingSession(b, hidden === 'compared' ? exposedA : []);
+    sb = opened.session;
+    // hidden values compared: those both sessions expose (onnxruntime may refuse a few)
+    const exposed = hidden === 'compared' ? opened.exposed : [];
+    if (hidden === 'compared' && exposed.length === 0 && inner.length > 0) hidden = 'off';
+    const names = sa.outputNames.filter((n) => sb!.outputNames.includes(n) && !exposedA.includes(n));
     if (names.length === 0) throw new BasinError('models_mismatch', 'the two models have no output name in common', { file: b.path });
     const points = hidden === 'compared' && opts.permutation ? pointsByValue(opts.permutation) : new Map<string, PointAxis[]>();
     const acc = new Map<string, Acc>();
