@@ -219,6 +219,7 @@ test('two graphs that differ are compared on their outputs only, and say so', as
     .output('z', ['batch', m.out])
     .build();
   const r = await compareModels(a, g, feedsOf(a));
+  await assertBasinError(() => compareModels(a, g, []), 'data_invalid');
   assert.equal(r.hidden, 'graphs differ');
   assert.deepEqual(r.values.map((v) => v.kind), ['output']);
   assert.equal(r.equivalent, true);

@@ -84,7 +84,7 @@ const FLOAT_TYPES = new Set(['float32', 'float16', 'float64']);
  * @param a the reference model
  * @param b the model that should compute A's function (A's permuted copy, or any model with A's outputs)
  * @throws BasinError onnx_invalid when a model declares no outputs; models_mismatch when they share no output name;
- *   onnx_runtime when a model fails to run. A difference is not an error: read `equivalent` (or assertEquivalent).
+ *   data_invalid when `batches` is empty; onnx_runtime when a model fails to run. A difference is not an error: read `equivalent` (or assertEquivalent).
  */
 export async function compareModels(
   a: OnnxModel,
@@ -147,6 +147,7 @@ export async function compareModels(
       const first = Object.values(feeds)[0];
       samples += first && 'shape' in first ? (first.shape[0] ?? 1) : first && 'dims' in first ? (first.dims[0] ?? 1) : 1;
     }
+    if (acc.size === 0) throw new BasinError('data_invalid', 'no inputs to verify on: the data gave no batch', { file: a.path });
     const dimsOf = (n: string) => dims.get(n) ?? (a.has(n) ? a.weightInfo(n).shape : undefined);
     const scales = termScales(plan, magnitude, dimsOf);
     const values: ValueDiff[] = [];
