@@ -49,7 +49,8 @@ export { alignCheckpoints, checkSameLayout, type AlignReport, type AlignCheckpoi
 export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';
 export { alignOnnxModels, randomlyPermute, permuteModel as permuteOnnxModel, resolveSpec, checkSameWeights, verifyPermuted, weightShapes, type AlignOnnxResult, type PermuteResult, type SpecSource } from './align/align-onnx.js';
 export { inferSpec, graphSpec } from './align/infer-spec.js';
-export { compareModels, assertEquivalent, checkHasOutputs, VERIFY_RTOL, type VerifyResult, type OutputDiff } from './verify/verify.js';
+export { compareModels, assertEquivalent, checkHasOutputs, describeDiff, verifySummary, VERIFY_RTOL, type VerifyResult, type OutputDiff, type ValueDiff, type ValueKind, type CompareOptions, type ComparePermutation } from './verify/verify.js';
+export { roundingTolerance, epsilonOf, ROUNDING_FACTOR } from './verify/tolerance.js';
 export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
 export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
 export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';

@@ -85,6 +85,7 @@ async function assertInvariant(name: string, model: OnnxModel, r: InferResult): 
     for (const seed of [1, 2]) {
       const rep = await checkInvariance(model, r.spec, { input: { data, dims: [n, 784], type: 'float32' } }, { seed });
       assert.ok(rep.maxRelError <= 1e-5, `${name} ${label} seed ${seed}: outputs moved by ${rep.maxRelError} (relative)`);
+      assert.ok(rep.equivalent, `${name} ${label} seed ${seed}: ${rep.worst.kind} ${rep.worst.name} moved by ${rep.worst.maxAbs} > ${rep.worst.tolerance}`);
       assert.ok(rep.changedFraction >= 0.8, `${name}: only ${(rep.changedFraction * 100).toFixed(1)}% of parameters changed`);
     }
   }
@@ -192,6 +193,8 @@ test('the check can fail: permuting a frozen axis (the logits) moves the outputs
   wrong.axes_to_perm['head.bias'] = ['P_out'];
   const rep = await checkInvariance(model, wrong, { input: { data: testImages(64), dims: [64, 784], type: 'float32' } }, { seed: 3 });
   assert.ok(rep.maxRelError > 1e-2, `a permuted output should move, moved ${rep.maxRelError}`);
+  assert.equal(rep.equivalent, false);
+  assert.equal(rep.worst.name, 'logits');
 });
 
 test('permuted fixture models keep their test accuracy predictions exactly', async () => {

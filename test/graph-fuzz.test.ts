@@ -178,6 +178,7 @@ test('fuzz: on 40 random graphs, permuting by the inferred spec never changes an
     for (const s of [1, 2]) {
       const rep = await checkInvariance(model, r.spec, sampleFeeds(model, 2, seed * 7 + s) as unknown as Record<string, Feed>, { seed: seed * 13 + s });
       assert.ok(rep.maxRelError <= 1e-5, `graph ${seed} (permutation seed ${s}): outputs moved by ${rep.maxRelError}\n${JSON.stringify(r.spec.perms)}`);
+      assert.ok(rep.equivalent, `graph ${seed} (permutation seed ${s}): ${rep.worst.kind} ${rep.worst.name} moved by ${rep.worst.maxAbs} > ${rep.worst.tolerance}`);
     }
   }
   // the palette is not all frozen: the tracer finds groups, heads among them

@@ -53,6 +53,7 @@ async function invariant(model: OnnxModel, r: InferResult, feeds?: Record<string
   for (const seed of [1, 2, 3]) {
     const rep = await checkInvariance(model, r.spec, feeds ?? (sampleFeeds(model, 3, seed) as unknown as Record<string, Feed>), { seed });
     assert.ok(rep.maxRelError <= 1e-5, `outputs moved by ${rep.maxRelError} (relative), seed ${seed}`);
+    assert.ok(rep.equivalent, `${rep.worst.kind} ${rep.worst.name} moved by ${rep.worst.maxAbs} > ${rep.worst.tolerance}, seed ${seed}`);
     assert.ok(rep.changedFraction >= minChanged, `only ${rep.changedFraction} of the parameters changed`);
   }
 }

@@ -9,7 +9,7 @@ import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { mlpGraph } from '../models/mlp-graph.js';
 import { withWeights } from '../models/load.js';
-import { compareModels, VERIFY_RTOL, type VerifyResult } from '../verify/verify.js';
+import { compareModels, describeDiff, type VerifyResult } from '../verify/verify.js';
 import { randomBatches } from '../data/feed.js';
 
 /** The architecture a checkpoint is verified on: the built MLP graph, or the path of an ONNX export. */
@@ -30,28 +30,26 @@ function verifyFeeds(model: OnnxModel): Record<string, Feed>[] {
  * Run aligned B against B through `graph` and throw when they differ.
  * @param b every float tensor of B (float32 values)
  * @param aligned the same tensors after the permutation
- * @throws BasinError verify_failed (nothing may be written) when the relative output difference exceeds rtol
- *   (default 1e-4, as for ONNX outputs); models_mismatch when the graph's weights cannot be mapped.
+ * @throws BasinError verify_failed (nothing may be written) when an output or hidden value differs beyond float
+ *   rounding (src/verify/tolerance.ts), as for ONNX outputs; models_mismatch when the graph's weights cannot be mapped.
  */
 export async function verifyAlignedCheckpoint(
   graph: CheckpointGraph,
   b: ReadonlyMap<string, Tensor>,
   aligned: ReadonlyMap<string, Tensor>,
   source: string,
-  rtol = VERIFY_RTOL,
 ): Promise<VerifyResult> {
   const mb = await checkpointModel(graph, b, source);
   const ma = await checkpointModel(graph, aligned, source);
   const result = await compareModels(mb, ma, verifyFeeds(mb));
-  if (!(result.maxRel <= rtol)) {
-    const worst = result.outputs.reduce((w, o) => (o.maxRel > w.maxRel ? o : w));
+  if (!result.equivalent) {
+    const worst = result.worst;
     const on = graph === 'mlp' ? 'the plain-MLP graph basin builds (--arch mlp)' : `the graph of ${q(graph.onnx)}`;
     throw new BasinError(
       'verify_failed',
-      `aligned ${q(source)}, run through ${on}: output ${q(worst.name)} differs from B's by ${worst.maxAbs.toExponential(3)} ` +
-        `(relative ${worst.maxRel.toExponential(3)} > ${rtol}): the permutation changes what the model computes, so nothing was written. ` +
+      `aligned ${q(source)} against B, run through ${on}: ${describeDiff(worst)}: the permutation changes what the model computes, so nothing was written. ` +
         "The spec does not fit the model: check each tensor's axes (torch stores Linear weights as [out, in]; a square weight with its axes swapped keeps every size right).",
-      { file: source, output: worst.name, expected: rtol, found: worst.maxRel },
+      { file: source, value: worst.name, kind: worst.kind, expected: worst.tolerance, found: worst.maxAbs },
     );
   }
   return result;

@@ -8,10 +8,11 @@ import { randomAssignment } from '../spec/apply.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { changedFraction, permuteModel as permuteWeights, weightShapes } from '../align/align-onnx.js';
-import { compareModels } from '../verify/verify.js';
+import { compareModels, type ValueDiff } from '../verify/verify.js';
 
 export interface PermutedModel {
   model: OnnxModel;
+  spec: PermutationSpec;
   assignment: Assignment;
   /** Fraction of float weight elements whose value changed. */
   changedFraction: number;
@@ -22,23 +23,33 @@ export function permuteModel(model: OnnxModel, json: PermutationSpecJson, seed: 
   const spec = PermutationSpec.fromJson(json, weightShapes(model), 'inferred');
   const assignment = randomAssignment(spec, seed);
   const out = permuteWeights(model, spec, assignment);
-  return { model: out, assignment, changedFraction: changedFraction(model, out) };
+  return { model: out, spec, assignment, changedFraction: changedFraction(model, out) };
 }
 
 export interface InvarianceReport {
   /** max |permuted - original| / max |original| over every output. */
   maxRelError: number;
   changedFraction: number;
+  /**
+   * Every output, activation point (un-permuted) and hidden value within its float-rounding tolerance
+   * (src/verify/compare.ts): the spec's points are checked along with its weights.
+   */
+  equivalent: boolean;
+  /** The value furthest from its tolerance. */
+  worst: ValueDiff;
 }
 
-/** Permute with a random assignment and run both models on `feeds`: how far the outputs moved. */
+/**
+ * Permute with a random assignment and run both models on `feeds`: how far the outputs moved, and whether every
+ * value (outputs, the spec's activation points un-permuted, hidden values as sorted values) kept within rounding.
+ */
 export async function checkInvariance(
   model: OnnxModel,
   json: PermutationSpecJson,
   feeds: Readonly<Record<string, Feed>>,
   { seed = 1 }: { seed?: number } = {},
 ): Promise<InvarianceReport> {
-  const { model: permuted, changedFraction } = permuteModel(model, json, seed);
-  const r = await compareModels(model, permuted, [feeds]);
-  return { maxRelError: r.maxRel, changedFraction };
+  const { model: permuted, spec, assignment, changedFraction } = permuteModel(model, json, seed);
+  const r = await compareModels(model, permuted, [feeds], { permutation: { spec, assignment } });
+  return { maxRelError: r.maxRel, changedFraction, equivalent: r.equivalent, worst: r.worst };
 }

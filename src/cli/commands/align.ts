@@ -8,6 +8,7 @@ import type { SweepInfo } from '../../match/weight-matching.js';
 import { dimOption, dimsOf, feedBatches } from '../data-feeds.js';
 import { isStateDictFolder, outputFormat, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
+import { verifySummary } from '../../verify/verify.js';
 
 interface AlignOptions {
   out: string;
@@ -108,7 +109,7 @@ export function register(program: Command): void {
             data: o.data,
             limit: o.limit,
           });
-          log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.maxRel.toExponential(2)}`);
+          log(`verified aligned B against B on ${verifySummary(r.verify)}`);
           const { weightShapes } = await import('../../align/align-onnx.js');
           const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
           const warnings = coverageWarnings(coverage, { what: q(bPath), strict: o.strict, fromSpec: Boolean(o.spec) });

@@ -7,6 +7,7 @@ import { randomlyPermute } from '../../align/align-onnx.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { dimOption, dimsOf, inputOption, inputsOf, feedBatches, openDataFeeds } from '../data-feeds.js';
 import { outputFormat, saveModel } from '../../models/save.js';
+import { verifySummary } from '../../verify/verify.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -38,7 +39,7 @@ export function register(program: Command): void {
         const feeds = feedBatches(model, { data, dims });
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });
         log(`permuted ${r.perms.size} group(s); ${(r.changedFraction * 100).toFixed(1)}% of the parameters changed`);
-        log(`verified on ${r.verify.samples} inputs: max abs difference ${r.verify.maxAbs.toExponential(2)}, relative ${r.verify.maxRel.toExponential(2)}`);
+        log(`verified on ${verifySummary(r.verify)}`);
         await saveModel(r.model, o.out, { format: 'onnx', path });
         log(`wrote ${o.out}`);
       }),

@@ -1,16 +1,18 @@
 import type { Command } from 'commander';
 import { action, out, parseIntOption } from '../common.js';
 import { loadOnnx } from '../../onnx/model.js';
-import { compareModels, VERIFY_RTOL } from '../../verify/verify.js';
-import { selfCheckRtol } from '../../verify/half-tolerance.js';
+import { compareModels, describeDiff, type ValueDiff } from '../../verify/verify.js';
 import { randomFeeds } from '../../data/feed.js';
 import { formatTable } from '../../report/table.js';
 import { dimOption, dimsOf, inputOption, inputsOf, openDataFeeds } from '../data-feeds.js';
 
+/** Hidden values listed besides the outputs: the failed ones, else the closest to their tolerance. */
+const HIDDEN_SHOWN = 5;
+
 export function register(program: Command): void {
   const cmd = program
     .command('verify')
-    .description('run two models on the same inputs and print how far their outputs differ')
+    .description('run two models on the same inputs and check that every output (and, for the same graph, every hidden value) agrees within float rounding')
     .argument('<A>', 'ONNX model')
     .argument('<B>', 'ONNX model')
     .option('--data <path>', 'inputs from a dataset (safetensors, .npy, MNIST idx folder); default: random inputs in [0, 1)')
@@ -27,16 +29,20 @@ export function register(program: Command): void {
           ? data.batches(64)
           : Array.from({ length: Math.ceil(o.samples / 16) }, (_, seed) => randomFeeds(a, { batch: Math.min(16, o.samples - seed * 16), seed, dims }));
         const r = await compareModels(a, b, batches);
-        out(
-          formatTable(
-            ['output', 'max abs diff', 'max rel diff'],
-            r.outputs.map((x) => [x.name, x.maxAbs.toExponential(3), x.maxRel.toExponential(3)]),
-          ) + '\n',
-        );
-        const rtol = selfCheckRtol(a); // float16 models round every value to 11 bits (verify/half-tolerance.ts)
-        const same = r.maxRel <= rtol;
-        out(`${r.samples} inputs: ${same ? `equivalent (relative difference ≤ ${rtol === VERIFY_RTOL ? rtol : rtol.toExponential(2)})` : 'DIFFERENT'}\n`);
-        if (!same) process.exitCode = 3;
+        const hidden = r.values.filter((v) => v.kind !== 'output');
+        const failed = hidden.filter((v) => !v.passed);
+        const shown = (failed.length ? failed : [...hidden].sort((x, y) => y.ratio - x.ratio)).slice(0, HIDDEN_SHOWN);
+        const row = (v: ValueDiff) => [v.name, v.kind, v.maxAbs.toExponential(3), v.tolerance.toExponential(3), v.maxRel.toExponential(3), v.passed ? 'ok' : 'DIFFERENT'];
+        out(formatTable(['value', 'compared as', 'max abs diff', 'tolerance', 'max rel diff', ''], [...r.outputs.map(row), ...shown.map(row)]) + '\n');
+        const extra =
+          r.hidden === 'compared'
+            ? `${hidden.length} hidden value(s) compared as sorted values${failed.length ? `, ${failed.length} DIFFERENT` : ''}${hidden.length > shown.length ? ` (${shown.length} shown)` : ''}`
+            : r.hidden === 'graphs differ'
+              ? 'hidden values not compared: the two graphs differ (B is not A with other weights)'
+              : 'hidden values not compared';
+        out(`${extra}\n`);
+        out(`${r.samples} inputs: ${r.equivalent ? 'equivalent (every value within float rounding)' : `DIFFERENT: ${describeDiff(r.worst)}`}\n`);
+        if (!r.equivalent) process.exitCode = 3;
       }),
     );
 }
