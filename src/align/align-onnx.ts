@@ -4,16 +4,15 @@
  */
 import { BasinError, q, shapeStr } from '../errors.js';
 import { DTYPES } from '../dtype.js';
-import type { Tensor } from '../tensor/tensor.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { permuteTensor, randomAssignment } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { MATCHING_METHODS, type MatchOptions } from '../match/registry.js';
-import type { MatchingResult } from '../match/weight-matching.js';
+import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
+import { matchModelOf } from '../match/consensus.js';
 import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from '../verify/verify.js';
 import type { Feed } from '../onnx/session.js';
-import { activationMatching, type ActivationProgress } from '../match/activation-matching.js';
+import type { ActivationProgress } from '../match/activation-matching.js';
 import { openDataset } from '../data/open.js';
 import { inferSpec } from './infer-spec.js';
 import type { Dataset } from '../data/dataset.js';
@@ -113,7 +112,7 @@ export async function verifyPermuted(source: OnnxModel, permuted: OnnxModel, wha
 export interface AlignOnnxResult {
   aligned: OnnxModel;
   spec: PermutationSpec;
-  match: MatchingResult;
+  match: MethodResult;
   verify: VerifyResult;
 }
 
@@ -121,19 +120,13 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: 'weight' | 'activation'; data?: string | Dataset; limit?: number; onActivationProgress?: (p: ActivationProgress) => void } = {},
+  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: string; data?: string | Dataset; onActivationProgress?: (p: ActivationProgress) => void } = {},
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
+  const method = matchingMethod(opts.method ?? 'weight');
   const spec = await resolveSpec(a, specSource, opts.specLabel);
-  let match: MatchingResult;
-  if (opts.method === 'activation') {
-    if (!opts.data) throw new BasinError('invalid_argument', 'activation matching needs data (--data)', {});
-    const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
-    match = await activationMatching(spec, a, b, data, { limit: opts.limit, seed: opts.seed, onProgress: opts.onActivationProgress });
-  } else {
-    const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
-    match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
-  }
+  const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
+  const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts);
   return { aligned, spec, match, verify };

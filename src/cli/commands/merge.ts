@@ -92,7 +92,7 @@ export function register(program: Command): void {
                 maxIter: o.maxIter,
                 onProgress: (p) => {
                   if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
-                  if (p.phase === 'activation') log(`  model ${p.model! + 1} activation-matched to model 1`);
+                  if (p.phase === 'start') log(`  starting permutations found (${o.align} matching)`);
                 },
               });
         let merged = r.merged;
