@@ -13,7 +13,9 @@ import { mergeMany } from '../src/merge/merge-many.js';
 import { averageModels, interpolateModels } from '../src/merge/interpolate.js';
 import { solveAssignment } from '../src/linalg/lap.js';
 import { disposeEngine } from '../src/engine/matmul.js';
-import { FIXTURES, assertAllClose } from './helpers.js';
+import { FIXTURES, assertAllClose, runBasin } from './helpers.js';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 after(() => disposeEngine());
 
@@ -106,4 +108,34 @@ test('three models: every model\'s permutation is the best match of its activati
       assert.deepEqual(Array.from(r.perms[k]!.get(p)!), Array.from(best), `model ${k} ${p}`);
     }
   }
+});
+
+test('basin merge --method activation --reset-bn of the BN ResNet pair: midpoint accuracy of the PyTorch align-then-average reference', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-merge-act-'));
+  const report = path.join(dir, 'r.json');
+  const r = await runBasin([
+    'merge', path.join(FIXTURES, 'resnet_small_seed0_bn.onnx'), path.join(FIXTURES, 'resnet_small_seed1_bn.onnx'), '-o', path.join(dir, 'm.onnx'),
+    '--method', 'activation', '--data', TRAIN, '--reset-bn', TRAIN, '--eval', path.join(FIXTURES, 'fmnist_test1k.safetensors'), '--report', report,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const merged = (JSON.parse(readFileSync(report, 'utf8')).evaluations as { model: string; accuracy: number }[]).find((e) => e.model === 'merged')!;
+  // scripts/ref_resnet_merge.py: PyTorch activation matching on the same 2000 images, then the average and a BN reset
+  const ref = JSON.parse(readFileSync(new URL('../../test/refs/resnet_merge.json', import.meta.url), 'utf8')).results.activation.reset_torch_train;
+  assert.ok(Math.abs(merged.accuracy - ref.acc) <= 0.01, `merged accuracy ${merged.accuracy}, PyTorch reference ${ref.acc}`);
+});
+
+test('basin merge of two MLP state_dicts with --method activation = align --method activation --arch mlp, then the average', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-merge-act-sd-'));
+  const [a, b] = ['mlp_small_seed0.safetensors', 'mlp_small_seed1.safetensors'].map((f) => path.join(FIXTURES, f)) as [string, string];
+  const common = ['--data', TRAIN, '--limit', '1000'];
+  const al = await runBasin(['align', a, b, '-o', path.join(dir, 'b.safetensors'), '--method', 'activation', '--arch', 'mlp', ...common]);
+  assert.equal(al.code, 0, al.stderr);
+  const m1 = await runBasin(['merge', a, path.join(dir, 'b.safetensors'), '-o', path.join(dir, 'avg.onnx'), '--method', 'none']);
+  assert.equal(m1.code, 0, m1.stderr);
+  const m2 = await runBasin(['merge', a, b, '-o', path.join(dir, 'merged.onnx'), '--method', 'activation', '--data', TRAIN, '--stats-limit', '1000']);
+  assert.equal(m2.code, 0, m2.stderr);
+  assert.doesNotMatch(m2.stderr, /weight matching/, 'every permutation matched on activations');
+  const x = await loadOnnx(path.join(dir, 'avg.onnx'));
+  const y = await loadOnnx(path.join(dir, 'merged.onnx'));
+  for (const name of x.weights()) assertAllClose(y.getFloat32(name).data, x.getFloat32(name).data, { rtol: 0, atol: 0, label: name });
 });

@@ -3,7 +3,11 @@
  * points of the spec inferred from the graph the models run through, permutation by permutation, where both specs
  * put a permutation of the same size on the same tensor axis.
  */
+import { BasinError } from '../errors.js';
+import type { OnnxModel } from '../onnx/model.js';
+import { PermutationSpec } from '../spec/spec.js';
 import type { PermutationSpecJson } from '../spec/types.js';
+import { inferSpec } from '../align/infer-spec.js';
 
 /**
  * `spec` with points copied from `graphSpec` (same tensor names) for every permutation that has none: the first
@@ -27,4 +31,23 @@ export function withGraphPoints(spec: PermutationSpecJson, graphSpec: Permutatio
     });
   }
   return { ...spec, perms };
+}
+
+/**
+ * `spec` (validated, with the graph's initializer names) with points for the permutations that have none, taken
+ * from the spec basin infers from `graph`; `spec` itself when every base permutation has points or when the graph
+ * tracer cannot read the graph (those permutations are then weight-matched, and the notes say so).
+ */
+export async function withPointsFromGraph(spec: PermutationSpec, graph: OnnxModel): Promise<PermutationSpec> {
+  const missing = spec.free.some((p) => !spec.perms.get(p)!.info.points?.length);
+  if (!missing) return spec;
+  let inferred: PermutationSpecJson;
+  try {
+    inferred = (await inferSpec(graph)).spec;
+  } catch (e) {
+    if (e instanceof BasinError && e.code !== 'onnx_invalid') return spec;
+    throw e;
+  }
+  const shapes = new Map(spec.tensors().map((t) => [t, graph.weightInfo(t).shape]));
+  return PermutationSpec.fromJson(withGraphPoints(spec.toJson(), inferred), shapes, 'spec with the graph\'s points');
 }

@@ -22,6 +22,7 @@ import { permuteModel, verifyPermuted, type VerifyOptions } from '../align/align
 import type { ActivationData, ActivationMatchingOptions } from '../match/activation-matching.js';
 import { matchingMethod } from '../match/registry.js';
 import { matchModelOf } from '../match/consensus.js';
+import { withPointsFromGraph } from '../match/graph-points.js';
 import { averageModels, checkMergeable } from './interpolate.js';
 
 export interface MergeManyProgress {
@@ -120,8 +121,10 @@ export async function mergeMany(models: readonly OnnxModel[], spec: PermutationS
   models.forEach((m, k) => {
     if (k > 0) checkMergeable(models[0]!, m, { base: 'model 0', other: `model ${k}` });
   });
+  // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
+  const matchSpec = method.readsActivations ? await withPointsFromGraph(spec, models[0]!) : spec;
   const matcher = await method.consensus(
-    spec,
+    matchSpec,
     models.map((m) => matchModelOf(spec, m)),
     opts.data,
     { seed, ...opts.activation },
