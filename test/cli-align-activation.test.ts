@@ -139,3 +139,20 @@ test('activation matching of a trained state_dict pair: a midpoint barrier as lo
   assert.ok(act < naive - 0.1, `activation-matched barrier ${act} vs naive ${naive}`);
   assert.ok(act <= wm + 0.02, `activation-matched barrier ${act} vs weight-matched ${wm}`);
 });
+
+test('interpolate --align activation of MLP state_dicts matches on the activations of the graph basin builds, as align does', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-act-sd3-'));
+  const aPath = fx('mlp_small_seed0.safetensors');
+  const bPath = fx('mlp_small_seed1.safetensors');
+  const alignReport = path.join(dir, 'align.json');
+  const al = await runBasin(['align', aPath, bPath, '-o', path.join(dir, 'b.safetensors'), '--method', 'activation', '--arch', 'mlp', '--data', TRAIN, '--limit', '1000', '--report', alignReport]);
+  assert.equal(al.code, 0, al.stderr);
+  const intReport = path.join(dir, 'interpolate.json');
+  const it = await runBasin(['interpolate', aPath, bPath, '--data', fx('fmnist_test1k.safetensors'), '--limit', '100', '--steps', '2', '--align', 'activation', '--align-data', TRAIN, '--stats-limit', '1000', '--report', intReport]);
+  assert.equal(it.code, 0, it.stderr);
+  const a = JSON.parse(readFileSync(alignReport, 'utf8'));
+  const i = JSON.parse(readFileSync(intReport, 'utf8'));
+  // the summed correlation of matched units: the same points, data and permutations give the same number
+  assert.equal(i.align.sweeps, 1);
+  assert.ok(Math.abs(i.align.objective_after - a.objective_after) <= 1e-9 * Math.abs(a.objective_after), `${i.align.objective_after} vs ${a.objective_after}`);
+});

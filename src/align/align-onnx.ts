@@ -10,6 +10,7 @@ import { permuteTensor, randomAssignment } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
 import { matchModelOf } from '../match/consensus.js';
+import { withPointsFromGraph } from '../match/graph-points.js';
 import { assertEquivalent, compareModels, randomFeeds, type VerifyResult } from '../verify/verify.js';
 import type { Feed } from '../onnx/session.js';
 import type { ActivationProgress } from '../match/activation-matching.js';
@@ -124,7 +125,9 @@ export async function alignOnnxModels(
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
   const method = matchingMethod(opts.method ?? 'weight');
-  const spec = await resolveSpec(a, specSource, opts.specLabel);
+  const resolved = await resolveSpec(a, specSource, opts.specLabel);
+  // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
+  const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
   const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
   const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   const aligned = permuteModel(b, spec, match.perms);

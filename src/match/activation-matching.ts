@@ -4,6 +4,8 @@
  *
  * Every base permutation P reads its activations at its `points` (graph values and the axis that carries P). One
  * pass over the data serves every permutation: each model gets one session exposing all points as extra outputs.
+ * The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so MergeMany's
+ * activation consensus (activation-consensus.ts) reads the data once too.
  * Per point, the permuted axis gives the units and every other axis (batch, spatial, sequence) gives samples; the
  * moments are streamed into a CorrelationAccumulator (nothing is kept). A permutation with several points (a
  * residual stream: every Add output, every LayerNorm input) sums their correlation matrices. Points on derived
