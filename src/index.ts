@@ -43,7 +43,9 @@ export { applyAssignment, permuteTensor, gatherAxis, randomAssignment, identityA
 export { mlpSpec, mlpLayers, type MlpSpecOptions } from './spec/mlp.js';
 export { checkSquareBudget, availableMemory, type SquareNeed } from './match/budget.js';
 export { weightMatching, matchingObjective, type WeightMatchingOptions, type MatchingResult, type SweepInfo } from './match/weight-matching.js';
-export { MATCHING_METHODS, type MatchingMethod, type MatchingMethodName, type MatchOptions } from './match/registry.js';
+export { MATCHING_METHODS, MATCHING_METHOD_NAMES, matchingMethod, type MatchingMethod, type MatchingMethodName, type MatchOptions, type MethodResult } from './match/registry.js';
+export { weightConsensus, type ConsensusMatcher, type MatchModel } from './match/consensus.js';
+export { activationConsensus } from './match/activation-consensus.js';
 export { solveSingle, solveHeads } from './match/solve.js';
 export { alignCheckpoints, checkSameLayout, type AlignReport, type AlignCheckpointOptions } from './align/align-checkpoints.js';
 export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';

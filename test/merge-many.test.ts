@@ -117,7 +117,7 @@ test('the merged model is the weighted average of the aligned models', async () 
   }
 });
 
-test('errors: too few models, bad weights, activation without data, one-shot data, different architectures', async () => {
+test('errors: too few models, bad weights, unknown method, activation without data, different architectures; one-shot data is read once', async () => {
   const a = await fixture('mlp_small_seed0.onnx');
   const v = await fixture('vit_small_seed0.onnx');
   const spec = await resolveSpec(a, MLP_SPEC);
@@ -127,8 +127,12 @@ test('errors: too few models, bad weights, activation without data, one-shot dat
   await assertBasinError(() => mergeMany([a, a], spec, { weights: [0, 0] }), 'invalid_argument');
   await assertBasinError(() => mergeMany([a, a], spec, { method: 'activation' }), 'invalid_argument');
   async function* once() {
-    yield randomFeeds(a, { batch: 4 });
+    yield randomFeeds(a, { batch: 32 });
   }
-  await assertBasinError(() => mergeMany([a, a, a], spec, { method: 'activation', data: once() }), 'invalid_argument');
+  const e = await assertBasinError(() => mergeMany([a, a], spec, { method: 'nope' }), 'invalid_argument');
+  assert.match(e.message, /'nope'/);
+  // activation MergeMany reads the data once (moments of every model pair), so a generator is enough
+  const r = await mergeMany([a, a, a], spec, { method: 'activation', data: once() });
+  for (const p of r.perms) assertIdentity(spec, p);
   await assertBasinError(() => mergeMany([a, v], spec), 'models_mismatch');
 });

@@ -140,6 +140,36 @@ test('finite but huge values: weight-matching costs that overflow float32 name t
   assert.doesNotMatch(ev.stderr, /chart/);
 });
 
+test('align: a NaN in a Constant node no permutation touches is refused by name before matching; nothing is written', async () => {
+  const { GraphBuilder } = await import('../src/onnx/build.js');
+  const { Tensor } = await import('../src/tensor/tensor.js');
+  const { writeFileSync } = await import('node:fs');
+  const make = (file: string, seed: number, c: Float32Array) => {
+    let s = seed + 1;
+    const rnd = () => ((s = (s * 16807) % 2147483647), s / 2147483647 - 0.5);
+    const g = new GraphBuilder(17);
+    g.input('x', ['n', 6]);
+    g.initializer('w1', new Tensor([8, 6], Float32Array.from({ length: 48 }, rnd)));
+    g.initializer('b1', new Tensor([8], Float32Array.from({ length: 8 }, rnd)));
+    g.node('Gemm', ['x', 'w1', 'b1'], ['h'], { transB: 1 }).node('Relu', ['h'], ['r']);
+    g.initializer('w2', new Tensor([3, 8], Float32Array.from({ length: 24 }, rnd)));
+    g.node('Gemm', ['r', 'w2'], ['y0'], { transB: 1 });
+    g.constant('c', new Tensor([3], c));
+    g.node('Min', ['y0', 'c'], ['y']).output('y', ['n', 3]);
+    writeFileSync(file, g.encode());
+  };
+  const a = path.join(tmp, 'const-ok.onnx');
+  const b = path.join(tmp, 'const-nan.onnx');
+  make(a, 0, new Float32Array(3));
+  make(b, 1, Float32Array.of(0, NaN, 0));
+  const out = path.join(tmp, 'const-aligned.onnx');
+  const r = await runBasin(['align', a, b, '-o', out]);
+  assert.equal(r.code, 1, r.stderr);
+  assertNamed(r.stderr, b, 'c');
+  assert.doesNotMatch(r.stderr, /sweep|bug in basin/);
+  assert.ok(!existsSync(out));
+});
+
 test('Infinity as a single graph value stays legal (pretrained openWakeWord front end: Clip max = inf)', async () => {
   const m = await loadOnnx(path.join(FIELD, 'zoo-oww-melspectrogram.onnx'));
   const inf = m.weights().filter((n) => m.getFloat32(n).data.some((v) => v === Infinity));

@@ -10,7 +10,11 @@ import { mlpIoAxes, mlpSpec } from '../spec/mlp.js';
 import { permuteTensor } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { DTYPES } from '../dtype.js';
-import { MATCHING_METHODS, type MatchingMethodName } from '../match/registry.js';
+import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
+import { withGraphPoints } from '../match/graph-points.js';
+import type { OnnxModel } from '../onnx/model.js';
+import type { Dataset } from '../data/dataset.js';
+import type { ActivationProgress } from '../match/activation-matching.js';
 import type { SweepInfo } from '../match/weight-matching.js';
 import type { CheckpointGraph } from './verify-checkpoint.js';
 
@@ -29,6 +33,8 @@ export interface AlignReport {
   /** Objective after every sweep. */
   sweeps: number[];
   seconds: number;
+  /** What the method did besides its plain form (activation matching's fallbacks). */
+  notes?: string[];
   /** Tensors the spec does not name: copied unchanged. */
   unpermuted: string[];
   spec: PermutationSpecJson;
@@ -50,7 +56,13 @@ export interface AlignCheckpointOptions {
    * report says so).
    */
   graph?: CheckpointGraph;
+  /** A matching method by name (default 'weight'); one that reads activations needs `graph` (or 'mlp') and `data`. */
   method?: MatchingMethodName;
+  /** Data the models run on, for a method that reads activations (a path or an open data set). */
+  data?: string | Dataset;
+  /** Samples of the data to use. */
+  limit?: number;
+  onActivationProgress?: (p: ActivationProgress) => void;
   init?: 'best' | 'greedy' | 'identity';
   seed?: number;
   maxIter?: number;
@@ -93,7 +105,35 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
   try {
     checkSameLayout(a, b);
     const shapes = shapesOf(a);
-    const json = opts.spec === 'mlp' ? mlpSpec(shapes, aPath) : opts.spec;
+    const methodName = opts.method ?? 'weight';
+    const method = matchingMethod(methodName);
+    const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
+    if (method.readsActivations && !graph) {
+      throw new BasinError('invalid_argument', `matching method ${q(methodName)} runs both models: a state_dict needs a graph (--arch mlp for a plain MLP, or --graph MODEL.onnx)`, {
+        found: methodName,
+      });
+    }
+    if (method.readsActivations && opts.data === undefined) {
+      throw new BasinError('invalid_argument', `matching method ${q(methodName)} needs data (--data): inputs to run both models on`, { found: methodName });
+    }
+    // Float tensors of A and B (the graphs run on them; B's are verified against aligned B).
+    const floats = async (ck: Checkpoint) => {
+      const m = new Map<string, Tensor>();
+      for (const name of ck.names()) if (DTYPES[ck.info(name).dtype].isFloat) m.set(name, await ck.readFloat32(name));
+      return m;
+    };
+    const aFloat = method.readsActivations ? await floats(a) : undefined;
+    const bFloat = graph ? await floats(b) : undefined;
+    let json = opts.spec === 'mlp' ? mlpSpec(shapes, aPath) : opts.spec;
+    let graphs: { a: OnnxModel; b: OnnxModel } | undefined;
+    if (method.readsActivations) {
+      const { checkpointModel } = await import('./verify-checkpoint.js');
+      graphs = { a: await checkpointModel(graph!, aFloat!, aPath), b: await checkpointModel(graph!, bFloat!, bPath) };
+      // a spec without points (--arch mlp, a user's spec) reads its activations where the graph's own spec does
+      const { inferSpec } = await import('./infer-spec.js');
+      const graphSpec = graph === 'mlp' ? (await inferSpec(graphs.a)).spec : await (await import('../models/load.js')).stateDictSpecFromGraph(graph!.onnx, aPath);
+      json = withGraphPoints(json, graphSpec);
+    }
     const spec = PermutationSpec.fromJson(json, shapes, opts.specSource ?? (opts.spec === 'mlp' ? '--arch mlp' : ''));
     for (const name of spec.tensors()) {
       const dt = a.info(name).dtype;
@@ -101,7 +141,6 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
       }
     }
-    const graph = opts.graph ?? (opts.spec === 'mlp' ? 'mlp' : undefined);
     if (graph === 'mlp' && opts.spec !== 'mlp') {
       // a user spec on the MLP graph: the model's input and output axes are not hidden units
       for (const io of mlpIoAxes(shapes, aPath, { hint: '--arch mlp only verifies a plain MLP: verify your spec with --graph MODEL.onnx (an export of this architecture) instead' })) {
@@ -116,28 +155,33 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         }
       }
     }
-    const methodName = opts.method ?? 'weight';
-    const method = MATCHING_METHODS[methodName];
     const ta = new Map<string, Tensor>();
     const tb = new Map<string, Tensor>();
     for (const name of spec.tensors()) {
-      ta.set(name, await a.readFloat32(name));
-      tb.set(name, await b.readFloat32(name));
+      ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
+      tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
     }
-    const result = await method.match(spec, ta, tb, { init: opts.init, seed: opts.seed, maxIter: opts.maxIter, tol: opts.tol, onSweep: opts.onSweep });
+    const data = typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
+    const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
+      init: opts.init,
+      seed: opts.seed,
+      maxIter: opts.maxIter,
+      tol: opts.tol,
+      onSweep: opts.onSweep,
+      limit: opts.limit,
+      onProgress: opts.onActivationProgress,
+    });
 
     // Verify before writing: B and aligned B through the architecture's graph, when there is one.
     let verify: AlignReport['verify'];
     if (graph) {
       const { verifyAlignedCheckpoint } = await import('./verify-checkpoint.js');
-      const bFloat = new Map<string, Tensor>();
-      for (const name of b.names()) if (DTYPES[b.info(name).dtype].isFloat) bFloat.set(name, tb.get(name) ?? (await b.readFloat32(name)));
-      const aligned = new Map(bFloat);
+      const aligned = new Map(bFloat!);
       for (const name of spec.tensors()) {
         const t = tb.get(name)!;
         aligned.set(name, new Tensor(t.shape, permuteTensor(spec, result.perms, name, t)));
       }
-      const v = await verifyAlignedCheckpoint(graph, bFloat, aligned, bPath);
+      const v = await verifyAlignedCheckpoint(graph, bFloat!, aligned, bPath);
       verify = { graph: graph === 'mlp' ? 'mlp' : graph.onnx, samples: v.samples, max_abs: v.maxAbs, max_rel: v.maxRel };
     }
 
@@ -163,6 +207,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       objective_before: result.objectiveBefore,
       objective_after: result.objectiveAfter,
       sweeps: result.sweeps,
+      ...(result.notes?.length ? { notes: result.notes } : {}),
       seconds: (performance.now() - started) / 1000,
       unpermuted: b.names().filter((n) => !named.has(n)),
       spec: spec.toJson(),

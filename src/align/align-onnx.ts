@@ -4,17 +4,17 @@
  */
 import { BasinError, q, shapeStr } from '../errors.js';
 import { DTYPES } from '../dtype.js';
-import type { Tensor } from '../tensor/tensor.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { permuteTensor, randomAssignment } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { MATCHING_METHODS, type MatchOptions } from '../match/registry.js';
-import type { MatchingResult } from '../match/weight-matching.js';
+import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
+import { matchModelOf } from '../match/consensus.js';
+import { withPointsFromGraph } from '../match/graph-points.js';
 import { assertEquivalent, compareModels, type ComparePermutation, type VerifyResult } from '../verify/verify.js';
 import { randomBatches } from '../data/feed.js';
 import type { Feed } from '../onnx/session.js';
-import { activationMatching, type ActivationProgress } from '../match/activation-matching.js';
+import type { ActivationProgress } from '../match/activation-matching.js';
 import { openDataset } from '../data/open.js';
 import { inferSpec } from './infer-spec.js';
 import type { Dataset } from '../data/dataset.js';
@@ -84,6 +84,18 @@ export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
   }
 }
 
+/**
+ * Read every float weight of `model` once, so a NaN anywhere (also in a tensor no permutation touches, such as a
+ * Constant node's) is refused by name before any matching: BasinError 'non_finite' (file, tensor, element) from
+ * the weight reader. Infinity stays legal where graphs use it on purpose (see tensor/finite.ts).
+ */
+export function checkFiniteWeights(model: OnnxModel): void {
+  for (const n of model.weights()) {
+    const dtype = model.weightInfo(n).dtype;
+    if (dtype !== undefined && DTYPES[dtype].isFloat) model.getFloat32(n);
+  }
+}
+
 /** A copy of `model` with the assignment applied to every spec tensor (exact: raw bytes are gathered). */
 export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Assignment): OnnxModel {
   const out = model.clone();
@@ -123,7 +135,7 @@ export async function verifyPermuted(
 export interface AlignOnnxResult {
   aligned: OnnxModel;
   spec: PermutationSpec;
-  match: MatchingResult;
+  match: MethodResult;
   verify: VerifyResult;
 }
 
@@ -131,19 +143,17 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: 'weight' | 'activation'; data?: string | Dataset; limit?: number; onActivationProgress?: (p: ActivationProgress) => void } = {},
+  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: string; data?: string | Dataset; onActivationProgress?: (p: ActivationProgress) => void } = {},
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
-  const spec = await resolveSpec(a, specSource, opts.specLabel);
-  let match: MatchingResult;
-  if (opts.method === 'activation') {
-    if (!opts.data) throw new BasinError('invalid_argument', 'activation matching needs data (--data)', {});
-    const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
-    match = await activationMatching(spec, a, b, data, { limit: opts.limit, seed: opts.seed, onProgress: opts.onActivationProgress });
-  } else {
-    const tensors = (m: OnnxModel) => new Map<string, Tensor>(spec.tensors().map((n) => [n, m.getFloat32(n)]));
-    match = await MATCHING_METHODS.weight.match(spec, tensors(a), tensors(b), opts);
-  }
+  checkFiniteWeights(a);
+  checkFiniteWeights(b);
+  const method = matchingMethod(opts.method ?? 'weight');
+  const resolved = await resolveSpec(a, specSource, opts.specLabel);
+  // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
+  const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
+  const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
+  const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts, { spec, assignment: match.perms });
   return { aligned, spec, match, verify };

@@ -4,6 +4,8 @@
  *
  * Every base permutation P reads its activations at its `points` (graph values and the axis that carries P). One
  * pass over the data serves every permutation: each model gets one session exposing all points as extra outputs.
+ * The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so MergeMany's
+ * activation consensus (activation-consensus.ts) reads the data once too.
  * Per point, the permuted axis gives the units and every other axis (batch, spatial, sequence) gives samples; the
  * moments are streamed into a CorrelationAccumulator (nothing is kept). A permutation with several points (a
  * residual stream: every Add output, every LayerNorm input) sums their correlation matrices. Points on derived
@@ -65,6 +67,12 @@ export interface ActivationMatchingOptions {
   layerNormInputs?: boolean;
   /** Seed of the weight-matching fallback. */
   seed?: number;
+  /**
+   * The spec's tensors of A and B (float32, keyed by spec names) for the weight-matching fallback; default: the
+   * graphs' initializers of those names. Give them when the graph names its weights differently (a state_dict run
+   * through an export).
+   */
+  weights?: { a: ReadonlyMap<string, Tensor>; b: ReadonlyMap<string, Tensor> };
   /** Called after every batch. */
   onProgress?: (p: ActivationProgress) => void;
 }
@@ -207,8 +215,7 @@ interface Batch {
 /** Normalize the data into batches of feeds, checked against both models' inputs before the first run. */
 async function* feedBatches(
   data: ActivationData,
-  a: OnnxModel,
-  b: OnnxModel,
+  models: readonly OnnxModel[],
   opts: ActivationMatchingOptions,
   notes: string[],
 ): AsyncGenerator<Batch> {
@@ -217,10 +224,11 @@ async function* feedBatches(
     throw new BasinError('invalid_argument', `'limit' must be a positive integer, got ${limit}`, { found: limit });
   }
   let done = 0;
+  const a = models[0]!;
   if (isDataset(data)) {
     const input = pickInput(a, opts.inputName);
-    pickInput(b, input.name);
-    for (const m of [a, b]) checkSampleShape(m, m.inputs.find((i) => i.name === input.name)!, data.inputShape, `data set ${q(data.source)}`);
+    for (const m of models.slice(1)) pickInput(m, input.name);
+    for (const m of models) checkSampleShape(m, m.inputs.find((i) => i.name === input.name)!, data.inputShape, `data set ${q(data.source)}`);
     if (a.inputs.length !== 1) {
       throw new BasinError('invalid_argument', `the model has ${a.inputs.length} inputs; a data set feeds only ${q(input.name)}: pass batches of feeds instead`, { file: a.path });
     }
@@ -245,7 +253,7 @@ async function* feedBatches(
   for await (const feeds of data as AsyncIterable<Record<string, Feed>>) {
     if (done >= limit) break;
     if (first) {
-      for (const m of [a, b]) {
+      for (const m of models) {
         for (const input of m.inputs) {
           const f = feeds[input.name];
           if (f === undefined) {
@@ -360,58 +368,79 @@ async function preferLayerNormInputs(
   return uses.filter((u) => !chosen.has(u.base) || chosen.get(u.base)!.includes(u));
 }
 
+/** The streamed moments of every point, for every pair of models (see accumulateMoments). */
+export interface PointMoments {
+  /** The points read, each with the base permutation (and block) it counts for. */
+  uses: readonly { value: string; base: string }[];
+  /** pairs[u][pairIndex(j, l)]: moments of model j's units (A side) against model l's (B side) at use u, j < l. */
+  pairs: CorrelationAccumulator[][];
+  /** Number of models. */
+  models: number;
+  samples: number;
+}
+
+/** Index of the model pair (j, l), j < l, among the n(n−1)/2 pairs, in the order (0,1), (0,2) … (1,2) … */
+export function pairIndex(j: number, l: number, n: number): number {
+  return j * n - (j * (j + 1)) / 2 + (l - j - 1);
+}
+
 /**
- * The summed correlation matrix of every base permutation that has points, from one pass over the data.
- * Returns n×n matrices (rows: A's units, columns: B's), the number of points behind each, and the sample count.
+ * One pass over the data running every model (one session each, all points as extra outputs): the moments of
+ * every point for every pair of models, streamed (nothing is kept). Points on a LayerNorm-read residual stream are
+ * standardized per sample (see the file comment; decided on model 0's graph).
+ * @throws BasinError spec_invalid / models_mismatch (a point missing from a graph), spec_size_mismatch (a point's
+ *   axis does not have the permutation's size), data_invalid (no samples), data_shape_mismatch (data vs inputs).
  */
-export async function accumulateCorrelations(
+export async function accumulateMoments(
   spec: PermutationSpec,
-  a: OnnxModel,
-  b: OnnxModel,
+  models: readonly OnnxModel[],
   data: ActivationData,
   opts: ActivationMatchingOptions = {},
   notes: string[] = [],
-): Promise<{ correlations: Map<string, Float64Array>; points: Map<string, number>; samples: number }> {
+): Promise<PointMoments> {
   const started = performance.now();
-  let uses = collectPoints(spec, a, b);
-  // One float64 n x n accumulator per point and the summed correlation per permutation stay for the whole pass;
-  // each batch's product (float32) and the LAP's copy exist while one is solved.
+  const n = models.length;
+  if (n < 2) throw new BasinError('invalid_argument', `activation matching needs at least 2 models, got ${n}`, { found: n });
+  const a = models[0]!;
+  let uses = collectPoints(spec, a, models[1]!);
+  for (let k = 2; k < n; k++) collectPoints(spec, a, models[k]!);
+  const pairCount = (n * (n - 1)) / 2;
+  // One float64 n x n accumulator per point and model pair and the summed correlation per permutation stay for the
+  // whole pass; each batch's product (float32) and the LAP's copy exist while one is solved.
   checkSquareBudget(
     'activation matching',
-    uses.map((u) => ({ perm: u.base, n: spec.perms.get(u.base)!.size, resident: 8 + 8, peak: 4 + 8 + 8, tensors: spec.permToAxes.get(u.base)?.map((p) => p.tensor) })),
+    uses.map((u) => ({ perm: u.base, n: spec.perms.get(u.base)!.size, resident: 8 * pairCount + 8, peak: 4 + 8 + 8, tensors: spec.permToAxes.get(u.base)?.map((p) => p.tensor) })),
   );
   const total = isDataset(data) ? Math.min(data.size, opts.limit ?? Infinity) : opts.limit;
   const standardized = new Set<string>();
   let samples = 0;
   let batches = 0;
-  let accs: CorrelationAccumulator[] = [];
-  let sa: OnnxSession | undefined;
-  let sb: OnnxSession | undefined;
-  const stream = feedBatches(data, a, b, opts, notes);
+  let pairs: CorrelationAccumulator[][] = [];
+  const sessions: OnnxSession[] = [];
+  const stream = feedBatches(data, models, opts, notes);
   try {
     const first = uses.length ? await stream.next() : undefined;
     if (first?.done) throw new BasinError('data_invalid', 'activation matching got no samples: the data is empty', { found: 0 });
     if (first && opts.layerNormInputs !== false) uses = await preferLayerNormInputs(a, uses, first.value.feeds, standardized, notes);
     const values = [...new Set(uses.map((u) => u.value))];
-    accs = uses.map((u) => new CorrelationAccumulator(spec.perms.get(u.base)!.size));
-    if (first) {
-      sa = await createSession(a, { extraOutputs: values });
-      sb = await createSession(b, { extraOutputs: values });
-    }
+    pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
+    if (first) for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));
     for (let next: IteratorResult<Batch> | undefined = first; next && !next.done; next = await stream.next()) {
       const batch = next.value;
-      const ya = await sa!.run(batch.feeds, values);
-      const yb = await sb!.run(batch.feeds, values);
+      const ys = [];
+      for (const s of sessions) ys.push(await s.run(batch.feeds, values));
       for (let k = 0; k < uses.length; k++) {
         const u = uses[k]!;
-        const ta = ya[u.value]!;
-        const tb = yb[u.value]!;
-        if (ta.shape.join(',') !== tb.shape.join(',')) {
-          throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(ta.shape)} in A but ${shapeStr(tb.shape)} in B`, {
-            value: u.value,
-            expected: ta.shape,
-            found: tb.shape,
-          });
+        const ta = ys[0]![u.value]!;
+        for (let m = 1; m < n; m++) {
+          const tb = ys[m]![u.value]!;
+          if (ta.shape.join(',') !== tb.shape.join(',')) {
+            throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(ta.shape)} in model 0 but ${shapeStr(tb.shape)} in model ${m}`, {
+              value: u.value,
+              expected: ta.shape,
+              found: tb.shape,
+            });
+          }
         }
         const axis = u.axis < 0 ? u.axis + ta.rank : u.axis;
         if (!(axis >= 0 && axis < ta.rank)) {
@@ -429,14 +458,13 @@ export async function accumulateCorrelations(
             { perm: u.declared, value: u.value, axis, shape: ta.shape, expected: u.size, found: ta.shape[axis] },
           );
         }
-        const block = { offset: u.offset, n: accs[k]!.n, inner: u.inner };
-        let ba = unitBlock(ta.data, ta.shape, axis, block);
-        let bb = unitBlock(tb.data, tb.shape, axis, block);
-        if (standardized.has(u.base)) {
-          ba = standardizeSamples(ba);
-          bb = standardizeSamples(bb);
-        }
-        await accs[k]!.add(ba, bb);
+        const block = { offset: u.offset, n: pairs[k]![0]!.n, inner: u.inner };
+        const blocks = ys.map((y) => {
+          const t = y[u.value]!;
+          const b = unitBlock(t.data, t.shape, axis, block);
+          return standardized.has(u.base) ? standardizeSamples(b) : b;
+        });
+        for (let j = 0; j < n; j++) for (let l = j + 1; l < n; l++) await pairs[k]![pairIndex(j, l, n)]!.add(blocks[j]!, blocks[l]!);
       }
       samples += batch.count;
       batches++;
@@ -444,19 +472,34 @@ export async function accumulateCorrelations(
     }
   } finally {
     await stream.return(undefined);
-    await sa?.release();
-    await sb?.release();
+    for (const s of sessions) await s.release();
   }
+  return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples };
+}
+
+/**
+ * The summed correlation matrix of every base permutation that has points, from one pass over the data.
+ * Returns n×n matrices (rows: A's units, columns: B's), the number of points behind each, and the sample count.
+ */
+export async function accumulateCorrelations(
+  spec: PermutationSpec,
+  a: OnnxModel,
+  b: OnnxModel,
+  data: ActivationData,
+  opts: ActivationMatchingOptions = {},
+  notes: string[] = [],
+): Promise<{ correlations: Map<string, Float64Array>; points: Map<string, number>; samples: number }> {
+  const m = await accumulateMoments(spec, [a, b], data, opts, notes);
   const correlations = new Map<string, Float64Array>();
   const points = new Map<string, number>();
-  uses.forEach((u, k) => {
-    const c = accs[k]!.correlation({ eps: opts.eps });
+  m.uses.forEach((u, k) => {
+    const c = m.pairs[k]![0]!.correlation({ eps: opts.eps });
     const sum = correlations.get(u.base);
     if (!sum) correlations.set(u.base, c);
     else for (let i = 0; i < c.length; i++) sum[i]! += c[i]!;
     points.set(u.base, (points.get(u.base) ?? 0) + 1);
   });
-  return { correlations, points, samples };
+  return { correlations, points, samples: m.samples };
 }
 
 /**
@@ -473,7 +516,42 @@ export async function activationMatching(
   const started = performance.now();
   const notes: string[] = [];
   const { correlations, points, samples } = await accumulateCorrelations(spec, a, b, data, opts, notes);
+  const solved = solveCorrelations(spec, correlations, points, notes);
+  const perms = solved.perms;
+  if (solved.fallback.size > 0) {
+    const weights = opts.weights ?? { a: specTensors(spec, a), b: specTensors(spec, b) };
+    const wm = await fallbackWeightMatching(spec, weights.a, weights.b, perms, solved.fallback, opts.seed ?? 0);
+    for (const p of solved.fallback) perms.set(p, wm.get(p)!);
+  }
+  const ordered: Assignment = new Map(spec.free.map((p) => [p, perms.get(p)!]));
+  return {
+    perms: ordered,
+    objectiveBefore: solved.before,
+    objectiveAfter: solved.after,
+    sweeps: [solved.after],
+    seconds: (performance.now() - started) / 1000,
+    samples,
+    correlations: solved.correlations,
+    notes,
+  };
+}
 
+/** The float32 values of the spec's tensors in a model's graph (initializers named as in the spec). */
+function specTensors(spec: PermutationSpec, m: OnnxModel): Map<string, Tensor> {
+  return new Map(spec.tensors().map((t) => [t, m.getFloat32(t)]));
+}
+
+/**
+ * Solve every base permutation that has correlations (rows: the reference's units, columns: the matched model's):
+ * one LAP per plain permutation, heads ties together. Permutations without points (or a heads tie where a member
+ * has none) are returned in `fallback`, to be solved by weight matching; `notes` says so.
+ */
+export function solveCorrelations(
+  spec: PermutationSpec,
+  correlations: ReadonlyMap<string, Float64Array>,
+  points: ReadonlyMap<string, number>,
+  notes: string[],
+): { perms: Assignment; fallback: Set<string>; correlations: PermCorrelation[]; before: number; after: number } {
   const units: Unit[] = [];
   const fallback: string[] = [];
   for (const name of spec.free) {
@@ -490,7 +568,8 @@ export async function activationMatching(
     else {
       fallback.push(...members);
       if (missing.length < members.length) {
-        notes.push(`heads tie ${q(heads.tie)}: ${missing.map(q).join(', ')} ha${missing.length > 1 ? 've' : 's'} no points, so the whole tie was solved by weight matching`);
+        const note = `heads tie ${q(heads.tie)}: ${missing.map(q).join(', ')} ha${missing.length > 1 ? 've' : 's'} no points, so the whole tie was solved by weight matching`;
+        if (!notes.includes(note)) notes.push(note);
       }
     }
   }
@@ -514,39 +593,39 @@ export async function activationMatching(
       result.push({ perm: p, points: pts, before: tb / (n * pts), after: ta / (n * pts) });
     });
   }
-
-  if (fallback.length > 0) {
-    const only = fallback.filter((p) => !spec.perms.get(p)!.info.heads);
-    if (only.length) notes.push(`no activation points for ${only.map(q).join(', ')}: solved by weight matching (with the activation-matched permutations applied)`);
-    const wm = await fallbackWeightMatching(spec, a, b, perms, new Set(fallback), opts.seed ?? 0);
-    for (const p of fallback) perms.set(p, wm.get(p)!);
+  const only = fallback.filter((p) => !spec.perms.get(p)!.info.heads);
+  if (only.length) {
+    const note = `no activation points for ${only.map(q).join(', ')}: solved by weight matching (with the activation-matched permutations applied)`;
+    if (!notes.includes(note)) notes.push(note);
   }
-  const ordered: Assignment = new Map(spec.free.map((p) => [p, perms.get(p)!]));
-  return {
-    perms: ordered,
-    objectiveBefore: before,
-    objectiveAfter: after,
-    sweeps: [after],
-    seconds: (performance.now() - started) / 1000,
-    samples,
-    correlations: result,
-    notes,
-  };
+  return { perms, fallback: new Set(fallback), correlations: result, before, after };
 }
 
 /**
  * Weight matching for the permutations in `free` only: every other permutation is fixed to `fixed` (applied to
- * B first) and left out of a restricted spec.
+ * B first) and left out of a restricted spec. `a` and `b` hold the spec's tensors (float32, spec names).
  */
-async function fallbackWeightMatching(spec: PermutationSpec, a: OnnxModel, b: OnnxModel, fixed: Assignment, free: Set<string>, seed: number): Promise<Assignment> {
+export async function fallbackWeightMatching(
+  spec: PermutationSpec,
+  a: ReadonlyMap<string, Tensor>,
+  b: ReadonlyMap<string, Tensor>,
+  fixed: Assignment,
+  free: ReadonlySet<string>,
+  seed: number,
+): Promise<Assignment> {
   const full: Assignment = new Map(spec.free.map((p) => [p, fixed.get(p) ?? identity(spec.perms.get(p)!.size)]));
   const json = restrictSpec(spec, free);
-  const shapes = new Map(Object.keys(json.axes_to_perm).map((t) => [t, a.weightInfo(t).shape]));
+  const tensorOf = (m: ReadonlyMap<string, Tensor>, t: string, side: string): Tensor => {
+    const x = m.get(t);
+    if (!x) throw new BasinError('invalid_argument', `the weights of ${side} lack spec tensor ${q(t)}`, { tensor: t });
+    return x;
+  };
+  const shapes = new Map(Object.keys(json.axes_to_perm).map((t) => [t, tensorOf(a, t, 'A').shape]));
   const sub = PermutationSpec.fromJson(json, shapes, 'fallback');
-  const ta = new Map(sub.tensors().map((t) => [t, a.getFloat32(t)]));
+  const ta = new Map(sub.tensors().map((t) => [t, tensorOf(a, t, 'A')]));
   const tb = new Map(
     sub.tensors().map((t) => {
-      const x = b.getFloat32(t);
+      const x = tensorOf(b, t, 'B');
       return [t, new Tensor(x.shape, permuteTensor(spec, full, t, x))];
     }),
   );

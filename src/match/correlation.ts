@@ -221,22 +221,30 @@ export class CorrelationAccumulator {
     return { a: f(this.sumA, this.shiftA), b: f(this.sumB, this.shiftB) };
   }
 
-  /** corr[i, j] = (E[a_i b_j] − μa_i μb_j) / (σa_i σb_j + eps), row-major n×n (rows: A's units). */
-  correlation({ eps = 1e-12 }: CorrelationOptions = {}): Float64Array {
+  /**
+   * Covariances and standard deviations: cov[i, j] = E[a_i b_j] − μa_i μb_j, row-major n×n (rows: A's units), and
+   * σ of every unit of A and of B (population, over the samples accumulated so far).
+   */
+  moments(): { cov: Float64Array; sdA: Float64Array; sdB: Float64Array } {
     const n = this.n;
     const c = this.count;
-    const out = new Float64Array(n * n);
-    if (c === 0) return out;
+    const cov = new Float64Array(n * n);
+    if (c === 0) return { cov, sdA: new Float64Array(n), sdB: new Float64Array(n) };
     const mA = this.sumA.map((s) => s / c);
     const mB = this.sumB.map((s) => s / c);
     const sdA = this.sqA.map((s, i) => Math.sqrt(Math.max(s / c - mA[i]! * mA[i]!, 0)));
     const sdB = this.sqB.map((s, i) => Math.sqrt(Math.max(s / c - mB[i]! * mB[i]!, 0)));
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < n; j++) {
-        const cov = this.cross[i * n + j]! / c - mA[i]! * mB[j]!;
-        out[i * n + j] = cov / (sdA[i]! * sdB[j]! + eps);
-      }
-    }
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) cov[i * n + j] = this.cross[i * n + j]! / c - mA[i]! * mB[j]!;
+    return { cov, sdA, sdB };
+  }
+
+  /** corr[i, j] = (E[a_i b_j] − μa_i μb_j) / (σa_i σb_j + eps), row-major n×n (rows: A's units). */
+  correlation({ eps = 1e-12 }: CorrelationOptions = {}): Float64Array {
+    const n = this.n;
+    const { cov, sdA, sdB } = this.moments();
+    const out = new Float64Array(n * n);
+    if (this.count === 0) return out;
+    for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) out[i * n + j] = cov[i * n + j]! / (sdA[i]! * sdB[j]! + eps);
     return out;
   }
 }

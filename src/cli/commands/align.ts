@@ -9,13 +9,14 @@ import { dimOption, dimsOf, feedBatches } from '../data-feeds.js';
 import { isStateDictFolder, outputFormat, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 import { verifySummary } from '../../verify/verify.js';
+import { MATCHING_METHOD_NAMES, matchingMethod, type MatchingMethodName } from '../../match/registry.js';
 
 interface AlignOptions {
   out: string;
   spec?: string;
   arch?: string;
   graph?: string;
-  method: 'weight' | 'activation';
+  method: MatchingMethodName;
   data?: string;
   limit: number;
   init: 'best' | 'greedy' | 'identity';
@@ -59,7 +60,7 @@ export function register(program: Command): void {
     .option('--spec <spec.json>', 'permutation spec ({"axes_to_perm": …}, torch [out, in] layouts); ONNX models infer it from the graph by default')
     .option('--arch <arch>', "safetensors: derive the spec from names and shapes ('mlp': a plain stack of Linear layers)", parseChoice('--arch', ['mlp']))
     .option('--graph <model.onnx>', 'safetensors: take the spec from this ONNX export of the same architecture')
-    .option('--method <method>', 'matching method: weight | activation (needs --data)', parseChoice('--method', ['weight', 'activation'] as const), 'weight')
+    .option('--method <method>', `matching method: ${MATCHING_METHOD_NAMES.join(' | ')} (activation needs --data)`, parseChoice('--method', MATCHING_METHOD_NAMES), 'weight')
     .option('--data <path>', 'data for activation matching (safetensors input/label, .npy, MNIST idx folder)')
     .option('--limit <n>', 'samples of --data to use', parseIntOption('--limit', 1), 2000)
     .option('--init <start>', 'weight matching start: greedy (dependency-order solve) | identity (the seeds\' start) | best (both, keep the better)', parseChoice('--init', ['best', 'greedy', 'identity'] as const), 'greedy')
@@ -70,7 +71,7 @@ export function register(program: Command): void {
   dimOption(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
         const init = o.init;
-        if (o.method === 'activation' && !o.data) throw new BasinError('invalid_argument', '--method activation needs --data (inputs to run both models on)', {});
+        if (matchingMethod(o.method).readsActivations && !o.data) throw new BasinError('invalid_argument', `--method ${o.method} needs --data (inputs to run both models on)`, {});
         await checkOutputs({
           inputs: [
             { path: aPath, what: 'model A' },
@@ -110,6 +111,7 @@ export function register(program: Command): void {
             limit: o.limit,
           });
           log(`verified aligned B against B on ${verifySummary(r.verify)}`);
+          for (const note of r.match.notes ?? []) log(`note: ${note}`);
           const { weightShapes } = await import('../../align/align-onnx.js');
           const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
           const warnings = coverageWarnings(coverage, { what: q(bPath), strict: o.strict, fromSpec: Boolean(o.spec) });
@@ -134,7 +136,6 @@ export function register(program: Command): void {
             spec: r.spec.toJson(),
           };
         } else {
-          if (o.method !== 'weight') throw new BasinError('invalid_argument', 'activation matching runs a graph: use ONNX models', {});
           if ((!specJson && !o.arch && !o.graph) || (o.arch && o.graph)) {
             throw new BasinError('invalid_argument', 'safetensors checkpoints need --spec SPEC.json, --arch mlp or --graph MODEL.onnx (--spec with one of the others: your spec, verified on that architecture)', {});
           }
@@ -142,7 +143,19 @@ export function register(program: Command): void {
           const graph = o.graph ? { onnx: o.graph } : o.arch ? ('mlp' as const) : undefined;
           const { coverage, warnings } = await checkpointCoverage(aPath, spec, { what: q(bPath), strict: o.strict, fromSpec: Boolean(specJson) });
           for (const w of warnings) log(`WARNING: ${w}`);
-          const r = await alignCheckpoints(aPath, bPath, o.out, { spec, graph, specSource: o.spec ?? o.graph, init, seed: o.seed, maxIter: o.maxIter, onSweep: sweepLogger() });
+          const r = await alignCheckpoints(aPath, bPath, o.out, {
+            spec,
+            graph,
+            specSource: o.spec ?? o.graph,
+            method: o.method,
+            data: o.data,
+            limit: o.limit,
+            init,
+            seed: o.seed,
+            maxIter: o.maxIter,
+            onSweep: sweepLogger(),
+          });
+          for (const note of r.notes ?? []) log(`note: ${note}`);
           if (r.verify) log(`verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
           else log(`note: the output is NOT verified: ${r.unverified_reason}`);
           for (const f of r.spec.frozen ?? []) log(`note: ${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);

@@ -8,6 +8,7 @@ import { openDataset } from '../../data/open.js';
 import { alignOnnxModels } from '../../align/align-onnx.js';
 import { graphSpec } from '../../align/infer-spec.js';
 import { mlpSpec } from '../../spec/mlp.js';
+import { matchingMethod } from '../../match/registry.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { alphaGrid, interpolationCurves, midpoint, type InterpolationCurve } from '../../pipeline/interpolate.js';
 import { curveSpecs, type FixKind } from '../../pipeline/blends.js';
@@ -101,7 +102,7 @@ export function register(program: Command): void {
         let alignInfo: Record<string, unknown> | null = null;
         if (o.align !== 'none') {
           const alignData = o.alignData ?? fixPath;
-          if (o.align === 'activation' && !alignData) throw new BasinError('invalid_argument', '--align activation needs data: --align-data TRAIN (or --repair/--reset-bn TRAIN)', {});
+          if (matchingMethod(o.align).readsActivations && !alignData) throw new BasinError('invalid_argument', `--align ${o.align} needs data: --align-data TRAIN (or --repair/--reset-bn TRAIN)`, {});
           log(`aligning B to A (${o.align} matching)…`);
           const r = await alignOnnxModels(a, b, await specFor(aPath, o.spec, o.graph, a), {
             method: o.align,

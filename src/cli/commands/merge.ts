@@ -5,7 +5,7 @@ import { BasinError, q } from '../../errors.js';
 import { openModel } from '../../models/load.js';
 import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
-import { weightShapes } from '../../align/align-onnx.js';
+import { checkFiniteWeights, weightShapes } from '../../align/align-onnx.js';
 import { openDataset } from '../../data/open.js';
 import { evaluate } from '../../eval/evaluate.js';
 import { permuteModel, resolveSpec } from '../../align/align-onnx.js';
@@ -16,10 +16,12 @@ import { mergeMany } from '../../merge/merge-many.js';
 import { fixMerged, hasBatchNorm } from '../../pipeline/blends.js';
 import { formatTable } from '../../report/table.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
+import { MATCHING_METHOD_NAMES, matchingMethod, type MatchingMethodName } from '../../match/registry.js';
 
 interface Options {
   out: string;
-  align: 'weight' | 'activation' | 'none';
+  align: MatchingMethodName | 'none';
+  method?: MatchingMethodName | 'none';
   weights?: string;
   data?: string;
   repair?: string;
@@ -48,7 +50,8 @@ export function register(program: Command): void {
     .description('align every model to a common reference (Git Re-Basin MergeMany) and average them')
     .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors MLPs / with --graph)')
     .requiredOption('-o, --out <path>', 'where to write the merged model: .onnx (a model), .safetensors / .index.json / a folder (a state_dict, each tensor in its source dtype)')
-    .option('--align <method>', 'weight | activation (needs --data) | none', parseChoice('--align', ['weight', 'activation', 'none'] as const), 'weight')
+    .option('--method <method>', `matching method: ${MATCHING_METHOD_NAMES.join(' | ')} (activation needs --data) | none`, parseChoice('--method', [...MATCHING_METHOD_NAMES, 'none' as const]))
+    .option('--align <method>', 'the same as --method (older name)', parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]), 'weight')
     .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
     .option('--data <train>', 'data for activation matching')
     .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
@@ -64,7 +67,8 @@ export function register(program: Command): void {
     .action(
       action(async (paths: string[], o: Options) => {
         if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
-        if (o.align === 'activation' && !o.data) throw new BasinError('invalid_argument', '--align activation needs --data TRAIN', {});
+        if (o.method) o.align = o.method;
+        if (o.align !== 'none' && matchingMethod(o.align).readsActivations && !o.data) throw new BasinError('invalid_argument', `--method ${o.align} needs --data TRAIN`, {});
         if (o.repair && o.resetBn) throw new BasinError('invalid_argument', 'give one of --repair and --reset-bn, not both', {});
         const weights = o.weights !== undefined ? parseWeights(o.weights, paths.length) : undefined;
         await checkOutputs({
@@ -84,6 +88,7 @@ export function register(program: Command): void {
         const loaded = [];
         for (const p of paths) loaded.push(await openModel(p, { graph: o.graph }));
         const models = loaded.map((l) => l.model);
+        for (const m of models) checkFiniteWeights(m);
         const specSource = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : await specFor(paths[0]!, undefined, o.graph, models[0]!);
         const spec = await resolveSpec(models[0]!, specSource, o.spec);
         const warnings =
@@ -102,9 +107,10 @@ export function register(program: Command): void {
                 maxIter: o.maxIter,
                 onProgress: (p) => {
                   if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
-                  if (p.phase === 'activation') log(`  model ${p.model! + 1} activation-matched to model 1`);
+                  if (p.phase === 'start') log(`  starting permutations found (${o.align} matching)`);
                 },
               });
+        for (const note of 'notes' in r ? r.notes : []) log(`note: ${note}`);
         let merged = r.merged;
         const fixPath = o.repair ?? o.resetBn;
         if (fixPath) {
