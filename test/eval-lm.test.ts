@@ -221,3 +221,23 @@ test('basin interpolate of two LMs on token ids: loss per token at the end point
   assertAllClose(rep.curves[1]!.points.at(-1)!.loss, rb.loss, { rtol: 1e-5 });
   assert.match(readFileSync(plot, 'utf8'), /cross-entropy \(nats\/token\)/);
 });
+
+test('basin merge --eval of two LMs scores loss per token; --task classification on an LM is refused before merging', async () => {
+  const report = path.join(tmp, 'merge-report.json');
+  const out = path.join(tmp, 'merged-lm.onnx');
+  const r = await runBasin(['merge', LM(0), LM(1), '-o', out, '--eval', IDS, '--report', report]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /loss \(nats\/token\)/);
+  const rep = JSON.parse(readFileSync(report, 'utf8')) as { evaluations: { model: string; loss: number; task: string; tokens: number }[] };
+  const [ra, rb] = [await referenceLm(LM(0)), await referenceLm(LM(1))];
+  assert.equal(rep.evaluations[0]!.task, 'lm');
+  assert.equal(rep.evaluations[0]!.tokens, 64 * 6);
+  assertAllClose(rep.evaluations[0]!.loss, ra.loss, { rtol: 1e-6 });
+  assertAllClose(rep.evaluations[1]!.loss, rb.loss, { rtol: 1e-6 });
+  // the merged model, scored by our own code over onnxruntime's logits
+  assertAllClose(rep.evaluations[2]!.loss, (await referenceLm(out)).loss, { rtol: 1e-6 });
+  const bad = await runBasin(['merge', LM(0), LM(1), '-o', path.join(tmp, 'never.onnx'), '--eval', IDS, '--task', 'classification']);
+  assert.equal(bad.code === 0, false);
+  assert.match(bad.stderr, /\[shape_mismatch\].*'logits'/);
+  assert.doesNotMatch(bad.stderr, /merging/);
+});
