@@ -1,21 +1,34 @@
 /**
- * Evaluate a classifier on a labelled data set: mean cross-entropy and accuracy, batch by batch. The model's
- * input is checked against the data set's sample shape and dtype before anything runs.
+ * Evaluate a model on a data set, batch by batch, for one of two tasks (metrics.ts):
+ * - classification: `logits` [N, C] against a label per sample: mean cross-entropy (nats) and accuracy;
+ * - language modelling ('lm'): `logits` [N, T, V] against the next token of the input ids: mean cross-entropy in
+ *   nats/token, perplexity and next-token accuracy; no labels needed, and an attention-mask input (when the model
+ *   has one and the data feed it) leaves out the positions it masks.
+ * 'auto' (the default) takes lm when the logits have rank 3 and the data input holds integers (token ids), else
+ * classification. Every model input is fed through the one data feed (data/feed.ts): the data input under the
+ * one input rule, the others from the data file when it holds them (a FeedSource), else at random (masks: ones).
+ * The model input is checked against the data before anything runs.
  */
 import { DTYPES } from '../dtype.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { BasinError, q, shapeStr } from '../errors.js';
-import { feedable, modelFeed } from '../data/input-rule.js';
+import { feedable } from '../data/input-rule.js';
+import { dataInput, feedFor, type DimSizes } from '../data/feed.js';
+import type { FeedSource } from '../data/feed-source.js';
 import type { Dataset } from '../data/dataset.js';
 import { OnnxModel, type ValueDesc } from '../onnx/model.js';
-import { OnnxSession, createSession } from '../onnx/session.js';
-import { accumulateLogits, finish, type EvalResult, type EvalSums } from './metrics.js';
+import { OnnxSession, createSession, type Feed } from '../onnx/session.js';
+import { accumulateLm, accumulateLogits, finish, type EvalResult, type EvalSums, type EvalTask, type IdArray } from './metrics.js';
 
 export interface EvaluateOptions {
   /** Samples per run (default 500; a model with a fixed batch dimension uses that instead). */
   batchSize?: number;
-  /** Model input to feed (default: the only input). */
+  /** Model input the data set feeds (default: the one data-input rule, `dataInput` in data/feed.ts). */
   inputName?: string;
+  /** What to score (default 'auto': lm for rank-3 logits of a model fed integer ids, else classification). */
+  task?: EvalTask | 'auto';
+  /** Sizes of dynamic dims of inputs the data does not feed (`--dim`). */
+  dims?: DimSizes;
   /** Output holding the logits (default 'logits' when present, else the first output). */
   outputName?: string;
   /** Called after each batch. */
@@ -26,26 +39,8 @@ function dimStr(shape: readonly (number | string | null)[]): string {
   return `[${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
 }
 
-function pickInput(model: OnnxModel, name: string | undefined): ValueDesc {
-  if (name !== undefined) {
-    const v = model.inputs.find((i) => i.name === name);
-    if (!v) {
-      throw new BasinError('invalid_argument', `the model has no input ${q(name)} (inputs: ${model.inputs.map((i) => q(i.name)).join(', ')})`, {
-        file: model.path,
-        found: name,
-      });
-    }
-    return v;
-  }
-  if (model.inputs.length !== 1) {
-    throw new BasinError('invalid_argument', `the model has ${model.inputs.length} inputs (${model.inputs.map((i) => q(i.name)).join(', ')}); say which one takes the data (inputName)`, {
-      file: model.path,
-    });
-  }
-  return model.inputs[0]!;
-}
-
-function pickOutput(model: OnnxModel, name: string | undefined): ValueDesc {
+/** The output holding the logits: `name`, else one named 'logits', else the first. @throws BasinError invalid_argument */
+export function pickOutput(model: OnnxModel, name: string | undefined): ValueDesc {
   const outs = model.outputs;
   const v = name !== undefined ? outs.find((o) => o.name === name) : (outs.find((o) => o.name === 'logits') ?? outs[0]);
   if (!v) {
@@ -93,34 +88,146 @@ export function checkInputFits(model: OnnxModel, input: ValueDesc, dataset: Data
   return typeof b === 'number' ? b : undefined;
 }
 
-/** Mean cross-entropy and accuracy of `model` (or an open session of it) on `dataset`. */
-export async function evaluate(modelOrSession: OnnxModel | OnnxSession, dataset: Dataset, options: EvaluateOptions = {}): Promise<EvalResult> {
+/** A Dataset (labelled, one input) or a FeedSource (feeds for every input, no labels): which one `data` is. */
+function isDataset(data: Dataset | FeedSource): data is Dataset {
+  return 'format' in data;
+}
+
+/**
+ * The task `requested` resolves to for `model`, its `output` and the data `input` ('auto': rank-3 logits and an
+ * integer data input → lm; rank-2 logits, or no declared rank and a float input → classification).
+ * @throws BasinError shape_mismatch when the output's rank fits neither task (or not the requested one);
+ *   invalid_argument when lm is asked of a model whose data input is not integer ids
+ */
+export function resolveTask(model: OnnxModel, output: ValueDesc, input: ValueDesc, requested: EvalTask | 'auto' = 'auto'): EvalTask {
+  const rank = output.shape?.length;
+  const ids = input.dtype !== undefined && !DTYPES[input.dtype].isFloat;
+  const task: EvalTask = requested !== 'auto' ? requested : rank === 3 || (rank === undefined && ids) ? 'lm' : 'classification';
+  const want = task === 'lm' ? 3 : 2;
+  if (rank !== undefined && rank !== want) {
+    throw new BasinError(
+      'shape_mismatch',
+      `model output ${q(output.name)} of ${q(model.path ?? 'the model')} has shape ${dimStr(output.shape!)}; ` +
+        (task === 'lm' ? 'language modelling scores logits [batch, positions, vocabulary]' : 'classification scores logits [batch, classes]') +
+        (requested === 'auto' ? ' (a language model: logits of rank 3 fed token ids); say which with --task classification|lm' : ''),
+      { file: model.path, tensor: output.name, shape: output.shape?.map((d) => (typeof d === 'number' ? d : -1)), expected: want },
+    );
+  }
+  if (task === 'lm' && !ids) {
+    throw new BasinError(
+      'invalid_argument',
+      `language modelling scores the next token of the input ids, but model input ${q(input.name)} of ${q(model.path ?? 'the model')} takes ${input.dtype ?? 'untyped'} values, not integer ids`,
+      { file: model.path, tensor: input.name, found: input.dtype },
+    );
+  }
+  return task;
+}
+
+/** The attention-mask input of `model` (an integer or bool input whose name contains "mask"), if any. */
+function maskInput(model: OnnxModel, ids: ValueDesc): ValueDesc | undefined {
+  return model.inputs.find((i) => i !== ids && /mask/i.test(i.name) && i.dtype !== undefined && !DTYPES[i.dtype].isFloat);
+}
+
+/** The rows of a feed as integers or floats, row-major. */
+function feedValues(f: Feed): IdArray {
+  return f instanceof Tensor ? f.data : (f.data as IdArray);
+}
+
+/** `f` with zero rows appended up to `rows` samples (models with a fixed batch size; padding is not scored). */
+function padFeed(f: Feed, rows: number): Feed {
+  const dims = f instanceof Tensor ? f.shape : f.dims;
+  const count = dims[0] ?? 0;
+  if (count >= rows) return f;
+  const per = dims.slice(1).reduce((a, d) => a * d, 1);
+  if (f instanceof Tensor) {
+    const data = new Float32Array(rows * per);
+    data.set(f.data);
+    return new Tensor([rows, ...dims.slice(1)], data);
+  }
+  const src = f.data as unknown as { constructor: new (n: number) => { set(a: unknown): void } };
+  const data = new src.constructor(rows * per);
+  data.set(f.data);
+  return { data: data as unknown as typeof f.data, dims: [rows, ...dims.slice(1)], type: f.type };
+}
+
+/** One batch as evaluation reads it: feeds for every model input, the samples' labels (when the data has them). */
+interface EvalBatch {
+  feeds: Record<string, Feed>;
+  labels?: Int32Array;
+  count: number;
+}
+
+async function* evalBatches(model: OnnxModel, data: Dataset | FeedSource, input: ValueDesc, batchSize: number, dims: DimSizes | undefined): AsyncIterable<EvalBatch> {
+  if (isDataset(data)) {
+    let seed = 0;
+    for await (const b of data.batches(batchSize)) yield { feeds: feedFor(model, b, { inputName: input.name, dims, seed: seed++ }), labels: b.labels, count: b.count };
+    return;
+  }
+  for await (const feeds of data.batches(batchSize)) {
+    const f = feeds[input.name];
+    if (f === undefined) {
+      throw new BasinError('data_invalid', `${q(data.source)} does not feed model input ${q(input.name)} (it feeds ${data.fed.map(q).join(', ')})`, { file: data.source, tensor: input.name });
+    }
+    yield { feeds, count: (f instanceof Tensor ? f.shape : f.dims)[0] ?? 0 };
+  }
+}
+
+/**
+ * Loss and accuracy of `model` (or an open session of it) on `data` (see the header for the tasks).
+ * `data` is a labelled Dataset (classification or lm) or a FeedSource (data/feed-source.ts: lm; no labels).
+ * @throws BasinError data_shape_mismatch when the data do not fit the model input; shape_mismatch / invalid_argument
+ *   for a task the model's output or input does not fit (resolveTask); data_invalid for a label or target id out of
+ *   range, or a FeedSource asked for classification (it has no labels); non_finite for NaN/infinite logits
+ */
+export async function evaluate(modelOrSession: OnnxModel | OnnxSession, data: Dataset | FeedSource, options: EvaluateOptions = {}): Promise<EvalResult> {
   const model = modelOrSession instanceof OnnxModel ? modelOrSession : modelOrSession.model;
-  const input = pickInput(model, options.inputName);
-  const output = pickOutput(model, options.outputName);
-  const fixedBatch = checkInputFits(model, input, dataset);
-  if (output.shape !== undefined && output.shape.length !== 2) {
-    throw new BasinError('shape_mismatch', `model output ${q(output.name)} has shape ${dimStr(output.shape)}; expected logits [batch, classes]`, {
+  if (options.inputName !== undefined && !model.inputs.some((i) => i.name === options.inputName)) {
+    throw new BasinError('invalid_argument', `the model has no input ${q(options.inputName)} (inputs: ${model.inputs.map((i) => q(i.name)).join(', ')})`, {
       file: model.path,
-      tensor: output.name,
+      found: options.inputName,
     });
   }
+  const input = dataInput(model, options.inputName);
+  const output = pickOutput(model, options.outputName);
+  const fixedBatch = isDataset(data) ? checkInputFits(model, input, data) : typeof input.shape?.[0] === 'number' ? input.shape[0] : undefined;
+  const task = resolveTask(model, output, input, options.task);
+  if (task === 'classification' && !isDataset(data)) {
+    throw new BasinError('data_invalid', `${q(data.source)}: classification needs a label per sample; open it as a labelled data set (a 'label' tensor)`, { file: data.source });
+  }
+  const mask = task === 'lm' ? maskInput(model, input) : undefined;
   const batchSize = fixedBatch ?? options.batchSize ?? 500;
   const session = modelOrSession instanceof OnnxSession ? modelOrSession : await createSession(model);
-  const sums: EvalSums = { lossSum: 0, correct: 0, count: 0 };
+  const sums: EvalSums = { lossSum: 0, correct: 0, count: 0, samples: 0 };
+  const size = data.size;
   try {
-    for await (const batch of dataset.batches(batchSize)) {
-      // The one input rule (data/input-rule.ts); the last batch is padded to a fixed batch size, padding not scored.
-      const x = modelFeed(batch, input.dtype, { rows: Math.max(fixedBatch ?? 0, batch.count), inputName: input.name });
-      const out = await session.run({ [input.name]: x }, [output.name]);
-      checkFiniteOutput(out[output.name]!, batch.count, sums.count, model, output.name, dataset.source);
-      accumulateLogits(sums, out[output.name]!, batch.labels, batch.count, output.name, dataset.source);
-      options.onProgress?.(sums.count, dataset.size);
+    for await (const b of evalBatches(model, data, input, batchSize, options.dims)) {
+      const rows = Math.max(fixedBatch ?? 0, b.count);
+      const feeds = Object.fromEntries(Object.entries(b.feeds).map(([k, f]) => [k, padFeed(f, rows)]));
+      const out = await session.run(feeds, [output.name]);
+      const logits = out[output.name]!;
+      checkFiniteOutput(logits, b.count, sums.samples!, model, output.name, data.source);
+      if (task === 'lm') {
+        const ids = b.feeds[input.name]!;
+        const idDims = ids instanceof Tensor ? ids.shape : ids.dims;
+        if (idDims.length !== 2) {
+          throw new BasinError('data_shape_mismatch', `${q(data.source)}: language modelling reads ids [samples, positions] for model input ${q(input.name)}, got samples of shape ${shapeStr(idDims.slice(1))}`, {
+            file: data.source,
+            tensor: input.name,
+            found: idDims,
+          });
+        }
+        const m = mask ? b.feeds[mask.name] : undefined;
+        accumulateLm(sums, logits, feedValues(ids), { count: b.count, length: idDims[1]!, mask: m ? feedValues(m) : undefined, name: output.name, source: data.source });
+      } else {
+        accumulateLogits(sums, logits, b.labels!, b.count, output.name, data.source);
+        sums.samples = sums.count;
+      }
+      options.onProgress?.(sums.samples!, size);
     }
   } finally {
     if (session !== modelOrSession) await session.release();
   }
-  return finish(sums);
+  return finish(sums, task);
 }
 
 /**

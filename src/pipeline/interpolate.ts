@@ -5,13 +5,19 @@
 import type { OnnxModel } from '../onnx/model.js';
 import type { Dataset } from '../data/dataset.js';
 import { evaluate } from '../eval/evaluate.js';
+import type { FeedSource } from '../data/feed-source.js';
+import type { EvalTask } from '../eval/metrics.js';
 import { barrierOf } from '../report/plot.js';
 import { BasinError } from '../errors.js';
 
 export interface CurvePoint {
   alpha: number;
+  /** Mean cross-entropy: nats per sample (classification) or nats/token (lm). */
   loss: number;
+  /** Per sample (classification) or next-token (lm). */
   accuracy: number;
+  /** lm: exp(loss). */
+  perplexity?: number;
 }
 
 export interface InterpolationCurve {
@@ -50,11 +56,14 @@ export function curveOf(name: string, points: CurvePoint[]): InterpolationCurve 
   return { name, points, barrier, barrierAlpha: alpha, accuracyBarrier: acc.barrier };
 }
 
-/** Evaluate every curve at every α on the test data. */
+/**
+ * Evaluate every curve at every α on the test data (a labelled Dataset, or a FeedSource of token ids for language
+ * models), for `task` (evaluate's rule; default 'auto').
+ */
 export async function interpolationCurves(
   curves: CurveSpec[],
-  test: Dataset,
-  { alphas, batchSize = 500, onProgress }: { alphas: number[]; batchSize?: number; onProgress?: (e: ProgressEvent) => void },
+  test: Dataset | FeedSource,
+  { alphas, batchSize = 500, task = 'auto', onProgress }: { alphas: number[]; batchSize?: number; task?: EvalTask | 'auto'; onProgress?: (e: ProgressEvent) => void },
 ): Promise<InterpolationCurve[]> {
   const total = curves.length * alphas.length;
   let done = 0;
@@ -64,8 +73,8 @@ export async function interpolationCurves(
     for (const alpha of alphas) {
       onProgress?.({ done, total, label: `${c.name} α=${alpha.toFixed(2)}` });
       const model = await c.blend(alpha);
-      const r = await evaluate(model, test, { batchSize });
-      points.push({ alpha, loss: r.loss, accuracy: r.accuracy });
+      const r = await evaluate(model, test, { batchSize, task });
+      points.push({ alpha, loss: r.loss, accuracy: r.accuracy, ...(r.perplexity !== undefined ? { perplexity: r.perplexity } : {}) });
       done++;
     }
     out.push(curveOf(c.name, points));

@@ -39,6 +39,8 @@ export interface InterpolationChartInput {
   xLabel?: string;
   /** Labels written under α = 0 and α = 1; default ["A", "B"]. */
   endpointLabels?: readonly [string, string];
+  /** Unit of the loss and barriers: 'nats' (default, per sample) or 'nats/token' (language models). */
+  lossUnit?: string;
 }
 
 /** Where a loss curve rises furthest above its chord. */
@@ -533,7 +535,7 @@ export function interpolationChart(input: InterpolationChartInput): string {
     {
       key: 'loss',
       title: 'Test loss',
-      yLabel: 'cross-entropy (nats)',
+      yLabel: `cross-entropy (${input.lossUnit ?? 'nats'})`,
       series: curves.map((c) => [...c.loss]),
       scale: niceScale(lossRange[0], lossRange[1], 0.06, [0, Infinity], Math.max(1e-3, 0.02 * Math.max(Math.abs(lossRange[0]), Math.abs(lossRange[1])))),
     },
@@ -696,7 +698,7 @@ export function interpolationChart(input: InterpolationChartInput): string {
   const sample = 40;
   const entries: Entry[] = curves.map((c, i) => {
     const st = styles[i]!;
-    const label = `${truncate(c.name, 48)} — barrier ${formatBarrier(c.barrier)} nats`;
+    const label = `${truncate(c.name, 48)} — barrier ${formatBarrier(c.barrier)} ${input.lossUnit ?? 'nats'}`;
     return {
       width: sample + 8 + textWidth(label, LEGEND_FONT),
       draw: (x, y) =>
@@ -759,7 +761,7 @@ export function interpolationChart(input: InterpolationChartInput): string {
   legend.push('</g>');
   const height = Math.ceil(y + 4);
 
-  const desc = curves.map((c) => `${c.name}: barrier ${formatBarrier(c.barrier)} nats`).join('; ');
+  const desc = curves.map((c) => `${c.name}: barrier ${formatBarrier(c.barrier)} ${input.lossUnit ?? 'nats'}`).join('; ');
   out.push('<?xml version="1.0" encoding="UTF-8"?>');
   out.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="DejaVu Sans, Arial, Helvetica, sans-serif">`,

@@ -5,6 +5,8 @@ import { progress } from '../progress.js';
 import { BasinError } from '../../errors.js';
 import { loadModel } from '../../models/load.js';
 import { openDataset } from '../../data/open.js';
+import { openEvalData } from '../../eval/eval-data.js';
+import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { alignOnnxModels } from '../../align/align-onnx.js';
 import { graphSpec } from '../../align/infer-spec.js';
 import { mlpSpec } from '../../spec/mlp.js';
@@ -33,11 +35,13 @@ interface Options {
   inputName: string;
   labelName: string;
   seed: number;
+  task: EvalTask | 'auto';
 }
 
-export function curveTable(curves: InterpolationCurve[]): string {
+export function curveTable(curves: InterpolationCurve[], task: EvalTask = 'classification'): string {
+  const unit = LOSS_UNIT[task];
   return formatTable(
-    ['curve', 'barrier (nats)', 'loss @0.5', 'acc @0.5', 'acc drop'],
+    ['curve', `barrier (${unit})`, `loss @0.5 (${unit})`, task === 'lm' ? 'next-token acc @0.5' : 'acc @0.5', 'acc drop'],
     curves.map((c) => {
       const m = midpoint(c);
       return [c.name, c.barrier, m.loss, m.accuracy, c.accuracyBarrier];
@@ -59,7 +63,8 @@ export function register(program: Command): void {
     .description('loss and accuracy along (1-α)·A + α·B, naive and with B aligned, the barrier of each curve, and a chart')
     .argument('<A>', 'model (.onnx, or .safetensors: a plain MLP, or any architecture with --graph)')
     .argument('<B>', 'model of the same architecture')
-    .requiredOption('--data <path>', 'labelled test data (safetensors input/label, .npy pair, MNIST idx folder)')
+    .requiredOption('--data <path>', 'test data: labelled (safetensors input/label, .npy pair, MNIST idx folder), or token ids for a language model (safetensors, labels not needed)')
+    .option('--task <task>', 'what the loss scores: auto (lm for logits [N, T, V] of a model fed token ids) | classification | lm (next token, nats/token)', parseChoice('--task', ['auto', 'classification', 'lm'] as const), 'auto')
     .option('--steps <n>', 'number of α values from 0 to 1', parseIntOption('--steps', 2, 10001), 11)
     .option('--align <method>', 'align B first: weight | activation | none', parseChoice('--align', ['weight', 'activation', 'none'] as const), 'weight')
     .option('--align-data <path>', 'data for --align activation (default: the --reset-bn/--repair data)')
@@ -94,7 +99,7 @@ export function register(program: Command): void {
         const a = await loadModel(aPath, { graph: o.graph });
         const b = await loadModel(bPath, { graph: o.graph });
         const names = { inputName: o.inputName, labelName: o.labelName };
-        const test = await openDataset(o.data, { ...names, limit: o.limit });
+        const { task, data: test } = await openEvalData(o.data, a, { ...names, limit: o.limit, task: o.task });
         const fixPath = o.resetBn ?? o.repair;
         const fixKind: FixKind | null = o.resetBn ? 'reset-bn' : o.repair ? 'repair' : null;
         const fixData = fixPath ? await openDataset(fixPath, { ...names, limit: o.statsLimit }) : null;
@@ -118,13 +123,15 @@ export function register(program: Command): void {
         const bar = progress('interpolating');
         const curves = await interpolationCurves(curveSpecs(a, b, aligned, `${o.align} matching`, fixKind && fixData ? { kind: fixKind, data: fixData } : null), test, {
           alphas,
+          task,
           onProgress: (e) => bar.update(e.done, e.total, e.label),
         });
         bar.stop();
-        out(curveTable(curves) + '\n');
+        out(curveTable(curves, task) + '\n');
         if (o.plot) {
           const svg = interpolationChart({
             title: 'Linear interpolation between two models',
+            lossUnit: LOSS_UNIT[task],
             subtitle: `${aPath.split('/').pop()} → ${bPath.split('/').pop()} · ${test.size} samples of ${o.data.split('/').pop()} · ${alphas.length} values of α`,
             alphas,
             curves: curves.map((c) => ({ name: c.name, loss: c.points.map((p) => p.loss), accuracy: c.points.map((p) => p.accuracy), barrier: c.barrier })),
@@ -138,6 +145,8 @@ export function register(program: Command): void {
             b: bPath,
             data: o.data,
             samples: test.size,
+            task,
+            loss_unit: LOSS_UNIT[task],
             alphas,
             align: alignInfo,
             statistics_fix: fixKind ? { kind: fixKind, data: fixPath, samples: fixData!.size } : null,

@@ -8,6 +8,8 @@ import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 import { checkFiniteWeights, weightShapes } from '../../align/align-onnx.js';
 import { openDataset } from '../../data/open.js';
 import { evaluate } from '../../eval/evaluate.js';
+import { openEvalData } from '../../eval/eval-data.js';
+import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { permuteModel, resolveSpec } from '../../align/align-onnx.js';
 import { averageModels } from '../../merge/interpolate.js';
 import { identityAssignment } from '../../spec/apply.js';
@@ -27,6 +29,7 @@ interface Options {
   repair?: string;
   resetBn?: string;
   eval?: string;
+  task: EvalTask | 'auto';
   spec?: string;
   graph?: string;
   seed: number;
@@ -57,7 +60,8 @@ export function register(program: Command): void {
     .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
     .option('--reset-bn <train>', 'recompute the merged model’s BatchNorm statistics on this data')
     .option('--stats-limit <n>', 'samples of the statistics data to use', parseIntOption('--stats-limit', 1), 2000)
-    .option('--eval <test>', 'evaluate every input model and the merged one on this labelled data')
+    .option('--eval <test>', 'evaluate every input model and the merged one on this data (labelled, or token ids for a language model)')
+    .option('--task <task>', 'what --eval scores: auto | classification | lm (next token, nats/token)', parseChoice('--task', ['auto', 'classification', 'lm'] as const), 'auto')
     .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph)')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
     .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
@@ -95,6 +99,7 @@ export function register(program: Command): void {
           o.align === 'none' ? [] : coverageWarnings(alignmentCoverage(spec.toJson(), weightShapes(models[0]!)), { what: 'the models', strict: o.strict, fromSpec: Boolean(o.spec) });
         for (const w of warnings) log(`WARNING: ${w}`);
         const data = o.data ? await openDataset(o.data, { limit: o.statsLimit }) : undefined;
+        const evalData = o.eval ? await openEvalData(o.eval, models[0]!, { task: o.task }) : undefined; // checked before merging
         log(`merging ${paths.length} models (${o.align} matching, ${spec.free.length} permutation group(s))…`);
         const r =
           o.align === 'none'
@@ -130,18 +135,18 @@ export function register(program: Command): void {
         if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use, not permuted (float ones averaged, others copied from the first model): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
         log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
         const evaluations: Record<string, unknown>[] = [];
-        if (o.eval) {
-          const test = await openDataset(o.eval);
+        if (evalData) {
+          const { task, data: test } = evalData;
           const rows: (string | number)[][] = [];
           for (const [i, m] of models.entries()) {
-            const e = await evaluate(m, test);
+            const e = await evaluate(m, test, { task });
             rows.push([paths[i]!.split('/').pop()!, e.loss, e.accuracy]);
             evaluations.push({ model: paths[i], ...e });
           }
-          const e = await evaluate(merged, test);
+          const e = await evaluate(merged, test, { task });
           rows.push(['merged', e.loss, e.accuracy]);
           evaluations.push({ model: 'merged', ...e });
-          out(formatTable(['model', 'loss', 'accuracy'], rows, { digits: 3 }) + '\n');
+          out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, task === 'lm' ? 'next-token accuracy' : 'accuracy'], rows, { digits: 3 }) + '\n');
         }
         if (o.report) {
           await writeJson(o.report, {
