@@ -31,6 +31,7 @@ import type { Dataset } from '../data/dataset.js';
 import { dataInput, feedFor } from '../data/feed.js';
 import type { FeedSource } from '../data/feed-source.js';
 import { feedable } from '../data/input-rule.js';
+import { checkInputName } from '../data/named-input.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
 import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
@@ -230,6 +231,7 @@ async function* feedBatches(
   let done = 0;
   const a = models[0]!;
   if (isDataset(data)) {
+    checkInputName(a, opts.inputName);
     const input = dataInput(a, opts.inputName);
     for (const m of models.slice(1)) {
       if (!m.inputs.some((i) => i.name === input.name)) {
