@@ -173,3 +173,21 @@ test('REPAIR of an fp16-input MLP pair on U8 pixel data: repaired hidden statist
     assertAllClose(mr.std, tStd, { rtol: 1e-2, atol: 1e-2 * scale, label: `${layer.output} std` });
   }
 });
+
+test('merge --method activation of the token-id LM pair on int64 ids equals align --method activation then average', async () => {
+  const a = field('field-tied-embedding-seed0.onnx');
+  const b = field('field-tied-embedding-seed1.onnx');
+  const data = field('field-tied-embedding-ids.safetensors');
+  const merged = path.join(tmp, 'tied-merged.onnx');
+  const m = await runBasin(['merge', a, b, '-o', merged, '--method', 'activation', '--data', data]);
+  assert.equal(m.code, 0, m.stderr);
+  const aligned = path.join(tmp, 'tied-aligned-for-merge.onnx');
+  const al = await runBasin(['align', a, b, '-o', aligned, '--method', 'activation', '--data', data]);
+  assert.equal(al.code, 0, al.stderr);
+  const [ma, mb, mm] = await Promise.all([a, aligned, merged].map((f) => loadOnnx(f)));
+  for (const n of ma.weights()) {
+    const x = ma.getFloat32(n).data;
+    const y = mb.getFloat32(n).data;
+    assertAllClose(mm.getFloat32(n).data, Array.from(x, (v, i) => (v + y[i]!) / 2), { rtol: 1e-6, atol: 1e-7, label: n });
+  }
+});

@@ -174,7 +174,7 @@ function dimStr(shape: readonly (number | string | null)[]): string {
 /**
  * A sample shape (batch axis excluded) and element type against a model input's declared shape and type, under the
  * one input rule (input-rule.ts): floats feed float inputs (fp16 included), integers feed integer inputs unchanged.
- * `held`: the data's dtype, or 'float32' for float32 tensors, or undefined when the feed's type is onnxruntime's.
+ * `held`: the data's dtype ('F32' for float32 tensors), or undefined when the feed already has the input's type.
  */
 function checkSampleShape(model: OnnxModel, input: ValueDesc, sample: readonly number[], source: string, held: DType | undefined): void {
   const fail = (why: string): never => {
@@ -260,8 +260,8 @@ async function* feedBatches(
     return;
   }
   if (isFeedSource(data)) {
-    const input = dataInput(a, opts.inputName);
-    const fixed = typeof input.shape?.[0] === 'number' ? (input.shape[0] as number) : undefined;
+    // a model with a fixed batch size takes batches of exactly that size
+    const fixed = a.inputs.map((i) => i.shape?.[0]).find((d): d is number => typeof d === 'number' && d > 0);
     yield* feedBatches(data.batches(fixed ?? opts.batchSize ?? 256), models, opts, notes);
     return;
   }
