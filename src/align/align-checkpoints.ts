@@ -161,7 +161,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
       tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
     }
-    const data = typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
+    const data = typeof opts.data === 'string' && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
       init: opts.init,
       seed: opts.seed,

@@ -15,7 +15,7 @@ import { assertEquivalent, compareModels, type ComparePermutation, type VerifyRe
 import { randomBatches } from '../data/feed.js';
 import type { Feed } from '../onnx/session.js';
 import type { ActivationProgress } from '../match/activation-matching.js';
-import { openDataset } from '../data/open.js';
+import { openFeeds } from '../data/feed-source.js';
 import { inferSpec } from './infer-spec.js';
 import type { Dataset } from '../data/dataset.js';
 
@@ -152,7 +152,7 @@ export async function alignOnnxModels(
   const resolved = await resolveSpec(a, specSource, opts.specLabel);
   // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
   const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
-  const data = typeof opts.data === 'string' ? await openDataset(opts.data, { limit: opts.limit }) : opts.data;
+  const data = typeof opts.data === 'string' ? await openFeeds(opts.data, a, { limit: opts.limit }) : opts.data;
   const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts, { spec, assignment: match.perms });

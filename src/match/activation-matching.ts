@@ -25,9 +25,13 @@
  * lists it in `notes`.
  */
 import { BasinError, q, shapeStr } from '../errors.js';
-import { DTYPES } from '../dtype.js';
+import type { DType } from '../dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Dataset } from '../data/dataset.js';
+import { dataInput, feedFor } from '../data/feed.js';
+import type { FeedSource } from '../data/feed-source.js';
+import { feedable } from '../data/input-rule.js';
+import { checkInputName } from '../data/named-input.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
 import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
@@ -54,7 +58,7 @@ export interface ActivationMatchingOptions {
   limit?: number;
   /** Samples per run when `data` is a Dataset (default 256; a model with a fixed batch size uses that). */
   batchSize?: number;
-  /** Model input the Dataset feeds (default: the model's only input). */
+  /** Model input a Dataset feeds (default: the one data input, data/feed.ts `dataInput`; other inputs get random values). */
   inputName?: string;
   /** Added to σa·σb in the correlation's denominator (default 1e-12). */
   eps?: number;
@@ -95,8 +99,12 @@ export interface ActivationMatchingResult extends MatchingResult {
   notes: string[];
 }
 
-/** Batches of feeds (one per model input), or a labelled Dataset (its inputs feed the model's input). */
-export type ActivationData = AsyncIterable<Record<string, Feed>> | Iterable<Record<string, Feed>> | Dataset;
+/**
+ * Batches of feeds (one per model input); a Dataset (its samples feed the model's data input through the one feed,
+ * data/feed.ts `feedFor`: token ids unchanged, floats converted for fp16 inputs; labels unused); or a FeedSource
+ * (data/feed-source.ts `openFeeds`: several named inputs from one file).
+ */
+export type ActivationData = AsyncIterable<Record<string, Feed>> | Iterable<Record<string, Feed>> | Dataset | FeedSource;
 
 /** One place where a base permutation's units can be read. */
 interface PointUse {
@@ -155,30 +163,27 @@ function isDataset(d: ActivationData): d is Dataset {
   return typeof (d as Dataset).batches === 'function' && Array.isArray((d as Dataset).inputShape);
 }
 
+function isFeedSource(d: ActivationData): d is FeedSource {
+  return typeof (d as FeedSource).batches === 'function' && Array.isArray((d as FeedSource).fed);
+}
+
 function dimStr(shape: readonly (number | string | null)[]): string {
   return `[${shape.map((d) => (d === null ? '?' : String(d))).join(', ')}]`;
 }
 
-function pickInput(model: OnnxModel, name: string | undefined): ValueDesc {
-  if (name !== undefined) {
-    const v = model.inputs.find((i) => i.name === name);
-    if (!v) throw new BasinError('invalid_argument', `the model has no input ${q(name)} (inputs: ${model.inputs.map((i) => q(i.name)).join(', ')})`, { file: model.path, found: name });
-    return v;
-  }
-  if (model.inputs.length !== 1) {
-    throw new BasinError('invalid_argument', `the model has ${model.inputs.length} inputs (${model.inputs.map((i) => q(i.name)).join(', ')}); say which one takes the data (inputName)`, {
-      file: model.path,
-    });
-  }
-  return model.inputs[0]!;
-}
-
-/** A sample shape (batch axis excluded) against a model input's declared shape. */
-function checkSampleShape(model: OnnxModel, input: ValueDesc, sample: readonly number[], source: string): void {
+/**
+ * A sample shape (batch axis excluded) and element type against a model input's declared shape and type, under the
+ * one input rule (input-rule.ts): floats feed float inputs (fp16 included), integers feed integer inputs unchanged.
+ * `held`: the data's dtype ('F32' for float32 tensors), or undefined when the feed already has the input's type.
+ */
+function checkSampleShape(model: OnnxModel, input: ValueDesc, sample: readonly number[], source: string, held: DType | undefined): void {
   const fail = (why: string): never => {
     throw new BasinError('data_shape_mismatch', `model input ${q(input.name)} ${why}`, { file: model.path, tensor: input.name, expected: input.shape, found: sample });
   };
-  if (input.dtype === undefined || !DTYPES[input.dtype].isFloat) fail(`takes ${input.dtype ?? `ONNX type ${input.elemType}`} values, but ${source} holds float32 numbers`);
+  if (input.dtype === undefined) fail(`has ONNX element type ${input.elemType}, which basin cannot feed`);
+  if (held !== undefined && !feedable(held, input.dtype)) {
+    fail(`takes ${input.dtype} values, but ${source} holds ${held} values; basin does not round floats into integer ids: store the ids as integers (I64 or I32)`);
+  }
   if (input.shape === undefined) return;
   const modelSample = input.shape.slice(1);
   const ok = input.shape.length === sample.length + 1 && modelSample.every((d, i) => typeof d !== 'number' || d === sample[i]);
@@ -226,31 +231,42 @@ async function* feedBatches(
   let done = 0;
   const a = models[0]!;
   if (isDataset(data)) {
-    const input = pickInput(a, opts.inputName);
-    for (const m of models.slice(1)) pickInput(m, input.name);
-    for (const m of models) checkSampleShape(m, m.inputs.find((i) => i.name === input.name)!, data.inputShape, `data set ${q(data.source)}`);
-    if (a.inputs.length !== 1) {
-      throw new BasinError('invalid_argument', `the model has ${a.inputs.length} inputs; a data set feeds only ${q(input.name)}: pass batches of feeds instead`, { file: a.path });
+    checkInputName(a, opts.inputName);
+    const input = dataInput(a, opts.inputName);
+    for (const m of models.slice(1)) {
+      if (!m.inputs.some((i) => i.name === input.name)) {
+        throw new BasinError('models_mismatch', `${q(m.path ?? 'a model')} has no input ${q(input.name)}, which the data feeds in ${q(a.path ?? 'model 0')}`, { file: m.path, tensor: input.name });
+      }
     }
+    for (const m of models) checkSampleShape(m, m.inputs.find((i) => i.name === input.name)!, data.inputShape, `data set ${q(data.source)}`, data.inputDType);
     const fixed = typeof input.shape?.[0] === 'number' ? (input.shape[0] as number) : undefined;
     const batchSize = fixed ?? opts.batchSize ?? 256;
     if (!(Number.isSafeInteger(batchSize) && batchSize >= 1)) throw new BasinError('invalid_argument', `batch size must be a positive integer, got ${batchSize}`, { found: batchSize });
+    let seed = 0;
     for await (const batch of data.batches(batchSize)) {
       if (done >= limit) break;
-      let count = Math.min(batch.count, limit - done);
+      const count = Math.min(batch.count, limit - done);
       if (fixed !== undefined && count < fixed) {
         notes.push(`the last ${count} sample(s) were left out: the model takes batches of exactly ${fixed}`);
         break;
       }
-      const x = count < batch.count ? (headOf(batch.input, count) as Tensor) : batch.input;
-      count = x.shape[0]!;
+      // one feed for every model (the same random values for inputs the data does not feed)
+      const all = feedFor(a, batch, { inputName: input.name, seed: seed++ });
+      const feeds: Record<string, Feed> = {};
+      for (const [k, f] of Object.entries(all)) feeds[k] = headOf(f, count);
       done += count;
-      yield { feeds: { [input.name]: x }, count };
+      yield { feeds, count };
     }
     return;
   }
+  if (isFeedSource(data)) {
+    // a model with a fixed batch size takes batches of exactly that size
+    const fixed = a.inputs.map((i) => i.shape?.[0]).find((d): d is number => typeof d === 'number' && d > 0);
+    yield* feedBatches(data.batches(fixed ?? opts.batchSize ?? 256), models, opts, notes);
+    return;
+  }
   let first = true;
-  for await (const feeds of data as AsyncIterable<Record<string, Feed>>) {
+  for await (const feeds of data as AsyncIterable<Record<string, Feed>> | Iterable<Record<string, Feed>>) {
     if (done >= limit) break;
     if (first) {
       for (const m of models) {
@@ -262,7 +278,7 @@ async function* feedBatches(
               tensor: input.name,
             });
           }
-          checkSampleShape(m, input, feedDims(f).slice(1), 'the batches');
+          checkSampleShape(m, input, feedDims(f).slice(1), 'the batches', f instanceof Tensor ? 'F32' : undefined);
         }
       }
       first = false;
@@ -411,7 +427,7 @@ export async function accumulateMoments(
     'activation matching',
     uses.map((u) => ({ perm: u.base, n: spec.perms.get(u.base)!.size, resident: 8 * pairCount + 8, peak: 4 + 8 + 8, tensors: spec.permToAxes.get(u.base)?.map((p) => p.tensor) })),
   );
-  const total = isDataset(data) ? Math.min(data.size, opts.limit ?? Infinity) : opts.limit;
+  const total = isDataset(data) || isFeedSource(data) ? Math.min(data.size, opts.limit ?? Infinity) : opts.limit;
   const standardized = new Set<string>();
   let samples = 0;
   let batches = 0;

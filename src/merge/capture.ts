@@ -1,9 +1,14 @@
-/** One pass over calibration data: run the model, expose some intermediate values, fold their channel statistics. */
+/**
+ * One pass over calibration data: run the model on the one data feed's batches (calibration.ts), expose some
+ * intermediate values, fold their channel statistics.
+ */
 import { BasinError, q } from '../errors.js';
+import { dataInput } from '../data/feed.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { createSession } from '../onnx/session.js';
 import { ChannelStats } from './channel-stats.js';
 import type { Calibration, PassProgress } from './calibration.js';
+import { checkInputName } from '../data/named-input.js';
 
 export interface CaptureTarget {
   /** The graph value to read. */
@@ -22,26 +27,6 @@ export interface CaptureOptions {
   passes: number;
 }
 
-/** The name of the input the data feeds. */
-export function dataInput(model: OnnxModel, inputName: string | undefined): string {
-  const names = model.inputs.map((i) => i.name);
-  if (inputName !== undefined) {
-    if (!names.includes(inputName)) {
-      throw new BasinError('invalid_argument', `${q(model.path ?? '(in-memory model)')} has no input ${q(inputName)} (inputs: ${names.map(q).join(', ')})`, {
-        file: model.path,
-        found: inputName,
-      });
-    }
-    return inputName;
-  }
-  if (names.length !== 1) {
-    throw new BasinError('invalid_argument', `${q(model.path ?? '(in-memory model)')} has ${names.length} inputs (${names.map(q).join(', ')}); say which one takes the data (inputName)`, {
-      file: model.path,
-    });
-  }
-  return names[0]!;
-}
-
 /** Run `model` over one pass of `data` and return the statistics of each target value. */
 export async function captureChannelStats(
   model: OnnxModel,
@@ -49,7 +34,8 @@ export async function captureChannelStats(
   data: Calibration,
   opts: CaptureOptions,
 ): Promise<Map<string, ChannelStats>> {
-  const input = dataInput(model, opts.inputName);
+  checkInputName(model, opts.inputName);
+  const input = dataInput(model, opts.inputName).name;
   const stats = new Map<string, ChannelStats>();
   for (const t of targets) if (!stats.has(t.value)) stats.set(t.value, new ChannelStats(t.value, t.channels, t.axis));
   const outputs = [...stats.keys()];
@@ -57,18 +43,18 @@ export async function captureChannelStats(
   const session = await createSession(model, { extraOutputs: outputs });
   try {
     let done = 0;
-    for await (const x of data.pass()) {
-      if (typeof declared === 'number' && x.shape[0] !== declared) {
+    for await (const { feeds, count } of data.pass(model, opts.inputName)) {
+      if (typeof declared === 'number' && count !== declared) {
         // padding would pollute the statistics: the batches must have the model's size exactly
         throw new BasinError(
           'data_shape_mismatch',
-          `${q(model.path ?? '(in-memory model)')} takes batches of exactly ${declared} samples (input ${q(input)}), but a calibration batch has ${x.shape[0]}; re-export with a dynamic batch axis, or use batchSize ${declared} and a limit divisible by it`,
-          { file: model.path, tensor: input, expected: declared, found: x.shape[0] },
+          `${q(model.path ?? '(in-memory model)')} takes batches of exactly ${declared} samples (input ${q(input)}), but a calibration batch has ${count}; re-export with a dynamic batch axis, or use batchSize ${declared} and a limit divisible by it`,
+          { file: model.path, tensor: input, expected: declared, found: count },
         );
       }
-      const out = await session.run({ [input]: x }, outputs);
+      const out = await session.run(feeds, outputs);
       for (const [name, s] of stats) s.add(out[name]!);
-      done += x.shape[0]!;
+      done += count;
       opts.onProgress?.({ phase: opts.phase, pass: opts.pass, passes: opts.passes, done, total: data.size });
     }
   } finally {
