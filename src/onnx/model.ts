@@ -31,6 +31,7 @@ import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { decodeFloat32, encodeFloat32 } from '../io/safetensors.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
+import { withSaveLock } from '../io/save-lock.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
 
 const { onnx } = onnxproto;
@@ -502,6 +503,11 @@ export class OnnxModel {
    * save to that target removes once its process is gone.
    */
   async save(target: string): Promise<void> {
+    // one basin writer at a time per target (io/save-lock.ts): the steps below must not interleave with another's
+    await withSaveLock(path.resolve(target), () => this.saveUnlocked(target));
+  }
+
+  private async saveUnlocked(target: string): Promise<void> {
     const externals = [...this.entries.values()].filter((e) => e.form === 'external');
     const targetAbs = path.resolve(target);
     const dir = path.dirname(targetAbs);
