@@ -117,7 +117,9 @@ function untrack(tempPath: string): void {
   if (live.size === 0) untrackHandlers();
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (a process of another user counts as alive). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
@@ -142,7 +144,7 @@ export async function removeStaleTempFiles(target: string): Promise<string[]> {
   const removed: string[] = [];
   for (const entry of entries) {
     const pid = tempOwner(target, entry);
-    if (pid === null || alive(pid)) continue;
+    if (pid === null || processAlive(pid)) continue;
     const full = path.join(dir, entry);
     try {
       await unlink(full);

@@ -9,20 +9,10 @@ import { openSync, closeSync, readFileSync, renameSync, unlinkSync, writeSync } 
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
+import { processAlive } from './atomic.js';
 
 /** How long a save waits for another live writer of the same target before giving up. */
 const WAIT_MS = 10 * 60 * 1000;
-
-function alive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** The lock file of `target`. */
 export function lockPathFor(target: string): string {
@@ -52,7 +42,7 @@ function takeOverStale(lock: string): void {
   } catch {
     return; // released meanwhile
   }
-  if (alive(owner)) return;
+  if (processAlive(owner)) return;
   const aside = `${lock}.${process.pid}-${randomBytes(4).toString('hex')}`;
   try {
     renameSync(lock, aside);
@@ -65,7 +55,7 @@ function takeOverStale(lock: string): void {
   } catch {
     // gone
   }
-  if (moved !== owner && alive(moved)) {
+  if (moved !== owner && processAlive(moved)) {
     // a live writer created a new lock between our read and our rename: give it back
     try {
       renameSync(aside, lock);
