@@ -42,31 +42,43 @@ export class ColumnDataset implements Dataset {
 
   async *batches(batchSize: number): AsyncGenerator<Batch> {
     checkBatchSize(batchSize);
-    const handles = new Map<string, FileHandle>();
-    const handle = async (file: string): Promise<FileHandle> => {
-      let fh = handles.get(file);
-      if (!fh) {
-        try {
-          fh = await open(file, 'r');
-        } catch (e) {
-          throw fsError(e, file, 'open');
-        }
-        handles.set(file, fh);
-      }
-      return fh;
-    };
+    const files = new OpenFiles();
     try {
       for (let start = 0; start < this.size; start += batchSize) {
         const count = Math.min(batchSize, this.size - start);
-        const x = await readRows(await handle(this.input.file), this.input, start, count);
-        const y = await readRows(await handle(this.label.file), this.label, start, count);
+        const x = await readRows(await files.get(this.input.file), this.input, start, count);
+        const y = await readRows(await files.get(this.label.file), this.label, start, count);
         const labels = toLabels(decodeFloat32(y, this.label.dtype), this.label.file, this.label.field, start);
         const stored: StoredInput = { dtype: this.input.dtype, bytes: x, sampleShape: this.inputShape, where: { file: this.input.file, field: this.input.field, first: start } };
         yield storedBatch(stored, labels, count);
       }
     } finally {
-      for (const fh of handles.values()) await fh.close().catch(() => undefined);
+      await files.close();
     }
+  }
+}
+
+/** Files opened once for reading while a data set is streamed (columns may share a file), closed together. */
+export class OpenFiles {
+  private readonly handles = new Map<string, FileHandle>();
+
+  /** The open handle of `file`; BasinError file_not_found / io_error naming it when it cannot be opened. */
+  async get(file: string): Promise<FileHandle> {
+    let fh = this.handles.get(file);
+    if (!fh) {
+      try {
+        fh = await open(file, 'r');
+      } catch (e) {
+        throw fsError(e, file, 'open');
+      }
+      this.handles.set(file, fh);
+    }
+    return fh;
+  }
+
+  async close(): Promise<void> {
+    for (const fh of this.handles.values()) await fh.close().catch(() => undefined);
+    this.handles.clear();
   }
 }
 

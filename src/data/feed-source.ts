@@ -10,14 +10,12 @@
  * are scaled by 1/255 for float inputs, fp16 inputs get the float values converted. Inputs the file does not feed
  * get random values (feed.ts), their dynamic dims taken from the data, then from `dims`.
  */
-import { open, type FileHandle } from 'node:fs/promises';
 import { BasinError, q } from '../errors.js';
-import { fsError } from '../io/atomic.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
-import { readRows, type Column } from './columns.js';
+import { OpenFiles, readRows, type Column } from './columns.js';
 import { checkBatchSize, limited } from './dataset.js';
 import { bindDims, checkIds, concreteDims, dataInput, feedFor, randomInput, type DimSizes } from './feed.js';
 import { modelFeed, storedBatch } from './input-rule.js';
@@ -171,25 +169,13 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
     dims,
     async *batches(batchSize: number) {
       checkBatchSize(batchSize);
-      const handles = new Map<string, FileHandle>();
-      const handle = async (file: string): Promise<FileHandle> => {
-        let fh = handles.get(file);
-        if (!fh) {
-          try {
-            fh = await open(file, 'r');
-          } catch (e) {
-            throw fsError(e, file, 'open');
-          }
-          handles.set(file, fh);
-        }
-        return fh;
-      };
+      const files = new OpenFiles();
       try {
         for (let start = 0, seed = 0; start < size; start += batchSize, seed++) {
           const count = Math.min(batchSize, size - start);
           const feeds: Record<string, Feed> = {};
           for (const { input, column } of cols) {
-            const bytes = await readRows(await handle(column.file), column, start, count);
+            const bytes = await readRows(await files.get(column.file), column, start, count);
             const batch = storedBatch({ dtype: column.dtype, bytes, sampleShape: column.shape.slice(1), where: { file: column.file, field: column.field, first: start } }, new Int32Array(0), count);
             feeds[input.name] = modelFeed(batch, input.dtype, { inputName: input.name });
             checkIds(model, input, feeds[input.name]!, batch.stored.where);
@@ -201,7 +187,7 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
           yield feeds;
         }
       } finally {
-        for (const fh of handles.values()) await fh.close().catch(() => undefined);
+        await files.close();
       }
     },
   };

@@ -38,6 +38,27 @@ export interface EvalSums {
 }
 
 /**
+ * Score one row of logits `z[row .. row + classes)` against target `y`: adds the cross-entropy
+ * (log-sum-exp minus the target's logit, in float64, max subtracted) to `lossSum` and counts a top-1 hit. Argmax
+ * takes the first index on ties; a NaN wins (as in torch.argmax) and makes the loss NaN.
+ */
+function scoreRow(sums: { lossSum: number; correct: number }, z: ArrayLike<number>, row: number, classes: number, y: number): void {
+  let max = z[row]!;
+  let arg = 0;
+  for (let c = 1; c < classes; c++) {
+    const v = z[row + c]!;
+    if (v > max || (Number.isNaN(v) && !Number.isNaN(max))) {
+      max = v;
+      arg = c;
+    }
+  }
+  let s = 0;
+  for (let c = 0; c < classes; c++) s += Math.exp(z[row + c]! - max);
+  sums.lossSum += max + Math.log(s) - z[row + y]!;
+  if (arg === y) sums.correct++;
+}
+
+/**
  * Add one batch of logits [n, classes] to `sums`: loss_i = logsumexp(z_i) - z_i[y_i] in float64, correct when
  * argmax(z_i) == y_i. Only the first `count` rows are used (padding rows after them are ignored). `source` names
  * the data set in errors (a label out of range).
@@ -69,21 +90,7 @@ export function accumulateLogits(sums: EvalSums, logits: Tensor, labels: Int32Ar
         index: sums.count + i,
       });
     }
-    const row = i * classes;
-    // argmax, first index on ties; a NaN wins (as in torch.argmax) and makes the loss NaN.
-    let max = z[row]!;
-    let arg = 0;
-    for (let c = 1; c < classes; c++) {
-      const v = z[row + c]!;
-      if (v > max || (Number.isNaN(v) && !Number.isNaN(max))) {
-        max = v;
-        arg = c;
-      }
-    }
-    let s = 0;
-    for (let c = 0; c < classes; c++) s += Math.exp(z[row + c]! - max);
-    sums.lossSum += max + Math.log(s) - z[row + y]!;
-    if (arg === y) sums.correct++;
+    scoreRow(sums, z, i * classes, classes, y);
   }
   sums.count += count;
 }
@@ -135,20 +142,7 @@ export function accumulateLm(
           { file: source, tensor: name, found: y, expected: V, index: first + n, position: t + 1 },
         );
       }
-      const row = at * V;
-      let max = z[row]!;
-      let arg = 0;
-      for (let c = 1; c < V; c++) {
-        const v = z[row + c]!;
-        if (v > max || (Number.isNaN(v) && !Number.isNaN(max))) {
-          max = v;
-          arg = c;
-        }
-      }
-      let s = 0;
-      for (let c = 0; c < V; c++) s += Math.exp(z[row + c]! - max);
-      sums.lossSum += max + Math.log(s) - z[row + y]!;
-      if (arg === y) sums.correct++;
+      scoreRow(sums, z, at * V, V, y);
       sums.count++;
     }
   }

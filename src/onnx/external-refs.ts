@@ -19,7 +19,11 @@ type ITensor = onnxproto.onnx.ITensorProto;
 export async function referencedExternalFiles(onnxPath: string): Promise<string[]> {
   let model: onnxproto.onnx.ModelProto;
   try {
-    model = onnx.ModelProto.decode(await readFile(onnxPath));
+    const bytes = await readFile(onnxPath);
+    // every external reference carries the key "location": without those bytes there is none, and the (slow, for a
+    // model with inline weights) decode is skipped; the command's loader decodes the file once more anyway
+    if (bytes.indexOf('location') < 0) return [];
+    model = onnx.ModelProto.decode(bytes);
   } catch {
     return [];
   }
