@@ -57,3 +57,14 @@ export { roundingTolerance, epsilonOf, ROUNDING_FACTOR } from './verify/toleranc
 export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
 export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
 export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';
+// factorize core (issue 10): streamed statistics, closed-form reduced-rank regression, ALS, conv on im2col
+export { ActivationStats, type ActivationStatsOptions } from './factorize/activation-stats.js';
+export { momentsOfMap, momentsOfTargets, outputVariance, nmseOf, type RegressionMoments } from './factorize/moments.js';
+export { ReducedRank, DEFAULT_RCOND, type ReducedRankOptions, type RankFactors } from './factorize/reduced-rank.js';
+export { refineAls, type AlsResult } from './factorize/als.js';
+export { resolveRank } from './factorize/rank.js';
+export { factorizeMatrix, solveLowRank, denseMap, type LinearMap, type SingleMap, type FactorizedMap, type MatrixSamples, type FactorizeOptions, type LowRankSolution, type MapSolution } from './factorize/factorize-matrix.js';
+export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, type ConvAttributes, type AutoPad } from './factorize/conv-geometry.js';
+export { ConvStats } from './factorize/conv-stats.js';
+export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLowRankSolution } from './factorize/factorize-conv.js';
+export { pivotedCholesky, solvePsd, type PivotedCholesky } from './factorize/pivoted-cholesky.js';

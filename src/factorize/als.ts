@@ -8,9 +8,8 @@
 import { matmul } from '../engine/matmul.js';
 import { transpose64 } from '../linalg/dense.js';
 import type { RegressionMoments } from './moments.js';
-import { residualOfFactors } from './objective.js';
 import { solvePsd } from './pivoted-cholesky.js';
-import { DEFAULT_RCOND } from './reduced-rank.js';
+import { DEFAULT_RCOND, type ReducedRank } from './reduced-rank.js';
 
 export interface AlsResult {
   wa: Float64Array;
@@ -23,13 +22,35 @@ export interface AlsResult {
   bestIteration: number;
 }
 
+function dot(a: Float64Array, b: Float64Array): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+/** WaᵀCxxWa [r, r] and WaᵀCxy [r, m]: what both the Wb update and the residual need. */
+async function projections(mom: RegressionMoments, wa: Float64Array, r: number): Promise<{ g: Float64Array; a: Float64Array }> {
+  const { inFeatures: d, outFeatures: m } = mom;
+  const cwa = await matmul(mom.cxx, [d, d], wa, [d, r]);
+  const g = await matmul(wa, [d, r], cwa, [d, r], { transA: true });
+  const a = await matmul(wa, [d, r], mom.cxy, [d, m], { transA: true });
+  return { g, a };
+}
+
+/** E(Wa·Wb) = trCyy − 2⟨Wb, WaᵀCxy⟩ + ⟨Wb, (WaᵀCxxWa)·Wb⟩. */
+async function residualWith(mom: RegressionMoments, g: Float64Array, a: Float64Array, wb: Float64Array, r: number): Promise<number> {
+  const m = mom.outFeatures;
+  const gwb = await matmul(g, [r, r], wb, [r, m]);
+  return Math.max(0, mom.trCyy - 2 * dot(wb, a) + dot(wb, gwb));
+}
+
 /**
- * Run `iters` ALS iterations from (wa [d, r], wb [r, m]) towards the least-squares map `lsMap` [d, m].
- * Returns the best factors seen.
+ * Run `iters` ALS iterations from (wa [d, r], wb [r, m]); `ls` supplies M*·B (reduced-rank.ts). Returns the best
+ * factors seen.
  */
 export async function refineAls(
   mom: RegressionMoments,
-  lsMap: Float64Array,
+  ls: Pick<ReducedRank, 'leastSquaresTimes'>,
   start: { wa: Float64Array; wb: Float64Array },
   r: number,
   iters: number,
@@ -38,19 +59,18 @@ export async function refineAls(
   const { inFeatures: d, outFeatures: m } = mom;
   let wa = start.wa;
   let wb = start.wb;
-  let best = { wa, wb, residual: await residualOfFactors(mom, wa, wb, r), it: 0 };
+  let proj = await projections(mom, wa, r);
+  let best = { wa, wb, residual: await residualWith(mom, proj.g, proj.a, wb, r), it: 0 };
   const history = [best.residual];
   for (let it = 1; it <= iters; it++) {
     // Wb = (WaᵀCxxWa)⁺·WaᵀCxy
-    const cwa = await matmul(mom.cxx, [d, d], wa, [d, r]);
-    const g = await matmul(wa, [d, r], cwa, [d, r], { transA: true });
-    const a = await matmul(wa, [d, r], mom.cxy, [d, m], { transA: true });
-    wb = solvePsd(g, r, a, m, rcond);
-    // Waᵀ = (Wb·Wbᵀ)⁺·Wb·M*ᵀ
+    wb = await solvePsd(proj.g, r, proj.a, m, rcond);
+    // Waᵀ = (Wb·Wbᵀ)⁺·(M*·Wbᵀ)ᵀ
     const h = await matmul(wb, [r, m], wb, [r, m], { transB: true });
-    const wbm = await matmul(wb, [r, m], lsMap, [d, m], { transB: true });
-    wa = transpose64(solvePsd(h, r, wbm, d, rcond), r, d);
-    const res = await residualOfFactors(mom, wa, wb, r);
+    const mwbT = await ls.leastSquaresTimes(transpose64(wb, r, m), r); // [d, r]
+    wa = transpose64(await solvePsd(h, r, transpose64(mwbT, d, r), d, rcond), r, d);
+    proj = await projections(mom, wa, r);
+    const res = await residualWith(mom, proj.g, proj.a, wb, r);
     history.push(res);
     if (res < best.residual) best = { wa, wb, residual: res, it };
   }

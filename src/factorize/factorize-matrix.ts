@@ -192,8 +192,8 @@ export async function solveLowRank(mom: RegressionMoments, map: LinearMap, rank:
   const rcond = opts.rcond ?? DEFAULT_RCOND;
   if (k >= d || k >= m) {
     // rank >= min(in, out): factorizing would not shrink anything; one least-squares matrix.
-    const rr = opts.reduced ?? (await ReducedRank.fit(mom, { rcond }));
-    const ls = rr.leastSquares();
+    const rr = opts.reduced ?? (await ReducedRank.fit(mom, { rcond, spectrum: false }));
+    const ls = await rr.leastSquares();
     const residual = await residualOfMatrix(mom, ls);
     return { kind: 'full', wa: ls, wb: null, bias: await interceptOf(mom, ls, m), rank: -1, residual, residualHistory: [residual], activationRank: rr.activationRank };
   }
@@ -210,7 +210,7 @@ export async function solveLowRank(mom: RegressionMoments, map: LinearMap, rank:
   }
   const rr = opts.reduced ?? (await ReducedRank.fit(mom, { rcond }));
   const start = (opts.init ?? 'closed-form') === 'svd' ? await svdStart(map, k) : await rr.factors(k);
-  const als = await refineAls(mom, rr.leastSquares(), start, k, opts.iters ?? 3, rcond);
+  const als = await refineAls(mom, rr, start, k, opts.iters ?? 3, rcond);
   return {
     kind: 'factorized',
     wa: als.wa,

@@ -56,14 +56,16 @@ export class ReducedRank {
   }
 
   /** Decompose once. Cost: d³/6 (whitening) + p²·m (Z) + ~12·min(p, m)³ (eigensolver). */
-  static async fit(mom: RegressionMoments, opts: ReducedRankOptions = {}): Promise<ReducedRank> {
+  static async fit(mom: RegressionMoments, opts: ReducedRankOptions & { spectrum?: boolean } = {}): Promise<ReducedRank> {
     const { inFeatures: d, outFeatures: m } = mom;
-    const pc = pivotedCholesky(mom.cxx, d, opts.rcond ?? DEFAULT_RCOND);
+    const pc = await pivotedCholesky(mom.cxx, d, opts.rcond ?? DEFAULT_RCOND);
     const p = pc.rank;
-    const z = forwardSolve(pc, gatherPivots(pc, mom.cxy, m), m);
+    const z = await forwardSolve(pc, gatherPivots(pc, mom.cxy, m), m);
     const rightSide = m <= p;
     const k = rightSide ? m : p;
     let gram: Float64Array;
+    // Without the spectrum (only leastSquares() is wanted) the eigensolver is skipped.
+    if (opts.spectrum === false) return new ReducedRank(mom, pc, z, new Float64Array(0), new Float64Array(0), rightSide);
     if (p === 0) gram = new Float64Array(0);
     else if (rightSide) gram = await matmul(z, [p, m], z, [p, m], { transA: true });
     else gram = await matmul(z, [p, m], z, [p, m], { transB: true });
@@ -100,9 +102,17 @@ export class ReducedRank {
   }
 
   /** The unconstrained least-squares map M* = P·[L₁⁻ᵀ·Z; 0], [d, m]: zero weight on dropped inputs. */
-  leastSquares(): Float64Array {
+  async leastSquares(): Promise<Float64Array> {
     const m = this.moments.outFeatures;
-    return scatterPivots(this.pc, backSolve(this.pc, this.z, m), m);
+    return scatterPivots(this.pc, await backSolve(this.pc, this.z, m), m);
+  }
+
+  /** M*·B for B [m, cols] without forming M*: P·[L₁⁻ᵀ·(Z·B); 0], [d, cols]. */
+  async leastSquaresTimes(b: Float64Array, cols: number): Promise<Float64Array> {
+    const { outFeatures: m } = this.moments;
+    const p = this.pc.rank;
+    const zb = p === 0 ? new Float64Array(0) : await matmul(this.z, [p, m], b, [m, cols]);
+    return scatterPivots(this.pc, await backSolve(this.pc, zb, cols), cols);
   }
 
   /**
@@ -140,7 +150,7 @@ export class ReducedRank {
         for (let c = 0; c < m; c++) wb[i * m + c] = utz[i * m + c]! / sq;
       }
     }
-    const wa = scatterPivots(this.pc, backSolve(this.pc, waTop, r), r);
+    const wa = scatterPivots(this.pc, await backSolve(this.pc, waTop, r), r);
     return { wa, wb };
   }
 }
