@@ -74,7 +74,7 @@ test('mlp_small layers.0 and layers.1: nmse equals torch closed form and is no w
     for (const [k, r] of Object.entries(ref.ranks)) {
       const sol = await factorizeMatrix(stats, { w: c.w, inFeatures: c.d, outFeatures: 128, bias: c.b }, Number(k));
       assert.equal(sol.rank, Number(k));
-      assertAllClose(sol.nmse, r.closed_form_nmse, { rtol: 1e-4, label: `${c.name} rank ${k} nmse vs torch closed form` });
+      assertAllClose(sol.nmse, r.closed_form_nmse, { rtol: 1e-7, label: `${c.name} rank ${k} nmse vs torch closed form` });
       assert.ok(sol.nmse <= r.seed_robust_nmse * (1 + 1e-6), `${c.name} rank ${k}: ${sol.nmse} > seed robust ${r.seed_robust_nmse}`);
       if (c.name === 'layers.1') assert.equal(sol.activationRank, ref.activation_rank, 'activation rank (16 dead units)');
     }
