@@ -109,11 +109,11 @@ export async function factorizeConv(
   const latentG = pair ? weight.latent / groups : og;
   // Per-group maps, checked (shapes, finiteness) before anything is computed.
   const maps: LinearMap[] = [];
+  if (weight.bias !== undefined && weight.bias.length !== o) {
+    throw new BasinError('shape_mismatch', `layer ${q(layer)}: bias has ${weight.bias.length} values, expected ${o}`, { node: layer, expected: o, found: weight.bias.length });
+  }
   for (let i = 0; i < groups; i++) {
     const bias = groupSlice(weight.bias, og, i);
-    if (weight.bias !== undefined && weight.bias.length !== o) {
-      throw new BasinError('shape_mismatch', `layer ${q(layer)}: bias has ${weight.bias.length} values, expected ${o}`, { node: layer, expected: o, found: weight.bias.length });
-    }
     if (pair) {
       const need = [weight.latent * f, o * latentG] as const;
       if (weight.wa.length !== need[0] || weight.wb.length !== need[1]) {
