@@ -1,7 +1,8 @@
 // Measures activation matching with points 'all' vs 'layer-inputs' (only the values a layer with weights reads) on the
 // fixture pairs: midpoint barrier plain, and after REPAIR (MLP, folded ResNet) or a BN reset (BN ResNet). 2000 statistics
 // samples, test1k. Run after npm run build: node scripts/bench_activation_points.mjs [mlp_small,vit_small,resnet_small,resnet_small_bn]
-// Results: test/refs/activation_points_basin.json. The 'points' option was removed after this measurement (no gain).
+// Results: test/refs/activation_points_basin.json. The 'points' option was removed after this measurement (no gain on
+// every family): run this at the commit that added it (git log -S preferLayerInputs).
 import path from 'node:path';
 const D = new URL('../dist/src', import.meta.url).pathname;
 const { loadOnnx } = await import(`${D}/onnx/model.js`);

@@ -39,7 +39,6 @@ import { identity, permuteTensor } from '../spec/apply.js';
 import type { PermInfo, PermRef, PermutationSpecJson } from '../spec/types.js';
 import { CorrelationAccumulator, standardizeSamples, unitBlock } from './correlation.js';
 import { checkSquareBudget } from './budget.js';
-import { preferLayerInputs } from './graph-points.js';
 import { solveHeads, solveSingle, trace } from './solve.js';
 import { weightMatching, type MatchingResult } from './weight-matching.js';
 
@@ -70,11 +69,6 @@ export interface ActivationMatchingOptions {
    * barrier 0.43 nats this way against 0.91 with every point of the stream taken raw.
    */
   layerNormInputs?: boolean;
-  /**
-   * Which of a permutation's points carry its correlation: 'all' (default) or 'layer-inputs', only the values a layer
-   * with weights reads where there are any (graph-points.ts `preferLayerInputs`).
-   */
-  points?: 'all' | 'layer-inputs';
   /** Seed of the weight-matching fallback. */
   seed?: number;
   /**
@@ -444,7 +438,6 @@ export async function accumulateMoments(
     const first = uses.length ? await stream.next() : undefined;
     if (first?.done) throw new BasinError('data_invalid', 'activation matching got no samples: the data is empty', { found: 0 });
     if (first && opts.layerNormInputs !== false) uses = await preferLayerNormInputs(a, uses, first.value.feeds, standardized, notes);
-    if (opts.points === 'layer-inputs') uses = preferLayerInputs(a, uses, notes);
     const values = [...new Set(uses.map((u) => u.value))];
     pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
     if (first) for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));

@@ -3,7 +3,7 @@
  * points of the spec inferred from the graph the models run through, permutation by permutation, where both specs
  * put a permutation of the same size on the same tensor axis.
  */
-import { BasinError, q } from '../errors.js';
+import { BasinError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { PermutationSpec } from '../spec/spec.js';
 import type { PermutationSpecJson } from '../spec/types.js';
@@ -50,47 +50,4 @@ export async function withPointsFromGraph(spec: PermutationSpec, graph: OnnxMode
   }
   const shapes = new Map(spec.tensors().map((t) => [t, graph.weightInfo(t).shape]));
   return PermutationSpec.fromJson(withGraphPoints(spec.toJson(), inferred), shapes, 'spec with the graph\'s points');
-}
-
-/** Ops that apply a layer's weights to their data input: what a layer reads is its input there. */
-const LAYER_OPS = new Set(['MatMul', 'Gemm', 'Conv', 'ConvTranspose']);
-
-/**
- * Values of `model` that a layer with weights reads: an input of a MatMul/Gemm/Conv/ConvTranspose (default domain)
- * whose other operand is a weight (an initializer or Constant, or a value computed from weights only, such as a
- * Transpose or Cast of one). Attention's MatMuls of two activations are not layers.
- */
-export function layerInputs(model: OnnxModel): Set<string> {
-  const nodes = model.proto.graph?.node ?? [];
-  const fixed = new Set(model.constants());
-  for (const n of nodes) {
-    const ins = (n.input ?? []).filter((i) => i);
-    if (ins.length > 0 && ins.every((i) => fixed.has(i))) for (const o of n.output ?? []) if (o) fixed.add(o);
-  }
-  const out = new Set<string>();
-  for (const n of nodes) {
-    if (!LAYER_OPS.has(n.opType ?? '') || (n.domain && n.domain !== 'ai.onnx')) continue;
-    const ins = n.input ?? [];
-    const [x, w] = [ins[0], ins[1]];
-    if (x && w && !fixed.has(x) && fixed.has(w)) out.add(x);
-    if (x && w && fixed.has(x) && !fixed.has(w)) out.add(w); // MatMul(W, x): the weight on the left
-  }
-  return out;
-}
-
-/**
- * The points activation matching reads under the 'layer-inputs' rule: for every base permutation that has at least
- * one point read by a layer with weights (`layerInputs`), only those points (what the next layer reads: an MLP's
- * post-ReLU activations, as in Git Re-Basin's activation matching, a CNN's post-ReLU feature maps and the pooled
- * features the classifier reads); permutations with none keep all their points. `notes` says where it applied.
- */
-export function preferLayerInputs<T extends { value: string; base: string }>(model: OnnxModel, uses: readonly T[], notes: string[]): T[] {
-  const read = layerInputs(model);
-  const keep = new Map<string, T[]>();
-  for (const u of uses) if (read.has(u.value)) keep.set(u.base, [...(keep.get(u.base) ?? []), u]);
-  for (const [base, list] of keep) {
-    const all = uses.filter((u) => u.base === base).length;
-    if (list.length < all) notes.push(`${q(base)} is matched on the ${list.length} value(s) that layers with weights read (${list.map((u) => q(u.value)).join(', ')}), not all ${all} points`);
-  }
-  return uses.filter((u) => !keep.has(u.base) || keep.get(u.base)!.includes(u));
 }
