@@ -33,11 +33,14 @@ import type { FeedSource } from '../data/feed-source.js';
 import { feedable } from '../data/input-rule.js';
 import { checkInputName } from '../data/named-input.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
-import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
+import { createSession, toOrtTensor, type Feed, type OnnxSession } from '../onnx/session.js';
+import { ortError } from '../onnx/ort-error.js';
+import { createSession as createOrtSession, ort } from '../engine/ort.js';
+import { momentModel, momentNames, type MomentPoint } from './moment-graph.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { identity, permuteTensor } from '../spec/apply.js';
 import type { PermInfo, PermRef, PermutationSpecJson } from '../spec/types.js';
-import { CorrelationAccumulator, standardizeSamples, unitBlock } from './correlation.js';
+import { CorrelationAccumulator, standardizeSamples, unitBlock, unitMeans } from './correlation.js';
 import { checkSquareBudget } from './budget.js';
 import { solveHeads, solveSingle, trace } from './solve.js';
 import { weightMatching, type MatchingResult } from './weight-matching.js';
@@ -79,6 +82,12 @@ export interface ActivationMatchingOptions {
   weights?: { a: ReadonlyMap<string, Tensor>; b: ReadonlyMap<string, Tensor> };
   /** Called after every batch. */
   onProgress?: (p: ActivationProgress) => void;
+  /**
+   * Where the moments are computed: 'graph' (default: every model side by side in one onnxruntime session that
+   * computes them, moment-graph.ts; falls back to 'sessions' when the models cannot share one graph) or
+   * 'sessions' (one session per model exposing the points, moments computed in JS; the reference for tests).
+   */
+  moments?: 'graph' | 'sessions';
 }
 
 export interface PermCorrelation {
@@ -341,35 +350,46 @@ export function layerNormReads(model: OnnxModel): Map<string, ((rank: number) =>
   return out;
 }
 
-/** Ranks of some values, from one run on `feeds`. */
-async function valueRanks(model: OnnxModel, values: string[], feeds: Record<string, Feed>): Promise<Map<string, number>> {
-  const s = await createSession(model, { extraOutputs: values });
-  try {
-    const out = await s.run(feeds, values);
-    return new Map(values.map((v) => [v, out[v]!.rank]));
-  } finally {
-    await s.release();
+/** Values of the points in one run of each model (model -> value -> float32 tensor). */
+type Probe = Map<string, Tensor>[];
+
+/**
+ * The points of every model in one run on the first batch (cut to one sample when every input takes any batch
+ * size): their shapes lay out the moment graph and are checked, their means are the first shifts.
+ */
+async function probePoints(models: readonly OnnxModel[], values: string[], feeds: Record<string, Feed>, count: number): Promise<Probe> {
+  const cut = count > 1 && Object.values(feeds).every((f) => feedDims(f)[0] === count) && models.every((m) => m.inputs.every((i) => typeof i.shape?.[0] !== 'number'));
+  const probe: Record<string, Feed> = {};
+  for (const [k, f] of Object.entries(feeds)) probe[k] = cut ? headOf(f, 1) : f;
+  const out: Probe = [];
+  for (const m of models) {
+    const s = await createSession(m, { extraOutputs: values });
+    try {
+      const y = await s.run(probe, values);
+      out.push(new Map(values.map((v) => [v, y[v]!])));
+    } finally {
+      await s.release();
+    }
   }
+  return out;
+}
+
+/** Shapes of a probe's values. */
+function probeShapes(p: Map<string, Tensor>): Map<string, readonly number[]> {
+  return new Map([...p].map(([v, t]) => [v, t.shape]));
 }
 
 /**
  * For every base permutation that a LayerNorm reads over its whole axis (a pre-norm residual stream), keep only
  * those LayerNorm inputs as its points; they will be standardized per sample, as the LayerNorms see them.
  */
-async function preferLayerNormInputs(
-  a: OnnxModel,
-  uses: PointUse[],
-  feeds: Record<string, Feed>,
-  standardized: Set<string>,
-  notes: string[],
-): Promise<PointUse[]> {
+function preferLayerNormInputs(a: OnnxModel, uses: PointUse[], shapes: ReadonlyMap<string, readonly number[]>, standardized: Set<string>, notes: string[]): PointUse[] {
   const reads = layerNormReads(a);
   const candidates = uses.filter((u) => u.declared === u.base && reads.has(u.value));
   if (candidates.length === 0) return uses;
-  const ranks = await valueRanks(a, [...new Set(candidates.map((u) => u.value))], feeds);
   const chosen = new Map<string, PointUse[]>();
   for (const u of candidates) {
-    const rank = ranks.get(u.value)!;
+    const rank = shapes.get(u.value)!.length;
     const axis = u.axis < 0 ? u.axis + rank : u.axis;
     if (reads.get(u.value)!.some((f) => f(rank).join(',') === String(axis))) chosen.set(u.base, [...(chosen.get(u.base) ?? []), u]);
   }
@@ -401,8 +421,176 @@ export function pairIndex(j: number, l: number, n: number): number {
 }
 
 /**
- * One pass over the data running every model (one session each, all points as extra outputs): the moments of
- * every point for every pair of models, streamed (nothing is kept). Points on a LayerNorm-read residual stream are
+ * The axis (non-negative) of a point, checked against the first batch's shapes of every model.
+ * @throws BasinError models_mismatch (shapes differ between models), spec_invalid (axis out of range),
+ *   spec_size_mismatch (the axis does not have the permutation's size)
+ */
+function checkPoint(u: PointUse, shapes: readonly ReadonlyMap<string, readonly number[]>[]): number {
+  const sa = shapes[0]!.get(u.value)!;
+  shapes.forEach((s, m) => {
+    const sb = s.get(u.value)!;
+    if (sa.join(',') !== sb.join(',')) {
+      throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(sa)} in model 0 but ${shapeStr(sb)} in model ${m}`, {
+        value: u.value,
+        expected: sa,
+        found: sb,
+      });
+    }
+  });
+  const axis = u.axis < 0 ? u.axis + sa.length : u.axis;
+  if (!(axis >= 0 && axis < sa.length)) {
+    throw new BasinError('spec_invalid', `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${u.axis} is out of range for its shape ${shapeStr(sa)}`, {
+      perm: u.declared,
+      value: u.value,
+      axis: u.axis,
+      shape: sa,
+    });
+  }
+  if (sa[axis] !== u.size) {
+    throw new BasinError(
+      'spec_size_mismatch',
+      `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${axis} has size ${sa[axis]} (shape ${shapeStr(sa)}), but the permutation has size ${u.size}`,
+      { perm: u.declared, value: u.value, axis, shape: sa, expected: u.size, found: sa[axis] },
+    );
+  }
+  return axis;
+}
+
+/** The per-batch step of the pass: run the models on one batch and fold every point's moments into `pairs`. */
+interface MomentPass {
+  add(feeds: Record<string, Feed>): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
+ * The pass's runner: one session over all models with the moments computed in the graph (moment-graph.ts), or,
+ * when the models cannot share one graph (or `how` is 'sessions'), one session per model with the points as extra
+ * outputs and the moments computed here.
+ */
+async function openMomentPass(
+  models: readonly OnnxModel[],
+  uses: readonly PointUse[],
+  axes: readonly number[],
+  probe: Probe,
+  pairs: CorrelationAccumulator[][],
+  standardized: ReadonlySet<string>,
+  how: 'graph' | 'sessions',
+): Promise<MomentPass> {
+  const n = models.length;
+  const blockOf = (u: PointUse, k: number, t: Tensor) => {
+    const b = unitBlock(t.data, t.shape, axes[k]!, { offset: u.offset, n: pairs[k]![0]!.n, inner: u.inner });
+    return standardized.has(u.base) ? standardizeSamples(b) : b;
+  };
+  const points: MomentPoint[] = uses.map((u, k) => {
+    const shape = probe[0]!.get(u.value)!.shape;
+    const units = pairs[k]![0]!.n;
+    return {
+      value: u.value,
+      axis: axes[k]!,
+      axisSize: u.size,
+      offset: u.offset,
+      n: units,
+      inner: u.inner,
+      standardize: standardized.has(u.base),
+      run: u.inner * shape.slice(axes[k]! + 1).reduce((x, y) => x * y, 1),
+    };
+  });
+  const bytes = how === 'graph' ? momentModel(models, points) : undefined;
+  let graph: Awaited<ReturnType<typeof createOrtSession>> | undefined;
+  if (bytes) {
+    try {
+      graph = await createOrtSession(bytes, 'the activation moments');
+    } catch {
+      graph = undefined; // an op the side-by-side graph trips on: run the models one session each
+    }
+  }
+  if (graph) {
+    const session = graph;
+    // shifts: each model's per-unit means, from the probe for the first batch, then the running means
+    const shifts = points.map((p, k) => {
+      const w = n * p.n + 1;
+      const shift = new Float32Array(w);
+      for (let m = 0; m < n; m++) shift.set(unitMeans(blockOf(uses[k]!, k, probe[m]!.get(p.value)!)), m * p.n);
+      return shift;
+    });
+    return {
+      async add(feeds) {
+        const ortFeeds: Record<string, ort.Tensor> = {};
+        for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(name, f, models[0]!.inputs.find((i) => i.name === name)?.dtype);
+        shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new ort.Tensor('float32', s, [1, s.length, 1])));
+        let out: ort.InferenceSession.ReturnType;
+        try {
+          out = await session.run(ortFeeds, { logSeverityLevel: 4 });
+        } catch (e) {
+          throw ortError('running the models for their activation moments', e, { file: models[0]!.path });
+        }
+        points.forEach((p, k) => {
+          const dims = out[momentNames.shape(k)]!.data as BigInt64Array;
+          const count = Number(dims[0]!) * Number(dims[2]!);
+          const g = out[momentNames.gram(k)]!.data as Float32Array;
+          const shift = shifts[k]!;
+          const u = p.n;
+          const w = n * u + 1;
+          const sums = (m: number) => Float64Array.from({ length: u }, (_, i) => g[(m * u + i) * w + w - 1]!);
+          const squares = (m: number) => Float64Array.from({ length: u }, (_, i) => g[(m * u + i) * (w + 1)]!);
+          const s = Array.from({ length: n }, (_, m) => sums(m));
+          const q2 = Array.from({ length: n }, (_, m) => squares(m));
+          for (let j = 0; j < n; j++) {
+            for (let l = j + 1; l < n; l++) {
+              const cross = new Float64Array(u * u);
+              for (let i = 0; i < u; i++) for (let c = 0; c < u; c++) cross[i * u + c] = g[(j * u + i) * w + l * u + c]!;
+              pairs[k]![pairIndex(j, l, n)]!.addMoments({
+                count,
+                meanA: shift.subarray(j * u, (j + 1) * u),
+                sumA: s[j]!,
+                sqA: q2[j]!,
+                meanB: shift.subarray(l * u, (l + 1) * u),
+                sumB: s[l]!,
+                sqB: q2[l]!,
+                cross,
+              });
+            }
+          }
+          // next batch: the running means
+          for (let m = 0; m < n; m++) {
+            const acc = pairs[k]![m === 0 ? pairIndex(0, 1, n) : pairIndex(0, m, n)]!;
+            const means = acc.means();
+            shift.set(m === 0 ? means.a : means.b, m * u);
+          }
+        });
+      },
+      release: () => session.release(),
+    };
+  }
+  const values = [...new Set(uses.map((u) => u.value))];
+  const sessions: OnnxSession[] = [];
+  try {
+    for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));
+  } catch (e) {
+    for (const s of sessions) await s.release();
+    throw e;
+  }
+  return {
+    async add(feeds) {
+      const ys = [];
+      for (const s of sessions) ys.push(await s.run(feeds, values));
+      for (let k = 0; k < uses.length; k++) {
+        const u = uses[k]!;
+        checkPoint(u, ys.map((y) => new Map([[u.value, y[u.value]!.shape]])));
+        const blocks = ys.map((y) => blockOf(u, k, y[u.value]!));
+        for (let j = 0; j < n; j++) for (let l = j + 1; l < n; l++) await pairs[k]![pairIndex(j, l, n)]!.add(blocks[j]!, blocks[l]!);
+      }
+    },
+    async release() {
+      for (const s of sessions) await s.release();
+    },
+  };
+}
+
+/**
+ * One pass over the data running every model (all models side by side in one session that computes every
+ * point's moments in the graph, moment-graph.ts; one session per model when they cannot share a graph): the moments
+ * of every point for every pair of models, streamed (no activation is kept). Points on a LayerNorm-read residual stream are
  * standardized per sample (see the file comment; decided on model 0's graph).
  * @throws BasinError spec_invalid / models_mismatch (a point missing from a graph), spec_size_mismatch (a point's
  *   axis does not have the permutation's size), data_invalid (no samples), data_shape_mismatch (data vs inputs).
@@ -432,63 +620,29 @@ export async function accumulateMoments(
   let samples = 0;
   let batches = 0;
   let pairs: CorrelationAccumulator[][] = [];
-  const sessions: OnnxSession[] = [];
+  let pass: MomentPass | undefined;
   const stream = feedBatches(data, models, opts, notes);
   try {
     const first = uses.length ? await stream.next() : undefined;
     if (first?.done) throw new BasinError('data_invalid', 'activation matching got no samples: the data is empty', { found: 0 });
-    if (first && opts.layerNormInputs !== false) uses = await preferLayerNormInputs(a, uses, first.value.feeds, standardized, notes);
-    const values = [...new Set(uses.map((u) => u.value))];
-    pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
-    if (first) for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));
+    if (first) {
+      const probe = await probePoints(models, [...new Set(uses.map((u) => u.value))], first.value.feeds, first.value.count);
+      const shapes = probe.map(probeShapes);
+      if (opts.layerNormInputs !== false) uses = preferLayerNormInputs(a, uses, shapes[0]!, standardized, notes);
+      const axes = uses.map((u) => checkPoint(u, shapes));
+      pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
+      pass = await openMomentPass(models, uses, axes, probe, pairs, standardized, opts.moments ?? 'graph');
+    }
     for (let next: IteratorResult<Batch> | undefined = first; next && !next.done; next = await stream.next()) {
       const batch = next.value;
-      const ys = [];
-      for (const s of sessions) ys.push(await s.run(batch.feeds, values));
-      for (let k = 0; k < uses.length; k++) {
-        const u = uses[k]!;
-        const ta = ys[0]![u.value]!;
-        for (let m = 1; m < n; m++) {
-          const tb = ys[m]![u.value]!;
-          if (ta.shape.join(',') !== tb.shape.join(',')) {
-            throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(ta.shape)} in model 0 but ${shapeStr(tb.shape)} in model ${m}`, {
-              value: u.value,
-              expected: ta.shape,
-              found: tb.shape,
-            });
-          }
-        }
-        const axis = u.axis < 0 ? u.axis + ta.rank : u.axis;
-        if (!(axis >= 0 && axis < ta.rank)) {
-          throw new BasinError('spec_invalid', `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${u.axis} is out of range for its shape ${shapeStr(ta.shape)}`, {
-            perm: u.declared,
-            value: u.value,
-            axis: u.axis,
-            shape: ta.shape,
-          });
-        }
-        if (ta.shape[axis] !== u.size) {
-          throw new BasinError(
-            'spec_size_mismatch',
-            `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${axis} has size ${ta.shape[axis]} (shape ${shapeStr(ta.shape)}), but the permutation has size ${u.size}`,
-            { perm: u.declared, value: u.value, axis, shape: ta.shape, expected: u.size, found: ta.shape[axis] },
-          );
-        }
-        const block = { offset: u.offset, n: pairs[k]![0]!.n, inner: u.inner };
-        const blocks = ys.map((y) => {
-          const t = y[u.value]!;
-          const b = unitBlock(t.data, t.shape, axis, block);
-          return standardized.has(u.base) ? standardizeSamples(b) : b;
-        });
-        for (let j = 0; j < n; j++) for (let l = j + 1; l < n; l++) await pairs[k]![pairIndex(j, l, n)]!.add(blocks[j]!, blocks[l]!);
-      }
+      await pass!.add(batch.feeds);
       samples += batch.count;
       batches++;
       opts.onProgress?.({ batch: batches, samples, total, seconds: (performance.now() - started) / 1000 });
     }
   } finally {
     await stream.return(undefined);
-    for (const s of sessions) await s.release();
+    await pass?.release();
   }
   return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples };
 }
