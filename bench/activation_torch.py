@@ -9,9 +9,9 @@ of 256 training images under no_grad, every point of every group read in eager m
 sums of squares and the A x B cross moment accumulated in float64 (channels x images·positions), the Pearson
 correlations of a group's points summed, and scipy's linear_sum_assignment(maximize=True) per group.
 
-Timed (time.perf_counter, best of --runs): from reading the two state_dicts and the images to the permutations,
+Timed (time.perf_counter wall time, best of --runs; time.process_time, CPU seconds of all threads, for each run): from reading the two state_dicts and the images to the permutations,
 i.e. what a user waits for after Python and torch have started. Prints one JSON line:
-{"seconds": best, "times": [...], "threads": N, "samples": S, "perms": {group: [...]}}; perm convention as
+{"seconds": best, "times": [...], "cpu": [...], "threads": N, "samples": S, "perms": {group: [...]}}; perm convention as
 scripts/ref_resnet_merge.py (aligned_B = index_select(B, axis, perm)).
 """
 import argparse
@@ -91,12 +91,14 @@ def main():
     ap.add_argument("--runs", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    times = []
+    times, cpu = [], []
     for _ in range(args.runs):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         perms, samples = activation_matching(args.samples, args.batch)
         times.append(time.perf_counter() - t0)
-    print(json.dumps({"seconds": min(times), "times": times, "threads": torch.get_num_threads(), "samples": samples, "perms": perms}))
+        cpu.append(time.process_time() - c0)
+    print(json.dumps({"seconds": min(times), "times": times, "cpu": cpu, "threads": torch.get_num_threads(), "samples": samples,
+                      "perms": perms}))
 
 
 if __name__ == "__main__":

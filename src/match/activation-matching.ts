@@ -413,6 +413,8 @@ export interface PointMoments {
   /** Number of models. */
   models: number;
   samples: number;
+  /** Where the moments were computed: in one graph over all models, or one session per model (see `moments`). */
+  via: 'graph' | 'sessions' | undefined;
 }
 
 /** Index of the model pair (j, l), j < l, among the n(n−1)/2 pairs, in the order (0,1), (0,2) … (1,2) … */
@@ -458,6 +460,7 @@ function checkPoint(u: PointUse, shapes: readonly ReadonlyMap<string, readonly n
 
 /** The per-batch step of the pass: run the models on one batch and fold every point's moments into `pairs`. */
 interface MomentPass {
+  via: 'graph' | 'sessions';
   add(feeds: Record<string, Feed>): Promise<void>;
   release(): Promise<void>;
 }
@@ -514,10 +517,11 @@ async function openMomentPass(
       return shift;
     });
     return {
+      via: 'graph',
       async add(feeds) {
         const ortFeeds: Record<string, ort.Tensor> = {};
         for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(name, f, models[0]!.inputs.find((i) => i.name === name)?.dtype);
-        shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new ort.Tensor('float32', s, [1, s.length, 1])));
+        shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new ort.Tensor('float32', s, [s.length, 1])));
         let out: ort.InferenceSession.ReturnType;
         try {
           out = await session.run(ortFeeds, { logSeverityLevel: 4 });
@@ -571,6 +575,7 @@ async function openMomentPass(
     throw e;
   }
   return {
+    via: 'sessions',
     async add(feeds) {
       const ys = [];
       for (const s of sessions) ys.push(await s.run(feeds, values));
@@ -644,7 +649,7 @@ export async function accumulateMoments(
     await stream.return(undefined);
     await pass?.release();
   }
-  return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples };
+  return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples, via: pass?.via };
 }
 
 /**
