@@ -3,11 +3,13 @@
  * their activations correlate best.
  *
  * Every base permutation P reads its activations at its `points` (graph values and the axis that carries P). One
- * pass over the data serves every permutation: each model gets one session exposing all points as extra outputs.
- * The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so MergeMany's
- * activation consensus (activation-consensus.ts) reads the data once too.
+ * pass over the data serves every permutation: all models run side by side in one onnxruntime session that computes
+ * every point's moments in the graph (moment-graph.ts: each point read once, in place, through MLAS; only n-vectors
+ * and n×n matrices come back), or, when the models cannot share a graph, one session per model exposing the
+ * points. The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so
+ * MergeMany's activation consensus (activation-consensus.ts) reads the data once too.
  * Per point, the permuted axis gives the units and every other axis (batch, spatial, sequence) gives samples; the
- * moments are streamed into a CorrelationAccumulator (nothing is kept). A permutation with several points (a
+ * moments are streamed into a CorrelationAccumulator (no activation is kept). A permutation with several points (a
  * residual stream: every Add output, every LayerNorm input) sums their correlation matrices. Points on derived
  * permutations (a fused QKV output carrying concat [P_qk, P_qk, P_vo], flattened conv features) count for their
  * base permutations, block by block.

@@ -9,7 +9,9 @@
  * Numerics: E[ab] − E[a]E[b] cancels badly when a unit's mean is large against its spread (post-ReLU units, a
  * residual stream with a large offset). So every sample is shifted by the per-unit mean of the first batch before
  * it is accumulated (the classic shifted-data algorithm; covariance is shift-invariant), and the cross-moment of
- * each batch — a float32 product through the engine — adds into the float64 total.
+ * each batch — a float32 product through the engine — adds into the float64 total. `addMoments` takes a batch
+ * already reduced to moments about shifts of its own (what the moment graph of activation matching computes,
+ * moment-graph.ts) and folds it into the same totals exactly.
  */
 import { BasinError, shapeStr } from '../errors.js';
 import { matmul } from '../engine/matmul.js';

@@ -68,6 +68,9 @@ export const momentNames = {
  */
 const BATCHED_RUN = 32;
 
+/** Largest side-by-side model built (protobuf's 2 GiB limit, with room for the moment nodes); larger pairs run one session each. */
+const MAX_MODEL_BYTES = 1.8 * 2 ** 30;
+
 /** Standardization epsilon (as correlation.ts standardizeSamples). */
 const LN_EPS = 1e-5;
 
@@ -184,10 +187,13 @@ class MomentNodes {
 /**
  * The models side by side with each point's moments as the only outputs (see the file comment), as ModelProto
  * bytes; undefined when the models cannot share one graph (different opset imports or local functions, different
- * data inputs, an opset below 10), in which case the caller runs them one session each.
+ * data inputs, an opset below 10, more than 1.8 GiB together), in which case the caller runs them one session each.
  */
 export function momentModel(models: readonly OnnxModel[], points: readonly MomentPoint[]): Uint8Array | undefined {
-  const protos = models.map((m) => onnx.ModelProto.decode(m.toBytes({ inlineExternal: true })));
+  const bytes = models.map((m) => m.toBytes({ inlineExternal: true }));
+  // one protobuf message holds at most 2 GiB
+  if (bytes.reduce((t, b) => t + b.length, 0) > MAX_MODEL_BYTES) return undefined;
+  const protos = bytes.map((b) => onnx.ModelProto.decode(b));
   const first = protos[0]!;
   const opset = models[0]!.opset;
   if (opset < 10) return undefined;
