@@ -3,12 +3,13 @@
  * moments. Checked against correlations computed here in float64 (two-pass) from the raw activations, on points of
  * every layout it handles: conv channels with a large offset (the batched product, and the shift that keeps float32
  * accurate), [batch, units] values (the Gemm path), blocks of a derived (concat) permutation, a point read through
- * LayerNorm (standardized per sample), three models (every pair), a fixed-batch model and an fp16 model.
+ * LayerNorm (standardized per sample), three models (every pair), a fixed-batch model and an fp16 model; and the
+ * renaming of one model's names inside subgraphs.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Tensor } from '../src/tensor/tensor.js';
-import { GraphBuilder } from '../src/onnx/build.js';
+import { GraphBuilder, attr } from '../src/onnx/build.js';
 import type { OnnxModel } from '../src/onnx/model.js';
 import { createSession, type Feed } from '../src/onnx/session.js';
 import { resolveSpec } from '../src/align/align-onnx.js';
@@ -16,6 +17,8 @@ import type { PermutationSpecJson } from '../src/spec/types.js';
 import { accumulateMoments, pairIndex } from '../src/match/activation-matching.js';
 import { CorrelationAccumulator, unitBlock } from '../src/match/correlation.js';
 import { disposeEngine } from '../src/engine/matmul.js';
+import { createSession as createOrtSession, ort } from '../src/engine/ort.js';
+import { momentModel, momentNames } from '../src/match/moment-graph.js';
 import { assertAllClose, randn, rng } from './helpers.js';
 
 after(() => disposeEngine());
@@ -243,4 +246,31 @@ test('addMoments folds batch moments about any shift exactly: same totals as add
   const mb = viaBlocks.means();
   assertAllClose(ma.a, mb.a, { rtol: 1e-6 });
   assertAllClose(ma.b, mb.b, { rtol: 1e-6 });
+});
+
+test('models with subgraphs share one moment graph: names inside If branches are renamed with their model', async () => {
+  const branch = (op: string, out: string) => new GraphBuilder(17).node(op, ['h', 'w'], [out]).output(out);
+  const ifModel = (w: number[]) =>
+    new GraphBuilder(17)
+      .input('x', ['b', 3])
+      .initializer('w', new Tensor([3], Float32Array.from(w)))
+      .initializer('c', { dims: [], int64: [1] })
+      .node('Cast', ['c'], ['cb'], { to: 9 })
+      .node('Relu', ['x'], ['h'])
+      .node('If', ['cb'], ['y'], { then_branch: attr.graph(branch('Add', 'o1')), else_branch: attr.graph(branch('Sub', 'o2')) })
+      .output('y', ['b', 3])
+      .build();
+  // the two models differ only in the weight their then-branch reads
+  const bytes = momentModel([ifModel([1, 2, 3]), ifModel([10, 20, 30])], [{ value: 'y', axis: 1, axisSize: 3, offset: 0, n: 3, inner: 1, standardize: false, run: 1 }]);
+  assert.ok(bytes);
+  const session = await createOrtSession(bytes, 'test');
+  const x = Float32Array.from({ length: 12 }, (_, i) => i - 5); // relu rows: 0 0 0 | 0 0 0 | 1 2 3 | 4 5 6
+  const out = await session.run({ x: new ort.Tensor('float32', x, [4, 3]), [momentNames.shift(0)]: new ort.Tensor('float32', new Float32Array(7), [7, 1]) });
+  await session.release();
+  const ya = [[1, 2, 3], [1, 2, 3], [2, 4, 6], [5, 7, 9]];
+  const yb = [[10, 20, 30], [10, 20, 30], [11, 22, 33], [14, 25, 36]];
+  const rows = [0, 1, 2].map((i) => ya.map((r) => r[i]!)).concat([0, 1, 2].map((i) => yb.map((r) => r[i]!)), [[1, 1, 1, 1]]);
+  const gram = rows.flatMap((r) => rows.map((c) => r.reduce((t, v, s) => t + v * c[s]!, 0)));
+  assertAllClose(out[momentNames.gram(0)]!.data as Float32Array, gram, { rtol: 1e-6 });
+  assert.deepEqual(Array.from(out[momentNames.shape(0)]!.data as BigInt64Array, Number), [4, 3, 1]);
 });
