@@ -16,6 +16,7 @@ const ENTRIES: Entry[] = [
   { name: 'lap', load: () => import('./lap.js') },
   { name: 'align', load: () => import('./align.js') },
   { name: 'matmul', load: () => import('./matmul.js') },
+  { name: 'activation', load: () => import('./activation.js') },
 ];
 
 import { mkdirSync } from 'node:fs';

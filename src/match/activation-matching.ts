@@ -3,11 +3,13 @@
  * their activations correlate best.
  *
  * Every base permutation P reads its activations at its `points` (graph values and the axis that carries P). One
- * pass over the data serves every permutation: each model gets one session exposing all points as extra outputs.
- * The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so MergeMany's
- * activation consensus (activation-consensus.ts) reads the data once too.
+ * pass over the data serves every permutation: all models run side by side in one onnxruntime session that computes
+ * every point's moments in the graph (moment-graph.ts: each point read once, in place, through MLAS; only n-vectors
+ * and n×n matrices come back), or, when the models cannot share a graph, one session per model exposing the
+ * points. The pass runs any number of models and keeps the moments of every pair (accumulateMoments), so
+ * MergeMany's activation consensus (activation-consensus.ts) reads the data once too.
  * Per point, the permuted axis gives the units and every other axis (batch, spatial, sequence) gives samples; the
- * moments are streamed into a CorrelationAccumulator (nothing is kept). A permutation with several points (a
+ * moments are streamed into a CorrelationAccumulator (no activation is kept). A permutation with several points (a
  * residual stream: every Add output, every LayerNorm input) sums their correlation matrices. Points on derived
  * permutations (a fused QKV output carrying concat [P_qk, P_qk, P_vo], flattened conv features) count for their
  * base permutations, block by block.
@@ -33,11 +35,14 @@ import type { FeedSource } from '../data/feed-source.js';
 import { feedable } from '../data/input-rule.js';
 import { checkInputName } from '../data/named-input.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
-import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
+import { createSession, toOrtTensor, type Feed, type OnnxSession } from '../onnx/session.js';
+import { ortError } from '../onnx/ort-error.js';
+import { createSession as createOrtSession, ort } from '../engine/ort.js';
+import { momentModel, momentNames, type MomentPoint } from './moment-graph.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { identity, permuteTensor } from '../spec/apply.js';
 import type { PermInfo, PermRef, PermutationSpecJson } from '../spec/types.js';
-import { CorrelationAccumulator, standardizeSamples, unitBlock } from './correlation.js';
+import { CorrelationAccumulator, standardizeSamples, unitBlock, unitMeans } from './correlation.js';
 import { checkSquareBudget } from './budget.js';
 import { solveHeads, solveSingle, trace } from './solve.js';
 import { weightMatching, type MatchingResult } from './weight-matching.js';
@@ -79,6 +84,12 @@ export interface ActivationMatchingOptions {
   weights?: { a: ReadonlyMap<string, Tensor>; b: ReadonlyMap<string, Tensor> };
   /** Called after every batch. */
   onProgress?: (p: ActivationProgress) => void;
+  /**
+   * Where the moments are computed: 'graph' (default: every model side by side in one onnxruntime session that
+   * computes them, moment-graph.ts; falls back to 'sessions' when the models cannot share one graph) or
+   * 'sessions' (one session per model exposing the points, moments computed in JS; the reference for tests).
+   */
+  moments?: 'graph' | 'sessions';
 }
 
 export interface PermCorrelation {
@@ -203,13 +214,23 @@ function feedDims(f: Feed): readonly number[] {
 
 /** The first `count` samples (axis 0) of a feed. */
 function headOf(f: Feed, count: number): Feed {
+  return feedSlice(f, 0, count);
+}
+
+/** Samples from .. to (axis 0) of a feed, without a copy. */
+function feedSlice(f: Feed, from: number, to: number): Feed {
   const dims = feedDims(f);
-  if (dims[0] === count) return f;
+  if (from === 0 && dims[0] === to) return f;
   const per = dims.slice(1).reduce((x, y) => x * y, 1);
-  if (f instanceof Tensor) return new Tensor([count, ...dims.slice(1)], f.data.subarray(0, count * per));
+  if (f instanceof Tensor) return new Tensor([to - from, ...dims.slice(1)], f.data.subarray(from * per, to * per));
   const data = f.data as { subarray?: (a: number, b: number) => unknown };
   if (typeof data.subarray !== 'function') throw new BasinError('invalid_argument', 'cannot apply limit to a feed that is not a typed array', {});
-  return { ...f, dims: [count, ...dims.slice(1)], data: data.subarray(0, count * per) as typeof f.data };
+  return { ...f, dims: [to - from, ...dims.slice(1)], data: data.subarray(from * per, to * per) as typeof f.data };
+}
+
+/** Whether a batch of `count` samples may be cut along axis 0: every feed has them there and every input takes any batch size. */
+function divisible(models: readonly OnnxModel[], feeds: Record<string, Feed>, count: number): boolean {
+  return Object.values(feeds).every((f) => feedDims(f)[0] === count) && models.every((m) => m.inputs.every((i) => typeof i.shape?.[0] !== 'number'));
 }
 
 interface Batch {
@@ -341,35 +362,51 @@ export function layerNormReads(model: OnnxModel): Map<string, ((rank: number) =>
   return out;
 }
 
-/** Ranks of some values, from one run on `feeds`. */
-async function valueRanks(model: OnnxModel, values: string[], feeds: Record<string, Feed>): Promise<Map<string, number>> {
-  const s = await createSession(model, { extraOutputs: values });
-  try {
-    const out = await s.run(feeds, values);
-    return new Map(values.map((v) => [v, out[v]!.rank]));
-  } finally {
-    await s.release();
+/** Values of the points in one run of each model (model -> value -> float32 tensor). */
+interface Probe {
+  /** model -> value -> its float32 values. */
+  values: Map<string, Tensor>[];
+  /** Samples the probe ran on. */
+  samples: number;
+}
+
+/**
+ * The points of every model in one run on the first batch (cut to one sample when every input takes any batch
+ * size): their shapes lay out the moment graph and are checked, their means are the first shifts.
+ */
+async function probePoints(models: readonly OnnxModel[], values: string[], feeds: Record<string, Feed>, count: number): Promise<Probe> {
+  const cut = count > 1 && divisible(models, feeds, count);
+  const probe: Record<string, Feed> = {};
+  for (const [k, f] of Object.entries(feeds)) probe[k] = cut ? headOf(f, 1) : f;
+  const out: Probe = { values: [], samples: cut ? 1 : count };
+  for (const m of models) {
+    const s = await createSession(m, { extraOutputs: values });
+    try {
+      const y = await s.run(probe, values);
+      out.values.push(new Map(values.map((v) => [v, y[v]!])));
+    } finally {
+      await s.release();
+    }
   }
+  return out;
+}
+
+/** Shapes of a probe's values. */
+function probeShapes(p: Map<string, Tensor>): Map<string, readonly number[]> {
+  return new Map([...p].map(([v, t]) => [v, t.shape]));
 }
 
 /**
  * For every base permutation that a LayerNorm reads over its whole axis (a pre-norm residual stream), keep only
  * those LayerNorm inputs as its points; they will be standardized per sample, as the LayerNorms see them.
  */
-async function preferLayerNormInputs(
-  a: OnnxModel,
-  uses: PointUse[],
-  feeds: Record<string, Feed>,
-  standardized: Set<string>,
-  notes: string[],
-): Promise<PointUse[]> {
+function preferLayerNormInputs(a: OnnxModel, uses: PointUse[], shapes: ReadonlyMap<string, readonly number[]>, standardized: Set<string>, notes: string[]): PointUse[] {
   const reads = layerNormReads(a);
   const candidates = uses.filter((u) => u.declared === u.base && reads.has(u.value));
   if (candidates.length === 0) return uses;
-  const ranks = await valueRanks(a, [...new Set(candidates.map((u) => u.value))], feeds);
   const chosen = new Map<string, PointUse[]>();
   for (const u of candidates) {
-    const rank = ranks.get(u.value)!;
+    const rank = shapes.get(u.value)!.length;
     const axis = u.axis < 0 ? u.axis + rank : u.axis;
     if (reads.get(u.value)!.some((f) => f(rank).join(',') === String(axis))) chosen.set(u.base, [...(chosen.get(u.base) ?? []), u]);
   }
@@ -393,6 +430,8 @@ export interface PointMoments {
   /** Number of models. */
   models: number;
   samples: number;
+  /** Where the moments were computed: in one graph over all models, or one session per model (see `moments`). */
+  via: 'graph' | 'sessions' | undefined;
 }
 
 /** Index of the model pair (j, l), j < l, among the n(n−1)/2 pairs, in the order (0,1), (0,2) … (1,2) … */
@@ -401,8 +440,199 @@ export function pairIndex(j: number, l: number, n: number): number {
 }
 
 /**
- * One pass over the data running every model (one session each, all points as extra outputs): the moments of
- * every point for every pair of models, streamed (nothing is kept). Points on a LayerNorm-read residual stream are
+ * The axis (non-negative) of a point, checked against the first batch's shapes of every model.
+ * @throws BasinError models_mismatch (shapes differ between models), spec_invalid (axis out of range),
+ *   spec_size_mismatch (the axis does not have the permutation's size)
+ */
+function checkPoint(u: PointUse, shapes: readonly ReadonlyMap<string, readonly number[]>[]): number {
+  const sa = shapes[0]!.get(u.value)!;
+  shapes.forEach((s, m) => {
+    const sb = s.get(u.value)!;
+    if (sa.join(',') !== sb.join(',')) {
+      throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(sa)} in model 0 but ${shapeStr(sb)} in model ${m}`, {
+        value: u.value,
+        expected: sa,
+        found: sb,
+      });
+    }
+  });
+  const axis = u.axis < 0 ? u.axis + sa.length : u.axis;
+  if (!(axis >= 0 && axis < sa.length)) {
+    throw new BasinError('spec_invalid', `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${u.axis} is out of range for its shape ${shapeStr(sa)}`, {
+      perm: u.declared,
+      value: u.value,
+      axis: u.axis,
+      shape: sa,
+    });
+  }
+  if (sa[axis] !== u.size) {
+    throw new BasinError(
+      'spec_size_mismatch',
+      `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${axis} has size ${sa[axis]} (shape ${shapeStr(sa)}), but the permutation has size ${u.size}`,
+      { perm: u.declared, value: u.value, axis, shape: sa, expected: u.size, found: sa[axis] },
+    );
+  }
+  return axis;
+}
+
+/**
+ * Bytes of point values (all models) one run of the moment graph may produce: a batch is run in parts of at most
+ * this size. Measured on the BN ResNet pair (1.5 MB of points per image, CPU seconds for 2000 images, 2 cores):
+ * 7.7 s in runs of 256 images, 5.6 s of 128, 4.8 s of 64, 4.7 s of 32, 4.6 s of 16: smaller intermediates are
+ * reused warm from cache and the allocator.
+ */
+const MOMENT_RUN_BYTES = 64 * 2 ** 20;
+
+/** The per-batch step of the pass: run the models on one batch and fold every point's moments into `pairs`. */
+interface MomentPass {
+  via: 'graph' | 'sessions';
+  add(feeds: Record<string, Feed>): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
+ * The pass's runner: one session over all models with the moments computed in the graph (moment-graph.ts), or,
+ * when the models cannot share one graph (or `how` is 'sessions'), one session per model with the points as extra
+ * outputs and the moments computed here.
+ */
+async function openMomentPass(
+  models: readonly OnnxModel[],
+  uses: readonly PointUse[],
+  axes: readonly number[],
+  probe: Probe,
+  pairs: CorrelationAccumulator[][],
+  standardized: ReadonlySet<string>,
+  how: 'graph' | 'sessions',
+): Promise<MomentPass> {
+  const n = models.length;
+  const blockOf = (u: PointUse, k: number, t: Tensor) => {
+    const b = unitBlock(t.data, t.shape, axes[k]!, { offset: u.offset, n: pairs[k]![0]!.n, inner: u.inner });
+    return standardized.has(u.base) ? standardizeSamples(b) : b;
+  };
+  const points: MomentPoint[] = uses.map((u, k) => {
+    const shape = probe.values[0]!.get(u.value)!.shape;
+    const units = pairs[k]![0]!.n;
+    return {
+      value: u.value,
+      axis: axes[k]!,
+      axisSize: u.size,
+      offset: u.offset,
+      n: units,
+      inner: u.inner,
+      standardize: standardized.has(u.base),
+      run: u.inner * shape.slice(axes[k]! + 1).reduce((x, y) => x * y, 1),
+    };
+  });
+  const bytes = how === 'graph' ? momentModel(models, points) : undefined;
+  let graph: Awaited<ReturnType<typeof createOrtSession>> | undefined;
+  if (bytes) {
+    try {
+      graph = await createOrtSession(bytes, 'the activation moments');
+    } catch {
+      graph = undefined; // an op the side-by-side graph trips on: run the models one session each
+    }
+  }
+  if (graph) {
+    const session = graph;
+    // shifts: each model's per-unit means, from the probe for the first batch, then the running means
+    const shifts = points.map((p, k) => {
+      const w = n * p.n + 1;
+      const shift = new Float32Array(w);
+      for (let m = 0; m < n; m++) shift.set(unitMeans(blockOf(uses[k]!, k, probe.values[m]!.get(p.value)!)), m * p.n);
+      return shift;
+    });
+    // runs of at most `chunk` samples: the points of one run stay within MOMENT_RUN_BYTES
+    const perSample = (4 * n * [...new Set(uses.map((u) => u.value))].reduce((t, v) => t + probe.values[0]!.get(v)!.size, 0)) / probe.samples;
+    const chunk = Math.max(1, Math.floor(MOMENT_RUN_BYTES / Math.max(perSample, 1)));
+    const run = async (feeds: Record<string, Feed>) => {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(name, f, models[0]!.inputs.find((i) => i.name === name)?.dtype);
+      shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new ort.Tensor('float32', s, [s.length, 1])));
+      let out: ort.InferenceSession.ReturnType;
+      try {
+        out = await session.run(ortFeeds, { logSeverityLevel: 4 });
+      } catch (e) {
+        throw ortError('running the models for their activation moments', e, { file: models[0]!.path });
+      }
+      points.forEach((p, k) => {
+        const dims = out[momentNames.shape(k)]!.data as BigInt64Array;
+        const count = Number(dims[0]!) * Number(dims[2]!);
+        const g = out[momentNames.gram(k)]!.data as Float32Array;
+        const shift = shifts[k]!;
+        const u = p.n;
+        const w = n * u + 1;
+        const sums = (m: number) => Float64Array.from({ length: u }, (_, i) => g[(m * u + i) * w + w - 1]!);
+        const squares = (m: number) => Float64Array.from({ length: u }, (_, i) => g[(m * u + i) * (w + 1)]!);
+        const s = Array.from({ length: n }, (_, m) => sums(m));
+        const q2 = Array.from({ length: n }, (_, m) => squares(m));
+        for (let j = 0; j < n; j++) {
+          for (let l = j + 1; l < n; l++) {
+            const cross = new Float64Array(u * u);
+            for (let i = 0; i < u; i++) for (let c = 0; c < u; c++) cross[i * u + c] = g[(j * u + i) * w + l * u + c]!;
+            pairs[k]![pairIndex(j, l, n)]!.addMoments({
+              count,
+              meanA: shift.subarray(j * u, (j + 1) * u),
+              sumA: s[j]!,
+              sqA: q2[j]!,
+              meanB: shift.subarray(l * u, (l + 1) * u),
+              sumB: s[l]!,
+              sqB: q2[l]!,
+              cross,
+            });
+          }
+        }
+        // next batch: the running means
+        for (let m = 0; m < n; m++) {
+          const acc = pairs[k]![m === 0 ? pairIndex(0, 1, n) : pairIndex(0, m, n)]!;
+          const means = acc.means();
+          shift.set(m === 0 ? means.a : means.b, m * u);
+        }
+      });
+    };
+    return {
+      via: 'graph',
+      async add(feeds) {
+        const count = Math.min(...Object.values(feeds).map((f) => feedDims(f)[0] ?? 1));
+        if (count <= chunk || !divisible(models, feeds, count)) return run(feeds);
+        for (let from = 0; from < count; from += chunk) {
+          const part: Record<string, Feed> = {};
+          for (const [k, f] of Object.entries(feeds)) part[k] = feedSlice(f, from, Math.min(count, from + chunk));
+          await run(part);
+        }
+      },
+      release: () => session.release(),
+    };
+  }
+  const values = [...new Set(uses.map((u) => u.value))];
+  const sessions: OnnxSession[] = [];
+  try {
+    for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));
+  } catch (e) {
+    for (const s of sessions) await s.release();
+    throw e;
+  }
+  return {
+    via: 'sessions',
+    async add(feeds) {
+      const ys = [];
+      for (const s of sessions) ys.push(await s.run(feeds, values));
+      for (let k = 0; k < uses.length; k++) {
+        const u = uses[k]!;
+        checkPoint(u, ys.map((y) => new Map([[u.value, y[u.value]!.shape]])));
+        const blocks = ys.map((y) => blockOf(u, k, y[u.value]!));
+        for (let j = 0; j < n; j++) for (let l = j + 1; l < n; l++) await pairs[k]![pairIndex(j, l, n)]!.add(blocks[j]!, blocks[l]!);
+      }
+    },
+    async release() {
+      for (const s of sessions) await s.release();
+    },
+  };
+}
+
+/**
+ * One pass over the data running every model (all models side by side in one session that computes every
+ * point's moments in the graph, moment-graph.ts; one session per model when they cannot share a graph): the moments
+ * of every point for every pair of models, streamed (no activation is kept). Points on a LayerNorm-read residual stream are
  * standardized per sample (see the file comment; decided on model 0's graph).
  * @throws BasinError spec_invalid / models_mismatch (a point missing from a graph), spec_size_mismatch (a point's
  *   axis does not have the permutation's size), data_invalid (no samples), data_shape_mismatch (data vs inputs).
@@ -432,65 +662,31 @@ export async function accumulateMoments(
   let samples = 0;
   let batches = 0;
   let pairs: CorrelationAccumulator[][] = [];
-  const sessions: OnnxSession[] = [];
+  let pass: MomentPass | undefined;
   const stream = feedBatches(data, models, opts, notes);
   try {
     const first = uses.length ? await stream.next() : undefined;
     if (first?.done) throw new BasinError('data_invalid', 'activation matching got no samples: the data is empty', { found: 0 });
-    if (first && opts.layerNormInputs !== false) uses = await preferLayerNormInputs(a, uses, first.value.feeds, standardized, notes);
-    const values = [...new Set(uses.map((u) => u.value))];
-    pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
-    if (first) for (const m of models) sessions.push(await createSession(m, { extraOutputs: values }));
+    if (first) {
+      const probe = await probePoints(models, [...new Set(uses.map((u) => u.value))], first.value.feeds, first.value.count);
+      const shapes = probe.values.map(probeShapes);
+      if (opts.layerNormInputs !== false) uses = preferLayerNormInputs(a, uses, shapes[0]!, standardized, notes);
+      const axes = uses.map((u) => checkPoint(u, shapes));
+      pairs = uses.map((u) => Array.from({ length: pairCount }, () => new CorrelationAccumulator(spec.perms.get(u.base)!.size)));
+      pass = await openMomentPass(models, uses, axes, probe, pairs, standardized, opts.moments ?? 'graph');
+    }
     for (let next: IteratorResult<Batch> | undefined = first; next && !next.done; next = await stream.next()) {
       const batch = next.value;
-      const ys = [];
-      for (const s of sessions) ys.push(await s.run(batch.feeds, values));
-      for (let k = 0; k < uses.length; k++) {
-        const u = uses[k]!;
-        const ta = ys[0]![u.value]!;
-        for (let m = 1; m < n; m++) {
-          const tb = ys[m]![u.value]!;
-          if (ta.shape.join(',') !== tb.shape.join(',')) {
-            throw new BasinError('models_mismatch', `point ${q(u.value)} has shape ${shapeStr(ta.shape)} in model 0 but ${shapeStr(tb.shape)} in model ${m}`, {
-              value: u.value,
-              expected: ta.shape,
-              found: tb.shape,
-            });
-          }
-        }
-        const axis = u.axis < 0 ? u.axis + ta.rank : u.axis;
-        if (!(axis >= 0 && axis < ta.rank)) {
-          throw new BasinError('spec_invalid', `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${u.axis} is out of range for its shape ${shapeStr(ta.shape)}`, {
-            perm: u.declared,
-            value: u.value,
-            axis: u.axis,
-            shape: ta.shape,
-          });
-        }
-        if (ta.shape[axis] !== u.size) {
-          throw new BasinError(
-            'spec_size_mismatch',
-            `point ${q(u.value)} of permutation ${q(u.declared)}: axis ${axis} has size ${ta.shape[axis]} (shape ${shapeStr(ta.shape)}), but the permutation has size ${u.size}`,
-            { perm: u.declared, value: u.value, axis, shape: ta.shape, expected: u.size, found: ta.shape[axis] },
-          );
-        }
-        const block = { offset: u.offset, n: pairs[k]![0]!.n, inner: u.inner };
-        const blocks = ys.map((y) => {
-          const t = y[u.value]!;
-          const b = unitBlock(t.data, t.shape, axis, block);
-          return standardized.has(u.base) ? standardizeSamples(b) : b;
-        });
-        for (let j = 0; j < n; j++) for (let l = j + 1; l < n; l++) await pairs[k]![pairIndex(j, l, n)]!.add(blocks[j]!, blocks[l]!);
-      }
+      await pass!.add(batch.feeds);
       samples += batch.count;
       batches++;
       opts.onProgress?.({ batch: batches, samples, total, seconds: (performance.now() - started) / 1000 });
     }
   } finally {
     await stream.return(undefined);
-    for (const s of sessions) await s.release();
+    await pass?.release();
   }
-  return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples };
+  return { uses: uses.map((u) => ({ value: u.value, base: u.base })), pairs, models: n, samples, via: pass?.via };
 }
 
 /**

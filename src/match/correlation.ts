@@ -9,7 +9,9 @@
  * Numerics: E[ab] − E[a]E[b] cancels badly when a unit's mean is large against its spread (post-ReLU units, a
  * residual stream with a large offset). So every sample is shifted by the per-unit mean of the first batch before
  * it is accumulated (the classic shifted-data algorithm; covariance is shift-invariant), and the cross-moment of
- * each batch — a float32 product through the engine — adds into the float64 total.
+ * each batch — a float32 product through the engine — adds into the float64 total. `addMoments` takes a batch
+ * already reduced to moments about shifts of its own (what the moment graph of activation matching computes,
+ * moment-graph.ts) and folds it into the same totals exactly.
  */
 import { BasinError, shapeStr } from '../errors.js';
 import { matmul } from '../engine/matmul.js';
@@ -142,7 +144,7 @@ function shifted(b: UnitBlock, shift: Float64Array, sum: Float64Array, sq: Float
 }
 
 /** Per-unit mean of one block, in float64. */
-function unitMeans(b: UnitBlock): Float64Array {
+export function unitMeans(b: UnitBlock): Float64Array {
   const { data, outer, axisSize, rest, offset, n, inner } = b;
   const run = inner * rest;
   const sums = new Float64Array(n);
@@ -162,6 +164,20 @@ function unitMeans(b: UnitBlock): Float64Array {
 export interface CorrelationOptions {
   /** Added to σa_i·σb_j in the denominator (default 1e-12): a constant unit correlates 0 with everything. */
   eps?: number;
+}
+
+/** One batch of two n-unit activations as moments about per-unit shifts (see CorrelationAccumulator.addMoments). */
+export interface BatchMoments {
+  /** Samples per unit in the batch. */
+  count: number;
+  meanA: ArrayLike<number>;
+  sumA: ArrayLike<number>;
+  sqA: ArrayLike<number>;
+  meanB: ArrayLike<number>;
+  sumB: ArrayLike<number>;
+  sqB: ArrayLike<number>;
+  /** n×n, row-major, rows: A's units. */
+  cross: ArrayLike<number>;
 }
 
 /** Running moments of two n-unit activations over the same samples. */
@@ -213,6 +229,48 @@ export class CorrelationAccumulator {
     const c = this.cross;
     for (let i = 0; i < p.length; i++) c[i] = c[i]! + p[i]!;
     this.count += samples;
+  }
+
+  /**
+   * Add one batch given as moments about a shift of the batch's own (the moment graph's outputs, moment-graph.ts):
+   * `count` samples per unit; per unit of A, the shift `meanA` and Σ(a − meanA), Σ(a − meanA)²; the same for B;
+   * and the n×n cross moment Σ(a − meanA)(b − meanB)ᵀ (rows: A's units). Folded into the totals exactly (float64),
+   * whatever the shift, so the batch shift only has to be near the mean for float32 to be accurate.
+   */
+  addMoments(m: BatchMoments): void {
+    const n = this.n;
+    const lengths = [m.meanA, m.sumA, m.sqA, m.meanB, m.sumB, m.sqB].map((x) => x.length);
+    if (lengths.some((l) => l !== n) || m.cross.length !== n * n) {
+      throw new BasinError('shape_mismatch', `batch moments of ${lengths.join('/')} units and a ${m.cross.length}-value cross moment for a correlation of ${n} units`, {
+        expected: n,
+        found: lengths,
+      });
+    }
+    if (!(Number.isSafeInteger(m.count) && m.count >= 0)) throw new BasinError('invalid_argument', `sample count must be a non-negative integer, got ${m.count}`, { found: m.count });
+    if (m.count === 0 || n === 0) return;
+    this.shiftA ??= Float64Array.from(m.meanA);
+    this.shiftB ??= Float64Array.from(m.meanB);
+    const c = m.count;
+    const da = new Float64Array(n);
+    const db = new Float64Array(n);
+    for (let i = 0; i < n; i++) {
+      const a = m.meanA[i]! - this.shiftA[i]!;
+      const b = m.meanB[i]! - this.shiftB[i]!;
+      da[i] = a;
+      db[i] = b;
+      this.sumA[i]! += m.sumA[i]! + c * a;
+      this.sumB[i]! += m.sumB[i]! + c * b;
+      this.sqA[i]! += m.sqA[i]! + 2 * a * m.sumA[i]! + c * a * a;
+      this.sqB[i]! += m.sqB[i]! + 2 * b * m.sumB[i]! + c * b * b;
+    }
+    const x = this.cross;
+    for (let i = 0; i < n; i++) {
+      const a = da[i]!;
+      const sa = m.sumA[i]!;
+      const row = i * n;
+      for (let j = 0; j < n; j++) x[row + j] = x[row + j]! + m.cross[row + j]! + a * m.sumB[j]! + sa * db[j]! + c * a * db[j]!;
+    }
+    this.count += c;
   }
 
   /** Per-unit means of A and B. */
