@@ -9,6 +9,28 @@ import { openFeeds, type FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 
+/**
+ * Declare the one data feed's options on a command that runs a model: `--dim name=size` and `--input name=file`
+ * (both repeatable), the same on every command. Read them back with `feedArgs`.
+ */
+export function feedOptions(cmd: Command): Command {
+  return inputOption(dimOption(cmd));
+}
+
+/** The `--input` files of a command, as inputs for `checkOutputs`. */
+export function inputFiles(values: readonly string[] | undefined): { path: string; what: string }[] {
+  return Object.values(inputsOf(values)).map((path) => ({ path, what: '--input' }));
+}
+
+/**
+ * `--dim` and `--input` as the feed's options for `model` (dims checked against its dynamic dims; none for a
+ * model that has no graph to run).
+ * @throws BasinError invalid_argument for a malformed value or a dim name the model does not have
+ */
+export function feedArgs(model: OnnxModel | undefined, o: { dim?: readonly string[]; input?: readonly string[] }): { dims: DimSizes; inputs: Record<string, string> } {
+  return { dims: model ? dimsOf(model, o.dim) : parseDims(o.dim ?? []), inputs: inputsOf(o.input) };
+}
+
 /** Add the repeatable `--dim name=size` option (values collected as strings; parse them with `dimsOf`). */
 export function dimOption(cmd: Command): Command {
   return cmd.option(
