@@ -121,7 +121,7 @@ export function requireGraph(m: LoadedModel, what: string): void {
   throw new BasinError(
     'graph_required',
     `${what} runs the model, but ${q(m.source.path)} is a state_dict without a graph` +
-      `${m.noGraph ? ` (it is ${m.noGraph})` : ''}: pass --graph MODEL.onnx (an ONNX export of this architecture) or --arch mlp (a plain MLP)`,
+      `${m.noGraph ? ` (${m.noGraph})` : ''}: pass --graph MODEL.onnx (an ONNX export of this architecture) or --arch mlp (a plain MLP)`,
     { file: m.source.path, option: what },
   );
 }

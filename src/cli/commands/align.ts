@@ -5,7 +5,7 @@ import { alignCheckpoints } from '../../align/align-checkpoints.js';
 import { BasinError, q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
-import { dimOption, dimsOf, feedBatches } from '../data-feeds.js';
+import { dimsOf, feedBatches, feedOptions, inputFiles, inputsOf } from '../data-feeds.js';
 import { isStateDictFolder, outputFormat, saveModel } from '../../models/save.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 import { verifySummary } from '../../verify/verify.js';
@@ -24,6 +24,7 @@ interface AlignOptions {
   maxIter: number;
   report?: string;
   dim: string[];
+  input: string[];
   strict?: boolean;
 }
 
@@ -68,7 +69,7 @@ export function register(program: Command): void {
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
     .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
     .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
-  dimOption(cmd).action(
+  feedOptions(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
         const init = o.init;
         if (matchingMethod(o.method).readsActivations && !o.data) throw new BasinError('invalid_argument', `--method ${o.method} needs --data (inputs to run both models on)`, {});
@@ -79,6 +80,7 @@ export function register(program: Command): void {
             o.spec ? { path: o.spec, what: '--spec' } : undefined,
             o.graph ? { path: o.graph, what: '--graph' } : undefined,
             o.data ? { path: o.data, what: '--data' } : undefined,
+            ...inputFiles(o.input),
           ],
           // a safetensors output that is a folder gets model.safetensors inside it (writeCheckpoint)
           outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, [aPath, bPath]) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
@@ -108,6 +110,7 @@ export function register(program: Command): void {
             onSweep: sweepLogger(),
             method: o.method,
             data: o.data,
+            feed: { dims, inputs: inputsOf(o.input) },
             limit: o.limit,
           });
           log(`verified aligned B against B on ${verifySummary(r.verify)}`);
@@ -149,6 +152,7 @@ export function register(program: Command): void {
             specSource: o.spec ?? o.graph,
             method: o.method,
             data: o.data,
+            feed: { inputs: inputsOf(o.input) },
             limit: o.limit,
             init,
             seed: o.seed,
