@@ -1,6 +1,7 @@
 /**
- * The CLI side of the one data feed (data/feed.ts, data/feed-source.ts): the `--dim` option, and the feeds a
- * command runs a model on: batches of `--data` when given, else random inputs whose dynamic dims come from `--dim`.
+ * The CLI side of the one data feed (data/feed.ts, data/feed-source.ts): the `--dim` and `--input` options, declared
+ * the same on every command that runs a model (`feedOptions`), and the feeds a command runs a model on: batches of
+ * `--data` when given, else random inputs whose dynamic dims come from `--dim`.
  */
 import type { Command } from 'commander';
 import { BasinError, q } from '../errors.js';
@@ -101,10 +102,4 @@ export function feedBatches(
   if (data) return () => data.batches(64);
   const batches = randomBatches(model, { count, batch, dims });
   return () => batches;
-}
-
-/** Turn a dataset path into feed batches for every input of `model` (64 samples at a time). */
-export async function dataFeeds(path: string, model: OnnxModel, limit = 256): Promise<() => AsyncIterable<Record<string, Feed>>> {
-  const data = await openFeeds(path, model, { limit });
-  return () => data.batches(64);
 }

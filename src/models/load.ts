@@ -73,11 +73,16 @@ export interface LoadedModel {
  * Open a model for any command: an ONNX file as it is; a safetensors state_dict (single file, sharded index or
  * folder) in the `--graph` export, in the graph basin builds for a plain MLP, or else weights-only (see the file
  * comment). Weights run as float32; a state_dict is written back in its own dtypes (models/save.ts).
- * @throws BasinError models_mismatch when the state_dict does not fit the graph (naming the initializer); with
+ * @throws BasinError invalid_argument for both `graph` and `arch`; models_mismatch when the state_dict does not fit
+ *   the graph (naming the initializer); with
  *   `arch: 'mlp'`, the MLP layer rules' spec_arch_mismatch when the state_dict is no plain MLP; the readers' codes.
  */
 export async function openModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  if (isOnnxPath(path)) return { model: await loadOnnx(path), source: { format: 'onnx', path }, graph: 'onnx' };
+  if (opts.graph && opts.arch) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph MODEL.onnx, not both', { option: '--arch' });
+  if (isOnnxPath(path)) {
+    if (opts.arch) throw new BasinError('invalid_argument', `--arch is for safetensors state_dicts; ${q(path)} is an ONNX model, which carries its graph`, { option: '--arch', file: path });
+    return { model: await loadOnnx(path), source: { format: 'onnx', path }, graph: 'onnx' };
+  }
   const ck = await openCheckpoint(path);
   const tensors = new Map<string, Tensor>();
   const stored: StoredTensor[] = [];

@@ -79,7 +79,6 @@ export function register(program: Command): void {
   feedOptions(cmd).action(
     action(async (paths: string[], o: Options) => {
       if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
-      if (o.arch && o.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--arch' });
       const method = o.method ?? o.align;
       const fix = correctionArg(o);
       const weights = o.weights !== undefined ? parseWeights(o.weights, paths.length) : undefined;
