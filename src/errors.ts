@@ -38,6 +38,7 @@ export type BasinErrorCode =
   | 'data_invalid'
   | 'data_shape_mismatch'
   | 'data_required'
+  | 'graph_required'
   // numerics and verification
   | 'non_finite'
   | 'shape_mismatch'

@@ -31,7 +31,7 @@ export { solveAssignment, type AssignmentOptions, type AssignmentResult } from '
 export { interpolateModels, averageModels, checkMergeable } from './merge/interpolate.js';
 export { resetBatchNorm, type ResetBatchNormOptions, type ResetBatchNormResult, type BatchNormReset, type BatchNormStatistics } from './merge/bn-reset.js';
 export { repairModel, type RepairOptions, type RepairResult, type RepairedLayer, type MergeEndpoints } from './merge/repair.js';
-export { MERGE_METHODS, MERGE_METHOD_NAMES, mergeMethod, type MergeMethod, type MergeMethodName, type MergeMethodOptions, type MergeMethodResult } from './merge/registry.js';
+export { CORRECTIONS, CORRECTION_NAMES, correction, type Correction, type CorrectionName, type CorrectionOptions, type CorrectionResult } from './merge/corrections.js';
 export type { CalibrationData, CalibrationBatch, CalibrationOptions, PassProgress } from './merge/calibration.js';
 export type { SkippedProducer } from './merge/producers.js';
 export type { Summary as ChannelSummary } from './merge/channel-stats.js';
@@ -68,3 +68,4 @@ export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, ty
 export { ConvStats } from './factorize/conv-stats.js';
 export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLowRankSolution } from './factorize/factorize-conv.js';
 export { pivotedCholesky, solvePsd, type PivotedCholesky } from './factorize/pivoted-cholesky.js';
+export * from './library-calls.js';

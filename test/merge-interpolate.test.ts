@@ -9,7 +9,7 @@ import { loadOnnx, type OnnxModel } from '../src/onnx/model.js';
 import { openDataset } from '../src/data/open.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { averageModels, interpolateModels } from '../src/merge/interpolate.js';
-import { MERGE_METHOD_NAMES, mergeMethod } from '../src/merge/registry.js';
+import { CORRECTION_NAMES, correction } from '../src/merge/corrections.js';
 import { FIXTURES, assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 
 const REFS = new URL('../../test/refs/', import.meta.url).pathname;
@@ -146,17 +146,24 @@ test('interpolateModels on the fixture MLP pair reproduces the naive curve of te
   }
 });
 
-test('merge method registry: names, descriptions, unknown name, data requirement', async () => {
-  assert.deepEqual([...MERGE_METHOD_NAMES].sort(), ['none', 'repair', 'reset-bn']);
-  for (const n of MERGE_METHOD_NAMES) assert.ok(mergeMethod(n).description.length > 10);
-  assert.equal(mergeMethod('none').needsData, false);
-  const e = await assertBasinError(() => mergeMethod('ties'), 'invalid_argument');
+test('corrections table: names, descriptions, unknown name, data requirement, reset-bn refuses a graph without BatchNorm naming the file', async () => {
+  assert.deepEqual([...CORRECTION_NAMES].sort(), ['repair', 'reset-bn']);
+  for (const n of CORRECTION_NAMES) {
+    assert.ok(correction(n).description.length > 10);
+    assert.equal(correction(n).needsData, true);
+  }
+  const e = await assertBasinError(() => correction('ties'), 'invalid_argument');
   assert.match(e.message, /reset-bn/);
-  await assertBasinError(() => mergeMethod('toString'), 'invalid_argument');
+  await assertBasinError(() => correction('toString'), 'invalid_argument');
+  await assertBasinError(() => correction('none'), 'invalid_argument');
   const A = model(parts(8));
-  const r = await mergeMethod('none').apply(A, { a: A, b: A, alpha: 0.5 }, undefined, {});
-  assert.equal(r.method, 'none');
-  assert.equal(r.model, A);
-  await assertBasinError(() => mergeMethod('repair').apply(A, { a: A, b: A, alpha: 0.5 }, undefined, {}), 'invalid_argument');
-  await assertBasinError(() => mergeMethod('reset-bn').apply(A, { a: A, b: A, alpha: 0.5 }, undefined, {}), 'invalid_argument');
+  await assertBasinError(() => correction('repair').apply(A, { a: A, b: A, alpha: 0.5 }, undefined, {}), 'invalid_argument');
+  await assertBasinError(() => correction('reset-bn').apply(A, { a: A, b: A, alpha: 0.5 }, undefined, {}), 'invalid_argument');
+  // the row's own check, before any compute: this graph has no BatchNormalization node
+  const c = await assertBasinError(() => correction('reset-bn').check(A, 'models/a\u001b[2J.onnx'), 'invalid_argument');
+  assert.match(c.message, /'models\/a\\x1b\[2J\.onnx' has no BatchNormalization/);
+  assert.match(c.message, /use --repair/);
+  correction('repair').check(A, 'a.onnx');
+  const bn = await loadOnnx(path.join(FIXTURES, 'resnet_small_seed0_bn.onnx'));
+  correction('reset-bn').check(bn, 'resnet_small_seed0_bn.onnx');
 });

@@ -10,7 +10,7 @@ import { openDataset } from '../src/data/open.js';
 import { evaluate } from '../src/eval/evaluate.js';
 import { interpolateModels } from '../src/merge/interpolate.js';
 import { repairModel } from '../src/merge/repair.js';
-import { mergeMethod } from '../src/merge/registry.js';
+import { correction } from '../src/merge/corrections.js';
 import type { PassProgress } from '../src/merge/calibration.js';
 import { FIXTURES, assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 
@@ -286,8 +286,8 @@ test('REPAIR on every producer kind: added bias, Gemm beta, MatMul + Add; skip r
     assertAllClose(mr.get(v)!.std, tStd, { rtol: 1e-3, atol: 1e-5, label: `${v} std` });
   }
   // the registry row gives the same model
-  const viaRegistry = await mergeMethod('repair').apply(mid, { a: A, b: B, alpha: 0.4 }, data, { eps: 1e-12 });
-  assert.equal(viaRegistry.method, 'repair');
+  const viaRegistry = await correction('repair').apply(mid, { a: A, b: B, alpha: 0.4 }, data, { eps: 1e-12 });
+  assert.equal(viaRegistry.correction, 'repair');
   assert.deepEqual(viaRegistry.model.getRaw('gw'), r.model.getRaw('gw'));
   assert.equal(viaRegistry.repair!.layers.length, 3);
 });

@@ -17,6 +17,7 @@ import type { Dataset } from '../data/dataset.js';
 import type { ActivationProgress } from '../match/activation-matching.js';
 import type { SweepInfo } from '../match/weight-matching.js';
 import type { CheckpointGraph } from './verify-checkpoint.js';
+import type { FeedOptions } from '../data/data-ref.js';
 
 /** Why a checkpoint aligned with a spec alone is not verified, and what would verify it. */
 export const UNVERIFIED_REASON = 'no graph for this architecture (a spec alone): pass --arch mlp (a plain MLP) or --graph MODEL.onnx with --spec to verify';
@@ -62,6 +63,8 @@ export interface AlignCheckpointOptions {
   data?: string | Dataset;
   /** Samples of the data to use. */
   limit?: number;
+  /** How a data path is read through the one feed (named inputs `--input`, dims `--dim`, input name). */
+  feed?: FeedOptions;
   onActivationProgress?: (p: ActivationProgress) => void;
   init?: 'best' | 'greedy' | 'identity';
   seed?: number;
@@ -161,7 +164,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
       tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
     }
-    const data = typeof opts.data === 'string' && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
+    const data = typeof opts.data === 'string' && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
       init: opts.init,
       seed: opts.seed,

@@ -14,10 +14,10 @@ import { withPointsFromGraph } from '../match/graph-points.js';
 import { assertEquivalent, compareModels, type ComparePermutation, type VerifyResult } from '../verify/verify.js';
 import { randomBatches } from '../data/feed.js';
 import type { Feed } from '../onnx/session.js';
-import type { ActivationProgress } from '../match/activation-matching.js';
+import type { ActivationData, ActivationProgress } from '../match/activation-matching.js';
+import type { FeedOptions } from '../data/data-ref.js';
 import { openFeeds } from '../data/feed-source.js';
 import { inferSpec } from './infer-spec.js';
-import type { Dataset } from '../data/dataset.js';
 
 export type SpecSource = PermutationSpecJson | ((model: OnnxModel) => Promise<PermutationSpecJson>);
 
@@ -143,7 +143,16 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions & VerifyOptions & { specLabel?: string; method?: string; data?: string | Dataset; onActivationProgress?: (p: ActivationProgress) => void } = {},
+  opts: MatchOptions &
+    VerifyOptions & {
+      specLabel?: string;
+      method?: string;
+      /** Data for a method that reads activations: a path (read through the one feed with `feed`) or open data. */
+      data?: string | ActivationData;
+      /** How a data path is read (named inputs, dims, input name); `limit` comes from the match options. */
+      feed?: FeedOptions;
+      onActivationProgress?: (p: ActivationProgress) => void;
+    } = {},
 ): Promise<AlignOnnxResult> {
   checkSameWeights(a, b);
   checkFiniteWeights(a);
@@ -152,7 +161,7 @@ export async function alignOnnxModels(
   const resolved = await resolveSpec(a, specSource, opts.specLabel);
   // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
   const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
-  const data = typeof opts.data === 'string' ? await openFeeds(opts.data, a, { limit: opts.limit }) : opts.data;
+  const data = typeof opts.data === 'string' ? await openFeeds(opts.data, a, { ...opts.feed, limit: opts.limit }) : opts.data;
   const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts, { spec, assignment: match.perms });

@@ -1,6 +1,7 @@
 /**
- * The CLI side of the one data feed (data/feed.ts, data/feed-source.ts): the `--dim` option, and the feeds a
- * command runs a model on: batches of `--data` when given, else random inputs whose dynamic dims come from `--dim`.
+ * The CLI side of the one data feed (data/feed.ts, data/feed-source.ts): the `--dim` and `--input` options, declared
+ * the same on every command that runs a model (`feedOptions`), and the feeds a command runs a model on: batches of
+ * `--data` when given, else random inputs whose dynamic dims come from `--dim`.
  */
 import type { Command } from 'commander';
 import { BasinError, q } from '../errors.js';
@@ -8,6 +9,28 @@ import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/
 import { openFeeds, type FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
+
+/**
+ * Declare the one data feed's options on a command that runs a model: `--dim name=size` and `--input name=file`
+ * (both repeatable), the same on every command. Read them back with `feedArgs`.
+ */
+export function feedOptions(cmd: Command): Command {
+  return inputOption(dimOption(cmd));
+}
+
+/** The `--input` files of a command, as inputs for `checkOutputs`. */
+export function inputFiles(values: readonly string[] | undefined): { path: string; what: string }[] {
+  return Object.values(inputsOf(values)).map((path) => ({ path, what: '--input' }));
+}
+
+/**
+ * `--dim` and `--input` as the feed's options for `model` (dims checked against its dynamic dims; none for a
+ * model that has no graph to run).
+ * @throws BasinError invalid_argument for a malformed value or a dim name the model does not have
+ */
+export function feedArgs(model: OnnxModel | undefined, o: { dim?: readonly string[]; input?: readonly string[] }): { dims: DimSizes; inputs: Record<string, string> } {
+  return { dims: model ? dimsOf(model, o.dim) : parseDims(o.dim ?? []), inputs: inputsOf(o.input) };
+}
 
 /** Add the repeatable `--dim name=size` option (values collected as strings; parse them with `dimsOf`). */
 export function dimOption(cmd: Command): Command {
@@ -79,10 +102,4 @@ export function feedBatches(
   if (data) return () => data.batches(64);
   const batches = randomBatches(model, { count, batch, dims });
   return () => batches;
-}
-
-/** Turn a dataset path into feed batches for every input of `model` (64 samples at a time). */
-export async function dataFeeds(path: string, model: OnnxModel, limit = 256): Promise<() => AsyncIterable<Record<string, Feed>>> {
-  const data = await openFeeds(path, model, { limit });
-  return () => data.batches(64);
 }

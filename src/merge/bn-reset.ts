@@ -123,7 +123,7 @@ export async function resetBatchNorm(model: OnnxModel, data: CalibrationData, op
   if (bns.length === 0) {
     throw new BasinError(
       'invalid_argument',
-      `${q(model.path ?? '(in-memory model)')} has no BatchNormalization nodes (was BatchNorm folded into the Convs by the exporter?), so there are no statistics to reset; use REPAIR instead (merge method 'repair'), which renormalizes the Conv/Gemm outputs directly`,
+      `${q(model.path ?? '(in-memory model)')} has no BatchNormalization nodes (was BatchNorm folded into the Convs by the exporter?), so there are no statistics to reset; use REPAIR instead (correction 'repair', --repair), which renormalizes the Conv/Gemm outputs directly`,
       { file: model.path },
     );
   }

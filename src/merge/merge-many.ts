@@ -49,8 +49,8 @@ export interface MergeManyOptions {
   seed?: number;
   /** Maximum number of rounds (default 100). */
   maxIter?: number;
-  /** How each aligned model is checked against its source. */
-  verify?: VerifyOptions;
+  /** How each aligned model is checked against its source; false for weights-only models, which cannot run. */
+  verify?: VerifyOptions | false;
   onProgress?: (p: MergeManyProgress) => void;
 }
 
@@ -163,8 +163,10 @@ export async function mergeMany(models: readonly OnnxModel[], spec: PermutationS
       continue;
     }
     const m = permuteModel(models[k]!, spec, final[k]!);
-    await verifyPermuted(models[k]!, m, `model ${k}${models[k]!.path ? ` (${q(models[k]!.path!)})` : ''} aligned by mergeMany`, opts.verify);
-    onProgress?.({ phase: 'verify', model: k });
+    if (opts.verify !== false) {
+      await verifyPermuted(models[k]!, m, `model ${k}${models[k]!.path ? ` (${q(models[k]!.path!)})` : ''} aligned by mergeMany`, opts.verify);
+      onProgress?.({ phase: 'verify', model: k });
+    }
     alignedModels.push(m);
   }
   const merged = averageModels(alignedModels, w);

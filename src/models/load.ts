@@ -1,7 +1,9 @@
 /**
- * One way in for every command that runs a model: an ONNX file as it is, or a safetensors state_dict run
- * through a graph (`--graph MODEL.onnx`, torch names matched to the graph's initializers) or, for a plain MLP,
- * through the graph basin builds for it.
+ * One way in for every command: a model is weights (an ONNX file's initializers, or a safetensors state_dict in
+ * any dtype, single or sharded) plus, when there is one, a graph: the ONNX file's own, an export of the same
+ * architecture (`--graph MODEL.onnx`, torch names matched to the graph's initializers), or the one basin builds for
+ * a plain MLP. A state_dict with none of these is a weights-only model: weight matching, permuting, averaging and
+ * saving apply to it; commands that must run it refuse it first (`requireGraph`).
  */
 import { BasinError, q, shapeStr } from '../errors.js';
 import type { DType } from '../dtype.js';
@@ -9,11 +11,18 @@ import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { Tensor, transpose } from '../tensor/tensor.js';
 import { mlpGraph, type MlpActivation } from './mlp-graph.js';
+import { weightsOnlyModel } from './weights-only.js';
+import { DTYPES } from '../dtype.js';
 import type { PermRef, PermutationSpecJson } from '../spec/types.js';
 
 export interface LoadModelOptions {
   /** An ONNX export of the same architecture, for a safetensors state_dict. */
   graph?: string;
+  /**
+   * 'mlp': the state_dict must be a plain MLP (basin builds its graph; spec_arch_mismatch otherwise). Default: a
+   * plain MLP gets its graph, any other state_dict without `graph` is a weights-only model.
+   */
+  arch?: 'mlp';
   /** Activation between layers of a plain MLP (default relu). */
   activation?: MlpActivation;
 }
@@ -39,26 +48,41 @@ export type ModelSource =
       readonly path: string;
       readonly tensors: readonly StoredTensor[];
       readonly metadata: Record<string, string> | undefined;
-      /** The graph the weights run in: the one basin builds for a plain MLP, or an ONNX export (`--graph`). */
-      readonly graph: 'mlp' | string;
+      /**
+       * The graph the weights run in: the one basin builds for a plain MLP, an ONNX export (`--graph`, its path),
+       * or null (a weights-only model: the state_dict's float tensors in a container that is never run).
+       */
+      readonly graph: 'mlp' | string | null;
       /** graph initializer -> state_dict tensor (a tied pair stored once: two initializers, one tensor). */
       readonly mapping: ReadonlyMap<string, WeightMapping>;
     };
 
-/** A model to run (its graph with the weights in it) and where its weights came from. */
+/** Where a model's graph comes from; null for a weights-only state_dict (see the file comment). */
+export type GraphKind = 'onnx' | 'export' | 'mlp' | null;
+
+/** A model (its graph with the weights in it, or for a weights-only model a container of its weights) and where its weights came from. */
 export interface LoadedModel {
   readonly model: OnnxModel;
   readonly source: ModelSource;
+  readonly graph: GraphKind;
+  /** Why a weights-only model has no graph (the plain-MLP rule's reason). */
+  readonly noGraph?: string;
 }
 
 /**
  * Open a model for any command: an ONNX file as it is; a safetensors state_dict (single file, sharded index or
- * folder) in the `--graph` export, or in the graph basin builds for a plain MLP. Weights run as float32.
- * @throws BasinError models_mismatch when the state_dict does not fit the graph (naming the initializer); the MLP
- *   layer rules' spec_arch_mismatch when there is no graph and the state_dict is no plain MLP; the readers' codes.
+ * folder) in the `--graph` export, in the graph basin builds for a plain MLP, or else weights-only (see the file
+ * comment). Weights run as float32; a state_dict is written back in its own dtypes (models/save.ts).
+ * @throws BasinError invalid_argument for both `graph` and `arch`; models_mismatch when the state_dict does not fit
+ *   the graph (naming the initializer); with
+ *   `arch: 'mlp'`, the MLP layer rules' spec_arch_mismatch when the state_dict is no plain MLP; the readers' codes.
  */
 export async function openModel(path: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
-  if (isOnnxPath(path)) return { model: await loadOnnx(path), source: { format: 'onnx', path } };
+  if (opts.graph && opts.arch) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph MODEL.onnx, not both', { option: '--arch' });
+  if (isOnnxPath(path)) {
+    if (opts.arch) throw new BasinError('invalid_argument', `--arch is for safetensors state_dicts; ${q(path)} is an ONNX model, which carries its graph`, { option: '--arch', file: path });
+    return { model: await loadOnnx(path), source: { format: 'onnx', path }, graph: 'onnx' };
+  }
   const ck = await openCheckpoint(path);
   const tensors = new Map<string, Tensor>();
   const stored: StoredTensor[] = [];
@@ -73,17 +97,38 @@ export async function openModel(path: string, opts: LoadModelOptions = {}): Prom
   } finally {
     await ck.close();
   }
-  let model: OnnxModel;
-  let mapping: Map<string, WeightMapping>;
+  const source = (graph: 'mlp' | string | null, mapping: Map<string, WeightMapping>): ModelSource => ({ format: 'safetensors', path, tensors: stored, metadata, graph, mapping });
   if (opts.graph) {
     const graph = await loadOnnx(opts.graph);
-    mapping = mapWeights(graph, tensors, path);
-    model = withMapping(graph, tensors, mapping);
-  } else {
-    model = mlpGraph(tensors, { activation: opts.activation, source: path });
-    mapping = new Map(model.weights().filter((w) => tensors.has(w)).map((w) => [w, { tensor: w, transposed: false }]));
+    const mapping = mapWeights(graph, tensors, path);
+    return { model: withMapping(graph, tensors, mapping), source: source(opts.graph, mapping), graph: 'export' };
   }
-  return { model, source: { format: 'safetensors', path, tensors: stored, metadata, graph: opts.graph ?? 'mlp', mapping } };
+  const identity = (m: OnnxModel) => new Map(m.weights().filter((w) => tensors.has(w)).map((w) => [w, { tensor: w, transposed: false }]));
+  try {
+    const model = mlpGraph(tensors, { activation: opts.activation, source: path });
+    return { model, source: source('mlp', identity(model)), graph: 'mlp' };
+  } catch (e) {
+    if (opts.arch === 'mlp' || !(e instanceof BasinError && e.code === 'spec_arch_mismatch')) throw e;
+    const floats = new Map([...tensors].filter(([n]) => DTYPES[stored.find((t) => t.name === n)!.dtype].isFloat));
+    const model = weightsOnlyModel(floats, path);
+    const why = e.message.split(';')[0]!.replace(`${q(path)} is `, '').replace(`${q(path)}: `, '');
+    return { model, source: source(null, identity(model)), graph: null, noGraph: why };
+  }
+}
+
+/**
+ * Refuse a weights-only model before `what` runs it.
+ * @param what what needs to run the model, e.g. "--method activation" or "interpolate"
+ * @throws BasinError graph_required naming the file and the two ways to give it a graph
+ */
+export function requireGraph(m: LoadedModel, what: string): void {
+  if (m.graph !== null) return;
+  throw new BasinError(
+    'graph_required',
+    `${what} runs the model, but ${q(m.source.path)} is a state_dict without a graph` +
+      `${m.noGraph ? ` (${m.noGraph})` : ''}: pass --graph MODEL.onnx (an ONNX export of this architecture) or --arch mlp (a plain MLP)`,
+    { file: m.source.path, option: what },
+  );
 }
 
 /** The model of `openModel`, without its source. */

@@ -11,7 +11,8 @@ import { evaluate } from '../../eval/evaluate.js';
 import { alignOnnxModels } from '../../align/align-onnx.js';
 import { graphSpec } from '../../align/infer-spec.js';
 import { alphaGrid, interpolationCurves, midpoint } from '../../pipeline/interpolate.js';
-import { curveSpecs, fixMerged } from '../../pipeline/blends.js';
+import { curveSpecs } from '../../pipeline/blends.js';
+import { correction } from '../../merge/corrections.js';
 import { interpolateModels } from '../../merge/interpolate.js';
 import { interpolationChart } from '../../report/plot.js';
 import { writeChart } from '../../report/png.js';
@@ -57,7 +58,7 @@ export function register(program: Command): void {
         log(`2. interpolating (1-α)·A + α·B at ${o.steps} values of α: naive, aligned, aligned + REPAIR…`);
         const alphas = alphaGrid(o.steps);
         const bar = progress('   evaluating');
-        const curves = await interpolationCurves(curveSpecs(a, b, r.aligned, 'weight matching', { kind: 'repair', data: train }), test, {
+        const curves = await interpolationCurves(curveSpecs(a, b, r.aligned, 'weight matching', { name: 'repair', data: train }), test, {
           alphas,
           onProgress: (e) => bar.update(e.done, e.total, e.label),
         });
@@ -74,7 +75,7 @@ export function register(program: Command): void {
         log(`   chart -> ${path.join(o.out, 'interpolation.png')} (and .svg)`);
 
         log('3. merging: the midpoint of A and aligned B, REPAIRed…');
-        const merged = await fixMerged('repair', interpolateModels(a, r.aligned, 0.5), { a, b: r.aligned, alpha: 0.5 }, train);
+        const merged = (await correction('repair').apply(interpolateModels(a, r.aligned, 0.5), { a, b: r.aligned, alpha: 0.5 }, train)).model;
         const mergedPath = path.join(o.out, 'merged.onnx');
         await merged.save(mergedPath);
         const em = await evaluate(merged, test);

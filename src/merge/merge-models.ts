@@ -1,0 +1,149 @@
+/**
+ * `basin merge` as one library call: N models of one architecture (any store: ONNX, state_dicts with a graph, or
+ * weights-only state_dicts) → their spec, the permutations of the chosen matching method (MergeMany, or none: the
+ * plain average), the (weighted) average, an optional correction of its statistics, and optional evaluations.
+ * Every check that can fail on the inputs (a method or correction that runs a weights-only model, missing data, a
+ * graph the correction cannot apply to, a spec that does not fit, nothing to align under `strict`) runs before any
+ * matching or data pass.
+ */
+import { BasinError, q } from '../errors.js';
+import type { OnnxModel } from '../onnx/model.js';
+import type { Assignment, PermutationSpec } from '../spec/spec.js';
+import { identityAssignment } from '../spec/apply.js';
+import type { PermutationSpecJson } from '../spec/types.js';
+import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
+import type { ActivationData } from '../match/activation-matching.js';
+import { alignmentCoverage, coverageWarnings } from '../align/coverage.js';
+import { checkFiniteWeights, permuteModel, weightShapes } from '../align/align-onnx.js';
+import type { ProbeInputs } from '../align/infer-spec.js';
+import { requireGraph, type LoadedModel } from '../models/load.js';
+import { modelSpec } from '../models/model-spec.js';
+import { openDataRef, type DataRef, type FeedOptions } from '../data/data-ref.js';
+import type { Dataset } from '../data/dataset.js';
+import type { FeedSource } from '../data/feed-source.js';
+import { openEvalData } from '../eval/eval-data.js';
+import { evaluate } from '../eval/evaluate.js';
+import type { EvalResult, EvalTask } from '../eval/metrics.js';
+import { averageModels } from './interpolate.js';
+import { mergeMany, type MergeManyProgress } from './merge-many.js';
+import { correction, type CorrectionName, type CorrectionOptions } from './corrections.js';
+import type { CalibrationData } from './calibration.js';
+
+/** Progress: MergeMany's steps, and lines to show (warnings, notes, what starts). */
+export type MergeModelsProgress = MergeManyProgress | { readonly phase: 'warning' | 'note' | 'step'; readonly message: string };
+
+export interface MergeModelsOptions {
+  /** A row of the matching-method table, or 'none' (the plain average). Default 'weight'. */
+  method?: MatchingMethodName | 'none';
+  /** The user's spec (in model 0's weight names) and its label; default: the model's own (models/model-spec.ts). */
+  spec?: PermutationSpecJson;
+  specLabel?: string;
+  /** What the shape probe runs on when the spec is inferred. */
+  probe?: ProbeInputs;
+  /** Averaging weights, one per model (normalized; default equal). */
+  weights?: readonly number[];
+  /** Data the method reads (activation matching): a path read through the one feed, or open data. */
+  data?: DataRef<ActivationData>;
+  /** A row of the corrections table applied to the merged model, with its data (a path or open data). */
+  correction?: { readonly name: CorrectionName; readonly data: DataRef<CalibrationData>; readonly opts?: CorrectionOptions };
+  /** Evaluate every model and the merged one on this data (a path: labelled, or token ids for a language model). */
+  eval?: { readonly data: string; readonly task?: EvalTask | 'auto'; readonly labelName?: string } | { readonly data: Dataset | FeedSource; readonly task: EvalTask };
+  /** How data paths are read (limit, input name, dims, named inputs). */
+  feed?: FeedOptions;
+  seed?: number;
+  /** Maximum MergeMany rounds (default 20). */
+  maxIter?: number;
+  /** Nothing to align is an error (nothing_to_align), not a warning. */
+  strict?: boolean;
+  onProgress?: (p: MergeModelsProgress) => void;
+}
+
+export interface MergeModelsResult {
+  merged: OnnxModel;
+  spec: PermutationSpec;
+  /** One assignment per model, in model 0's frame (new slice i = old slice perm[i]); identity for 'none'. */
+  perms: Assignment[];
+  /** The method's objective after each MergeMany round (empty for 'none'). */
+  rounds: number[];
+  notes: string[];
+  warnings: string[];
+  /** Whether every aligned model was run against its source (false for weights-only models, which cannot run). */
+  verified: boolean;
+  correction: CorrectionName | null;
+  /** Every input model's, then the merged model's evaluation (with `eval`). */
+  evaluations?: { task: EvalTask; results: { model: string; result: EvalResult }[] };
+}
+
+/**
+ * Merge `models` (see the file comment).
+ * @throws BasinError invalid_argument (fewer than 2 models, an unknown method or correction, a method without its
+ *   data, a correction the graph cannot take), graph_required (a weights-only model that would have to run),
+ *   nothing_to_align (`strict`), models_mismatch, non_finite, the spec's and the data readers' codes, and
+ *   verify_failed when an aligned model computes something else.
+ */
+export async function mergeModels(models: readonly LoadedModel[], opts: MergeModelsOptions = {}): Promise<MergeModelsResult> {
+  if (models.length < 2) throw new BasinError('invalid_argument', `merge needs at least two models, got ${models.length}`, { found: models.length });
+  const methodName = opts.method ?? 'weight';
+  const method = methodName === 'none' ? undefined : matchingMethod(methodName);
+  const fix = opts.correction ? correction(opts.correction.name) : undefined;
+  const first = models[0]!;
+  const say = (phase: 'warning' | 'note' | 'step', message: string) => opts.onProgress?.({ phase, message });
+  // Everything that would run a model is refused on a weights-only one, before any compute.
+  for (const m of models) {
+    if (method?.readsActivations) requireGraph(m, `--method ${methodName}`);
+    if (fix) requireGraph(m, fix.option);
+    if (opts.eval) requireGraph(m, '--eval');
+  }
+  if (method?.readsActivations && opts.data === undefined) throw new BasinError('invalid_argument', `--method ${methodName} needs --data TRAIN (inputs to run the models on)`, { option: '--method', found: methodName });
+  fix?.check(first.model, first.source.path);
+  for (const m of models) checkFiniteWeights(m.model);
+  const spec = await modelSpec(first, { spec: opts.spec, specLabel: opts.specLabel, probe: opts.probe });
+  const warnings = method ? coverageWarnings(alignmentCoverage(spec.toJson(), weightShapes(first.model)), { what: 'the models', strict: opts.strict, fromSpec: Boolean(opts.spec) }) : [];
+  for (const w of warnings) say('warning', w);
+  const data = method?.readsActivations ? await openDataRef(opts.data!, first.model, opts.feed) : undefined;
+  const fixData = opts.correction ? await openDataRef(opts.correction.data, first.model, opts.feed) : undefined;
+  const test = opts.eval
+    ? typeof opts.eval.data === 'string'
+      ? await openEvalData(opts.eval.data, first.model, { inputName: opts.feed?.inputName, dims: opts.feed?.dims, inputs: opts.feed?.inputs, task: opts.eval.task, labelName: 'labelName' in opts.eval ? opts.eval.labelName : undefined })
+      : { task: opts.eval.task as EvalTask, data: opts.eval.data }
+    : undefined;
+  const runnable = models.every((m) => m.graph !== null);
+
+  say('step', `merging ${models.length} models (${methodName} matching, ${spec.free.length} permutation group(s))…`);
+  const onnx = models.map((m) => m.model);
+  const r = method
+    ? await mergeMany(onnx, spec, { weights: opts.weights, method: methodName, data, seed: opts.seed, maxIter: opts.maxIter ?? 20, verify: runnable ? undefined : false, onProgress: opts.onProgress })
+    : { merged: averageModels(onnx, opts.weights), perms: onnx.map(() => identityAssignment(spec)), rounds: [] as number[], notes: [] as string[] };
+  for (const n of r.notes) say('note', n);
+  if (method && !runnable) say('note', `the aligned models are NOT verified: ${q(models.find((m) => m.graph === null)!.source.path)} has no graph to run them on (pass --graph MODEL.onnx, or --arch mlp for a plain MLP, to verify)`);
+
+  let merged = r.merged;
+  if (fix && opts.correction) {
+    // A correction's end points are two models: the first two, B aligned, at B's share of their weights.
+    if (models.length !== 2) say('note', `${fix.label} targets are interpolated from the first two models’ statistics`);
+    const w = opts.weights;
+    const alpha = w ? w[1]! / (w[0]! + w[1]!) : 0.5;
+    const b = method ? permuteModel(onnx[1]!, spec, r.perms[1]!) : onnx[1]!;
+    say('step', `correcting the merged model (${fix.label})…`);
+    merged = (await fix.apply(merged, { a: onnx[0]!, b, alpha }, fixData, opts.correction.opts)).model;
+  }
+
+  let evaluations: MergeModelsResult['evaluations'];
+  if (test) {
+    const results = [];
+    for (const m of models) results.push({ model: m.source.path, result: await evaluate(m.model, test.data, { task: test.task }) });
+    results.push({ model: 'merged', result: await evaluate(merged, test.data, { task: test.task }) });
+    evaluations = { task: test.task, results };
+  }
+  return {
+    merged,
+    spec,
+    perms: r.perms,
+    rounds: r.rounds,
+    notes: r.notes,
+    warnings,
+    verified: runnable,
+    correction: opts.correction?.name ?? null,
+    ...(evaluations ? { evaluations } : {}),
+  };
+}
