@@ -151,7 +151,7 @@ export function averageModels(models: readonly OnnxModel[], weights?: readonly n
       const c = norm[k]!;
       if (c === 0) continue;
       const x = readF64(models[k]!, name);
-      for (let i = 0; i < x.length; i++) acc[i] += c * x[i]!;
+      for (let i = 0; i < x.length; i++) acc[i] = acc[i]! + c * x[i]!;
     }
     writeF64(out, name, acc);
   }

@@ -103,7 +103,7 @@ function scaleSlices(data: Float64Array, shape: readonly number[], axis: number,
     for (let c = 0; c < n; c++) {
       const k = s[c]!;
       const base = (o * n + c) * inner;
-      for (let i = 0; i < inner; i++) data[base + i] *= k;
+      for (let i = 0; i < inner; i++) data[base + i] = data[base + i]! * k;
     }
   }
 }
