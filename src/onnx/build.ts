@@ -13,9 +13,8 @@
  * Constant nodes, with a `value` tensor or a `value_float(s)` / `value_int(s)` attribute.
  */
 import onnxproto from 'onnx-proto';
-import { DTYPES, type DType } from '../dtype.js';
+import { DTYPES, encodeFloat32, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
-import { encodeFloat32 } from '../io/safetensors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { MAX_OPSET, MIN_OPSET, OnnxModel, type FromBytesOptions } from './model.js';
 

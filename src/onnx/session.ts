@@ -7,7 +7,7 @@
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
-import { f16ToF32, f32ToF16, type DType } from '../dtype.js';
+import { DTYPES, dtypeFromOrt, float32ToStored, storedToFloat32, type DType, type StoredArray } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { engineThreads, quietSessionOptions } from '../engine/ort.js';
@@ -121,12 +121,7 @@ export class OnnxSession {
  */
 export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): ort.Tensor {
   if (f instanceof Tensor) {
-    if (dtype === 'F16') {
-      const h = new Uint16Array(f.size);
-      for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f.data[i]!);
-      return new ort.Tensor('float16', h, [...f.shape]);
-    }
-    if (dtype === 'F64') return new ort.Tensor('float64', Float64Array.from(f.data), [...f.shape]);
+    if (dtype === 'F16' || dtype === 'F64') return new ort.Tensor(DTYPES[dtype].ort!, float32ToStored(f.data, dtype, name) as Uint16Array, [...f.shape]);
     return new ort.Tensor('float32', f.data, [...f.shape]);
   }
   const type = f.type ?? typeFromData(f.data);
@@ -140,33 +135,19 @@ export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): or
   return new ort.Tensor(type as any, f.data as any, [...f.dims]);
 }
 
+/** The ORT type of typed data: the first dtype-table row with that TypedArray (Uint16Array is uint16, not float16). */
 function typeFromData(data: unknown): OrtType {
-  if (data instanceof Float32Array) return 'float32';
-  if (data instanceof Float64Array) return 'float64';
-  if (data instanceof BigInt64Array) return 'int64';
-  if (data instanceof BigUint64Array) return 'uint64';
-  if (data instanceof Int32Array) return 'int32';
-  if (data instanceof Uint32Array) return 'uint32';
-  if (data instanceof Int16Array) return 'int16';
-  if (data instanceof Uint16Array) return 'uint16';
-  if (data instanceof Int8Array) return 'int8';
-  if (data instanceof Uint8Array) return 'uint8';
+  for (const info of Object.values(DTYPES)) {
+    if (info.ort && info.name !== 'F16' && data instanceof info.array) return info.ort;
+  }
   throw new BasinError('invalid_argument', 'feed data must be a typed array (or give its `type`)', {});
 }
 
 /** A run output as a float32 Tensor. */
 export function toTensor(name: string, v: RawValue): Tensor {
-  const d = v.data;
-  let data: Float32Array;
-  if (v.type === 'float32') data = d as Float32Array;
-  else if (v.type === 'float16') {
-    const h = d as Uint16Array;
-    data = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) data[i] = f16ToF32(h[i]!);
-  } else if (v.type === 'int64' || v.type === 'uint64') data = Float32Array.from(d as BigInt64Array, (x) => Number(x));
-  else if (v.type === 'string') {
-    throw new BasinError('invalid_argument', `output ${q(name)} holds strings, not numbers`, {});
-  } else data = Float32Array.from(d as ArrayLike<number>);
+  const dtype = dtypeFromOrt(v.type);
+  if (dtype === undefined) throw new BasinError('invalid_argument', `output ${q(name)} holds ${v.type} values, not numbers`, {});
+  const data = dtype === 'F32' ? (v.data as Float32Array) : storedToFloat32(v.data as StoredArray, dtype);
   return new Tensor(v.dims, data);
 }
 
