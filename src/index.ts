@@ -6,7 +6,8 @@ export { SafetensorsFile, writeSafetensors, decodeFloat32, encodeFloat32, MAX_HE
 export { openCheckpoint, writeCheckpoint, type Checkpoint, type TensorInfo, type WriteCheckpointOptions, type WrittenCheckpoint } from './io/checkpoint.js';
 export { writeFileAtomic, removeStaleTempFiles, type ChunkSink, type ChunkSource } from './io/atomic.js';
 export { checkOutputs, checkOutputFolder, type NamedPath, type OutputCheck } from './io/output-paths.js';
-export { interpolationChart, barrierOf, escapeXml, type InterpolationChartInput, type InterpolationCurve, type Barrier } from './report/plot.js';
+export { interpolationChart, escapeXml, type InterpolationChartInput, type InterpolationCurve } from './report/plot.js';
+export { barrierOf, type Barrier } from './eval/barrier.js';
 export { svgToPng, writeChart, type PngOptions } from './report/png.js';
 export { formatTable, formatMarkdownTable, type TableOptions, type TableCell, type TableAlign } from './report/table.js';
 export { OnnxModel, loadOnnx, saveOnnx, onnxTypeName, MIN_OPSET, MAX_OPSET, KNOWN_DOMAINS, type WeightInfo, type WeightStorage, type ValueDesc, type FromBytesOptions } from './onnx/model.js';

@@ -7,7 +7,7 @@ import type { Dataset } from '../data/dataset.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { FeedSource } from '../data/feed-source.js';
 import type { EvalTask } from '../eval/metrics.js';
-import { barrierOf } from '../report/plot.js';
+import { barrierOf } from '../eval/barrier.js';
 import { BasinError } from '../errors.js';
 
 export interface CurvePoint {
