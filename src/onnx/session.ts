@@ -10,7 +10,7 @@ import onnxproto from 'onnx-proto';
 import { DTYPES, dtypeFromOrt, float32ToStored, storedToFloat32, type DType, type StoredArray } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
-import { engineThreads, quietSessionOptions } from '../engine/ort.js';
+import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { ortError } from './ort-error.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
@@ -81,7 +81,7 @@ export class OnnxSession {
     let result: ort.InferenceSession.ReturnType;
     try {
       // errors come back as the exception (BasinError below), not as a log line
-      result = outputs ? await s.run(ortFeeds, [...outputs], { logSeverityLevel: 4 }) : await s.run(ortFeeds, { logSeverityLevel: 4 });
+      result = outputs ? await s.run(ortFeeds, [...outputs], quietRunOptions()) : await s.run(ortFeeds, quietRunOptions());
     } catch (e) {
       throw ortError('running the model', e, { file: this.model.path, graph: this.model.proto.graph });
     }
@@ -151,19 +151,6 @@ export function toTensor(name: string, v: RawValue): Tensor {
   return new Tensor(v.dims, data);
 }
 
-/** Session options for whole models. */
-function options(threads: number | undefined): ort.InferenceSession.SessionOptions {
-  return {
-    ...quietSessionOptions(),
-    intraOpNumThreads: threads ?? engineThreads(),
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // errors come back as exceptions (BasinError); warnings such as "initializer listed as graph input" would
-    // otherwise be printed once per session
-    logSeverityLevel: 3,
-  };
-}
 
 /** Every value a node produces (in graph order), plus graph inputs and initializers. */
 function definedValues(model: OnnxModel): Set<string> {
@@ -206,11 +193,7 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
     }
   }
   const bytes = bytesWithOutputs(model, extraOutputs);
-  try {
-    return new OnnxSession(model, await ort.InferenceSession.create(bytes, options(threads)));
-  } catch (e) {
-    throw ortError('creating a session', e, { file: model.path, graph: model.proto.graph });
-  }
+  return new OnnxSession(model, await openSession(bytes, { doing: 'creating a session', threads, file: model.path, graph: model.proto.graph }));
 }
 
 /** Shape and ORT element type of one value seen in a run. */
@@ -267,15 +250,10 @@ export async function valueShapes(model: OnnxModel, sample: Tensor | Readonly<Re
   return new Map([...traced].map(([k, v]) => [k, [...v.dims]]));
 }
 
-const ORT_TYPE: Record<string, OrtType> = {
-  F32: 'float32', F64: 'float64', F16: 'float16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8',
-  U8: 'uint8', U16: 'uint16', U32: 'uint32', U64: 'uint64', BOOL: 'bool',
-};
-
 function safeInfo(model: OnnxModel, name: string): TracedValue | undefined {
   try {
     const w = model.weightInfo(name);
-    const type = ORT_TYPE[w.dtype];
+    const type = DTYPES[w.dtype].ort;
     return type ? { dims: [...w.shape], type } : undefined;
   } catch {
     return undefined; // a type basin does not read (strings, ...)
