@@ -257,6 +257,6 @@ export async function stateDictSpecFromGraph(graphPath: string, checkpointPath: 
     await ck.close();
   }
   const mapping = mapWeights(graph, tensors, checkpointPath);
-  const { inferSpec } = await import('../align/infer-spec.js');
+  const { inferSpec } = await import('../graph/infer-spec.js');
   return specForStateDict((await inferSpec(graph)).spec, mapping);
 }
