@@ -27,6 +27,7 @@ import type { Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Batch } from './dataset.js';
+import { dataInput } from './data-input.js';
 import { modelFeed } from './input-rule.js';
 
 /** Size of a dynamic non-batch axis when neither data nor `dims` give one. */
@@ -297,27 +298,8 @@ export function bindDims(input: ValueDesc, shape: readonly number[], bound: Reco
   });
 }
 
-/**
- * Which graph input takes a data set's single input tensor: the input named `inputName` when there is one, else
- * the model's only input, else its only float input, else its only integer input that indexes an embedding table.
- * @throws BasinError invalid_argument listing the inputs when none or several qualify
- */
-export function dataInput(model: OnnxModel, inputName?: string): ValueDesc {
-  const inputs = model.inputs;
-  const named = inputName === undefined ? undefined : inputs.find((i) => i.name === inputName);
-  if (named) return named;
-  if (inputs.length === 1) return inputs[0]!;
-  const float = inputs.filter((i) => i.dtype !== undefined && DTYPES[i.dtype].isFloat);
-  if (float.length === 1) return float[0]!;
-  const ids = inputs.filter((i) => i.dtype !== undefined && !DTYPES[i.dtype].isFloat && embeddingRows(model, i.name) !== undefined);
-  if (float.length === 0 && ids.length === 1) return ids[0]!;
-  throw new BasinError(
-    'invalid_argument',
-    `${q(model.path ?? 'the model')} has ${inputs.length} inputs (${inputs.map((i) => q(i.name)).join(', ')}): basin cannot tell which one the data feeds; ` +
-      'store one tensor per input in a safetensors file, named after the inputs',
-    { file: model.path, expected: inputs.map((i) => i.name) },
-  );
-}
+// The one rule for which input takes the data lives in data-input.ts; re-exported for this file's importers.
+export { dataInput } from './data-input.js';
 
 /**
  * The feeds for every graph input from one data-set batch: `batch`'s samples go to `dataInput(model, inputName)`
