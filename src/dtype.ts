@@ -158,6 +158,11 @@ function intRow(name: DType, onnx: number, array: StoredArrayConstructor, ort: O
   };
 }
 
+/**
+ * The dtype table, one row per DType: element size, ONNX TensorProto code, TypedArray, onnxruntime type, integer
+ * range, and the conversions to and from float32. Sources: onnx.proto (TensorProto.DataType), the safetensors
+ * format (dtype names), IEEE 754 binary16 and bfloat16.
+ */
 export const DTYPES: Readonly<Record<DType, DTypeInfo>> = {
   F64: {
     name: 'F64',

@@ -28,6 +28,7 @@ export { changedFraction, permuteModel, weightShapes } from '../spec/permute-mod
  * The spec to apply to `model`, validated against its weights. A user's spec (not the graph's own) is also checked
  * against the graph: a permutation on a weight axis that reaches a graph input or output is refused before any
  * matching (spec_invalid naming tensor, axis and the input/output), since it would change what the model computes.
+ * @throws BasinError spec_invalid naming the tensor, axis and permutation (wrong sizes, integer tensors, an axis that reaches a graph input or output)
  */
 export async function resolveSpec(model: OnnxModel, source: SpecSource, label = ''): Promise<PermutationSpec> {
   const json = typeof source === 'function' ? await source(model) : source;
@@ -64,7 +65,10 @@ async function checkIoAxes(model: OnnxModel, spec: PermutationSpec, label: strin
   }
 }
 
-/** Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way). */
+/**
+ * Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way).
+ * @throws BasinError models_mismatch naming the weight missing from one model, or of another shape or dtype
+ */
 export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
   const an = a.weights();
   const bn = new Set(b.weights());
@@ -104,6 +108,13 @@ export interface AlignOnnxResult {
   verify: VerifyResult;
 }
 
+/**
+ * Align ONNX model `b` to `a`: resolve the spec (the graph's own or the user's), match with `opts.method` (a row of
+ * the matching-method table, default 'weight'; 'activation' reads `opts.data`), permute B's weights exactly, and
+ * verify the aligned model against B before returning it.
+ * @throws BasinError models_mismatch (different weights), non_finite (a NaN weight), spec_invalid, data_required,
+ *   verify_failed (the aligned model computes something else), onnx_runtime
+ */
 export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
@@ -133,7 +144,10 @@ export interface PermuteResult {
   changedFraction: number;
 }
 
-/** Apply random permutations to every group (to test a pipeline, or alignment itself). */
+/**
+ * Apply random permutations to every group (to test a pipeline, or alignment itself).
+ * @throws BasinError spec_invalid; non_finite (a NaN weight, before any run); verify_failed when the permuted model computes something else
+ */
 export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, seed: number, opts: VerifyOptions & { specLabel?: string } = {}): Promise<PermuteResult> {
   const spec = await resolveSpec(model, specSource, opts.specLabel);
   const perms = randomAssignment(spec, seed);

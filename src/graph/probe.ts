@@ -71,7 +71,11 @@ export interface ProbeOptions {
   guessed?: readonly string[];
 }
 
-/** Run the model once exposing every node output; returns shapes, element types and small integer contents. */
+/**
+ * Run the model once exposing every node output; returns shapes, element types and small integer contents.
+ * @throws BasinError onnx_invalid (no graph); onnx_runtime naming the file and node, and the guessed dynamic dims with the
+ *   advice to give --dim or --data when sizes were guessed
+ */
 export async function probeModel(
   input: OnnxModel | onnxproto.onnx.IModelProto,
   feeds?: Readonly<Record<string, Feed | ort.Tensor>>,

@@ -26,6 +26,7 @@ export interface InvarianceReport {
 /**
  * Permute with a random assignment and run both models on `feeds`: how far the outputs moved, and whether every
  * value (outputs, the spec's activation points un-permuted, hidden values as sorted values) kept within rounding.
+ * @throws BasinError spec_invalid when `json` does not fit the weights; onnx_runtime from the runs
  */
 export async function checkInvariance(
   model: OnnxModel,

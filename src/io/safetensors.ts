@@ -550,6 +550,8 @@ export async function stageSafetensors(path: string, tensors: readonly TensorToW
  * Write a safetensors file atomically. Float32Array data is converted to each tensor's dtype; Uint8Array data
  * is written byte for byte. Tensors are laid out by descending dtype alignment, then name, as the reference
  * implementation does, so the output for the same tensors and metadata is byte-identical to its output.
+ * @throws BasinError unknown_dtype, duplicate_tensor, tensor_size_mismatch or invalid_argument naming the tensor that does
+ *   not fit; header_too_large; non_finite / invalid_argument for a value its dtype cannot hold; file errors naming the path
  */
 export async function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
   const staged = await stageSafetensors(path, tensors, metadata);

@@ -34,6 +34,11 @@ function requireData(method: string, data: CalibrationData | undefined): Calibra
   return data;
 }
 
+/**
+ * The corrections table applied to a merged model: `none`, `reset-bn` (recompute BatchNorm statistics on data,
+ * Jordan et al. 2023 "REPAIR" §3 / Ainsworth et al. 2023) and `repair` (rescale channels to the interpolated end
+ * models' statistics, Jordan et al. 2023). Rows that need data say so (`needsData`).
+ */
 export const MERGE_METHODS = {
   none: {
     description: 'plain weight interpolation, no correction',
@@ -58,6 +63,7 @@ export const MERGE_METHODS = {
   },
 } satisfies Record<MergeMethodName, MergeMethod>;
 
+/** The names of the corrections table's rows. */
 export const MERGE_METHOD_NAMES = Object.keys(MERGE_METHODS) as MergeMethodName[];
 
 /** The method registered under `name`; BasinError 'invalid_argument' listing the known names otherwise. */

@@ -84,6 +84,11 @@ export function irVersionFor(opset: number): number {
   return 10;
 }
 
+/**
+ * Build a small ONNX model from readable code (inputs, initializers, nodes, outputs) instead of pasted bytes: for
+ * tests, the engine's graphs and the MLP graph basin builds for a state_dict. `build()` gives an OnnxModel,
+ * `encode()` the ModelProto bytes (ONNX IR version from irVersionFor(opset)).
+ */
 export class GraphBuilder {
   readonly opset: number;
   private readonly inputs: IValueInfoProto[] = [];
@@ -240,7 +245,10 @@ function valueInfo(name: string, shape: readonly Dim[] | undefined, elemType: nu
   };
 }
 
-/** A TensorProto for float values (any float or integer dtype) or explicit integer values. */
+/**
+ * A TensorProto for float values (any float or integer dtype) or explicit integer values.
+ * @throws BasinError invalid_argument (int64 values for another dtype), shape_mismatch (values that do not fill `dims`), naming the tensor
+ */
 export function tensorProto(name: string, value: Tensor | IntValues, { dtype, storage = 'raw' }: TensorStorageOptions = {}): ITensorProto {
   let dt: DType;
   let dims: readonly number[];

@@ -604,7 +604,11 @@ export class OnnxModel {
   }
 }
 
-/** Read and validate an ONNX file. */
+/**
+ * Read and validate an ONNX file.
+ * @throws BasinError file_not_found; onnx_invalid (not a ModelProto, a malformed graph) naming the file; unsafe_path for
+ *   external data outside the model's folder
+ */
 export async function loadOnnx(file: string): Promise<OnnxModel> {
   let bytes: Uint8Array;
   try {
@@ -615,7 +619,10 @@ export async function loadOnnx(file: string): Promise<OnnxModel> {
   return OnnxModel.fromBytes(bytes, { path: file });
 }
 
-/** Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data. */
+/**
+ * Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data.
+ * @throws BasinError file errors naming the path (the write is atomic: a failed save leaves no partial file)
+ */
 export async function saveOnnx(model: OnnxModel, file: string): Promise<void> {
   await model.save(file);
 }

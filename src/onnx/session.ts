@@ -36,6 +36,11 @@ export interface CreateSessionOptions {
   threads?: number;
 }
 
+/**
+ * An onnxruntime session over an OnnxModel (made by createSession): runs feeds of any input dtype (float32 Tensors
+ * converted to the input's float type), returns outputs as onnxruntime gives them (runRaw) or as float32 Tensors.
+ * Failures are BasinError: invalid_argument for missing or unknown feeds, onnx_runtime naming the file and node.
+ */
 export class OnnxSession {
   readonly model: OnnxModel;
   readonly inputNames: readonly string[];
@@ -143,7 +148,10 @@ function typeFromData(data: unknown): OrtType {
   throw new BasinError('invalid_argument', 'feed data must be a typed array (or give its `type`)', {});
 }
 
-/** A run output as a float32 Tensor. */
+/**
+ * A run output as a float32 Tensor.
+ * @throws BasinError invalid_argument for an output of strings (or another type that is not numeric)
+ */
 export function toTensor(name: string, v: RawValue): Tensor {
   const dtype = dtypeFromOrt(v.type);
   if (dtype === undefined) throw new BasinError('invalid_argument', `output ${q(name)} holds ${v.type} values, not numbers`, {});
@@ -179,7 +187,10 @@ function bytesWithOutputs(model: OnnxModel, extra: readonly string[]): Uint8Arra
   return onnx.ModelProto.encode(proto).finish();
 }
 
-/** A session for `model` (its current edits included), optionally exposing intermediate values. */
+/**
+ * A session for `model` (its current edits included), optionally exposing intermediate values.
+ * @throws BasinError invalid_argument for an extra output the model does not define; onnx_runtime naming the file and node
+ */
 export async function createSession(model: OnnxModel, { extraOutputs = [], threads }: CreateSessionOptions = {}): Promise<OnnxSession> {
   if (extraOutputs.length > 0) {
     const defined = definedValues(model);
