@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import ort from 'onnxruntime-node';
 import { DTYPES, decodeFloat32, dtypeFromOnnx, dtypeFromOrt, encodeFloat32, float32ToStored, storedToFloat32, viewStored, type DType } from '../src/dtype.js';
+import { GraphBuilder } from '../src/onnx/build.js';
 import { toTensor } from '../src/onnx/session.js';
 import { assertAllClose, assertBasinError } from './helpers.js';
 
@@ -134,4 +135,24 @@ test('run outputs of every numeric onnxruntime type convert to float32 through t
   assertAllClose(toTensor('y', { type: 'bool', dims: [2], data: new Uint8Array([1, 0]) }).data, [1, 0], { rtol: 0, atol: 0 });
   assertAllClose(toTensor('y', { type: 'float64', dims: [1], data: new Float64Array([0.1]) }).data, [Math.fround(0.1)], { rtol: 0, atol: 0 });
   assert.throws(() => toTensor('y', { type: 'string', dims: [1], data: ['a'] }), (e: Error & { code?: string }) => e.code === 'invalid_argument' && /'y'/.test(e.message));
+});
+
+test('integer initializers in typed fields (int32_data, int64_data, uint64_data) read back exactly for every integer dtype', () => {
+  const cases: [DType, number[]][] = [
+    ['I8', [-128, 0, 127]],
+    ['U8', [0, 200, 255]],
+    ['I16', [-32768, 5, 32767]],
+    ['U16', [0, 40000, 65535]],
+    ['I32', [-(2 ** 31), 7, 2 ** 24]],
+    ['U32', [0, 2 ** 24, 16]],
+    ['U64', [0, 2 ** 24, 3]],
+    ['BOOL', [0, 1, 1]],
+  ];
+  const g = new GraphBuilder(17).input('x', [1]).node('Identity', ['x'], ['y']).output('y', [1]);
+  for (const [dtype, values] of cases) g.initializer(`w_${dtype}`, { dims: [3], int32: values }, { dtype, storage: 'typed' });
+  const m = g.build();
+  for (const [dtype, values] of cases) {
+    assert.equal(m.weightInfo(`w_${dtype}`).storage, 'typed', dtype);
+    assert.deepEqual(m.getInts(`w_${dtype}`), values, dtype);
+  }
 });

@@ -13,7 +13,7 @@
  * Constant nodes, with a `value` tensor or a `value_float(s)` / `value_int(s)` attribute.
  */
 import onnxproto from 'onnx-proto';
-import { DTYPES, encodeFloat32, type DType } from '../dtype.js';
+import { DTYPES, encodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { MAX_OPSET, MIN_OPSET, OnnxModel, type FromBytesOptions } from './model.js';
@@ -275,42 +275,14 @@ export function tensorProto(name: string, value: Tensor | IntValues, { dtype, st
     t.rawData = bytes;
     return t;
   }
-  const b = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
-  switch (dt) {
-    case 'F32':
-      t.floatData = Array.from(new Float32Array(b));
-      break;
-    case 'F64':
-      t.doubleData = Array.from(new Float64Array(b));
-      break;
-    case 'F16':
-    case 'BF16':
-    case 'U16':
-      t.int32Data = Array.from(new Uint16Array(b));
-      break;
-    case 'I32':
-      t.int32Data = Array.from(new Int32Array(b));
-      break;
-    case 'I16':
-      t.int32Data = Array.from(new Int16Array(b));
-      break;
-    case 'I8':
-      t.int32Data = Array.from(new Int8Array(b));
-      break;
-    case 'U8':
-    case 'BOOL':
-      t.int32Data = Array.from(new Uint8Array(b));
-      break;
-    case 'I64':
-      t.int64Data = Array.from(new BigInt64Array(b), (v) => v.toString() as unknown as number); // exact: protobufjs parses strings
-      break;
-    case 'U32':
-      t.uint64Data = Array.from(new Uint32Array(b));
-      break;
-    case 'U64':
-      t.uint64Data = Array.from(new BigUint64Array(b), (v) => v.toString() as unknown as number);
-      break;
-  }
+  // The typed field onnx.proto puts each dtype in (F16/BF16 as bit patterns in int32_data; 64-bit integers as
+  // decimal strings, which protobufjs parses exactly).
+  const values = Array.from(viewStored(bytes, dt) as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? (v.toString() as unknown as number) : v));
+  if (dt === 'F32') t.floatData = values;
+  else if (dt === 'F64') t.doubleData = values;
+  else if (dt === 'I64') t.int64Data = values;
+  else if (dt === 'U32' || dt === 'U64') t.uint64Data = values;
+  else t.int32Data = values;
   return t;
 }
 
