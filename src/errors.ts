@@ -59,6 +59,11 @@ export type BasinErrorDetails = {
   [key: string]: unknown;
 };
 
+/**
+ * The one error basin throws for bad input or a failed check: `code` (a member of the closed BasinErrorCode union)
+ * tells failures apart, `details` hold the facts the message was built from (file, tensor, node, axis, shapes,
+ * offsets, expected/found), and the message names the thing at fault (names through q()) and the fix when known.
+ */
 export class BasinError extends Error {
   readonly code: BasinErrorCode;
   readonly details: BasinErrorDetails;
@@ -71,6 +76,7 @@ export class BasinError extends Error {
   }
 }
 
+/** Whether `e` is a BasinError (a type guard for catch clauses). */
 export function isBasinError(e: unknown): e is BasinError {
   return e instanceof BasinError;
 }

@@ -1,63 +1,103 @@
-// The public surface of basin: everything a user can import is re-exported here.
+/**
+ * basin's public API: everything a user can import from 'basin' (package.json "exports" maps '.' here), grouped
+ * by capability, lowest floor first. Internals (per-op tracer rules, LAP steps, engine caches, file-format and CLI
+ * plumbing) are not exported; inside basin, import them from their own files.
+ */
+
+// Errors: one error class; `code` comes from a closed union and `details` hold the facts (file, tensor, node, axis…).
 export { BasinError, isBasinError, type BasinErrorCode, type BasinErrorDetails } from './errors.js';
-export { DTYPES, type DType, type DTypeInfo } from './dtype.js';
-export { Tensor, axisToRows, moveaxis, transpose, take, permuteAxisInPlace } from './tensor/tensor.js';
-export { SafetensorsFile, writeSafetensors, decodeFloat32, encodeFloat32, MAX_HEADER_BYTES, type SafetensorsEntry, type TensorToWrite } from './io/safetensors.js';
+
+// Dtypes and tensors: the one dtype table (TypedArray, ONNX code, onnxruntime type, float32 conversions) and the float32 tensor.
+export { DTYPES, decodeFloat32, encodeFloat32, type DType, type DTypeInfo } from './dtype.js';
+export { Tensor, moveaxis, transpose } from './tensor/tensor.js';
+
+// Weight files: safetensors files and sharded checkpoints, read lazily and validated, written atomically.
+export { SafetensorsFile, writeSafetensors, MAX_HEADER_BYTES, type SafetensorsEntry, type TensorToWrite } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, type Checkpoint, type TensorInfo, type WriteCheckpointOptions, type WrittenCheckpoint } from './io/checkpoint.js';
-export { writeFileAtomic, removeStaleTempFiles, type ChunkSink, type ChunkSource } from './io/atomic.js';
-export { checkOutputs, checkOutputFolder, type NamedPath, type OutputCheck } from './io/output-paths.js';
-export { interpolationChart, barrierOf, escapeXml, type InterpolationChartInput, type InterpolationCurve, type Barrier } from './report/plot.js';
-export { svgToPng, writeChart, type PngOptions } from './report/png.js';
-export { formatTable, formatMarkdownTable, type TableOptions, type TableCell, type TableAlign } from './report/table.js';
-export { OnnxModel, loadOnnx, saveOnnx, onnxTypeName, MIN_OPSET, MAX_OPSET, KNOWN_DOMAINS, type WeightInfo, type WeightStorage, type ValueDesc, type FromBytesOptions } from './onnx/model.js';
-export { GraphBuilder, attr, tensorProto, irVersionFor, type Dim, type IntValues, type AttrValue, type TensorStorageOptions, type ExternalOptions } from './onnx/build.js';
-export { OnnxSession, createSession, valueShapes, traceValues, toTensor, type Feed, type RawValue, type OrtType, type CreateSessionOptions, type TracedValue } from './onnx/session.js';
+export { writeFileAtomic, type ChunkSink, type ChunkSource } from './io/atomic.js';
+
+// ONNX models: load and save (external data, edits in place), build graphs from code, run them with onnxruntime.
+export { OnnxModel, loadOnnx, saveOnnx, type WeightInfo, type WeightStorage, type ValueDesc, type FromBytesOptions } from './onnx/model.js';
+export { GraphBuilder, attr, tensorProto, type Dim, type IntValues, type AttrValue, type TensorStorageOptions, type ExternalOptions } from './onnx/build.js';
+export { OnnxSession, createSession, toTensor, type Feed, type RawValue, type OrtType, type CreateSessionOptions } from './onnx/session.js';
+
+// Models from any store: a state_dict (safetensors, sharded, any dtype) on its own graph, a borrowed graph, or a built MLP graph.
+export { openModel, requireGraph, type LoadedModel, type ModelSource, type GraphKind } from './models/load.js';
+export { modelSpec, type ModelSpecOptions } from './models/model-spec.js';
+export { saveModel, outputFormat, type SaveModelOptions, type SavedModel, type ModelFormat } from './models/save.js';
+export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
+export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
+
+// Data: data sets (MNIST idx, .npy, safetensors) and the one feed that gives every model input its values.
 export { openDataset } from './data/open.js';
-export { parseNpyHeader, readNpyHeader, type NpyHeader } from './data/npy.js';
 export type { Dataset, Batch, OpenDatasetOptions } from './data/dataset.js';
-export { feedFor, randomFeeds, randomBatches, concreteDims, parseDims, embeddingRows, dataInput, DEFAULT_DIM, type DimSizes, type RandomFeedOptions } from './data/feed.js';
 export { openFeeds, type FeedSource, type OpenFeedsOptions } from './data/feed-source.js';
-export { evaluate, checkInputFits, resolveTask, type EvaluateOptions } from './eval/evaluate.js';
+export { dataInput, type DataInputOptions } from './data/data-input.js';
+export { feedFor, randomFeeds, randomBatches, parseDims, type DimSizes, type RandomFeedOptions } from './data/feed.js';
+
+// Permutation specs: which weight axes share a hidden-unit permutation, and applying assignments to tensors and models.
+export { PermutationSpec, type Assignment, type Placement, type ResolvedPerm } from './spec/spec.js';
+export type { PermutationSpecJson, PermInfo, PermPoint, PermRef, FrozenAxis } from './spec/types.js';
+export { applyAssignment, permuteTensor, randomAssignment, identityAssignment, checkAssignment, invert, type ShapedArray } from './spec/apply.js';
+export { permuteModel, permuteRandomly, weightShapes, changedFraction, type PermutedModel } from './spec/permute-model.js';
+export { mlpSpec, mlpLayers, type MlpSpecOptions } from './spec/mlp.js';
+
+// Spec inference: trace an ONNX graph into its permutation groups, probe value shapes, check a spec by running it.
+export { inferSpec, graphSpec, graphSpecWith, type ProbeInputs } from './graph/infer-spec.js';
+export { inferPermutationSpec, inspectModel, probeModel, checkInvariance, type ProbeResult, type GroupReport, type GroupMember, type GroupKind, type FrozenGroupReport, type InferResult, type InvarianceReport } from './graph/index.js';
+
+// Matching: the table of matching methods (weight, activation), each two models + optional data → permutations.
+export { MATCHING_METHODS, MATCHING_METHOD_NAMES, matchingMethod, type MatchingMethod, type MatchingMethodName, type MatchOptions, type MethodResult } from './match/registry.js';
+export { weightMatching, matchingObjective, type WeightMatchingOptions, type MatchingResult, type SweepInfo } from './match/weight-matching.js';
+export { activationMatching, type ActivationMatchingOptions, type ActivationMatchingResult, type ActivationProgress, type ActivationData, type PermCorrelation } from './match/activation-matching.js';
+
+// Alignment: align or randomly permute models and checkpoints, each output verified against its source.
+export { alignOnnxModels, randomlyPermute, resolveSpec, checkSameWeights, type AlignOnnxResult, type PermuteResult, type SpecSource } from './align/align-onnx.js';
+export { alignCheckpoints, type AlignReport, type AlignCheckpointOptions } from './align/align-checkpoints.js';
+export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';
+
+// Verification: two models compute the same function, value by value, within float32 rounding.
+export { compareModels, assertEquivalent, verifySummary, type VerifyResult, type OutputDiff, type ValueDiff, type ValueKind, type CompareOptions, type ComparePermutation } from './verify/verify.js';
+export { verifyPermuted, type VerifyOptions } from './verify/verify-permuted.js';
+export { roundingTolerance } from './verify/tolerance.js';
+
+// Merging: interpolate, MergeMany, and the corrections (BatchNorm reset, REPAIR) applied to merged models.
+export { interpolateModels, averageModels } from './merge/interpolate.js';
+export { mergeMany, type MergeManyOptions, type MergeManyResult, type MergeManyProgress } from './merge/merge-many.js';
+export { CORRECTIONS, CORRECTION_NAMES, correction, type Correction, type CorrectionName, type CorrectionOptions, type CorrectionResult } from './merge/corrections.js';
+export { resetBatchNorm, type ResetBatchNormOptions, type ResetBatchNormResult, type BatchNormReset, type BatchNormStatistics } from './merge/bn-reset.js';
+export { repairModel, type RepairOptions, type RepairResult, type RepairedLayer, type MergeEndpoints } from './merge/repair.js';
+export type { CalibrationData, CalibrationBatch, CalibrationOptions, PassProgress } from './merge/calibration.js';
+
+// Evaluation: loss and accuracy (classification) or loss per token and perplexity (language models), and barriers.
+export { evaluate, type EvaluateOptions } from './eval/evaluate.js';
 export { openEvalData, type OpenEvalDataOptions } from './eval/eval-data.js';
 export { evaluateLogits, LOSS_UNIT, type EvalResult, type EvalTask } from './eval/metrics.js';
-export { matmul, matmulTs, matmulAccumulate, gramSum, disposeEngine, setEngineThreads, engineThreads, MATMUL_CROSSOVER_FLOPS, type MatmulOptions, type MatShape, type FloatMatrix, type GramTerm, type GramSumOptions } from './engine/matmul.js';
+export { barrierOf, type Barrier } from './eval/barrier.js';
+export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';
+
+// Reports: the interpolation chart (SVG, PNG) and text tables.
+export { interpolationChart, type InterpolationChartInput, type InterpolationCurve } from './report/plot.js';
+export { svgToPng, writeChart, type PngOptions } from './report/png.js';
+export { formatTable, formatMarkdownTable, type TableOptions, type TableCell, type TableAlign } from './report/table.js';
+
+// Linear algebra and the matrix engine (onnxruntime products, float64 decompositions, the assignment solver).
+export { matmul, matmulTs, gramSum, type MatmulOptions, type MatShape, type FloatMatrix, type GramTerm, type GramSumOptions } from './engine/matmul.js';
+export { disposeEngine } from './engine/ort.js';
+export { setEngineThreads, engineThreads } from './engine/session-factory.js';
+export { solveAssignment, type AssignmentOptions, type AssignmentResult } from './linalg/lap.js';
 export { eigh, type EighResult } from './linalg/eigh.js';
 export { svd, type SvdResult } from './linalg/svd.js';
 export { qr, solveLeastSquares, type QrResult, type LeastSquaresOptions, type LeastSquaresResult } from './linalg/qr.js';
 export { cholesky, choleskySolve } from './linalg/cholesky.js';
-export { matrixOperator, randomizedRange, topKEig, randomizedSvd, type LinearOperator, type RandomizedOptions, type TopKEigResult } from './linalg/randomized.js';
-export { inferPermutationSpec, inspectModel, probeModel, sampleFeeds, permuteModel, checkInvariance, RULES as GRAPH_RULES, type ProbeResult, type Feeds, type GroupReport, type GroupMember, type GroupKind, type FrozenGroupReport, type InferResult, type PermutedModel, type InvarianceReport, type Rule, type RuleContext } from './graph/index.js';
-export { solveAssignment, type AssignmentOptions, type AssignmentResult } from './linalg/lap.js';
-export { interpolateModels, averageModels, checkMergeable } from './merge/interpolate.js';
-export { resetBatchNorm, type ResetBatchNormOptions, type ResetBatchNormResult, type BatchNormReset, type BatchNormStatistics } from './merge/bn-reset.js';
-export { repairModel, type RepairOptions, type RepairResult, type RepairedLayer, type MergeEndpoints } from './merge/repair.js';
-export { CORRECTIONS, CORRECTION_NAMES, correction, type Correction, type CorrectionName, type CorrectionOptions, type CorrectionResult } from './merge/corrections.js';
-export type { CalibrationData, CalibrationBatch, CalibrationOptions, PassProgress } from './merge/calibration.js';
-export type { SkippedProducer } from './merge/producers.js';
-export type { Summary as ChannelSummary } from './merge/channel-stats.js';
-export { activationMatching, accumulateCorrelations, type ActivationMatchingOptions, type ActivationMatchingResult, type ActivationProgress, type ActivationData, type PermCorrelation } from './match/activation-matching.js';
-export { CorrelationAccumulator, unitBlock, standardizeSamples, type UnitBlock, type CorrelationOptions } from './match/correlation.js';
-export { mergeMany, type MergeManyOptions, type MergeManyResult, type MergeManyProgress } from './merge/merge-many.js';
-export { PermutationSpec, suggest, type Assignment, type Placement, type ResolvedPerm } from './spec/spec.js';
-export type { PermutationSpecJson, PermInfo, PermPoint, PermRef, FrozenAxis } from './spec/types.js';
-export { applyAssignment, permuteTensor, gatherAxis, randomAssignment, identityAssignment, checkAssignment, composeHeads, invert, type ShapedArray } from './spec/apply.js';
-export { mlpSpec, mlpLayers, type MlpSpecOptions } from './spec/mlp.js';
-export { checkSquareBudget, availableMemory, type SquareNeed } from './match/budget.js';
-export { weightMatching, matchingObjective, type WeightMatchingOptions, type MatchingResult, type SweepInfo } from './match/weight-matching.js';
-export { MATCHING_METHODS, MATCHING_METHOD_NAMES, matchingMethod, type MatchingMethod, type MatchingMethodName, type MatchOptions, type MethodResult } from './match/registry.js';
-export { weightConsensus, type ConsensusMatcher, type MatchModel } from './match/consensus.js';
-export { activationConsensus } from './match/activation-consensus.js';
-export { solveSingle, solveHeads } from './match/solve.js';
-export { alignCheckpoints, checkSameLayout, type AlignReport, type AlignCheckpointOptions } from './align/align-checkpoints.js';
-export { verifyAlignedCheckpoint, type CheckpointGraph } from './align/verify-checkpoint.js';
-export { alignOnnxModels, randomlyPermute, permuteModel as permuteOnnxModel, resolveSpec, checkSameWeights, verifyPermuted, weightShapes, type AlignOnnxResult, type PermuteResult, type SpecSource } from './align/align-onnx.js';
-export { inferSpec, graphSpec } from './align/infer-spec.js';
-export { compareModels, assertEquivalent, checkHasOutputs, describeDiff, verifySummary, VERIFY_RTOL, type VerifyResult, type OutputDiff, type ValueDiff, type ValueKind, type CompareOptions, type ComparePermutation } from './verify/verify.js';
-export { roundingTolerance, epsilonOf, ROUNDING_FACTOR } from './verify/tolerance.js';
-export { loadModel, mapWeights, withWeights, specForStateDict, stateDictSpecFromGraph, type LoadModelOptions, type WeightMapping } from './models/load.js';
-export { mlpGraph, MLP_ACTIVATIONS, type MlpActivation } from './models/mlp-graph.js';
-export { alphaGrid, interpolationCurves, curveOf, midpoint, type CurvePoint, type InterpolationCurve as InterpolationCurveResult, type CurveSpec } from './pipeline/interpolate.js';
-// factorize core (issue 10): streamed statistics, closed-form reduced-rank regression, ALS, conv on im2col
+export { randomizedSvd, topKEig, type LinearOperator, type RandomizedOptions, type TopKEigResult } from './linalg/randomized.js';
+
+// The commands as library calls: what `basin align`, `basin merge` and `basin interpolate` each make one call to.
+export { alignModels, type AlignModelsOptions, type AlignModelsReport } from './align/align-models.js';
+export { mergeModels, type MergeModelsOptions, type MergeModelsResult, type MergeModelsProgress } from './merge/merge-models.js';
+export { interpolationStudy, type InterpolationStudy, type InterpolationStudyOptions } from './pipeline/interpolate.js';
+
+// Factorization core (low-rank layers fitted on activations): streamed statistics, closed-form reduced-rank regression, ALS, convs on their im2col.
 export { ActivationStats, type ActivationStatsOptions } from './factorize/activation-stats.js';
 export { momentsOfMap, momentsOfTargets, outputVariance, nmseOf, type RegressionMoments } from './factorize/moments.js';
 export { ReducedRank, DEFAULT_RCOND, type ReducedRankOptions, type RankFactors } from './factorize/reduced-rank.js';
@@ -67,5 +107,3 @@ export { factorizeMatrix, solveLowRank, denseMap, type LinearMap, type SingleMap
 export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, type ConvAttributes, type AutoPad } from './factorize/conv-geometry.js';
 export { ConvStats } from './factorize/conv-stats.js';
 export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLowRankSolution } from './factorize/factorize-conv.js';
-export { pivotedCholesky, solvePsd, type PivotedCholesky } from './factorize/pivoted-cholesky.js';
-export * from './library-calls.js';

@@ -164,7 +164,11 @@ test('REPAIR of an fp16-input MLP pair on U8 pixel data: repaired hidden statist
   let x: Tensor | undefined;
   for await (const b of st.batches(64)) x = b.input;
   for (const layer of r.layers) {
-    const [ma, mb, mr] = await Promise.all([A, B, r.model].map((m) => channelMoments(m, layer.output, x!)));
+    const [ma, mb, mr] = (await Promise.all([A, B, r.model].map((m) => channelMoments(m, layer.output, x!)))) as [
+      Awaited<ReturnType<typeof channelMoments>>,
+      Awaited<ReturnType<typeof channelMoments>>,
+      Awaited<ReturnType<typeof channelMoments>>,
+    ];
     const tMean = ma.mean.map((v, c) => 0.5 * v + 0.5 * mb.mean[c]!);
     const tStd = ma.std.map((v, c) => 0.5 * v + 0.5 * mb.std[c]!);
     const scale = Math.max(...tStd);
@@ -184,7 +188,7 @@ test('merge --method activation of the token-id LM pair on int64 ids equals alig
   const aligned = path.join(tmp, 'tied-aligned-for-merge.onnx');
   const al = await runBasin(['align', a, b, '-o', aligned, '--method', 'activation', '--data', data]);
   assert.equal(al.code, 0, al.stderr);
-  const [ma, mb, mm] = await Promise.all([a, aligned, merged].map((f) => loadOnnx(f)));
+  const [ma, mb, mm] = (await Promise.all([a, aligned, merged].map((f) => loadOnnx(f)))) as [OnnxModel, OnnxModel, OnnxModel];
   for (const n of ma.weights()) {
     const x = ma.getFloat32(n).data;
     const y = mb.getFloat32(n).data;

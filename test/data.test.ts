@@ -227,7 +227,7 @@ test('idx: gzipped and plain files, pixels / 255, split, errors', async () => {
     // a corrupt gzip stream
     rmSync(bad, { recursive: true, force: true });
     const gz = gzipSync(idx([5, 3, 3], px));
-    gz[gz.length - 20] ^= 0xff;
+    gz[gz.length - 20] = gz[gz.length - 20]! ^ 0xff;
     writeFileSync(path.join(tmpMk(bad), 't10k-images-idx3-ubyte.gz'), gz);
     writeFileSync(path.join(bad, 't10k-labels-idx1-ubyte.gz'), gzipSync(idx([5], labels)));
     await assertBasinError(async () => collect(await openDataset(bad), 5), 'data_invalid');

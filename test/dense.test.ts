@@ -118,7 +118,7 @@ describe('eigh', () => {
   });
 
   test('2×2 closed form', () => {
-    for (const [a, b, c] of [
+    for (const [a, b, c] of <[number, number, number][]>[
       [2, 1, 2],
       [1, 1e-3, 1],
       [5, -3, -4],

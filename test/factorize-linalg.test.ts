@@ -11,13 +11,13 @@ import { assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 function gram(n: number, k: number, r: () => number): Float64Array {
   const g = Float64Array.from({ length: n * k }, () => randn(r));
   const a = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) a[i * n + j] += g[i * k + t]! * g[j * k + t]!;
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) a[i * n + j] = a[i * n + j]! + g[i * k + t]! * g[j * k + t]!;
   return a;
 }
 
 function matvec(a: Float64Array, n: number, x: Float64Array, cols: number): Float64Array {
   const out = new Float64Array(n * cols);
-  for (let i = 0; i < n; i++) for (let t = 0; t < n; t++) for (let c = 0; c < cols; c++) out[i * cols + c] += a[i * n + t]! * x[t * cols + c]!;
+  for (let i = 0; i < n; i++) for (let t = 0; t < n; t++) for (let c = 0; c < cols; c++) out[i * cols + c] = out[i * cols + c]! + a[i * n + t]! * x[t * cols + c]!;
   return out;
 }
 

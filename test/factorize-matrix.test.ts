@@ -21,7 +21,7 @@ function randomMatrix(rows: number, cols: number, r: () => number, scale = 1): F
 
 function product(a: Float64Array, rows: number, k: number, b: Float64Array, cols: number): Float64Array {
   const out = new Float64Array(rows * cols);
-  for (let i = 0; i < rows; i++) for (let p = 0; p < k; p++) for (let j = 0; j < cols; j++) out[i * cols + j] += a[i * k + p]! * b[p * cols + j]!;
+  for (let i = 0; i < rows; i++) for (let p = 0; p < k; p++) for (let j = 0; j < cols; j++) out[i * cols + j] = out[i * cols + j]! + a[i * k + p]! * b[p * cols + j]!;
   return out;
 }
 

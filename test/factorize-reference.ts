@@ -14,7 +14,7 @@ export function predict(x: ArrayLike<number>, rows: number, d: number, wa: Array
       for (let j = 0; j < d; j++) {
         const v = x[n * d + j]!;
         if (v === 0) continue;
-        for (let k = 0; k < r; k++) h[k] += v * wa[j * r + k]!;
+        for (let k = 0; k < r; k++) h[k] = h[k]! + v * wa[j * r + k]!;
       }
       for (let c = 0; c < m; c++) {
         let s = bias[c]!;
@@ -99,8 +99,8 @@ export function bestRankFit(x: ArrayLike<number>, rows: number, d: number, y: Ar
   const mx = new Float64Array(d);
   const my = new Float64Array(m);
   for (let n = 0; n < rows; n++) {
-    for (let j = 0; j < d; j++) mx[j] += x[n * d + j]! / rows;
-    for (let c = 0; c < m; c++) my[c] += y[n * m + c]! / rows;
+    for (let j = 0; j < d; j++) mx[j] = mx[j]! + x[n * d + j]! / rows;
+    for (let c = 0; c < m; c++) my[c] = my[c]! + y[n * m + c]! / rows;
   }
   const qs: Float64Array[] = [];
   for (let j = 0; j < d; j++) {
@@ -112,14 +112,14 @@ export function bestRankFit(x: ArrayLike<number>, rows: number, d: number, y: Ar
       for (const qv of qs) {
         let s = 0;
         for (let n = 0; n < rows; n++) s += qv[n]! * col[n]!;
-        for (let n = 0; n < rows; n++) col[n] -= s * qv[n]!;
+        for (let n = 0; n < rows; n++) col[n] = col[n]! - (s * qv[n]!);
       }
     }
     let n1 = 0;
     for (const v of col) n1 += v * v;
     if (n0 === 0 || n1 <= 1e-18 * n0) continue;
     const inv = 1 / Math.sqrt(n1);
-    for (let n = 0; n < rows; n++) col[n] *= inv;
+    for (let n = 0; n < rows; n++) col[n] = col[n]! * (inv);
     qs.push(col);
   }
   const p = qs.length;
@@ -132,13 +132,13 @@ export function bestRankFit(x: ArrayLike<number>, rows: number, d: number, y: Ar
     }
   }
   const ztz = new Float64Array(m * m);
-  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let i = 0; i < p; i++) ztz[a * m + b] += z[i * m + a]! * z[i * m + b]!;
+  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let i = 0; i < p; i++) ztz[a * m + b] = ztz[a * m + b]! + z[i * m + a]! * z[i * m + b]!;
   const { vectors } = jacobiEigen(ztz, m);
   // Z_r = Z·V_r·V_rᵀ
   const proj = new Float64Array(m * m);
-  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let k = 0; k < Math.min(r, m); k++) proj[a * m + b] += vectors[a * m + k]! * vectors[b * m + k]!;
+  for (let a = 0; a < m; a++) for (let b = 0; b < m; b++) for (let k = 0; k < Math.min(r, m); k++) proj[a * m + b] = proj[a * m + b]! + vectors[a * m + k]! * vectors[b * m + k]!;
   const zr = new Float64Array(p * m);
-  for (let i = 0; i < p; i++) for (let c = 0; c < m; c++) for (let a = 0; a < m; a++) zr[i * m + c] += z[i * m + a]! * proj[a * m + c]!;
+  for (let i = 0; i < p; i++) for (let c = 0; c < m; c++) for (let a = 0; a < m; a++) zr[i * m + c] = zr[i * m + c]! + z[i * m + a]! * proj[a * m + c]!;
   const out = new Float64Array(rows * m);
   for (let n = 0; n < rows; n++) {
     for (let c = 0; c < m; c++) {

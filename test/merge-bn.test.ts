@@ -122,8 +122,8 @@ function torchRunningStats(batches: Tensor[]): { mean: Float64Array; var: Float6
       for (let n = 0; n < N; n++) for (let i = 0; i < H * W; i++) vals.push(t.data[(n * C + c) * H * W + i]!);
       const m = vals.reduce((s, v) => s + v, 0) / vals.length;
       const v = vals.reduce((s, u) => s + (u - m) ** 2, 0) / (vals.length - 1);
-      mean[c] += m / batches.length;
-      variance[c] += v / batches.length;
+      mean[c] = mean[c]! + m / batches.length;
+      variance[c] = variance[c]! + v / batches.length;
     }
   }
   return { mean, var: variance };

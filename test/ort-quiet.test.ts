@@ -11,7 +11,9 @@ import path from 'node:path';
 import { GraphBuilder } from '../src/onnx/build.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { ortLogSeverity } from '../src/engine/ort.js';
-import { rng, randn, runBasin } from './helpers.js';
+import ort from 'onnxruntime-node';
+import { openSession, sessionOptions } from '../src/engine/session-factory.js';
+import { assertBasinError, rng, randn, runBasin } from './helpers.js';
 
 function mlpWithInitializerInputs(): Uint8Array {
   const r = rng(3);
@@ -48,4 +50,21 @@ test('ortLogSeverity: fatal only by default, warnings with BASIN_DEBUG=1, everyt
   assert.equal(ortLogSeverity({ BASIN_DEBUG: '0' }), 4);
   assert.equal(ortLogSeverity({ BASIN_DEBUG: '1' }), 2);
   assert.equal(ortLogSeverity({ BASIN_DEBUG: 'verbose' }), 0);
+});
+
+test('the one session factory: bytes onnxruntime refuses are onnx_runtime naming the file; profiles and threads as documented', async () => {
+  const garbage = new Uint8Array([8, 1, 18, 3, 0xff, 0xff, 0xff]);
+  const e = await assertBasinError(() => openSession(garbage, { doing: 'creating a session', file: 'bad\u0007model.onnx' }), 'onnx_runtime');
+  assert.match(e.message, /creating a session for 'bad\\x07model\.onnx'/);
+  assert.equal(e.details.file, 'bad\u0007model.onnx');
+  const kernel = sessionOptions('kernel', 3);
+  assert.equal(kernel.intraOpNumThreads, 3);
+  assert.equal(kernel.enableMemPattern, false);
+  assert.equal(kernel.logSeverityLevel, ortLogSeverity());
+  assert.equal(sessionOptions('model').enableMemPattern, undefined);
+  // a model session made through the factory runs and honours its thread count
+  const s = await openSession(mlpWithInitializerInputs(), { doing: 'creating a session', threads: 1 });
+  const out = await s.run({ input: new ort.Tensor('float32', new Float32Array(12), [2, 6]) });
+  assert.deepEqual(out['logits']!.dims, [2, 3]);
+  await s.release();
 });

@@ -4,7 +4,8 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { assertAllClose, assertBasinError } from './helpers.js';
-import { barrierOf, interpolationChart, type InterpolationChartInput } from '../src/report/plot.js';
+import { barrierOf } from '../src/eval/barrier.js';
+import { interpolationChart, type InterpolationChartInput } from '../src/report/plot.js';
 import { strokeText, svgToPng, writeChart } from '../src/report/png.js';
 import { formatMarkdownTable, formatTable } from '../src/report/table.js';
 

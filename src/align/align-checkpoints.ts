@@ -101,6 +101,12 @@ export function checkSameLayout(a: Checkpoint, b: Checkpoint): void {
   }
 }
 
+/**
+ * Align checkpoint B to checkpoint A (safetensors, single or sharded) by a spec (`opts.spec`: 'mlp' derives a
+ * plain MLP's, or a user's document) with `opts.method` (a row of the matching-method table), then write B permuted to `outPath` (null: do not write) with each tensor gathered in its stored dtype.
+ * @throws BasinError models_mismatch (layouts differ), spec_invalid, output_conflict / unsafe_path for `outPath`,
+ *   verify_failed when a graph is given and the aligned checkpoint computes something else
+ */
 export async function alignCheckpoints(aPath: string, bPath: string, outPath: string | null, opts: AlignCheckpointOptions): Promise<AlignReport> {
   const started = performance.now();
   const a = await openCheckpoint(aPath);

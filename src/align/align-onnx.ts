@@ -6,14 +6,14 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { DTYPES } from '../dtype.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
-import { permuteTensor, randomAssignment } from '../spec/apply.js';
+import { randomAssignment } from '../spec/apply.js';
+import { changedFraction, permuteModel, weightShapes } from '../spec/permute-model.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
 import { matchModelOf } from '../match/consensus.js';
 import { withPointsFromGraph } from '../match/graph-points.js';
-import { assertEquivalent, compareModels, type ComparePermutation, type VerifyResult } from '../verify/verify.js';
-import { randomBatches } from '../data/feed.js';
-import type { Feed } from '../onnx/session.js';
+import type { VerifyResult } from '../verify/verify.js';
+import { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js';
 import type { ActivationData, ActivationProgress } from '../match/activation-matching.js';
 import type { FeedOptions } from '../data/data-ref.js';
 import { openFeeds } from '../data/feed-source.js';
@@ -21,14 +21,14 @@ import { inferSpec } from './infer-spec.js';
 
 export type SpecSource = PermutationSpecJson | ((model: OnnxModel) => Promise<PermutationSpecJson>);
 
-export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
-  return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
-}
+// The one permute-a-model function and its helpers live on the spec floor; re-exported for this floor's importers.
+export { changedFraction, permuteModel, weightShapes } from '../spec/permute-model.js';
 
 /**
  * The spec to apply to `model`, validated against its weights. A user's spec (not the graph's own) is also checked
  * against the graph: a permutation on a weight axis that reaches a graph input or output is refused before any
  * matching (spec_invalid naming tensor, axis and the input/output), since it would change what the model computes.
+ * @throws BasinError spec_invalid naming the tensor, axis and permutation (wrong sizes, integer tensors, an axis that reaches a graph input or output)
  */
 export async function resolveSpec(model: OnnxModel, source: SpecSource, label = ''): Promise<PermutationSpec> {
   const json = typeof source === 'function' ? await source(model) : source;
@@ -65,7 +65,10 @@ async function checkIoAxes(model: OnnxModel, spec: PermutationSpec, label: strin
   }
 }
 
-/** Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way). */
+/**
+ * Both models must hold the same weights, shapes and dtypes (the same architecture, exported the same way).
+ * @throws BasinError models_mismatch naming the weight missing from one model, or of another shape or dtype
+ */
 export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
   const an = a.weights();
   const bn = new Set(b.weights());
@@ -96,41 +99,7 @@ export function checkFiniteWeights(model: OnnxModel): void {
   }
 }
 
-/** A copy of `model` with the assignment applied to every spec tensor (exact: raw bytes are gathered). */
-export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Assignment): OnnxModel {
-  const out = model.clone();
-  for (const name of spec.tensors()) {
-    const info = model.weightInfo(name);
-    const raw = model.getRaw(name);
-    out.setRaw(name, permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }));
-  }
-  return out;
-}
-
-export interface VerifyOptions {
-  /** Batches to verify on; default: 4 batches of 8 random inputs. */
-  feeds?: () => Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>>;
-}
-
-function defaultFeeds(model: OnnxModel): Record<string, Feed>[] {
-  return randomBatches(model);
-}
-
-/**
- * Run `permuted` against `source` (outputs, the permutation's activation points un-permuted, hidden values as
- * sorted values; see src/verify/compare.ts) and throw verify_failed when they differ beyond float rounding.
- */
-export async function verifyPermuted(
-  source: OnnxModel,
-  permuted: OnnxModel,
-  what: string,
-  opts: VerifyOptions = {},
-  permutation?: ComparePermutation,
-): Promise<VerifyResult> {
-  const result = await compareModels(source, permuted, opts.feeds ? opts.feeds() : defaultFeeds(source), permutation ? { permutation } : {});
-  assertEquivalent(result, what);
-  return result;
-}
+export { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js';
 
 export interface AlignOnnxResult {
   aligned: OnnxModel;
@@ -139,6 +108,13 @@ export interface AlignOnnxResult {
   verify: VerifyResult;
 }
 
+/**
+ * Align ONNX model `b` to `a`: resolve the spec (the graph's own or the user's), match with `opts.method` (a row of
+ * the matching-method table, default 'weight'; 'activation' reads `opts.data`), permute B's weights exactly, and
+ * verify the aligned model against B before returning it.
+ * @throws BasinError models_mismatch (different weights), non_finite (a NaN weight), spec_invalid, data_required,
+ *   verify_failed (the aligned model computes something else), onnx_runtime
+ */
 export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
@@ -177,7 +153,10 @@ export interface PermuteResult {
   changedFraction: number;
 }
 
-/** Apply random permutations to every group (to test a pipeline, or alignment itself). */
+/**
+ * Apply random permutations to every group (to test a pipeline, or alignment itself).
+ * @throws BasinError spec_invalid; non_finite (a NaN weight, before any run); verify_failed when the permuted model computes something else
+ */
 export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, seed: number, opts: VerifyOptions & { specLabel?: string } = {}): Promise<PermuteResult> {
   const spec = await resolveSpec(model, specSource, opts.specLabel);
   const perms = randomAssignment(spec, seed);
@@ -185,20 +164,6 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
   const changed = changedFraction(model, out); // reads every weight: NaN/Inf is 'non_finite' here, before any run
   const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts, { spec, assignment: perms });
   return { model: out, spec, perms, verify, changedFraction: changed };
-}
-
-/** Fraction of float weight elements whose value differs between two models with the same weights. */
-export function changedFraction(before: OnnxModel, after: OnnxModel): number {
-  let changed = 0;
-  let total = 0;
-  for (const name of before.weights()) {
-    if (!DTYPES[before.weightInfo(name).dtype].isFloat) continue;
-    const x = before.getFloat32(name).data;
-    const y = after.getFloat32(name).data;
-    total += x.length;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
-  }
-  return total ? changed / total : 0;
 }
 
 export { loadOnnx };

@@ -3,10 +3,10 @@
  * arrays): each batch is two positioned reads, so nothing but the current batch is in memory.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { DTYPES, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { fsError } from '../io/atomic.js';
-import { decodeFloat32, readAt } from '../io/safetensors.js';
+import { readAt } from '../io/safetensors.js';
 import { numel } from '../tensor/tensor.js';
 import { checkBatchSize, toLabels, type Batch, type Dataset } from './dataset.js';
 import { storedBatch, type StoredInput } from './input-rule.js';

@@ -17,7 +17,8 @@ import type { Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
 import { OpenFiles, readRows, type Column } from './columns.js';
 import { checkBatchSize, limited } from './dataset.js';
-import { bindDims, checkIds, concreteDims, dataInput, feedFor, randomInput, type DimSizes } from './feed.js';
+import { dataInput } from './data-input.js';
+import { bindDims, checkIds, concreteDims, feedFor, randomInput, type DimSizes } from './feed.js';
 import { modelFeed, storedBatch } from './input-rule.js';
 import { openDataset } from './open.js';
 
@@ -132,8 +133,7 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
             { file: path, tensor: name },
           );
         }
-        const remaining = model.inputs.filter((i) => !columns.has(i.name));
-        const input = remaining.length === 1 ? remaining[0]! : dataInput(model, options.inputName);
+        const input = dataInput(model, options.inputName, { fed: [...columns.keys()] });
         if (columns.has(input.name)) {
           throw new BasinError('invalid_argument', `${q(path)}: tensor ${q(name)} would feed model input ${q(input.name)}, which --input already feeds`, { file: path, tensor: name });
         }

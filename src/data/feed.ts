@@ -27,6 +27,7 @@ import type { Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { Batch } from './dataset.js';
+import { dataInput } from './data-input.js';
 import { modelFeed } from './input-rule.js';
 
 /** Size of a dynamic non-batch axis when neither data nor `dims` give one. */
@@ -189,17 +190,6 @@ export function checkIds(model: OnnxModel, input: ValueDesc, feed: Feed, where: 
   }
 }
 
-const INT_ARRAYS: Partial<Record<DType, (n: number) => { data: BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array | Uint16Array | Uint32Array; type: 'int64' | 'int32' | 'int16' | 'int8' | 'uint8' | 'uint16' | 'uint32' | 'bool' }>> = {
-  I64: (n) => ({ data: new BigInt64Array(n), type: 'int64' }),
-  I32: (n) => ({ data: new Int32Array(n), type: 'int32' }),
-  I16: (n) => ({ data: new Int16Array(n), type: 'int16' }),
-  I8: (n) => ({ data: new Int8Array(n), type: 'int8' }),
-  U8: (n) => ({ data: new Uint8Array(n), type: 'uint8' }),
-  U16: (n) => ({ data: new Uint16Array(n), type: 'uint16' }),
-  U32: (n) => ({ data: new Uint32Array(n), type: 'uint32' }),
-  BOOL: (n) => ({ data: new Uint8Array(n), type: 'bool' }),
-};
-
 /**
  * A random feed for one graph input of shape `dims` (see the header for the values).
  * @throws BasinError data_required for an integer input that indexes no embedding table basin can find;
@@ -213,8 +203,8 @@ export function randomInput(model: OnnxModel, input: ValueDesc, dims: readonly n
     for (let i = 0; i < n; i++) t.data[i] = random();
     return t; // the session converts it to the input's float type
   }
-  const make = dtype === undefined ? undefined : INT_ARRAYS[dtype];
-  if (!make) {
+  const info = dtype === undefined ? undefined : DTYPES[dtype];
+  if (!info?.ort || info.isFloat) {
     throw new BasinError(
       'onnx_unsupported_op',
       `model input ${q(input.name)} of ${q(model.path ?? 'the model')} has element type ${dtype ?? `code ${input.elemType}`}, which onnxruntime-node cannot be fed` +
@@ -222,19 +212,21 @@ export function randomInput(model: OnnxModel, input: ValueDesc, dims: readonly n
       { file: model.path, tensor: input.name, found: dtype ?? input.elemType },
     );
   }
-  const { data, type } = make(n);
+  const data = new info.array(n);
+  const big = data instanceof BigInt64Array || data instanceof BigUint64Array;
+  const type = info.ort;
   const rows = dtype === 'BOOL' ? undefined : embeddingRows(model, input.name);
   if (rows !== undefined) {
     for (let i = 0; i < n; i++) {
       const id = Math.floor(random() * rows);
-      if (data instanceof BigInt64Array) data[i] = BigInt(id);
+      if (big) data[i] = BigInt(id);
       else data[i] = id;
     }
   } else if (dtype === 'U8') {
     for (let i = 0; i < n; i++) data[i] = Math.floor(random() * 256); // pixels, as U8 data are
   } else if (/mask/i.test(input.name)) {
-    if (data instanceof BigInt64Array) data.fill(1n);
-    else data.fill(1);
+    if (big) (data as BigInt64Array).fill(1n);
+    else (data as Int32Array).fill(1);
   } else {
     throw new BasinError(
       'data_required',
@@ -306,27 +298,8 @@ export function bindDims(input: ValueDesc, shape: readonly number[], bound: Reco
   });
 }
 
-/**
- * Which graph input takes a data set's single input tensor: the input named `inputName` when there is one, else
- * the model's only input, else its only float input, else its only integer input that indexes an embedding table.
- * @throws BasinError invalid_argument listing the inputs when none or several qualify
- */
-export function dataInput(model: OnnxModel, inputName?: string): ValueDesc {
-  const inputs = model.inputs;
-  const named = inputName === undefined ? undefined : inputs.find((i) => i.name === inputName);
-  if (named) return named;
-  if (inputs.length === 1) return inputs[0]!;
-  const float = inputs.filter((i) => i.dtype !== undefined && DTYPES[i.dtype].isFloat);
-  if (float.length === 1) return float[0]!;
-  const ids = inputs.filter((i) => i.dtype !== undefined && !DTYPES[i.dtype].isFloat && embeddingRows(model, i.name) !== undefined);
-  if (float.length === 0 && ids.length === 1) return ids[0]!;
-  throw new BasinError(
-    'invalid_argument',
-    `${q(model.path ?? 'the model')} has ${inputs.length} inputs (${inputs.map((i) => q(i.name)).join(', ')}): basin cannot tell which one the data feeds; ` +
-      'store one tensor per input in a safetensors file, named after the inputs',
-    { file: model.path, expected: inputs.map((i) => i.name) },
-  );
-}
+// The one rule for which input takes the data lives in data-input.ts; re-exported for this file's importers.
+export { dataInput } from './data-input.js';
 
 /**
  * The feeds for every graph input from one data-set batch: `batch`'s samples go to `dataInput(model, inputName)`

@@ -16,9 +16,8 @@
  *
  * Batch.input holds the float form; `modelFeed` gives the feed for a model input of any supported type.
  */
-import { DTYPES, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
-import { decodeFloat32 } from '../io/safetensors.js';
 import type { Feed } from '../onnx/session.js';
 import { assertFinite } from '../tensor/finite.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -78,30 +77,8 @@ export function floatInput(stored: StoredInput): Float32Array {
 
 /** Stored integer values (exact, as numbers up to 2^53 and as-is beyond through bigint). */
 function integers(stored: StoredInput): ArrayLike<number | bigint> {
-  const { dtype, bytes } = stored;
-  const b = bytes.byteOffset % DTYPES[dtype].bytes === 0 ? bytes : bytes.slice();
-  const n = b.length / DTYPES[dtype].bytes;
-  switch (dtype) {
-    case 'I64':
-      return new BigInt64Array(b.buffer, b.byteOffset, n);
-    case 'U64':
-      return new BigUint64Array(b.buffer, b.byteOffset, n);
-    case 'I32':
-      return new Int32Array(b.buffer, b.byteOffset, n);
-    case 'U32':
-      return new Uint32Array(b.buffer, b.byteOffset, n);
-    case 'I16':
-      return new Int16Array(b.buffer, b.byteOffset, n);
-    case 'U16':
-      return new Uint16Array(b.buffer, b.byteOffset, n);
-    case 'I8':
-      return new Int8Array(b.buffer, b.byteOffset, n);
-    case 'U8':
-    case 'BOOL':
-      return b;
-    default:
-      throw new Error(`integers() called on ${dtype}`);
-  }
+  if (DTYPES[stored.dtype].isFloat) throw new Error(`integers() called on ${stored.dtype}`);
+  return viewStored(stored.bytes, stored.dtype) as ArrayLike<number | bigint>;
 }
 
 const INT_INPUT: Partial<Record<DType, { type: 'int64' | 'int32'; lo: bigint; hi: bigint }>> = {

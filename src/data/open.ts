@@ -29,6 +29,7 @@ function notFound(p: string): never {
  *   `<labelName>.npy`);
  * - an MNIST idx folder (`split` picks t10k or train files), or an idx images file (labels file found beside it
  *   or given with `labels`).
+ * @throws BasinError file_not_found; invalid_argument (an unknown format); data_invalid naming the file and field at fault
  */
 export async function openDataset(pathOrDir: string, options: OpenDatasetOptions = {}): Promise<Dataset> {
   const { inputName = 'input', labelName = 'label', split = 'test' } = options;

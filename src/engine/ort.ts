@@ -1,14 +1,15 @@
 /**
- * onnxruntime-node plumbing shared by the engine: building tiny ONNX graphs from readable code, creating sessions
- * with basin's thread settings, and a lazily filled session cache that `disposeEngine()` empties.
+ * onnxruntime-node plumbing shared by the engine: building tiny ONNX graphs from readable code, and a lazily
+ * filled cache of their sessions (made by the one session factory, src/engine/session-factory.ts) that
+ * `disposeEngine()` empties.
  *
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
-import os from 'node:os';
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
+import { openSession } from './session-factory.js';
 
 const { onnx } = onnxproto;
 
@@ -83,74 +84,16 @@ export function buildModel(spec: GraphSpec): Uint8Array {
   return onnx.ModelProto.encode(model).finish();
 }
 
-/**
- * onnxruntime's own log (its severity levels: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal). By default only
- * fatal messages: its warnings ("initializer … appears in graph inputs", once per session, so dozens of times per
- * command) say nothing a user can act on, and its errors reach the user as BasinError('onnx_runtime') messages
- * naming the model and node. `BASIN_DEBUG=1` shows warnings and errors (`BASIN_DEBUG=verbose`: everything).
- */
-export function ortLogSeverity(env: NodeJS.ProcessEnv = process.env): 0 | 2 | 4 {
-  const debug = env['BASIN_DEBUG'];
-  if (!debug || debug === '0') return 4;
-  return debug === 'verbose' ? 0 : 2;
-}
-
-const LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
-
-// The process-wide logger, read by onnxruntime-node when it creates its first session.
-ort.env.logLevel = LOG_LEVELS[ortLogSeverity()];
-
-/** Session options every basin session starts from: onnxruntime's log at `ortLogSeverity()`. */
-export function quietSessionOptions(): ort.InferenceSession.SessionOptions {
-  return { logSeverityLevel: ortLogSeverity() };
-}
-
-let threadOverride: number | null = null;
-
-/** Threads each session uses inside one op: every core Node reports, unless `setEngineThreads` said otherwise. */
-export function engineThreads(): number {
-  return threadOverride ?? Math.max(1, os.availableParallelism());
-}
-
-/**
- * Set the intra-op thread count for sessions created from now on (existing ones keep theirs; call
- * `disposeEngine()` first to apply it everywhere). `null` restores the default.
- */
-export function setEngineThreads(threads: number | null): void {
-  if (threads !== null && !(Number.isSafeInteger(threads) && threads >= 1)) {
-    throw new BasinError('invalid_argument', `'threads' must be a positive integer, got ${threads}`, {
-      expected: 'integer >= 1',
-      found: threads,
-    });
-  }
-  threadOverride = threads;
-}
-
-/** Session options for small compute graphs on a few cores. */
-function sessionOptions(): ort.InferenceSession.SessionOptions {
-  return {
-    ...quietSessionOptions(),
-    intraOpNumThreads: engineThreads(),
-    // One node per graph: nothing to run in parallel between ops.
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // Shapes change from call to call, so a memory pattern recorded for one shape does not apply to the next.
-    enableMemPattern: false,
-  };
-}
+// Log level, threads and session options live in the one session factory; re-exported for their importers.
+export { engineThreads, ortLogSeverity, quietSessionOptions, setEngineThreads } from './session-factory.js';
 
 export function runtimeError(what: string, e: unknown): BasinError {
   return ortError(`in ${what}`, e);
 }
 
-/** Create a session from model bytes; onnxruntime failures become BasinError('onnx_runtime'). */
-export async function createSession(bytes: Uint8Array, what: string): Promise<ort.InferenceSession> {
-  try {
-    return await ort.InferenceSession.create(bytes, sessionOptions());
-  } catch (e) {
-    throw runtimeError(`creating the session for ${what}`, e);
-  }
+/** Create a session for one of the engine's compute graphs (the factory's 'kernel' profile); onnxruntime failures become BasinError('onnx_runtime'). */
+export function createSession(bytes: Uint8Array, what: string): Promise<ort.InferenceSession> {
+  return openSession(bytes, { doing: `in creating the session for ${what}`, profile: 'kernel' });
 }
 
 /**

@@ -5,7 +5,7 @@
  */
 import type { Dataset } from '../data/dataset.js';
 import type { DimSizes } from '../data/feed.js';
-import { dataInput } from '../data/feed.js';
+import { dataInput } from '../data/data-input.js';
 import { openFeeds, type FeedSource } from '../data/feed-source.js';
 import { openDataset } from '../data/open.js';
 import type { OnnxModel } from '../onnx/model.js';

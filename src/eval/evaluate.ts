@@ -13,7 +13,8 @@ import { DTYPES } from '../dtype.js';
 import { Tensor } from '../tensor/tensor.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { feedable } from '../data/input-rule.js';
-import { dataInput, feedFor, type DimSizes } from '../data/feed.js';
+import { dataInput } from '../data/data-input.js';
+import { feedFor, type DimSizes } from '../data/feed.js';
 import type { FeedSource } from '../data/feed-source.js';
 import type { Dataset } from '../data/dataset.js';
 import { OnnxModel, type ValueDesc } from '../onnx/model.js';
@@ -181,13 +182,7 @@ async function* evalBatches(model: OnnxModel, data: Dataset | FeedSource, input:
  */
 export async function evaluate(modelOrSession: OnnxModel | OnnxSession, data: Dataset | FeedSource, options: EvaluateOptions = {}): Promise<EvalResult> {
   const model = modelOrSession instanceof OnnxModel ? modelOrSession : modelOrSession.model;
-  if (options.inputName !== undefined && !model.inputs.some((i) => i.name === options.inputName)) {
-    throw new BasinError('invalid_argument', `the model has no input ${q(options.inputName)} (inputs: ${model.inputs.map((i) => q(i.name)).join(', ')})`, {
-      file: model.path,
-      found: options.inputName,
-    });
-  }
-  const input = dataInput(model, options.inputName);
+  const input = dataInput(model, options.inputName, { strict: true });
   const output = pickOutput(model, options.outputName);
   const fixedBatch = isDataset(data) ? checkInputFits(model, input, data) : typeof input.shape?.[0] === 'number' ? input.shape[0] : undefined;
   const task = resolveTask(model, output, input, options.task);

@@ -149,7 +149,10 @@ export function accumulateLm(
   sums.samples = first + count;
 }
 
-/** Loss and accuracy of one set of logits [n, classes] against `labels` (pure). */
+/**
+ * Loss and accuracy of one set of logits [n, classes] against `labels` (pure).
+ * @throws BasinError shape_mismatch when logits are not [N, C] or labels not N long
+ */
 export function evaluateLogits(logits: Tensor, labels: Int32Array): EvalResult {
   if (logits.rank === 2 && logits.shape[0] !== labels.length) {
     throw new BasinError('shape_mismatch', `${logits.shape[0]} rows of logits for ${labels.length} labels`, {

@@ -5,4 +5,5 @@ export { probeModel, sampleFeeds, type ProbeResult, type Feeds } from './probe.j
 export { RULES } from './rules/index.js';
 export type { Rule, RuleContext } from './rule.js';
 export type { GroupReport, GroupMember, GroupKind, FrozenGroupReport, InferResult } from './types.js';
-export { permuteModel, checkInvariance, type PermutedModel, type InvarianceReport } from './verify.js';
+export { permuteRandomly, checkInvariance, type PermutedModel, type InvarianceReport } from './verify.js';
+export { inferSpec, graphSpec, graphSpecWith, type ProbeInputs } from './infer-spec.js';

@@ -38,6 +38,7 @@ export type TracedValues = ReadonlyMap<string, { readonly dims: readonly number[
  * Infer the permutation spec of a model from the real shapes of its values: a `probeModel` result (shapes, types
  * and the contents of small integer values such as Slice bounds computed from Shape), or `traceValues` output (then
  * only constant Slice bounds are known; computed ones freeze the sliced axis).
+ * @throws BasinError onnx_invalid for a graph the tracer cannot read (naming the node)
  */
 export function inferPermutationSpec(model: ModelInput, values: Facts | TracedValues): InferResult {
   const facts: Facts =

@@ -7,7 +7,7 @@
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
-import { quietSessionOptions } from '../engine/ort.js';
+import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
@@ -71,7 +71,11 @@ export interface ProbeOptions {
   guessed?: readonly string[];
 }
 
-/** Run the model once exposing every node output; returns shapes, element types and small integer contents. */
+/**
+ * Run the model once exposing every node output; returns shapes, element types and small integer contents.
+ * @throws BasinError onnx_invalid (no graph); onnx_runtime naming the file and node, and the guessed dynamic dims with the
+ *   advice to give --dim or --data when sizes were guessed
+ */
 export async function probeModel(
   input: OnnxModel | onnxproto.onnx.IModelProto,
   feeds?: Readonly<Record<string, Feed | ort.Tensor>>,
@@ -103,13 +107,16 @@ export async function probeModel(
     }
   } else feedsUsed = sampleFeeds(input);
   const wasGuessed = guessed ?? (feeds ? [] : guessedDims(asModel(input)));
-  let session: ort.InferenceSession;
+  let session: ort.InferenceSession | undefined;
   let results: ort.InferenceSession.OnnxValueMapType;
+  const doing = 'running the model to read its value shapes';
+  const where = { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph };
   try {
-    session = await ort.InferenceSession.create(onnx.ModelProto.encode(copy).finish(), quietSessionOptions());
-    results = await session.run(feedsUsed, { logSeverityLevel: quietSessionOptions().logSeverityLevel as 0 | 1 | 2 | 3 | 4 });
+    session = await openSession(onnx.ModelProto.encode(copy).finish(), { doing, ...where });
+    results = await session.run(feedsUsed, quietRunOptions());
   } catch (e) {
-    const err = ortError('running the model to read its value shapes', e, { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph });
+    await session?.release().catch(() => undefined);
+    const err = ortError(doing, e, where);
     if (wasGuessed.length === 0) throw err;
     throw new BasinError(
       err.code,

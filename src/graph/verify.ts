@@ -1,30 +1,14 @@
 /**
- * Check an inferred spec by running: permute a model's weights with random permutations (respecting heads ties)
- * and compare its outputs with the original's. This is the ground truth the tracer's rules are tested against.
+ * Check an inferred spec by running: permute a model's weights with random permutations (respecting heads ties,
+ * src/spec/permute-model.ts permuteRandomly) and compare its outputs with the original's. This is the ground truth the tracer's rules are tested against.
  */
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
-import { randomAssignment } from '../spec/apply.js';
-import { PermutationSpec, type Assignment } from '../spec/spec.js';
+import { permuteRandomly } from '../spec/permute-model.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { changedFraction, permuteModel as permuteWeights, weightShapes } from '../align/align-onnx.js';
 import { compareModels, type ValueDiff } from '../verify/verify.js';
 
-export interface PermutedModel {
-  model: OnnxModel;
-  spec: PermutationSpec;
-  assignment: Assignment;
-  /** Fraction of float weight elements whose value changed. */
-  changedFraction: number;
-}
-
-/** A copy of `model` with every spec axis permuted by a random assignment drawn from `seed`. */
-export function permuteModel(model: OnnxModel, json: PermutationSpecJson, seed: number): PermutedModel {
-  const spec = PermutationSpec.fromJson(json, weightShapes(model), 'inferred');
-  const assignment = randomAssignment(spec, seed);
-  const out = permuteWeights(model, spec, assignment);
-  return { model: out, spec, assignment, changedFraction: changedFraction(model, out) };
-}
+export { permuteRandomly, type PermutedModel } from '../spec/permute-model.js';
 
 export interface InvarianceReport {
   /** max |permuted - original| / max |original| over every output. */
@@ -42,6 +26,7 @@ export interface InvarianceReport {
 /**
  * Permute with a random assignment and run both models on `feeds`: how far the outputs moved, and whether every
  * value (outputs, the spec's activation points un-permuted, hidden values as sorted values) kept within rounding.
+ * @throws BasinError spec_invalid when `json` does not fit the weights; onnx_runtime from the runs
  */
 export async function checkInvariance(
   model: OnnxModel,
@@ -49,7 +34,7 @@ export async function checkInvariance(
   feeds: Readonly<Record<string, Feed>>,
   { seed = 1 }: { seed?: number } = {},
 ): Promise<InvarianceReport> {
-  const { model: permuted, spec, assignment, changedFraction } = permuteModel(model, json, seed);
+  const { model: permuted, spec, assignment, changedFraction } = permuteRandomly(model, json, seed);
   const r = await compareModels(model, permuted, [feeds], { permutation: { spec, assignment } });
   return { maxRelError: r.maxRel, changedFraction, equivalent: r.equivalent, worst: r.worst };
 }

@@ -161,7 +161,11 @@ async function resolveDirectory(dir: string): Promise<string> {
   );
 }
 
-/** Open a checkpoint: a .safetensors file, a sharded index (*.index.json), or a directory holding either. */
+/**
+ * Open a checkpoint: a .safetensors file, a sharded index (*.index.json), or a directory holding either.
+ * @throws BasinError file_not_found; the safetensors reader's codes (header_invalid_json, offsets_invalid, file_truncated …)
+ *   naming the shard and tensor; an index whose weight_map is malformed or names a missing shard
+ */
 export async function openCheckpoint(p: string): Promise<Checkpoint> {
   const st = await statOrNull(p);
   if (!st) throw new BasinError('file_not_found', `${q(p)} does not exist`, { file: p });
@@ -320,6 +324,7 @@ function shardName(prefix: string, k: number, n: number): string {
  * Every file is first written to a temporary file; the shards are renamed into place only once all are
  * complete, and the index last, so a reader of the index never sees a missing or partial shard. A path that is
  * an existing directory without `shardBytes` gets `model.safetensors` inside it.
+ * @throws BasinError invalid_argument (a bad shard size or file name); writeSafetensors' codes naming the tensor
  */
 export async function writeCheckpoint(p: string, tensors: readonly TensorToWrite[], opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
   const { metadata, shardBytes } = opts;

@@ -13,7 +13,7 @@
  * multiple of 8 with spaces, and streams tensor by tensor into a temporary file renamed at the end.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { DTYPES, bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, isDType, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, encodeFloat32, isDType, type DType } from '../dtype.js';
 import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -370,7 +370,7 @@ export class SafetensorsFile {
   async readFloat32(name: string): Promise<Tensor> {
     const e = this.entry(name);
     const raw = await this.readRaw(name);
-    const values = decodeOwned(raw, e.dtype);
+    const values = decodeFloat32(raw, e.dtype, true);
     if (DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
     return new Tensor(e.shape, values);
   }
@@ -406,174 +406,9 @@ export async function readAt(fh: FileHandle, file: string, position: number, len
   return out;
 }
 
-// --- dtype conversion ---------------------------------------------------------------------------------------
+// --- dtype conversion: the dtype table's (re-exported for the modules and users that import it from here) ----
 
-let f16Table: Float32Array | undefined;
-
-/** Converts `bytes` (which this function may alias for F32) to float32. */
-function decodeOwned(bytes: Uint8Array, dtype: DType): Float32Array {
-  const size = DTYPES[dtype].bytes;
-  if (bytes.length % size !== 0) {
-    throw new BasinError('tensor_size_mismatch', `${bytes.length} bytes is not a whole number of ${dtype} elements`, { found: bytes.length });
-  }
-  const b = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  const n = b.length / size;
-  const buf = b.buffer;
-  const at = b.byteOffset;
-  switch (dtype) {
-    case 'F32':
-      return new Float32Array(buf, at, n);
-    case 'F64':
-      return Float32Array.from(new Float64Array(buf, at, n));
-    case 'F16': {
-      if (!f16Table) {
-        f16Table = new Float32Array(65536);
-        for (let h = 0; h < 65536; h++) f16Table[h] = f16ToF32(h);
-      }
-      const t = f16Table;
-      const src = new Uint16Array(buf, at, n);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = t[src[i]!]!;
-      return out;
-    }
-    case 'BF16': {
-      const src = new Uint16Array(buf, at, n);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = bf16ToF32(src[i]!);
-      return out;
-    }
-    case 'I64':
-    case 'U64': {
-      const src = dtype === 'I64' ? new BigInt64Array(buf, at, n) : new BigUint64Array(buf, at, n);
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = Number(src[i]!);
-      return out;
-    }
-    case 'I32':
-      return Float32Array.from(new Int32Array(buf, at, n));
-    case 'U32':
-      return Float32Array.from(new Uint32Array(buf, at, n));
-    case 'I16':
-      return Float32Array.from(new Int16Array(buf, at, n));
-    case 'U16':
-      return Float32Array.from(new Uint16Array(buf, at, n));
-    case 'I8':
-      return Float32Array.from(new Int8Array(buf, at, n));
-    case 'U8':
-      return Float32Array.from(new Uint8Array(buf, at, n));
-    case 'BOOL': {
-      const out = new Float32Array(n);
-      for (let i = 0; i < n; i++) out[i] = b[i] ? 1 : 0;
-      return out;
-    }
-  }
-}
-
-/** Stored bytes of `dtype` (little-endian) to float32; never aliases `bytes`. */
-export function decodeFloat32(bytes: Uint8Array, dtype: DType): Float32Array {
-  const out = decodeOwned(bytes, dtype);
-  return out.buffer === bytes.buffer ? out.slice() : out;
-}
-
-/** Integer dtypes: [lowest, one past the highest] (exact in float64) and the range as text. */
-const INT_RANGE: Partial<Record<DType, [number, number, string]>> = {
-  I64: [-(2 ** 63), 2 ** 63, '[-2^63, 2^63-1]'],
-  U64: [0, 2 ** 64, '[0, 2^64-1]'],
-  I32: [-(2 ** 31), 2 ** 31, '[-2147483648, 2147483647]'],
-  U32: [0, 2 ** 32, '[0, 4294967295]'],
-  I16: [-(2 ** 15), 2 ** 15, '[-32768, 32767]'],
-  U16: [0, 2 ** 16, '[0, 65535]'],
-  I8: [-128, 128, '[-128, 127]'],
-  U8: [0, 256, '[0, 255]'],
-};
-
-/** Round half to even (numpy.rint, torch.round). */
-function rint(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 ? 2 * Math.round(x / 2) : r;
-}
-
-/**
- * float32 values to the stored bytes of `dtype` (little-endian). F16/BF16 round to nearest even, integers round
- * half to even and must fit the type (NaN is rejected with `non_finite`, out of range with `invalid_argument`),
- * BOOL stores 1 for any non-zero value as torch does. `tensor` only names the tensor in errors.
- */
-export function encodeFloat32(data: Float32Array, dtype: DType, tensor = '(unnamed)'): Uint8Array {
-  const n = data.length;
-  switch (dtype) {
-    case 'F32':
-      return new Uint8Array(data.slice().buffer);
-    case 'F64':
-      return new Uint8Array(Float64Array.from(data).buffer);
-    case 'F16': {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = f32ToF16(data[i]!);
-      return new Uint8Array(out.buffer);
-    }
-    case 'BF16': {
-      const out = new Uint16Array(n);
-      for (let i = 0; i < n; i++) out[i] = f32ToBf16(data[i]!);
-      return new Uint8Array(out.buffer);
-    }
-    case 'BOOL': {
-      const out = new Uint8Array(n);
-      for (let i = 0; i < n; i++) {
-        const x = data[i]!;
-        if (Number.isNaN(x)) throw nonFinite(tensor, i, dtype);
-        out[i] = x !== 0 ? 1 : 0;
-      }
-      return out;
-    }
-    default: {
-      const [lo, end, range] = INT_RANGE[dtype]!;
-      const rounded = new Float64Array(n);
-      for (let i = 0; i < n; i++) {
-        const x = data[i]!;
-        if (Number.isNaN(x)) throw nonFinite(tensor, i, dtype);
-        const r = rint(x);
-        if (!(r >= lo && r < end)) {
-          throw new BasinError('invalid_argument', `tensor ${q(tensor)}: value ${x} at index ${i} does not fit ${dtype} ${range}`, {
-            tensor,
-            index: i,
-            found: x,
-          });
-        }
-        rounded[i] = r === 0 ? 0 : r;
-      }
-      let out: ArrayBufferView;
-      switch (dtype) {
-        case 'I64':
-          out = BigInt64Array.from(rounded, (v) => BigInt(v));
-          break;
-        case 'U64':
-          out = BigUint64Array.from(rounded, (v) => BigInt(v));
-          break;
-        case 'I32':
-          out = Int32Array.from(rounded);
-          break;
-        case 'U32':
-          out = Uint32Array.from(rounded);
-          break;
-        case 'I16':
-          out = Int16Array.from(rounded);
-          break;
-        case 'U16':
-          out = Uint16Array.from(rounded);
-          break;
-        case 'I8':
-          out = Int8Array.from(rounded);
-          break;
-        default:
-          out = Uint8Array.from(rounded);
-      }
-      return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
-    }
-  }
-}
-
-function nonFinite(tensor: string, i: number, dtype: DType): BasinError {
-  return new BasinError('non_finite', `tensor ${q(tensor)}: NaN at index ${i} cannot be stored as ${dtype}`, { tensor, index: i });
-}
+export { decodeFloat32, encodeFloat32 } from '../dtype.js';
 
 // --- writing ------------------------------------------------------------------------------------------------
 
@@ -715,6 +550,8 @@ export async function stageSafetensors(path: string, tensors: readonly TensorToW
  * Write a safetensors file atomically. Float32Array data is converted to each tensor's dtype; Uint8Array data
  * is written byte for byte. Tensors are laid out by descending dtype alignment, then name, as the reference
  * implementation does, so the output for the same tensors and metadata is byte-identical to its output.
+ * @throws BasinError unknown_dtype, duplicate_tensor, tensor_size_mismatch or invalid_argument naming the tensor that does
+ *   not fit; header_too_large; non_finite / invalid_argument for a value its dtype cannot hold; file errors naming the path
  */
 export async function writeSafetensors(path: string, tensors: readonly TensorToWrite[], metadata?: Record<string, string>): Promise<void> {
   const staged = await stageSafetensors(path, tensors, metadata);

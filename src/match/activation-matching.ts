@@ -717,6 +717,8 @@ export async function accumulateCorrelations(
 /**
  * Permutations of B's hidden units that make B's activations correlate best with A's, for every base permutation
  * of `spec` (see the file comment). B's function is unchanged by applying the result.
+ * @throws BasinError invalid_argument (a model without a graph, an unknown input), data_required, data_shape_mismatch
+ *   and non_finite naming the file, input and sample; models_mismatch when the models differ
  */
 export async function activationMatching(
   spec: PermutationSpec,

@@ -55,7 +55,7 @@ export function alignedMean(spec: PermutationSpec, models: readonly MatchModel[]
     models.forEach((m, j) => {
       if (!(c[j]! > 0)) return;
       const x = permuteTensor(spec, perms[j]!, t, tensorOf(m, t, j));
-      for (let e = 0; e < acc.length; e++) acc[e] += c[j]! * x[e]!;
+      for (let e = 0; e < acc.length; e++) acc[e] = acc[e]! + c[j]! * x[e]!;
     });
     target.set(t, new Tensor(first.shape, Float32Array.from(acc)));
   }

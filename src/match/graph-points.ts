@@ -7,7 +7,7 @@ import { BasinError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { PermutationSpec } from '../spec/spec.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { inferSpec } from '../align/infer-spec.js';
+import { inferSpec } from '../graph/infer-spec.js';
 
 /**
  * `spec` with points copied from `graphSpec` (same tensor names) for every permutation that has none: the first

@@ -48,6 +48,12 @@ function graphsOf(a: MatchModel, b: MatchModel) {
   return { a: a.graph, b: b.graph };
 }
 
+/**
+ * The matching-method table: each row takes two models (+ data for methods that read activations) and gives the
+ * permutations of B that match A, with a report; `consensus` is its MergeMany matcher. Rows: `weight` (Git Re-Basin
+ * weight matching, Ainsworth et al. 2023 Alg. 1) and `activation` (Git Re-Basin activation matching: correlations
+ * of the models' activations at each permutation's points, Li et al. 2015 / Ainsworth et al. 2023 §3.1).
+ */
 export const MATCHING_METHODS = {
   weight: {
     description: 'Git Re-Basin weight matching: coordinate descent over permutations, one LAP per step',
@@ -69,6 +75,7 @@ export const MATCHING_METHODS = {
 
 export type MatchingMethodName = keyof typeof MATCHING_METHODS;
 
+/** The names of the matching-method table's rows, as `--method` takes them. */
 export const MATCHING_METHOD_NAMES = Object.keys(MATCHING_METHODS) as MatchingMethodName[];
 
 /** The method registered under `name`; BasinError 'invalid_argument' listing the known names otherwise. */

@@ -86,6 +86,15 @@ export function matchingObjective(spec: PermutationSpec, a: ReadonlyMap<string, 
   return total;
 }
 
+/**
+ * Git Re-Basin weight matching (Ainsworth et al. 2023, Algorithm 1), generalized to derived and head-structured
+ * permutations: coordinate descent over the spec's permutations, each step the linear assignment problem that
+ * maximizes Σ_t <A_t, P(B_t)> with the others fixed, in a seeded random order, until a sweep improves the objective
+ * by no more than `tol` (or `maxIter` sweeps). `a`/`b`: weight tensors by name (float32, same shapes).
+ * @returns permutations of B that match A, and the objective after each sweep
+ * @throws BasinError models_mismatch naming a tensor missing from one model or of another shape; too_large when
+ *   a cost matrix would not fit in memory
+ */
 export async function weightMatching(
   spec: PermutationSpec,
   a: ReadonlyMap<string, Tensor>,

@@ -112,7 +112,10 @@ function findBatchNorms(model: OnnxModel, view: GraphView): BnNode[] {
   return out;
 }
 
-/** A copy of `model` with every BatchNormalization node's mean and variance recomputed on `data`. */
+/**
+ * A copy of `model` with every BatchNormalization node's mean and variance recomputed on `data`.
+ * @throws BasinError invalid_argument (no BatchNorm, bad options); the data feed's codes (data_invalid, data_shape_mismatch) naming the file and sample
+ */
 export async function resetBatchNorm(model: OnnxModel, data: CalibrationData, opts: ResetBatchNormOptions = {}): Promise<ResetBatchNormResult> {
   const statistics = opts.statistics ?? 'torch';
   if (statistics !== 'torch' && statistics !== 'population') {

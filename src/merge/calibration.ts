@@ -12,7 +12,7 @@ import { BasinError, q } from '../errors.js';
 import type { Batch, Dataset } from '../data/dataset.js';
 import type { FeedSource } from '../data/feed-source.js';
 import { concreteDims, dataInput, feedFor, randomInput } from '../data/feed.js';
-import { checkInputName } from '../data/named-input.js';
+import { checkInputName } from '../data/data-input.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';

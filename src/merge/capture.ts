@@ -3,12 +3,12 @@
  * intermediate values, fold their channel statistics.
  */
 import { BasinError, q } from '../errors.js';
-import { dataInput } from '../data/feed.js';
+import { dataInput } from '../data/data-input.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { createSession } from '../onnx/session.js';
 import { ChannelStats } from './channel-stats.js';
 import type { Calibration, PassProgress } from './calibration.js';
-import { checkInputName } from '../data/named-input.js';
+import { checkInputName } from '../data/data-input.js';
 
 export interface CaptureTarget {
   /** The graph value to read. */

@@ -75,10 +75,10 @@ export class ChannelStats {
         const base = (o * C + c) * inner;
         let s = 0;
         for (let i = 0; i < inner; i++) s += d[base + i]!;
-        bm[c] += s;
+        bm[c] = bm[c]! + s;
       }
     }
-    for (let c = 0; c < C; c++) bm[c] /= n;
+    for (let c = 0; c < C; c++) bm[c] = bm[c]! / n;
     for (let o = 0; o < outer; o++) {
       for (let c = 0; c < C; c++) {
         const base = (o * C + c) * inner;
@@ -88,7 +88,7 @@ export class ChannelStats {
           const e = d[base + i]! - m;
           s += e * e;
         }
-        bm2[c] += s;
+        bm2[c] = bm2[c]! + s;
       }
     }
     let finite = true;
@@ -96,10 +96,10 @@ export class ChannelStats {
     const tot = na + n;
     for (let c = 0; c < C; c++) {
       const delta = bm[c]! - this.mean[c]!;
-      this.mean[c] += (delta * n) / tot;
-      this.m2[c] += bm2[c]! + (delta * delta * na * n) / tot;
-      this.batchMeanSum[c] += bm[c]!;
-      if (n > 1) this.batchVarSum[c] += bm2[c]! / (n - 1);
+      this.mean[c] = this.mean[c]! + (delta * n) / tot;
+      this.m2[c] = this.m2[c]! + bm2[c]! + (delta * delta * na * n) / tot;
+      this.batchMeanSum[c] = this.batchMeanSum[c]! + bm[c]!;
+      if (n > 1) this.batchVarSum[c] = this.batchVarSum[c]! + bm2[c]! / (n - 1);
       if (!Number.isFinite(bm[c]!) || !Number.isFinite(bm2[c]!)) finite = false;
     }
     if (!finite) {

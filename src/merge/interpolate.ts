@@ -100,6 +100,7 @@ function checkAlpha(alpha: number): void {
 /**
  * A copy of A whose every float weight is (1 − alpha)·A + alpha·B. alpha = 0 gives A's weights and alpha = 1 B's,
  * bit for bit; values outside [0, 1] extrapolate.
+ * @throws BasinError invalid_argument for a non-finite alpha; models_mismatch naming the weight or constant the models do not share
  */
 export function interpolateModels(a: OnnxModel, b: OnnxModel, alpha: number): OnnxModel {
   checkAlpha(alpha);
@@ -120,6 +121,7 @@ export function interpolateModels(a: OnnxModel, b: OnnxModel, alpha: number): On
 /**
  * The weighted average Σ wᵢ·θᵢ of several models (weights normalized to sum to 1; default: equal). A copy of the
  * first model carries the result.
+ * @throws BasinError invalid_argument (no models, weights of the wrong count, negative or summing to 0); models_mismatch as interpolateModels
  */
 export function averageModels(models: readonly OnnxModel[], weights?: readonly number[]): OnnxModel {
   if (models.length === 0) throw new BasinError('invalid_argument', 'averageModels needs at least one model', { found: 0 });
@@ -151,7 +153,7 @@ export function averageModels(models: readonly OnnxModel[], weights?: readonly n
       const c = norm[k]!;
       if (c === 0) continue;
       const x = readF64(models[k]!, name);
-      for (let i = 0; i < x.length; i++) acc[i] += c * x[i]!;
+      for (let i = 0; i < x.length; i++) acc[i] = acc[i]! + c * x[i]!;
     }
     writeF64(out, name, acc);
   }

@@ -103,12 +103,15 @@ function scaleSlices(data: Float64Array, shape: readonly number[], axis: number,
     for (let c = 0; c < n; c++) {
       const k = s[c]!;
       const base = (o * n + c) * inner;
-      for (let i = 0; i < inner; i++) data[base + i] *= k;
+      for (let i = 0; i < inner; i++) data[base + i] = data[base + i]! * k;
     }
   }
 }
 
-/** REPAIR the merged model of `endpoints` (A, aligned B, alpha) on `data`. */
+/**
+ * REPAIR the merged model of `endpoints` (A, aligned B, alpha) on `data`.
+ * @throws BasinError invalid_argument (end models that do not match the merged one, bad options); the data feed's codes naming the file and sample
+ */
 export async function repairModel(merged: OnnxModel, endpoints: MergeEndpoints, data: CalibrationData, opts: RepairOptions = {}): Promise<RepairResult> {
   const { a, b, alpha } = endpoints;
   if (!(Number.isFinite(alpha) && alpha >= 0 && alpha <= 1)) {

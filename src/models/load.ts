@@ -131,7 +131,11 @@ export function requireGraph(m: LoadedModel, what: string): void {
   );
 }
 
-/** The model of `openModel`, without its source. */
+/**
+ * The model of `openModel`, without its source.
+ * @throws BasinError the loaders' codes (file_not_found, onnx_invalid, the safetensors reader's) and mapWeights' when a
+ *   state_dict does not fit its graph, naming the tensor
+ */
 export async function loadModel(path: string, opts: LoadModelOptions = {}): Promise<OnnxModel> {
   return (await openModel(path, opts)).model;
 }
@@ -245,7 +249,10 @@ function sameValues(g: Tensor, t: Tensor): boolean {
   return true;
 }
 
-/** The graph with the state_dict's values in its initializers. */
+/**
+ * The graph with the state_dict's values in its initializers.
+ * @throws BasinError mapWeights' codes naming the tensor that does not fit the graph
+ */
 export function withWeights(graph: OnnxModel, tensors: ReadonlyMap<string, Tensor>, source: string): OnnxModel {
   return withMapping(graph, tensors, mapWeights(graph, tensors, source));
 }
@@ -291,7 +298,10 @@ export function specForStateDict(spec: PermutationSpecJson, mapping: ReadonlyMap
   return { ...spec, axes_to_perm: axes, ...(frozen ? { frozen } : {}) };
 }
 
-/** The spec of a state_dict, inferred from an ONNX export of its architecture. */
+/**
+ * The spec of a state_dict, inferred from an ONNX export of its architecture.
+ * @throws BasinError the loaders' codes, mapWeights' codes and the tracer's (onnx_runtime, data_required) for the graph
+ */
 export async function stateDictSpecFromGraph(graphPath: string, checkpointPath: string): Promise<PermutationSpecJson> {
   const graph = await loadOnnx(graphPath);
   const ck = await openCheckpoint(checkpointPath);
@@ -302,6 +312,6 @@ export async function stateDictSpecFromGraph(graphPath: string, checkpointPath: 
     await ck.close();
   }
   const mapping = mapWeights(graph, tensors, checkpointPath);
-  const { inferSpec } = await import('../align/infer-spec.js');
+  const { inferSpec } = await import('../graph/infer-spec.js');
   return specForStateDict((await inferSpec(graph)).spec, mapping);
 }

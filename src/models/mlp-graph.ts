@@ -8,10 +8,14 @@ import type { OnnxModel } from '../onnx/model.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { mlpLayers } from '../spec/mlp.js';
 
+/** The activations `--arch mlp` can build between Linear layers (`--activation`), applied after every layer but the last. */
 export const MLP_ACTIVATIONS = ['relu', 'gelu', 'tanh', 'sigmoid'] as const;
 export type MlpActivation = (typeof MLP_ACTIVATIONS)[number];
 
-/** Build the ONNX graph of a plain MLP from its state_dict (names and shapes decide the layer order). */
+/**
+ * Build the ONNX graph of a plain MLP from its state_dict (names and shapes decide the layer order).
+ * @throws BasinError invalid_argument when the names and shapes do not form a plain MLP, naming the tensor at fault
+ */
 export function mlpGraph(
   tensors: ReadonlyMap<string, Tensor>,
   { activation = 'relu', source = 'checkpoint', hint }: { activation?: MlpActivation; source?: string; hint?: string } = {},

@@ -13,9 +13,8 @@
  * Constant nodes, with a `value` tensor or a `value_float(s)` / `value_int(s)` attribute.
  */
 import onnxproto from 'onnx-proto';
-import { DTYPES, type DType } from '../dtype.js';
+import { DTYPES, encodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
-import { encodeFloat32 } from '../io/safetensors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { MAX_OPSET, MIN_OPSET, OnnxModel, type FromBytesOptions } from './model.js';
 
@@ -85,6 +84,11 @@ export function irVersionFor(opset: number): number {
   return 10;
 }
 
+/**
+ * Build a small ONNX model from readable code (inputs, initializers, nodes, outputs) instead of pasted bytes: for
+ * tests, the engine's graphs and the MLP graph basin builds for a state_dict. `build()` gives an OnnxModel,
+ * `encode()` the ModelProto bytes (ONNX IR version from irVersionFor(opset)).
+ */
 export class GraphBuilder {
   readonly opset: number;
   private readonly inputs: IValueInfoProto[] = [];
@@ -241,7 +245,10 @@ function valueInfo(name: string, shape: readonly Dim[] | undefined, elemType: nu
   };
 }
 
-/** A TensorProto for float values (any float or integer dtype) or explicit integer values. */
+/**
+ * A TensorProto for float values (any float or integer dtype) or explicit integer values.
+ * @throws BasinError invalid_argument (int64 values for another dtype), shape_mismatch (values that do not fill `dims`), naming the tensor
+ */
 export function tensorProto(name: string, value: Tensor | IntValues, { dtype, storage = 'raw' }: TensorStorageOptions = {}): ITensorProto {
   let dt: DType;
   let dims: readonly number[];
@@ -268,42 +275,14 @@ export function tensorProto(name: string, value: Tensor | IntValues, { dtype, st
     t.rawData = bytes;
     return t;
   }
-  const b = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length);
-  switch (dt) {
-    case 'F32':
-      t.floatData = Array.from(new Float32Array(b));
-      break;
-    case 'F64':
-      t.doubleData = Array.from(new Float64Array(b));
-      break;
-    case 'F16':
-    case 'BF16':
-    case 'U16':
-      t.int32Data = Array.from(new Uint16Array(b));
-      break;
-    case 'I32':
-      t.int32Data = Array.from(new Int32Array(b));
-      break;
-    case 'I16':
-      t.int32Data = Array.from(new Int16Array(b));
-      break;
-    case 'I8':
-      t.int32Data = Array.from(new Int8Array(b));
-      break;
-    case 'U8':
-    case 'BOOL':
-      t.int32Data = Array.from(new Uint8Array(b));
-      break;
-    case 'I64':
-      t.int64Data = Array.from(new BigInt64Array(b), (v) => v.toString() as unknown as number); // exact: protobufjs parses strings
-      break;
-    case 'U32':
-      t.uint64Data = Array.from(new Uint32Array(b));
-      break;
-    case 'U64':
-      t.uint64Data = Array.from(new BigUint64Array(b), (v) => v.toString() as unknown as number);
-      break;
-  }
+  // The typed field onnx.proto puts each dtype in (F16/BF16 as bit patterns in int32_data; 64-bit integers as
+  // decimal strings, which protobufjs parses exactly).
+  const values = Array.from(viewStored(bytes, dt) as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? (v.toString() as unknown as number) : v));
+  if (dt === 'F32') t.floatData = values;
+  else if (dt === 'F64') t.doubleData = values;
+  else if (dt === 'I64') t.int64Data = values;
+  else if (dt === 'U32' || dt === 'U64') t.uint64Data = values;
+  else t.int32Data = values;
   return t;
 }
 

@@ -25,11 +25,10 @@ import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, rea
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import onnxproto from 'onnx-proto';
-import { DTYPES, dtypeFromOnnx, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, dtypeFromOnnx, encodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
-import { decodeFloat32, encodeFloat32 } from '../io/safetensors.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
@@ -190,36 +189,9 @@ function typedToBytes(values: ArrayLike<LongLike>, dtype: DType): Uint8Array {
   }
 }
 
-/** Little-endian bytes of `dtype` to the values its typed field holds. */
+/** Little-endian bytes of `dtype` to the values its typed field holds (F16/BF16: bit patterns). */
 function bytesToTyped(bytes: Uint8Array, dtype: DType): number[] | bigint[] {
-  const b = bytes.slice(); // aligned copy
-  const buf = b.buffer;
-  const n = b.length / DTYPES[dtype].bytes;
-  switch (dtype) {
-    case 'F32':
-      return Array.from(new Float32Array(buf, 0, n));
-    case 'F64':
-      return Array.from(new Float64Array(buf, 0, n));
-    case 'F16':
-    case 'BF16':
-    case 'U16':
-      return Array.from(new Uint16Array(buf, 0, n));
-    case 'I32':
-      return Array.from(new Int32Array(buf, 0, n));
-    case 'I16':
-      return Array.from(new Int16Array(buf, 0, n));
-    case 'I8':
-      return Array.from(new Int8Array(buf, 0, n));
-    case 'U8':
-    case 'BOOL':
-      return Array.from(b);
-    case 'I64':
-      return Array.from(new BigInt64Array(buf, 0, n));
-    case 'U32':
-      return Array.from(new Uint32Array(buf, 0, n));
-    case 'U64':
-      return Array.from(new BigUint64Array(buf, 0, n));
-  }
+  return Array.from(viewStored(bytes, dtype) as ArrayLike<number | bigint>) as number[] | bigint[];
 }
 
 /** A fresh copy (Buffer#slice would alias). */
@@ -632,7 +604,11 @@ export class OnnxModel {
   }
 }
 
-/** Read and validate an ONNX file. */
+/**
+ * Read and validate an ONNX file.
+ * @throws BasinError file_not_found; onnx_invalid (not a ModelProto, a malformed graph) naming the file; unsafe_path for
+ *   external data outside the model's folder
+ */
 export async function loadOnnx(file: string): Promise<OnnxModel> {
   let bytes: Uint8Array;
   try {
@@ -643,7 +619,10 @@ export async function loadOnnx(file: string): Promise<OnnxModel> {
   return OnnxModel.fromBytes(bytes, { path: file });
 }
 
-/** Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data. */
+/**
+ * Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data.
+ * @throws BasinError file errors naming the path (the write is atomic: a failed save leaves no partial file)
+ */
 export async function saveOnnx(model: OnnxModel, file: string): Promise<void> {
   await model.save(file);
 }

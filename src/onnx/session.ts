@@ -7,10 +7,10 @@
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
-import { f16ToF32, f32ToF16, type DType } from '../dtype.js';
+import { DTYPES, dtypeFromOrt, float32ToStored, storedToFloat32, type DType, type StoredArray } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
-import { engineThreads, quietSessionOptions } from '../engine/ort.js';
+import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { ortError } from './ort-error.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
@@ -36,6 +36,11 @@ export interface CreateSessionOptions {
   threads?: number;
 }
 
+/**
+ * An onnxruntime session over an OnnxModel (made by createSession): runs feeds of any input dtype (float32 Tensors
+ * converted to the input's float type), returns outputs as onnxruntime gives them (runRaw) or as float32 Tensors.
+ * Failures are BasinError: invalid_argument for missing or unknown feeds, onnx_runtime naming the file and node.
+ */
 export class OnnxSession {
   readonly model: OnnxModel;
   readonly inputNames: readonly string[];
@@ -81,7 +86,7 @@ export class OnnxSession {
     let result: ort.InferenceSession.ReturnType;
     try {
       // errors come back as the exception (BasinError below), not as a log line
-      result = outputs ? await s.run(ortFeeds, [...outputs], { logSeverityLevel: 4 }) : await s.run(ortFeeds, { logSeverityLevel: 4 });
+      result = outputs ? await s.run(ortFeeds, [...outputs], quietRunOptions()) : await s.run(ortFeeds, quietRunOptions());
     } catch (e) {
       throw ortError('running the model', e, { file: this.model.path, graph: this.model.proto.graph });
     }
@@ -121,12 +126,7 @@ export class OnnxSession {
  */
 export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): ort.Tensor {
   if (f instanceof Tensor) {
-    if (dtype === 'F16') {
-      const h = new Uint16Array(f.size);
-      for (let i = 0; i < h.length; i++) h[i] = f32ToF16(f.data[i]!);
-      return new ort.Tensor('float16', h, [...f.shape]);
-    }
-    if (dtype === 'F64') return new ort.Tensor('float64', Float64Array.from(f.data), [...f.shape]);
+    if (dtype === 'F16' || dtype === 'F64') return new ort.Tensor(DTYPES[dtype].ort!, float32ToStored(f.data, dtype, name) as Uint16Array, [...f.shape]);
     return new ort.Tensor('float32', f.data, [...f.shape]);
   }
   const type = f.type ?? typeFromData(f.data);
@@ -140,49 +140,25 @@ export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): or
   return new ort.Tensor(type as any, f.data as any, [...f.dims]);
 }
 
+/** The ORT type of typed data: the first dtype-table row with that TypedArray (Uint16Array is uint16, not float16). */
 function typeFromData(data: unknown): OrtType {
-  if (data instanceof Float32Array) return 'float32';
-  if (data instanceof Float64Array) return 'float64';
-  if (data instanceof BigInt64Array) return 'int64';
-  if (data instanceof BigUint64Array) return 'uint64';
-  if (data instanceof Int32Array) return 'int32';
-  if (data instanceof Uint32Array) return 'uint32';
-  if (data instanceof Int16Array) return 'int16';
-  if (data instanceof Uint16Array) return 'uint16';
-  if (data instanceof Int8Array) return 'int8';
-  if (data instanceof Uint8Array) return 'uint8';
+  for (const info of Object.values(DTYPES)) {
+    if (info.ort && info.name !== 'F16' && data instanceof info.array) return info.ort;
+  }
   throw new BasinError('invalid_argument', 'feed data must be a typed array (or give its `type`)', {});
 }
 
-/** A run output as a float32 Tensor. */
+/**
+ * A run output as a float32 Tensor.
+ * @throws BasinError invalid_argument for an output of strings (or another type that is not numeric)
+ */
 export function toTensor(name: string, v: RawValue): Tensor {
-  const d = v.data;
-  let data: Float32Array;
-  if (v.type === 'float32') data = d as Float32Array;
-  else if (v.type === 'float16') {
-    const h = d as Uint16Array;
-    data = new Float32Array(h.length);
-    for (let i = 0; i < h.length; i++) data[i] = f16ToF32(h[i]!);
-  } else if (v.type === 'int64' || v.type === 'uint64') data = Float32Array.from(d as BigInt64Array, (x) => Number(x));
-  else if (v.type === 'string') {
-    throw new BasinError('invalid_argument', `output ${q(name)} holds strings, not numbers`, {});
-  } else data = Float32Array.from(d as ArrayLike<number>);
+  const dtype = dtypeFromOrt(v.type);
+  if (dtype === undefined) throw new BasinError('invalid_argument', `output ${q(name)} holds ${v.type} values, not numbers`, {});
+  const data = dtype === 'F32' ? (v.data as Float32Array) : storedToFloat32(v.data as StoredArray, dtype);
   return new Tensor(v.dims, data);
 }
 
-/** Session options for whole models. */
-function options(threads: number | undefined): ort.InferenceSession.SessionOptions {
-  return {
-    ...quietSessionOptions(),
-    intraOpNumThreads: threads ?? engineThreads(),
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    graphOptimizationLevel: 'all',
-    // errors come back as exceptions (BasinError); warnings such as "initializer listed as graph input" would
-    // otherwise be printed once per session
-    logSeverityLevel: 3,
-  };
-}
 
 /** Every value a node produces (in graph order), plus graph inputs and initializers. */
 function definedValues(model: OnnxModel): Set<string> {
@@ -211,7 +187,10 @@ function bytesWithOutputs(model: OnnxModel, extra: readonly string[]): Uint8Arra
   return onnx.ModelProto.encode(proto).finish();
 }
 
-/** A session for `model` (its current edits included), optionally exposing intermediate values. */
+/**
+ * A session for `model` (its current edits included), optionally exposing intermediate values.
+ * @throws BasinError invalid_argument for an extra output the model does not define; onnx_runtime naming the file and node
+ */
 export async function createSession(model: OnnxModel, { extraOutputs = [], threads }: CreateSessionOptions = {}): Promise<OnnxSession> {
   if (extraOutputs.length > 0) {
     const defined = definedValues(model);
@@ -225,11 +204,7 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
     }
   }
   const bytes = bytesWithOutputs(model, extraOutputs);
-  try {
-    return new OnnxSession(model, await ort.InferenceSession.create(bytes, options(threads)));
-  } catch (e) {
-    throw ortError('creating a session', e, { file: model.path, graph: model.proto.graph });
-  }
+  return new OnnxSession(model, await openSession(bytes, { doing: 'creating a session', threads, file: model.path, graph: model.proto.graph }));
 }
 
 /** Shape and ORT element type of one value seen in a run. */
@@ -286,15 +261,10 @@ export async function valueShapes(model: OnnxModel, sample: Tensor | Readonly<Re
   return new Map([...traced].map(([k, v]) => [k, [...v.dims]]));
 }
 
-const ORT_TYPE: Record<string, OrtType> = {
-  F32: 'float32', F64: 'float64', F16: 'float16', I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8',
-  U8: 'uint8', U16: 'uint16', U32: 'uint32', U64: 'uint64', BOOL: 'bool',
-};
-
 function safeInfo(model: OnnxModel, name: string): TracedValue | undefined {
   try {
     const w = model.weightInfo(name);
-    const type = ORT_TYPE[w.dtype];
+    const type = DTYPES[w.dtype].ort;
     return type ? { dims: [...w.shape], type } : undefined;
   } catch {
     return undefined; // a type basin does not read (strings, ...)

@@ -7,7 +7,7 @@ import type { Dataset } from '../data/dataset.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { FeedSource } from '../data/feed-source.js';
 import type { EvalTask } from '../eval/metrics.js';
-import { barrierOf } from '../report/plot.js';
+import { barrierOf } from '../eval/barrier.js';
 import { BasinError } from '../errors.js';
 import { requireGraph, type LoadedModel } from '../models/load.js';
 import { specSourceOf } from '../models/model-spec.js';
@@ -56,11 +56,20 @@ export interface ProgressEvent {
   label: string;
 }
 
+/**
+ * `steps` evenly spaced interpolation coefficients from 0 to 1, both ends included.
+ * @throws BasinError invalid_argument unless `steps` is an integer ≥ 2
+ */
 export function alphaGrid(steps: number): number[] {
   if (!Number.isInteger(steps) || steps < 2) throw new BasinError('invalid_argument', `--steps must be an integer ≥ 2 (the two end points), got ${steps}`, {});
   return Array.from({ length: steps }, (_, i) => i / (steps - 1));
 }
 
+/**
+ * One interpolation curve from its points: the loss barrier (eval/barrier.ts barrierOf, in the loss's units) and
+ * where it is, and the accuracy barrier (the drop below the chord of the end accuracies, as a fraction).
+ * @throws BasinError invalid_argument for fewer than two points or non-finite values
+ */
 export function curveOf(name: string, points: CurvePoint[]): InterpolationCurve {
   const alphas = points.map((p) => p.alpha);
   const { barrier, alpha } = barrierOf(alphas, points.map((p) => p.loss));
@@ -71,6 +80,7 @@ export function curveOf(name: string, points: CurvePoint[]): InterpolationCurve 
 /**
  * Evaluate every curve at every α on the test data (a labelled Dataset, or a FeedSource of token ids for language
  * models), for `task` (evaluate's rule; default 'auto').
+ * @throws BasinError models_mismatch; the evaluator's and data feed's codes naming the file and sample
  */
 export async function interpolationCurves(
   curves: CurveSpec[],

@@ -136,6 +136,7 @@ export function svgToPng(svg: string, options: PngOptions = {}): Buffer {
  * Write a chart: `.svg` writes the document as is, `.png` renders it (see `svgToPng`); the extension is matched
  * case-insensitively and anything else is `invalid_argument`. The file is replaced atomically: readers see the
  * old file or the complete new one.
+ * @throws BasinError invalid_argument for a name that is neither *.svg nor *.png, or a bad width; io_error naming the path
  */
 export async function writeChart(file: string, svg: string, options: PngOptions = {}): Promise<void> {
   const ext = path.extname(file).toLowerCase();

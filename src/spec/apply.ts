@@ -65,7 +65,10 @@ function wordView(a: AnyTypedArray, blockBytes: number): Uint32Array | Uint16Arr
   return new Uint8Array(buf, a.byteOffset, a.byteLength);
 }
 
-/** Permute every spec axis of one tensor; axes listed in `exceptAxis` are left alone (the seeds' except_axis). */
+/**
+ * Permute every spec axis of one tensor; axes listed in `exceptAxis` are left alone (the seeds' except_axis).
+ * @throws BasinError invalid_argument when the assignment lacks one of the permutations the tensor's axes use
+ */
 export function permuteTensor<T extends AnyTypedArray>(
   spec: PermutationSpec,
   assignment: Assignment,
@@ -84,7 +87,10 @@ export function permuteTensor<T extends AnyTypedArray>(
   return data;
 }
 
-/** Apply an assignment to every tensor the spec names; tensors it does not name are returned as they are. */
+/**
+ * Apply an assignment to every tensor the spec names; tensors it does not name are returned as they are.
+ * @throws BasinError as permuteTensor
+ */
 export function applyAssignment<T extends AnyTypedArray>(
   spec: PermutationSpec,
   assignment: Assignment,
@@ -95,6 +101,7 @@ export function applyAssignment<T extends AnyTypedArray>(
   return out;
 }
 
+/** The assignment that moves nothing: every free permutation of `spec` is 0 … n−1. */
 export function identityAssignment(spec: PermutationSpec): Assignment {
   const a: Assignment = new Map();
   for (const name of spec.free) a.set(name, identity(spec.perms.get(name)!.size));
@@ -165,7 +172,10 @@ export function composeHeads(map: Int32Array, within: Int32Array[]): Int32Array 
   return out;
 }
 
-/** Check an assignment covers the spec's base perms with valid permutations of the right sizes. */
+/**
+ * Check an assignment covers the spec's base perms with valid permutations of the right sizes.
+ * @throws BasinError invalid_argument (a permutation missing or not a permutation of 0 … n−1), shape_mismatch (wrong length), naming it
+ */
 export function checkAssignment(spec: PermutationSpec, assignment: Assignment, what = 'permutation'): void {
   for (const name of spec.free) {
     const p = assignment.get(name);
@@ -181,6 +191,7 @@ export function checkAssignment(spec: PermutationSpec, assignment: Assignment, w
   }
 }
 
+/** The inverse permutation q of p (q[p[i]] = i), so that gathering by p then by q restores the order. */
 export function invert(p: ArrayLike<number>): Int32Array {
   const inv = new Int32Array(p.length);
   for (let i = 0; i < p.length; i++) inv[p[i]!] = i;

@@ -26,6 +26,13 @@ export interface ResolvedPerm {
 
 export type Assignment = Map<string, Int32Array>;
 
+/**
+ * A permutation spec resolved against a model's weight shapes: for each tensor, the permutation (if any) on each
+ * axis; permutation sizes, heads ties and derived (block) permutations checked; the activation points where each
+ * permutation acts. JSON form: docs/spec-format.md (the seeds' axes_to_perm, generalized). Source: Ainsworth et al.
+ * 2023, "Git Re-Basin" (permutation specs), seeds 000/001.
+ * @throws BasinError spec_invalid from fromJson naming the tensor, axis and permutation at fault
+ */
 export class PermutationSpec {
   readonly axesToPerm: ReadonlyMap<string, readonly PermRef[]>;
   readonly perms: ReadonlyMap<string, ResolvedPerm>;

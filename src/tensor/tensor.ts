@@ -4,6 +4,11 @@
  */
 import { BasinError, shapeStr } from '../errors.js';
 
+/**
+ * A dense float32 tensor: `shape` (row-major, C order) and `data` of numel(shape) values. Every computation in
+ * basin runs on these; the stored dtype travels beside it (src/dtype.ts).
+ * @throws BasinError shape_mismatch from the constructor when `data` does not hold numel(shape) values
+ */
 export class Tensor {
   readonly shape: readonly number[];
   readonly data: Float32Array;
@@ -124,7 +129,10 @@ export function axisToRows(t: Tensor, axis: number): { rows: number; cols: numbe
   return { rows: n, cols, data: out };
 }
 
-/** moveaxis(t, from, to) for any rank (a copy). */
+/**
+ * moveaxis(t, from, to) for any rank (a copy).
+ * @throws BasinError invalid_argument for an axis out of range
+ */
 export function moveaxis(t: Tensor, from: number, to: number): Tensor {
   const f = checkAxis(t, from);
   const tt = checkAxis(t, to);
@@ -133,7 +141,10 @@ export function moveaxis(t: Tensor, from: number, to: number): Tensor {
   return transpose(t, order);
 }
 
-/** General axis permutation (numpy.transpose). */
+/**
+ * General axis permutation (numpy.transpose).
+ * @throws BasinError invalid_argument when `order` is not a permutation of the axes
+ */
 export function transpose(t: Tensor, order: readonly number[]): Tensor {
   const r = t.rank;
   if (order.length !== r || new Set(order).size !== r || order.some((o) => o < 0 || o >= r)) {

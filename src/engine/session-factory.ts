@@ -1,0 +1,104 @@
+/**
+ * The one onnxruntime session factory: every InferenceSession basin makes (whole models, the shape probe, the
+ * engine's one-op compute graphs) is created here, with onnxruntime's log quiet unless BASIN_DEBUG asks, basin's
+ * intra-op thread count, and onnxruntime's failures translated to BasinError('onnx_runtime') naming the file and
+ * node (src/onnx/ort-error.ts).
+ */
+import os from 'node:os';
+import ort from 'onnxruntime-node';
+import type onnxproto from 'onnx-proto';
+import { BasinError } from '../errors.js';
+import { ortError } from '../onnx/ort-error.js';
+
+/**
+ * onnxruntime's own log (its severity levels: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal). By default only
+ * fatal messages: its warnings ("initializer … appears in graph inputs", once per session, so dozens of times per
+ * command) say nothing a user can act on, and its errors reach the user as BasinError('onnx_runtime') messages
+ * naming the model and node. `BASIN_DEBUG=1` shows warnings and errors (`BASIN_DEBUG=verbose`: everything).
+ */
+export function ortLogSeverity(env: NodeJS.ProcessEnv = process.env): 0 | 2 | 4 {
+  const debug = env['BASIN_DEBUG'];
+  if (!debug || debug === '0') return 4;
+  return debug === 'verbose' ? 0 : 2;
+}
+
+const LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
+
+// The process-wide logger, read by onnxruntime-node when it creates its first session.
+ort.env.logLevel = LOG_LEVELS[ortLogSeverity()];
+
+/** Session options every basin session starts from: onnxruntime's log at `ortLogSeverity()`. */
+export function quietSessionOptions(): ort.InferenceSession.SessionOptions {
+  return { logSeverityLevel: ortLogSeverity() };
+}
+
+/** Run options at the same log severity (a run logs on its own otherwise). */
+export function quietRunOptions(): ort.InferenceSession.RunOptions {
+  return { logSeverityLevel: ortLogSeverity() };
+}
+
+let threadOverride: number | null = null;
+
+/** Threads each session uses inside one op: every core Node reports, unless `setEngineThreads` said otherwise. */
+export function engineThreads(): number {
+  return threadOverride ?? Math.max(1, os.availableParallelism());
+}
+
+/**
+ * Set the intra-op thread count for sessions created from now on (existing ones keep theirs; call
+ * `disposeEngine()` first to apply it everywhere). `null` restores the default.
+ * @throws BasinError invalid_argument unless `threads` is a positive integer or null
+ */
+export function setEngineThreads(threads: number | null): void {
+  if (threads !== null && !(Number.isSafeInteger(threads) && threads >= 1)) {
+    throw new BasinError('invalid_argument', `'threads' must be a positive integer, got ${threads}`, {
+      expected: 'integer >= 1',
+      found: threads,
+    });
+  }
+  threadOverride = threads;
+}
+
+/**
+ * What a session runs: 'model', a whole model (all graph optimizations, ops in sequence); 'kernel', one of the
+ * engine's small compute graphs whose shapes change from call to call (memory patterns off: a pattern recorded for
+ * one shape does not apply to the next).
+ */
+export type SessionProfile = 'model' | 'kernel';
+
+export interface OpenSessionOptions {
+  /** What was being done, for the error message ("creating a session", "running the model to …"). */
+  doing: string;
+  /** Default 'model'. */
+  profile?: SessionProfile;
+  /** Intra-op threads; default engineThreads(). */
+  threads?: number;
+  /** The user's file, named in errors. */
+  file?: string;
+  /** The model's graph, so that an error can name the node at fault. */
+  graph?: onnxproto.onnx.IGraphProto | null;
+}
+
+/** The SessionOptions of a profile: quiet log, `threads` intra-op threads, one inter-op thread. */
+export function sessionOptions(profile: SessionProfile = 'model', threads?: number): ort.InferenceSession.SessionOptions {
+  return {
+    ...quietSessionOptions(),
+    intraOpNumThreads: threads ?? engineThreads(),
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    graphOptimizationLevel: 'all',
+    ...(profile === 'kernel' ? { enableMemPattern: false } : {}),
+  };
+}
+
+/**
+ * An onnxruntime InferenceSession for ONNX model bytes (see sessionOptions).
+ * @throws BasinError onnx_runtime when onnxruntime refuses the model, naming `file` and the node when it can
+ */
+export async function openSession(bytes: Uint8Array, { doing, profile = 'model', threads, file, graph }: OpenSessionOptions): Promise<ort.InferenceSession> {
+  try {
+    return await ort.InferenceSession.create(bytes, sessionOptions(profile, threads));
+  } catch (e) {
+    throw ortError(doing, e, { file, graph: graph ?? undefined });
+  }
+}

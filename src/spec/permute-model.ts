@@ -1,0 +1,69 @@
+/**
+ * The one function that permutes a model's weights: a spec and an assignment applied to every spec tensor, raw
+ * bytes gathered in each tensor's stored dtype (exact for every dtype, F16 and BF16 included). Align, merge,
+ * permute and the graph tracer's invariance checks all permute through it.
+ */
+import { DTYPES } from '../dtype.js';
+import type { OnnxModel } from '../onnx/model.js';
+import { permuteTensor, randomAssignment } from './apply.js';
+import { PermutationSpec, type Assignment } from './spec.js';
+import type { PermutationSpecJson } from './types.js';
+
+/** Each weight's shape, by name (what PermutationSpec.fromJson checks a spec against). */
+export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
+  return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
+}
+
+/**
+ * A copy of `model` with `perms` applied to every tensor of `spec`: axis a of tensor t is gathered by the
+ * permutation spec.axesToPerm(t)[a] names (out[..., i, ...] = in[..., perm[i], ...]). The source is not changed.
+ * Exact: stored bytes are moved, never converted.
+ * @throws BasinError spec_invalid / shape_mismatch from permuteTensor when the assignment does not fit the spec
+ */
+export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Assignment): OnnxModel {
+  const out = model.clone();
+  for (const name of spec.tensors()) {
+    const info = model.weightInfo(name);
+    const raw = model.getRaw(name);
+    out.setRaw(name, permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }));
+  }
+  return out;
+}
+
+/**
+ * Fraction (0 … 1) of float weight elements whose value differs between two models with the same weights.
+ * Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
+ */
+export function changedFraction(before: OnnxModel, after: OnnxModel): number {
+  let changed = 0;
+  let total = 0;
+  for (const name of before.weights()) {
+    if (!DTYPES[before.weightInfo(name).dtype].isFloat) continue;
+    const x = before.getFloat32(name).data;
+    const y = after.getFloat32(name).data;
+    total += x.length;
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+  }
+  return total ? changed / total : 0;
+}
+
+/** A randomly permuted copy of a model, with what was applied. */
+export interface PermutedModel {
+  model: OnnxModel;
+  spec: PermutationSpec;
+  assignment: Assignment;
+  /** Fraction of float weight elements whose value changed. */
+  changedFraction: number;
+}
+
+/**
+ * A copy of `model` with every axis of `json` permuted by a random assignment drawn from `seed` (heads ties kept;
+ * the same seed gives the same assignment). Nothing is run: check the copy with checkInvariance or compareModels.
+ * @throws BasinError spec_invalid when `json` does not fit the model's weights
+ */
+export function permuteRandomly(model: OnnxModel, json: PermutationSpecJson, seed: number): PermutedModel {
+  const spec = PermutationSpec.fromJson(json, weightShapes(model), 'inferred');
+  const assignment = randomAssignment(spec, seed);
+  const out = permuteModel(model, spec, assignment);
+  return { model: out, spec, assignment, changedFraction: changedFraction(model, out) };
+}
