@@ -10,6 +10,11 @@ import { fanIn, im2col, outputSize, type ConvGeometry } from './conv-geometry.js
 /** Cap on the im2col values unfolded at once (per group). */
 const MAX_UNFOLD = 1 << 22;
 
+/**
+ * Streamed im2col statistics of one Conv layer (ONNX geometry: strides, dilations, pads, groups), one
+ * ActivationStats per group, for `factorizeConv`. Inputs x [B, C, H, W] float32; nothing is kept but float64 moments.
+ * @throws BasinError shape_mismatch (from `add`) when a batch does not fit the geometry, naming the layer
+ */
 export class ConvStats {
   /** One per group, over that group's im2col rows ((C/g)·kh·kw features). */
   readonly groups: ActivationStats[];

@@ -26,6 +26,7 @@ export interface ReducedRankOptions {
   rcond?: number;
 }
 
+/** Default whitening cutoff of the reduced-rank solve (relative variance below which an input direction is dropped). */
 export const DEFAULT_RCOND = 1e-10;
 
 export interface RankFactors {

@@ -51,6 +51,11 @@ export function hasBatchNorm(model: OnnxModel): boolean {
   return (model.proto.graph?.node ?? []).some((n) => n.opType === 'BatchNormalization');
 }
 
+/**
+ * The corrections table: `reset-bn` (recompute every BatchNormalization's mean and variance on data, the usual
+ * PyTorch fix after merging, Jordan et al. 2023 §3) and `repair` (REPAIR, Jordan et al. 2023: each channel's mean and
+ * std matched to the interpolation of the end models', folded into the weights). Look rows up with `correction(name)`.
+ */
 export const CORRECTIONS: Readonly<Record<CorrectionName, Correction>> = {
   'reset-bn': {
     description: "recompute every BatchNormalization's mean and variance on the data (PyTorch's BN reset); for models exported with BN nodes",
@@ -84,6 +89,7 @@ export const CORRECTIONS: Readonly<Record<CorrectionName, Correction>> = {
   },
 };
 
+/** The names of the corrections table's rows, in table order. */
 export const CORRECTION_NAMES = Object.keys(CORRECTIONS) as CorrectionName[];
 
 /** The correction registered under `name`; BasinError 'invalid_argument' listing the known names otherwise. */
