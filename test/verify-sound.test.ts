@@ -295,3 +295,27 @@ test('align and permute refuse to write a model that fails verification: verify_
   assert.match(a.stderr, /^basin: error \[verify_failed\]: aligned '.*mlp_small_seed1\.onnx'/m);
   assert.equal(existsSync(aligned), false);
 });
+
+test('float16 field model: two first-layer biases swapped is DIFFERENT on real data (a 4-ulp storage term, not 32), while random permutations of it pass', async () => {
+  const source = `${FIELD}field-fp16-onnx-seed0.onnx`;
+  const model = await loadOnnx(source);
+  assert.equal(model.weightInfo('layers.0.bias').dtype, 'F16');
+  const broken = model.clone();
+  const raw = new Uint16Array(broken.getRaw('layers.0.bias').slice().buffer);
+  [raw[3], raw[72]] = [raw[72]!, raw[3]!];
+  assert.notEqual(raw[3], raw[72], 'the two biases differ');
+  broken.setRaw('layers.0.bias', new Uint8Array(raw.buffer));
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-f16-swap-'));
+  const brokenPath = path.join(dir, 'swapped.onnx');
+  writeFileSync(brokenPath, broken.toBytes());
+  const v = await runBasin(['verify', source, brokenPath, '--data', `${FIXTURES}fmnist_test1k.safetensors`]);
+  assert.equal(v.code, 3, v.stdout + v.stderr);
+  assert.match(v.stdout + v.stderr, /DIFFERENT/);
+  for (const seed of [1, 2, 3]) {
+    const permuted = path.join(dir, `p${seed}.onnx`);
+    const p = await runBasin(['permute', source, '-o', permuted, '--seed', String(seed)]);
+    assert.equal(p.code, 0, p.stderr);
+    const ok = await runBasin(['verify', source, permuted, '--data', `${FIXTURES}fmnist_test1k.safetensors`]);
+    assert.equal(ok.code, 0, `seed ${seed}: ${ok.stdout}${ok.stderr}`);
+  }
+});
