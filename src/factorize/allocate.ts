@@ -171,6 +171,12 @@ function checkLayer(layer: RankLayer, seen: Set<string>): void {
   }
 }
 
+/** Check a list of layers (dims, groups, curves, unique names) as allocateRanks does; the errors are its. */
+export function checkRankLayers(layers: readonly RankLayer[]): void {
+  const seen = new Set<string>();
+  for (const l of layers) checkLayer(l, seen);
+}
+
 /** One option of a layer: rank index k ≥ 1, or dense (k = −1). */
 interface Option {
   k: number;
@@ -218,7 +224,8 @@ function choice(layer: RankLayer, o: Option, reason: string): RankChoice {
   return { name: layer.name, rank: o.k < 0 ? 'dense' : o.k * step(layer), nmse: o.err, params: o.cost, denseParams: denseParams(layer), reason };
 }
 
-function summary(layers: RankChoice[], lowerBound?: number, bound = 0): RankAllocation {
+/** Totals of a set of choices (keep, params, Σ nmse); lowerBound defaults to Σ nmse and bound to 0. */
+export function summarizeChoices<C extends RankChoice>(layers: C[], lowerBound?: number, bound = 0): RankAllocation & { layers: C[] } {
   let params = 0;
   let dense = 0;
   let total = 0;
@@ -312,7 +319,7 @@ function allocateKeep(layers: readonly RankLayer[], keep: number): RankAllocatio
   const dense = layers.reduce((s, l) => s + denseParams(l), 0);
   const budget = keep * dense;
   const min = options.reduce((s, o) => s + o[0]!.cost, 0);
-  if (keep >= 1) return summary(layers.map((l, i) => choice(l, options[i]!.at(-1)!, 'dense: the budget keeps every parameter')));
+  if (keep >= 1) return summarizeChoices(layers.map((l, i) => choice(l, options[i]!.at(-1)!, 'dense: the budget keeps every parameter')));
   if (min > budget) {
     const smallest = min / dense;
     throw new BasinError(
@@ -336,11 +343,11 @@ function allocateKeep(layers: readonly RankLayer[], keep: number): RankAllocatio
     return choice(l, o, reason);
   });
   // The first run's LP relaxation bounds OPT from below; the best run is no worse than the first, so within its bound.
-  return summary(chosen, first.lowerBound, first.bound);
+  return summarizeChoices(chosen, first.lowerBound, first.bound);
 }
 
 function allocateMaxNmse(layers: readonly RankLayer[], maxNmse: number): RankAllocation {
-  return summary(
+  return summarizeChoices(
     layers.map((l) => {
       const opts = optionsOf(l);
       const ok = opts.find((o) => o.k >= 1 && o.err <= maxNmse);
@@ -364,8 +371,7 @@ function allocateMaxNmse(layers: readonly RankLayer[], maxNmse: number): RankAll
  * naming the layer and rank index.
  */
 export function allocateRanks(layers: readonly RankLayer[], budget: RankBudget): RankAllocation {
-  const seen = new Set<string>();
-  for (const l of layers) checkLayer(l, seen);
+  checkRankLayers(layers);
   const keys = budget && typeof budget === 'object' ? Object.keys(budget) : [];
   if (keys.length !== 1 || !(keys[0] === 'keep' || keys[0] === 'maxNmse')) {
     throw new BasinError('invalid_argument', `the budget must be exactly one of {keep: F} or {maxNmse: E}, got ${JSON.stringify(budget)}`, { found: budget });
