@@ -7,7 +7,8 @@
  * conv: rank·((C/g)·kh·kw + O/g) < O·(C/g)·kh·kw), capped at the first rank where the nmse curve reaches its
  * minimum (higher ranks cost more and fit no better). They are timed on a ladder from the top down (the cap, then
  * 7/8, 3/4, 5/8, 1/2, 3/8, 1/4, 1/8, 1/16 of it, in whole rank steps), and the first rank measured faster than the
- * dense layer is taken: the nmse curve does not rise with rank, so that is the smallest-error rank on the ladder
+ * dense layer by at least `margin` (default 5%: pairMs < 0.95 · denseMs, so that timing noise on a loaded
+ * machine does not buy error for nothing) is taken: the nmse curve does not rise with rank, so that is the smallest-error rank on the ladder
  * that is faster. A layer with no rank of fewer multiply-adds, or no rank measured faster, stays dense and says
  * why. At most 9 pairs are timed per layer shape.
  */
@@ -28,6 +29,11 @@ export interface AutoChoice extends RankChoice {
   factorizedMs?: number;
   /** Every timing taken for this layer, top rank first. */
   measured: LayerLatency[];
+}
+
+export interface AutoOptions {
+  /** How much faster the pair must be measured: pairMs < (1 − margin) · denseMs. Default 0.05. */
+  margin?: number;
 }
 
 /** Fractions of the top rank timed, top first. */
@@ -70,15 +76,23 @@ function floorIndex(curve: ArrayLike<number>): number {
 
 /**
  * Choose per layer a rank that is both cheaper in multiply-adds and measured faster, or dense (the rule is in the
- * file comment). `measure` defaults to timing each layer alone in onnxruntime (cached per shape).
+ * file comment). `measure` defaults to timing each layer alone in onnxruntime (cached per shape); `margin`: how
+ * much faster a pair must be measured (default 0.05).
  *
  * Returns per layer the rank (a total latent rank) or 'dense', its nmse, parameters, reason, and the timings
  * (denseMs, factorizedMs, every measurement); plus the totals of allocateRanks.
  *
  * Errors, before anything is timed: those of allocateRanks for bad layers; 'invalid_argument' when a layer has no
- * shape; 'shape_mismatch' naming the layer when its timing shape disagrees with its dims.
+ * shape or for a margin outside [0, 1); 'shape_mismatch' naming the layer when its timing shape disagrees with its dims.
  */
-export async function autoRanks(layers: readonly AutoLayer[], measure: LatencyMeasure = defaultMeasure()): Promise<RankAllocation & { layers: AutoChoice[] }> {
+export async function autoRanks(
+  layers: readonly AutoLayer[],
+  measure: LatencyMeasure = defaultMeasure(),
+  { margin = 0.05 }: AutoOptions = {},
+): Promise<RankAllocation & { layers: AutoChoice[] }> {
+  if (!(typeof margin === 'number' && margin >= 0 && margin < 1)) {
+    throw new BasinError('invalid_argument', `margin must be a fraction in [0, 1), got ${String(margin)}`, { found: margin, expected: '[0, 1)' });
+  }
   checkRankLayers(layers);
   for (const l of layers) checkShape(l);
   const out: AutoChoice[] = [];
@@ -107,7 +121,7 @@ export async function autoRanks(layers: readonly AutoLayer[], measure: LatencyMe
     for (const k of ladder) {
       const t = await measure(layer, k * step);
       measured.push(t);
-      if (t.faster === true) {
+      if (t.factorizedMs !== undefined && t.factorizedMs < (1 - margin) * t.denseMs) {
         chosen = { k, t };
         break;
       }
@@ -116,7 +130,7 @@ export async function autoRanks(layers: readonly AutoLayer[], measure: LatencyMe
       const best = measured.reduce((a, b) => ((b.factorizedMs ?? Infinity) < (a.factorizedMs ?? Infinity) ? b : a));
       out.push(
         denseChoice(
-          `dense: no pair with fewer multiply-adds was measured faster (fastest: rank ${best.rank}, ${best.factorizedMs?.toFixed(3)} ms vs ${best.denseMs.toFixed(3)} ms dense)`,
+          `dense: no pair with fewer multiply-adds was measured ${Math.round(margin * 100)}% faster (fastest: rank ${best.rank}, ${best.factorizedMs?.toFixed(3)} ms vs ${best.denseMs.toFixed(3)} ms dense)`,
           measured,
         ),
       );
@@ -129,7 +143,7 @@ export async function autoRanks(layers: readonly AutoLayer[], measure: LatencyMe
       nmse,
       params: pairParams(layer, chosen.k * step),
       denseParams: dense,
-      reason: `auto: the highest rank on the ladder (least error) with fewer multiply-adds that is measured faster (${chosen.t.factorizedMs?.toFixed(3)} ms vs ${chosen.t.denseMs.toFixed(3)} ms)`,
+      reason: `auto: the highest rank on the ladder (least error) with fewer multiply-adds that is measured ${Math.round(margin * 100)}% faster (${chosen.t.factorizedMs?.toFixed(3)} ms vs ${chosen.t.denseMs.toFixed(3)} ms)`,
       denseMs: chosen.t.denseMs,
       factorizedMs: chosen.t.factorizedMs,
       measured,

@@ -3,9 +3,10 @@
  * that `auto` factorizes only where the pair is measured faster (fewer multiply-adds alone do not say it: a pair of
  * thin MatMuls can be slower than one wide one). Each measurement builds a tiny model with the GraphBuilder (the
  * dense layer: MatMul(+Add) or Conv; the pair: MatMul·MatMul(+Add) or Conv k×k (C→r, same geometry and groups) then
- * Conv 1×1 (r→O)), with random weights, runs it `warmup` times, then takes the median of `samples` timed samples;
- * each sample repeats the run enough times to last ≥ `minSampleMs`, so that microsecond layers are not timer
- * noise. Results are cached in memory per (op, shape) for the dense layer and per (op, shape, rank) for the pair.
+ * Conv 1×1 (r→O)), with random weights, runs it `warmup` times, then takes the median of `samples` timed
+ * samples (a pair's samples alternate with the dense layer's, so that a change in the machine's load hits both
+ * alike); each sample repeats the run enough times to last ≥ `minSampleMs`, so that microsecond layers are not
+ * timer noise. Results are cached in memory per (op, shape) for the dense layer and per (op, shape, rank) for the pair.
  */
 import { performance } from 'node:perf_hooks';
 import { BasinError, q, shapeStr } from '../errors.js';
@@ -64,6 +65,8 @@ export interface LayerLatency {
 interface Timed {
   ms: number;
   macs: number;
+  /** For a pair: the dense layer's ms timed alongside it. */
+  denseMs?: number;
 }
 
 const cache = new Map<string, Timed>();
@@ -204,48 +207,57 @@ function convPlan(s: ConvShape): Plan {
   };
 }
 
-async function time(plan: Plan, rank: number | undefined, opts: LatencyOptions): Promise<number> {
+/** Median of a list of numbers (sorted in place). */
+function median(v: number[]): number {
+  v.sort((a, b) => a - b);
+  const mid = v.length >> 1;
+  return v.length % 2 ? v[mid]! : 0.5 * (v[mid - 1]! + v[mid]!);
+}
+
+/**
+ * Median ms per run of each model, timed in alternation (sample i of every model back to back), so that a change in
+ * the machine's load hits them alike and their comparison stays fair.
+ */
+async function time(plan: Plan, ranks: readonly (number | undefined)[], opts: LatencyOptions): Promise<number[]> {
   const warmup = opts.warmup ?? 3;
   const samples = opts.samples ?? 15;
   const minSampleMs = opts.minSampleMs ?? 2;
-  const model = plan.build(rank).build();
-  sessionsOpened++;
-  const session: OnnxSession = await createSession(model, { threads: opts.threads });
+  const sessions: OnnxSession[] = [];
   try {
+    for (const rank of ranks) {
+      sessionsOpened++;
+      sessions.push(await createSession(plan.build(rank).build(), { threads: opts.threads }));
+    }
     const feed = { x: weights(plan.inputShape, 5) };
-    let one = Infinity;
-    for (let i = 0; i < warmup; i++) {
-      const t0 = performance.now();
-      await session.runRaw(feed);
-      one = Math.min(one, performance.now() - t0);
+    const repeat: number[] = [];
+    for (const session of sessions) {
+      let one = Infinity;
+      for (let i = 0; i < warmup; i++) {
+        const t0 = performance.now();
+        await session.runRaw(feed);
+        one = Math.min(one, performance.now() - t0);
+      }
+      repeat.push(Math.max(1, Math.min(10_000, Math.ceil(minSampleMs / Math.max(one, 1e-3)))));
     }
-    const repeat = Math.max(1, Math.min(10_000, Math.ceil(minSampleMs / Math.max(one, 1e-3))));
-    const per: number[] = [];
+    const per: number[][] = sessions.map(() => []);
     for (let s = 0; s < samples; s++) {
-      const t0 = performance.now();
-      for (let i = 0; i < repeat; i++) await session.runRaw(feed);
-      per.push((performance.now() - t0) / repeat);
+      for (let j = 0; j < sessions.length; j++) {
+        const t0 = performance.now();
+        for (let i = 0; i < repeat[j]!; i++) await sessions[j]!.runRaw(feed);
+        per[j]!.push((performance.now() - t0) / repeat[j]!);
+      }
     }
-    per.sort((a, b) => a - b);
-    const mid = per.length >> 1;
-    return per.length % 2 ? per[mid]! : 0.5 * (per[mid - 1]! + per[mid]!);
+    return per.map(median);
   } finally {
-    await session.release();
+    for (const session of sessions) await session.release();
   }
-}
-
-async function cached(key: string, macs: number, run: () => Promise<number>): Promise<Timed> {
-  const hit = cache.get(key);
-  if (hit) return hit;
-  const t = { ms: await run(), macs };
-  cache.set(key, t);
-  return t;
 }
 
 /**
  * Time one layer alone in onnxruntime: the dense layer, and the factorized pair at total rank `rank` when given.
- * Returns median milliseconds per run of each, their multiply-adds, and whether the pair is faster. Cached in
- * memory per shape (a repeated call opens no session; see latencySessionCount).
+ * Returns median milliseconds per run of each, their multiply-adds, and whether the pair is faster; the pair and
+ * the dense layer are timed in alternating samples, so that the machine's load hits both alike. Cached in memory
+ * per shape, and per shape and rank for a pair (a repeated call opens no session; see latencySessionCount).
  *
  * Errors, before any session is opened: 'invalid_argument' for an unknown op, dims that are not positive
  * integers, a bad conv geometry, or a rank that is not a positive integer (a multiple of a conv's groups) below
@@ -276,9 +288,24 @@ export async function measureLayerLatency(op: 'matmul' | 'conv', shape: MatMulSh
       found: rank,
     });
   }
-  const dense = await cached(plan.key, plan.denseMacs, () => time(plan, undefined, opts));
-  const result: LayerLatency = { op, key: plan.key, denseMs: dense.ms, denseMacs: dense.macs };
-  if (rank === undefined) return result;
-  const pair = await cached(`${plan.key}:r${rank}`, plan.pairMacs(rank), () => time(plan, rank, opts));
-  return { ...result, key: `${plan.key}:r${rank}`, rank, factorizedMs: pair.ms, factorizedMacs: pair.macs, faster: pair.ms < dense.ms };
+  if (rank === undefined) {
+    let dense = cache.get(plan.key);
+    if (!dense) {
+      const [ms] = await time(plan, [undefined], opts);
+      dense = { ms: ms!, macs: plan.denseMacs };
+      cache.set(plan.key, dense);
+    }
+    return { op, key: plan.key, denseMs: dense.ms, denseMacs: dense.macs };
+  }
+  // The pair is always timed together with the dense layer (alternating samples), and cached with it.
+  const key = `${plan.key}:r${rank}`;
+  let pair = cache.get(key);
+  if (!pair) {
+    const [denseMs, pairMs] = await time(plan, [undefined, rank], opts);
+    pair = { ms: pairMs!, macs: plan.pairMacs(rank), denseMs: denseMs! };
+    cache.set(key, pair);
+    if (!cache.has(plan.key)) cache.set(plan.key, { ms: denseMs!, macs: plan.denseMacs });
+  }
+  const denseMs = pair.denseMs!;
+  return { op, key, rank, denseMs, denseMacs: plan.denseMacs, factorizedMs: pair.ms, factorizedMacs: pair.macs, faster: pair.ms < denseMs };
 }
