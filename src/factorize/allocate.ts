@@ -199,25 +199,27 @@ function optionsOf(layer: RankLayer): Option[] {
   return opts;
 }
 
-/** Indices of the lower convex hull of options (sorted by cost), from the cheapest, with strictly falling error. */
+/**
+ * Indices of the lower convex hull of options (sorted by strictly rising cost), from the cheapest, while the error
+ * strictly falls: Andrew's monotone chain, O(n); collinear points are kept, so steps stay as fine as the options.
+ */
 function hull(opts: readonly Option[]): number[] {
-  const h = [0];
-  let cur = 0;
-  for (;;) {
-    let best = -1;
-    let bestSlope = 0;
-    for (let j = cur + 1; j < opts.length; j++) {
-      const dc = opts[j]!.cost - opts[cur]!.cost;
-      const slope = (opts[cur]!.err - opts[j]!.err) / dc;
-      if (dc > 0 && slope > bestSlope) {
-        best = j;
-        bestSlope = slope;
-      }
+  const h: number[] = [];
+  for (let j = 0; j < opts.length; j++) {
+    const p = opts[j]!;
+    while (h.length >= 2) {
+      const o = opts[h[h.length - 2]!]!;
+      const a = opts[h[h.length - 1]!]!;
+      // Cross product of (a − o) and (p − o): negative when a lies above the segment o → p.
+      const cross = (a.cost - o.cost) * (p.err - o.err) - (a.err - o.err) * (p.cost - o.cost);
+      if (cross < 0) h.pop();
+      else break;
     }
-    if (best < 0) return h;
-    h.push(best);
-    cur = best;
+    h.push(j);
   }
+  let end = 1;
+  while (end < h.length && opts[h[end]!]!.err < opts[h[end - 1]!]!.err) end++;
+  return h.slice(0, end);
 }
 
 function choice(layer: RankLayer, o: Option, reason: string): RankChoice {
@@ -317,7 +319,8 @@ function greedy(choices: readonly (readonly Option[])[], all: readonly (readonly
 function allocateKeep(layers: readonly RankLayer[], keep: number): RankAllocation {
   const options = layers.map(optionsOf);
   const dense = layers.reduce((s, l) => s + denseParams(l), 0);
-  const budget = keep * dense;
+  // A fraction given as a decimal may land a hair under the integer it means (0.225 · 200 = 44.99…).
+  const budget = keep * dense * (1 + 1e-12);
   const min = options.reduce((s, o) => s + o[0]!.cost, 0);
   if (keep >= 1) return summarizeChoices(layers.map((l, i) => choice(l, options[i]!.at(-1)!, 'dense: the budget keeps every parameter')));
   if (min > budget) {
