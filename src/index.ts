@@ -103,6 +103,9 @@ export { momentsOfMap, momentsOfTargets, outputVariance, nmseOf, type Regression
 export { ReducedRank, DEFAULT_RCOND, type ReducedRankOptions, type RankFactors } from './factorize/reduced-rank.js';
 export { refineAls, type AlsResult } from './factorize/als.js';
 export { resolveRank } from './factorize/rank.js';
+export { allocateRanks, nmseCurve, denseParams, pairParams, maxCheaperIndex, type RankLayer, type RankBudget, type RankChoice, type RankAllocation } from './factorize/allocate.js';
+export { measureLayerLatency, latencySessionCount, clearLatencyCache, type MatMulShape, type ConvShape, type LatencyOptions, type LayerLatency } from './factorize/latency.js';
+export { autoRanks, defaultMeasure, type AutoLayer, type AutoChoice, type AutoOptions, type LatencyMeasure } from './factorize/auto-ranks.js';
 export { factorizeMatrix, solveLowRank, denseMap, type LinearMap, type SingleMap, type FactorizedMap, type MatrixSamples, type FactorizeOptions, type LowRankSolution, type MapSolution } from './factorize/factorize-matrix.js';
 export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, type ConvAttributes, type AutoPad } from './factorize/conv-geometry.js';
 export { ConvStats } from './factorize/conv-stats.js';
