@@ -10,7 +10,7 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import ort from 'onnxruntime-node';
 import { f16ToF32, f32ToF16 } from '../src/dtype.js';
-import { SafetensorsFile } from '../src/io/safetensors.js';
+import { SafetensorsFile, writeSafetensors } from '../src/io/safetensors.js';
 import { loadOnnx } from '../src/onnx/model.js';
 import { FIXTURES, assertAllClose, rng, runBasin } from './helpers.js';
 
@@ -175,4 +175,13 @@ test('audio front end [batch, samples]: guessed sizes are named with the fix; --
     const x = new ort.Tensor('float32', Float32Array.from({ length: 2 * n }, () => r() * 2 - 1), [2, n]);
     await assertSameFunction(mel, out, { input: x }, 'output', 1e-5);
   }
+});
+
+test('language-model data of one position per sample: interpolate says there is no next token to score (data_shape_mismatch naming the file), not a NaN loss', async () => {
+  const ids = path.join(tmp, 'ids-1pos.safetensors');
+  await writeSafetensors(ids, [{ name: 'input_ids', dtype: 'I64', shape: [3, 1], data: new Uint8Array(BigInt64Array.from([1n, 2n, 3n]).buffer) }]);
+  const r = await runBasin(['interpolate', field('field-tied-embedding-seed0.onnx'), field('field-tied-embedding-seed1.onnx'), '--data', ids, '--steps', '2']);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /error \[data_shape_mismatch\]: '[^']*ids-1pos\.safetensors': language modelling .* at least 2 positions; model input 'input_ids' gets 1/);
+  assert.doesNotMatch(r.stderr, /NaN/);
 });

@@ -211,6 +211,13 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, data: Da
             found: idDims,
           });
         }
+        if (idDims[1]! < 2) {
+          throw new BasinError('data_shape_mismatch', `${q(data.source)}: language modelling scores each next token, so every sample needs at least 2 positions; model input ${q(input.name)} gets ${idDims[1]}`, {
+            file: data.source,
+            tensor: input.name,
+            found: idDims,
+          });
+        }
         const m = mask ? b.feeds[mask.name] : undefined;
         accumulateLm(sums, logits, feedValues(ids), { count: b.count, length: idDims[1]!, mask: m ? feedValues(m) : undefined, name: output.name, source: data.source });
       } else {
@@ -221,6 +228,9 @@ export async function evaluate(modelOrSession: OnnxModel | OnnxSession, data: Da
     }
   } finally {
     if (session !== modelOrSession) await session.release();
+  }
+  if (sums.count === 0) {
+    throw new BasinError('data_shape_mismatch', `${q(data.source)}: nothing to score (${size === 0 ? 'the data set holds no samples' : 'every position is masked'})`, { file: data.source });
   }
   return finish(sums, task);
 }

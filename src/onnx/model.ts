@@ -638,7 +638,7 @@ function checkOpsets(proto: ModelProto, label: string, file: string | undefined)
     if (!KNOWN_DOMAINS.includes(domain) && !localDomains.has(domain)) {
       throw new BasinError(
         'onnx_unsupported_opset',
-        `${q(label)} imports operator domain ${q(domain)}, which basin does not know (known: ${KNOWN_DOMAINS.map((d) => q(d || 'ai.onnx')).join(', ')})`,
+        `${q(label)} imports operator domain ${q(domain)}, which basin does not know (known: ${KNOWN_DOMAINS.filter((d) => d !== '').map((d) => q(d)).join(', ')})`,
         { file, found: domain, expected: KNOWN_DOMAINS },
       );
     }
