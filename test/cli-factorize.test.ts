@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { loadOnnx } from '../src/onnx/model.js';
+import { createSession } from '../src/onnx/session.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { FIXTURES, runBasin } from './helpers.js';
+
+const MLP = path.join(FIXTURES, 'mlp_small_seed0.onnx');
+const TRAIN = path.join(FIXTURES, 'fmnist_train4k.safetensors');
+const TEST = path.join(FIXTURES, 'fmnist_test1k.safetensors');
+
+test('basin factorize: writes a smaller ONNX that runs, prints the per-layer table and before/after accuracy, writes the report', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-fact-'));
+  const out = path.join(dir, 'f.onnx');
+  const report = path.join(dir, 'r.json');
+  const r = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out, '--rank', '0.25', '--min-features', '128', '--stats-limit', '2000', '--eval', TEST, '--report', report]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /\/layers\.0\/Gemm\s+Gemm\s+784→128\s+32\s/);
+  assert.match(r.stdout, /\/head\/Gemm\s+Gemm\s+128→10\s+kept/);
+  // parameters counted from the shapes: two Linears at rank 32, the head unchanged
+  const before = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10;
+  const after = 32 * (784 + 128) + 128 + 32 * 256 + 128 + 1290;
+  assert.match(r.stdout, new RegExp(`parameters ${before} → ${after}`));
+  assert.match(r.stdout, /before\s+[\d.]+\s+0\.\d+/);
+  assert.match(r.stdout, /after\s+[\d.]+\s+0\.\d+/);
+  const rep = JSON.parse(readFileSync(report, 'utf8'));
+  assert.equal(rep.samples, 2000);
+  assert.equal(rep.params_after, after);
+  assert.ok(rep.evaluation.after.accuracy > rep.evaluation.before.accuracy - 0.01, JSON.stringify(rep.evaluation));
+  const m = await loadOnnx(out);
+  assert.equal(m.opset, 14);
+  assert.equal(m.proto.graph!.node!.filter((n) => n.opType === 'Gemm').length, 5);
+  const s = await createSession(m);
+  try {
+    const y = await s.run({ input: new Tensor([2, 784]) });
+    assert.deepEqual([...y.logits!.shape], [2, 10]);
+  } finally {
+    await s.release();
+  }
+});
+
+test('basin factorize: bad input stops before any work with the error code and nothing written', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-fact-'));
+  const out = path.join(dir, 'f.onnx');
+  const none = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out, '--rank', '0.25']);
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /\[nothing_to_factorize\].*--min-features 256/);
+  const bad = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out, '--rank', '2.5']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /\[invalid_argument\].*--rank/);
+  const noRank = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out]);
+  assert.equal(noRank.code, 1);
+  assert.match(noRank.stderr, /\[invalid_argument\].*--rank/);
+  const self = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', MLP, '--rank', '8', '--min-features', '1']);
+  assert.equal(self.code, 1);
+  assert.match(self.stderr, /\[output_conflict\]/);
+  const ext = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', path.join(dir, 'f.safetensors'), '--rank', '8']);
+  assert.equal(ext.code, 1);
+  assert.match(ext.stderr, /\[invalid_argument\].*\.onnx/);
+  for (const x of [none, bad, noRank, self, ext]) assert.doesNotMatch(x.stderr, /\n\s+at /, 'no stack trace');
+  assert.equal(existsSync(out), false);
+});
