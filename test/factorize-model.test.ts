@@ -4,7 +4,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { factorizeModel } from '../src/factorize/factorize-model.js';
-import { GraphBuilder } from '../src/onnx/build.js';
+import { GraphBuilder, attr } from '../src/onnx/build.js';
 import { loadOnnx, type OnnxModel } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
@@ -183,6 +183,30 @@ test('an exactly low-rank MatMul+Add and a low-rank strided grouped Conv are rec
   // parameters: 2 groups × (2·36 + 8·2), bias 16
   assert.equal(cres.layers[0]!.paramsAfter, 4 * 36 + 16 * 2 + 16);
   assert.equal(cres.paramsAfter, 4 * 36 + 16 * 2 + 16);
+});
+
+test('planted low-rank layers behind a 3-D MatMul input and a Gemm with alpha, beta and transB = 0 are recovered exactly', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-fact-'));
+  const r = rng(11);
+  // x [batch, 5, 40] → MatMul W [40, 36] of rank 4 (+ Add bias) → Flatten → Gemm alpha 0.5, beta 2, B [180, 20] of rank 3
+  const g = new GraphBuilder(17);
+  g.input('input', ['batch', 5, 40]);
+  g.initializer('w', new Tensor([40, 36], lowRank(40, 36, 4, r)));
+  g.initializer('b', new Tensor([36], Float32Array.from({ length: 36 }, () => randn(r))));
+  g.initializer('gw', new Tensor([180, 20], lowRank(180, 20, 3, r)));
+  g.initializer('gc', new Tensor([20], Float32Array.from({ length: 20 }, () => randn(r))));
+  g.node('MatMul', ['input', 'w'], ['m']).node('Add', ['m', 'b'], ['a']).node('Relu', ['a'], ['h']).node('Flatten', ['h'], ['f'], { axis: 1 });
+  g.node('Gemm', ['f', 'gw', 'gc'], ['y'], { alpha: attr.float(0.5), beta: attr.float(2), transB: 0 });
+  g.output('y', ['batch', 20]);
+  const model = g.build();
+  const data = await randomData(dir, 200, [5, 40], 3);
+  const res = await factorizeModel(model, data, { rank: 4, minFeatures: 16 });
+  assert.deepEqual(res.layers.map((l) => [l.op, l.rank]), [['MatMul', 4], ['Gemm', 4]]);
+  for (const l of res.layers) assert.ok(l.nmse! < 1e-9, `${l.name} nmse ${l.nmse}`);
+  assert.equal(res.layers[0]!.macsBefore, 5 * 40 * 36); // 5 rows per sample
+  assert.equal(res.layers[0]!.macsAfter, 5 * 4 * (40 + 36));
+  const x = new Tensor([6, 5, 40], Float32Array.from({ length: 6 * 200 }, () => randn(r)));
+  assertAllClose(await outputsOf(res.model, x), await outputsOf(model, x), { rtol: 1e-4, atol: 1e-4 });
 });
 
 test('a layer whose rank is >= min(in, out) is left alone and reported so', async () => {
