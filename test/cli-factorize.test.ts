@@ -24,11 +24,13 @@ test('basin factorize: writes a smaller ONNX that runs, prints the per-layer tab
   const before = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10;
   const after = 32 * (784 + 128) + 128 + 32 * 256 + 128 + 1290;
   assert.match(r.stdout, new RegExp(`parameters ${before} → ${after}`));
+  assert.match(r.stdout, /output 'logits' nmse against the original on the first calibration batch: \d\.\d+e-\d/);
   assert.match(r.stdout, /before\s+[\d.]+\s+0\.\d+/);
   assert.match(r.stdout, /after\s+[\d.]+\s+0\.\d+/);
   const rep = JSON.parse(readFileSync(report, 'utf8'));
   assert.equal(rep.samples, 2000);
   assert.equal(rep.params_after, after);
+  assert.ok(rep.output_nmse.logits < 0.01);
   assert.ok(rep.evaluation.after.accuracy > rep.evaluation.before.accuracy - 0.01, JSON.stringify(rep.evaluation));
   const m = await loadOnnx(out);
   assert.equal(m.opset, 14);

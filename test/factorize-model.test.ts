@@ -106,6 +106,7 @@ test('factorizeModel on the fixture MLP: the rewritten graph computes the return
     let norm = 0;
     for (let i = 0; i < ref.length; i++) (err += (ref[i]! - logits[i]!) ** 2), (norm += ref[i]! ** 2);
     assert.ok(err / norm < 0.05, `relative logit error ${err / norm}`);
+    assert.ok(r.outputNmse.logits! > 0 && r.outputNmse.logits! < 0.01, `output nmse ${r.outputNmse.logits}`);
   } finally {
     await s0.release();
   }
@@ -159,6 +160,7 @@ test('an exactly low-rank MatMul+Add and a low-rank strided grouped Conv are rec
   assert.deepEqual(res.layers.map((l) => l.rank), [8, 8]);
   for (const l of res.layers) assert.ok(l.nmse! < 1e-9, `${l.name} nmse ${l.nmse}`);
   assert.ok(!res.model.proto.graph!.node!.some((nd) => nd.input?.includes('w1') || nd.input?.includes('b1')));
+  assert.ok(res.outputNmse.y! < 1e-9, `model output nmse ${res.outputNmse.y}`);
   const x = new Tensor([20, 64], Float32Array.from({ length: 20 * 64 }, () => randn(r)));
   assertAllClose(await outputsOf(res.model, x), await outputsOf(model, x), { rtol: 1e-4, atol: 1e-4 });
 

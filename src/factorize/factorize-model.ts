@@ -11,7 +11,8 @@
  * ceil(fanIn·out / (fanIn + out) − 1) (the pair would cost more multiply-adds than the layer).
  */
 import { BasinError, q } from '../errors.js';
-import { openFeeds, type OpenFeedsOptions } from '../data/feed-source.js';
+import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
+import { createSession } from '../onnx/session.js';
 import { openEvalData } from '../eval/eval-data.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { EvalResult, EvalTask } from '../eval/metrics.js';
@@ -83,6 +84,12 @@ export interface FactorizeModelResult {
   paramsAfter: number;
   /** Calibration samples used. */
   samples: number;
+  /**
+   * The whole model's error on the first calibration batch (up to 64 samples), per graph output: MSE of the
+   * factorized model's output against the original's, divided by the original output's variance. Running it
+   * also checks that the output loads and runs in onnxruntime.
+   */
+  outputNmse: Record<string, number>;
   evaluation?: { task: EvalTask; before: EvalResult; after: EvalResult };
 }
 
@@ -132,6 +139,38 @@ function layerParams(l: FactorizableLayer, r: number | null): { before: number; 
   const perRowBefore = fi * l.outFeatures; // = weight numel (grouped: O · C/g · kh · kw)
   const perRowAfter = r === null ? perRowBefore : r * fi + l.outFeatures * (r / groups);
   return { before: perRowBefore + bias, after: perRowAfter + (r === null ? bias : l.outFeatures), perRowBefore, perRowAfter };
+}
+
+/** MSE / variance of each float output of `after` against `before` on the first batch of `feeds`. */
+async function compareOutputs(before: OnnxModel, after: OnnxModel, feeds: FeedSource): Promise<Record<string, number>> {
+  const a = await createSession(before);
+  const b = await createSession(after);
+  const res: Record<string, number> = {};
+  try {
+    for await (const batch of feeds.batches(64)) {
+      const ya = await a.run(batch);
+      const yb = await b.run(batch);
+      for (const [name, t] of Object.entries(ya)) {
+        const u = yb[name];
+        if (!u || u.data.length !== t.data.length || t.data.length === 0) continue;
+        let mean = 0;
+        for (const v of t.data) mean += v;
+        mean /= t.data.length;
+        let err = 0;
+        let vari = 0;
+        for (let i = 0; i < t.data.length; i++) {
+          err += (t.data[i]! - u.data[i]!) ** 2;
+          vari += (t.data[i]! - mean) ** 2;
+        }
+        res[name] = vari > 0 ? err / vari : err === 0 ? 0 : Infinity;
+      }
+      break;
+    }
+  } finally {
+    await a.release();
+    await b.release();
+  }
+  return res;
 }
 
 /**
@@ -237,10 +276,11 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
     return { name: l.name, op: l.op, weightShape: [...model.weightInfo(l.weight).shape], inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: null, nmse: null, kept: why.get(l) ?? 'not selected', paramsBefore: p.before, paramsAfter: p.before, macsBefore: null, macsAfter: null };
   });
   const out = rewriteFactorized(model, replacements);
+  const outputNmse = await compareOutputs(model, out, feeds);
   let evaluation: FactorizeModelResult['evaluation'];
   if (test) {
     say(`evaluating before and after on ${q(opts.eval!.data)}`);
     evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(out, test.data, { task: test.task }) };
   }
-  return { model: out, layers, paramsBefore: modelParams(model), paramsAfter: modelParams(out), samples: feeds.size, evaluation };
+  return { model: out, layers, paramsBefore: modelParams(model), paramsAfter: modelParams(out), samples: feeds.size, outputNmse, evaluation };
 }

@@ -87,6 +87,7 @@ export function register(program: Command): void {
       ]);
       out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', 'note'], rows) + '\n');
       out(`parameters ${r.paramsBefore} → ${r.paramsAfter} (${(r.paramsAfter / r.paramsBefore).toFixed(3)}x)\n`);
+      for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the original on the first calibration batch: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
         const { task, before, after } = r.evaluation;
         out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, task === 'lm' ? 'next-token accuracy' : 'accuracy'], [['before', before.loss, before.accuracy], ['after', after.loss, after.accuracy]], { digits: 4 }) + '\n');
@@ -99,6 +100,7 @@ export function register(program: Command): void {
           samples: r.samples,
           params_before: r.paramsBefore,
           params_after: r.paramsAfter,
+          output_nmse: r.outputNmse,
           layers: r.layers,
           evaluation: r.evaluation ?? null,
         });
