@@ -4,6 +4,8 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadOnnx } from '../src/onnx/model.js';
+import { GraphBuilder } from '../src/onnx/build.js';
+import { writeSafetensors } from '../src/io/safetensors.js';
 import { createSession } from '../src/onnx/session.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { FIXTURES, runBasin } from './helpers.js';
@@ -64,4 +66,21 @@ test('basin factorize: bad input stops before any work with the error code and n
   assert.match(ext.stderr, /\[invalid_argument\].*\.onnx/);
   for (const x of [none, bad, noRank, self, ext]) assert.doesNotMatch(x.stderr, /\n\s+at /, 'no stack trace');
   assert.equal(existsSync(out), false);
+});
+
+test('basin factorize: a node name carrying ESC and CR is printed escaped (no raw control characters on stdout or stderr)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-fact-'));
+  const g = new GraphBuilder(17);
+  g.input('input', ['batch', 16]);
+  g.initializer('w', new Tensor([16, 12], Float32Array.from({ length: 192 }, (_, i) => Math.sin(i))));
+  g.node('MatMul', ['input', 'w'], ['y'], {}, { name: 'evil\u001b[2K\rname' });
+  g.output('y', ['batch', 12]);
+  const model = path.join(dir, 'm.onnx');
+  await g.build().save(model);
+  const data = path.join(dir, 'x.safetensors');
+  await writeSafetensors(data, [{ name: 'input', dtype: 'F32', shape: [50, 16], data: Float32Array.from({ length: 800 }, (_, i) => Math.cos(i * 0.37)) }]);
+  const r = await runBasin(['factorize', model, '--data', data, '-o', path.join(dir, 'f.onnx'), '--rank', '4', '--min-features', '8']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /evil\\x1b\[2K\\x0dname/);
+  assert.doesNotMatch(r.stdout + r.stderr, /[\u001b\r]/);
 });

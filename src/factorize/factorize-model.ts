@@ -212,7 +212,7 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
   const test = opts.eval ? await openEvalData(opts.eval.data, model, { task: opts.eval.task, labelName: opts.eval.labelName, inputName: opts.feed?.inputName, dims: opts.feed?.dims, inputs: opts.feed?.inputs }) : undefined;
 
   say(`capturing the inputs of ${toCapture.length} layer(s) on ${feeds.size} calibration sample(s) of ${q(feeds.source)}`);
-  const stats = toCapture.length > 0 ? await captureLayerStats(model, toCapture, feeds, { batchSize: opts.batchSize, onProgress: (d, t) => say(`  ${d}/${t} samples`) }) : [];
+  const stats = toCapture.length > 0 ? await captureLayerStats(model, toCapture, feeds, { batchSize: opts.batchSize, onProgress: (d, t) => (d === t || Math.floor((4 * d) / t) > Math.floor((4 * (d - (opts.batchSize ?? 256))) / t)) && say(`  ${d}/${t} samples`) }) : [];
   const choices = new Map<FactorizableLayer, RankChoice>();
   if (uniform) selected.forEach((l, i) => choices.set(l, uniform[i]!));
   else {

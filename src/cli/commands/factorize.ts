@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
-import { BasinError, q } from '../../errors.js';
+import { BasinError, escapeControl, q } from '../../errors.js';
 import { loadOnnx, saveOnnx } from '../../onnx/model.js';
 import { factorizeModel } from '../../factorize/factorize-model.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
@@ -77,7 +77,7 @@ export function register(program: Command): void {
       await saveOnnx(r.model, o.out);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       const rows = r.layers.map((l) => [
-        l.name,
+        escapeControl(l.name),
         l.op,
         `${l.inFeatures}→${l.outFeatures}`,
         l.rank === null ? 'kept' : String(l.rank),
