@@ -44,6 +44,7 @@ export type BasinErrorCode =
   | 'shape_mismatch'
   | 'verify_failed'
   | 'nothing_to_align'
+  | 'nothing_to_factorize'
   | 'too_large'
   // generic bad argument
   | 'invalid_argument';

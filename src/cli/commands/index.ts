@@ -15,4 +15,5 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   interpolate: () => import('./interpolate.js'),
   merge: () => import('./merge.js'),
   spec: () => import('./spec.js'),
+  factorize: () => import('./factorize.js'),
 };

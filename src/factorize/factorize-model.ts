@@ -1,0 +1,286 @@
+/**
+ * factorizeModel: the library call behind `basin factorize`. Find the factorizable layers of an ONNX model
+ * (layers.ts), select them (Composer's --min-features / --min-channels), check the rank request, stream each
+ * selected layer's input statistics over the calibration data (capture.ts), choose a rank per layer (a
+ * `RankPolicy`: the uniform `--rank R` of Composer by default; a budget allocator plugs in here), factorize each
+ * layer with the core (factorizeMatrix / factorizeConv) and write the pairs into the graph (rewrite.ts).
+ *
+ * Rank as Composer's modules resolve it: an integer r, or a fraction f of min(in, out) (channels for a Conv),
+ * floored; for a grouped Conv rounded down to a multiple of the group count. A layer is left alone, and reported
+ * with the reason, when its rank is >= min(in, out) (nothing to shrink) or above Composer's break-even rank
+ * ceil(fanIn·out / (fanIn + out) − 1) (the pair would cost more multiply-adds than the layer).
+ */
+import { BasinError, q } from '../errors.js';
+import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
+import { createSession } from '../onnx/session.js';
+import { openEvalData } from '../eval/eval-data.js';
+import { evaluate } from '../eval/evaluate.js';
+import type { EvalResult, EvalTask } from '../eval/metrics.js';
+import type { OnnxModel } from '../onnx/model.js';
+import { captureLayerStats, type LayerStats } from './capture.js';
+import { fanIn } from './conv-geometry.js';
+import { ConvStats } from './conv-stats.js';
+import { factorizeConv } from './factorize-conv.js';
+import { factorizeMatrix } from './factorize-matrix.js';
+import { findLayers, layerLabel, selectLayers, type FactorizableLayer } from './layers.js';
+import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
+
+/** A rank for a layer, or why it is left alone. */
+export type RankChoice = { rank: number } | { keep: string };
+
+/**
+ * The seam where ranks are chosen: given the selected layers with their input statistics (from which
+ * `ReducedRank.fit(...).residualCurve()` gives the error at every rank), a rank or a reason per layer, same order.
+ */
+export type RankPolicy = (layers: readonly LayerStats[]) => Promise<RankChoice[]>;
+
+/** Per-layer facts of the report. */
+export interface FactorizedLayerReport {
+  name: string;
+  op: 'Gemm' | 'MatMul' | 'Conv';
+  /** The weight's shape as stored. */
+  weightShape: number[];
+  inFeatures: number;
+  outFeatures: number;
+  /** Latent width, or null when the layer was kept. */
+  rank: number | null;
+  /** MSE / var(Y) of the pair on the calibration data, or null when kept. */
+  nmse: number | null;
+  /** Why the layer was kept as it is (undefined when factorized). */
+  kept?: string;
+  paramsBefore: number;
+  paramsAfter: number;
+  /** Multiply-adds per sample (rows / output positions per calibration sample); null for layers not captured. */
+  macsBefore: number | null;
+  macsAfter: number | null;
+}
+
+export interface FactorizeModelOptions {
+  /** `--rank`: an integer latent width, or a fraction of min(in, out) in (0, 1). Ignored when `policy` is given. */
+  rank?: number;
+  /** Choose ranks after the statistics are taken (a budget allocator); default: uniform `rank`. */
+  policy?: RankPolicy;
+  /** Composer's thresholds (default 256 each). */
+  minFeatures?: number;
+  minChannels?: number;
+  /** Leave out the first and last factorizable layers. */
+  skipEnds?: boolean;
+  /** ALS iterations (default 3). */
+  iters?: number;
+  /** The one data feed's options (limit = calibration samples, default 2000). */
+  feed?: OpenFeedsOptions;
+  /** Samples per onnxruntime run while capturing (default 256). */
+  batchSize?: number;
+  /** Loss/accuracy before and after on this data. */
+  eval?: { data: string; task?: EvalTask | 'auto'; labelName?: string };
+  onProgress?: (message: string) => void;
+}
+
+export interface FactorizeModelResult {
+  model: OnnxModel;
+  /** Every factorizable layer found (selected or not), in graph order. */
+  layers: FactorizedLayerReport[];
+  paramsBefore: number;
+  paramsAfter: number;
+  /** Calibration samples used. */
+  samples: number;
+  /**
+   * The whole model's error on the first calibration batch (up to 64 samples), per graph output: MSE of the
+   * factorized model's output against the original's, divided by the original output's variance. Running it
+   * also checks that the output loads and runs in onnxruntime.
+   */
+  outputNmse: Record<string, number>;
+  evaluation?: { task: EvalTask; before: EvalResult; after: EvalResult };
+}
+
+/** Composer's largest rank at which the pair has fewer multiply-adds than the layer. */
+export function breakEvenRank(fanInSize: number, out: number): number {
+  return Math.ceil((fanInSize * out) / (fanInSize + out) - 1);
+}
+
+/**
+ * Check a `--rank` value. Errors: 'invalid_argument' for a rank that is not a positive integer or a fraction in (0, 1).
+ */
+export function checkRankRequest(rank: number): void {
+  if (typeof rank !== 'number' || !Number.isFinite(rank) || rank <= 0 || (rank >= 1 && !Number.isSafeInteger(rank))) {
+    throw new BasinError('invalid_argument', `rank must be an integer >= 1 or a fraction in (0, 1), got ${String(rank)}`, { option: '--rank', found: rank });
+  }
+}
+
+/** Composer's rank for one layer (see the header), or why it is kept. */
+export function uniformRank(layer: FactorizableLayer, rank: number): RankChoice {
+  const width = Math.min(layer.inFeatures, layer.outFeatures);
+  const groups = layer.op === 'Conv' ? layer.geometry.groups : 1;
+  let k = rank < 1 ? Math.floor(rank * width) : rank;
+  k -= k % groups;
+  if (k < 1) return { keep: `rank ${rank} of min(in, out) ${width} rounds down to 0${groups > 1 ? ` channels in multiples of group ${groups}` : ''}` };
+  if (k >= width) return { keep: `rank ${k} >= min(in, out) = ${width}: factorizing cannot shrink it` };
+  const fi = layer.op === 'Conv' ? fanIn(layer.geometry) : layer.inFeatures;
+  const even = breakEvenRank(fi, layer.outFeatures / groups) * groups;
+  if (k > even) return { keep: `rank ${k} is above the break-even rank ${even}: the pair would not have fewer multiply-adds` };
+  return { rank: k };
+}
+
+function numel(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+function modelParams(model: OnnxModel): number {
+  let n = 0;
+  for (const w of model.weights()) n += numel(model.weightInfo(w).shape);
+  return n;
+}
+
+/** Weight parameters of a layer and of its pair at rank r (bias counted once on both sides). */
+function layerParams(l: FactorizableLayer, r: number | null): { before: number; after: number; perRowBefore: number; perRowAfter: number } {
+  const bias = l.bias !== undefined ? l.outFeatures : 0;
+  const fi = l.op === 'Conv' ? fanIn(l.geometry) : l.inFeatures;
+  const groups = l.op === 'Conv' ? l.geometry.groups : 1;
+  const perRowBefore = fi * l.outFeatures; // = weight numel (grouped: O · C/g · kh · kw)
+  const perRowAfter = r === null ? perRowBefore : r * fi + l.outFeatures * (r / groups);
+  return { before: perRowBefore + bias, after: perRowAfter + (r === null ? bias : l.outFeatures), perRowBefore, perRowAfter };
+}
+
+/** MSE / variance of each float output of `after` against `before` on the first batch of `feeds`. */
+async function compareOutputs(before: OnnxModel, after: OnnxModel, feeds: FeedSource): Promise<Record<string, number>> {
+  const a = await createSession(before);
+  const b = await createSession(after);
+  const res: Record<string, number> = {};
+  try {
+    for await (const batch of feeds.batches(64)) {
+      const ya = await a.run(batch);
+      const yb = await b.run(batch);
+      for (const [name, t] of Object.entries(ya)) {
+        const u = yb[name];
+        if (!u || u.data.length !== t.data.length || t.data.length === 0) continue;
+        let mean = 0;
+        for (const v of t.data) mean += v;
+        mean /= t.data.length;
+        let err = 0;
+        let vari = 0;
+        for (let i = 0; i < t.data.length; i++) {
+          err += (t.data[i]! - u.data[i]!) ** 2;
+          vari += (t.data[i]! - mean) ** 2;
+        }
+        res[name] = vari > 0 ? err / vari : err === 0 ? 0 : Infinity;
+      }
+      break;
+    }
+  } finally {
+    await a.release();
+    await b.release();
+  }
+  return res;
+}
+
+/**
+ * Factorize the selected layers of `model` on the calibration data at `data` (see the header).
+ *
+ * Errors, all before any activation is computed: 'invalid_argument' for a bad rank, iters or thresholds;
+ * 'nothing_to_factorize' when no layer qualifies (naming the thresholds and the widest layers found); the data
+ * feed's errors (file_not_found, data_invalid, data_shape_mismatch, ...). Then the core's and onnxruntime's.
+ */
+export async function factorizeModel(model: OnnxModel, data: string, opts: FactorizeModelOptions = {}): Promise<FactorizeModelResult> {
+  const say = opts.onProgress ?? (() => undefined);
+  const iters = opts.iters ?? 3;
+  if (!(Number.isSafeInteger(iters) && iters >= 0 && iters <= 1000)) {
+    throw new BasinError('invalid_argument', `iters must be an integer in [0, 1000], got ${String(iters)}`, { option: '--iters', found: iters });
+  }
+  if (!opts.policy) {
+    if (opts.rank === undefined) throw new BasinError('invalid_argument', 'give a rank (--rank R: an integer, or a fraction of min(in, out))', { option: '--rank' });
+    checkRankRequest(opts.rank);
+  }
+  const all = findLayers(model);
+  const label = model.path ?? '(in-memory model)';
+  if (all.length === 0) {
+    throw new BasinError('nothing_to_factorize', `${q(label)} has no factorizable layer (Gemm, MatMul with a constant 2-D weight, or 2-D Conv with constant weights)`, { file: model.path });
+  }
+  const { selected, skipped } = selectLayers(all, { minFeatures: opts.minFeatures, minChannels: opts.minChannels, skipEnds: opts.skipEnds });
+  if (selected.length === 0) {
+    const widest = [...all].sort((a, b) => Math.min(b.inFeatures, b.outFeatures) - Math.min(a.inFeatures, a.outFeatures)).slice(0, 3);
+    throw new BasinError(
+      'nothing_to_factorize',
+      `${q(label)}: no layer qualifies: --min-features ${opts.minFeatures ?? 256} (Gemm/MatMul, min(in, out)) and --min-channels ${opts.minChannels ?? 256} (Conv)` +
+        `${opts.skipEnds ? ', first and last layers left out' : ''}; the widest of its ${all.length} layer(s): ${widest.map(layerLabel).join(', ')}. Lower the thresholds to include them`,
+      { file: model.path, expected: { minFeatures: opts.minFeatures ?? 256, minChannels: opts.minChannels ?? 256 } },
+    );
+  }
+  // A uniform rank is decided from shapes alone: layers it keeps are not even captured.
+  const uniform = opts.policy ? undefined : selected.map((l) => uniformRank(l, opts.rank!));
+  const toCapture = uniform ? selected.filter((_, i) => 'rank' in uniform[i]!) : selected;
+  const feeds = await openFeeds(data, model, { limit: 2000, ...opts.feed });
+  const test = opts.eval ? await openEvalData(opts.eval.data, model, { task: opts.eval.task, labelName: opts.eval.labelName, inputName: opts.feed?.inputName, dims: opts.feed?.dims, inputs: opts.feed?.inputs }) : undefined;
+
+  say(`capturing the inputs of ${toCapture.length} layer(s) on ${feeds.size} calibration sample(s) of ${q(feeds.source)}`);
+  const stats = toCapture.length > 0 ? await captureLayerStats(model, toCapture, feeds, { batchSize: opts.batchSize, onProgress: (d, t) => (d === t || Math.floor((4 * d) / t) > Math.floor((4 * (d - (opts.batchSize ?? 256))) / t)) && say(`  ${d}/${t} samples`) }) : [];
+  const choices = new Map<FactorizableLayer, RankChoice>();
+  if (uniform) selected.forEach((l, i) => choices.set(l, uniform[i]!));
+  else {
+    const got = await opts.policy!(stats);
+    stats.forEach((s, i) => choices.set(s.layer, got[i] ?? { keep: 'no rank chosen' }));
+  }
+
+  const reports = new Map<FactorizableLayer, FactorizedLayerReport>();
+  const replacements: LayerReplacement[] = [];
+  for (const { layer, stats: st } of stats) {
+    const choice = choices.get(layer)!;
+    if (!('rank' in choice)) continue;
+    say(`factorizing ${layerLabel(layer)} to rank ${choice.rank}`);
+    const w = model.getFloat32(layer.weight);
+    const b = layer.bias !== undefined ? model.getFloat32(layer.bias) : undefined;
+    let rep: LayerReplacement | undefined;
+    let nmse: number;
+    if (st instanceof ConvStats) {
+      const bias = b ? Float64Array.from(b.data) : undefined;
+      const sol = await factorizeConv(st, { w: Float64Array.from(w.data), bias }, choice.rank, { iters, layer: layer.name });
+      nmse = sol.nmse;
+      if (sol.kind === 'factorized' && sol.wb) rep = { layer, rank: sol.rank, wa: sol.wa, wb: sol.wb, bias: sol.bias };
+    } else if (layer.op !== 'Conv') {
+      const { inFeatures: d, outFeatures: m } = layer;
+      const wm = new Float64Array(d * m); // [in, out], alpha folded in
+      for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) wm[i * m + j] = layer.alpha * (layer.transB ? w.data[j * d + i]! : w.data[i * m + j]!);
+      let bias: Float64Array | undefined;
+      if (b) {
+        bias = new Float64Array(m);
+        for (let j = 0; j < m; j++) bias[j] = layer.beta * (b.data.length === 1 ? b.data[0]! : b.data[j]!);
+      }
+      const sol = await factorizeMatrix(st, { w: wm, inFeatures: d, outFeatures: m, bias }, choice.rank, { iters, layer: layer.name });
+      nmse = sol.nmse;
+      if (sol.kind === 'factorized' && sol.wb) rep = { layer, rank: sol.rank, wa: sol.wa, wb: sol.wb, bias: sol.bias };
+    } else continue;
+    if (rep) replacements.push(rep);
+    const rowsPerSample = st.count / feeds.size;
+    const p = layerParams(layer, rep ? rep.rank : null);
+    reports.set(layer, {
+      name: layer.name,
+      op: layer.op,
+      weightShape: [...w.shape],
+      inFeatures: layer.inFeatures,
+      outFeatures: layer.outFeatures,
+      rank: rep ? rep.rank : null,
+      nmse: rep ? nmse : null,
+      kept: rep ? undefined : 'the core left it as it is',
+      paramsBefore: p.before,
+      paramsAfter: p.after,
+      macsBefore: Math.round(p.perRowBefore * rowsPerSample),
+      macsAfter: Math.round(p.perRowAfter * rowsPerSample),
+    });
+    say(`  nmse ${nmse.toPrecision(4)}`);
+  }
+  const why = new Map<FactorizableLayer, string>(skipped.map((s) => [s.layer, s.reason]));
+  for (const [l, c] of choices) if ('keep' in c) why.set(l, c.keep);
+  const layers: FactorizedLayerReport[] = all.map((l) => {
+    const r = reports.get(l);
+    if (r) return r;
+    const p = layerParams(l, null);
+    return { name: l.name, op: l.op, weightShape: [...model.weightInfo(l.weight).shape], inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: null, nmse: null, kept: why.get(l) ?? 'not selected', paramsBefore: p.before, paramsAfter: p.before, macsBefore: null, macsAfter: null };
+  });
+  const out = rewriteFactorized(model, replacements);
+  const outputNmse = await compareOutputs(model, out, feeds);
+  let evaluation: FactorizeModelResult['evaluation'];
+  if (test) {
+    say(`evaluating before and after on ${q(opts.eval!.data)}`);
+    evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(out, test.data, { task: test.task }) };
+  }
+  return { model: out, layers, paramsBefore: modelParams(model), paramsAfter: modelParams(out), samples: feeds.size, outputNmse, evaluation };
+}
