@@ -110,5 +110,5 @@ export { factorizeMatrix, solveLowRank, denseMap, type LinearMap, type SingleMap
 export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, type ConvAttributes, type AutoPad } from './factorize/conv-geometry.js';
 export { ConvStats } from './factorize/conv-stats.js';
 export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLowRankSolution } from './factorize/factorize-conv.js';
-export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type RankPolicy, type RankChoice } from './factorize/factorize-model.js';
+export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';

@@ -26,13 +26,13 @@ import { findLayers, layerLabel, selectLayers, type FactorizableLayer } from './
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 
 /** A rank for a layer, or why it is left alone. */
-export type RankChoice = { rank: number } | { keep: string };
+export type LayerRank = { rank: number } | { keep: string };
 
 /**
  * The seam where ranks are chosen: given the selected layers with their input statistics (from which
  * `ReducedRank.fit(...).residualCurve()` gives the error at every rank), a rank or a reason per layer, same order.
  */
-export type RankPolicy = (layers: readonly LayerStats[]) => Promise<RankChoice[]>;
+export type RankPolicy = (layers: readonly LayerStats[]) => Promise<LayerRank[]>;
 
 /** Per-layer facts of the report. */
 export interface FactorizedLayerReport {
@@ -108,7 +108,7 @@ export function checkRankRequest(rank: number): void {
 }
 
 /** Composer's rank for one layer (see the header), or why it is kept. */
-export function uniformRank(layer: FactorizableLayer, rank: number): RankChoice {
+export function uniformRank(layer: FactorizableLayer, rank: number): LayerRank {
   const width = Math.min(layer.inFeatures, layer.outFeatures);
   const groups = layer.op === 'Conv' ? layer.geometry.groups : 1;
   let k = rank < 1 ? Math.floor(rank * width) : rank;
@@ -213,7 +213,7 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
 
   say(`capturing the inputs of ${toCapture.length} layer(s) on ${feeds.size} calibration sample(s) of ${q(feeds.source)}`);
   const stats = toCapture.length > 0 ? await captureLayerStats(model, toCapture, feeds, { batchSize: opts.batchSize, onProgress: (d, t) => (d === t || Math.floor((4 * d) / t) > Math.floor((4 * (d - (opts.batchSize ?? 256))) / t)) && say(`  ${d}/${t} samples`) }) : [];
-  const choices = new Map<FactorizableLayer, RankChoice>();
+  const choices = new Map<FactorizableLayer, LayerRank>();
   if (uniform) selected.forEach((l, i) => choices.set(l, uniform[i]!));
   else {
     const got = await opts.policy!(stats);
