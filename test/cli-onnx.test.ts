@@ -64,7 +64,7 @@ test('verify reports different models with exit code 3; bad files get a clear er
   assert.match(v.stdout, /DIFFERENT/);
   const bad = await basin(['inspect', fx('mlp_small_seed0.safetensors')]);
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /basin: error \[onnx_invalid\]/);
+  assert.match(bad.stderr, /basin: error \[graph_required\]: basin inspect runs ONNX models, but '.*mlp_small_seed0\.safetensors' is a state_dict/);
   const mismatch = await basin(['align', fx('mlp_small_seed0.onnx'), fx('vit_small_seed0.onnx'), '-o', '/tmp/never.onnx']);
   assert.equal(mismatch.code, 1);
   assert.match(mismatch.stderr, /models_mismatch/);

@@ -122,7 +122,8 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         found: methodName,
       });
     }
-    if (method.readsActivations && opts.data === undefined) {
+    const hasInputs = Object.keys(opts.feed?.inputs ?? {}).length > 0;
+    if (method.readsActivations && opts.data === undefined && !hasInputs) {
       throw new BasinError('invalid_argument', `matching method ${q(methodName)} needs data (--data): inputs to run both models on`, { found: methodName });
     }
     // Float tensors of A and B (the graphs run on them; B's are verified against aligned B).
@@ -170,7 +171,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
       tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
     }
-    const data = typeof opts.data === 'string' && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
+    const data = (typeof opts.data === 'string' || (opts.data === undefined && hasInputs && method.readsActivations)) && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
       init: opts.init,
       seed: opts.seed,

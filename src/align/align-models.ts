@@ -67,7 +67,8 @@ export interface AlignModelsReport {
  */
 export async function alignModels(aPath: string, bPath: string, out: string, opts: AlignModelsOptions = {}): Promise<AlignModelsReport> {
   const methodName = opts.method ?? 'weight';
-  if (matchingMethod(methodName).readsActivations && !opts.data) throw new BasinError('invalid_argument', `--method ${methodName} needs --data (inputs to run both models on)`, { option: '--method', found: methodName });
+  const hasData = opts.data !== undefined || Object.keys(opts.inputs ?? {}).length > 0;
+  if (matchingMethod(methodName).readsActivations && !hasData) throw new BasinError('invalid_argument', `--method ${methodName} needs --data or --input NAME=FILE (inputs to run both models on)`, { option: '--method', found: methodName });
   if (outputFormat(out, [aPath, bPath]) === 'onnx' && !isOnnxPath(bPath)) {
     throw new BasinError('invalid_argument', `-o ${q(out)} asks for an ONNX model, but B is a state_dict: align writes a state_dict (.safetensors, .index.json or a folder); to get ONNX models, align their exports`, { option: '-o', found: out });
   }
@@ -81,14 +82,17 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
     const { checkDimNames, randomBatches } = await import('../data/feed.js');
+    const { openFeeds } = await import('../data/feed-source.js');
     const { verifySummary } = await import('../verify/verify.js');
     const a = await loadOnnx(aPath);
     const b = await loadOnnx(bPath);
-    const dims = opts.dims ?? {};
-    checkDimNames(a, dims);
+    checkDimNames(a, opts.dims ?? {});
+    // Dynamic sizes come from the data (--data, --input) when given, else --dim, else guessed.
+    const feed = hasData ? await openFeeds(opts.data, a, { dims: opts.dims, inputs: opts.inputs, limit: opts.limit }) : undefined;
+    const dims = feed?.dims ?? opts.dims ?? {};
     const started = performance.now();
     const batches = randomBatches(b, { count: 4, batch: 8, dims });
-    const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims }), {
+    const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
       feeds: () => batches,
       specLabel: opts.specLabel,
       init: opts.init,
@@ -96,8 +100,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       maxIter: opts.maxIter,
       onSweep: opts.onSweep,
       method: methodName,
-      data: opts.data,
-      feed: { dims, inputs: opts.inputs },
+      data: feed,
       limit: opts.limit,
     });
     say('info', `verified aligned B against B on ${verifySummary(r.verify)}`);
@@ -125,8 +128,16 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       spec: r.spec.toJson(),
     };
   }
-  if ((!opts.spec && !opts.arch && !opts.graph) || (opts.arch && opts.graph)) {
+  if (opts.arch && opts.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--graph' });
+  if (!opts.spec && !opts.arch && !opts.graph) {
     throw new BasinError('invalid_argument', 'safetensors checkpoints need --spec SPEC.json, --arch mlp or --graph MODEL.onnx (--spec with one of the others: your spec, verified on that architecture)', {});
+  }
+  if (matchingMethod(methodName).readsActivations && !opts.arch && !opts.graph) {
+    throw new BasinError(
+      'graph_required',
+      `--method ${methodName} runs both models, but ${q(aPath)} is a state_dict without a graph: pass --graph MODEL.onnx (an ONNX export of this architecture) or --arch mlp (a plain MLP)`,
+      { file: aPath, option: '--method' },
+    );
   }
   const spec = opts.spec ?? (opts.graph ? await (await import('../models/load.js')).stateDictSpecFromGraph(opts.graph, aPath) : 'mlp');
   const graph = opts.graph ? { onnx: opts.graph } : opts.arch ? ('mlp' as const) : undefined;
@@ -142,7 +153,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     specSource: opts.specLabel ?? opts.graph,
     method: methodName,
     data: opts.data,
-    feed: { inputs: opts.inputs },
+    feed: { inputs: opts.inputs, dims: opts.dims },
     limit: opts.limit,
     init: opts.init,
     seed: opts.seed,

@@ -43,10 +43,10 @@ export function dimOption(cmd: Command): Command {
 }
 
 /** Add the repeatable `--input name=file` option: a safetensors file feeding the model input `name`. */
-export function inputOption(cmd: Command): Command {
+export function inputOption(cmd: Command, help = 'feed model input NAME from this safetensors file (its tensor named NAME, or its only tensor); repeatable, with or instead of --data'): Command {
   return cmd.option(
     '--input <name=file>',
-    'feed model input NAME from this safetensors file (its tensor named NAME, or its only tensor); repeatable, with or instead of --data',
+    help,
     (v: string, prev: string[]) => [...prev, v],
     [] as string[],
   );

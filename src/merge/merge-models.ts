@@ -20,7 +20,8 @@ import { requireGraph, type LoadedModel } from '../models/load.js';
 import { modelSpec } from '../models/model-spec.js';
 import { openDataRef, type DataRef, type FeedOptions } from '../data/data-ref.js';
 import type { Dataset } from '../data/dataset.js';
-import type { FeedSource } from '../data/feed-source.js';
+import { openFeeds, type FeedSource } from '../data/feed-source.js';
+import { randomBatches } from '../data/feed.js';
 import { openEvalData } from '../eval/eval-data.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { EvalResult, EvalTask } from '../eval/metrics.js';
@@ -94,13 +95,18 @@ export async function mergeModels(models: readonly LoadedModel[], opts: MergeMod
     if (fix) requireGraph(m, fix.option);
     if (opts.eval) requireGraph(m, '--eval');
   }
-  if (method?.readsActivations && opts.data === undefined) throw new BasinError('invalid_argument', `--method ${methodName} needs --data TRAIN (inputs to run the models on)`, { option: '--method', found: methodName });
+  const hasInputs = Object.keys(opts.feed?.inputs ?? {}).length > 0;
+  if (method?.readsActivations && opts.data === undefined && !hasInputs) throw new BasinError('invalid_argument', `--method ${methodName} needs --data TRAIN or --input NAME=FILE (inputs to run the models on)`, { option: '--method', found: methodName });
   fix?.check(first.model, first.source.path);
   for (const m of models) checkFiniteWeights(m.model);
-  const spec = await modelSpec(first, { spec: opts.spec, specLabel: opts.specLabel, probe: opts.probe });
+  // Dynamic sizes come from the data (a data path, or --input files) when given, else the probe's --dim sizes.
+  const feed = first.graph !== null && (typeof opts.data === 'string' || (opts.data === undefined && hasInputs)) ? await openFeeds(opts.data, first.model, opts.feed) : undefined;
+  const dims = feed?.dims ?? opts.probe?.dims ?? opts.feed?.dims ?? {};
+  const probe: ProbeInputs = { dims, data: opts.probe?.data ?? feed };
+  const spec = await modelSpec(first, { spec: opts.spec, specLabel: opts.specLabel, probe });
   const warnings = method ? coverageWarnings(alignmentCoverage(spec.toJson(), weightShapes(first.model)), { what: 'the models', strict: opts.strict, fromSpec: Boolean(opts.spec) }) : [];
   for (const w of warnings) say('warning', w);
-  const data = method?.readsActivations ? await openDataRef(opts.data!, first.model, opts.feed) : undefined;
+  const data = method?.readsActivations ? (feed ?? (await openDataRef(opts.data!, first.model, opts.feed))) : undefined;
   const fixData = opts.correction ? await openDataRef(opts.correction.data, first.model, opts.feed) : undefined;
   const test = opts.eval
     ? typeof opts.eval.data === 'string'
@@ -112,7 +118,7 @@ export async function mergeModels(models: readonly LoadedModel[], opts: MergeMod
   say('step', `merging ${models.length} models (${methodName} matching, ${spec.free.length} permutation group(s))…`);
   const onnx = models.map((m) => m.model);
   const r = method
-    ? await mergeMany(onnx, spec, { weights: opts.weights, method: methodName, data, seed: opts.seed, maxIter: opts.maxIter ?? 20, verify: runnable ? undefined : false, onProgress: opts.onProgress })
+    ? await mergeMany(onnx, spec, { weights: opts.weights, method: methodName, data, seed: opts.seed, maxIter: opts.maxIter ?? 20, verify: runnable ? { feeds: () => randomBatches(first.model, { count: 4, batch: 8, dims }) } : false, onProgress: opts.onProgress })
     : { merged: averageModels(onnx, opts.weights), perms: onnx.map(() => identityAssignment(spec)), rounds: [] as number[], notes: [] as string[] };
   for (const n of r.notes) say('note', n);
   if (method && !runnable) say('note', `the aligned models are NOT verified: ${q(models.find((m) => m.graph === null)!.source.path)} has no graph to run them on (pass --graph MODEL.onnx, or --arch mlp for a plain MLP, to verify)`);

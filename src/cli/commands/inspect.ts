@@ -3,6 +3,7 @@ import { action, log, out as print, outJson, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { q } from '../../errors.js';
 import { loadOnnx } from '../../onnx/model.js';
+import { requireOnnxInput } from '../onnx-input.js';
 import { inferSpec } from '../../align/infer-spec.js';
 import { formatTable } from '../../report/table.js';
 import { dimOption, dimsOf, inputOption, inputsOf, openDataFeeds } from '../data-feeds.js';
@@ -22,6 +23,7 @@ export function register(program: Command): void {
           inputs: [{ path, what: 'the model' }, o.data ? { path: o.data, what: '--data' } : undefined, ...Object.values(inputsOf(o.input)).map((p) => ({ path: p, what: '--input' }))],
           outputs: [o.specOut !== undefined ? { path: o.specOut, what: '--spec-out' } : undefined],
         });
+        await requireOnnxInput(path, 'inspect');
         const model = await loadOnnx(path);
         const dims = dimsOf(model, o.dim);
         const data = await openDataFeeds(o.data, model, { limit: 2, inputName: o.inputName, dims, inputs: inputsOf(o.input) });

@@ -10,13 +10,14 @@ import { alphaGrid, interpolationStudy, midpoint, type InterpolationCurve } from
 import { interpolationChart } from '../../report/plot.js';
 import { writeChart } from '../../report/png.js';
 import { formatTable } from '../../report/table.js';
-import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
-import { correctionArg } from './merge.js';
+import { dimOption, feedArgs, inputFiles, inputOption } from '../data-feeds.js';
+import { BasinError } from '../../errors.js';
+import { correctionArg, methodArg } from './merge.js';
 
 interface Options {
-  data: string;
+  data?: string;
   steps: number;
-  align: MatchingMethodName | 'none';
+  align?: MatchingMethodName | 'none';
   method?: MatchingMethodName | 'none';
   alignData?: string;
   resetBn?: string;
@@ -54,10 +55,10 @@ export function register(program: Command): void {
     .description('loss and accuracy along (1-α)·A + α·B, naive and with B aligned, the barrier of each curve, and a chart')
     .argument('<A>', 'model (.onnx, or .safetensors: a plain MLP, or any architecture with --graph)')
     .argument('<B>', 'model of the same architecture')
-    .requiredOption('--data <path>', 'test data: labelled (safetensors input/label, .npy pair, MNIST idx folder), or token ids for a language model (safetensors, labels not needed)')
+    .option('--data <path>', 'test data (required): labelled (safetensors input/label, .npy pair, MNIST idx folder), or token ids for a language model (safetensors, labels not needed)')
     .option('--task <task>', 'what the loss scores: auto (lm for logits [N, T, V] of a model fed token ids) | classification | lm (next token, nats/token)', parseChoice('--task', ['auto', 'classification', 'lm'] as const), 'auto')
     .option('--steps <n>', 'number of α values from 0 to 1', parseIntOption('--steps', 2, 10001), 11)
-    .option('--align <method>', `align B first: ${MATCHING_METHOD_NAMES.join(' | ')} | none`, parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]), 'weight')
+    .option('--align <method>', `align B first: ${MATCHING_METHOD_NAMES.join(' | ')} | none`, parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]))
     .option('--method <method>', 'the same as --align (the name align and merge use)', parseChoice('--method', [...MATCHING_METHOD_NAMES, 'none' as const]))
     .option('--align-data <path>', 'data for --align activation (default: the --reset-bn/--repair data; no labels needed)')
     .option('--reset-bn <train>', 'recompute BatchNorm statistics of every merged model on this data (graphs that keep BatchNormalization)')
@@ -72,14 +73,21 @@ export function register(program: Command): void {
     .option('--input-name <name>', 'input tensor name in safetensors data', parseNonEmpty('--input-name'), 'input')
     .option('--label-name <name>', 'label tensor name in safetensors data', parseNonEmpty('--label-name'), 'label')
     .option('--seed <n>', 'seed for weight matching', parseIntOption('--seed', 0, 2 ** 32 - 1), 0);
-  feedOptions(cmd).action(
+  inputOption(
+    dimOption(cmd),
+    'feed model input NAME from this safetensors file alongside --data (the test data) and the --align-data/--reset-bn/--repair data, e.g. an attention_mask; repeatable',
+  ).action(
     action(async (aPath: string, bPath: string, o: Options) => {
+      if (o.data === undefined) {
+        throw new BasinError('invalid_argument', 'interpolate needs --data TEST (labelled test data, or token ids for a language model); --input NAME=FILE only adds model inputs alongside it', { option: '--data' });
+      }
+      const test = o.data;
       const fix = correctionArg(o);
       await checkOutputs({
         inputs: [
           { path: aPath, what: 'model A' },
           { path: bPath, what: 'model B' },
-          { path: o.data, what: '--data' },
+          { path: test, what: '--data' },
           o.alignData ? { path: o.alignData, what: '--align-data' } : undefined,
           o.resetBn ? { path: o.resetBn, what: '--reset-bn' } : undefined,
           o.repair ? { path: o.repair, what: '--repair' } : undefined,
@@ -95,10 +103,10 @@ export function register(program: Command): void {
       const b = await openModel(bPath, { graph: o.graph, arch: o.arch });
       const { dims, inputs } = feedArgs(a.graph ? a.model : undefined, o);
       const alphas = alphaGrid(o.steps);
-      const method = o.method ?? o.align;
+      const method = methodArg(o);
       const bar = progress('interpolating');
       const r = await interpolationStudy(a, b, {
-        test: o.data,
+        test,
         task: o.task,
         alphas,
         method,
@@ -120,7 +128,7 @@ export function register(program: Command): void {
         const svg = interpolationChart({
           title: 'Linear interpolation between two models',
           lossUnit: LOSS_UNIT[task],
-          subtitle: `${aPath.split('/').pop()} → ${bPath.split('/').pop()} · ${r.samples} samples of ${o.data.split('/').pop()} · ${alphas.length} values of α`,
+          subtitle: `${aPath.split('/').pop()} → ${bPath.split('/').pop()} · ${r.samples} samples of ${test.split('/').pop()} · ${alphas.length} values of α`,
           alphas,
           curves: curves.map((c) => ({ name: c.name, loss: c.points.map((p) => p.loss), accuracy: c.points.map((p) => p.accuracy), barrier: c.barrier })),
         });
@@ -131,7 +139,7 @@ export function register(program: Command): void {
         await writeJson(o.report, {
           a: aPath,
           b: bPath,
-          data: o.data,
+          data: test,
           samples: r.samples,
           task,
           loss_unit: LOSS_UNIT[task],

@@ -14,7 +14,7 @@ import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
 
 interface Options {
   out: string;
-  align: MatchingMethodName | 'none';
+  align?: MatchingMethodName | 'none';
   method?: MatchingMethodName | 'none';
   weights?: string;
   data?: string;
@@ -44,6 +44,17 @@ function parseWeights(s: string, n: number): number[] {
   return w;
 }
 
+/**
+ * `--method` or its older name `--align` (default 'weight').
+ * @throws BasinError invalid_argument when both are given and name different methods
+ */
+export function methodArg(o: { method?: MatchingMethodName | 'none'; align?: MatchingMethodName | 'none' }): MatchingMethodName | 'none' {
+  if (o.method !== undefined && o.align !== undefined && o.method !== o.align) {
+    throw new BasinError('invalid_argument', `--method ${q(o.method)} and --align ${q(o.align)} conflict: they are the same option (--align is the older name); give one`, { option: '--method', found: [o.method, o.align] });
+  }
+  return o.method ?? o.align ?? 'weight';
+}
+
 /** `--reset-bn TRAIN` / `--repair TRAIN`: a row of the corrections table and its data. */
 export function correctionArg(o: { resetBn?: string; repair?: string }): { name: CorrectionName; data: string } | undefined {
   if (o.resetBn && o.repair) throw new BasinError('invalid_argument', 'give one of --reset-bn and --repair, not both', { option: '--reset-bn' });
@@ -59,7 +70,7 @@ export function register(program: Command): void {
     .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors state_dicts: an MLP, any architecture with --graph, or weights only with --spec)')
     .requiredOption('-o, --out <path>', 'where to write the merged model: .onnx (a model), .safetensors / .index.json / a folder (a state_dict, each tensor in its source dtype)')
     .option('--method <method>', `matching method: ${MATCHING_METHOD_NAMES.join(' | ')} (activation needs --data) | none`, parseChoice('--method', [...MATCHING_METHOD_NAMES, 'none' as const]))
-    .option('--align <method>', 'the same as --method (older name)', parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]), 'weight')
+    .option('--align <method>', 'the same as --method (older name)', parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]))
     .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
     .option('--data <train>', 'data for activation matching (no labels needed; token ids, named inputs)')
     .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
@@ -79,7 +90,7 @@ export function register(program: Command): void {
   feedOptions(cmd).action(
     action(async (paths: string[], o: Options) => {
       if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
-      const method = o.method ?? o.align;
+      const method = methodArg(o);
       const fix = correctionArg(o);
       const weights = o.weights !== undefined ? parseWeights(o.weights, paths.length) : undefined;
       await checkOutputs({

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { action, out, parseIntOption } from '../common.js';
 import { loadOnnx } from '../../onnx/model.js';
+import { requireOnnxInput } from '../onnx-input.js';
 import { compareModels, describeDiff, type ValueDiff } from '../../verify/verify.js';
 import { randomFeeds } from '../../data/feed.js';
 import { formatTable } from '../../report/table.js';
@@ -21,6 +22,8 @@ export function register(program: Command): void {
     .option('--input-name <name>', "safetensors --data: the tensor holding the inputs when none is named after a model input (default 'input')");
   inputOption(dimOption(cmd)).action(
       action(async (aPath: string, bPath: string, o: { data?: string; limit: number; samples: number; inputName?: string; dim: string[]; input: string[] }) => {
+        await requireOnnxInput(aPath, 'verify');
+        await requireOnnxInput(bPath, 'verify');
         const a = await loadOnnx(aPath);
         const b = await loadOnnx(bPath);
         const dims = dimsOf(a, o.dim);
