@@ -11,8 +11,7 @@ import { terminalJson, terminalText } from '../report/terminal.js';
 export function printError(e: unknown): void {
   process.exitCode = 1;
   if (e instanceof BasinError) {
-    // names inside messages are escaped by q(); a newline basin itself put in a message continues it, indented
-    process.stderr.write(`basin: error [${e.code}]: ${terminalText(e.message).replace(/\t/g, ' ').replace(/\n/g, '\n  ')}\n`);
+    process.stderr.write(`basin: error [${e.code}]: ${terminalText(e.message, { singleLine: true })}\n`);
     return;
   }
   const why = e instanceof Error ? e.message : String(e);

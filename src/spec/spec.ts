@@ -303,14 +303,14 @@ function sizeError(
   const counts = new Map<number, number>();
   for (const u of list) counts.set(u.size, (counts.get(u.size) ?? 0) + 1);
   const majority = declaredSize ?? [...counts.entries()].sort((a, b) => b[1] - a[1])[0]![0];
-  const lines = list.map((u) => `  ${q(u.tensor)} axis ${u.axis}: size ${u.size}${u.size !== majority ? '   <- disagrees' : ''}`);
+  const lines = list.map((u) => `${q(u.tensor)} axis ${u.axis}: size ${u.size}${u.size !== majority ? '   <- disagrees' : ''}`);
   let hint = '';
   const culprit = list.find((u) => u.size !== majority);
   if (culprit) {
     const shape = shapes.get(culprit.tensor)!;
     if (shape.length === 2 && shape[1 - culprit.axis] === majority) {
       hint =
-        `\n${q(culprit.tensor)} has shape ${shapeStr(shape)}: its axis ${1 - culprit.axis} has size ${majority}. ` +
+        `. ${q(culprit.tensor)} has shape ${shapeStr(shape)}: its axis ${1 - culprit.axis} has size ${majority}. ` +
         'torch stores Linear weights as [out, in]: the output axis is 0 and the input axis is 1. ' +
         'A spec written for [in, out] kernels (JAX/Flax, the original Git Re-Basin code) has its axes swapped.';
     }
@@ -319,7 +319,7 @@ function sizeError(
     'spec_size_mismatch',
     `${where}: permutation ${q(perm)} must have one size, but its axes disagree` +
       (declaredSize !== undefined ? ` (declared size ${declaredSize})` : '') +
-      `:\n${lines.join('\n')}${hint}`,
+      `: ${lines.join('; ')}${hint}`,
     { perm, tensor: culprit?.tensor, axis: culprit?.axis, uses: list, expected: majority, found: culprit?.size },
   );
 }
