@@ -11,7 +11,7 @@
  */
 import { BasinError, q } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { allocateRanks, nmseCurve, type RankBudget, type RankChoice, type RankLayer } from './allocate.js';
+import { allocateRanks, denseParams, nmseCurve, type RankBudget, type RankChoice, type RankLayer } from './allocate.js';
 import { autoRanks, defaultMeasure, type AutoLayer, type AutoOptions, type LatencyMeasure } from './auto-ranks.js';
 import type { LayerStats } from './capture.js';
 import { fanIn } from './conv-geometry.js';
@@ -75,13 +75,26 @@ function toLayerRank(c: RankChoice & { denseMs?: number; factorizedMs?: number }
 
 /**
  * `--keep F` / `--max-nmse E`: allocateRanks over the selected layers' curves (see allocate.ts for the rules).
+ *
+ * The written pair always carries a bias (the fitted intercept ȳ − x̄ᵀM), also for a layer that had none, so the
+ * layers are given to the allocator with a bias, and F is scaled by (true dense parameters) / (dense parameters
+ * counted with a bias everywhere): the written layers then hold at most F of their true dense parameters (a layer
+ * without a bias that stays dense is counted with one: conservative).
+ *
  * Errors: allocateRanks' ('invalid_argument' for F outside (0, 1] or a negative E), raised after the statistics.
  */
 export function budgetPolicy(model: OnnxModel, budget: RankBudget): RankPolicy {
   return async (layers) => {
     const ranked: RankLayer[] = [];
     for (const s of layers) ranked.push(await rankLayerOf(model, s));
-    return allocateRanks(ranked, budget).layers.map(toLayerRank);
+    const withBias = ranked.map((l) => ({ ...l, bias: true }));
+    let b = budget;
+    if ('keep' in budget && typeof budget.keep === 'number') {
+      const dense = ranked.reduce((s, l) => s + denseParams(l), 0);
+      const counted = withBias.reduce((s, l) => s + denseParams(l), 0);
+      if (counted > dense) b = { keep: (budget.keep * dense) / counted };
+    }
+    return allocateRanks(withBias, b).layers.map(toLayerRank);
   };
 }
 
