@@ -111,4 +111,5 @@ export { convGeometry, fanIn, padsFor, outputSize, im2col, type ConvGeometry, ty
 export { ConvStats } from './factorize/conv-stats.js';
 export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLowRankSolution } from './factorize/factorize-conv.js';
 export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
+export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';

@@ -55,7 +55,7 @@ test('basin factorize: bad input stops before any work with the error code and n
   const bad = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out, '--rank', '2.5']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /\[invalid_argument\].*--rank/);
-  const noRank = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out]);
+  const noRank = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', out, '--rank', '8', '--keep', '0.5']); // no rank option is auto; two are a conflict
   assert.equal(noRank.code, 1);
   assert.match(noRank.stderr, /\[invalid_argument\].*--rank/);
   const self = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', MLP, '--rank', '8', '--min-features', '1']);

@@ -14,7 +14,10 @@ import { ConvStats } from './conv-stats.js';
 import type { FactorizableLayer } from './layers.js';
 
 /** A layer with the statistics of its inputs. */
-export type LayerStats = { layer: FactorizableLayer; stats: ActivationStats } | { layer: FactorizableLayer; stats: ConvStats };
+export type LayerStats = ({ layer: FactorizableLayer; stats: ActivationStats } | { layer: FactorizableLayer; stats: ConvStats }) & {
+  /** The shape of the layer's input in the first batch (its leading axis: that batch's samples). */
+  inputShape?: number[];
+};
 
 export interface CaptureOptions {
   /** Samples per onnxruntime run (default 256). */
@@ -51,10 +54,12 @@ export async function captureLayerStats(model: OnnxModel, layers: readonly Facto
       const got = extra.length > 0 ? await session.run(feeds, extra) : {};
       const first = Object.values(feeds)[0];
       const count = first === undefined ? 0 : first instanceof Tensor ? (first.shape[0] ?? 0) : (first.dims[0] ?? 0);
-      for (const { layer, stats } of all) {
+      for (const entry of all) {
+        const { layer, stats } = entry;
         const fed = feeds[layer.input];
         const x = got[layer.input] ?? (fed !== undefined ? feedValues(layer.input, fed) : undefined);
         if (!x) throw new BasinError('invalid_argument', `layer ${q(layer.name)}: its input ${q(layer.input)} was not produced`, { node: layer.name });
+        entry.inputShape ??= [...x.shape];
         if (stats instanceof ConvStats) {
           await stats.add(x.data, x.shape);
         } else {

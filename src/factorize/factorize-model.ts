@@ -25,8 +25,14 @@ import { factorizeMatrix } from './factorize-matrix.js';
 import { findLayers, layerLabel, selectLayers, type FactorizableLayer } from './layers.js';
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 
-/** A rank for a layer, or why it is left alone. */
-export type LayerRank = { rank: number } | { keep: string };
+/** Timings of the layer alone (auto mode): median ms per run, dense and as the chosen (or fastest tried) pair. */
+export interface LayerTiming {
+  denseMs?: number;
+  factorizedMs?: number;
+}
+
+/** A rank for a layer (with the rule that chose it), or why it is left alone. */
+export type LayerRank = ({ rank: number; reason?: string } | { keep: string }) & LayerTiming;
 
 /**
  * The seam where ranks are chosen: given the selected layers with their input statistics (from which
@@ -48,6 +54,10 @@ export interface FactorizedLayerReport {
   nmse: number | null;
   /** Why the layer was kept as it is (undefined when factorized). */
   kept?: string;
+  /** The rank policy's reason for the rank it chose (--keep / --max-nmse / auto). */
+  reason?: string;
+  /** Auto mode: the layer timed alone, dense and as the pair (ms per run). */
+  latency?: LayerTiming;
   paramsBefore: number;
   paramsAfter: number;
   /** Multiply-adds per sample (rows / output positions per calibration sample); null for layers not captured. */
@@ -260,6 +270,8 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
       rank: rep ? rep.rank : null,
       nmse: rep ? nmse : null,
       kept: rep ? undefined : 'the core left it as it is',
+      reason: 'reason' in choice ? choice.reason : undefined,
+      latency: choice.denseMs !== undefined ? { denseMs: choice.denseMs, factorizedMs: choice.factorizedMs } : undefined,
       paramsBefore: p.before,
       paramsAfter: p.after,
       macsBefore: Math.round(p.perRowBefore * rowsPerSample),
@@ -273,7 +285,9 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
     const r = reports.get(l);
     if (r) return r;
     const p = layerParams(l, null);
-    return { name: l.name, op: l.op, weightShape: [...model.weightInfo(l.weight).shape], inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: null, nmse: null, kept: why.get(l) ?? 'not selected', paramsBefore: p.before, paramsAfter: p.before, macsBefore: null, macsAfter: null };
+    const c = choices.get(l);
+    const latency = c?.denseMs !== undefined ? { denseMs: c.denseMs, factorizedMs: c.factorizedMs } : undefined;
+    return { name: l.name, op: l.op, weightShape: [...model.weightInfo(l.weight).shape], inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: null, nmse: null, kept: why.get(l) ?? 'not selected', latency, paramsBefore: p.before, paramsAfter: p.before, macsBefore: null, macsAfter: null };
   });
   const out = rewriteFactorized(model, replacements);
   const outputNmse = await compareOutputs(model, out, feeds);

@@ -4,6 +4,7 @@ import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, escapeControl, q } from '../../errors.js';
 import { loadOnnx, saveOnnx } from '../../onnx/model.js';
 import { factorizeModel } from '../../factorize/factorize-model.js';
+import { autoPolicy, budgetPolicy } from '../../factorize/rank-policies.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
@@ -12,6 +13,9 @@ interface Options {
   out: string;
   data: string;
   rank?: string;
+  keep?: string;
+  maxNmse?: string;
+  includeEnds?: boolean;
   minFeatures: number;
   minChannels: number;
   iters: number;
@@ -34,6 +38,16 @@ function parseRank(v: string): number {
   return r;
 }
 
+/** `--keep F`: a fraction in (0, 1]; `--max-nmse E`: a finite number >= 0. @throws BasinError invalid_argument */
+function parseBudget(option: '--keep' | '--max-nmse', v: string): number {
+  const x = Number(v);
+  const ok = v.trim() !== '' && Number.isFinite(x) && (option === '--keep' ? x > 0 && x <= 1 : x >= 0);
+  if (!ok) throw new BasinError('invalid_argument', `${option} takes ${option === '--keep' ? 'a fraction in (0, 1] of the factorized layers\' parameters' : 'an nmse >= 0'}, got ${q(v)}`, { option, found: v });
+  return x;
+}
+
+const fmtMs = (v: number | undefined): string => (v === undefined ? '-' : v.toFixed(3));
+
 const fmtNmse = (v: number | null): string => (v === null ? '-' : v.toExponential(2));
 
 export function register(program: Command): void {
@@ -44,8 +58,11 @@ export function register(program: Command): void {
     .requiredOption('--data <calib>', 'calibration data (no labels needed): the layers are fitted to their outputs on it')
     .requiredOption('-o, --out <out.onnx>', 'where to write the factorized model (.onnx)')
     .option('--rank <r>', 'latent width per layer: an integer, or a fraction of min(in, out) (Composer)')
-    .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n', parseIntOption('--min-features', 0), 256)
-    .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n', parseIntOption('--min-channels', 0), 256)
+    .option('--keep <f>', "keep at most this fraction (0, 1] of the factorized layers' parameters, at the least total nmse")
+    .option('--max-nmse <e>', 'each layer gets the smallest rank whose nmse <= e (else stays dense)')
+    .option('--include-ends', 'with --keep / --max-nmse / auto: also factorize the first and last layers')
+    .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n (default 256 with --rank, else 0)', parseIntOption('--min-features', 0), 256)
+    .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n (default 256 with --rank, else 0)', parseIntOption('--min-channels', 0), 256)
     .option('--iters <n>', 'ALS iterations after the closed form', parseIntOption('--iters', 0, 1000), 3)
     .option('--stats-limit <n>', 'calibration samples to use', parseIntOption('--stats-limit', 1), 2000)
     .option('--eval <test>', 'loss and accuracy before and after on this data')
@@ -55,8 +72,15 @@ export function register(program: Command): void {
     .option('--report <file>', 'per-layer shapes, ranks, nmse, parameters and multiply-adds as JSON');
   feedOptions(cmd).action(
     action(async (path: string, o: Options) => {
-      if (o.rank === undefined) throw new BasinError('invalid_argument', 'give --rank R (an integer, or a fraction of min(in, out))', { option: '--rank' });
-      const rank = parseRank(o.rank);
+      const given = (['--rank', '--keep', '--max-nmse'] as const).filter((k) => (k === '--rank' ? o.rank : k === '--keep' ? o.keep : o.maxNmse) !== undefined);
+      if (given.length > 1) {
+        throw new BasinError('invalid_argument', `give one of --rank, --keep, --max-nmse (or none for auto), got ${given.join(' and ')}`, { option: given.join(' '), found: given });
+      }
+      const rank = o.rank !== undefined ? parseRank(o.rank) : undefined;
+      const budget = o.keep !== undefined ? { keep: parseBudget('--keep', o.keep) } : o.maxNmse !== undefined ? { maxNmse: parseBudget('--max-nmse', o.maxNmse) } : undefined;
+      const mode = rank !== undefined ? 'rank' : budget ? ('keep' in budget ? 'keep' : 'max-nmse') : 'auto';
+      // Composer's thresholds apply to --rank; the allocator sees every layer but the ends unless told otherwise.
+      const threshold = (k: 'minFeatures' | 'minChannels'): number => (mode === 'rank' || cmd.getOptionValueSource(k) === 'cli' ? o[k] : 0);
       if (!o.out.toLowerCase().endsWith('.onnx')) throw new BasinError('invalid_argument', `-o must name an .onnx file, got ${q(o.out)}`, { option: '-o', found: o.out });
       await checkOutputs({
         inputs: [{ path, what: 'the model' }, { path: o.data, what: '--data' }, o.eval ? { path: o.eval, what: '--eval' } : undefined, ...inputFiles(o.input)],
@@ -67,8 +91,10 @@ export function register(program: Command): void {
       const { dims, inputs } = feedArgs(model, o);
       const r = await factorizeModel(model, o.data, {
         rank,
-        minFeatures: o.minFeatures,
-        minChannels: o.minChannels,
+        policy: mode === 'rank' ? undefined : budget ? budgetPolicy(model, budget) : autoPolicy(model),
+        minFeatures: threshold('minFeatures'),
+        minChannels: threshold('minChannels'),
+        skipEnds: mode !== 'rank' && !o.includeEnds,
         iters: o.iters,
         feed: { limit: o.statsLimit, inputName: o.inputName, dims, inputs },
         eval: o.eval ? { data: o.eval, task: o.task, labelName: o.labelName } : undefined,
@@ -83,9 +109,10 @@ export function register(program: Command): void {
         l.rank === null ? 'kept' : String(l.rank),
         fmtNmse(l.nmse),
         `${l.paramsBefore}→${l.paramsAfter}`,
-        l.kept ?? '',
+        ...(mode === 'auto' ? [`${fmtMs(l.latency?.denseMs)}→${fmtMs(l.latency?.factorizedMs)}`] : []),
+        l.kept ?? l.reason ?? '',
       ]);
-      out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', 'note'], rows) + '\n');
+      out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', ...(mode === 'auto' ? ['ms dense→pair'] : []), 'note'], rows) + '\n');
       out(`parameters ${r.paramsBefore} → ${r.paramsAfter} (${(r.paramsAfter / r.paramsBefore).toFixed(3)}x)\n`);
       for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the original on the first calibration batch: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
@@ -96,7 +123,9 @@ export function register(program: Command): void {
         await writeJson(o.report, {
           model: path,
           out: o.out,
-          rank,
+          mode,
+          rank: rank ?? null,
+          budget: budget ?? null,
           samples: r.samples,
           params_before: r.paramsBefore,
           params_after: r.paramsAfter,

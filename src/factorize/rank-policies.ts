@@ -1,0 +1,142 @@
+/**
+ * The rank policies of `basin factorize --keep F`, `--max-nmse E` and auto (no rank option): each turns the
+ * selected layers' input statistics (capture.ts) into the allocator's view of them, a RankLayer with its whole
+ * nmse-vs-rank curve, and the allocator's choices back into a LayerRank per layer (dense → kept, with the reason).
+ *
+ * The curve of a layer is that of its OWN outputs Y = X·W + b (momentsOfMap): one closed-form decomposition
+ * (ReducedRank.fit(...).residualCurve()) per Gemm/MatMul, one per group of a Conv (group i's im2col rows against its
+ * O/g output channels), pooled by nmseCurve over all O outputs with the layer's Y.var() (outputVariance), i.e. the
+ * nmse factorizeMatrix / factorizeConv report for the closed form at each rank. Gemm alpha, beta and transB are
+ * folded into W [in, out] exactly as factorizeModel does.
+ */
+import { BasinError, q } from '../errors.js';
+import type { OnnxModel } from '../onnx/model.js';
+import { allocateRanks, denseParams, nmseCurve, type RankBudget, type RankChoice, type RankLayer } from './allocate.js';
+import { autoRanks, defaultMeasure, type AutoLayer, type AutoOptions, type LatencyMeasure } from './auto-ranks.js';
+import type { LayerStats } from './capture.js';
+import { fanIn } from './conv-geometry.js';
+import { ConvStats } from './conv-stats.js';
+import type { LayerRank, RankPolicy } from './factorize-model.js';
+import type { ConvShape, LatencyOptions, MatMulShape } from './latency.js';
+import { momentsOfMap, outputVariance, type RegressionMoments } from './moments.js';
+import { ReducedRank } from './reduced-rank.js';
+
+/**
+ * A selected layer as the allocator sees it: dims, groups, bias, and its nmse at every rank index (k latent
+ * channels per group) from the calibration statistics and the layer's own weight and bias in `model`.
+ *
+ * Errors: those of momentsOfMap ('shape_mismatch', 'data_required') and of the decomposition, naming the layer.
+ */
+export async function rankLayerOf(model: OnnxModel, { layer, stats }: LayerStats): Promise<RankLayer> {
+  const w = model.getFloat32(layer.weight).data;
+  const b = layer.bias !== undefined ? model.getFloat32(layer.bias).data : undefined;
+  if ((layer.op === 'Conv') !== stats instanceof ConvStats) {
+    throw new BasinError('shape_mismatch', `layer ${q(layer.name)}: its statistics are not those of a ${layer.op}`, { node: layer.name });
+  }
+  if (stats instanceof ConvStats && layer.op === 'Conv') {
+    const g = layer.geometry.groups;
+    const f = fanIn(layer.geometry);
+    const o = layer.outFeatures;
+    const og = o / g;
+    const parts: RegressionMoments[] = [];
+    const curves: Float64Array[] = [];
+    for (let i = 0; i < g; i++) {
+      // Group i's weight rows [og, f] of the conv weight [O, f] as an [f, og] matrix.
+      const wg = new Float64Array(f * og);
+      for (let r = 0; r < og; r++) for (let c = 0; c < f; c++) wg[c * og + r] = w[(i * og + r) * f + c]!;
+      const bg = b ? Float64Array.from(b.subarray(i * og, (i + 1) * og)) : undefined;
+      const mom = await momentsOfMap(stats.groups[i]!, wg, og, bg);
+      parts.push(mom);
+      curves.push((await ReducedRank.fit(mom)).residualCurve());
+    }
+    const [kh, kw] = layer.geometry.kernel;
+    return { name: layer.name, op: 'conv', inFeatures: layer.inFeatures, outFeatures: o, kernelArea: kh * kw, groups: g, bias: b !== undefined, curve: nmseCurve(curves, o, outputVariance(parts)) };
+  }
+  if (stats instanceof ConvStats || layer.op === 'Conv') throw new BasinError('shape_mismatch', `layer ${q(layer.name)}: conv statistics`, { node: layer.name });
+  const { inFeatures: d, outFeatures: m } = layer;
+  const wm = new Float64Array(d * m); // [in, out], alpha folded in
+  for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) wm[i * m + j] = layer.alpha * (layer.transB ? w[j * d + i]! : w[i * m + j]!);
+  let bias: Float64Array | undefined;
+  if (b) {
+    bias = new Float64Array(m);
+    for (let j = 0; j < m; j++) bias[j] = layer.beta * (b.length === 1 ? b[0]! : b[j]!);
+  }
+  const mom = await momentsOfMap(stats, wm, m, bias);
+  const curve = nmseCurve([(await ReducedRank.fit(mom)).residualCurve()], m, outputVariance([mom]));
+  return { name: layer.name, op: 'matmul', inFeatures: d, outFeatures: m, bias: b !== undefined, curve };
+}
+
+/** The allocator's choice as a LayerRank: a rank with the rule's reason, or kept with it. */
+function toLayerRank(c: RankChoice & { denseMs?: number; factorizedMs?: number }): LayerRank {
+  const latency = c.denseMs !== undefined ? { denseMs: c.denseMs, factorizedMs: c.factorizedMs } : {};
+  if (c.rank === 'dense' || c.rank < 1) return { keep: c.reason, ...latency };
+  return { rank: c.rank, reason: c.reason, ...latency };
+}
+
+/**
+ * `--keep F` / `--max-nmse E`: allocateRanks over the selected layers' curves (see allocate.ts for the rules).
+ *
+ * The written pair always carries a bias (the fitted intercept ȳ − x̄ᵀM), also for a layer that had none, so the
+ * layers are given to the allocator with a bias, and F is scaled by (true dense parameters) / (dense parameters
+ * counted with a bias everywhere): the written layers then hold at most F of their true dense parameters (a layer
+ * without a bias that stays dense is counted with one: conservative).
+ *
+ * Errors: allocateRanks' ('invalid_argument' for F outside (0, 1] or a negative E), raised after the statistics.
+ */
+export function budgetPolicy(model: OnnxModel, budget: RankBudget): RankPolicy {
+  return async (layers) => {
+    const ranked: RankLayer[] = [];
+    for (const s of layers) ranked.push(await rankLayerOf(model, s));
+    const withBias = ranked.map((l) => ({ ...l, bias: true }));
+    let b = budget;
+    if ('keep' in budget && typeof budget.keep === 'number') {
+      const dense = ranked.reduce((s, l) => s + denseParams(l), 0);
+      const counted = withBias.reduce((s, l) => s + denseParams(l), 0);
+      if (counted > dense) b = { keep: (budget.keep * dense) / counted };
+    }
+    return allocateRanks(withBias, b).layers.map(toLayerRank);
+  };
+}
+
+export interface AutoPolicyOptions extends AutoOptions {
+  /** Samples per timed run (default 32): a Gemm/MatMul is timed on rows = batch × its rows per sample. */
+  batch?: number;
+  /** How each layer is timed (default: alone in onnxruntime, measureLayerLatency with `latency`). */
+  measure?: LatencyMeasure;
+  latency?: LatencyOptions;
+}
+
+/** The timing shape of a layer: its input as captured (inputShape), with `batch` samples. */
+function timingShape(s: LayerStats, batch: number): MatMulShape | ConvShape {
+  const { layer } = s;
+  const shape = s.inputShape ?? [];
+  if (layer.op === 'Conv') {
+    const g = layer.geometry;
+    return {
+      batch,
+      height: shape[2] ?? 1,
+      width: shape[3] ?? 1,
+      weightShape: [g.outChannels, g.inChannels / g.groups, g.kernel[0], g.kernel[1]],
+      attributes: { strides: g.strides, dilations: g.dilations, pads: g.pads, group: g.groups, auto_pad: g.autoPad },
+      bias: layer.bias !== undefined,
+    };
+  }
+  // Rows per sample: every index between the batch axis and the features (1 for [N, in]).
+  const rowsPerSample = shape.slice(1, -1).reduce((a, v) => a * v, 1);
+  return { rows: Math.max(1, batch * rowsPerSample), inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, bias: layer.bias !== undefined };
+}
+
+/**
+ * Auto (no rank option): autoRanks over the selected layers: a layer is factorized at the highest laddered rank
+ * with fewer multiply-adds that is measured faster alone in onnxruntime, else kept with the timings in its reason.
+ * The LayerRanks carry denseMs / factorizedMs. Errors: autoRanks'.
+ */
+export function autoPolicy(model: OnnxModel, opts: AutoPolicyOptions = {}): RankPolicy {
+  const batch = opts.batch ?? 32;
+  return async (layers) => {
+    const auto: AutoLayer[] = [];
+    for (const s of layers) auto.push({ ...(await rankLayerOf(model, s)), shape: timingShape(s, batch) });
+    const res = await autoRanks(auto, opts.measure ?? defaultMeasure(opts.latency), { margin: opts.margin });
+    return res.layers.map(toLayerRank);
+  };
+}
