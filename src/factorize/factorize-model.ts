@@ -22,7 +22,7 @@ import { fanIn } from './conv-geometry.js';
 import { ConvStats } from './conv-stats.js';
 import { factorizeConv } from './factorize-conv.js';
 import { factorizeMatrix } from './factorize-matrix.js';
-import { findLayers, layerLabel, selectLayers, type FactorizableLayer } from './layers.js';
+import { findLayers, layerLabel, linearMap, selectLayers, type FactorizableLayer } from './layers.js';
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 
 /** Timings of the layer alone (auto mode): median ms per run, dense and as the chosen (or fastest tried) pair. */
@@ -246,15 +246,8 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
       nmse = sol.nmse;
       if (sol.kind === 'factorized' && sol.wb) rep = { layer, rank: sol.rank, wa: sol.wa, wb: sol.wb, bias: sol.bias };
     } else if (layer.op !== 'Conv') {
-      const { inFeatures: d, outFeatures: m } = layer;
-      const wm = new Float64Array(d * m); // [in, out], alpha folded in
-      for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) wm[i * m + j] = layer.alpha * (layer.transB ? w.data[j * d + i]! : w.data[i * m + j]!);
-      let bias: Float64Array | undefined;
-      if (b) {
-        bias = new Float64Array(m);
-        for (let j = 0; j < m; j++) bias[j] = layer.beta * (b.data.length === 1 ? b.data[0]! : b.data[j]!);
-      }
-      const sol = await factorizeMatrix(st, { w: wm, inFeatures: d, outFeatures: m, bias }, choice.rank, { iters, layer: layer.name });
+      const map = linearMap(layer, w.data, b?.data);
+      const sol = await factorizeMatrix(st, { w: map.w, inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, bias: map.bias }, choice.rank, { iters, layer: layer.name });
       nmse = sol.nmse;
       if (sol.kind === 'factorized' && sol.wb) rep = { layer, rank: sol.rank, wa: sol.wa, wb: sol.wb, bias: sol.bias };
     } else continue;

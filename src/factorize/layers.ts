@@ -54,6 +54,22 @@ export interface ConvLayer extends LayerBase {
 
 export type FactorizableLayer = LinearLayer | ConvLayer;
 
+/**
+ * A Gemm/MatMul layer's map as the factorize core takes it: W [in, out] row-major in float64 with Gemm's transB
+ * undone and alpha folded in, and the bias [out] with beta folded in (a one-value C broadcast to every output).
+ * @param w the stored weight, [in, out] (MatMul, Gemm transB = 0) or [out, in] (Gemm transB = 1)
+ * @param b the stored bias or Gemm C: [out] or a single value
+ */
+export function linearMap(layer: LinearLayer, w: ArrayLike<number>, b: ArrayLike<number> | undefined): { w: Float64Array; bias: Float64Array | undefined } {
+  const { inFeatures: d, outFeatures: m } = layer;
+  const wm = new Float64Array(d * m);
+  for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) wm[i * m + j] = layer.alpha * (layer.transB ? w[j * d + i]! : w[i * m + j]!);
+  if (!b) return { w: wm, bias: undefined };
+  const bias = new Float64Array(m);
+  for (let j = 0; j < m; j++) bias[j] = layer.beta * (b.length === 1 ? b[0]! : b[j]!);
+  return { w: wm, bias };
+}
+
 function attrOf(node: INode, name: string): IAttr | undefined {
   return (node.attribute ?? []).find((a) => a.name === name);
 }

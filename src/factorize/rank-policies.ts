@@ -18,6 +18,7 @@ import { fanIn } from './conv-geometry.js';
 import { ConvStats } from './conv-stats.js';
 import type { LayerRank, RankPolicy } from './factorize-model.js';
 import type { ConvShape, LatencyOptions, MatMulShape } from './latency.js';
+import { linearMap } from './layers.js';
 import { momentsOfMap, outputVariance, type RegressionMoments } from './moments.js';
 import { ReducedRank } from './reduced-rank.js';
 
@@ -54,14 +55,8 @@ export async function rankLayerOf(model: OnnxModel, { layer, stats }: LayerStats
   }
   if (stats instanceof ConvStats || layer.op === 'Conv') throw new BasinError('shape_mismatch', `layer ${q(layer.name)}: conv statistics`, { node: layer.name });
   const { inFeatures: d, outFeatures: m } = layer;
-  const wm = new Float64Array(d * m); // [in, out], alpha folded in
-  for (let i = 0; i < d; i++) for (let j = 0; j < m; j++) wm[i * m + j] = layer.alpha * (layer.transB ? w[j * d + i]! : w[i * m + j]!);
-  let bias: Float64Array | undefined;
-  if (b) {
-    bias = new Float64Array(m);
-    for (let j = 0; j < m; j++) bias[j] = layer.beta * (b.length === 1 ? b[0]! : b[j]!);
-  }
-  const mom = await momentsOfMap(stats, wm, m, bias);
+  const map = linearMap(layer, w, b);
+  const mom = await momentsOfMap(stats, map.w, m, map.bias);
   const curve = nmseCurve([(await ReducedRank.fit(mom)).residualCurve()], m, outputVariance([mom]));
   return { name: layer.name, op: 'matmul', inFeatures: d, outFeatures: m, bias: b !== undefined, curve };
 }
