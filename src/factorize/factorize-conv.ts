@@ -53,7 +53,7 @@ export interface ConvLowRankSolution {
 }
 
 /** Group i's slice of a conv weight [O, f] (rows = output channels) as an [f, O/g] matrix. */
-function groupMatrix(w: Floats, rows: number, f: number, groups: number, i: number): Float64Array {
+export function groupMatrix(w: Floats, rows: number, f: number, groups: number, i: number): Float64Array {
   const rg = rows / groups;
   const out = new Float64Array(f * rg);
   for (let o = 0; o < rg; o++) {
@@ -71,7 +71,8 @@ function putGroupMatrix(dst: Float64Array, mat: Float64Array, f: number, cols: n
   }
 }
 
-function groupSlice(v: Floats | undefined, n: number, i: number): Float64Array | undefined {
+/** Group i's n entries of a per-output-channel vector (the bias), as float64. */
+export function groupSlice(v: Floats | undefined, n: number, i: number): Float64Array | undefined {
   return v === undefined ? undefined : Float64Array.from(v.subarray(i * n, (i + 1) * n));
 }
 

@@ -15,6 +15,7 @@ import { allocateRanks, denseParams, nmseCurve, type RankBudget, type RankChoice
 import { autoRanks, defaultMeasure, type AutoLayer, type AutoOptions, type LatencyMeasure } from './auto-ranks.js';
 import type { LayerStats } from './capture.js';
 import { fanIn } from './conv-geometry.js';
+import { groupMatrix, groupSlice } from './factorize-conv.js';
 import { ConvStats } from './conv-stats.js';
 import type { LayerRank, RankPolicy } from './factorize-model.js';
 import type { ConvShape, LatencyOptions, MatMulShape } from './latency.js';
@@ -42,11 +43,7 @@ export async function rankLayerOf(model: OnnxModel, { layer, stats }: LayerStats
     const parts: RegressionMoments[] = [];
     const curves: Float64Array[] = [];
     for (let i = 0; i < g; i++) {
-      // Group i's weight rows [og, f] of the conv weight [O, f] as an [f, og] matrix.
-      const wg = new Float64Array(f * og);
-      for (let r = 0; r < og; r++) for (let c = 0; c < f; c++) wg[c * og + r] = w[(i * og + r) * f + c]!;
-      const bg = b ? Float64Array.from(b.subarray(i * og, (i + 1) * og)) : undefined;
-      const mom = await momentsOfMap(stats.groups[i]!, wg, og, bg);
+      const mom = await momentsOfMap(stats.groups[i]!, groupMatrix(w, o, f, g, i), og, groupSlice(b, og, i));
       parts.push(mom);
       curves.push((await ReducedRank.fit(mom)).residualCurve());
     }
