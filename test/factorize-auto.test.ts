@@ -51,7 +51,7 @@ test('the rule: the highest ladder rank measured faster, from the top rank down,
   // dense 1 + 4.096 = 5.096 ms; pair at rank k: 2 + 10·k·128·1e-4 = 2 + 0.128·k ms < 5.096 ⇔ k ≤ 24.
   const log: number[] = [];
   const layer: AutoLayer = { name: 'l', op: 'matmul', inFeatures: 64, outFeatures: 64, curve: geometric(64, 0.9), shape: { rows: 10, inFeatures: 64, outFeatures: 64 } };
-  const res = await autoRanks([layer], modelMeasure(1, 1e-4, log), { margin: 0 });
+  const res = await autoRanks([layer], modelMeasure(1, 1e-4, log), { margin: 0, maxNmse: Infinity });
   // Ladder from the top rank 31: 31, 27, 23, … — 31 and 27 are not faster (5.97, 5.46 ms), 23 is (4.94 ms).
   assert.deepEqual(log, [31, 27, 23]);
   assert.equal(res.layers[0]!.rank, 23);
@@ -59,12 +59,12 @@ test('the rule: the highest ladder rank measured faster, from the top rank down,
   assert.equal(res.layers[0]!.measured.length, 3);
   // With the default margin the pair must be 5% faster: 23 is 3% faster, 19 (4.43 ms) 13%.
   const log5: number[] = [];
-  const res5 = await autoRanks([layer], modelMeasure(1, 1e-4, log5));
+  const res5 = await autoRanks([layer], modelMeasure(1, 1e-4, log5), { maxNmse: Infinity });
   assert.deepEqual(log5, [31, 27, 23, 19]);
   assert.equal(res5.layers[0]!.rank, 19);
   // No overhead: every cheaper rank is faster, so the top one is taken after one timing.
   const log2: number[] = [];
-  const res2 = await autoRanks([layer], modelMeasure(0, 1e-4, log2), { margin: 0 });
+  const res2 = await autoRanks([layer], modelMeasure(0, 1e-4, log2), { margin: 0, maxNmse: Infinity });
   assert.deepEqual(log2, [31]);
   assert.equal(res2.layers[0]!.rank, 31);
   // Dead units: the error is 0 from rank 5 on, so no higher rank is timed.
@@ -75,7 +75,7 @@ test('the rule: the highest ladder rank measured faster, from the top rank down,
   assert.equal(res3.layers[0]!.rank, 5);
   assert.equal(res3.layers[0]!.nmse, 0);
   // Never faster: dense, with the fastest pair named.
-  const res4 = await autoRanks([layer], modelMeasure(100, 1e-4, []));
+  const res4 = await autoRanks([layer], modelMeasure(100, 1e-4, []), { maxNmse: Infinity });
   assert.equal(res4.layers[0]!.rank, 'dense');
   assert.match(res4.layers[0]!.reason, /no pair with fewer multiply-adds was measured 5% faster \(fastest: rank 1,/);
 });
@@ -96,7 +96,7 @@ test('conv ranks are whole groups: rank index k times the group count', async ()
     seen.push(rank);
     return { op: 'conv', key: String(rank), rank, denseMs: 1, factorizedMs: 0.5, faster: true, denseMacs: 1, factorizedMacs: 1 };
   };
-  const res = await autoRanks([conv], measure);
+  const res = await autoRanks([conv], measure, { maxNmse: Infinity });
   // Per group: 4·9 = 36 fan-in, 8 outputs: k·(36 + 8) < 8·36 ⇔ k ≤ 6; the curve falls to index 8, so top = 6.
   assert.deepEqual(seen, [24]);
   assert.equal(res.layers[0]!.rank, 24);

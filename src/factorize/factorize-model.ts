@@ -24,6 +24,7 @@ import { factorizeConv } from './factorize-conv.js';
 import { factorizeMatrix } from './factorize-matrix.js';
 import { findLayers, layerLabel, linearMap, selectLayers, type FactorizableLayer } from './layers.js';
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
+import { measureModelLatency, type ModelLatency } from './model-latency.js';
 
 /** Timings of the layer alone (auto mode): median ms per run, dense and as the chosen (or fastest tried) pair. */
 export interface LayerTiming {
@@ -83,15 +84,33 @@ export interface FactorizeModelOptions {
   batchSize?: number;
   /** Loss/accuracy before and after on this data. */
   eval?: { data: string; task?: EvalTask | 'auto'; labelName?: string };
+  /** Timed runs of the whole model before and after (measureModelLatency; default 20, 0: not timed). */
+  latencyRuns?: number;
+  /** Samples in the one calibration batch the whole model is timed on (default 32). */
+  latencyBatch?: number;
   onProgress?: (message: string) => void;
+}
+
+/** The whole model timed before and after on one calibration batch (measureModelLatency). */
+export interface ModelLatencyReport {
+  /** Samples in the batch. */
+  batch: number;
+  before: ModelLatency;
+  after: ModelLatency;
 }
 
 export interface FactorizeModelResult {
   model: OnnxModel;
   /** Every factorizable layer found (selected or not), in graph order. */
   layers: FactorizedLayerReport[];
+  /** Every float weight of the model (initializers and Constants), before and after. */
   paramsBefore: number;
   paramsAfter: number;
+  /** The weights and biases of the factorizable layers found (all of them, selected or not), before and after. */
+  factorizableParamsBefore: number;
+  factorizableParamsAfter: number;
+  /** Median onnxruntime latency of the whole model before and after (absent when latencyRuns is 0). */
+  latency?: ModelLatencyReport;
   /** Calibration samples used. */
   samples: number;
   /**
@@ -196,6 +215,14 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
   if (!(Number.isSafeInteger(iters) && iters >= 0 && iters <= 1000)) {
     throw new BasinError('invalid_argument', `iters must be an integer in [0, 1000], got ${String(iters)}`, { option: '--iters', found: iters });
   }
+  const latencyRuns = opts.latencyRuns ?? 20;
+  const latencyBatch = opts.latencyBatch ?? 32;
+  if (!(Number.isSafeInteger(latencyRuns) && latencyRuns >= 0 && latencyRuns <= 100000)) {
+    throw new BasinError('invalid_argument', `latency runs must be an integer in [0, 100000] (0: not timed), got ${String(latencyRuns)}`, { option: '--latency-runs', found: latencyRuns });
+  }
+  if (!(Number.isSafeInteger(latencyBatch) && latencyBatch >= 1)) {
+    throw new BasinError('invalid_argument', `the latency batch must be an integer >= 1, got ${String(latencyBatch)}`, { found: latencyBatch });
+  }
   if (!opts.policy) {
     if (opts.rank === undefined) throw new BasinError('invalid_argument', 'give a rank (--rank R: an integer, or a fraction of min(in, out))', { option: '--rank' });
     checkRankRequest(opts.rank);
@@ -284,10 +311,32 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
   });
   const out = rewriteFactorized(model, replacements);
   const outputNmse = await compareOutputs(model, out, feeds);
+  let latency: ModelLatencyReport | undefined;
+  if (latencyRuns > 0) {
+    for await (const batch of feeds.batches(latencyBatch)) {
+      const first = Object.values(batch)[0];
+      const rows = (first === undefined ? undefined : 'dims' in first ? first.dims[0] : first.shape[0]) ?? latencyBatch;
+      say(`timing the whole model before and after: ${latencyRuns} runs each on a batch of ${rows} sample(s)`);
+      const [before, after] = await measureModelLatency([model, out], batch, { runs: latencyRuns });
+      latency = { batch: rows, before: before!, after: after! };
+      break;
+    }
+  }
   let evaluation: FactorizeModelResult['evaluation'];
   if (test) {
     say(`evaluating before and after on ${q(opts.eval!.data)}`);
     evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(out, test.data, { task: test.task }) };
   }
-  return { model: out, layers, paramsBefore: modelParams(model), paramsAfter: modelParams(out), samples: feeds.size, outputNmse, evaluation };
+  return {
+    model: out,
+    layers,
+    paramsBefore: modelParams(model),
+    paramsAfter: modelParams(out),
+    factorizableParamsBefore: layers.reduce((a, l) => a + l.paramsBefore, 0),
+    factorizableParamsAfter: layers.reduce((a, l) => a + l.paramsAfter, 0),
+    latency,
+    samples: feeds.size,
+    outputNmse,
+    evaluation,
+  };
 }

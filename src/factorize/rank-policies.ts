@@ -120,7 +120,8 @@ function timingShape(s: LayerStats, batch: number): MatMulShape | ConvShape {
 
 /**
  * Auto (no rank option): autoRanks over the selected layers: a layer is factorized at the highest laddered rank
- * with fewer multiply-adds that is measured faster alone in onnxruntime, else kept with the timings in its reason.
+ * with fewer multiply-adds and nmse ≤ `maxNmse` (default 0.01) that is measured faster alone in onnxruntime, else
+ * kept with the reason (no rank within the ceiling, or the timings).
  * The LayerRanks carry denseMs / factorizedMs. Errors: autoRanks'.
  */
 export function autoPolicy(model: OnnxModel, opts: AutoPolicyOptions = {}): RankPolicy {
@@ -128,7 +129,7 @@ export function autoPolicy(model: OnnxModel, opts: AutoPolicyOptions = {}): Rank
   return async (layers) => {
     const auto: AutoLayer[] = [];
     for (const s of layers) auto.push({ ...(await rankLayerOf(model, s)), shape: timingShape(s, batch) });
-    const res = await autoRanks(auto, opts.measure ?? defaultMeasure(opts.latency), { margin: opts.margin });
+    const res = await autoRanks(auto, opts.measure ?? defaultMeasure(opts.latency), { margin: opts.margin, maxNmse: opts.maxNmse });
     return res.layers.map(toLayerRank);
   };
 }

@@ -2,9 +2,13 @@ import type { Command } from 'commander';
 import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, escapeControl, q } from '../../errors.js';
-import { loadOnnx, saveOnnx } from '../../onnx/model.js';
+import { saveOnnx } from '../../onnx/model.js';
+import { openModel, requireGraph } from '../../models/load.js';
 import { factorizeModel } from '../../factorize/factorize-model.js';
 import { autoPolicy, budgetPolicy } from '../../factorize/rank-policies.js';
+import { DEFAULT_AUTO_MAX_NMSE } from '../../factorize/auto-ranks.js';
+import { modelBytes } from '../../factorize/model-bytes.js';
+import type { ModelLatency } from '../../factorize/model-latency.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
@@ -15,6 +19,10 @@ interface Options {
   rank?: string;
   keep?: string;
   maxNmse?: string;
+  auto?: boolean;
+  graph?: string;
+  arch?: 'mlp';
+  latencyRuns: number;
   includeEnds?: boolean;
   minFeatures: number;
   minChannels: number;
@@ -50,16 +58,42 @@ const fmtMs = (v: number | undefined): string => (v === undefined ? '-' : v.toFi
 
 const fmtNmse = (v: number | null): string => (v === null ? '-' : v.toExponential(2));
 
+const ratio = (after: number, before: number): string => (before > 0 ? `${(after / before).toFixed(3)}x` : '-');
+
+const fmtLatency = (l: ModelLatency): string => `${l.medianMs.toFixed(3)} (${l.q1Ms.toFixed(3)}–${l.q3Ms.toFixed(3)})`;
+
+/**
+ * The rank mode from the options: exactly one of --rank, --keep, --max-nmse, or none (auto); --auto names auto
+ * explicitly and then takes --max-nmse as its error ceiling.
+ * @throws BasinError invalid_argument for two modes at once, or --auto with --rank / --keep
+ */
+function modeOf(o: Options): 'rank' | 'keep' | 'max-nmse' | 'auto' {
+  const given = (['--rank', '--keep', '--max-nmse'] as const).filter((k) => (k === '--rank' ? o.rank : k === '--keep' ? o.keep : o.maxNmse) !== undefined);
+  if (o.auto) {
+    const bad = given.filter((k) => k !== '--max-nmse');
+    if (bad.length > 0) throw new BasinError('invalid_argument', `--auto chooses ranks by measured speed; it takes --max-nmse as its error ceiling, not ${bad.join(' or ')}`, { option: `--auto ${bad.join(' ')}`, found: bad });
+    return 'auto';
+  }
+  if (given.length > 1) {
+    throw new BasinError('invalid_argument', `give one of --rank, --keep, --max-nmse (or none for auto; --auto --max-nmse E for auto with that error ceiling), got ${given.join(' and ')}`, { option: given.join(' '), found: given });
+  }
+  return given[0] === '--rank' ? 'rank' : given[0] === '--keep' ? 'keep' : given[0] === '--max-nmse' ? 'max-nmse' : 'auto';
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('factorize')
     .description('replace wide Gemm / MatMul / Conv layers by low-rank pairs fitted on calibration activations')
-    .argument('<model>', 'ONNX model')
+    .argument('<model>', 'ONNX model, or a safetensors state_dict with --graph / --arch mlp (the output is ONNX)')
     .requiredOption('--data <calib>', 'calibration data (no labels needed): the layers are fitted to their outputs on it')
     .requiredOption('-o, --out <out.onnx>', 'where to write the factorized model (.onnx)')
     .option('--rank <r>', 'latent width per layer: an integer, or a fraction of min(in, out) (Composer)')
     .option('--keep <f>', "keep at most this fraction (0, 1] of the factorized layers' parameters, at the least total nmse")
-    .option('--max-nmse <e>', 'each layer gets the smallest rank whose nmse <= e (else stays dense)')
+    .option('--max-nmse <e>', 'each layer gets the smallest rank whose nmse <= e (else stays dense); with --auto: the error ceiling of auto')
+    .option('--auto', `factorize only layers measured faster as pairs, at ranks with nmse <= --max-nmse (default ${DEFAULT_AUTO_MAX_NMSE}); the default without --rank / --keep / --max-nmse`)
+    .option('--graph <model.onnx>', 'ONNX export of the architecture, for a safetensors state_dict')
+    .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers run in the graph basin builds", parseChoice('--arch', ['mlp'] as const))
+    .option('--latency-runs <n>', 'timed runs of the whole model before and after, on one calibration batch (0: not timed)', parseIntOption('--latency-runs', 0, 100000), 20)
     .option('--include-ends', 'with --keep / --max-nmse / auto: also factorize the first and last layers')
     .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n (default 256 with --rank, else 0)', parseIntOption('--min-features', 0), 256)
     .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n (default 256 with --rank, else 0)', parseIntOption('--min-channels', 0), 256)
@@ -72,35 +106,45 @@ export function register(program: Command): void {
     .option('--report <file>', 'per-layer shapes, ranks, nmse, parameters and multiply-adds as JSON');
   feedOptions(cmd).action(
     action(async (path: string, o: Options) => {
-      const given = (['--rank', '--keep', '--max-nmse'] as const).filter((k) => (k === '--rank' ? o.rank : k === '--keep' ? o.keep : o.maxNmse) !== undefined);
-      if (given.length > 1) {
-        throw new BasinError('invalid_argument', `give one of --rank, --keep, --max-nmse (or none for auto), got ${given.join(' and ')}`, { option: given.join(' '), found: given });
-      }
+      const mode = modeOf(o);
       const rank = o.rank !== undefined ? parseRank(o.rank) : undefined;
-      const budget = o.keep !== undefined ? { keep: parseBudget('--keep', o.keep) } : o.maxNmse !== undefined ? { maxNmse: parseBudget('--max-nmse', o.maxNmse) } : undefined;
-      const mode = rank !== undefined ? 'rank' : budget ? ('keep' in budget ? 'keep' : 'max-nmse') : 'auto';
+      const budget = mode === 'keep' ? { keep: parseBudget('--keep', o.keep!) } : mode === 'max-nmse' ? { maxNmse: parseBudget('--max-nmse', o.maxNmse!) } : undefined;
+      const ceiling = mode === 'auto' ? (o.maxNmse !== undefined ? parseBudget('--max-nmse', o.maxNmse) : DEFAULT_AUTO_MAX_NMSE) : undefined;
       // Composer's thresholds apply to --rank; the allocator sees every layer but the ends unless told otherwise.
       const threshold = (k: 'minFeatures' | 'minChannels'): number => (mode === 'rank' || cmd.getOptionValueSource(k) === 'cli' ? o[k] : 0);
-      if (!o.out.toLowerCase().endsWith('.onnx')) throw new BasinError('invalid_argument', `-o must name an .onnx file, got ${q(o.out)}`, { option: '-o', found: o.out });
+      if (!o.out.toLowerCase().endsWith('.onnx')) {
+        throw new BasinError('invalid_argument', `-o must name an .onnx file, got ${q(o.out)}: factorizing changes the architecture (a layer becomes two), so the output is an ONNX model, also for a state_dict input`, { option: '-o', found: o.out });
+      }
       await checkOutputs({
-        inputs: [{ path, what: 'the model' }, { path: o.data, what: '--data' }, o.eval ? { path: o.eval, what: '--eval' } : undefined, ...inputFiles(o.input)],
+        inputs: [
+          { path, what: 'the model' },
+          { path: o.data, what: '--data' },
+          o.eval ? { path: o.eval, what: '--eval' } : undefined,
+          o.graph ? { path: o.graph, what: '--graph' } : undefined,
+          ...inputFiles(o.input),
+        ],
         outputs: [{ path: o.out, what: '-o' }, o.report ? { path: o.report, what: '--report' } : undefined],
       });
       const started = performance.now();
-      const model = await loadOnnx(path);
+      const loaded = await openModel(path, { graph: o.graph, arch: o.arch });
+      requireGraph(loaded, 'factorize');
+      const model = loaded.model;
+      const bytesBefore = modelBytes(path);
       const { dims, inputs } = feedArgs(model, o);
       const r = await factorizeModel(model, o.data, {
         rank,
-        policy: mode === 'rank' ? undefined : budget ? budgetPolicy(model, budget) : autoPolicy(model),
+        policy: mode === 'rank' ? undefined : budget ? budgetPolicy(model, budget) : autoPolicy(model, { maxNmse: ceiling }),
         minFeatures: threshold('minFeatures'),
         minChannels: threshold('minChannels'),
         skipEnds: mode !== 'rank' && !o.includeEnds,
         iters: o.iters,
         feed: { limit: o.statsLimit, inputName: o.inputName, dims, inputs },
         eval: o.eval ? { data: o.eval, task: o.task, labelName: o.labelName } : undefined,
+        latencyRuns: o.latencyRuns,
         onProgress: log,
       });
       await saveOnnx(r.model, o.out);
+      const bytesAfter = modelBytes(o.out);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       const rows = r.layers.map((l) => [
         escapeControl(l.name),
@@ -114,6 +158,18 @@ export function register(program: Command): void {
       ]);
       out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', ...(mode === 'auto' ? ['ms dense→pair'] : []), 'note'], rows) + '\n');
       out(`parameters ${r.paramsBefore} → ${r.paramsAfter} (${(r.paramsAfter / r.paramsBefore).toFixed(3)}x)\n`);
+      const lat = r.latency;
+      out(
+        formatTable(
+          ['model', 'before', 'after', 'after/before'],
+          [
+            ['file bytes', String(bytesBefore), String(bytesAfter), ratio(bytesAfter, bytesBefore)],
+            ['parameters', String(r.paramsBefore), String(r.paramsAfter), ratio(r.paramsAfter, r.paramsBefore)],
+            ['factorizable parameters', String(r.factorizableParamsBefore), String(r.factorizableParamsAfter), ratio(r.factorizableParamsAfter, r.factorizableParamsBefore)],
+            ...(lat ? [[`ms per batch of ${lat.batch}, median (q1–q3) of ${lat.before.runs}`, fmtLatency(lat.before), fmtLatency(lat.after), ratio(lat.after.medianMs, lat.before.medianMs)]] : []),
+          ],
+        ) + '\n',
+      );
       for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the original on the first calibration batch: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
         const { task, before, after } = r.evaluation;
@@ -126,9 +182,15 @@ export function register(program: Command): void {
           mode,
           rank: rank ?? null,
           budget: budget ?? null,
+          auto_max_nmse: ceiling ?? null,
           samples: r.samples,
+          file_bytes_before: bytesBefore,
+          file_bytes_after: bytesAfter,
           params_before: r.paramsBefore,
           params_after: r.paramsAfter,
+          factorizable_params_before: r.factorizableParamsBefore,
+          factorizable_params_after: r.factorizableParamsAfter,
+          latency: r.latency ?? null,
           output_nmse: r.outputNmse,
           layers: r.layers,
           evaluation: r.evaluation ?? null,
