@@ -207,7 +207,7 @@ test('basin factorize (auto, no rank option) --include-ends on the MLP: per laye
       // factorized only where the pair was measured faster
       assert.ok(l.latency.factorizedMs !== undefined && l.latency.factorizedMs < l.latency.denseMs, JSON.stringify(l));
       assert.match(l.reason ?? '', /faster/);
-    } else assert.match(l.kept ?? '', /dense/);
+    } else assert.match(l.kept ?? '', /dense|nmse <=/);
   }
   // auto buys latency, not accuracy: no bound on the error is asserted here (the ladder may pick a very low rank).
   const m = await loadOnnx(out);

@@ -115,3 +115,28 @@ test('a layer without a timing shape, or whose shape disagrees with its dims, is
   assert.match(e.message, /group/);
   await assertBasinError(() => autoRanks([], measure, { margin: 1 }), 'invalid_argument');
 });
+
+test('the error ceiling: only ranks with nmse <= maxNmse are candidates; none cheaper within it keeps the layer unmeasured', async () => {
+  // 64 → 64 as above, curve 0.9^k: 0.9^21 = 0.109 > 0.1 >= 0.9^22 = 0.098, so the least rank within 0.1 is 22.
+  const layer: AutoLayer = { name: 'l', op: 'matmul', inFeatures: 64, outFeatures: 64, curve: geometric(64, 0.9), shape: { rows: 10, inFeatures: 64, outFeatures: 64 } };
+  // Ladder from 31 clamped at 22: 31, 27, 23, 22 (19 and below become 22). Overhead 1 ms: ranks <= 24 are faster.
+  const log: number[] = [];
+  const res = await autoRanks([layer], modelMeasure(1, 1e-4, log), { margin: 0, maxNmse: 0.1 });
+  assert.deepEqual(log, [31, 27, 23]);
+  assert.equal(res.layers[0]!.rank, 23);
+  assert.match(res.layers[0]!.reason, /nmse <= 0\.1/);
+  // Overhead 1.5 ms: dense 5.596 ms, pair 3 + 0.128·k < 5.596 only for k <= 20: none of 31, 27, 23, 22 is faster.
+  const log2: number[] = [];
+  const res2 = await autoRanks([layer], modelMeasure(1.5, 1e-4, log2), { margin: 0, maxNmse: 0.1 });
+  assert.deepEqual(log2, [31, 27, 23, 22]);
+  assert.equal(res2.layers[0]!.rank, 'dense');
+  assert.match(res2.layers[0]!.reason, /^kept: no faster rank within nmse <= 0\.1/);
+  // Default ceiling 0.01: 0.9^k <= 0.01 needs k >= 44 > 31, the top cheaper rank: kept, nothing timed.
+  const log3: number[] = [];
+  const res3 = await autoRanks([layer], modelMeasure(0, 1e-4, log3));
+  assert.deepEqual(log3, []);
+  assert.equal(res3.layers[0]!.rank, 'dense');
+  assert.match(res3.layers[0]!.reason, /no rank with fewer multiply-adds reaches nmse <= 0\.01 \(best: 3\.82e-2 at rank 31\)/);
+  await assertBasinError(() => autoRanks([layer], modelMeasure(0, 1e-4, []), { maxNmse: -1 }), 'invalid_argument');
+  await assertBasinError(() => autoRanks([layer], modelMeasure(0, 1e-4, []), { maxNmse: Number.NaN }), 'invalid_argument');
+});
