@@ -3,7 +3,9 @@
  * (layers.ts), select them (Composer's --min-features / --min-channels), check the rank request, stream each
  * selected layer's input statistics over the calibration data (capture.ts), choose a rank per layer (a
  * `RankPolicy`: the uniform `--rank R` of Composer by default; a budget allocator plugs in here), factorize each
- * layer with the core (factorizeMatrix / factorizeConv) and write the pairs into the graph (rewrite.ts).
+ * layer with the core (factorizeMatrix / factorizeConv) and write the pairs into the graph (rewrite.ts). The
+ * result counts float parameters (whole model and factorizable layers) before and after and, unless
+ * `latencyRuns` is 0, times the whole model before and after on one calibration batch (model-latency.ts).
  *
  * Rank as Composer's modules resolve it: an integer r, or a fraction f of min(in, out) (channels for a Conv),
  * floored; for a grouped Conv rounded down to a multiple of the group count. A layer is left alone, and reported
