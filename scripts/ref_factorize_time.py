@@ -11,7 +11,8 @@ Prints one JSON line: per layer rank and nmse (seed's definition, see ref_factor
             every selected layer's input
   solve     per layer, in float64: X^T X-sized work of the closed form (whiten, truncate, un-whiten) + 3 ALS
             iterations with the rank-revealing gelsd driver (ref_factorize.closed_form), on the rows themselves
-  total     load + forward + solve (excluding interpreter start and `import torch`, reported as `startup`)
+  total     load + forward + solve (excluding interpreter start and `import torch`, reported as `startup`);
+            cpu_seconds_total: the same span in CPU seconds of all threads (user + system)
 With --eval: accuracy before and after on that file (`input`, `label`), W replaced by Wa Wb; not timed.
 Layer selection and ranks follow Composer as `basin factorize --rank` does: Gemm / MatMul with a constant weight
 with min(in, out) >= --min-features, rank = R if R >= 1 else floor(R * min(in, out)) (Conv layers: --min-channels,
@@ -54,7 +55,7 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     m = onnx.load(args.model)
     layers = [l for l in find_layers(m) if min(l["w"].shape) >= (args.min_channels if l["op"] == "Conv" else args.min_features)
               and (l["op"] != "Conv" or l["kshape"][0] >= args.min_channels)]
@@ -76,12 +77,13 @@ def main():
         wa, wb, nb, _ = closed_form(xr, y, k, args.iters)
         sols[l["name"]] = (wa, wb, nb)
         out[l["name"]] = {"rank": k, "nmse": nmse(y, xr @ wa @ wb + nb)}
-    t3 = time.perf_counter()
+    t3, c3 = time.perf_counter(), time.process_time()
     res = {
         "layers": out,
         "samples": int(x.shape[0]),
         "threads": torch.get_num_threads(),
         "seconds": {"startup": T_IMPORTED - T_START, "load": t1 - t0, "forward": t2 - t1, "solve": t3 - t2, "total": t3 - t0},
+        "cpu_seconds_total": c3 - c0,
     }
     if args.eval:
         test = st.read(args.eval)
