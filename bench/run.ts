@@ -17,6 +17,7 @@ const ENTRIES: Entry[] = [
   { name: 'align', load: () => import('./align.js') },
   { name: 'matmul', load: () => import('./matmul.js') },
   { name: 'activation', load: () => import('./activation.js') },
+  { name: 'factorize', load: () => import('./factorize.js') },
 ];
 
 import { mkdirSync } from 'node:fs';

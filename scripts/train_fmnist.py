@@ -202,8 +202,9 @@ def train(model, x, y, args):
 
 
 # ------------------------------------------------------------------------------------- ONNX graph checking
-def run_onnx(path, x):
-    """Evaluate an ONNX graph op by op with torch kernels (enough ops for these three architectures)."""
+def run_onnx(path, x, env_out=None):
+    """Evaluate an ONNX graph op by op with torch kernels (enough ops for these three architectures). env_out: a dict
+    that receives every tensor computed, by name."""
     import onnx
     from onnx import numpy_helper
 
@@ -289,6 +290,8 @@ def run_onnx(path, x):
         else:
             raise NotImplementedError(f"run_onnx: op {op}")
         env[node.output[0]] = out
+    if env_out is not None:
+        env_out.update(env)
     return env[m.graph.output[0].name], m
 
 
