@@ -81,6 +81,12 @@ test('basin factorize reports file bytes, parameters and the whole model latency
   assert.match(r.stdout, new RegExp(`file bytes\\s+${rep.file_bytes_before}\\s+${rep.file_bytes_after}\\s+0\\.\\d{3}x`));
   assert.match(r.stdout, new RegExp(`factorizable parameters\\s+${rep.factorizable_params_before}\\s+${rep.factorizable_params_after}`));
   assert.match(r.stdout, /ms per batch of 32, median \(q1–q3\) of 7\s+\d+\.\d{3} \(/);
+  // every factorized layer is timed alone in --rank mode too (dense and pair); the kept head is not
+  const factorized = rep.layers.filter((l: { rank: number | null }) => l.rank !== null);
+  assert.equal(factorized.length, 2);
+  for (const l of factorized) assert.ok(l.latency.denseMs > 0 && Number.isFinite(l.latency.denseMs) && l.latency.factorizedMs > 0 && Number.isFinite(l.latency.factorizedMs), JSON.stringify(l));
+  for (const l of rep.layers.filter((l: { rank: number | null }) => l.rank === null)) assert.equal(l.latency, undefined);
+  assert.match(r.stdout, /ms dense→pair/);
 
   // --latency-runs 0: not timed
   const out0 = path.join(dir, 'g.onnx');
@@ -89,6 +95,7 @@ test('basin factorize reports file bytes, parameters and the whole model latency
   assert.equal(r0.code, 0, r0.stderr);
   assert.equal(JSON.parse(readFileSync(report0, 'utf8')).latency, null);
   assert.doesNotMatch(r0.stdout, /ms per batch/);
+  assert.doesNotMatch(r0.stdout, /ms dense→pair/);
   const bad = await runBasin(['factorize', MLP, '--data', TRAIN, '-o', path.join(dir, 'h.onnx'), '--rank', '8', '--latency-runs', '-1']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /\[invalid_argument\].*--latency-runs/);

@@ -27,6 +27,7 @@ import { factorizeMatrix } from './factorize-matrix.js';
 import { findLayers, layerLabel, linearMap, selectLayers, type FactorizableLayer } from './layers.js';
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 import { measureModelLatency, type ModelLatency } from './model-latency.js';
+import { layerTimingShape, measureLayerLatency, type ConvShape, type MatMulShape } from './latency.js';
 
 /** Timings of the layer alone (auto mode): median ms per run, dense and as the chosen (or fastest tried) pair. */
 export interface LayerTiming {
@@ -90,6 +91,12 @@ export interface FactorizeModelOptions {
   latencyRuns?: number;
   /** Samples in the one calibration batch the whole model is timed on (default 32). */
   latencyBatch?: number;
+  /**
+   * Time each factorized layer alone, dense and as its pair, on a batch of `latencyBatch` samples
+   * (measureLayerLatency, cached per shape) when the rank policy did not already (auto does). Default: true when
+   * latencyRuns > 0.
+   */
+  layerLatency?: boolean;
   onProgress?: (message: string) => void;
 }
 
@@ -261,7 +268,9 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
 
   const reports = new Map<FactorizableLayer, FactorizedLayerReport>();
   const replacements: LayerReplacement[] = [];
-  for (const { layer, stats: st } of stats) {
+  const timeLayers = opts.layerLatency ?? latencyRuns > 0;
+  for (const captured of stats) {
+    const { layer, stats: st } = captured;
     const choice = choices.get(layer)!;
     if (!('rank' in choice)) continue;
     say(`factorizing ${layerLabel(layer)} to rank ${choice.rank}`);
@@ -281,6 +290,13 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
       if (sol.kind === 'factorized' && sol.wb) rep = { layer, rank: sol.rank, wa: sol.wa, wb: sol.wb, bias: sol.bias };
     } else continue;
     if (rep) replacements.push(rep);
+    let timing: LayerTiming | undefined = choice.denseMs !== undefined ? { denseMs: choice.denseMs, factorizedMs: choice.factorizedMs } : undefined;
+    if (rep && !timing && timeLayers) {
+      const shape = layerTimingShape(captured, latencyBatch);
+      const t = layer.op === 'Conv' ? await measureLayerLatency('conv', shape as ConvShape, rep.rank) : await measureLayerLatency('matmul', shape as MatMulShape, rep.rank);
+      timing = { denseMs: t.denseMs, factorizedMs: t.factorizedMs };
+      say(`  timed alone: ${t.denseMs.toFixed(3)} ms dense, ${t.factorizedMs?.toFixed(3)} ms as the pair`);
+    }
     const rowsPerSample = st.count / feeds.size;
     const p = layerParams(layer, rep ? rep.rank : null);
     reports.set(layer, {
@@ -293,7 +309,7 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
       nmse: rep ? nmse : null,
       kept: rep ? undefined : 'the core left it as it is',
       reason: 'reason' in choice ? choice.reason : undefined,
-      latency: choice.denseMs !== undefined ? { denseMs: choice.denseMs, factorizedMs: choice.factorizedMs } : undefined,
+      latency: timing,
       paramsBefore: p.before,
       paramsAfter: p.after,
       macsBefore: Math.round(p.perRowBefore * rowsPerSample),

@@ -8,6 +8,7 @@
  * alike); each sample repeats the run enough times to last ≥ `minSampleMs`, so that microsecond layers are not
  * timer noise. Results are cached in memory per (op, shape) for the dense layer and per (op, shape, rank) for the pair.
  */
+import type { LayerStats } from './capture.js';
 import { performance } from 'node:perf_hooks';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { GraphBuilder } from '../onnx/build.js';
@@ -308,4 +309,27 @@ export async function measureLayerLatency(op: 'matmul' | 'conv', shape: MatMulSh
   }
   const denseMs = pair.denseMs!;
   return { op, key, rank, denseMs, denseMacs: plan.denseMacs, factorizedMs: pair.ms, factorizedMacs: pair.macs, faster: pair.ms < denseMs };
+}
+
+/**
+ * The timing shape of a captured layer: its input as captured (`inputShape`: [N, C, H, W] for a Conv, [N, …, in]
+ * for a Gemm/MatMul, whose middle axes count as rows), with `batch` samples.
+ */
+export function layerTimingShape(s: LayerStats, batch: number): MatMulShape | ConvShape {
+  const { layer } = s;
+  const shape = s.inputShape ?? [];
+  if (layer.op === 'Conv') {
+    const g = layer.geometry;
+    return {
+      batch,
+      height: shape[2] ?? 1,
+      width: shape[3] ?? 1,
+      weightShape: [g.outChannels, g.inChannels / g.groups, g.kernel[0], g.kernel[1]],
+      attributes: { strides: g.strides, dilations: g.dilations, pads: g.pads, group: g.groups, auto_pad: g.autoPad },
+      bias: layer.bias !== undefined,
+    };
+  }
+  // Rows per sample: every index between the batch axis and the features (1 for [N, in]).
+  const rowsPerSample = shape.slice(1, -1).reduce((a, v) => a * v, 1);
+  return { rows: Math.max(1, batch * rowsPerSample), inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, bias: layer.bias !== undefined };
 }

@@ -18,7 +18,7 @@ import { fanIn } from './conv-geometry.js';
 import { groupMatrix, groupSlice } from './factorize-conv.js';
 import { ConvStats } from './conv-stats.js';
 import type { LayerRank, RankPolicy } from './factorize-model.js';
-import type { ConvShape, LatencyOptions, MatMulShape } from './latency.js';
+import { layerTimingShape, type LatencyOptions } from './latency.js';
 import { linearMap } from './layers.js';
 import { momentsOfMap, outputVariance, type RegressionMoments } from './moments.js';
 import { ReducedRank } from './reduced-rank.js';
@@ -98,26 +98,6 @@ export interface AutoPolicyOptions extends AutoOptions {
   latency?: LatencyOptions;
 }
 
-/** The timing shape of a layer: its input as captured (inputShape), with `batch` samples. */
-function timingShape(s: LayerStats, batch: number): MatMulShape | ConvShape {
-  const { layer } = s;
-  const shape = s.inputShape ?? [];
-  if (layer.op === 'Conv') {
-    const g = layer.geometry;
-    return {
-      batch,
-      height: shape[2] ?? 1,
-      width: shape[3] ?? 1,
-      weightShape: [g.outChannels, g.inChannels / g.groups, g.kernel[0], g.kernel[1]],
-      attributes: { strides: g.strides, dilations: g.dilations, pads: g.pads, group: g.groups, auto_pad: g.autoPad },
-      bias: layer.bias !== undefined,
-    };
-  }
-  // Rows per sample: every index between the batch axis and the features (1 for [N, in]).
-  const rowsPerSample = shape.slice(1, -1).reduce((a, v) => a * v, 1);
-  return { rows: Math.max(1, batch * rowsPerSample), inFeatures: layer.inFeatures, outFeatures: layer.outFeatures, bias: layer.bias !== undefined };
-}
-
 /**
  * Auto (no rank option): autoRanks over the selected layers: a layer is factorized at the highest laddered rank
  * with fewer multiply-adds and nmse ≤ `maxNmse` (default 0.01) that is measured faster alone in onnxruntime, else
@@ -128,7 +108,7 @@ export function autoPolicy(model: OnnxModel, opts: AutoPolicyOptions = {}): Rank
   const batch = opts.batch ?? 32;
   return async (layers) => {
     const auto: AutoLayer[] = [];
-    for (const s of layers) auto.push({ ...(await rankLayerOf(model, s)), shape: timingShape(s, batch) });
+    for (const s of layers) auto.push({ ...(await rankLayerOf(model, s)), shape: layerTimingShape(s, batch) });
     const res = await autoRanks(auto, opts.measure ?? defaultMeasure(opts.latency), { margin: opts.margin, maxNmse: opts.maxNmse });
     return res.layers.map(toLayerRank);
   };

@@ -93,7 +93,7 @@ export function register(program: Command): void {
     .option('--auto', `factorize only layers measured faster as pairs, at ranks with nmse <= --max-nmse (default ${DEFAULT_AUTO_MAX_NMSE}); the default without --rank / --keep / --max-nmse`)
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for a safetensors state_dict')
     .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers run in the graph basin builds", parseChoice('--arch', ['mlp'] as const))
-    .option('--latency-runs <n>', 'timed runs of the whole model before and after, on one calibration batch (0: not timed)', parseIntOption('--latency-runs', 0, 100000), 20)
+    .option('--latency-runs <n>', 'timed runs of the whole model before and after, on one calibration batch; factorized layers are also timed alone (0: nothing timed but what auto needs)', parseIntOption('--latency-runs', 0, 100000), 20)
     .option('--include-ends', 'with --keep / --max-nmse / auto: also factorize the first and last layers')
     .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n (default 256 with --rank, else 0)', parseIntOption('--min-features', 0), 256)
     .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n (default 256 with --rank, else 0)', parseIntOption('--min-channels', 0), 256)
@@ -146,6 +146,7 @@ export function register(program: Command): void {
       await saveOnnx(r.model, o.out);
       const bytesAfter = modelBytes(o.out);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
+      const timed = r.layers.some((l) => l.latency?.denseMs !== undefined);
       const rows = r.layers.map((l) => [
         escapeControl(l.name),
         l.op,
@@ -153,10 +154,10 @@ export function register(program: Command): void {
         l.rank === null ? 'kept' : String(l.rank),
         fmtNmse(l.nmse),
         `${l.paramsBefore}→${l.paramsAfter}`,
-        ...(mode === 'auto' ? [`${fmtMs(l.latency?.denseMs)}→${fmtMs(l.latency?.factorizedMs)}`] : []),
+        ...(timed ? [`${fmtMs(l.latency?.denseMs)}→${fmtMs(l.latency?.factorizedMs)}`] : []),
         l.kept ?? l.reason ?? '',
       ]);
-      out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', ...(mode === 'auto' ? ['ms dense→pair'] : []), 'note'], rows) + '\n');
+      out(formatTable(['layer', 'op', 'shape', 'rank', 'nmse', 'params', ...(timed ? ['ms dense→pair'] : []), 'note'], rows) + '\n');
       out(`parameters ${r.paramsBefore} → ${r.paramsAfter} (${(r.paramsAfter / r.paramsBefore).toFixed(3)}x)\n`);
       const lat = r.latency;
       out(
