@@ -28,9 +28,9 @@ export type AutoLayer = RankLayer & { shape: MatMulShape | ConvShape };
 export type LatencyMeasure = (layer: AutoLayer, rank: number) => Promise<LayerLatency>;
 
 export interface AutoChoice extends RankChoice {
-  /** Median ms per run of the dense layer alone. */
+  /** Ms per run of the dense layer alone (fastest sample). */
   denseMs?: number;
-  /** Median ms per run of the chosen pair (absent when the layer stays dense). */
+  /** Ms per run (fastest sample) of the chosen pair (absent when the layer stays dense). */
   factorizedMs?: number;
   /** Every timing taken for this layer, top rank first. */
   measured: LayerLatency[];

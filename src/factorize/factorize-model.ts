@@ -29,7 +29,7 @@ import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 import { measureModelLatency, type ModelLatency } from './model-latency.js';
 import { layerTimingShape, measureLayerLatency, type ConvShape, type MatMulShape } from './latency.js';
 
-/** Timings of the layer alone (auto mode): median ms per run, dense and as the chosen (or fastest tried) pair. */
+/** Timings of the layer alone: ms per run (fastest sample), dense and as the chosen (or fastest tried) pair. */
 export interface LayerTiming {
   denseMs?: number;
   factorizedMs?: number;

@@ -3,7 +3,7 @@
  * that `auto` factorizes only where the pair is measured faster (fewer multiply-adds alone do not say it: a pair of
  * thin MatMuls can be slower than one wide one). Each measurement builds a tiny model with the GraphBuilder (the
  * dense layer: MatMul(+Add) or Conv; the pair: MatMul·MatMul(+Add) or Conv k×k (C→r, same geometry and groups) then
- * Conv 1×1 (r→O)), with random weights, runs it `warmup` times, then takes the median of `samples` timed
+ * Conv 1×1 (r→O)), with random weights, runs it `warmup` times, then takes the fastest of `samples` timed
  * samples (a pair's samples alternate with the dense layer's, so that a change in the machine's load hits both
  * alike); each sample repeats the run enough times to last ≥ `minSampleMs`, so that microsecond layers are not
  * timer noise. Results are cached in memory per (op, shape) for the dense layer and per (op, shape, rank) for the pair.
@@ -38,7 +38,7 @@ export interface ConvShape {
 export interface LatencyOptions {
   /** Untimed runs first (default 3). */
   warmup?: number;
-  /** Timed samples, of which the median is taken (default 15). */
+  /** Timed samples, of which the fastest is taken (default 15). */
   samples?: number;
   /** Each sample repeats the run until it lasts at least this long (default 2 ms). */
   minSampleMs?: number;
@@ -52,9 +52,9 @@ export interface LayerLatency {
   key: string;
   /** The pair's total latent rank, when one was asked for. */
   rank?: number;
-  /** Median milliseconds per run of the dense layer. */
+  /** Milliseconds per run of the dense layer (its fastest sample). */
   denseMs: number;
-  /** Median milliseconds per run of the factorized pair (when a rank was given). */
+  /** Milliseconds per run of the factorized pair, its fastest sample (when a rank was given). */
   factorizedMs?: number;
   /** factorizedMs < denseMs (when a rank was given). */
   faster?: boolean;
@@ -208,15 +208,18 @@ function convPlan(s: ConvShape): Plan {
   };
 }
 
-/** Median of a list of numbers (sorted in place). */
-function median(v: number[]): number {
-  v.sort((a, b) => a - b);
-  const mid = v.length >> 1;
-  return v.length % 2 ? v[mid]! : 0.5 * (v[mid - 1]! + v[mid]!);
+/**
+ * The fastest sample. A loaded machine only ever adds time to a run (descheduled threads, an intra-op thread pool
+ * spinning while a core is taken), and not alike for a wide op split over every core and a thin one run on one:
+ * the median of alternating samples still favoured the thin pair 37x on a load of 25 on 2 cores, where the
+ * fastest samples agree with a quiet machine's ratio.
+ */
+function fastest(v: number[]): number {
+  return Math.min(...v);
 }
 
 /**
- * Median ms per run of each model, timed in alternation (sample i of every model back to back), so that a change in
+ * Fastest ms per run of each model (over `samples` samples), timed in alternation (sample i of every model back to back), so that a change in
  * the machine's load hits them alike and their comparison stays fair.
  */
 async function time(plan: Plan, ranks: readonly (number | undefined)[], opts: LatencyOptions): Promise<number[]> {
@@ -248,7 +251,7 @@ async function time(plan: Plan, ranks: readonly (number | undefined)[], opts: La
         per[j]!.push((performance.now() - t0) / repeat[j]!);
       }
     }
-    return per.map(median);
+    return per.map(fastest);
   } finally {
     for (const session of sessions) await session.release();
   }
@@ -256,7 +259,7 @@ async function time(plan: Plan, ranks: readonly (number | undefined)[], opts: La
 
 /**
  * Time one layer alone in onnxruntime: the dense layer, and the factorized pair at total rank `rank` when given.
- * Returns median milliseconds per run of each, their multiply-adds, and whether the pair is faster; the pair and
+ * Returns milliseconds per run of each (the fastest sample), their multiply-adds, and whether the pair is faster; the pair and
  * the dense layer are timed in alternating samples, so that the machine's load hits both alike. Cached in memory
  * per shape, and per shape and rank for a pair (a repeated call opens no session; see latencySessionCount).
  *
