@@ -98,7 +98,7 @@ export function checkWidths(groups: readonly GroupReport[], widths: ReadonlyMap<
         found: to,
       });
     }
-    if (to !== g.size) out.push({ group: g, to });
+    out.push({ group: g, to });
   }
   return out;
 }
