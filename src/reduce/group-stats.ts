@@ -11,10 +11,15 @@ import type { OnnxModel } from '../onnx/model.js';
 import { createSession } from '../onnx/session.js';
 import { moveaxis, take, type Tensor } from '../tensor/tensor.js';
 import { ActivationStats } from '../factorize/activation-stats.js';
-import type { LinearLayer } from '../factorize/layers.js';
+import type { FactorizableLayer } from '../factorize/layers.js';
+import { fanIn, im2col, outputSize } from '../factorize/conv-geometry.js';
+
+/** Cap on im2col values unfolded at once. */
+const MAX_UNFOLD = 1 << 22;
 
 export interface ConsumerFit {
-  layer: LinearLayer;
+  /** A Gemm/MatMul, or a Conv with group 1 (fitted on its im2col rows: features (c, i, j)). */
+  layer: FactorizableLayer;
   /** Columns of the original output to fit (the consumer's output group already reduced: its kept units). */
   targetCols?: Int32Array;
   stats: ActivationStats;
@@ -43,13 +48,13 @@ export async function captureGroupStats(
   original: OnnxModel,
   point: SelectionPoint,
   width: number,
-  consumers: readonly { layer: LinearLayer; targetCols?: Int32Array }[],
+  consumers: readonly { layer: FactorizableLayer; targetCols?: Int32Array }[],
   feeds: FeedSource,
   { batchSize = 256, group = 'group' }: { batchSize?: number; group?: string } = {},
 ): Promise<{ selection: ActivationStats; fits: ConsumerFit[] }> {
   if (feeds.size < 1) throw new BasinError('data_required', `${q(feeds.source)} holds no calibration samples`, { file: feeds.source });
   const selection = new ActivationStats(width, { layer: `${group} at ${point.value}` });
-  const fits: ConsumerFit[] = consumers.map((c) => ({ ...c, stats: new ActivationStats(c.layer.inFeatures, { outFeatures: c.targetCols?.length ?? c.layer.outFeatures, layer: c.layer.name }) }));
+  const fits: ConsumerFit[] = consumers.map((c) => ({ ...c, stats: new ActivationStats(c.layer.op === 'Conv' ? fanIn(c.layer.geometry) : c.layer.inFeatures, { outFeatures: c.targetCols?.length ?? c.layer.outFeatures, layer: c.layer.name }) }));
   const inputs = new Set(current.inputs.map((i) => i.name));
   const curValues = [...new Set([point.value, ...consumers.map((c) => c.layer.input)])].filter((v) => !inputs.has(v));
   const origValues = [...new Set(consumers.map((c) => c.layer.output))];
@@ -68,12 +73,29 @@ export async function captureGroupStats(
       if (sel.d !== width) throw new BasinError('shape_mismatch', `group ${q(group)}: ${q(point.value)} axis ${point.axis} has ${sel.d} positions, expected ${width}`, { node: point.value, expected: width, found: sel.d });
       await selection.add(sel.data, sel.rows);
       for (const f of fits) {
-        const x = rowsOf(value(f.layer.input, got), -1);
-        let y = value(f.layer.output, want);
-        if (f.targetCols) y = take(y, y.shape.length - 1, f.targetCols);
-        const yr = rowsOf(y, -1);
-        if (x.d !== f.layer.inFeatures || yr.rows !== x.rows) {
-          throw new BasinError('shape_mismatch', `layer ${q(f.layer.name)}: input ${q(f.layer.input)} has ${x.d} features × ${x.rows} rows, its target ${yr.rows} rows`, { node: f.layer.name });
+        const l = f.layer;
+        let y = value(l.output, want);
+        const yAxis = l.op === 'Conv' ? 1 : y.shape.length - 1;
+        if (f.targetCols) y = take(y, yAxis, f.targetCols);
+        const yr = rowsOf(y, yAxis);
+        if (l.op === 'Conv') {
+          const xt = value(l.input, got);
+          const s = xt.shape as unknown as [number, number, number, number];
+          const [ho, wo] = outputSize(l.geometry, s[2], s[3]);
+          const per = ho * wo;
+          if (xt.shape.length !== 4 || s[1] !== l.inFeatures || yr.rows !== s[0] * per) {
+            throw new BasinError('shape_mismatch', `layer ${q(l.name)}: input ${q(l.input)} [${xt.shape.join(', ')}] does not fit its output's ${yr.rows} positions`, { node: l.name });
+          }
+          const step = Math.max(1, Math.floor(MAX_UNFOLD / (per * fanIn(l.geometry))));
+          for (let b0 = 0; b0 < s[0]; b0 += step) {
+            const b1 = Math.min(s[0], b0 + step);
+            await f.stats.add(im2col(l.geometry, xt.data, s, 0, b0, b1), (b1 - b0) * per, yr.data.subarray(b0 * per * yr.d, b1 * per * yr.d));
+          }
+          continue;
+        }
+        const x = rowsOf(value(l.input, got), -1);
+        if (x.d !== l.inFeatures || yr.rows !== x.rows) {
+          throw new BasinError('shape_mismatch', `layer ${q(l.name)}: input ${q(l.input)} has ${x.d} features × ${x.rows} rows, its target ${yr.rows} rows`, { node: l.name });
         }
         await f.stats.add(x.data, x.rows, yr.data);
       }

@@ -11,7 +11,8 @@
  * Refit: for each consumer, minimize Σ‖y − (x_S·M + b)‖² over the calibration rows, y the original consumer
  * outputs and x_S the kept units of the current (already reduced) model's inputs: M = C_SS⁻¹·C_Sy (rank-revealing,
  * pivoted Cholesky in float64: a singular C_SS never divides by a vanishing pivot), b = ȳ − x̄_Sᵀ·M. Exact when
- * the activations' rank is at most q (the kept units then span every unit, and y is linear in them).
+ * the activations' rank is at most q (the kept units then span every unit, and y is linear in them). A consumer
+ * without a bias (a Conv before BatchNorm) is fitted through the origin on uncentred moments instead.
  */
 import { centred, momentsOfTargets } from '../factorize/moments.js';
 import { pivotedCholesky, solvePsd } from '../factorize/pivoted-cholesky.js';
@@ -51,8 +52,20 @@ export interface Refit {
  * Refit one consumer on the kept units `idx` from its streamed statistics (inputs x, targets y).
  * @throws BasinError data_required when no sample was added
  */
-export async function refitConsumer(stats: ActivationStats, idx: Int32Array): Promise<Refit> {
+export async function refitConsumer(stats: ActivationStats, idx: Int32Array, { intercept = true }: { intercept?: boolean } = {}): Promise<Refit> {
   const mo = momentsOfTargets(stats);
+  if (!intercept) {
+    // No bias to hold b: fit through the origin on the uncentred moments E[x·xᵀ], E[x·yᵀ], E‖y‖².
+    const d0 = mo.inFeatures;
+    const m0 = mo.outFeatures;
+    for (let i = 0; i < d0; i++) {
+      for (let j = 0; j < d0; j++) mo.cxx[i * d0 + j] = mo.cxx[i * d0 + j]! + mo.meanX[i]! * mo.meanX[j]!;
+      for (let j = 0; j < m0; j++) mo.cxy[i * m0 + j] = mo.cxy[i * m0 + j]! + mo.meanX[i]! * mo.meanY[j]!;
+    }
+    for (let j = 0; j < m0; j++) mo.trCyy += mo.meanY[j]! ** 2;
+    mo.meanX.fill(0);
+    mo.meanY.fill(0);
+  }
   const d = mo.inFeatures;
   const m = mo.outFeatures;
   const qk = idx.length;

@@ -18,7 +18,7 @@ import { openEvalData } from '../eval/eval-data.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { EvalResult, EvalTask } from '../eval/metrics.js';
 import { compareOutputs } from '../factorize/factorize-model.js';
-import { findLayers, type LinearLayer } from '../factorize/layers.js';
+import { findLayers, type FactorizableLayer } from '../factorize/layers.js';
 import { inferSpec } from '../graph/infer-spec.js';
 import type { GroupReport } from '../graph/types.js';
 import type { OnnxModel } from '../onnx/model.js';
@@ -123,6 +123,31 @@ function linearPath(model: OnnxModel, g: GroupReport, r: GroupRoles): boolean {
   return g.points.every((p) => LINEAR_OPS.has(producer.get(p.value) ?? 'Identity'));
 }
 
+/** Add the squared outgoing weights of each input unit of `l` (stored weight `w`) into `acc`. */
+function unitNorms(l: FactorizableLayer, w: Float32Array, acc: Float64Array): void {
+  if (l.op === 'Conv') {
+    const kk = l.geometry.kernel[0] * l.geometry.kernel[1];
+    const c = l.inFeatures;
+    for (let o = 0; o < l.outFeatures; o++) for (let i = 0; i < c; i++) for (let k = 0; k < kk; k++) acc[i] = acc[i]! + w[(o * c + i) * kk + k]! ** 2;
+    return;
+  }
+  for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) acc[i] = acc[i]! + (l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!) ** 2;
+}
+
+/** A refitted map M [q·kk, m] (rows: kept unit i, kernel offset k) in the consumer's stored layout. */
+function storedWeight(l: FactorizableLayer, mw: Float64Array, qk: number, m: number): Tensor {
+  if (l.op === 'Conv') {
+    const [kh, kw] = l.geometry.kernel;
+    const kk = kh * kw;
+    const out = new Float32Array(m * qk * kk);
+    for (let o = 0; o < m; o++) for (let i = 0; i < qk; i++) for (let k = 0; k < kk; k++) out[(o * qk + i) * kk + k] = mw[(i * kk + k) * m + o]!;
+    return new Tensor([m, qk, kh, kw], out);
+  }
+  const out = new Float32Array(qk * m);
+  for (let i = 0; i < qk; i++) for (let o = 0; o < m; o++) out[l.transB ? o * qk + i : i * m + o] = mw[i * m + o]! / l.alpha;
+  return new Tensor(l.transB ? [m, qk] : [qk, m], out);
+}
+
 const worst = (r: Record<string, number>): number => Math.max(0, ...Object.values(r));
 
 /**
@@ -195,48 +220,44 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     let reason: string | undefined;
     if (method === 'select') {
       const consumeTensors = new Set(r.members.filter((m) => m.role === 'consume' && m.ref === group.name).map((m) => m.tensor));
-      const layers = findLayers(cur).filter((l): l is LinearLayer => l.op !== 'Conv' && consumeTensors.has(l.weight));
+      const layers = findLayers(cur).filter((l) => consumeTensors.has(l.weight) && (l.op !== 'Conv' || l.geometry.groups === 1));
       const notRefit = [...consumeTensors].filter((t) => !layers.some((l) => l.weight === t));
       const consumers = layers.map((layer) => {
-        const outAxis = layer.op === 'Gemm' && layer.transB ? 0 : 1;
+        const outAxis = layer.op === 'Conv' || (layer.op === 'Gemm' && layer.transB) ? 0 : 1;
         const ref = spec.axes_to_perm[layer.weight]?.[outAxis] ?? null;
         const prior = ref !== null ? applied.get(ref) : undefined;
         return { layer, targetCols: prior?.idx };
       });
-      const point = layers[0] ? { value: layers[0].input, axis: -1 } : group.points[group.points.length - 1];
+      const first = layers[0];
+      const point = first ? { value: first.input, axis: first.op === 'Conv' ? 1 : -1 } : group.points[group.points.length - 1];
       if (!point) throw new BasinError('invalid_argument', `group ${q(group.name)} has no activation point to select units from`, { node: group.name });
-      // importance of unit j: norm of its outgoing weights over the linear consumers
+      // importance of unit j: norm of its outgoing weights over the consumers refitted
       let importance: Float64Array | undefined;
       if (layers.length > 0) {
         importance = new Float64Array(n);
-        for (const l of layers) {
-          const w = cur.getFloat32(l.weight).data;
-          for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) {
-            const v = l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!;
-            importance[i] = importance[i]! + v * v;
-          }
-        }
+        for (const l of layers) unitNorms(l, cur.getFloat32(l.weight).data, importance);
         for (let i = 0; i < n; i++) importance[i] = Math.sqrt(importance[i]!);
       }
       const st = await captureGroupStats(cur, model, point, n, consumers, feeds!, { batchSize: opts.batchSize, group: group.name });
       const choice = await chooseUnits(st.selection, to, importance);
       let fitErr = 0;
       for (const f of st.fits) {
-        const fit = await refitConsumer(f.stats, choice.idx);
-        fitErr = Math.max(fitErr, fit.nmse);
         const l = f.layer;
+        const kk = l.op === 'Conv' ? l.geometry.kernel[0] * l.geometry.kernel[1] : 1;
+        const features = new Int32Array(to * kk);
+        for (let i = 0; i < to; i++) for (let k = 0; k < kk; k++) features[i * kk + k] = choice.idx[i]! * kk + k;
+        const hasBias = l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === (f.targetCols?.length ?? l.outFeatures);
+        const fit = await refitConsumer(f.stats, features, { intercept: hasBias });
+        fitErr = Math.max(fitErr, fit.nmse);
         const m = f.targetCols?.length ?? l.outFeatures;
-        const wOut = new Float32Array(to * m);
-        for (let i = 0; i < to; i++) for (let o = 0; o < m; o++) wOut[l.transB ? o * to + i : i * m + o] = fit.w[i * m + o]! / l.alpha;
-        overrides.set(l.weight, new Tensor(l.transB ? [m, to] : [to, m], wOut));
-        if (l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === m) {
-          overrides.set(l.bias, new Tensor(cur.weightInfo(l.bias).shape, Float32Array.from(fit.bias, (v) => v / l.beta)));
-        } else {
-          reason = `${q(l.name)} has no per-output bias to take the refit's intercept`;
+        overrides.set(l.weight, storedWeight(l, fit.w, to, m));
+        if (hasBias) {
+          const beta = l.op === 'Conv' ? 1 : l.beta;
+          overrides.set(l.bias!, new Tensor(cur.weightInfo(l.bias!).shape, Float32Array.from(fit.bias, (v) => v / beta)));
         }
       }
       map = { size: to, idx: choice.idx };
-      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.members.some((m) => m.role === 'scale');
+      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.normalized;
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
       reason = [reason, ...notes].filter(Boolean).join('; ');
