@@ -11,7 +11,9 @@
  * Refit: for each consumer, minimize Σ‖y − (x_S·M + b)‖² over the calibration rows, y the original consumer
  * outputs and x_S the kept units of the current (already reduced) model's inputs: M = C_SS⁻¹·C_Sy (rank-revealing,
  * pivoted Cholesky in float64: a singular C_SS never divides by a vanishing pivot), b = ȳ − x̄_Sᵀ·M. Exact when
- * the activations' rank is at most q (the kept units then span every unit, and y is linear in them). A consumer
+ * the activations' rank is at most q (the kept units then span every unit, and y is linear in them). The solve
+ * is for the change from the consumer's current weights on the kept units, so directions the calibration data
+ * never excite (units dead on it) keep their weights, and at full width the weights come back unchanged. A consumer
  * without a bias (a Conv before BatchNorm) is fitted through the origin on uncentred moments instead.
  */
 import { centred, momentsOfTargets } from '../factorize/moments.js';
@@ -52,7 +54,7 @@ export interface Refit {
  * Refit one consumer on the kept units `idx` from its streamed statistics (inputs x, targets y).
  * @throws BasinError data_required when no sample was added
  */
-export async function refitConsumer(stats: ActivationStats, idx: Int32Array, { intercept = true }: { intercept?: boolean } = {}): Promise<Refit> {
+export async function refitConsumer(stats: ActivationStats, idx: Int32Array, { intercept = true, prior }: { intercept?: boolean; prior?: Float64Array } = {}): Promise<Refit> {
   const mo = momentsOfTargets(stats);
   if (!intercept) {
     // No bias to hold b: fit through the origin on the uncentred moments E[x·xᵀ], E[x·yᵀ], E‖y‖².
@@ -76,7 +78,21 @@ export async function refitConsumer(stats: ActivationStats, idx: Int32Array, { i
     for (let j = 0; j < qk; j++) a[i * qk + j] = mo.cxx[r * d + idx[j]!]!;
     b.set(mo.cxy.subarray(r * m, (r + 1) * m), i * m);
   }
-  const w = await solvePsd(a, qk, b, m, DEFAULT_RCOND);
+  // Solve for the change from `prior` (the consumer's current weights on the kept units): directions the
+  // calibration data never excite (dead units, dropped pivots) keep their current weights instead of zero.
+  let w: Float64Array;
+  if (prior) {
+    const rhs = Float64Array.from(b);
+    for (let i = 0; i < qk; i++) for (let k = 0; k < qk; k++) {
+      const aik = a[i * qk + k]!;
+      if (aik === 0) continue;
+      for (let j = 0; j < m; j++) rhs[i * m + j] = rhs[i * m + j]! - aik * prior[k * m + j]!;
+    }
+    w = await solvePsd(a, qk, rhs, m, DEFAULT_RCOND);
+    for (let i = 0; i < w.length; i++) w[i] = w[i]! + prior[i]!;
+  } else {
+    w = await solvePsd(a, qk, b, m, DEFAULT_RCOND);
+  }
   const bias = Float64Array.from(mo.meanY);
   for (let i = 0; i < qk; i++) {
     const xm = mo.meanX[idx[i]!]!;

@@ -134,6 +134,21 @@ function unitNorms(l: FactorizableLayer, w: Float32Array, acc: Float64Array): vo
   for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) acc[i] = acc[i]! + (l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!) ** 2;
 }
 
+/** The consumer's current map on the kept features (rows) and fitted outputs (columns), [features, m], as the refit solves it. */
+function priorMap(l: FactorizableLayer, w: Float32Array, features: Int32Array, cols: Int32Array | undefined): Float64Array {
+  const m = cols?.length ?? l.outFeatures;
+  const out = new Float64Array(features.length * m);
+  const fan = l.op === 'Conv' ? w.length / l.outFeatures : l.inFeatures;
+  for (let r = 0; r < features.length; r++) {
+    const f = features[r]!;
+    for (let c = 0; c < m; c++) {
+      const o = cols ? cols[c]! : c;
+      out[r * m + c] = l.op === 'Conv' ? w[o * fan + f]! : l.alpha * (l.transB ? w[o * l.inFeatures + f]! : w[f * l.outFeatures + o]!);
+    }
+  }
+  return out;
+}
+
 /** A refitted map M [q·kk, m] (rows: kept unit i, kernel offset k) in the consumer's stored layout. */
 function storedWeight(l: FactorizableLayer, mw: Float64Array, qk: number, m: number): Tensor {
   if (l.op === 'Conv') {
@@ -247,7 +262,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         const features = new Int32Array(to * kk);
         for (let i = 0; i < to; i++) for (let k = 0; k < kk; k++) features[i * kk + k] = choice.idx[i]! * kk + k;
         const hasBias = l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === (f.targetCols?.length ?? l.outFeatures);
-        const fit = await refitConsumer(f.stats, features, { intercept: hasBias });
+        const fit = await refitConsumer(f.stats, features, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, features, f.targetCols) });
         fitErr = Math.max(fitErr, fit.nmse);
         const m = f.targetCols?.length ?? l.outFeatures;
         overrides.set(l.weight, storedWeight(l, fit.w, to, m));
@@ -261,6 +276,11 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
       reason = [reason, ...notes].filter(Boolean).join('; ');
+    } else if (to === n) {
+      // A rotation of all units is exact only on a linear path; at full width the units stay as they are.
+      map = { size: n, idx: Int32Array.from({ length: n }, (_, i) => i) };
+      exact = true;
+      reason = 'full width: units kept as they are';
     } else {
       let basis;
       if (method === 'pca-weight') {

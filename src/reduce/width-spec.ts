@@ -49,7 +49,7 @@ export function parseWidthSpec(text: string, groups: readonly GroupReport[], bas
     for (const g of free) out.set(g.name, parseValue(text, g, base));
     return out;
   }
-  for (const part of text.split(',')) {
+  for (const part of text.split(/,(?![^(]*\))/)) {
     const eq = part.indexOf('=');
     const name = part.slice(0, eq).trim();
     const g = byName.get(name);
