@@ -132,7 +132,8 @@ export async function relativeOutputError(before: OnnxModel, after: OnnxModel, f
  *
  * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads group
  * (not supported yet), a normalized group (residual stream under LayerNorm) grown by a non-whole factor, or a
- * negative / non-finite noise; onnx_unsupported_op for weights read by ops basin has no rule for, or tied weights
+ * negative / non-finite noise; verify_failed when the widened graph does not run (shapes computed from a grown
+ * width, as torch's MultiheadAttention computes its head size from the embedding width); onnx_unsupported_op for weights read by ops basin has no rule for, or tied weights
  * read in two roles (an embedding tied to the output head), naming the tensor and node.
  */
 export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promise<GrowModelResult> {
@@ -180,7 +181,18 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
       }
     }
   }
-  const outputRelError = await relativeOutputError(model, out, check);
+  let outputRelError: Record<string, number>;
+  try {
+    outputRelError = await relativeOutputError(model, out, check);
+  } catch (e) {
+    if (!(e instanceof BasinError && e.code === 'onnx_runtime')) throw e;
+    const names = plan.map((p) => q(p.group.name)).join(', ');
+    throw new BasinError(
+      'verify_failed',
+      `the widened model does not run: its graph computes shapes from the width of ${names} (e.g. torch MultiheadAttention derives its head size from the embedding width), which copies cannot follow; grow the other groups. onnxruntime said: ${e.message}`,
+      { node: plan[0]?.group.name },
+    );
+  }
   const worst = Math.max(0, ...Object.values(outputRelError));
   say(`output change against the original: ${worst.toExponential(2)} (relative to the largest output)`);
   const groups: ShrinkGroupReport[] = plan.map(({ group, to }) => ({
