@@ -101,6 +101,9 @@ test('shrinkModel refuses bad requests before any statistics: width above the cu
   const vit = await loadOnnx(path.join(FIXTURES, 'vit_small_seed0.onnx'));
   const heads = await assertBasinError(() => shrinkModel(vit, TRAIN, { widths: new Map([['P_2', 16]]) }), 'invalid_argument');
   assert.match(heads.message, /'P_2'.*heads/);
+  // torch's MultiheadAttention computes its head size from the residual width: a clear error, not a runtime trace
+  const coupled = await assertBasinError(() => shrinkModel(vit, TRAIN, { widths: new Map([['P_0', 16]]), feed: { limit: 64 } }), 'verify_failed');
+  assert.match(coupled.message, /'P_0'.*MultiheadAttention/);
 });
 
 test('at full width every method reproduces the MLP fixture (test images, float rounding)', async () => {

@@ -26,6 +26,7 @@ import { macsPerSample, paramCount } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
+import { explainShapeCoupling } from './shape-coupling.js';
 
 export interface GrowModelOptions {
   /** New width per group (≥ its current width). */
@@ -181,18 +182,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
       }
     }
   }
-  let outputRelError: Record<string, number>;
-  try {
-    outputRelError = await relativeOutputError(model, out, check);
-  } catch (e) {
-    if (!(e instanceof BasinError && e.code === 'onnx_runtime')) throw e;
-    const names = plan.map((p) => q(p.group.name)).join(', ');
-    throw new BasinError(
-      'verify_failed',
-      `the widened model does not run: its graph computes shapes from the width of ${names} (e.g. torch MultiheadAttention derives its head size from the embedding width), which copies cannot follow; grow the other groups. onnxruntime said: ${e.message}`,
-      { node: plan[0]?.group.name },
-    );
-  }
+  const outputRelError = await explainShapeCoupling(plan.map((p) => p.group.name), () => relativeOutputError(model, out, check));
   const worst = Math.max(0, ...Object.values(outputRelError));
   say(`output change against the original: ${worst.toExponential(2)} (relative to the largest output)`);
   const groups: ShrinkGroupReport[] = plan.map(({ group, to }) => ({

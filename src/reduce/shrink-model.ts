@@ -30,9 +30,11 @@ import { centred } from '../factorize/moments.js';
 import { pcaMaps, topEigenvectors, weightBasis } from './pca.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles, type GroupRoles } from './roles.js';
+import { explainShapeCoupling } from './shape-coupling.js';
 import { chooseUnits, refitConsumer } from './select.js';
 
 export type ReductionMethod = 'select' | 'pca-act' | 'pca-weight';
+/** The reduction methods of `basin shrink --method`, default first. */
 export const REDUCTION_METHODS: readonly ReductionMethod[] = ['select', 'pca-act', 'pca-weight'];
 
 export interface ShrinkModelOptions {
@@ -171,7 +173,8 @@ const worst = (r: Record<string, number>): number => Math.max(0, ...Object.value
  *
  * Errors, all before any statistics are taken: invalid_argument for an unknown method, group or width (naming the
  * group), for heads groups (not reducible here yet) and for PCA on a group with per-unit parameters or derived axes
- * (naming the tensor); data_required for a data-driven method without data; onnx_unsupported_op naming the tensor
+ * (naming the tensor); data_required for a data-driven method without data; verify_failed naming the group when
+ * the reduced graph does not run (shapes computed from its width, as in torch MultiheadAttention exports); onnx_unsupported_op naming the tensor
  * and node a group's weights are read by when basin has no rule for it; then the data feed's and onnxruntime's.
  */
 export async function shrinkModel(model: OnnxModel, data: string | null, opts: ShrinkModelOptions): Promise<ShrinkModelResult> {
@@ -302,7 +305,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     cur = await resizeModel(cur, spec, groupsNow, new Map([[group.name, r]]), new Map([[group.name, map]]), overrides);
     applied.set(group.name, map);
     sizes.set(group.name, to);
-    const nmse = worst(await compareOutputs(model, cur, probe));
+    const nmse = worst(await explainShapeCoupling([group.name], () => compareOutputs(model, cur, probe)));
     say(`  output nmse against the original: ${nmse.toExponential(2)}`);
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
   }
