@@ -220,3 +220,34 @@ test('select on the MLP fixture: error falls as width grows; half width keeps ac
   }
   assert.ok(errs[0]! > errs[1]! && errs[1]! > errs[2]!, `output nmse by width 16, 32, 64: ${errs.join(', ')}`);
 });
+
+test('a tied embedding (Gather table that is also the output Gemm): PCA folds it once and keeps one tensor; selection and grow refuse it', async () => {
+  const r = rng(12);
+  const vocab = 30;
+  const d = 12;
+  const a = normal(vocab * 3, r);
+  const b = normal(3 * d, r);
+  const table = new Float32Array(vocab * d);
+  for (let i = 0; i < vocab; i++) for (let j = 0; j < d; j++) for (let k = 0; k < 3; k++) table[i * d + j] = table[i * d + j]! + a[i * 3 + k]! * b[k * d + j]!;
+  const g = new GraphBuilder(17);
+  g.input('ids', ['batch'], 'I64');
+  g.initializer('table', new Tensor([vocab, d], table));
+  g.node('Gather', ['table', 'ids'], ['e']).node('Gemm', ['e', 'table'], ['logits'], { transB: 1 });
+  g.output('logits', ['batch', vocab]);
+  const model = g.build();
+  const groups = (await inferSpec(model)).groups;
+  const embed = groups.find((x) => x.size === d);
+  assert.ok(embed, `a group of the table's columns: ${groups.map((x) => `${x.name}:${x.size}`).join(', ')}`);
+  const res = await shrinkModel(model, null, { widths: new Map([[embed.name, 3]]), method: 'pca-weight' });
+  assert.deepEqual(res.model.weightInfo('table').shape, [vocab, 3]);
+  assert.equal(res.model.weights().length, 1);
+  const ids = { data: BigInt64Array.from({ length: 8 }, (_, i) => BigInt((i * 11) % vocab)), dims: [8], type: 'int64' as const };
+  assertAllClose(await run(res.model, { ids }), await run(model, { ids }), { rtol: 1e-4, atol: 1e-4 });
+  const data = path.join(dir, 'ids.safetensors');
+  await writeSafetensors(data, [{ name: 'ids', dtype: 'I64', shape: [40], data: new Uint8Array(BigInt64Array.from({ length: 40 }, (_, i) => BigInt(i % vocab)).buffer) }]);
+  const sel = await assertBasinError(() => shrinkModel(model, data, { widths: new Map([[embed.name, 3]]) }), 'invalid_argument');
+  assert.match(sel.message, /'table' is tied/);
+  const { growModel } = await import('../src/reduce/grow-model.js');
+  const grow = await assertBasinError(() => growModel(model, { widths: new Map([[embed.name, 24]]) }), 'invalid_argument');
+  assert.match(grow.message, /'table' is tied/);
+});

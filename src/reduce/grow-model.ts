@@ -152,6 +152,10 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   }
   const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
   for (const { group, to } of plan) {
+    const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
+    if (tied) {
+      throw new BasinError('invalid_argument', `--width: group ${q(group.name)}: ${q(tied.tensor)} is tied (an embedding read again by ${tied.op} node ${q(tied.node)}); Net2Wider would split its copies on one side only and untie it`, { option: '--width', node: group.name, tensor: tied.tensor });
+    }
     if (roles.get(group.name)!.normalized && to % group.size !== 0) {
       throw new BasinError(
         'invalid_argument',

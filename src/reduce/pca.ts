@@ -54,7 +54,7 @@ export async function topEigenvectors(a: Float64Array, n: number, qk: number, se
 export async function weightBasis(model: OnnxModel, roles: GroupRoles, n: number, qk: number): Promise<PcaBasis> {
   const blocks: { rows: number; cols: number; data: Float32Array }[] = [];
   for (const m of roles.members) {
-    if (m.role !== 'produce' || m.ref !== roles.group) continue;
+    if ((m.role !== 'produce' && m.role !== 'tied') || m.ref !== roles.group) continue;
     blocks.push(axisToRows(model.getFloat32(m.tensor), m.axis));
   }
   const k = blocks.reduce((s, b) => s + b.cols, 0);

@@ -47,7 +47,11 @@ interface AxisMap {
 }
 
 function derived(m: RoleMember, spec: PermutationSpecJson, base: string, map: UnitMap, oldSize: number, maps: ReadonlyMap<string, UnitMap>, sizes: ReadonlyMap<string, number>): AxisMap {
-  const role = m.role;
+  // a tied tensor: producer side Eᵀ along the axis equals consumer side E for an orthonormal E (pcaMaps)
+  const role = m.role === 'tied' ? (map.idx ? 'tied' : 'produce') : m.role;
+  if (role === 'tied' && map.consumerScale?.some((v) => v !== 1)) {
+    throw new BasinError('invalid_argument', `group ${q(base)}: ${q(m.tensor)} is tied (read as ${m.op} input and as a producer): splitting its copies would untie it`, { tensor: m.tensor, node: m.node });
+  }
   const dense = role === 'produce' ? map.produce : role === 'consume' ? map.consume : undefined;
   if (m.ref === base) {
     if (dense) {

@@ -4,14 +4,17 @@
  * a combination of old units), CONSUMES them (a Gemm/MatMul input axis, Conv input channels: the weights that read
  * the units) or SCALES them one by one (BatchNorm / LayerNorm scale, shift and running statistics, a constant
  * multiplier: only a gather of units is meaningful there). One rule per op, one table; a weight read by an op the
- * table does not know, or read in two roles (a tied table read as embedding and as output head), is refused.
+ * table does not know is refused. A tensor read both as producer and as consumer on one axis (an embedding table
+ * tied to the output head) is TIED: an orthonormal fold E (PCA) maps it the same way on both sides (W·E), so it
+ * is folded once and stays one tensor; selection refits and Net2Wider splits would untie it and refuse it.
  */
 import { BasinError, q } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { GroupReport } from '../graph/types.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 
-export type UnitRole = 'produce' | 'consume' | 'scale';
+/** 'tied': one tensor read both ways (an embedding table that is also the output head): only an orthonormal fold keeps the tie. */
+export type UnitRole = 'produce' | 'consume' | 'scale' | 'tied';
 
 type INode = NonNullable<NonNullable<OnnxModel['proto']['graph']>['node']>[number];
 
@@ -109,6 +112,12 @@ export function groupRoles(model: OnnxModel, spec: PermutationSpecJson, groups: 
               axis,
               node: nodeName,
             });
+          }
+          if (role !== undefined && role !== r && [role, r].every((x) => x === 'produce' || x === 'consume' || x === 'tied')) {
+            role = 'tied';
+            const prev = members.find((m) => m.tensor === tensor && m.axis === axis);
+            if (prev) prev.role = 'tied';
+            continue;
           }
           if (role !== undefined && role !== r) {
             throw new BasinError('onnx_unsupported_op', `group ${q(name)}: weight ${q(tensor)} axis ${axis} is read both as ${role} and as ${r} (a tied weight, e.g. node ${q(nodeName)}): resizing it is not supported`, {

@@ -197,6 +197,12 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     }
   }
   const roles = groupRoles(model, spec, inferred.groups, plan.map((p) => p.group.name));
+  for (const { group, to } of plan) {
+    const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
+    if (tied && method === 'select' && to < group.size) {
+      throw new BasinError('invalid_argument', `group ${q(group.name)}: ${q(tied.tensor)} is tied (read as an embedding and by ${tied.op} node ${q(tied.node)}): a refit would untie it; use --method pca-weight or pca-act, which fold it once`, { option: '--method', node: group.name, tensor: tied.tensor });
+    }
+  }
   if (method !== 'select') {
     for (const { group } of plan) {
       const bad = roles.get(group.name)!.members.find((m) => m.role === 'scale' || m.ref !== group.name);
