@@ -33,7 +33,7 @@ export function register(program: Command): void {
     .description('widen hidden groups without changing the function (Net2Wider: copy units, split their outgoing weights)')
     .argument('<model>', 'ONNX model, or a safetensors state_dict with --graph / --arch mlp')
     .requiredOption('-o, --out <path>', 'where to write the wider model: .onnx, or .safetensors for a state_dict input')
-    .requiredOption('--width <spec>', 'new widths: P_3=512 per group, or a factor 2x (2 also works) for every group')
+    .requiredOption('--width <spec>', 'new widths: P_3=512 or P_3=2x per group, or a factor 2x for every group')
     .option('--noise <s>', 'break the copies\' symmetry: centred noise of s × the weights\' std on the copies\' outgoing weights (the function is kept)', '0')
     .option('--seed <n>', 'seed of the copied units and of the noise', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--data <d>', 'data to check the outputs on (default: random inputs)')
@@ -55,7 +55,7 @@ export function register(program: Command): void {
       requireGraph(loaded, 'grow');
       const { dims, inputs } = feedArgs(loaded.model, o);
       const groups = (await inferSpec(loaded.model, { dims })).groups;
-      const widths = parseWidthSpec(o.width.trim().match(/^[0-9.]+$/) && Number(o.width) > 1 ? `${o.width.trim()}x` : o.width, groups);
+      const widths = parseWidthSpec(o.width, groups);
       const r = await growModel(loaded.model, { widths, noise, seed: o.seed, data: o.data, feed: { inputName: o.inputName, dims, inputs }, onProgress: log });
       const worst = Math.max(0, ...Object.values(r.outputRelError));
       if (!(worst <= GROW_TOLERANCE)) {
