@@ -115,3 +115,8 @@ export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLow
 export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type ModelLatencyReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
 export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';
+export { shrinkModel, checkWidths, REDUCTION_METHODS, type ReductionMethod, type ShrinkModelOptions, type ShrinkModelResult, type ShrinkGroupReport } from './reduce/shrink-model.js';
+export { growModel, net2widerMap, type GrowModelOptions, type GrowModelResult } from './reduce/grow-model.js';
+export { parseWidthSpec } from './reduce/width-spec.js';
+export { resizeModel, type UnitMap } from './reduce/resize.js';
+export { groupRoles, ROLE_RULES, type UnitRole, type GroupRoles, type RoleMember } from './reduce/roles.js';

@@ -131,7 +131,7 @@ export async function saveModel(model: OnnxModel, out: string, source: ModelSour
         );
       }
     }
-    return { name: t.name, dtype: t.dtype, shape: [...t.shape], data: first.data };
+    return { name: t.name, dtype: t.dtype, shape: [...first.shape], data: first.data }; // shrink / grow change widths
   });
   const w = await writeCheckpoint(out, tensors, { metadata: source.metadata });
   return { format, files: w.files, outsideGraph: outside.map((t) => t.name) };

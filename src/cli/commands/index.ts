@@ -16,4 +16,6 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   merge: () => import('./merge.js'),
   spec: () => import('./spec.js'),
   factorize: () => import('./factorize.js'),
+  shrink: () => import('./shrink.js'),
+  grow: () => import('./grow.js'),
 };
