@@ -103,6 +103,7 @@ export async function stackModels(a: OnnxModel, b: OnnxModel, opts: StackModelsO
   const feeds = await checkFeeds(a, opts);
   const traced = await valueShapes(a, feeds[0]!);
   const ranks = new Map([...traced].map(([k, v]) => [k, v.length]));
+  const sizes = new Map([...traced].map(([k, v]) => [k, v[v.length - 1] ?? 1]));
   const stackedValues = new Map<string, Set<number>>();
   for (const gr of inferred.groups) {
     for (const p of gr.points) {
@@ -111,7 +112,7 @@ export async function stackModels(a: OnnxModel, b: OnnxModel, opts: StackModelsO
       stackedValues.set(p.value, s);
     }
   }
-  const { model, rewritten } = stackGraph(a, { tensors, roles, stackedValues, ranks, doubleOutputs: outputs === 'concat', doubleInputs: inputs === 'separate' });
+  const { model, rewritten } = stackGraph(a, { tensors, roles, stackedValues, ranks, sizes, doubleOutputs: outputs === 'concat', doubleInputs: inputs === 'separate', headCounts: [...new Set(inferred.groups.flatMap((gr) => (gr.heads ? [gr.heads.count] : [])))] });
   const check = await checkStacked(a, b, model, feeds, { outputs, inputs });
   return { model, groups: inferred.groups, outputs, inputs, rewritten, check };
 }
