@@ -16,4 +16,5 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   merge: () => import('./merge.js'),
   spec: () => import('./spec.js'),
   factorize: () => import('./factorize.js'),
+  zip: () => import('./zip.js'),
 };
