@@ -152,7 +152,7 @@ function layerParams(l: FactorizableLayer, r: number | null): { before: number; 
 }
 
 /** MSE / variance of each float output of `after` against `before` on the first batch of `feeds`. */
-async function compareOutputs(before: OnnxModel, after: OnnxModel, feeds: FeedSource): Promise<Record<string, number>> {
+export async function compareOutputs(before: OnnxModel, after: OnnxModel, feeds: FeedSource): Promise<Record<string, number>> {
   const a = await createSession(before);
   const b = await createSession(after);
   const res: Record<string, number> = {};

@@ -29,7 +29,7 @@ export interface RegressionMoments {
   trCyy: number;
 }
 
-function centred(stats: ActivationStats): { mu: Float64Array; meanX: Float64Array; cxx: Float64Array } {
+export function centred(stats: ActivationStats): { mu: Float64Array; meanX: Float64Array; cxx: Float64Array } {
   const n = stats.count;
   if (!(n >= 1)) {
     throw new BasinError('data_required', `layer ${q(stats.layer)}: no calibration samples were added to its statistics`, { node: stats.layer });

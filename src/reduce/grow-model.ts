@@ -1,0 +1,207 @@
+/**
+ * growModel: the library call behind `basin grow`. Function-preserving widening (Net2Net's Net2WiderNet, Chen et
+ * al. 2016): each group named in `widths` gets new units that copy old ones; producers and per-unit tensors
+ * (biases, BatchNorm, LayerNorm parameters) are gathered, and every consumer weight of a unit copied c times is
+ * divided by c, so the consumers' sums are unchanged (resize.ts, gather form).
+ *
+ * Which units are copied: a whole factor (q = k·n) copies every unit k times, in blocks [0 … n) [0 … n) …; any
+ * other width keeps every unit once and copies q − n units drawn by `seed`. A group whose units are normalized
+ * together (a residual stream under LayerNorm / RMSNorm) must grow by a whole factor: only then are the mean and
+ * variance over the units unchanged (HyperCloning, Samragh et al. 2024); another width is refused.
+ *
+ * `noise` S > 0 breaks the copies' symmetry without changing the function: each copy's consumer weights get
+ * Gaussian noise of S times the tensor's standard deviation, centred over the copies of one unit so their sum is
+ * unchanged. The output is run against the original (first data batch, else random inputs) and the largest
+ * relative difference per output reported.
+ */
+import { BasinError, q } from '../errors.js';
+import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
+import { randomFeeds } from '../data/feed.js';
+import { inferSpec } from '../graph/infer-spec.js';
+import type { OnnxModel } from '../onnx/model.js';
+import { createSession, type Feed } from '../onnx/session.js';
+import { seededRandom } from '../spec/apply.js';
+import { axisView, Tensor } from '../tensor/tensor.js';
+import { macsPerSample, paramCount } from './cost.js';
+import { resizeModel, type UnitMap } from './resize.js';
+import { groupRoles } from './roles.js';
+import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
+
+export interface GrowModelOptions {
+  /** New width per group (≥ its current width). */
+  widths: ReadonlyMap<string, number>;
+  /** Symmetry-breaking noise, a multiple of each consumer tensor's standard deviation (default 0). */
+  noise?: number;
+  /** Seed of the copied units (non-whole factors) and of the noise (default 0). */
+  seed?: number;
+  /** Data for the shape probe and the check (default: random inputs). */
+  data?: string;
+  feed?: OpenFeedsOptions;
+  onProgress?: (message: string) => void;
+}
+
+export interface GrowModelResult {
+  model: OnnxModel;
+  groups: ShrinkGroupReport[];
+  paramsBefore: number;
+  paramsAfter: number;
+  macsBefore: number | null;
+  macsAfter: number | null;
+  /** Per output: max |after − before| / max |before| on the check batch. */
+  outputRelError: Record<string, number>;
+  noise: number;
+  seed: number;
+}
+
+/** The copies: idx (new unit → old unit) and the consumer scale 1/count per new unit. */
+export function net2widerMap(n: number, qk: number, seed: number): UnitMap {
+  const idx = new Int32Array(qk);
+  if (qk % n === 0) for (let i = 0; i < qk; i++) idx[i] = i % n;
+  else {
+    const rand = seededRandom(seed);
+    for (let i = 0; i < n; i++) idx[i] = i;
+    let pool: number[] = [];
+    for (let i = n; i < qk; i++) {
+      if (pool.length === 0) pool = Array.from({ length: n }, (_, j) => j);
+      const k = Math.floor(rand() * pool.length);
+      idx[i] = pool[k]!;
+      pool.splice(k, 1);
+    }
+  }
+  const count = new Int32Array(n);
+  for (const j of idx) count[j]!++;
+  const consumerScale = Float64Array.from(idx, (j) => 1 / count[j]!);
+  return { size: qk, idx, consumerScale };
+}
+
+function gaussian(rand: () => number): number {
+  const u = Math.max(rand(), 1e-300);
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
+}
+
+/** Add noise centred over the copies of each unit to `t` along `axis` (new units → old units by idx). */
+function centredNoise(t: Tensor, axis: number, idx: Int32Array, noise: number, rand: () => number): void {
+  const { outer, n, inner } = axisView(t.shape, axis);
+  let s = 0;
+  let s2 = 0;
+  for (const v of t.data) (s += v, s2 += v * v);
+  const sd = Math.sqrt(Math.max(0, s2 / t.data.length - (s / t.data.length) ** 2)) * noise;
+  const copies = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) copies.set(idx[i]!, [...(copies.get(idx[i]!) ?? []), i]);
+  for (const list of copies.values()) {
+    if (list.length < 2) continue;
+    for (let o = 0; o < outer; o++) for (let e = 0; e < inner; e++) {
+      const d = list.map(() => gaussian(rand) * sd);
+      const mean = d.reduce((a, b) => a + b, 0) / d.length;
+      list.forEach((i, k) => {
+        const p = (o * n + i) * inner + e;
+        t.data[p] = t.data[p]! + d[k]! - mean;
+      });
+    }
+  }
+}
+
+/** Largest |after − before| / max |before| per output, on one batch. */
+export async function relativeOutputError(before: OnnxModel, after: OnnxModel, feeds: Record<string, Feed>): Promise<Record<string, number>> {
+  const a = await createSession(before);
+  const b = await createSession(after);
+  try {
+    const ya = await a.run(feeds);
+    const yb = await b.run(feeds);
+    const out: Record<string, number> = {};
+    for (const [name, t] of Object.entries(ya)) {
+      const u = yb[name];
+      if (!u || u.data.length !== t.data.length) {
+        out[name] = Infinity;
+        continue;
+      }
+      let d = 0;
+      let m = 0;
+      for (let i = 0; i < t.data.length; i++) (d = Math.max(d, Math.abs(t.data[i]! - u.data[i]!)), m = Math.max(m, Math.abs(t.data[i]!)));
+      out[name] = m > 0 ? d / m : d;
+    }
+    return out;
+  } finally {
+    await a.release();
+    await b.release();
+  }
+}
+
+/**
+ * Widen the groups of `model` named in `opts.widths` (see the header).
+ *
+ * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads group
+ * (not supported yet), a normalized group (residual stream under LayerNorm) grown by a non-whole factor, or a
+ * negative / non-finite noise; onnx_unsupported_op for weights read by ops basin has no rule for, or tied weights
+ * read in two roles (an embedding tied to the output head), naming the tensor and node.
+ */
+export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promise<GrowModelResult> {
+  const say = opts.onProgress ?? (() => undefined);
+  const noise = opts.noise ?? 0;
+  const seed = opts.seed ?? 0;
+  if (!(Number.isFinite(noise) && noise >= 0)) throw new BasinError('invalid_argument', `--noise must be a finite number >= 0, got ${noise}`, { option: '--noise', found: noise });
+  const feeds: FeedSource | undefined = opts.data !== undefined ? await openFeeds(opts.data, model, { limit: 64, ...opts.feed }) : undefined;
+  const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
+  const plan = checkWidths(inferred.groups, opts.widths, 'grow');
+  for (const { group } of plan) {
+    if (group.kind === 'heads') {
+      throw new BasinError('invalid_argument', `--width: group ${q(group.name)} is attention heads (${group.description}); growing heads is not supported yet: grow the MLP hidden and residual groups`, { option: '--width', node: group.name });
+    }
+  }
+  const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
+  for (const { group, to } of plan) {
+    if (roles.get(group.name)!.normalized && to % group.size !== 0) {
+      throw new BasinError(
+        'invalid_argument',
+        `--width: group ${q(group.name)} (${group.description}) is normalized over its units (LayerNorm): growing it is exact only by a whole factor (every unit copied equally); ${to} is not a multiple of ${group.size}`,
+        { option: '--width', node: group.name, found: to },
+      );
+    }
+  }
+  let check: Record<string, Feed> | undefined;
+  if (feeds) for await (const b of feeds.batches(64)) (check ??= b);
+  check ??= randomFeeds(model, { batch: 8, seed: 1, dims: opts.feed?.dims });
+  const rows = (() => {
+    const f = Object.values(check)[0];
+    return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
+  })();
+  const maps = new Map<string, UnitMap>();
+  plan.forEach(({ group, to }, k) => maps.set(group.name, net2widerMap(group.size, to, seed + k)));
+  say(`growing ${plan.map((p) => `${p.group.name} ${p.group.size} → ${p.to}`).join(', ')}`);
+  const out = await resizeModel(model, inferred.spec, inferred.groups, roles, maps);
+  if (noise > 0) {
+    const rand = seededRandom(seed ^ 0x5bd1e995);
+    for (const { group } of plan) {
+      for (const m of roles.get(group.name)!.members) {
+        if (m.role !== 'consume' || m.ref !== group.name) continue;
+        const t = out.getFloat32(m.tensor);
+        centredNoise(t, m.axis, maps.get(group.name)!.idx!, noise, rand);
+        out.setFloat32(m.tensor, t);
+      }
+    }
+  }
+  const outputRelError = await relativeOutputError(model, out, check);
+  const worst = Math.max(0, ...Object.values(outputRelError));
+  say(`output change against the original: ${worst.toExponential(2)} (relative to the largest output)`);
+  const groups: ShrinkGroupReport[] = plan.map(({ group, to }) => ({
+    group: group.name,
+    description: group.description,
+    before: group.size,
+    after: to,
+    method: 'grow',
+    exact: true,
+    outputNmse: undefined,
+    reason: `${to % group.size === 0 ? `every unit copied ${to / group.size}×` : `${to - group.size} unit(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}`,
+  }));
+  return {
+    model: out,
+    groups,
+    paramsBefore: paramCount(model),
+    paramsAfter: paramCount(out),
+    macsBefore: await macsPerSample(model, check, rows),
+    macsAfter: await macsPerSample(out, check, rows),
+    outputRelError,
+    noise,
+    seed,
+  };
+}

@@ -1,0 +1,276 @@
+/**
+ * shrinkModel: the library call behind `basin shrink` (and the reduction step of `basin zip`). Each permutation
+ * group named in `widths` is reduced to its new width, one group at a time in dependency order (the order of its
+ * first producer in the graph), each step on the model the previous steps produced:
+ *   - 'select' (default): keep the units chosen from calibration activations and refit the linear consumers to
+ *     reproduce the original model's pre-activations (select.ts); conv consumers and derived (flatten) consumers
+ *     keep the kept units' weights without a refit;
+ *   - 'pca-act' / 'pca-weight': the seed's PCA (pca.ts), folded as Eᵀ into producers and E into consumers; exact
+ *     across linear maps, biases and residual adds, refused for groups with per-unit normalization parameters or
+ *     derived axes (BatchNorm / LayerNorm scale, flatten into a Linear), where a rotation of units is undefined.
+ * Every step is measured: the output nmse against the unreduced model on the first calibration batch (random
+ * inputs for a data-free pca-weight).
+ */
+import { BasinError, q } from '../errors.js';
+import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
+import { randomFeeds } from '../data/feed.js';
+import { openEvalData } from '../eval/eval-data.js';
+import { evaluate } from '../eval/evaluate.js';
+import type { EvalResult, EvalTask } from '../eval/metrics.js';
+import { compareOutputs } from '../factorize/factorize-model.js';
+import { findLayers, type LinearLayer } from '../factorize/layers.js';
+import { inferSpec } from '../graph/infer-spec.js';
+import type { GroupReport } from '../graph/types.js';
+import type { OnnxModel } from '../onnx/model.js';
+import type { Feed } from '../onnx/session.js';
+import { Tensor } from '../tensor/tensor.js';
+import { macsPerSample, paramCount } from './cost.js';
+import { captureGroupStats } from './group-stats.js';
+import { centred } from '../factorize/moments.js';
+import { pcaMaps, topEigenvectors, weightBasis } from './pca.js';
+import { resizeModel, type UnitMap } from './resize.js';
+import { groupRoles, type GroupRoles } from './roles.js';
+import { chooseUnits, refitConsumer } from './select.js';
+
+export type ReductionMethod = 'select' | 'pca-act' | 'pca-weight';
+export const REDUCTION_METHODS: readonly ReductionMethod[] = ['select', 'pca-act', 'pca-weight'];
+
+export interface ShrinkModelOptions {
+  /** New width per permutation group name (as inferSpec names them), in units (heads groups: a multiple of the head size); groups not named keep their width. */
+  widths: ReadonlyMap<string, number>;
+  method?: ReductionMethod; // default 'select'
+  /** The one data feed's options; limit = calibration samples (default 2000). */
+  feed?: OpenFeedsOptions;
+  eval?: { data: string; task?: EvalTask | 'auto'; labelName?: string };
+  onProgress?: (message: string) => void;
+  /** Samples per onnxruntime run while streaming statistics (default 256). */
+  batchSize?: number;
+}
+export interface ShrinkGroupReport {
+  group: string;
+  description: string;
+  before: number;
+  after: number;
+  method: ReductionMethod | 'grow';
+  exact: boolean;
+  /** measured output nmse vs the unreduced model on calibration data after this group's step (fitted steps) */
+  outputNmse?: number;
+  reason?: string;
+}
+export interface ShrinkModelResult {
+  model: OnnxModel;
+  groups: ShrinkGroupReport[];
+  paramsBefore: number;
+  paramsAfter: number;
+  macsBefore: number | null;
+  macsAfter: number | null;
+  outputNmse: Record<string, number>;
+  samples: number;
+  evaluation?: { task: EvalTask; before: EvalResult; after: EvalResult };
+}
+
+/** Ops through which a unit combination passes unchanged: PCA folded across them is exact. */
+const LINEAR_OPS = new Set(['Gemm', 'MatMul', 'Conv', 'Add', 'Sub', 'Gather', 'Reshape', 'Flatten', 'Transpose', 'Identity', 'Squeeze', 'Unsqueeze', 'Concat', 'Split', 'Slice', 'Dropout', 'Cast', 'ConvTranspose']);
+
+/** A FeedSource over fixed feeds (random inputs for the data-free method). */
+function fixedFeeds(feeds: Record<string, Feed>, size: number): FeedSource {
+  return { source: '(random inputs)', size, fed: [], dims: {}, batches: async function* () { yield feeds; } };
+}
+
+/**
+ * Check a width request against the groups: every name a free or heads group, widths in [1, current] (shrink) or
+ * ≥ current (grow), heads widths in whole heads. Runs before any compute.
+ * @throws BasinError invalid_argument naming the group
+ */
+export function checkWidths(groups: readonly GroupReport[], widths: ReadonlyMap<string, number>, mode: 'shrink' | 'grow'): { group: GroupReport; to: number }[] {
+  const out: { group: GroupReport; to: number }[] = [];
+  for (const [name, to] of widths) {
+    const g = groups.find((x) => x.name === name);
+    if (!g) throw new BasinError('invalid_argument', `--width: no permutation group ${q(name)} (groups: ${groups.map((x) => x.name).join(', ') || 'none'})`, { option: '--width', node: name });
+    if (g.kind !== 'free' && g.kind !== 'heads') throw new BasinError('invalid_argument', `--width: group ${q(name)} is derived (${g.kind}); give the widths of ${(g.follows ?? []).map(q).join(', ')}`, { option: '--width', node: name });
+    const headSize = g.heads ? g.size / g.heads.count : 1;
+    const ok = Number.isSafeInteger(to) && to >= 1 && (mode === 'shrink' ? to <= g.size : to >= g.size) && to % headSize === 0;
+    if (!ok) {
+      const range = mode === 'shrink' ? `1 … ${g.size}` : `${g.size} or more`;
+      throw new BasinError('invalid_argument', `--width: group ${q(name)} (${g.size} units) cannot ${mode} to ${to}: the width must be an integer in ${range}${headSize > 1 ? `, a multiple of the head size ${headSize}` : ''}`, {
+        option: '--width',
+        node: name,
+        found: to,
+      });
+    }
+    out.push({ group: g, to });
+  }
+  return out;
+}
+
+/** Graph position of a group's first producer: groups are reduced in this order. */
+function firstProducer(model: OnnxModel, r: GroupRoles): number {
+  const nodes = model.proto.graph?.node ?? [];
+  let best = Infinity;
+  for (const m of r.members) {
+    if (m.role !== 'produce') continue;
+    const i = nodes.findIndex((n) => (n.name || n.output?.[0]) === m.node);
+    if (i >= 0) best = Math.min(best, i);
+  }
+  return best;
+}
+
+/** Whether the group's units pass only through linear ops from producers to consumers (PCA folds exactly). */
+function linearPath(model: OnnxModel, g: GroupReport, r: GroupRoles): boolean {
+  if (r.members.some((m) => m.role === 'scale')) return false;
+  const producer = new Map<string, string>();
+  for (const n of model.proto.graph?.node ?? []) for (const o of n.output ?? []) producer.set(o, n.opType ?? '');
+  return g.points.every((p) => LINEAR_OPS.has(producer.get(p.value) ?? 'Identity'));
+}
+
+const worst = (r: Record<string, number>): number => Math.max(0, ...Object.values(r));
+
+/**
+ * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path; null only
+ * for 'pca-weight' (data-free).
+ *
+ * Errors, all before any statistics are taken: invalid_argument for an unknown method, group or width (naming the
+ * group), for heads groups (not reducible here yet) and for PCA on a group with per-unit parameters or derived axes
+ * (naming the tensor); data_required for a data-driven method without data; onnx_unsupported_op naming the tensor
+ * and node a group's weights are read by when basin has no rule for it; then the data feed's and onnxruntime's.
+ */
+export async function shrinkModel(model: OnnxModel, data: string | null, opts: ShrinkModelOptions): Promise<ShrinkModelResult> {
+  const say = opts.onProgress ?? (() => undefined);
+  const method = opts.method ?? 'select';
+  if (!REDUCTION_METHODS.includes(method)) {
+    throw new BasinError('invalid_argument', `--method must be one of ${REDUCTION_METHODS.join(', ')}, got ${q(String(method))}`, { option: '--method', found: method });
+  }
+  if (data === null && method !== 'pca-weight') {
+    throw new BasinError('data_required', `--method ${method} needs calibration data (--data); only pca-weight is data-free`, { option: '--data' });
+  }
+  const feeds = data !== null ? await openFeeds(data, model, { limit: 2000, ...opts.feed }) : undefined;
+  const test = opts.eval ? await openEvalData(opts.eval.data, model, { task: opts.eval.task, labelName: opts.eval.labelName, inputName: opts.feed?.inputName, dims: opts.feed?.dims, inputs: opts.feed?.inputs }) : undefined;
+  const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
+  const { spec } = inferred;
+  const plan = checkWidths(inferred.groups, opts.widths, 'shrink');
+  for (const { group } of plan) {
+    if (group.kind === 'heads') {
+      throw new BasinError('invalid_argument', `--width: group ${q(group.name)} is attention heads (${group.description}); shrinking heads is not supported yet: reduce the MLP hidden and other free groups`, { option: '--width', node: group.name });
+    }
+  }
+  const roles = groupRoles(model, spec, inferred.groups, plan.map((p) => p.group.name));
+  if (method !== 'select') {
+    for (const { group } of plan) {
+      const bad = roles.get(group.name)!.members.find((m) => m.role === 'scale' || m.ref !== group.name);
+      if (bad) {
+        throw new BasinError(
+          'invalid_argument',
+          `--method ${method}: group ${q(group.name)} (${group.description}) has ${bad.role === 'scale' ? `per-unit parameters (${q(bad.tensor)} of ${bad.op} node ${q(bad.node)})` : `a derived axis (${q(bad.tensor)} axis ${bad.axis}, ${q(bad.ref)})`}, which a rotation of units cannot fold into; use --method select`,
+          { option: '--method', node: group.name, tensor: bad.tensor },
+        );
+      }
+    }
+  }
+  plan.sort((a, b) => firstProducer(model, roles.get(a.group.name)!) - firstProducer(model, roles.get(b.group.name)!));
+
+  const probe = feeds ?? fixedFeeds(randomFeeds(model, { batch: 16, seed: 1, dims: opts.feed?.dims }), 16);
+  let probeBatch: Record<string, Feed> | undefined;
+  for await (const b of probe.batches(8)) {
+    probeBatch = b;
+    break;
+  }
+  const probeRows = (() => {
+    const f = Object.values(probeBatch ?? {})[0];
+    return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
+  })();
+  const macsBefore = probeBatch ? await macsPerSample(model, probeBatch, probeRows) : null;
+
+  const sizes = new Map(inferred.groups.map((g) => [g.name, g.size]));
+  const applied = new Map<string, UnitMap>();
+  const reports: ShrinkGroupReport[] = [];
+  let cur = model;
+  for (const { group, to } of plan) {
+    const r = roles.get(group.name)!;
+    const n = sizes.get(group.name)!;
+    const groupsNow = inferred.groups.map((g) => ({ ...g, size: sizes.get(g.name) ?? g.size }));
+    say(`${group.name} (${group.description}): ${n} → ${to} units by ${method}`);
+    let map: UnitMap;
+    const overrides = new Map<string, Tensor>();
+    let exact = false;
+    let reason: string | undefined;
+    if (method === 'select') {
+      const consumeTensors = new Set(r.members.filter((m) => m.role === 'consume' && m.ref === group.name).map((m) => m.tensor));
+      const layers = findLayers(cur).filter((l): l is LinearLayer => l.op !== 'Conv' && consumeTensors.has(l.weight));
+      const notRefit = [...consumeTensors].filter((t) => !layers.some((l) => l.weight === t));
+      const consumers = layers.map((layer) => {
+        const outAxis = layer.op === 'Gemm' && layer.transB ? 0 : 1;
+        const ref = spec.axes_to_perm[layer.weight]?.[outAxis] ?? null;
+        const prior = ref !== null ? applied.get(ref) : undefined;
+        return { layer, targetCols: prior?.idx };
+      });
+      const point = layers[0] ? { value: layers[0].input, axis: -1 } : group.points[group.points.length - 1];
+      if (!point) throw new BasinError('invalid_argument', `group ${q(group.name)} has no activation point to select units from`, { node: group.name });
+      // importance of unit j: norm of its outgoing weights over the linear consumers
+      let importance: Float64Array | undefined;
+      if (layers.length > 0) {
+        importance = new Float64Array(n);
+        for (const l of layers) {
+          const w = cur.getFloat32(l.weight).data;
+          for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) {
+            const v = l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!;
+            importance[i] = importance[i]! + v * v;
+          }
+        }
+        for (let i = 0; i < n; i++) importance[i] = Math.sqrt(importance[i]!);
+      }
+      const st = await captureGroupStats(cur, model, point, n, consumers, feeds!, { batchSize: opts.batchSize, group: group.name });
+      const choice = await chooseUnits(st.selection, to, importance);
+      let fitErr = 0;
+      for (const f of st.fits) {
+        const fit = await refitConsumer(f.stats, choice.idx);
+        fitErr = Math.max(fitErr, fit.nmse);
+        const l = f.layer;
+        const m = f.targetCols?.length ?? l.outFeatures;
+        const wOut = new Float32Array(to * m);
+        for (let i = 0; i < to; i++) for (let o = 0; o < m; o++) wOut[l.transB ? o * to + i : i * m + o] = fit.w[i * m + o]! / l.alpha;
+        overrides.set(l.weight, new Tensor(l.transB ? [m, to] : [to, m], wOut));
+        if (l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === m) {
+          overrides.set(l.bias, new Tensor(cur.weightInfo(l.bias).shape, Float32Array.from(fit.bias, (v) => v / l.beta)));
+        } else {
+          reason = `${q(l.name)} has no per-output bias to take the refit's intercept`;
+        }
+      }
+      map = { size: to, idx: choice.idx };
+      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.members.some((m) => m.role === 'scale');
+      const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
+      if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
+      reason = [reason, ...notes].filter(Boolean).join('; ');
+    } else {
+      let basis;
+      if (method === 'pca-weight') {
+        basis = await weightBasis(cur, r, n, to);
+      } else {
+        const layers = findLayers(cur).filter((l) => r.members.some((m) => m.role === 'consume' && m.tensor === l.weight) && l.op !== 'Conv');
+        const point = layers[0] ? { value: layers[0].input, axis: -1 } : group.points[group.points.length - 1]!;
+        const st = await captureGroupStats(cur, model, point, n, [], feeds!, { batchSize: opts.batchSize, group: group.name });
+        // uncentred second moments: the kept directions must hold the mean too (no bias correction needed)
+        const { cxx, meanX } = centred(st.selection);
+        for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) cxx[i * n + j] = cxx[i * n + j]! + meanX[i]! * meanX[j]!;
+        basis = await topEigenvectors(cxx, n, to);
+      }
+      map = { size: to, ...pcaMaps(basis.e, n, to) };
+      const linear = linearPath(cur, group, r);
+      exact = linear && basis.dropped <= 1e-9;
+      reason = `${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
+    }
+    cur = await resizeModel(cur, spec, groupsNow, new Map([[group.name, r]]), new Map([[group.name, map]]), overrides);
+    applied.set(group.name, map);
+    sizes.set(group.name, to);
+    const nmse = worst(await compareOutputs(model, cur, probe));
+    say(`  output nmse against the original: ${nmse.toExponential(2)}`);
+    reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
+  }
+  const outputNmse = await compareOutputs(model, cur, probe);
+  const macsAfter = probeBatch ? await macsPerSample(cur, probeBatch, probeRows) : null;
+  let evaluation: ShrinkModelResult['evaluation'];
+  if (test) {
+    say(`evaluating before and after on ${q(opts.eval!.data)}`);
+    evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(cur, test.data, { task: test.task }) };
+  }
+  return { model: cur, groups: reports, paramsBefore: paramCount(model), paramsAfter: paramCount(cur), macsBefore, macsAfter, outputNmse, samples: feeds?.size ?? 0, evaluation };
+}
