@@ -22,7 +22,8 @@ import { mergeModels } from '../merge/merge-models.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { numel } from '../tensor/tensor.js';
 import { halfOutputModel } from './half-output.js';
-import { reduceCore, type ReductionMethod, type ShrinkGroupReport } from './shrink-link.js';
+import { shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
+import { parseWidthSpec } from '../reduce/width-spec.js';
 import { stackModels, type StackOutputs, type StackedModel } from './stack-models.js';
 
 export interface ZipModelsOptions {
@@ -108,7 +109,6 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const say = (m: string) => opts.onProgress?.(m);
   const outputs = opts.outputs ?? 'concat';
   const full = isFullWidth(opts.width);
-  const core = full ? undefined : await reduceCore();
   if (!full && data === null) throw new BasinError('invalid_argument', `zip --width ${q(opts.width)} reduces widths: give --data CALIB (calibration inputs, no labels needed)`, { option: '--data' });
   const feed = data !== null ? await openFeeds(data, a.model, { ...opts.feed, limit: Math.min(opts.feed?.limit ?? 2000, 256) }) : undefined;
   say(`stacking ${q(a.source.path)} and ${q(b.source.path)} (outputs ${outputs})…`);
@@ -127,10 +127,10 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   let macsAfter: number | null = null;
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
-  if (core) {
-    const target = core.parseWidthSpec(opts.width, stackedGroups, base);
+  if (!full) {
+    const target = parseWidthSpec(opts.width, stackedGroups, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
-    const r = await core.shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
+    const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
     model = r.model;
     groups = r.groups;
     widths = widthsOf(new Map(r.groups.map((g) => [g.group, g.after])));
@@ -143,7 +143,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const result: ZipModelsResult = {
     model,
     outputs,
-    method: core ? (opts.method ?? 'select') : 'stack',
+    method: full ? 'stack' : (opts.method ?? 'select'),
     stack: { rewritten: stacked.rewritten, check: stacked.check },
     widths,
     groups,

@@ -6,7 +6,7 @@ import { saveOnnx } from '../../onnx/model.js';
 import { openModel } from '../../models/load.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
-import { REDUCTION_METHODS, type ReductionMethod } from '../../zip/shrink-link.js';
+import { REDUCTION_METHODS, type ReductionMethod } from '../../reduce/shrink-model.js';
 import { zipModels } from '../../zip/zip-model.js';
 import type { StackOutputs } from '../../zip/stack-models.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
