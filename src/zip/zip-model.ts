@@ -128,7 +128,10 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
   if (!full) {
-    const target = parseWidthSpec(opts.width, stackedGroups, base);
+    // A bare factor (`1x`) applies to the groups the core can reduce; attention-head groups keep the stacked
+    // width (both models' heads) unless named, and the table says so.
+    const reducible = opts.width.includes('=') ? stackedGroups : stackedGroups.filter((g) => g.kind !== 'heads');
+    const target = parseWidthSpec(opts.width, reducible, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
     model = r.model;

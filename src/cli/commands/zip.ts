@@ -81,7 +81,8 @@ export function register(program: Command): void {
       const byGroup = new Map(r.groups.map((g) => [g.group, g]));
       const rows = r.widths.map((w) => {
         const g = byGroup.get(w.group);
-        return [w.group, escapeControl(w.description), `${w.one}`, `${w.stacked}→${w.after}`, g ? g.method : 'stack', g ? (g.exact ? 'exact' : 'fitted') : 'exact', fmtErr(g?.outputNmse), g?.reason ?? ''];
+        const note = g?.reason ?? (w.after === w.stacked && r.method !== 'stack' ? 'kept at the stacked width (both models side by side)' : '');
+        return [w.group, escapeControl(w.description), `${w.one}`, `${w.stacked}→${w.after}`, g ? g.method : 'stack', g ? (g.exact ? 'exact' : 'fitted') : 'exact', fmtErr(g?.outputNmse), escapeControl(note)];
       });
       out(formatTable(['group', 'what it is', 'one model', 'stacked→zipped', 'method', 'step', 'nmse', 'note'], rows) + '\n');
       for (const c of r.stack.check.outputs) out(`stacking is exact: output ${q(c.name)} max error ${c.maxError.toExponential(2)} (${c.relError.toExponential(2)} of its scale) against both models on ${r.stack.check.samples} samples\n`);
