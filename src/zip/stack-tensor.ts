@@ -69,22 +69,28 @@ export function stackTensor(name: string, ta: Tensor, tb: Tensor, roles: readonl
   }
   const shape = ta.shape.map((d, i) => (roles[i]!.role === 'stack' ? 2 * d : d));
   const out = new Float32Array(numel(shape));
-  const src = strides(ta.shape);
   const dst = strides(shape);
   const scale = mean ? 0.5 : 1;
   const rank = shape.length;
   for (const [which, t] of [['a', ta], ['b', tb]] as const) {
-    for (let i = 0; i < t.size; i++) {
-      let rest = i;
-      let d = 0;
-      for (let ax = 0; ax < rank; ax++) {
-        const c = Math.floor(rest / src[ax]!);
-        rest -= c * src[ax]!;
-        const r = roles[ax]!;
-        d += (r.role === 'stack' ? r[which][c]! : c) * dst[ax]!;
+    // per axis: where each source index lands in the output, as an element offset
+    const offsets = ta.shape.map((n, ax) => {
+      const r = roles[ax]!;
+      const o = new Float64Array(n);
+      for (let c = 0; c < n; c++) o[c] = (r.role === 'stack' ? r[which][c]! : c) * dst[ax]!;
+      return o;
+    });
+    let src = 0;
+    const walk = (ax: number, base: number): void => {
+      const o = offsets[ax]!;
+      if (ax === rank - 1) {
+        for (let c = 0; c < o.length; c++) out[base + o[c]!] = scale * t.data[src++]!;
+        return;
       }
-      out[d] = scale === 1 ? t.data[i]! : scale * t.data[i]!;
-    }
+      for (let c = 0; c < o.length; c++) walk(ax + 1, base + o[c]!);
+    };
+    if (rank === 0) out[0] = scale * t.data[0]!;
+    else walk(0, 0);
   }
   return new Tensor(shape, out);
 }
