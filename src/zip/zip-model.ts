@@ -128,9 +128,11 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
   if (!full) {
-    // A bare factor (`1x`) applies to the groups the core can reduce; attention-head groups keep the stacked
-    // width (both models' heads) unless named, and the table says so.
-    const reducible = opts.width.includes('=') ? stackedGroups : stackedGroups.filter((g) => g.kind !== 'heads');
+    // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
+    // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
+    // keep the stacked width unless named, and the table says so.
+    const repeated = new Set(stackedGroups.filter((g) => g.kind === 'concat').flatMap((g) => g.follows ?? []));
+    const reducible = opts.width.includes('=') ? stackedGroups : stackedGroups.filter((g) => g.kind === 'free' && !repeated.has(g.name));
     const target = parseWidthSpec(opts.width, reducible, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
