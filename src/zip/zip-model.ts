@@ -116,8 +116,16 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   for (const o of stacked.check.outputs) say(`stacked exactly: output ${q(o.name)} max error ${o.maxError.toExponential(2)} against both models on ${stacked.check.samples} samples`);
   const stackedGroups = (await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed })).groups;
   const base = new Map(stackedGroups.map((g) => [g.name, g.size / 2]));
+  // A group the stacked graph repeats per model (cat(P, P): the features of a LayerNorm-split residual stream) is
+  // one model's width itself; every other group holds both models' units.
+  const repeated = new Set(stackedGroups.filter((g) => g.kind === 'concat').flatMap((g) => g.follows ?? []));
   const widthsOf = (after: ReadonlyMap<string, number>): ZipGroupWidth[] =>
-    stackedGroups.filter((g) => g.kind === 'free' || g.kind === 'heads').map((g: GroupReport) => ({ group: g.name, description: g.description, one: g.size / 2, stacked: g.size, after: after.get(g.name) ?? g.size }));
+    stackedGroups
+      .filter((g) => g.kind === 'free' || g.kind === 'heads')
+      .map((g: GroupReport) => {
+        const k = repeated.has(g.name) ? 2 : 1;
+        return { group: g.name, description: g.description, one: (k * g.size) / 2, stacked: k * g.size, after: k * (after.get(g.name) ?? g.size) };
+      });
   let model = stacked.model;
   let groups: ShrinkGroupReport[] = [];
   let widths = widthsOf(new Map());
@@ -131,7 +139,6 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
     // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
     // keep the stacked width unless named, and the table says so.
-    const repeated = new Set(stackedGroups.filter((g) => g.kind === 'concat').flatMap((g) => g.follows ?? []));
     const reducible = opts.width.includes('=') ? stackedGroups : stackedGroups.filter((g) => g.kind === 'free' && !repeated.has(g.name));
     const target = parseWidthSpec(opts.width, reducible, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
@@ -173,7 +180,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
       halves.push({ half: k === 0 ? 'A' : 'B', before, after });
     }
     let merge: EvalResult | undefined;
-    const oneX = widths.every((w) => w.after === w.one);
+    const oneX = /^\s*1(\.0*)?x\s*$/i.test(opts.width) || widths.every((w) => w.after === w.one);
     if ((opts.compareMerge ?? true) && oneX) {
       say('align-then-average (weight matching) for comparison…');
       const m = await mergeModels([a, b], { method: 'weight', feed: opts.feed });
