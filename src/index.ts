@@ -113,3 +113,7 @@ export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLow
 export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
 export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';
+
+// Zip (basin zip): two models of one architecture stacked side by side exactly, then reduced by the reduction core.
+export { stackModels, STACK_TOLERANCE, type StackModelsOptions, type StackedModel, type StackedOutput, type StackOutputs, type StackInputs } from './zip/stack-models.js';
+export { zipModels, type ZipModelsOptions, type ZipModelsResult, type ZipGroupWidth, type ZipHalfEvaluation } from './zip/zip-model.js';

@@ -114,15 +114,20 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   say(`stacking ${q(a.source.path)} and ${q(b.source.path)} (outputs ${outputs})…`);
   const stacked = await stackModels(a.model, b.model, { outputs, data: feed, dims: opts.feed?.dims });
   for (const o of stacked.check.outputs) say(`stacked exactly: output ${q(o.name)} max error ${o.maxError.toExponential(2)} against both models on ${stacked.check.samples} samples`);
-  const stackedGroups = (await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed })).groups;
+  const stackedSpec = await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed });
+  const stackedGroups = stackedSpec.groups;
   const base = new Map(stackedGroups.map((g) => [g.name, g.size / 2]));
   // A group the stacked graph repeats per model (cat(P, P): the features of a LayerNorm-split residual stream) is
   // one model's width itself; every other group holds both models' units.
-  const repeated = new Set(stackedGroups.filter((g) => g.kind === 'concat').flatMap((g) => g.follows ?? []));
+  const repeated = new Set<string>();
+  for (const info of Object.values(stackedSpec.spec.perms ?? {})) {
+    const parts = info.concat;
+    if (parts && parts.length === 2 && typeof parts[0] === 'string' && parts[0] === parts[1]) repeated.add(parts[0]);
+  }
+  // groups with weights of their own (a group of the 2 halves that a split LayerNorm creates has none)
+  const shown = stackedGroups.filter((g) => (g.kind === 'free' && g.members.length > 0) || g.kind === 'heads');
   const widthsOf = (after: ReadonlyMap<string, number>): ZipGroupWidth[] =>
-    stackedGroups
-      .filter((g) => g.kind === 'free' || g.kind === 'heads')
-      .map((g: GroupReport) => {
+    shown.map((g: GroupReport) => {
         const k = repeated.has(g.name) ? 2 : 1;
         return { group: g.name, description: g.description, one: (k * g.size) / 2, stacked: k * g.size, after: k * (after.get(g.name) ?? g.size) };
       });
@@ -139,7 +144,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
     // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
     // keep the stacked width unless named, and the table says so.
-    const reducible = opts.width.includes('=') ? stackedGroups : stackedGroups.filter((g) => g.kind === 'free' && !repeated.has(g.name));
+    const reducible = opts.width.includes('=') ? stackedGroups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
     const target = parseWidthSpec(opts.width, reducible, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
