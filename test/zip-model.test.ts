@@ -102,5 +102,6 @@ test("the seed's linear case (003), on its own shape at a tenth of its size: two
   let err = 0;
   for (let i = 0; i < y.size; i++) err += Math.abs(yr.data[i]! - y.data[i]!);
   err /= y.size;
-  assert.ok(err > 1e-6 && err < 2e-3, `mean abs error ${err}`);
+  // measured 3.1e-4 here (the seed: 2e-4 at its full size)
+  assert.ok(err > 2e-5 && err < 2e-3, `mean abs error ${err}`);
 });
