@@ -115,8 +115,13 @@ export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLow
 export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type ModelLatencyReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
 export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';
+// Width changes (basin shrink, basin grow): per-group roles, one resize primitive (index maps or dense pairs), selection + least-squares refit, PCA folding, Net2Wider.
 export { shrinkModel, checkWidths, REDUCTION_METHODS, type ReductionMethod, type ShrinkModelOptions, type ShrinkModelResult, type ShrinkGroupReport } from './reduce/shrink-model.js';
 export { growModel, net2widerMap, type GrowModelOptions, type GrowModelResult } from './reduce/grow-model.js';
 export { parseWidthSpec } from './reduce/width-spec.js';
 export { resizeModel, type UnitMap } from './reduce/resize.js';
 export { groupRoles, ROLE_RULES, type UnitRole, type GroupRoles, type RoleMember } from './reduce/roles.js';
+
+// Zip (basin zip): two models of one architecture stacked side by side exactly, then reduced by the reduction core.
+export { stackModels, STACK_TOLERANCE, type StackModelsOptions, type StackedModel, type StackedOutput, type StackOutputs, type StackInputs } from './zip/stack-models.js';
+export { zipModels, type ZipModelsOptions, type ZipModelsResult, type ZipGroupWidth, type ZipHalfEvaluation } from './zip/zip-model.js';

@@ -18,4 +18,5 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   factorize: () => import('./factorize.js'),
   shrink: () => import('./shrink.js'),
   grow: () => import('./grow.js'),
+  zip: () => import('./zip.js'),
 };
