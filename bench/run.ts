@@ -17,6 +17,7 @@ const ENTRIES: Entry[] = [
   { name: 'align', load: () => import('./align.js') },
   { name: 'matmul', load: () => import('./matmul.js') },
   { name: 'activation', load: () => import('./activation.js') },
+  { name: 'zoo', load: () => import('./zoo.js') },
 ];
 
 import { mkdirSync } from 'node:fs';

@@ -8,6 +8,7 @@
  *   groups:  [{ kind, size, at?: "tensor:axis", what?: "regex on the description", heads?: count }]
  *   frozen:  [{ size, at: "tensor:axis", reason: "substring of the reason" }]   (one entry per frozen class)
  *   missing: [{ size, what }]   symmetries a careful human lists that basin does not find yet (counted, not checked)
+ *   frozenEvery?: "reason"      every frozen class has this reason (`frozen` then holds samples)
  */
 import { readFileSync } from 'node:fs';
 import { alignOnnxModels, randomlyPermute } from '../../src/align/align-onnx.js';
@@ -36,6 +37,8 @@ export interface Expected {
   groups: ExpectedGroup[];
   frozen: ExpectedFrozen[];
   missing?: { size: number; what: string }[];
+  /** Every frozen class has this reason (then `frozen` lists samples, not every class). */
+  frozenEvery?: string;
 }
 
 export interface ZooResult {
@@ -102,7 +105,10 @@ export function compareStructure(r: InferResult, expected: Expected): { problems
     else if (!f.reason.includes(e.reason)) problems.push(`${e.at} frozen for '${f.reason}', expected '${e.reason}'`);
     else frozen++;
   }
-  if (r.frozen.length !== expected.frozen.length) {
+  if (expected.frozenEvery !== undefined) {
+    const other = r.frozen.filter((f) => !f.reason.includes(expected.frozenEvery!));
+    if (other.length) problems.push(`frozen for other reasons than '${expected.frozenEvery}': ${other.map((f) => `${f.size} (${f.reason})`).join('; ')}`);
+  } else if (r.frozen.length !== expected.frozen.length) {
     problems.push(`${r.frozen.length} frozen classes, expected ${expected.frozen.length}: ${r.frozen.map((f) => `${f.size} (${f.reason})`).join('; ')}`);
   }
   return { problems, found, frozen };

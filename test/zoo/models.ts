@@ -178,6 +178,17 @@ export function deadUnitsMlp(): OnnxModel {
 
 const built = (f: () => OnnxModel) => async () => f();
 
+/** Silero VAD's real inputs: 512 samples at 16 kHz, zero LSTM state (batch 1). */
+export function sileroFeeds(seed: number): Record<string, Feed> {
+  const r = rng(seed);
+  return {
+    input: new Tensor([1, 512], Float32Array.from({ length: 512 }, () => (r() - 0.5) * 0.2)),
+    sr: { data: BigInt64Array.from([16000n]), dims: [], type: 'int64' },
+    h: new Tensor([2, 1, 64]),
+    c: new Tensor([2, 1, 64]),
+  };
+}
+
 export const ZOO: readonly ZooModel[] = [
   { name: 'mlp-small', what: 'the shared Fashion-MNIST MLP 784-128-128-10 (Gemm, Relu)', load: fromFile(path.join(SHARED, 'fixtures', 'mlp_small_seed0.onnx')) },
   { name: 'field-ort-contrib-gelu', what: 'the shared MLP with com.microsoft Gelu (onnxruntime transformer optimizer)', load: fromFile(path.join(FIELD, 'field-ort-contrib-gelu-seed0.onnx')) },
@@ -187,5 +198,11 @@ export const ZOO: readonly ZooModel[] = [
   { name: 'contrib-attention', what: 'com.microsoft Attention, packed QKV, qkv_hidden_sizes [8, 8, 12], 2 heads', load: built(contribAttention) },
   { name: 'contrib-mha', what: 'com.microsoft MultiHeadAttention, separate Q/K/V, packed bias, 2 heads', load: built(contribMultiHeadAttention) },
   { name: 'dead-units-mlp', what: 'MLP with dead (all-zero) and near-dead (1e-23) hidden units', load: built(deadUnitsMlp) },
+  {
+    name: 'zoo-silero-vad',
+    what: 'pretrained Silero VAD: network inside If branches, LSTMs; declares ai.onnx.training, used by no node',
+    load: fromFile(path.join(FIELD, 'zoo-silero-vad.onnx')),
+    feeds: sileroFeeds,
+  },
   { name: 'zoo-gpt2-small', what: 'GPT-2 style decoder (HF Conv1D, fused c_attn, gelu_new, tied head), 2 layers', load: fromFile(path.join(FIELD, 'zoo-gpt2-small.onnx')) },
 ];
