@@ -176,7 +176,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   const groups: GroupReport[] = [];
   for (const [name, info] of infos) {
     const e = exprs.get(name)!;
-    const description = describe(e, dg, res, names, infos, residual);
+    const description = describe(e, dg, res, names, infos, residual, readByLinear(gv, points.get(name) ?? []));
     info.description = description;
     const pts = points.get(name) ?? [];
     if (pts.length) info.points = pts;
@@ -254,6 +254,13 @@ function notesOf(dg: import('./dims.js').DimGraph, root: DimId): Map<NoteTag, st
   return out;
 }
 
+/** Some activation of the group is the data input of a linear layer (MatMul/Gemm/FusedMatMul with a weight). */
+function readByLinear(gv: GraphView, points: readonly PermPoint[]): boolean {
+  const linear = new Set(['MatMul', 'Gemm', 'FusedMatMul']);
+  const values = new Set(points.map((p) => p.value));
+  return gv.nodes.some((n) => linear.has(n.opType) && n.inputs.some((i) => values.has(i)) && n.inputs.some((i) => gv.tensors.has(i)));
+}
+
 /** Ops whose output is a new layer's (a weight or a normalization in between): where a branch starts. */
 const LAYER_OPS = new Set([
   'MatMul', 'Gemm', 'Conv', 'ConvTranspose', 'Gather', 'LayerNormalization', 'BatchNormalization', 'InstanceNormalization',
@@ -302,6 +309,7 @@ function describe(
   names: Map<string, string>,
   infos: Map<string, PermInfo>,
   residual: (node: string) => boolean,
+  intoLinear: boolean,
 ): string {
   switch (e.kind) {
     case 'base': {
@@ -314,7 +322,7 @@ function describe(
         return `residual stream (${plural(adds.length, 'Add')}${extra})`;
       }
       const linear = notes.get('linear');
-      if (linear) return `MLP hidden units of ${linear[0]}`;
+      if (linear) return `${intoLinear ? 'MLP ' : ''}hidden units of ${linear[0]}`;
       const conv = notes.get('conv');
       if (conv) return `conv channels of ${conv[0]}`;
       const emb = notes.get('embedding');

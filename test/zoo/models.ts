@@ -62,8 +62,9 @@ export function contribGeluMlp(): OnnxModel {
 }
 
 /**
- * A residual stream of width 8 through SkipLayerNormalization (with its sum output feeding the next block) and
- * SkipSimplifiedLayerNormalization; MLPs (8 -> 12 -> 8, 8 -> 16 -> 8) before each.
+ * A residual stream of width 8 through SkipLayerNormalization (with its sum output feeding the next block),
+ * SkipSimplifiedLayerNormalization and a final SimplifiedLayerNormalization (RMSNorm, which onnxruntime registers in
+ * the ai.onnx domain); MLPs (8 -> 12 -> 8, 8 -> 16 -> 8) before the first two.
  */
 export function contribSkipNorm(): OnnxModel {
   const g = new GraphBuilder(17).importDomain('com.microsoft', 1).input('x', ['batch', 5, 4]);
@@ -76,6 +77,7 @@ export function contribSkipNorm(): OnnxModel {
     .initializer('w_up', weight('skip.w_up', [8, 16]))
     .initializer('w_down', weight('skip.w_down', [16, 8]))
     .initializer('gamma2', weight('skip.gamma2', [8]))
+    .initializer('gamma3', weight('skip.gamma3', [8]))
     .initializer('w_out', weight('skip.w_out', [8, 3]));
   return g
     .node('MatMul', ['x', 'w_in'], ['h0'], {}, { name: 'embed' })
@@ -87,7 +89,8 @@ export function contribSkipNorm(): OnnxModel {
     .node('Relu', ['u'], ['r'])
     .node('MatMul', ['r', 'w_down'], ['f1'], {}, { name: 'mlp_down' })
     .node('SkipSimplifiedLayerNormalization', ['f1', 'h1', 'gamma2'], ['n1'], { epsilon: 1e-5 }, { ...MS, name: 'skip_rms' })
-    .node('MatMul', ['n1', 'w_out'], ['y'], {}, { name: 'head' })
+    .node('SimplifiedLayerNormalization', ['n1', 'gamma3'], ['n2'], { epsilon: 1e-5, axis: -1 }, { name: 'rms' })
+    .node('MatMul', ['n2', 'w_out'], ['y'], {}, { name: 'head' })
     .output('y', ['batch', 5, 3])
     .build();
 }
@@ -176,6 +179,22 @@ export function deadUnitsMlp(): OnnxModel {
     .build();
 }
 
+/**
+ * An MLP 6-16-3 whose hidden layer is a com.microsoft FusedGemm (Gemm + Relu, as onnxruntime fuses them): an op
+ * with no rule yet, so every hidden axis freezes (the "nothing to align" case). `seed` varies the weights.
+ */
+export function fusedGemmMlp(seed: number): GraphBuilder {
+  return new GraphBuilder(17)
+    .importDomain('com.microsoft', 1)
+    .input('x', ['batch', 6])
+    .initializer('w0', weight(`fg${seed}.w0`, [16, 6]))
+    .initializer('b0', weight(`fg${seed}.b0`, [16]))
+    .initializer('w1', weight(`fg${seed}.w1`, [3, 16]))
+    .node('FusedGemm', ['x', 'w0', 'b0'], ['h'], { transB: 1, activation: 'Relu' }, { ...MS, name: 'fused_fc0' })
+    .node('Gemm', ['h', 'w1'], ['y'], { transB: 1 }, { name: 'head' })
+    .output('y', ['batch', 3]);
+}
+
 const built = (f: () => OnnxModel) => async () => f();
 
 /** Silero VAD's real inputs: 512 samples at 16 kHz, zero LSTM state (batch 1). */
@@ -191,9 +210,12 @@ export function sileroFeeds(seed: number): Record<string, Feed> {
 
 export const ZOO: readonly ZooModel[] = [
   { name: 'mlp-small', what: 'the shared Fashion-MNIST MLP 784-128-128-10 (Gemm, Relu)', load: fromFile(path.join(SHARED, 'fixtures', 'mlp_small_seed0.onnx')) },
+  { name: 'resnet-small', what: 'the shared residual CNN (Conv, BatchNorm folded, two stages)', load: fromFile(path.join(SHARED, 'fixtures', 'resnet_small_seed0.onnx')) },
+  { name: 'vit-small', what: 'the shared ViT (torch MultiheadAttention [S, B·H, d] form, 2 heads)', load: fromFile(path.join(SHARED, 'fixtures', 'vit_small_seed0.onnx')) },
+  { name: 'field-tied-embedding', what: 'tiny LM, head tied to the embedding (transposed copy), int64 token ids', load: fromFile(path.join(FIELD, 'field-tied-embedding-seed0.onnx')) },
   { name: 'field-ort-contrib-gelu', what: 'the shared MLP with com.microsoft Gelu (onnxruntime transformer optimizer)', load: fromFile(path.join(FIELD, 'field-ort-contrib-gelu-seed0.onnx')) },
   { name: 'contrib-gelu-mlp', what: 'com.microsoft FastGelu, BiasGelu, QuickGelu, Gelu between MatMuls', load: built(contribGeluMlp) },
-  { name: 'contrib-skip-norm', what: 'com.microsoft SkipLayerNormalization / SkipSimplifiedLayerNormalization residual stream', load: built(contribSkipNorm) },
+  { name: 'contrib-skip-norm', what: 'com.microsoft SkipLayerNormalization / SkipSimplifiedLayerNormalization, SimplifiedLayerNormalization residual stream', load: built(contribSkipNorm) },
   { name: 'contrib-fused-matmul', what: 'com.microsoft FusedMatMul with transA, transB, alpha', load: built(contribFusedMatMul) },
   { name: 'contrib-attention', what: 'com.microsoft Attention, packed QKV, qkv_hidden_sizes [8, 8, 12], 2 heads', load: built(contribAttention) },
   { name: 'contrib-mha', what: 'com.microsoft MultiHeadAttention, separate Q/K/V, packed bias, 2 heads', load: built(contribMultiHeadAttention) },
