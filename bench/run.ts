@@ -18,6 +18,7 @@ const ENTRIES: Entry[] = [
   { name: 'matmul', load: () => import('./matmul.js') },
   { name: 'activation', load: () => import('./activation.js') },
   { name: 'factorize', load: () => import('./factorize.js') },
+  { name: 'zoo', load: () => import('./zoo.js') },
 ];
 
 import { mkdirSync } from 'node:fs';

@@ -1,6 +1,6 @@
 /**
  * Loud no-ops: an alignment that can permute nothing (every hidden axis frozen, here by onnxruntime's
- * `com.microsoft` Gelu) warns on stderr naming the op and node, says so in the report, and fails with --strict;
+ * `com.microsoft` FusedGemm, an op without a rule) warns on stderr naming the op and node, says so in the report, and fails with --strict;
  * one that leaves part of the weights unpermuted says how much and why.
  */
 import test from 'node:test';
@@ -10,36 +10,42 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { alignmentCoverage, coverageWarnings } from '../src/align/coverage.js';
 import { FIXTURES, assertBasinError, runBasin } from './helpers.js';
+import { fusedGemmMlp } from './zoo/models.js';
 
 const FIELD = path.join(FIXTURES, '../field');
-const gelu = (seed: number) => path.join(FIELD, `field-ort-contrib-gelu-seed${seed}.onnx`);
+const unruledDir = mkdtempSync(path.join(tmpdir(), 'basin-fused-gemm-'));
+const unruled = (seed: number) => {
+  const file = path.join(unruledDir, `fused-gemm-seed${seed}.onnx`);
+  if (!existsSync(file)) writeFileSync(file, fusedGemmMlp(seed).encode());
+  return file;
+};
 
-test('align of the com.microsoft Gelu pair warns that nothing can be permuted, naming op and node; --strict refuses and writes nothing', async () => {
+test('align of a com.microsoft FusedGemm pair warns that nothing can be permuted, naming op and node; --strict refuses and writes nothing', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-noop-'));
   const out = path.join(dir, 'b.onnx');
   const report = path.join(dir, 'r.json');
-  const r = await runBasin(['align', gelu(0), gelu(1), '-o', out, '--report', report]);
+  const r = await runBasin(['align', unruled(0), unruled(1), '-o', out, '--report', report]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /WARNING: nothing to align: .*'com\.microsoft\.Gelu'.*node '\/Relu'/);
+  assert.match(r.stderr, /WARNING: nothing to align: .*'com\.microsoft\.FusedGemm'.*node 'fused_fc0'/);
   const rep = JSON.parse(readFileSync(report, 'utf8'));
   assert.equal(rep.warnings.length, 1);
   assert.match(rep.warnings[0], /nothing to align/);
   assert.equal(rep.coverage.permuted_params, 0);
-  assert.equal(rep.coverage.params, 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10);
+  assert.equal(rep.coverage.params, 16 * 6 + 16 + 3 * 16);
 
   const strictOut = path.join(dir, 'strict.onnx');
-  const s = await runBasin(['align', gelu(0), gelu(1), '-o', strictOut, '--strict']);
+  const s = await runBasin(['align', unruled(0), unruled(1), '-o', strictOut, '--strict']);
   assert.equal(s.code, 1);
-  assert.match(s.stderr, /\[nothing_to_align\].*'com\.microsoft\.Gelu'/);
+  assert.match(s.stderr, /\[nothing_to_align\].*'com\.microsoft\.FusedGemm'/);
   assert.ok(!existsSync(strictOut));
 });
 
-test('merge of the com.microsoft Gelu pair warns that it is a plain average; --strict refuses before writing', async () => {
+test('merge of a com.microsoft FusedGemm pair warns that it is a plain average; --strict refuses before writing', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-noop-merge-'));
-  const r = await runBasin(['merge', gelu(0), gelu(1), '-o', path.join(dir, 'm.onnx')]);
+  const r = await runBasin(['merge', unruled(0), unruled(1), '-o', path.join(dir, 'm.onnx')]);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /WARNING: nothing to align/);
-  const s = await runBasin(['merge', gelu(0), gelu(1), '-o', path.join(dir, 'm2.onnx'), '--strict']);
+  const s = await runBasin(['merge', unruled(0), unruled(1), '-o', path.join(dir, 'm2.onnx'), '--strict']);
   assert.equal(s.code, 1);
   assert.match(s.stderr, /\[nothing_to_align\]/);
   assert.ok(!existsSync(path.join(dir, 'm2.onnx')));

@@ -403,11 +403,18 @@ test('errors: not ONNX, truncated, empty graph, opsets, domains, missing file', 
     for (const [imports, code] of [
       [[{ domain: '', version: 6 }], 'onnx_unsupported_opset'],
       [[{ domain: '', version: 23 }], 'onnx_unsupported_opset'],
-      [[{ domain: '', version: 17 }, { domain: 'com.example.custom', version: 1 }], 'onnx_unsupported_opset'],
       [[], 'onnx_invalid'],
     ] as const) {
       await assertBasinError(() => OnnxModel.fromProto({ ...base, opsetImport: [...imports] }), code);
     }
+    // an unknown domain is refused only when a node uses it (exporters declare ai.onnx.training and use nothing)
+    const custom = [{ domain: '', version: 17 }, { domain: 'com.example.custom', version: 1 }];
+    assert.equal(OnnxModel.fromProto({ ...base, opsetImport: custom }).opset, 17);
+    const usesCustom = { ...base.graph, node: [...(base.graph?.node ?? []), { opType: 'Foo', domain: 'com.example.custom', input: ['x'], output: ['foo'] }] };
+    const ce = await assertBasinError(() => OnnxModel.fromProto({ ...base, graph: usesCustom, opsetImport: custom }), 'onnx_unsupported_opset');
+    assert.ok(ce.message.includes("'com.example.custom'"), ce.message);
+    const listed = ce.message.slice(ce.message.indexOf('known:'));
+    for (const d of ["'ai.onnx'", "'com.microsoft'"]) assert.equal(listed.split(d).length - 1, 1, `${d} listed once: ${listed}`);
     assert.equal(OnnxModel.fromProto({ ...base, opsetImport: [{ domain: 'ai.onnx', version: 13 }, { domain: 'com.microsoft', version: 1 }] }).opset, 13);
 
     await assertBasinError(() => loadOnnx(path.join(dir, 'missing.onnx')), 'file_not_found');

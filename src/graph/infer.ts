@@ -172,10 +172,11 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
     }
   }
 
+  const residual = residualAdds(gv);
   const groups: GroupReport[] = [];
   for (const [name, info] of infos) {
     const e = exprs.get(name)!;
-    const description = describe(e, dg, res, names, infos);
+    const description = describe(e, dg, res, names, infos, residual, readByLinear(gv, points.get(name) ?? []));
     info.description = description;
     const pts = points.get(name) ?? [];
     if (pts.length) info.points = pts;
@@ -253,16 +254,67 @@ function notesOf(dg: import('./dims.js').DimGraph, root: DimId): Map<NoteTag, st
   return out;
 }
 
+/** Some activation of the group is the data input of a linear layer (MatMul/Gemm/FusedMatMul with a weight). */
+function readByLinear(gv: GraphView, points: readonly PermPoint[]): boolean {
+  const linear = new Set(['MatMul', 'Gemm', 'FusedMatMul']);
+  const values = new Set(points.map((p) => p.value));
+  return gv.nodes.some((n) => linear.has(n.opType) && n.inputs.some((i) => values.has(i)) && n.inputs.some((i) => gv.tensors.has(i)));
+}
+
+/** Ops whose output is a new layer's (a weight or a normalization in between): where a branch starts. */
+const LAYER_OPS = new Set([
+  'MatMul', 'Gemm', 'Conv', 'ConvTranspose', 'Gather', 'LayerNormalization', 'BatchNormalization', 'InstanceNormalization',
+  'SimplifiedLayerNormalization', 'SkipLayerNormalization', 'SkipSimplifiedLayerNormalization', 'FusedMatMul', 'Attention',
+  'MultiHeadAttention', 'Einsum',
+]);
+
+/**
+ * Which Add/Sum nodes join two branches (a residual connection), as opposed to an elementwise formula inside one
+ * layer (gelu_new's x + 0.044715·x³, a bias add): each activation input is traced back through elementwise ops to
+ * the layers (or graph inputs) it starts from; the Add is residual when two inputs start from different layers.
+ * Only descriptions use this (the symmetry is the same either way).
+ */
+function residualAdds(gv: GraphView): (node: string) => boolean {
+  const byName = new Map(gv.nodes.map((n) => [n.name, n]));
+  const memo = new Map<string, string>();
+  const sources = (value: string): string => {
+    const known = memo.get(value);
+    if (known !== undefined) return known;
+    memo.set(value, ''); // cycles (none in a valid graph) end here
+    const p = gv.producer.get(value);
+    let out: string;
+    if (!p) out = gv.tensors.has(value) ? '' : `input:${value}`;
+    else if (LAYER_OPS.has(p.opType) || p.inputs.length === 0) out = p.inputs.length === 0 ? '' : `node:${p.name}`;
+    else out = [...new Set(p.inputs.filter((i) => i && !gv.tensors.has(i)).flatMap((i) => sources(i).split('\n')).filter((x) => x))].sort().join('\n');
+    memo.set(value, out);
+    return out;
+  };
+  return (name) => {
+    const n = byName.get(name);
+    if (!n || (n.opType !== 'Add' && n.opType !== 'Sum')) return true;
+    const starts = n.inputs.filter((i) => i && !gv.tensors.has(i)).map(sources).filter((x) => x);
+    return new Set(starts).size >= 2;
+  };
+}
+
 function scope(node: string): string {
   const i = node.lastIndexOf('/');
   return i > 0 ? node.slice(0, i) : node;
 }
 
-function describe(e: Expr, dg: import('./dims.js').DimGraph, res: Resolver, names: Map<string, string>, infos: Map<string, PermInfo>): string {
+function describe(
+  e: Expr,
+  dg: import('./dims.js').DimGraph,
+  res: Resolver,
+  names: Map<string, string>,
+  infos: Map<string, PermInfo>,
+  residual: (node: string) => boolean,
+  intoLinear: boolean,
+): string {
   switch (e.kind) {
     case 'base': {
       const notes = notesOf(dg, e.root);
-      const adds = notes.get('residual') ?? [];
+      const adds = (notes.get('residual') ?? []).filter(residual);
       const norms = new Set((notes.get('norm') ?? []).map(scope));
       const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
       if (adds.length) {
@@ -270,9 +322,9 @@ function describe(e: Expr, dg: import('./dims.js').DimGraph, res: Resolver, name
         return `residual stream (${plural(adds.length, 'Add')}${extra})`;
       }
       const linear = notes.get('linear');
-      if (linear) return `hidden units of ${linear[0]}`;
+      if (linear) return `${intoLinear ? 'MLP ' : ''}hidden units of ${linear[0]}`;
       const conv = notes.get('conv');
-      if (conv) return `channels of ${conv[0]}`;
+      if (conv) return `conv channels of ${conv[0]}`;
       const emb = notes.get('embedding');
       if (emb) return `embedding features of ${emb[0]}`;
       if (norms.size) return `features normalized by ${[...norms][0]}`;

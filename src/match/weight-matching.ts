@@ -15,6 +15,7 @@ import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuff
 import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
 import { checkSquareBudget } from './budget.js';
+import { exactPermutation } from './exact-match.js';
 
 export interface SweepInfo {
   sweep: number;
@@ -155,7 +156,14 @@ export async function weightMatching(
     const greedy = await fromGreedy();
     result = greedy.objective > fromIdentity.objective ? greedy : fromIdentity;
   }
-  const { perms, objective, sweeps } = result;
+  let { perms, objective } = result;
+  const { sweeps } = result;
+  // B an exact permutation of A: recover it bit for bit, whatever ties (dead units) the solver met
+  const exact = exactPermutation(spec, a, b, perms);
+  if (exact && [...exact].some(([p, v]) => !sameArray(v, perms.get(p)!))) {
+    perms = exact;
+    objective = matchingObjective(spec, a, b, perms);
+  }
   return { perms, objectiveBefore, objectiveAfter: objective, sweeps, seconds: (performance.now() - started) / 1000 };
 }
 

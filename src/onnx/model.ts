@@ -629,17 +629,38 @@ export async function saveOnnx(model: OnnxModel, file: string): Promise<void> {
 
 // --- validation -----------------------------------------------------------------------------------------------
 
+/** Every operator domain a node uses: the main graph, subgraphs of control-flow nodes and local functions ('' for ai.onnx). */
+function usedDomains(proto: ModelProto): Set<string> {
+  const out = new Set<string>();
+  const visitNodes = (nodes: readonly onnxproto.onnx.INodeProto[] | null | undefined, depth: number): void => {
+    if (depth > 64) return;
+    for (const n of nodes ?? []) {
+      out.add(n.domain === 'ai.onnx' ? '' : (n.domain ?? ''));
+      for (const a of n.attribute ?? []) {
+        if (a.g) visitNodes(a.g.node, depth + 1);
+        for (const g of a.graphs ?? []) visitNodes(g.node, depth + 1);
+      }
+    }
+  };
+  visitNodes(proto.graph?.node, 0);
+  for (const f of proto.functions ?? []) visitNodes(f.node, 0);
+  return out;
+}
+
 function checkOpsets(proto: ModelProto, label: string, file: string | undefined): { opset: number; opsets: Map<string, number> } {
   const opsets = new Map<string, number>();
   const localDomains = new Set((proto.functions ?? []).map((f) => f.domain ?? ''));
+  // only a domain some node uses matters: exporters declare domains no node reads (ai.onnx.training)
+  const used = usedDomains(proto);
+  const known = [...new Set(KNOWN_DOMAINS.map((d) => d || 'ai.onnx'))];
   for (const imp of proto.opsetImport) {
     const domain = imp.domain === 'ai.onnx' ? '' : (imp.domain ?? '');
     const version = Number(big(imp.version as LongLike));
-    if (!KNOWN_DOMAINS.includes(domain) && !localDomains.has(domain)) {
+    if (!KNOWN_DOMAINS.includes(domain) && !localDomains.has(domain) && used.has(domain)) {
       throw new BasinError(
         'onnx_unsupported_opset',
-        `${q(label)} imports operator domain ${q(domain)}, which basin does not know (known: ${KNOWN_DOMAINS.filter((d) => d !== '').map((d) => q(d)).join(', ')})`,
-        { file, found: domain, expected: KNOWN_DOMAINS },
+        `${q(label)} has nodes of operator domain ${q(domain)}, which basin does not know (known: ${known.map((d) => q(d)).join(', ')})`,
+        { file, found: domain, expected: known },
       );
     }
     opsets.set(domain, version);

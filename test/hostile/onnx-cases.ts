@@ -569,6 +569,7 @@ export function onnxCases(): OnnxCase[] {
       make: (dir) => {
         const p = mlp({ external: null }).proto();
         p.opsetImport!.push({ domain: `evil${ESCAPE}`, version: 1 });
+        p.graph!.node!.push({ opType: 'Evil', domain: `evil${ESCAPE}`, input: [], output: ['evil_out'] }); // only a used domain is refused
         return writeModel(dir, p);
       },
     },

@@ -18,6 +18,7 @@ import { concat, split } from './concat.js';
 import { slice } from './slice.js';
 import { gather } from './gather.js';
 import { constant, expand, pad, sizeOnly } from './misc.js';
+import { CONTRIB_DOMAIN, CONTRIB_RULES } from './contrib.js';
 
 const UNARY = [
   'Relu', 'LeakyRelu', 'PRelu', 'Elu', 'Selu', 'Celu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Gelu', 'Erf',
@@ -43,6 +44,7 @@ export const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['BatchNormalization', batchNorm],
   ['InstanceNormalization', instanceNorm],
   ['LayerNormalization', layerNorm],
+  ['SimplifiedLayerNormalization', layerNorm], // onnxruntime registers it in the ai.onnx domain (RMSNorm)
   ['MaxPool', pool],
   ['AveragePool', pool],
   ['LpPool', pool],
@@ -71,5 +73,6 @@ export const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
 
 /** The rule for a node, or undefined when none is known (then the tracer freezes the node's dims). */
 export function ruleFor(opType: string, domain: string): Rule | undefined {
+  if (domain === CONTRIB_DOMAIN) return CONTRIB_RULES.get(opType);
   return domain ? undefined : RULES.get(opType);
 }

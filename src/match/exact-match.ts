@@ -1,0 +1,167 @@
+/**
+ * Exact copies: when B is an exact permutation of A, find that permutation and return it, whatever ties the
+ * assignment solver met. Weight matching's costs are float32 products: units whose weights are all zero, or so
+ * small that their products underflow (near-dead channels of a pretrained net: |w| ~ 1e-23), all cost the same,
+ * and the solver may pair them wrongly: the aligned model computes the same function (they are dead) but its
+ * weights differ from A's. This pass pairs units by their weights themselves, bit for bit.
+ *
+ * 1. A cheap order-independent fingerprint of every spec tensor's values (two sums of mixed bit patterns) must
+ *    match between A and B, else B is not a permuted copy and nothing is done.
+ * 2. Each base permutation's units are keyed by a hash of their sorted values over every placement (independent of
+ *    the other permutations); a unit the solver paired with a different key is re-paired with a unit of its key.
+ * 3. Then, a few rounds: units are keyed by their values in order, with the other axes permuted by the current
+ *    assignment, and re-paired the same way (this tells apart units with equal values in another order); a
+ *    permutation some of whose units find no partner is left for the next round.
+ * 4. The result is kept only if the heads structure holds (tied heads permutations move whole heads alike) and every
+ *    spec tensor of B, permuted, equals A's bit for bit; otherwise the solver's assignment stands. Not told apart in
+ *    every case: dead units of two layers that differ only in the signs of their zero weights (-0 / +0).
+ */
+import { Tensor, axisToRows } from '../tensor/tensor.js';
+import type { Assignment, PermutationSpec } from '../spec/spec.js';
+import { permuteTensor } from '../spec/apply.js';
+
+type Keys = string[];
+
+/**
+ * The assignment under which B's spec tensors equal A's bit for bit, starting from `start` (the solver's), or
+ * undefined when B is not an exact permutation of A (or none was found).
+ */
+export function exactPermutation(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, start: Assignment): Assignment | undefined {
+  for (const name of spec.tensors()) {
+    const [fa, fb] = [fingerprint(a.get(name)!.data), fingerprint(b.get(name)!.data)];
+    if (fa[0] !== fb[0] || fa[1] !== fb[1]) return undefined;
+  }
+  const perms: Assignment = new Map([...start].map(([k, v]) => [k, Int32Array.from(v)]));
+  for (const p of spec.free) {
+    if (repair(perms.get(p)!, unitKeys(spec, a, p, undefined, true), unitKeys(spec, b, p, undefined, true)) === 'failed') return undefined;
+  }
+  for (let round = 0; round < 8; round++) {
+    let changed = false;
+    for (const p of spec.free) {
+      const r = repair(perms.get(p)!, unitKeys(spec, a, p, undefined, false), unitKeys(spec, b, p, perms, false));
+      // a unit with no partner yet: another permutation is still off; the next round may fix it
+      if (r === 'changed') changed = true;
+    }
+    if (!changed) break;
+  }
+  if (!headsHold(spec, perms) || !equalAfter(spec, a, b, perms)) return undefined;
+  return perms;
+}
+
+/** Two sums (mod 2^32) of mixed float32 bit patterns: equal for any reordering of the same values. */
+function fingerprint(x: Float32Array): [number, number] {
+  const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  let s1 = 0;
+  let s2 = 0;
+  for (let i = 0; i < bits.length; i++) {
+    const v = bits[i]!;
+    s1 = (s1 + mix(v, 0x9e3779b9)) >>> 0;
+    s2 = (s2 + mix(v, 0x85ebca6b)) >>> 0;
+  }
+  return [s1, s2];
+}
+
+function mix(v: number, seed: number): number {
+  let h = Math.imul(v ^ seed, 0xcc9e2d51);
+  h = (h << 15) | (h >>> 17);
+  h = Math.imul(h, 0x1b873593);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/**
+ * One key per unit of base perm `p` of a model: a 64-bit hash of the unit's values over all placements, sorted
+ * (`sorted`), or in order with the other axes of each tensor permuted by `perms` (none for A, the target).
+ */
+function unitKeys(spec: PermutationSpec, model: ReadonlyMap<string, Tensor>, p: string, perms: Assignment | undefined, sorted: boolean): Keys {
+  const n = spec.perms.get(p)!.size;
+  const h1 = new Uint32Array(n).fill(0x811c9dc5);
+  const h2 = new Uint32Array(n).fill(0x01000193);
+  for (const pl of spec.permToAxes.get(p)!) {
+    let t = model.get(pl.tensor)!;
+    if (perms) t = new Tensor(t.shape, permuteTensor(spec, perms, pl.tensor, t, { exceptAxis: pl.axis }));
+    const rows = axisToRows(t, pl.axis);
+    const width = rows.cols * pl.inner;
+    for (let i = 0; i < n; i++) {
+      let unit = rows.data.subarray((pl.offset + i * pl.inner) * rows.cols, (pl.offset + (i + 1) * pl.inner) * rows.cols);
+      if (sorted) unit = Float32Array.from(unit).sort();
+      const bits = new Uint32Array(unit.buffer, unit.byteOffset, width);
+      let x = h1[i]!;
+      let y = h2[i]!;
+      for (let k = 0; k < width; k++) {
+        x = Math.imul(x ^ bits[k]!, 16777619) >>> 0;
+        y = mix(y ^ bits[k]!, k);
+      }
+      h1[i] = x;
+      h2[i] = y;
+    }
+  }
+  return Array.from({ length: n }, (_, i) => `${h1[i]!.toString(16)}:${h2[i]!.toString(16)}`);
+}
+
+/**
+ * Re-pair the units of one permutation (new B slice i = old B slice perm[i]) so that keyB[perm[i]] = keyA[i],
+ * keeping every pair that already agrees. 'failed' when some unit of A has no unit of B left with its key.
+ */
+function repair(perm: Int32Array, keyA: Keys, keyB: Keys): 'same' | 'changed' | 'failed' {
+  const n = perm.length;
+  const next = new Int32Array(n).fill(-1);
+  const used = new Uint8Array(n);
+  for (let i = 0; i < n; i++) {
+    if (keyB[perm[i]!] === keyA[i]) {
+      next[i] = perm[i]!;
+      used[perm[i]!] = 1;
+    }
+  }
+  const pool = new Map<string, number[]>();
+  for (let j = n - 1; j >= 0; j--) {
+    if (used[j]) continue;
+    const list = pool.get(keyB[j]!);
+    if (list) list.push(j);
+    else pool.set(keyB[j]!, [j]);
+  }
+  let changed = false;
+  for (let i = 0; i < n; i++) {
+    if (next[i] !== -1) continue;
+    const j = pool.get(keyA[i]!)?.pop();
+    if (j === undefined) return 'failed';
+    next[i] = j;
+    changed = true;
+  }
+  perm.set(next);
+  return changed ? 'changed' : 'same';
+}
+
+/** Tied heads permutations move whole heads, the same heads in every perm of the tie. */
+function headsHold(spec: PermutationSpec, perms: Assignment): boolean {
+  const headMaps = new Map<string, string>();
+  for (const p of spec.free) {
+    const heads = spec.perms.get(p)!.info.heads;
+    if (!heads) continue;
+    const perm = perms.get(p)!;
+    const d = perm.length / heads.count;
+    const map: number[] = [];
+    for (let h = 0; h < heads.count; h++) {
+      const g = Math.floor(perm[h * d]! / d);
+      for (let k = 1; k < d; k++) if (Math.floor(perm[h * d + k]! / d) !== g) return false;
+      map.push(g);
+    }
+    const key = map.join(',');
+    const seen = headMaps.get(heads.tie);
+    if (seen !== undefined && seen !== key) return false;
+    headMaps.set(heads.tie, key);
+  }
+  return true;
+}
+
+function equalAfter(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Assignment): boolean {
+  for (const name of spec.tensors()) {
+    const x = a.get(name)!.data;
+    const y = permuteTensor(spec, perms, name, b.get(name)!);
+    const bx = new Uint32Array(x.buffer, x.byteOffset, x.length);
+    const by = new Uint32Array(y.buffer, y.byteOffset, y.length);
+    for (let i = 0; i < bx.length; i++) if (bx[i] !== by[i]) return false;
+  }
+  return true;
+}
