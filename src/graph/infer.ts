@@ -165,6 +165,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
       if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
       const e = res.expr(d);
       if (e.kind === 'frozen') continue;
+      // a heads axis alone is a point only where the value has no within-head axis of those heads (which moves too)
+      if (e.kind === 'heads' && e.d < 0 && dims.some((x) => res.pairs.get(dg.find(x)) === e.h)) continue;
       const name = names.get(exprKey(e));
       if (!name) continue;
       if (!points.has(name)) points.set(name, []);
@@ -279,6 +281,7 @@ function describe(e: Expr, dg: import('./dims.js').DimGraph, res: Resolver, name
       return `permutation of ${e.size}`;
     }
     case 'heads': {
+      if (e.d < 0) return `per-head values moved with the attention heads (${e.count} heads)`;
       const shape = `${e.count} heads × ${e.size / e.count}`;
       const att = notesOf(dg, e.d).get('attention');
       if (att) return `attention heads of ${att[0]}, query/key (${shape})`;
