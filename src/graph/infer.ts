@@ -12,6 +12,7 @@ import type { DimId, NoteTag } from './dims.js';
 import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
 import { Resolver, exprKey, type Expr } from './resolve.js';
 import { trace, type Facts } from './trace.js';
+import { unstack } from './unstack.js';
 import type { FrozenGroupReport, GroupMember, GroupReport, InferResult } from './types.js';
 
 const { onnx } = onnxproto;
@@ -48,8 +49,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
           dtypes: new Map([...(values as TracedValues)].map(([k, v]) => [k, v.type])),
         }
       : (values as Facts);
-  const gv = graphView(decodeModel(model));
-  const dg = trace(gv, facts);
+  const { gv, facts: viewFacts, virtual } = unstack(graphView(decodeModel(model)), facts);
+  const dg = trace(gv, viewFacts);
   const weights = weightOrder(gv);
   const weightDims: DimId[] = [];
   const valueDims = new Map<string, DimId[]>();
@@ -160,7 +161,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   // activation points: every float activation axis whose class resolves to a named perm
   const points = new Map<string, PermPoint[]>();
   for (const [value, dims] of valueDims) {
-    if (gv.tensors.has(value)) continue;
+    if (gv.tensors.has(value) || virtual.has(value)) continue;
     for (const d of dims) {
       if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
       const e = res.expr(d);
