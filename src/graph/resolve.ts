@@ -169,6 +169,15 @@ export class Resolver {
       if (kinds.size > 1) {
         const f = unique.find((d) => d.kind === 'factor')!;
         const c = unique.find((d) => d.kind === 'concat')!;
+        // several block splits (two Slices of one axis) or factorings: refine each kind to one definition first
+        const byKind = (['factor', 'concat'] as const).map((k) => unique.filter((d) => d.kind === k));
+        const many = byKind.find((list) => list.length > 1);
+        const refinedKind = many && this.refine(root, many);
+        if (refinedKind) {
+          out.push(...refinedKind, ...unique.filter((d) => !many.includes(d)));
+          changed = true;
+          continue;
+        }
         const split = unique.length === 2 ? this.splitLeading(f, c) : undefined;
         if (split) {
           out.push(...split);
