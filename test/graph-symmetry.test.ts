@@ -18,6 +18,7 @@ import { alignOnnxModels, randomlyPermute } from '../src/align/align-onnx.js';
 import { checkInvariance, inferPermutationSpec, probeModel, sampleFeeds, type InferResult } from '../src/graph/index.js';
 import type { PermutationSpecJson } from '../src/spec/types.js';
 import { FIXTURES, randn, rng } from './helpers.js';
+import { biasedAttention, groupedConvNet, shuffleNet, stackedQkv } from './zoo/models-y.js';
 
 const FIELD = path.join(FIXTURES, '../field');
 const ZOO = new URL('../../test/zoo/', import.meta.url).pathname;
@@ -79,24 +80,6 @@ function parts(r: InferResult, name: string | null): (string | number)[] {
 
 // ---------------------------------------------------------------- 1. grouped convolutions
 
-/** x [b, 4, 6, 6] -> 1x1 conv to 8 -> Relu -> 3x3 conv 8 -> 12, group 4 -> Relu -> 1x1 conv to 5 -> mean. */
-function groupedConvNet(): OnnxModel {
-  return new GraphBuilder(17)
-    .input('x', ['batch', 4, 6, 6])
-    .initializer('w1', w([8, 4, 1, 1]))
-    .initializer('b1', w([8]))
-    .initializer('wg', w([12, 2, 3, 3]))
-    .initializer('bg', w([12]))
-    .initializer('w2', w([5, 12, 1, 1]))
-    .node('Conv', ['x', 'w1', 'b1'], ['h1'], {}, { name: 'conv1' })
-    .node('Relu', ['h1'], ['a1'])
-    .node('Conv', ['a1', 'wg', 'bg'], ['hg'], { group: 4, pads: [1, 1, 1, 1] }, { name: 'gconv' })
-    .node('Relu', ['hg'], ['ag'])
-    .node('Conv', ['ag', 'w2'], ['h2'], {}, { name: 'conv2' })
-    .node('ReduceMean', ['h2'], ['y'], { axes: [2, 3], keepdims: 0 })
-    .output('y', ['batch', 5])
-    .build();
-}
 
 test('grouped Conv: input channels share one within-group permutation, each output group has its own', async () => {
   const model = groupedConvNet();
@@ -154,39 +137,6 @@ test('RegNetY-style export (grouped convs of group width 4 and 8, squeeze-excita
 
 // ---------------------------------------------------------------- 2. per-head constants
 
-/**
- * One attention block, 2 heads of 4 over T=4 tokens, with a per-head bias constant [1, 2, 4, 4] added to the
- * scores (Swin's folded relative-position bias).
- */
-function biasedAttention(): OnnxModel {
-  const g = new GraphBuilder(17).input('x', ['batch', 4, 6]);
-  for (const n of ['q', 'k', 'v']) g.initializer(`w_${n}`, w([6, 8]));
-  return g
-    .initializer('w_in', w([6, 6]))
-    .initializer('w_o', w([8, 6]))
-    .initializer('rel_bias', w([1, 2, 4, 4], 2))
-    .initializer('heads_shape', i64([0, 4, 2, 4]))
-    .initializer('merge_shape', i64([0, 4, 8]))
-    .node('MatMul', ['x', 'w_in'], ['h'], {}, { name: 'embed' })
-    .node('MatMul', ['h', 'w_q'], ['q0'], {}, { name: 'q_proj' })
-    .node('MatMul', ['h', 'w_k'], ['k0'], {}, { name: 'k_proj' })
-    .node('MatMul', ['h', 'w_v'], ['v0'], {}, { name: 'v_proj' })
-    .node('Reshape', ['q0', 'heads_shape'], ['q1'])
-    .node('Reshape', ['k0', 'heads_shape'], ['k1'])
-    .node('Reshape', ['v0', 'heads_shape'], ['v1'])
-    .node('Transpose', ['q1'], ['q'], { perm: [0, 2, 1, 3] })
-    .node('Transpose', ['k1'], ['kt'], { perm: [0, 2, 3, 1] })
-    .node('Transpose', ['v1'], ['v'], { perm: [0, 2, 1, 3] })
-    .node('MatMul', ['q', 'kt'], ['s0'], {}, { name: 'scores' })
-    .node('Add', ['s0', 'rel_bias'], ['s'], {}, { name: 'add_bias' })
-    .node('Softmax', ['s'], ['p'], { axis: -1 })
-    .node('MatMul', ['p', 'v'], ['o0'], {}, { name: 'attend' })
-    .node('Transpose', ['o0'], ['o1'], { perm: [0, 2, 1, 3] })
-    .node('Reshape', ['o1', 'merge_shape'], ['o2'])
-    .node('MatMul', ['o2', 'w_o'], ['y'], {}, { name: 'out_proj' })
-    .output('y', ['batch', 4, 6])
-    .build();
-}
 
 test('a per-head constant added to the scores moves with the heads instead of freezing them', async () => {
   const model = biasedAttention();
@@ -232,39 +182,6 @@ test('zoo-swin-micro: heads are permuted in every block, with the folded relativ
 
 // ---------------------------------------------------------------- 3. fused qkv reshaped to (B, N, 3, H, d)
 
-/** A fused qkv [6, 24] reshaped to (B, N, 3, 2, 4), transposed to (3, B, 2, N, 4), q/k/v taken by Gather. */
-function stackedQkv(index: 'gather' | 'split'): OnnxModel {
-  const g = new GraphBuilder(17)
-    .input('x', ['batch', 5, 6])
-    .initializer('w_in', w([6, 6]))
-    .initializer('qkv_w', w([6, 24]))
-    .initializer('qkv_b', w([24]))
-    .initializer('w_o', w([8, 6]))
-    .initializer('stack_shape', i64([0, 5, 3, 2, 4]))
-    .initializer('merge_shape', i64([0, 5, 8]))
-    .node('MatMul', ['x', 'w_in'], ['h'], {}, { name: 'embed' })
-    .node('MatMul', ['h', 'qkv_w'], ['qkv0'], {}, { name: 'qkv' })
-    .node('Add', ['qkv0', 'qkv_b'], ['qkv1'])
-    .node('Reshape', ['qkv1', 'stack_shape'], ['qkv2'], {}, { name: 'stack' })
-    .node('Transpose', ['qkv2'], ['qkv3'], { perm: [2, 0, 3, 1, 4] }, { name: 'to_front' });
-  if (index === 'gather') {
-    ['q', 'k', 'v'].forEach((n, i) => g.initializer(`i_${n}`, scalar(i)).node('Gather', ['qkv3', `i_${n}`], [n], { axis: 0 }, { name: `take_${n}` }));
-  } else {
-    g.initializer('ones', i64([1, 1, 1])).initializer('ax0', i64([0]));
-    g.node('Split', ['qkv3', 'ones'], ['q1', 'k1', 'v1'], { axis: 0 }, { name: 'unbind' });
-    for (const n of ['q', 'k', 'v']) g.node('Squeeze', [`${n}1`, 'ax0'], [n]);
-  }
-  return g
-    .node('Transpose', ['k'], ['kt'], { perm: [0, 1, 3, 2] })
-    .node('MatMul', ['q', 'kt'], ['s'], {}, { name: 'scores' })
-    .node('Softmax', ['s'], ['p'], { axis: -1 })
-    .node('MatMul', ['p', 'v'], ['o0'], {}, { name: 'attend' })
-    .node('Transpose', ['o0'], ['o1'], { perm: [0, 2, 1, 3] })
-    .node('Reshape', ['o1', 'merge_shape'], ['o2'])
-    .node('MatMul', ['o2', 'w_o'], ['y'], {}, { name: 'out_proj' })
-    .output('y', ['batch', 5, 6])
-    .build();
-}
 
 for (const index of ['gather', 'split'] as const) {
   test(`a fused qkv reshaped to (B, N, 3, H, d), q/k/v by ${index === 'gather' ? 'Gather' : 'Split + Squeeze'}: q/k and v/o are separate head symmetries`, async () => {
@@ -288,9 +205,45 @@ for (const index of ['gather', 'split'] as const) {
   });
 }
 
-test('a stacked axis read by anything but index nodes stays tied (safe), and a graph output on the chain too', async () => {
-  // the transposed stack is also a graph output: nothing is rewritten, q, k, v share permutations
+test('a stack read by more than index nodes stays tied, reported as a partial freeze; on a graph output it freezes', async () => {
+  // the stack is also averaged over q, k, v and added to the attention output: the three blocks must share
   const g = new GraphBuilder(17)
+    .input('x', ['batch', 5, 6])
+    .initializer('w_in', w([6, 6]))
+    .initializer('qkv_w', w([6, 24]))
+    .initializer('w_o', w([8, 6]))
+    .initializer('stack_shape', i64([0, 5, 3, 2, 4]))
+    .initializer('merge_shape', i64([0, 5, 8]))
+    .node('MatMul', ['x', 'w_in'], ['h'])
+    .node('MatMul', ['h', 'qkv_w'], ['qkv0'])
+    .node('Reshape', ['qkv0', 'stack_shape'], ['qkv2'], {}, { name: 'stack' })
+    .node('Transpose', ['qkv2'], ['qkv3'], { perm: [2, 0, 3, 1, 4] });
+  ['q', 'k', 'v'].forEach((n, i) => g.initializer(`i_${n}`, scalar(i)).node('Gather', ['qkv3', `i_${n}`], [n], { axis: 0 }));
+  const model = g
+    .node('ReduceMean', ['qkv3'], ['mean'], { axes: [0], keepdims: 0 }, { name: 'mix' })
+    .node('Transpose', ['k'], ['kt'], { perm: [0, 1, 3, 2] })
+    .node('MatMul', ['q', 'kt'], ['s'])
+    .node('Softmax', ['s'], ['p'], { axis: -1 })
+    .node('MatMul', ['p', 'v'], ['o0'])
+    .node('Add', ['o0', 'mean'], ['o'])
+    .node('Transpose', ['o'], ['o1'], { perm: [0, 2, 1, 3] })
+    .node('Reshape', ['o1', 'merge_shape'], ['o2'])
+    .node('MatMul', ['o2', 'w_o'], ['y'])
+    .output('y', ['batch', 5, 6])
+    .build();
+  const r = await infer(model);
+  const name = ref(r, 'qkv_w', 1);
+  const [a, b, c] = parts(r, name);
+  assert.ok(a === b && b === c, 'q, k and v share one permutation');
+  assert.equal(r.partial?.length, 1);
+  assert.equal(r.partial![0]!.group, name);
+  assert.equal(r.partial![0]!.node, 'stack');
+  assert.deepEqual(r.partial![0]!.members, [{ tensor: 'qkv_w', axis: 1 }]);
+  assert.match(r.partial![0]!.reason, /'mix' \(ReduceMean\)/);
+  await standardChecks(model, r);
+
+  // the transposed stack is a graph output: nothing is rewritten, the projection's output axis freezes
+  const out = new GraphBuilder(17)
     .input('x', ['batch', 5, 6])
     .initializer('qkv_w', w([6, 24]))
     .initializer('stack_shape', i64([0, 5, 3, 2, 4]))
@@ -301,10 +254,11 @@ test('a stacked axis read by anything but index nodes stays tied (safe), and a g
     .node('Gather', ['qkv3', 'i0'], ['q'], { axis: 0 })
     .node('Relu', ['q'], ['y'])
     .output('y', ['batch', 2, 5, 4])
-    .output('qkv3', [3, 'batch', 2, 5, 4]);
-  const model = g.build();
-  const r = await infer(model);
-  assert.equal(ref(r, 'qkv_w', 1), null);
+    .output('qkv3', [3, 'batch', 2, 5, 4])
+    .build();
+  const r2 = await infer(out);
+  assert.equal(ref(r2, 'qkv_w', 1), null);
+  assert.equal(r2.partial, undefined);
 });
 
 test('timm-style ViT export (qkv.reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).unbind(0)): v has its own heads', async () => {
@@ -319,25 +273,6 @@ test('timm-style ViT export (qkv.reshape(B, N, 3, H, d).permute(2, 0, 3, 1, 4).u
 
 // ---------------------------------------------------------------- 4. channel shuffle
 
-/** conv 4 -> 8, Relu, channel shuffle with 2 groups ([b, 2, 4, h, w] -> transpose -> [b, 8, h, w]), conv 8 -> 6. */
-function shuffleNet(): OnnxModel {
-  return new GraphBuilder(17)
-    .input('x', ['batch', 4, 5, 5])
-    .initializer('w1', w([8, 4, 1, 1]))
-    .initializer('b1', w([8]))
-    .initializer('w2', w([6, 8, 3, 3]))
-    .initializer('split_shape', i64([0, 2, 4, 5, 5]))
-    .initializer('merge_shape', i64([0, 8, 5, 5]))
-    .node('Conv', ['x', 'w1', 'b1'], ['h1'], {}, { name: 'conv1' })
-    .node('Relu', ['h1'], ['a1'])
-    .node('Reshape', ['a1', 'split_shape'], ['g1'], {}, { name: 'shuffle_split' })
-    .node('Transpose', ['g1'], ['g2'], { perm: [0, 2, 1, 3, 4] }, { name: 'shuffle' })
-    .node('Reshape', ['g2', 'merge_shape'], ['s'], {}, { name: 'shuffle_merge' })
-    .node('Conv', ['s', 'w2'], ['h2'], {}, { name: 'conv2' })
-    .node('ReduceMean', ['h2'], ['y'], { axes: [2, 3], keepdims: 0 })
-    .output('y', ['batch', 6])
-    .build();
-}
 
 test('channel shuffle: the within-group order is one permutation on both sides, the group order stays fixed', async () => {
   const model = shuffleNet();

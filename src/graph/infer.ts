@@ -13,7 +13,7 @@ import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
 import { Resolver, exprKey, type Expr } from './resolve.js';
 import { trace, type Facts } from './trace.js';
 import { unstack } from './unstack.js';
-import type { FrozenGroupReport, GroupMember, GroupReport, InferResult } from './types.js';
+import type { FrozenGroupReport, GroupMember, GroupReport, InferResult, PartialFreezeReport } from './types.js';
 
 const { onnx } = onnxproto;
 
@@ -49,7 +49,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
           dtypes: new Map([...(values as TracedValues)].map(([k, v]) => [k, v.type])),
         }
       : (values as Facts);
-  const { gv, facts: viewFacts, virtual } = unstack(graphView(decodeModel(model)), facts);
+  const { gv, facts: viewFacts, virtual, tied } = unstack(graphView(decodeModel(model)), facts);
   const dg = trace(gv, viewFacts);
   const weights = weightOrder(gv);
   const weightDims: DimId[] = [];
@@ -192,7 +192,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   for (const [name, info] of infos) perms[name] = info;
   const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
   if (frozen.length) spec.frozen = frozen;
-  return { spec, groups, frozen: [...frozenClasses.values()] };
+  const partial = partialTies(tied, dg, res, names, members);
+  return { spec, groups, frozen: [...frozenClasses.values()], ...(partial.length ? { partial } : {}) };
 }
 
 /** The first weight whose axes share a base permutation, and that permutation's class (heads: its heads class). */
@@ -219,6 +220,32 @@ function repeatedPerm(gv: GraphView, dg: import('./dims.js').DimGraph, res: Reso
     }
   }
   return undefined;
+}
+
+/** Stacked projections left as written whose blocks resolved to one permutation repeated: partial freezes. */
+function partialTies(
+  tied: ReturnType<typeof unstack>['tied'],
+  dg: import('./dims.js').DimGraph,
+  res: Resolver,
+  names: Map<string, string>,
+  members: Map<string, GroupMember[]>,
+): PartialFreezeReport[] {
+  const out: PartialFreezeReport[] = [];
+  for (const t of tied) {
+    const d = dg.lookup(t.value, t.axis);
+    if (d === undefined) continue;
+    const e = res.expr(d);
+    if (e.kind !== 'concat' || e.parts.length !== t.stack || new Set(e.parts.map(exprKey)).size !== 1) continue;
+    const group = names.get(exprKey(e));
+    if (!group) continue;
+    out.push({
+      group,
+      members: members.get(group) ?? [],
+      node: t.node,
+      reason: `the ${t.stack} blocks of this axis (q, k, v of a fused projection stacked here) share one permutation: the stack is read by ${t.reader}, not only by index nodes, so v's heads stay tied to q/k's`,
+    });
+  }
+  return out;
 }
 
 /** Weights in order of first use by a node, then unused initializers. */

@@ -28,11 +28,14 @@ export interface Unstacked {
   facts: Facts;
   /** Values that exist only in the rewritten view (never activation points). */
   virtual: Set<string>;
+  /** Stacks left as written (a reader other than index nodes): their blocks share permutations. */
+  tied: { node: string; value: string; axis: number; stack: number; reader: string }[];
 }
 
 /** Rewrite every unstackable fused projection in the view; returns the view unchanged when there is none. */
 export function unstack(gv: GraphView, facts: Facts): Unstacked {
   const virtual = new Set<string>();
+  const tied: Unstacked['tied'] = [];
   const consumers = new Map<string, NodeView[]>();
   for (const n of gv.nodes) for (const i of n.inputs) if (i) consumers.set(i, [...(consumers.get(i) ?? []), n]);
   const outputs = new Set(gv.outputs);
@@ -59,10 +62,15 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
     const chainRemoved = new Set<NodeView>([node]);
     const plan: { node: NodeView; from: string; to: string; perm: number[] }[] = [];
     // walk the readers of value v whose stack axis is t; vShape is v's shape
+    let reader = '';
     const walk = (v: string, t: number, vShape: readonly number[]): boolean => {
-      if (outputs.has(v)) return false;
+      if (outputs.has(v)) {
+        reader = `graph output '${v}'`;
+        return false;
+      }
       for (const c of consumers.get(v) ?? []) {
         if (!c.domain && (c.opType === 'Shape' || c.opType === 'Size')) continue;
+        reader = `node '${c.name}' (${c.opType})`;
         if (c.domain || c.inputs[0] !== v) return false;
         chainRemoved.add(c);
         const out = c.outputs[0]!;
@@ -95,7 +103,10 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
       }
       return true;
     };
-    if (!walk(s, p, ss) || found.length === 0) continue;
+    if (!walk(s, p, ss) || found.length === 0) {
+      tied.push({ node: node.name, value: x, axis: p, stack: k, reader: reader || 'no index node' });
+      continue;
+    }
 
     // the rewritten chain: Split x into K blocks, then per block the same Reshape and Transposes without the stack axis
     const blockOf = (i: number, v: string) => `${v}\u0000unstack${serial}:${i}`;
@@ -143,7 +154,7 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
     replaced.set(node, views);
     serial++;
   }
-  if (replaced.size === 0) return { gv, facts, virtual };
+  if (replaced.size === 0) return { gv, facts, virtual, tied };
   const nodes: NodeView[] = [];
   for (const n of gv.nodes) {
     const views = replaced.get(n);
@@ -152,5 +163,5 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
   }
   const producer = new Map(gv.producer);
   for (const n of nodes) for (const o of n.outputs) if (o) producer.set(o, n);
-  return { gv: { ...gv, nodes, producer }, facts: { ...facts, shapes, dtypes }, virtual };
+  return { gv: { ...gv, nodes, producer }, facts: { ...facts, shapes, dtypes }, virtual, tied };
 }
