@@ -9,8 +9,10 @@ import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { alignmentCoverage, coverageWarnings } from '../src/align/coverage.js';
-import { FIXTURES, assertBasinError, runBasin } from './helpers.js';
+import { FIXTURES, assertBasinError, randn, rng, runBasin } from './helpers.js';
 import { fusedGemmMlp } from './zoo/models.js';
+import { GraphBuilder } from '../src/onnx/build.js';
+import { Tensor } from '../src/tensor/tensor.js';
 
 const FIELD = path.join(FIXTURES, '../field');
 const unruledDir = mkdtempSync(path.join(tmpdir(), 'basin-fused-gemm-'));
@@ -51,12 +53,34 @@ test('merge of a com.microsoft FusedGemm pair warns that it is a plain average; 
   assert.ok(!existsSync(path.join(dir, 'm2.onnx')));
 });
 
-test('align says how much stays unpermuted when grouped convolutions freeze part of a ResNeXt, and stays quiet on a plain MLP', async () => {
+test('align says how much stays unpermuted when a grouped ConvTranspose freezes part of a net, and stays quiet on a plain MLP and on a ResNeXt', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-partial-'));
-  const rx = path.join(FIELD, 'zoo-resnext-micro.onnx');
-  const r = await runBasin(['align', rx, rx, '-o', path.join(dir, 'rx.onnx')]);
+  const r0 = rng(5);
+  const w = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r0)));
+  const up = path.join(dir, 'up.onnx');
+  const net = new GraphBuilder(17)
+    .input('x', ['batch', 3, 4, 4])
+    .initializer('c1', w([8, 3, 1, 1]))
+    .initializer('ct', w([8, 2, 2, 2]))
+    .initializer('c2', w([4, 8, 1, 1]))
+    .initializer('c3', w([5, 4, 1, 1]))
+    .node('Conv', ['x', 'c1'], ['h'])
+    .node('Relu', ['h'], ['a'])
+    .node('ConvTranspose', ['a', 'ct'], ['u'], { group: 4, strides: [2, 2] }, { name: 'up' })
+    .node('Relu', ['u'], ['b'])
+    .node('Conv', ['b', 'c2'], ['v'])
+    .node('Relu', ['v'], ['c'])
+    .node('Conv', ['c', 'c3'], ['y'])
+    .output('y', ['batch', 5, 8, 8])
+    .build();
+  writeFileSync(up, net.toBytes());
+  const r = await runBasin(['align', up, up, '-o', path.join(dir, 'up_al.onnx')]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stderr, /WARNING: part of .* stays unaligned: \d+ hidden weight axes frozen.*\d+\.\d% of the parameters.*grouped Conv/);
+  assert.match(r.stderr, /WARNING: part of .* stays unaligned: \d+ hidden weight axes frozen.*\d+\.\d% of the parameters.*grouped ConvTranspose/);
+  const rx = path.join(FIELD, 'zoo-resnext-micro.onnx');
+  const x = await runBasin(['align', rx, rx, '-o', path.join(dir, 'rx.onnx')]);
+  assert.equal(x.code, 0, x.stderr);
+  assert.doesNotMatch(x.stderr, /WARNING/);
   const m = await runBasin(['align', path.join(FIXTURES, 'mlp_small_seed0.onnx'), path.join(FIXTURES, 'mlp_small_seed1.onnx'), '-o', path.join(dir, 'm.onnx')]);
   assert.equal(m.code, 0, m.stderr);
   assert.doesNotMatch(m.stderr, /WARNING/);

@@ -487,7 +487,7 @@ test('a hidden value that is also a graph output freezes its group', async () =>
   frozen(r, 'w2', 1, 'act', /reaches graph output 'feat'/);
 });
 
-test('a grouped Conv (group=2) freezes its channels, naming the node', async () => {
+test('a grouped Conv (group=2) permutes channels within groups: one shared input order, one order per output group', async () => {
   const g = new GraphBuilder(17)
     .input('x', ['batch', 3, 6, 6])
     .initializer('c1', w([4, 3, 1, 1]))
@@ -499,10 +499,14 @@ test('a grouped Conv (group=2) freezes its channels, naming the node', async () 
     .node('Relu', ['gc'], ['ga'])
     .node('Conv', ['ga', 'c3'], ['y'])
     .output('y', ['batch', 2, 6, 6]);
-  const { r } = await infer(g);
-  frozen(r, 'c1', 0, 'gconv', /grouped Conv \(group=2\)/);
-  frozen(r, 'gw', 0, 'gconv', /grouped Conv \(group=2\)/);
-  frozen(r, 'c3', 1, 'gconv', /grouped Conv \(group=2\)/);
+  const { model, r } = await infer(g);
+  const within = perm(r, 'gw', 1)!;
+  assert.equal(r.spec.perms![within]!.size, 2);
+  assert.deepEqual(r.spec.perms![perm(r, 'c1', 0)!]!.concat, [within, within]);
+  const out = r.spec.perms![same(r, 'gw:0', 'c3:1')]!.concat!;
+  assert.equal(out.length, 2);
+  assert.notEqual(out[0], out[1]);
+  await invariant(model, r);
 });
 
 test('opsets before 9 are refused with onnx_unsupported_opset', async () => {

@@ -12,7 +12,8 @@ import type { DimId, NoteTag } from './dims.js';
 import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
 import { Resolver, exprKey, type Expr } from './resolve.js';
 import { trace, type Facts } from './trace.js';
-import type { FrozenGroupReport, GroupMember, GroupReport, InferResult } from './types.js';
+import { unstack } from './unstack.js';
+import type { FrozenGroupReport, GroupMember, GroupReport, InferResult, PartialFreezeReport } from './types.js';
 
 const { onnx } = onnxproto;
 
@@ -48,8 +49,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
           dtypes: new Map([...(values as TracedValues)].map(([k, v]) => [k, v.type])),
         }
       : (values as Facts);
-  const gv = graphView(decodeModel(model));
-  const dg = trace(gv, facts);
+  const { gv, facts: viewFacts, virtual, tied } = unstack(graphView(decodeModel(model)), facts);
+  const dg = trace(gv, viewFacts);
   const weights = weightOrder(gv);
   const weightDims: DimId[] = [];
   const valueDims = new Map<string, DimId[]>();
@@ -160,11 +161,13 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   // activation points: every float activation axis whose class resolves to a named perm
   const points = new Map<string, PermPoint[]>();
   for (const [value, dims] of valueDims) {
-    if (gv.tensors.has(value)) continue;
+    if (gv.tensors.has(value) || virtual.has(value)) continue;
     for (const d of dims) {
       if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
       const e = res.expr(d);
       if (e.kind === 'frozen') continue;
+      // a heads axis alone is a point only where the value has no within-head axis of those heads (which moves too)
+      if (e.kind === 'heads' && e.d < 0 && dims.some((x) => res.pairs.get(dg.find(x)) === e.h)) continue;
       const name = names.get(exprKey(e));
       if (!name) continue;
       if (!points.has(name)) points.set(name, []);
@@ -190,7 +193,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   for (const [name, info] of infos) perms[name] = info;
   const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
   if (frozen.length) spec.frozen = frozen;
-  return { spec, groups, frozen: [...frozenClasses.values()] };
+  const partial = partialTies(tied, dg, res, names, members);
+  return { spec, groups, frozen: [...frozenClasses.values()], ...(partial.length ? { partial } : {}) };
 }
 
 /** The first weight whose axes share a base permutation, and that permutation's class (heads: its heads class). */
@@ -217,6 +221,32 @@ function repeatedPerm(gv: GraphView, dg: import('./dims.js').DimGraph, res: Reso
     }
   }
   return undefined;
+}
+
+/** Stacked projections left as written whose blocks resolved to one permutation repeated: partial freezes. */
+function partialTies(
+  tied: ReturnType<typeof unstack>['tied'],
+  dg: import('./dims.js').DimGraph,
+  res: Resolver,
+  names: Map<string, string>,
+  members: Map<string, GroupMember[]>,
+): PartialFreezeReport[] {
+  const out: PartialFreezeReport[] = [];
+  for (const t of tied) {
+    const d = dg.lookup(t.value, t.axis);
+    if (d === undefined) continue;
+    const e = res.expr(d);
+    if (e.kind !== 'concat' || e.parts.length !== t.stack || new Set(e.parts.map(exprKey)).size !== 1) continue;
+    const group = names.get(exprKey(e));
+    if (!group) continue;
+    out.push({
+      group,
+      members: members.get(group) ?? [],
+      node: t.node,
+      reason: `the ${t.stack} blocks of this axis (q, k, v of a fused projection stacked here) share one permutation: the stack is read by ${t.reader}, not only by index nodes, so v's heads stay tied to q/k's`,
+    });
+  }
+  return out;
 }
 
 /** Weights in order of first use by a node, then unused initializers. */
@@ -331,6 +361,7 @@ function describe(
       return `permutation of ${e.size}`;
     }
     case 'heads': {
+      if (e.d < 0) return `per-head values moved with the attention heads (${e.count} heads)`;
       const shape = `${e.count} heads × ${e.size / e.count}`;
       const att = notesOf(dg, e.d).get('attention');
       if (att) return `attention heads of ${att[0]}, query/key (${shape})`;

@@ -17,6 +17,7 @@ import type { Def, DimGraph, DimId, FreezeReason } from './dims.js';
 export type Expr =
   | { kind: 'frozen' }
   | { kind: 'base'; root: DimId; size: number }
+  /** d = -1: the heads axis alone (one position per head). */
   | { kind: 'heads'; h: DimId; d: DimId; count: number; size: number }
   | { kind: 'expand'; of: Expr; inner: number; size: number }
   | { kind: 'concat'; parts: (Expr | number)[]; size: number };
@@ -168,6 +169,21 @@ export class Resolver {
       if (kinds.size > 1) {
         const f = unique.find((d) => d.kind === 'factor')!;
         const c = unique.find((d) => d.kind === 'concat')!;
+        // several block splits (two Slices of one axis) or factorings: refine each kind to one definition first
+        const byKind = (['factor', 'concat'] as const).map((k) => unique.filter((d) => d.kind === k));
+        const many = byKind.find((list) => list.length > 1);
+        const refinedKind = many && this.refine(root, many);
+        if (refinedKind) {
+          out.push(...refinedKind, ...unique.filter((d) => !many.includes(d)));
+          changed = true;
+          continue;
+        }
+        const split = unique.length === 2 ? this.splitLeading(f, c) : undefined;
+        if (split) {
+          out.push(...split);
+          changed = true;
+          continue;
+        }
         this.freezeClass(root, { node: c.node, reason: `axis is split into blocks here and reshaped into factors at '${f.node}'` });
         out.push(...unique);
         changed = true;
@@ -183,6 +199,26 @@ export class Resolver {
     }
     dg.defs = out;
     return changed;
+  }
+
+  /**
+   * One axis reshaped into factors [F0, F1, …] and split into blocks (a Concat feeding a channel shuffle, a grouped
+   * Conv's per-group outputs reshaped): when every block is a whole number of F0 slices (its size a multiple of
+   * F1·…), F0 is split into matching pieces and each block is [piece, F1, …]. Pieces of size 1 are fixed, so the
+   * blocks then share the inner factors' permutation (what a shuffle across the blocks needs). Undefined otherwise.
+   */
+  private splitLeading(f: Def, c: Def): Def[] | undefined {
+    const dg = this.dg;
+    const rest = f.parts.slice(1);
+    const inner = rest.reduce((a, p) => a * dg.size[p]!, 1);
+    const sizes = c.parts.map((p) => dg.size[p]!);
+    if (inner <= 1 || sizes.some((s) => s % inner !== 0)) return undefined;
+    const pieces = sizes.map((s) => dg.virtual(s / inner));
+    return [
+      f,
+      { kind: 'concat', whole: f.parts[0]!, parts: pieces, node: c.node },
+      ...c.parts.map((b, i): Def => ({ kind: 'factor', whole: b, parts: [pieces[i]!, ...rest], node: f.node })),
+    ];
   }
 
   /** Common refinement of several definitions of one class; undefined when they cannot be reconciled. */
@@ -273,7 +309,9 @@ export class Resolver {
     }
     for (const [d, h] of this.pairs) {
       if (this.heads.has(d) || this.pairs.has(h)) {
-        this.freezeClass(h, { reason: 'head axes nest inside one another' });
+        // a channel shuffle ([g, C/g] -> [C/g, g]): keep the larger factor free, the groups fixed
+        const smaller = this.dg.size[d]! < this.dg.size[h]! ? d : h;
+        this.freezeClass(smaller, { reason: 'head axes nest inside one another (a channel shuffle): the smaller factor stays fixed' });
         return true;
       }
     }
@@ -323,7 +361,10 @@ export class Resolver {
     const def = this.canon.get(root);
     if (!def) {
       const asD = this.pairs.get(root);
-      if (asD !== undefined || this.heads.has(root)) {
+      // a heads axis on its own (a per-head constant: Swin's folded relative-position bias [1, heads, T, T] added to
+      // the scores) moves with the whole-head map: a heads permutation with one position per head
+      if (asD === undefined && this.heads.has(root)) return { kind: 'heads', h: root, d: -1, count: dg.size[root]!, size: dg.size[root]! };
+      if (asD !== undefined) {
         if (!strict) return FROZEN;
         throw new HeadsViolation(asD ?? root, 'a weight axis carries a head axis or a within-head axis on its own');
       }

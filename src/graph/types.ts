@@ -31,8 +31,22 @@ export interface FrozenGroupReport {
   reason: string;
 }
 
+/**
+ * A partial freeze: a permuted axis whose blocks must share one permutation although a finer reading could move
+ * them separately (q, k, v of a fused projection stacked as (B, N, 3, H, d) and read by more than index nodes).
+ */
+export interface PartialFreezeReport {
+  /** The shared permutation (a concat of one permutation repeated). */
+  group: string;
+  members: GroupMember[];
+  node: string;
+  reason: string;
+}
+
 export interface InferResult {
   spec: PermutationSpecJson;
   groups: GroupReport[];
   frozen: FrozenGroupReport[];
+  /** Ties the tracer keeps that a finer analysis could separate (absent when none). */
+  partial?: PartialFreezeReport[];
 }

@@ -63,6 +63,10 @@ export function register(program: Command): void {
               out.push(`  size ${f.size}: ${who}\n    ${f.reason}${f.node ? ` (node ${q(f.node)})` : ''}`);
             }
           }
+          if (r.partial?.length) {
+            out.push('\npartially tied (permuted, but blocks share one permutation):');
+            for (const t of r.partial) out.push(`  ${t.group}: ${t.members.map((m) => `${q(m.tensor)}[${m.axis}]`).join(', ')}\n    ${t.reason} (node ${q(t.node)})`);
+          }
           print(out.join('\n') + '\n');
         }
         if (o.specOut !== undefined) {

@@ -1,7 +1,7 @@
 /**
  * Conv: X [N, C, ...], W [M, C/group, k...], B [M] -> Y [N, M, ...]. group=1: X.1~W.1 and Y.1~W.0~B. Depthwise
  * (group = C, one input channel per group): input and output channels are one group, X.1~Y.1~W.0~B (a channel
- * multiplier m > 1 makes Y.1 the input channels expanded by m). Other groupings freeze the channels. Spatial axes
+ * multiplier m > 1 makes Y.1 the input channels expanded by m). Other groupings: see groupedChannels. Spatial axes
  * and kernel axes mix neighbouring positions and are frozen. ConvTranspose has W [C, M/group, k...].
  */
 import type { Rule, RuleContext } from '../rule.js';
@@ -37,13 +37,31 @@ export const conv: Rule = (ctx) => {
       ctx.factor(yC, [ctx.dim(x, 1)!, m]);
     }
     ctx.note(yC, 'conv');
-  } else {
-    const why = `grouped Conv (group=${group}) mixes channels within groups`;
-    ctx.freeze(ctx.dim(x, 1), why);
-    ctx.freeze(ctx.dim(w, 1), why);
-    ctx.freeze(yC, why);
-  }
+  } else groupedChannels(ctx, group, ctx.dim(x, 1)!, ctx.dim(w, 1)!, yC, cin, ctx.shape(y)![1]!);
 };
+
+/**
+ * A grouped Conv (1 < group, not depthwise): output group j reads only input group j. The input channels are
+ * [group, C/group] with one within-group permutation shared by every group (it is W's axis 1, the same for all
+ * output channels); the output channels are `group` blocks, each with its own permutation (W's axis 0 rows of one
+ * group read the same inputs). Moving whole groups as blocks is also valid, but the input side would then need a
+ * block map tied to the output side's with a shared within-block order, which a spec cannot express: the group
+ * order stays fixed.
+ */
+function groupedChannels(ctx: RuleContext, group: number, xC: number, wIn: number, yC: number, cin: number, cout: number): void {
+  if (cin % group !== 0 || cout % group !== 0 || ctx.shape(ctx.node.inputs[1]!)![1]! * group !== cin) {
+    const why = `grouped Conv (group=${group}) does not split ${cin} input and ${cout} output channels evenly`;
+    ctx.freeze(xC, why);
+    ctx.freeze(wIn, why);
+    ctx.freeze(yC, why);
+    return;
+  }
+  const groupsIn = ctx.virtual(group);
+  ctx.freeze(groupsIn, `order of the ${group} groups of a grouped Conv`);
+  ctx.factor(xC, [groupsIn, wIn]);
+  ctx.concat(yC, Array.from({ length: group }, () => ctx.virtual(cout / group)));
+  ctx.note(yC, 'conv');
+}
 
 export const convTranspose: Rule = (ctx) => {
   const [x, w, b] = ctx.node.inputs as [string, string, string | undefined];
