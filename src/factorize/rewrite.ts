@@ -12,6 +12,7 @@
 import onnxproto from 'onnx-proto';
 import { DTYPES } from '../dtype.js';
 import { tensorProto } from '../onnx/build.js';
+import { freshNamer } from '../onnx/fresh-names.js';
 import { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FactorizableLayer } from './layers.js';
@@ -42,19 +43,7 @@ const AT = onnx.AttributeProto.AttributeType;
 export function rewriteFactorized(model: OnnxModel, replacements: readonly LayerReplacement[]): OnnxModel {
   const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
-  const taken = new Set<string>();
-  for (const t of g.initializer ?? []) taken.add(t.name ?? '');
-  for (const v of [...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])]) taken.add(v.name ?? '');
-  for (const n of g.node ?? []) {
-    taken.add(n.name ?? '');
-    for (const o of [...(n.input ?? []), ...(n.output ?? [])]) taken.add(o);
-  }
-  const fresh = (base: string): string => {
-    let name = base;
-    for (let k = 1; taken.has(name); k++) name = `${base}_${k}`;
-    taken.add(name);
-    return name;
-  };
+  const fresh = freshNamer(g);
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
   const initsAreInputs = (g.input ?? []).some((v) => inits.has(v.name ?? '')); // IR < 4 style
   const addInit = (name: string, t: Tensor, like: string): void => {

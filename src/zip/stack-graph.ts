@@ -15,6 +15,7 @@
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
 import { tensorProto } from '../onnx/build.js';
+import { freshNamer } from '../onnx/fresh-names.js';
 import { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { AxisRole } from './stack-tensor.js';
@@ -62,19 +63,7 @@ export function stackGraph(a: OnnxModel, edits: GraphEdits): { model: OnnxModel;
     if (s) n.attribute = [{ name: 'value', type: AT.TENSOR, t: tensorProto(name, s, { dtype: dtypeOf(name) }) }];
   }
   // names
-  const taken = new Set<string>();
-  for (const t of g.initializer ?? []) taken.add(t.name ?? '');
-  for (const v of [...(g.input ?? []), ...(g.output ?? [])]) taken.add(v.name ?? '');
-  for (const n of g.node ?? []) {
-    taken.add(n.name ?? '');
-    for (const o of [...(n.input ?? []), ...(n.output ?? [])]) taken.add(o);
-  }
-  const fresh = (base: string): string => {
-    let name = base;
-    for (let k = 1; taken.has(name); k++) name = `${base}_${k}`;
-    taken.add(name);
-    return name;
-  };
+  const fresh = freshNamer(g);
   const intInit = (base: string, values: readonly number[]): string => {
     const name = fresh(base);
     (g.initializer ??= []).push(tensorProto(name, { int64: values, dims: [values.length] }));
