@@ -19,7 +19,7 @@ test('basin zip --width 2x: writes the exact stack, prints the group table, the 
   const report = path.join(dir, 'r.json');
   const r = await runBasin(['zip', A, B, '-o', out, '--width', '2x', '--eval', TEST, '--report', report]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /P_0\s+hidden units of \/layers\.0\/Gemm\s+128\s+256→256\s+stack\s+exact/);
+  assert.match(r.stdout, /P_0\s+MLP hidden units of \/layers\.0\/Gemm\s+128\s+256→256\s+stack\s+exact/);
   assert.match(r.stdout, /stacking is exact: output 'logits' max error \d\.\d\de[-+]\d+/);
   // parameters from the shapes: one model, and the stack (first layer [A; B], block-diagonal hidden and head)
   const one = 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10;
@@ -62,7 +62,7 @@ test('basin zip --width 1x --method select: a model the size of one, each half s
   const out = path.join(dir, 'z.onnx');
   const r = await runBasin(['zip', A, B, '-o', out, '--width', '1x', '--data', TRAIN, '--stats-limit', '1000', '--eval', TEST]);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /P_1\s+hidden units of \/layers\.1\/Gemm\s+128\s+256→128\s+select\s+fitted\s+\d\.\d\de-\d/);
+  assert.match(r.stdout, /P_1\s+MLP hidden units of \/layers\.1\/Gemm\s+128\s+256→128\s+select\s+fitted\s+\d\.\d\de-\d/);
   assert.match(r.stdout, /align-then-average \(weight matching\)\s+[\d.]+\s+0\.\d+/);
   const acc = (label: RegExp) => Number(label.exec(r.stdout)![1]);
   assert.ok(Math.abs(acc(/zipped, A's half\s+[\d.]+\s+([\d.]+)/) - 0.838) <= 0.01, r.stdout);
