@@ -115,3 +115,4 @@ export { factorizeConv, type ConvWeight, type FactorizedConvWeight, type ConvLow
 export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions, type FactorizeModelResult, type FactorizedLayerReport, type ModelLatencyReport, type RankPolicy, type LayerRank } from './factorize/factorize-model.js';
 export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';
+export { outputWarnings, OUTPUT_NMSE_WARNING, type FactorizeMode } from './factorize/output-warnings.js';

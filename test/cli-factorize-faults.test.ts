@@ -14,7 +14,7 @@ import { GraphBuilder } from '../src/onnx/build.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
-import { OUTPUT_NMSE_WARNING } from '../src/factorize/output-warnings.js';
+import { OUTPUT_NMSE_WARNING, outputWarnings } from '../src/factorize/output-warnings.js';
 import { FIXTURES, assertAllClose, randn, rng, runBasin } from './helpers.js';
 
 const MLP = path.join(FIXTURES, 'mlp_small_seed0.onnx');
@@ -28,6 +28,17 @@ const tmp = mkdtempSync(path.join(tmpdir(), 'basin-fz-faults-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const noStack = (stderr: string): void => assert.doesNotMatch(stderr, /\n\s+at /, 'no stack trace');
+
+test('outputWarnings: one per output above 0.1 (NaN included), naming it and its nmse, with advice for the mode', () => {
+  assert.equal(OUTPUT_NMSE_WARNING, 0.1);
+  const w = outputWarnings({ a: 0.1, 'b\u001b[31m': 0.25, c: Number.NaN, d: 0 }, { mode: 'max-nmse', includeEnds: true });
+  assert.equal(w.length, 2);
+  assert.match(w[0]!, /^output 'b\\x1b\[31m' .*nmse 2\.50e-1 .*smaller --max-nmse.*drop --include-ends/);
+  assert.doesNotMatch(w[0]!, /\u001b/);
+  assert.match(w[1]!, /^output 'c' .*nmse NaN/);
+  assert.match(outputWarnings({ y: 3 }, { mode: 'rank' })[0]!, /larger --rank.*--min-features/);
+  assert.deepEqual(outputWarnings({ y: 0.0999 }, { mode: 'auto' }), []);
+});
 
 test('a plain-MLP state_dict without --arch is run in the MLP graph (as align/merge/interpolate do): the same output as --arch mlp', async () => {
   const common = ['--data', TRAIN, '--rank', '32', '--min-features', '128', '--stats-limit', '200', '--latency-runs', '0'];
