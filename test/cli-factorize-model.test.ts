@@ -68,9 +68,10 @@ test('basin factorize reports file bytes, parameters and the whole model latency
   assert.equal(rep.params_before, protoFloatParams(MLP));
   assert.equal(rep.params_after, protoFloatParams(out));
   assert.equal(rep.params_before, 784 * 128 + 128 + 128 * 128 + 128 + 128 * 10 + 10);
-  // factorizable: every Gemm of the MLP (all its weights); after: two pairs at rank 32 and the head
-  assert.equal(rep.factorizable_params_before, rep.params_before);
-  assert.equal(rep.factorizable_params_after, 32 * (784 + 128) + 128 + 32 * 256 + 128 + 1290);
+  // factorizable: the candidate layers only, the two hidden Gemms (the 128→10 head is below --min-features 128
+  // and not counted); after: two pairs at rank 32
+  assert.equal(rep.factorizable_params_before, 784 * 128 + 128 + 128 * 128 + 128);
+  assert.equal(rep.factorizable_params_after, 32 * (784 + 128) + 128 + 32 * 256 + 128);
   // latency: 7 timed runs of a 32-sample batch, finite and ordered
   assert.equal(rep.latency.batch, 32);
   for (const l of [rep.latency.before, rep.latency.after]) {
@@ -79,7 +80,7 @@ test('basin factorize reports file bytes, parameters and the whole model latency
     assert.ok(l.minMs <= l.q1Ms && l.q1Ms <= l.medianMs && l.medianMs <= l.q3Ms && l.q3Ms <= l.maxMs, JSON.stringify(l));
   }
   assert.match(r.stdout, new RegExp(`file bytes\\s+${rep.file_bytes_before}\\s+${rep.file_bytes_after}\\s+0\\.\\d{3}x`));
-  assert.match(r.stdout, new RegExp(`factorizable parameters\\s+${rep.factorizable_params_before}\\s+${rep.factorizable_params_after}`));
+  assert.match(r.stdout, new RegExp(`factorizable parameters \\(candidate layers\\)\\s+${rep.factorizable_params_before}\\s+${rep.factorizable_params_after}`));
   assert.match(r.stdout, /ms per batch of 32, median \(q1–q3\) of 7\s+\d+\.\d{3} \(/);
   // every factorized layer is timed alone in --rank mode too (dense and pair); the kept head is not
   const factorized = rep.layers.filter((l: { rank: number | null }) => l.rank !== null);

@@ -4,7 +4,7 @@
  * selected layer's input statistics over the calibration data (capture.ts), choose a rank per layer (a
  * `RankPolicy`: the uniform `--rank R` of Composer by default; a budget allocator plugs in here), factorize each
  * layer with the core (factorizeMatrix / factorizeConv) and write the pairs into the graph (rewrite.ts). The
- * result counts float parameters (whole model and factorizable layers) before and after and, unless
+ * result counts float parameters (whole model and candidate layers) before and after and, unless
  * `latencyRuns` is 0, times the whole model before and after on one calibration batch (model-latency.ts).
  *
  * Rank as Composer's modules resolve it: an integer r, or a fraction f of min(in, out) (channels for a Conv),
@@ -115,7 +115,10 @@ export interface FactorizeModelResult {
   /** Every float weight of the model (initializers and Constants), before and after. */
   paramsBefore: number;
   paramsAfter: number;
-  /** The weights and biases of the factorizable layers found (all of them, selected or not), before and after. */
+  /**
+   * The weights and biases of the candidate layers (those the thresholds and the ends rule selected, whether the
+   * rank then factorized or kept them), before and after; layers left out are not counted.
+   */
   factorizableParamsBefore: number;
   factorizableParamsAfter: number;
   /** Median onnxruntime latency of the whole model before and after (absent when latencyRuns is 0). */
@@ -212,13 +215,14 @@ export async function compareOutputs(before: OnnxModel, after: OnnxModel, feeds:
 }
 
 /**
- * Factorize the selected layers of `model` on the calibration data at `data` (see the header).
+ * Factorize the selected layers of `model` on the calibration data at `data` (see the header); `data` may be
+ * undefined when `opts.feed.inputs` feeds every model input (`--input NAME=FILE` instead of `--data`).
  *
  * Errors, all before any activation is computed: 'invalid_argument' for a bad rank, iters or thresholds;
  * 'nothing_to_factorize' when no layer qualifies (naming the thresholds and the widest layers found); the data
  * feed's errors (file_not_found, data_invalid, data_shape_mismatch, ...). Then the core's and onnxruntime's.
  */
-export async function factorizeModel(model: OnnxModel, data: string, opts: FactorizeModelOptions = {}): Promise<FactorizeModelResult> {
+export async function factorizeModel(model: OnnxModel, data: string | undefined, opts: FactorizeModelOptions = {}): Promise<FactorizeModelResult> {
   const say = opts.onProgress ?? (() => undefined);
   const iters = opts.iters ?? 3;
   if (!(Number.isSafeInteger(iters) && iters >= 0 && iters <= 1000)) {
@@ -327,6 +331,7 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
     const latency = c?.denseMs !== undefined ? { denseMs: c.denseMs, factorizedMs: c.factorizedMs } : undefined;
     return { name: l.name, op: l.op, weightShape: [...model.weightInfo(l.weight).shape], inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: null, nmse: null, kept: why.get(l) ?? 'not selected', latency, paramsBefore: p.before, paramsAfter: p.before, macsBefore: null, macsAfter: null };
   });
+  const candidates = layers.filter((_, i) => selected.includes(all[i]!));
   const out = rewriteFactorized(model, replacements);
   const outputNmse = await compareOutputs(model, out, feeds);
   let latency: ModelLatencyReport | undefined;
@@ -350,8 +355,8 @@ export async function factorizeModel(model: OnnxModel, data: string, opts: Facto
     layers,
     paramsBefore: modelParams(model),
     paramsAfter: modelParams(out),
-    factorizableParamsBefore: layers.reduce((a, l) => a + l.paramsBefore, 0),
-    factorizableParamsAfter: layers.reduce((a, l) => a + l.paramsAfter, 0),
+    factorizableParamsBefore: candidates.reduce((a, l) => a + l.paramsBefore, 0),
+    factorizableParamsAfter: candidates.reduce((a, l) => a + l.paramsAfter, 0),
     latency,
     samples: feeds.size,
     outputNmse,

@@ -10,12 +10,13 @@ import { DEFAULT_AUTO_MAX_NMSE } from '../../factorize/auto-ranks.js';
 import { modelBytes } from '../../factorize/model-bytes.js';
 import type { ModelLatency } from '../../factorize/model-latency.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
+import { outputWarnings } from '../../factorize/output-warnings.js';
 import { formatTable } from '../../report/table.js';
-import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
+import { feedArgs, feedOptions, inputFiles, inputsOf } from '../data-feeds.js';
 
 interface Options {
   out: string;
-  data: string;
+  data?: string;
   rank?: string;
   keep?: string;
   maxNmse?: string;
@@ -24,8 +25,8 @@ interface Options {
   arch?: 'mlp';
   latencyRuns: number;
   includeEnds?: boolean;
-  minFeatures: number;
-  minChannels: number;
+  minFeatures?: number;
+  minChannels?: number;
   iters: number;
   statsLimit: number;
   eval?: string;
@@ -85,7 +86,7 @@ export function register(program: Command): void {
     .command('factorize')
     .description('replace wide Gemm / MatMul / Conv layers by low-rank pairs fitted on calibration activations')
     .argument('<model>', 'ONNX model, or a safetensors state_dict with --graph / --arch mlp (the output is ONNX)')
-    .requiredOption('--data <calib>', 'calibration data (no labels needed): the layers are fitted to their outputs on it')
+    .option('--data <calib>', 'calibration data (no labels needed): the layers are fitted to their outputs on it (or --input NAME=FILE for each model input)')
     .requiredOption('-o, --out <out.onnx>', 'where to write the factorized model (.onnx)')
     .option('--rank <r>', 'latent width per layer: an integer, or a fraction of min(in, out) (Composer)')
     .option('--keep <f>', "keep at most this fraction (0, 1] of the factorized layers' parameters, at the least total nmse")
@@ -95,8 +96,8 @@ export function register(program: Command): void {
     .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers run in the graph basin builds", parseChoice('--arch', ['mlp'] as const))
     .option('--latency-runs <n>', 'timed runs of the whole model before and after, on one calibration batch; factorized layers are also timed alone (0: nothing timed but what auto needs)', parseIntOption('--latency-runs', 0, 100000), 20)
     .option('--include-ends', 'with --keep / --max-nmse / auto: also factorize the first and last layers')
-    .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n (default 256 with --rank, else 0)', parseIntOption('--min-features', 0), 256)
-    .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n (default 256 with --rank, else 0)', parseIntOption('--min-channels', 0), 256)
+    .option('--min-features <n>', 'factorize Gemm/MatMul layers with min(in, out) >= n (default: 256 with --rank, else 0)', parseIntOption('--min-features', 0))
+    .option('--min-channels <n>', 'factorize Conv layers with min(in, out channels) >= n (default: 256 with --rank, else 0)', parseIntOption('--min-channels', 0))
     .option('--iters <n>', 'ALS iterations after the closed form', parseIntOption('--iters', 0, 1000), 3)
     .option('--stats-limit <n>', 'calibration samples to use', parseIntOption('--stats-limit', 1), 2000)
     .option('--eval <test>', 'loss and accuracy before and after on this data')
@@ -111,14 +112,24 @@ export function register(program: Command): void {
       const budget = mode === 'keep' ? { keep: parseBudget('--keep', o.keep!) } : mode === 'max-nmse' ? { maxNmse: parseBudget('--max-nmse', o.maxNmse!) } : undefined;
       const ceiling = mode === 'auto' ? (o.maxNmse !== undefined ? parseBudget('--max-nmse', o.maxNmse) : DEFAULT_AUTO_MAX_NMSE) : undefined;
       // Composer's thresholds apply to --rank; the allocator sees every layer but the ends unless told otherwise.
-      const threshold = (k: 'minFeatures' | 'minChannels'): number => (mode === 'rank' || cmd.getOptionValueSource(k) === 'cli' ? o[k] : 0);
+      const threshold = (k: 'minFeatures' | 'minChannels'): number => o[k] ?? (mode === 'rank' ? 256 : 0);
+      if (mode === 'rank' && o.includeEnds) {
+        throw new BasinError(
+          'invalid_argument',
+          '--include-ends applies to --keep, --max-nmse and auto, which leave the first and last layers out unless it is given; --rank leaves no layer out for being an end (its layers are chosen by --min-features / --min-channels), so drop --include-ends or use a budget mode',
+          { option: '--include-ends --rank', found: ['--include-ends', '--rank'] },
+        );
+      }
+      if (o.data === undefined && Object.keys(inputsOf(o.input)).length === 0) {
+        throw new BasinError('invalid_argument', 'factorize needs calibration data: --data CALIB, or --input NAME=FILE for the model inputs (no labels needed)', { option: '--data' });
+      }
       if (!o.out.toLowerCase().endsWith('.onnx')) {
         throw new BasinError('invalid_argument', `-o must name an .onnx file, got ${q(o.out)}: factorizing changes the architecture (a layer becomes two), so the output is an ONNX model, also for a state_dict input`, { option: '-o', found: o.out });
       }
       await checkOutputs({
         inputs: [
           { path, what: 'the model' },
-          { path: o.data, what: '--data' },
+          o.data !== undefined ? { path: o.data, what: '--data' } : undefined,
           o.eval ? { path: o.eval, what: '--eval' } : undefined,
           o.graph ? { path: o.graph, what: '--graph' } : undefined,
           ...inputFiles(o.input),
@@ -146,6 +157,7 @@ export function register(program: Command): void {
       await saveOnnx(r.model, o.out);
       const bytesAfter = modelBytes(o.out);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
+      const warnings = outputWarnings(r.outputNmse, { mode, includeEnds: o.includeEnds });
       const timed = r.layers.some((l) => l.latency?.denseMs !== undefined);
       const rows = r.layers.map((l) => [
         escapeControl(l.name),
@@ -166,7 +178,7 @@ export function register(program: Command): void {
           [
             ['file bytes', String(bytesBefore), String(bytesAfter), ratio(bytesAfter, bytesBefore)],
             ['parameters', String(r.paramsBefore), String(r.paramsAfter), ratio(r.paramsAfter, r.paramsBefore)],
-            ['factorizable parameters', String(r.factorizableParamsBefore), String(r.factorizableParamsAfter), ratio(r.factorizableParamsAfter, r.factorizableParamsBefore)],
+            ['factorizable parameters (candidate layers)', String(r.factorizableParamsBefore), String(r.factorizableParamsAfter), ratio(r.factorizableParamsAfter, r.factorizableParamsBefore)],
             ...(lat ? [[`ms per batch of ${lat.batch}, median (q1–q3) of ${lat.before.runs}`, fmtLatency(lat.before), fmtLatency(lat.after), ratio(lat.after.medianMs, lat.before.medianMs)]] : []),
           ],
         ) + '\n',
@@ -174,8 +186,11 @@ export function register(program: Command): void {
       for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the original on the first calibration batch: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
         const { task, before, after } = r.evaluation;
-        out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, task === 'lm' ? 'next-token accuracy' : 'accuracy'], [['before', before.loss, before.accuracy], ['after', after.loss, after.accuracy]], { digits: 4 }) + '\n');
+        const lm = task === 'lm';
+        const row = (label: string, e: typeof before): (string | number)[] => [label, e.loss, ...(lm ? [e.perplexity ?? Math.exp(e.loss)] : []), e.accuracy];
+        out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, ...(lm ? ['perplexity'] : []), lm ? 'next-token accuracy' : 'accuracy'], [row('before', before), row('after', after)], { digits: 4 }) + '\n');
       }
+      for (const w of warnings) log(`WARNING: ${w}`);
       if (o.report) {
         await writeJson(o.report, {
           model: path,
@@ -195,6 +210,7 @@ export function register(program: Command): void {
           output_nmse: r.outputNmse,
           layers: r.layers,
           evaluation: r.evaluation ?? null,
+          warnings,
         });
         log(`wrote ${o.report}`);
       }
