@@ -116,6 +116,7 @@ export { factorizeModel, uniformRank, breakEvenRank, type FactorizeModelOptions,
 export { budgetPolicy, autoPolicy, rankLayerOf, type AutoPolicyOptions } from './factorize/rank-policies.js';
 export { findLayers, selectLayers, type FactorizableLayer } from './factorize/layers.js';
 export { outputWarnings, OUTPUT_NMSE_WARNING, type FactorizeMode } from './factorize/output-warnings.js';
+
 // Width changes (basin shrink, basin grow): per-group roles, one resize primitive (index maps or dense pairs), selection + least-squares refit, PCA folding, Net2Wider.
 export { shrinkModel, checkWidths, REDUCTION_METHODS, type ReductionMethod, type ShrinkModelOptions, type ShrinkModelResult, type ShrinkGroupReport } from './reduce/shrink-model.js';
 export { growModel, net2widerMap, type GrowModelOptions, type GrowModelResult } from './reduce/grow-model.js';
