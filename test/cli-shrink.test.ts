@@ -73,3 +73,13 @@ test('basin shrink: bad widths and methods stop before any work, naming the grou
     assert.equal(existsSync(out), false);
   }
 });
+
+test('basin shrink refuses to write a model whose outputs became NaN (ResNet P_0=8,P_1=8: the refit of the residual cut is degenerate), naming the group', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-shrink-nan-'));
+  const out = path.join(dir, 'rs.onnx');
+  const r = await runBasin(['shrink', path.join(FIXTURES, 'resnet_small_seed0.onnx'), '-o', out, '--width', 'P_0=8,P_1=8', '--stats-limit', '500', '--data', TRAIN]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(r.stderr, /basin: error \[non_finite\]: group 'P_1': .*not finite/);
+  assert.doesNotMatch(r.stderr, /\n\s+at /);
+  assert.equal(existsSync(out), false);
+});

@@ -313,6 +313,13 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     sizes.set(group.name, to);
     const nmse = worst(await explainShapeCoupling([group.name], () => compareOutputs(model, cur, probe)));
     say(`  output nmse against the original: ${nmse.toExponential(2)}`);
+    if (!Number.isFinite(nmse)) {
+      throw new BasinError(
+        'non_finite',
+        `group ${q(group.name)}: after reducing it from ${n} to ${to} units (${method}) the model's outputs are not finite (NaN/Inf) on the calibration data; nothing is written. Reduce this group alone, or less, or use more calibration samples`,
+        { group: group.name, expected: 'finite outputs' },
+      );
+    }
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
   }
   const outputNmse = await compareOutputs(model, cur, probe);
