@@ -27,6 +27,7 @@ import { factorizeMatrix } from './factorize-matrix.js';
 import { findLayers, layerLabel, linearMap, selectLayers, type FactorizableLayer } from './layers.js';
 import { rewriteFactorized, type LayerReplacement } from './rewrite.js';
 import { measureModelLatency, type ModelLatency } from './model-latency.js';
+import { paramCount } from '../reduce/cost.js';
 import { layerTimingShape, measureLayerLatency, type ConvShape, type MatMulShape } from './latency.js';
 
 /** Timings of the layer alone: ms per run (fastest sample), dense and as the chosen (or fastest tried) pair. */
@@ -160,16 +161,6 @@ export function uniformRank(layer: FactorizableLayer, rank: number): LayerRank {
   const even = breakEvenRank(fi, layer.outFeatures / groups) * groups;
   if (k > even) return { keep: `rank ${k} is above the break-even rank ${even}: the pair would not have fewer multiply-adds` };
   return { rank: k };
-}
-
-function numel(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
-function modelParams(model: OnnxModel): number {
-  let n = 0;
-  for (const w of model.weights()) n += numel(model.weightInfo(w).shape);
-  return n;
 }
 
 /** Weight parameters of a layer and of its pair at rank r (bias counted once on both sides). */
@@ -353,8 +344,8 @@ export async function factorizeModel(model: OnnxModel, data: string | undefined,
   return {
     model: out,
     layers,
-    paramsBefore: modelParams(model),
-    paramsAfter: modelParams(out),
+    paramsBefore: paramCount(model),
+    paramsAfter: paramCount(out),
     factorizableParamsBefore: candidates.reduce((a, l) => a + l.paramsBefore, 0),
     factorizableParamsAfter: candidates.reduce((a, l) => a + l.paramsAfter, 0),
     latency,

@@ -8,8 +8,8 @@ import type { Feed } from '../onnx/session.js';
 import { valueShapes } from '../onnx/session.js';
 import { findLayers } from '../factorize/layers.js';
 import { fanIn } from '../factorize/conv-geometry.js';
+import { numel } from '../tensor/tensor.js';
 
-const numel = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 
 /** Number of weight parameters (every float initializer and constant). */
 export function paramCount(model: OnnxModel): number {

@@ -20,7 +20,7 @@ import type { GroupReport } from '../graph/types.js';
 import { requireGraph, type LoadedModel } from '../models/load.js';
 import { mergeModels } from '../merge/merge-models.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { numel } from '../tensor/tensor.js';
+import { paramCount } from '../reduce/cost.js';
 import { halfOutputModel } from './half-output.js';
 import { shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
 import { parseWidthSpec } from '../reduce/width-spec.js';
@@ -84,12 +84,6 @@ export interface ZipModelsResult {
     /** align-then-average (weight matching) at 1x width. */
     merge?: EvalResult;
   };
-}
-
-function paramCount(m: OnnxModel): number {
-  let n = 0;
-  for (const w of m.weights()) n += numel(m.weightInfo(w).shape);
-  return n;
 }
 
 /** Whether `text` asks for every group at the stacked width (nothing to reduce). */
