@@ -12,7 +12,7 @@ import type { LayerStats } from './capture.js';
 import { performance } from 'node:perf_hooks';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { GraphBuilder } from '../onnx/build.js';
-import { createSession, type OnnxSession } from '../onnx/session.js';
+import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
 import { Tensor } from '../tensor/tensor.js';
 import { convGeometry, outputSize, type ConvAttributes } from './conv-geometry.js';
 
@@ -219,6 +219,25 @@ function fastest(v: number[]): number {
 }
 
 /**
+ * Timed samples of several sessions on one feed, in alternation (sample i of every session back to back, so that a
+ * change in the machine's load hits them alike): per session, `samples` values in ms per run, each the mean of
+ * `repeat[j]` back-to-back runs (default 1). The one timing loop of layer latency (here) and model latency
+ * (model-latency.ts).
+ */
+export async function alternatingSamples(sessions: readonly OnnxSession[], feed: Readonly<Record<string, Feed>>, samples: number, repeat?: readonly number[]): Promise<number[][]> {
+  const per: number[][] = sessions.map(() => []);
+  for (let s = 0; s < samples; s++) {
+    for (let j = 0; j < sessions.length; j++) {
+      const times = repeat?.[j] ?? 1;
+      const t0 = performance.now();
+      for (let i = 0; i < times; i++) await sessions[j]!.runRaw(feed);
+      per[j]!.push((performance.now() - t0) / times);
+    }
+  }
+  return per;
+}
+
+/**
  * Fastest ms per run of each model (over `samples` samples), timed in alternation (sample i of every model back to back), so that a change in
  * the machine's load hits them alike and their comparison stays fair.
  */
@@ -243,15 +262,7 @@ async function time(plan: Plan, ranks: readonly (number | undefined)[], opts: La
       }
       repeat.push(Math.max(1, Math.min(10_000, Math.ceil(minSampleMs / Math.max(one, 1e-3)))));
     }
-    const per: number[][] = sessions.map(() => []);
-    for (let s = 0; s < samples; s++) {
-      for (let j = 0; j < sessions.length; j++) {
-        const t0 = performance.now();
-        for (let i = 0; i < repeat[j]!; i++) await sessions[j]!.runRaw(feed);
-        per[j]!.push((performance.now() - t0) / repeat[j]!);
-      }
-    }
-    return per.map(fastest);
+    return (await alternatingSamples(sessions, feed, samples, repeat)).map(fastest);
   } finally {
     for (const session of sessions) await session.release();
   }

@@ -5,10 +5,10 @@
  * machine's load hits every model alike. Reported per model: median, min, max and the quartiles of ms per run.
  * Sessions are released, also on failure.
  */
-import { performance } from 'node:perf_hooks';
 import { BasinError } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { createSession, type Feed, type OnnxSession } from '../onnx/session.js';
+import { alternatingSamples } from './latency.js';
 
 export interface ModelLatencyOptions {
   /** Untimed runs per model first (default 3). */
@@ -58,14 +58,7 @@ export async function measureModelLatency(models: readonly OnnxModel[], feeds: R
   try {
     for (const m of models) sessions.push(await createSession(m, { threads }));
     for (let i = 0; i < warmup; i++) for (const s of sessions) await s.runRaw(feeds);
-    const times = sessions.map((): number[] => []);
-    for (let i = 0; i < runs; i++) {
-      for (let j = 0; j < sessions.length; j++) {
-        const t0 = performance.now();
-        await sessions[j]!.runRaw(feeds);
-        times[j]!.push(performance.now() - t0);
-      }
-    }
+    const times = await alternatingSamples(sessions, feeds, runs);
     return times.map((t) => {
       const s = [...t].sort((a, b) => a - b);
       return { medianMs: quantile(s, 0.5), minMs: s[0]!, maxMs: s[s.length - 1]!, q1Ms: quantile(s, 0.25), q3Ms: quantile(s, 0.75), runs };
