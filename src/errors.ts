@@ -23,6 +23,7 @@ export type BasinErrorCode =
   | 'onnx_unsupported_opset'
   | 'onnx_external_data'
   | 'onnx_runtime'
+  | 'runtime_missing'
   // paths and outputs
   | 'unsafe_path'
   | 'output_conflict'
