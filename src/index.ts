@@ -1,5 +1,5 @@
 /**
- * basin's public API: everything a user can import from 'basin' (package.json "exports" maps '.' here), grouped
+ * basin's public API: everything a user can import from 'basin-ml' (package.json "exports" maps '.' here), grouped
  * by capability, lowest floor first. Internals (per-op tracer rules, LAP steps, engine caches, file-format and CLI
  * plumbing) are not exported; inside basin, import them from their own files.
  */

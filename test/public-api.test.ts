@@ -1,5 +1,5 @@
 /**
- * The public API: what README.md and docs/ show can be imported from 'basin' (resolved through package.json's
+ * The public API: what README.md and docs/ show can be imported from 'basin-ml' (resolved through package.json's
  * "exports", as a user's import is), internals are not exported, and every exported value carries a doc comment
  * (read back from the published .d.ts files, as an editor shows it).
  */
@@ -63,8 +63,8 @@ const INTERNAL = ['MERGE_METHODS', 'fixMerged', 'gatherAxis', 'solveHeads', 'sol
 
 test('the names README.md and docs/ show are exported, each of the documented kind', () => {
   const readme = readFileSync(path.join(repo, 'README.md'), 'utf8');
-  const lib = /```ts\s*\nimport \{([^}]*)\} from 'basin'/.exec(readme);
-  assert.ok(lib, "README.md has its `import { … } from 'basin'` example");
+  const lib = /```ts\s*\nimport \{([^}]*)\} from 'basin-ml'/.exec(readme);
+  assert.ok(lib, "README.md has its `import { … } from 'basin-ml'` example");
   const shown = lib[1]!.split(',').map((s) => s.trim()).filter(Boolean);
   for (const name of shown) assert.ok(name in DOCUMENTED, `README shows ${name}: list it here with its kind`);
   const surface = api as Record<string, unknown>;
@@ -81,11 +81,11 @@ test('the names README.md and docs/ show are exported, each of the documented ki
   for (const name of INTERNAL) assert.ok(!(name in surface), `internal ${name} is exported`);
 });
 
-test("package.json's exports map resolves 'basin' to this module", async () => {
+test("package.json's exports map resolves 'basin-ml' to this module", async () => {
   const pkg = JSON.parse(readFileSync(path.join(repo, 'package.json'), 'utf8')) as { name: string; exports: Record<string, { import: string; types: string }> };
-  assert.equal(pkg.name, 'basin');
-  const byName = (await import('basin' as string)) as Record<string, unknown>;
-  assert.equal(byName, api as unknown, "import('basin') is the same module as src/index.js");
+  assert.equal(pkg.name, 'basin-ml');
+  const byName = (await import('basin-ml' as string)) as Record<string, unknown>;
+  assert.equal(byName, api as unknown, "import('basin-ml') is the same module as src/index.js");
   assert.equal(path.resolve(repo, pkg.exports['.']!.import), path.join(repo, 'dist/src/index.js'));
   assert.ok(readFileSync(path.resolve(repo, pkg.exports['.']!.types), 'utf8').length > 0, 'the exports map names the type declarations');
 });
