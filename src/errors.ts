@@ -24,6 +24,8 @@ export type BasinErrorCode =
   | 'onnx_external_data'
   | 'onnx_runtime'
   | 'runtime_missing'
+  // recipes (basin run)
+  | 'recipe_invalid'
   // paths and outputs
   | 'unsafe_path'
   | 'output_conflict'

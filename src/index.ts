@@ -15,6 +15,8 @@ export { Tensor, moveaxis, transpose } from './tensor/tensor.js';
 export { SafetensorsFile, writeSafetensors, MAX_HEADER_BYTES, type SafetensorsEntry, type TensorToWrite } from './io/safetensors.js';
 export { openCheckpoint, writeCheckpoint, type Checkpoint, type TensorInfo, type WriteCheckpointOptions, type WrittenCheckpoint } from './io/checkpoint.js';
 export { writeFileAtomic, type ChunkSink, type ChunkSource } from './io/atomic.js';
+export { withProvenance, currentProvenance, provenanceMetadata, BASIN_VERSION, type Provenance } from './io/provenance.js';
+export { parseRecipe, RECIPE_VERSION, type Recipe, type RecipeStep, type RecipeValue } from './recipe/recipe.js';
 
 // ONNX models: load and save (external data, edits in place), build graphs from code, run them with onnxruntime.
 export { OnnxModel, loadOnnx, saveOnnx, type WeightInfo, type WeightStorage, type ValueDesc, type FromBytesOptions } from './onnx/model.js';

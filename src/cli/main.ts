@@ -8,11 +8,11 @@ if (process.argv.length === 3 && (process.argv[2] === '--version' || process.arg
   process.stdout.write(`${pkg.version}\n`);
   process.exit(0);
 }
-const { Command } = await import('commander');
+const { makeProgram } = await import('./program.js');
 const { COMMANDS } = await import('./commands/index.js');
 const { printError } = await import('./common.js');
-const { terminalText } = await import('../report/terminal.js');
 const { runtimeLoadError } = await import('./runtime-check.js');
+const { withProvenance } = await import('../io/provenance.js');
 
 // Anything that escapes a command (a stray rejection, a throw in a callback) still prints one line, never a stack.
 process.on('uncaughtException', (e) => {
@@ -24,14 +24,7 @@ process.on('unhandledRejection', (e) => {
   process.exit(1);
 });
 
-const program = new Command('basin')
-  .description('weight-space surgery on trained networks: align, merge, interpolate ONNX and safetensors models')
-  .version(pkg.version)
-  .showHelpAfterError()
-  // commander's own errors (unknown option, missing argument) in basin's form, with the user's text escaped
-  .configureOutput({
-    outputError: (str, write) => write(`basin: error [invalid_argument]: ${terminalText(str.replace(/^error:\s*/, '').trimEnd(), { singleLine: true })}\n`),
-  });
+const program = makeProgram();
 // Load only the command being run; all of them for help and for anything unknown.
 const requested = process.argv[2];
 const names = requested && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
@@ -44,7 +37,8 @@ try {
 }
 try {
   // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
-  await program.parseAsync(process.argv);
+  // every output of the command records basin's version and this command line (io/provenance.ts)
+  await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(process.argv));
 } catch (e) {
   printError(e);
 }

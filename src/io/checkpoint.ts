@@ -16,6 +16,7 @@ import { BasinError, q } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { fsError, stageFile, type StagedFile } from './atomic.js';
 import { checkInside, checkRelativeName, type PathOrigin } from './safe-path.js';
+import { currentProvenance, provenanceMetadata } from './provenance.js';
 import {
   MAX_HEADER_BYTES,
   SafetensorsFile,
@@ -327,7 +328,10 @@ function shardName(prefix: string, k: number, n: number): string {
  * @throws BasinError invalid_argument (a bad shard size or file name); writeSafetensors' codes naming the tensor
  */
 export async function writeCheckpoint(p: string, tensors: readonly TensorToWrite[], opts: WriteCheckpointOptions = {}): Promise<WrittenCheckpoint> {
-  const { metadata, shardBytes } = opts;
+  const { shardBytes } = opts;
+  // inside withProvenance (every CLI command), the output records what made it (io/provenance.ts)
+  const provenance = currentProvenance();
+  const metadata = provenance ? { ...opts.metadata, ...provenanceMetadata(provenance) } : opts.metadata;
   const sharded = p.endsWith(INDEX_SUFFIX) || shardBytes !== undefined;
   if (shardBytes !== undefined && !(Number.isSafeInteger(shardBytes) && shardBytes > 0)) {
     throw new BasinError('invalid_argument', `shardBytes must be a positive integer, found ${String(shardBytes)}`, { found: shardBytes });

@@ -31,6 +31,7 @@ import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
+import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/provenance.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
 
 const { onnx } = onnxproto;
@@ -387,14 +388,17 @@ export class OnnxModel {
   }
 
   /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */
-  private toChunks(external: 'keep' | 'inline' | Map<string, ExternalRef>): Uint8Array[] {
+  private toChunks(external: 'keep' | 'inline' | Map<string, ExternalRef>, stamp?: Record<string, string>): Uint8Array[] {
     const changed = new Map<string, Entry>();
     for (const name of this.edits.keys()) changed.set(name, this.entry(name));
     if (external !== 'keep' || this.extMoved) for (const e of this.entries.values()) if (e.form === 'external') changed.set(e.name, e);
-    if (changed.size === 0) return [this.bytes];
+    if (changed.size === 0 && !stamp) return [this.bytes];
     const tensorBytes = (e: Entry): ITensorProto => this.rewrittenTensor(e, external);
+    const restamped = (f: WireField, value: Uint8Array): boolean =>
+      f.no === MODEL_PRODUCER_NAME || f.no === MODEL_PRODUCER_VERSION || (f.no === MODEL_METADATA_PROPS && (PROVENANCE_KEYS as readonly string[]).includes(wireString(value, 1, this.label)));
     return rewrite(this.bytes, this.label, (f, value) => {
-      if (f.no !== MODEL_GRAPH || f.wt !== 2) return undefined;
+      if (stamp && f.wt === 2 && restamped(f, value)) return null;
+      if (f.no !== MODEL_GRAPH || f.wt !== 2 || changed.size === 0) return undefined;
       return rewrite(value, this.label, (g, gv) => {
         if (g.wt !== 2) return undefined;
         if (g.no === GRAPH_INITIALIZER) {
@@ -416,7 +420,7 @@ export class OnnxModel {
         }
         return undefined;
       });
-    });
+    }, stamp ? stampFields(stamp) : []);
   }
 
   /** The entry's TensorProto with its current data, in its own form (or moved as `external` says). */
@@ -481,6 +485,8 @@ export class OnnxModel {
 
   private async saveUnlocked(target: string): Promise<void> {
     const externals = [...this.entries.values()].filter((e) => e.form === 'external');
+    const provenance = currentProvenance();
+    const stamp = provenance ? provenanceMetadata(provenance) : undefined;
     const targetAbs = path.resolve(target);
     const dir = path.dirname(targetAbs);
     const base = path.basename(targetAbs);
@@ -488,7 +494,7 @@ export class OnnxModel {
     removeStaleDataFiles(dir, base, oldRefs, new Set([...this.ext.values()].map((r) => r.file)));
 
     if (externals.length === 0) {
-      await writeStaged(targetAbs, this.toChunks('keep'));
+      await writeStaged(targetAbs, this.toChunks('keep', stamp));
       removeOwnDataFiles(dir, base, oldRefs, undefined);
       return;
     }
@@ -519,7 +525,7 @@ export class OnnxModel {
     });
     let dataName = finalName;
     try {
-      if (!(await commitPair(data, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName))))) {
+      if (!(await commitPair(data, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName), stamp)))) {
         // The final name is the previous pair's (or an unknown file's): use a name of our own.
         dataName = `${base}.basin-${process.pid}-${randomBytes(6).toString('hex')}${convention}`;
         try {
@@ -527,7 +533,7 @@ export class OnnxModel {
         } catch (e) {
           throw fsError(e, path.join(dir, dataName), 'write');
         }
-        await writeStaged(targetAbs, this.toChunks(layout(dataName)));
+        await writeStaged(targetAbs, this.toChunks(layout(dataName), stamp));
       }
     } finally {
       await data.discard();
@@ -539,7 +545,7 @@ export class OnnxModel {
       const ownIno = inode(path.join(dir, dataName));
       const copy = await stageFile(path.join(dir, finalName), (write) => copyInto(path.join(dir, dataName), write));
       try {
-        if (await commitPair(copy, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName)))) {
+        if (await commitPair(copy, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName), stamp))) {
           this.moveIfRemoved(removeOwnDataFiles(dir, base, new Map([[dataName, ownIno]]), finalName), dir, finalName, layout);
         }
       } finally {
@@ -1076,6 +1082,9 @@ function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlyMap
 // Just enough to splice messages: iterate the fields of one message, and re-emit it with some fields replaced.
 
 const MODEL_GRAPH = 7;
+const MODEL_PRODUCER_NAME = 2;
+const MODEL_PRODUCER_VERSION = 3;
+const MODEL_METADATA_PROPS = 14;
 const GRAPH_NODE = 1;
 const GRAPH_INITIALIZER = 5;
 const NODE_OUTPUT = 2;
@@ -1173,7 +1182,8 @@ function encodeVarint(n: number): Uint8Array {
 function rewrite(
   buf: Uint8Array,
   label: string,
-  replace: (f: WireField, value: Uint8Array) => Uint8Array[] | undefined,
+  replace: (f: WireField, value: Uint8Array) => Uint8Array[] | undefined | null,
+  append: readonly Uint8Array[] = [],
 ): Uint8Array[] {
   const out: Uint8Array[] = [];
   let keptFrom = 0;
@@ -1181,15 +1191,33 @@ function rewrite(
     if (f.wt !== 2) continue;
     const value = buf.subarray(f.valueStart, f.end);
     const r = replace(f, value);
-    if (r === undefined || (r.length === 1 && r[0] === value)) continue;
+    if (r === undefined || (r !== null && r.length === 1 && r[0] === value)) continue;
     if (f.start > keptFrom) out.push(buf.subarray(keptFrom, f.start));
+    keptFrom = f.end;
+    if (r === null) continue; // dropped
     let len = 0;
     for (const c of r) len += c.length;
     out.push(encodeVarint((f.no << 3) | 2), encodeVarint(len), ...r);
-    keptFrom = f.end;
   }
-  if (keptFrom === 0) return [buf];
+  if (keptFrom === 0 && append.length === 0) return [buf];
   if (keptFrom < buf.length) out.push(buf.subarray(keptFrom));
+  out.push(...append);
+  return out;
+}
+
+/** A length-delimited field: tag, length, value. */
+function lengthDelimited(no: number, value: Uint8Array): Uint8Array[] {
+  return [encodeVarint((no << 3) | 2), encodeVarint(value.length), value];
+}
+
+/**
+ * The top-level fields that record `stamp`: producer_name 'basin', producer_version, and one metadata_props entry
+ * per key (StringStringEntryProto: key = 1, value = 2).
+ */
+function stampFields(stamp: Record<string, string>): Uint8Array[] {
+  const utf8 = (t: string): Uint8Array => new TextEncoder().encode(t);
+  const out = [...lengthDelimited(MODEL_PRODUCER_NAME, utf8('basin')), ...lengthDelimited(MODEL_PRODUCER_VERSION, utf8(stamp['basin.version'] ?? ''))];
+  for (const [k, v] of Object.entries(stamp)) out.push(...lengthDelimited(MODEL_METADATA_PROPS, concat([...lengthDelimited(1, utf8(k)), ...lengthDelimited(2, utf8(v))])));
   return out;
 }
 

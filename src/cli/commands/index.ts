@@ -19,4 +19,5 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   shrink: () => import('./shrink.js'),
   grow: () => import('./grow.js'),
   zip: () => import('./zip.js'),
+  run: () => import('./run.js'),
 };
