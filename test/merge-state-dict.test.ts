@@ -43,7 +43,10 @@ function readRaw(file: string): { meta: Record<string, string> | undefined; name
     }
     tensors.set(name, { dtype: e.dtype, shape: e.shape, values });
   }
-  return { meta: (header['__metadata__'] as unknown as Record<string, string> | undefined) ?? undefined, names: entries.map(([k]) => k), tensors };
+  // basin's provenance keys (basin.version, basin.command: test/recipe.test.ts checks them) aside, the source's metadata
+  const raw = header['__metadata__'] as unknown as Record<string, string> | undefined;
+  const own = raw ? Object.fromEntries(Object.entries(raw).filter(([k]) => !k.startsWith('basin.'))) : undefined;
+  return { meta: own && Object.keys(own).length > 0 ? own : undefined, names: entries.map(([k]) => k), tensors };
 }
 
 function halfToNumber(h: number): number {
