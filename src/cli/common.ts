@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { BasinError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { terminalJson, terminalText } from '../report/terminal.js';
+import { stdoutTaken, verbosity } from './terminal-options.js';
 
 /** Print an error as basin's one line: `basin: error [code]: message` for a BasinError; exit code 1. */
 export function printError(e: unknown): void {
@@ -16,10 +17,10 @@ export function printError(e: unknown): void {
   }
   const why = e instanceof Error ? e.message : String(e);
   process.stderr.write(`basin: internal error: ${terminalText(why, { singleLine: true })}\n`);
-  if (process.env.BASIN_DEBUG && e instanceof Error && e.stack) {
+  if ((process.env.BASIN_DEBUG || verbosity() === 'verbose') && e instanceof Error && e.stack) {
     process.stderr.write(terminalText(e.stack) + '\n');
   } else {
-    process.stderr.write('basin: this is a bug in basin, not in your input: please report it with the command line (BASIN_DEBUG=1 prints the stack)\n');
+    process.stderr.write('basin: this is a bug in basin, not in your input: please report it with the command line (--verbose or BASIN_DEBUG=1 prints the stack)\n');
   }
 }
 
@@ -49,17 +50,24 @@ export async function readJsonFile(path: string, what: string): Promise<unknown>
 }
 
 export async function writeJson(path: string, value: unknown): Promise<void> {
+  if (path === '-') {
+    process.stdout.write(JSON.stringify(value, null, 2) + '\n');
+    return;
+  }
   await writeFileAtomic(path, [new TextEncoder().encode(JSON.stringify(value, null, 2) + '\n')]);
 }
 
 /** One line of progress or result on stderr, control characters escaped. */
 export function log(line: string): void {
+  // --quiet keeps warnings (and errors, printed by printError)
+  if (verbosity() === 'quiet' && !/^WARNING\b/.test(line)) return;
   process.stderr.write(terminalText(line) + '\n');
 }
 
 /** Text for stdout (tables, results), control characters escaped; newlines and tabs kept. */
 export function out(text: string): void {
-  process.stdout.write(terminalText(text));
+  // a report or model written to stdout (`--report -`) owns it: tables go to stderr
+  (stdoutTaken() ? process.stderr : process.stdout).write(terminalText(text));
 }
 
 /** A JSON document on stdout; characters JSON.stringify leaves raw (DEL, C1, bidi controls) are escaped. */

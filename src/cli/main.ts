@@ -13,6 +13,7 @@ const { COMMANDS } = await import('./commands/index.js');
 const { printError } = await import('./common.js');
 const { runtimeLoadError } = await import('./runtime-check.js');
 const { withProvenance } = await import('../io/provenance.js');
+const { takeTerminalOptions } = await import('./terminal-options.js');
 
 // Anything that escapes a command (a stray rejection, a throw in a callback) still prints one line, never a stack.
 process.on('uncaughtException', (e) => {
@@ -26,7 +27,7 @@ process.on('unhandledRejection', (e) => {
 
 const program = makeProgram();
 // Load only the command being run; all of them for help and for anything unknown.
-const requested = process.argv[2];
+const requested = process.argv.slice(2).find((a) => !['-q', '--quiet', '--verbose'].includes(a));
 const names = requested && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
 try {
   for (const name of names) (await COMMANDS[name]!()).register(program);
@@ -38,7 +39,8 @@ try {
 try {
   // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
   // every output of the command records basin's version and this command line (io/provenance.ts)
-  await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(process.argv));
+  const args = takeTerminalOptions(process.argv.slice(2)); // -q/--quiet, --verbose; who owns stdout
+  await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(args, { from: 'user' }));
 } catch (e) {
   printError(e);
 }

@@ -1,6 +1,7 @@
 /** Progress on stderr: a bar on a terminal, a few plain lines otherwise (CI logs, pipes). */
 import cliProgress from 'cli-progress';
 import { terminalText } from '../report/terminal.js';
+import { verbosity } from './terminal-options.js';
 
 export interface Progress {
   update(done: number, total: number, label: string): void;
@@ -11,7 +12,8 @@ export interface Progress {
 export function progress(rawTitle: string): Progress {
   const title = terminalText(rawTitle, { singleLine: true });
   const clean = (label: string) => terminalText(label, { singleLine: true });
-  if (process.stderr.isTTY) {
+  if (verbosity() === 'quiet') return { update() {}, stop() {} };
+  if (process.stderr.isTTY && process.env.TERM !== 'dumb') {
     const bar = new cliProgress.SingleBar(
       { format: `${title} [{bar}] {value}/{total} {label}`, stream: process.stderr, hideCursor: true, clearOnComplete: true, barsize: 28 },
       cliProgress.Presets.shades_classic,

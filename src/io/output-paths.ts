@@ -109,7 +109,10 @@ function kindOf(s: Awaited<ReturnType<typeof stat>>): string {
  * `io_error` when it is not writable; `invalid_argument` for an empty path. Inputs given as comma-separated pairs (`x.npy,y.npy`) are split.
  */
 export async function checkOutputs({ inputs, outputs }: OutputCheck): Promise<void> {
-  const given = outputs.filter((o): o is NamedPath => o !== undefined);
+  // '-' is stdout (a report, `--report -`): nothing on disk to check; only one output can be stdout
+  const toStdout = outputs.filter((o) => o?.path === '-');
+  if (toStdout.length > 1) throw new BasinError('output_conflict', `${toStdout.map((o) => o!.what).join(' and ')} are both '-' (stdout): only one output can go to stdout`, { option: toStdout[1]!.what });
+  const given = outputs.filter((o): o is NamedPath => o !== undefined && o.path !== '-');
   for (const o of given) {
     if (o.path.trim() === '') throw new BasinError('invalid_argument', `${o.what} needs a file path, got an empty string`, { option: o.what, found: o.path });
   }

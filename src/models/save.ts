@@ -35,6 +35,7 @@ export function isStateDictFolder(out: string, inputs: readonly string[]): boole
  */
 export function outputFormat(out: string, inputs: readonly string[] = [], option = '-o'): ModelFormat {
   const lower = out.toLowerCase();
+  if (out === '-') throw new BasinError('invalid_argument', `${option} - (stdout) is for reports; a model is written to a file: give a path ending in .onnx or .safetensors`, { option, found: out });
   if (lower.endsWith('.onnx')) return 'onnx';
   if (lower.endsWith('.safetensors') || lower.endsWith(INDEX_SUFFIX)) return 'safetensors';
   if (isStateDictFolder(out, inputs)) return 'safetensors';
