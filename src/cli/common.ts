@@ -6,7 +6,8 @@ import { readFile } from 'node:fs/promises';
 import { BasinError, q } from '../errors.js';
 import { writeFileAtomic } from '../io/atomic.js';
 import { terminalJson, terminalText } from '../report/terminal.js';
-import { stdoutTaken, verbosity } from './terminal-options.js';
+import { commandOptions, stdoutTaken, verbosity } from './terminal-options.js';
+import { BASIN_VERSION, currentProvenance } from '../io/provenance.js';
 
 /** Print an error as basin's one line: `basin: error [code]: message` for a BasinError; exit code 1. */
 export function printError(e: unknown): void {
@@ -47,6 +48,26 @@ export async function readJsonFile(path: string, what: string): Promise<unknown>
   } catch (e) {
     throw new BasinError('spec_invalid', `${what} ${q(path)} is not valid JSON: ${(e as Error).message}`, { file: path });
   }
+}
+
+/** The version of the report format every `--report` carries as `schema_version` (docs/reports.md). */
+export const REPORT_SCHEMA_VERSION = 1;
+
+/**
+ * Write a command's `--report`: `schema_version`, basin's version, the command's name, every option it ran with
+ * (defaults included) and the command line or recipe, then the command's own fields.
+ */
+export async function writeReport(path: string, command: string, body: Record<string, unknown>): Promise<void> {
+  const p = currentProvenance();
+  await writeJson(path, {
+    schema_version: REPORT_SCHEMA_VERSION,
+    basin_version: BASIN_VERSION,
+    command,
+    options: commandOptions() ?? {},
+    ...(p?.command ? { argv: p.command } : {}),
+    ...(p?.recipe !== undefined ? { recipe: p.recipe, recipe_file: p.recipeFile } : {}),
+    ...body,
+  });
 }
 
 export async function writeJson(path: string, value: unknown): Promise<void> {

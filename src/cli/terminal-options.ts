@@ -7,7 +7,7 @@
  */
 export type Verbosity = 'quiet' | 'normal' | 'verbose';
 
-const state: { verbosity: Verbosity; stdoutTaken: boolean } = { verbosity: 'normal', stdoutTaken: false };
+const state: { verbosity: Verbosity; stdoutTaken: boolean; options: Record<string, unknown> | undefined } = { verbosity: 'normal', stdoutTaken: false, options: undefined };
 
 export function verbosity(): Verbosity {
   return state.verbosity;
@@ -36,4 +36,14 @@ export function takeTerminalOptions(argv: readonly string[]): string[] {
     }
   }
   return rest;
+}
+
+/** Remember the running command's options, defaults included (main.ts sets it from commander's preAction hook). */
+export function setCommandOptions(options: Record<string, unknown>): void {
+  state.options = options;
+}
+
+/** The running command's options, defaults included, as reports record them. */
+export function commandOptions(): Record<string, unknown> | undefined {
+  return state.options;
 }
