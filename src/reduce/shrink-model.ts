@@ -136,16 +136,19 @@ function unitNorms(l: FactorizableLayer, w: Float32Array, acc: Float64Array): vo
   for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) acc[i] = acc[i]! + (l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!) ** 2;
 }
 
-/** The consumer's current map on the kept features (rows) and fitted outputs (columns), [features, m], as the refit solves it. */
-function priorMap(l: FactorizableLayer, w: Float32Array, features: Int32Array, cols: Int32Array | undefined): Float64Array {
-  const m = cols?.length ?? l.outFeatures;
+/**
+ * The consumer's current map on the kept features (rows) and all its current outputs (columns), [features, m], as
+ * the refit solves it. `l` is read from the CURRENT model: when its output group was reduced earlier, its outputs
+ * are already the kept ones (the refit's target columns), in the same order.
+ */
+function priorMap(l: FactorizableLayer, w: Float32Array, features: Int32Array): Float64Array {
+  const m = l.outFeatures;
   const out = new Float64Array(features.length * m);
   const fan = l.op === 'Conv' ? w.length / l.outFeatures : l.inFeatures;
   for (let r = 0; r < features.length; r++) {
     const f = features[r]!;
-    for (let c = 0; c < m; c++) {
-      const o = cols ? cols[c]! : c;
-      out[r * m + c] = l.op === 'Conv' ? w[o * fan + f]! : l.alpha * (l.transB ? w[o * l.inFeatures + f]! : w[f * l.outFeatures + o]!);
+    for (let o = 0; o < m; o++) {
+      out[r * m + o] = l.op === 'Conv' ? w[o * fan + f]! : l.alpha * (l.transB ? w[o * l.inFeatures + f]! : w[f * l.outFeatures + o]!);
     }
   }
   return out;
@@ -166,6 +169,9 @@ function storedWeight(l: FactorizableLayer, mw: Float64Array, qk: number, m: num
 }
 
 const worst = (r: Record<string, number>): number => Math.max(0, ...Object.values(r));
+
+/** A step is called exact only when its refit and the measured output nmse are at float32 rounding or below. */
+export const EXACT_NMSE = 1e-8;
 
 /**
  * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path; null only
@@ -229,6 +235,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
   })();
   const macsBefore = probeBatch ? await macsPerSample(model, probeBatch, probeRows) : null;
 
+  const samples = feeds?.size ?? 0;
   const sizes = new Map(inferred.groups.map((g) => [g.name, g.size]));
   const applied = new Map<string, UnitMap>();
   const reports: ShrinkGroupReport[] = [];
@@ -271,7 +278,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         const features = new Int32Array(to * kk);
         for (let i = 0; i < to; i++) for (let k = 0; k < kk; k++) features[i * kk + k] = choice.idx[i]! * kk + k;
         const hasBias = l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === (f.targetCols?.length ?? l.outFeatures);
-        const fit = await refitConsumer(f.stats, features, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, features, f.targetCols) });
+        const fit = await refitConsumer(f.stats, features, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, features) });
         fitErr = Math.max(fitErr, fit.nmse);
         const m = f.targetCols?.length ?? l.outFeatures;
         overrides.set(l.weight, storedWeight(l, fit.w, to, m));
@@ -281,7 +288,14 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         }
       }
       map = { size: to, idx: choice.idx };
-      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.normalized;
+      // Exact needs the rank ≤ kept width ESTABLISHED: more calibration samples than units (with fewer, the rank is
+      // bounded by the sample count, not by the network) and the refit and the measured output at float rounding
+      // (the latter checked after the step below).
+      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.normalized && fitErr <= EXACT_NMSE;
+      if (choice.rank <= to && samples <= n) {
+        exact = false;
+        reason = `exactness not established: ${samples} calibration sample(s) for ${n} units (the activation rank ${choice.rank} is bounded by the sample count; give more than ${n} samples)`;
+      }
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
       reason = [reason, ...notes].filter(Boolean).join('; ');
@@ -306,7 +320,11 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       map = { size: to, ...pcaMaps(basis.e, n, to) };
       const linear = linearPath(cur, group, r);
       exact = linear && basis.dropped <= 1e-9;
-      reason = `${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
+      if (exact && method === 'pca-act' && samples <= n) {
+        exact = false;
+        reason = `exactness not established: ${samples} calibration sample(s) for ${n} units`;
+      }
+      reason = `${reason ? `${reason}; ` : ''}${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
     }
     cur = await resizeModel(cur, spec, groupsNow, new Map([[group.name, r]]), new Map([[group.name, map]]), overrides);
     applied.set(group.name, map);
@@ -319,6 +337,10 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         `group ${q(group.name)}: after reducing it from ${n} to ${to} units (${method}) the model's outputs are not finite (NaN/Inf) on the calibration data; nothing is written. Reduce this group alone, or less, or use more calibration samples`,
         { group: group.name, expected: 'finite outputs' },
       );
+    }
+    if (exact && nmse > EXACT_NMSE) {
+      exact = false;
+      reason = `${reason ? `${reason}; ` : ''}measured output nmse ${nmse.toExponential(2)} is above float rounding (${EXACT_NMSE.toExponential(0)})`;
     }
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
   }
