@@ -87,3 +87,22 @@ test('basin zip refuses, before any compute and naming the fault: a non-ONNX out
   assert.match(width.stderr, /error \[invalid_argument\]: --width: no permutation group 'P_9'/);
   for (const f of ['z.safetensors', 'm.onnx', 'n.onnx', 'w.onnx']) assert.equal(existsSync(path.join(dir, f)), false, f);
 });
+
+test('basin zip checks --width against the stacked groups before the stack is run on data: a fractional width and a width above 2x are refused naming the group; a mismatch names both files, not A/B', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-zip-w-'));
+  const frac = await runBasin(['zip', A, B, '-o', path.join(dir, 'f.onnx'), '--width', 'P_0=64.5', '--data', TRAIN]);
+  assert.equal(frac.code, 1);
+  assert.match(frac.stderr, /error \[invalid_argument\]: --width: group 'P_0' .*'64\.5' is a fractional number of units/);
+  // refused before the stack's exactness check (which prints 'stacked exactly') and any statistics
+  assert.doesNotMatch(frac.stderr, /stacked exactly/);
+  const wide = await runBasin(['zip', A, B, '-o', path.join(dir, 'w.onnx'), '--width', '3x', '--data', TRAIN]);
+  assert.equal(wide.code, 1);
+  assert.match(wide.stderr, /error \[invalid_argument\]: zip --width: group 'P_0' .*128 units in one model and 256 stacked; 384 .*at most 2x/);
+  assert.doesNotMatch(wide.stderr, /stacked exactly/);
+  const sa = path.join(FIXTURES, 'mlp_small_seed0.safetensors');
+  const sb = path.join(FIXTURES, '..', 'field', 'rel-st-arch-in-eq-out-a.safetensors');
+  const mismatch = await runBasin(['zip', sa, sb, '--arch', 'mlp', '-o', path.join(dir, 'm.onnx'), '--width', '2x']);
+  assert.equal(mismatch.code, 1);
+  assert.match(mismatch.stderr, /error \[models_mismatch\]: '[^']*mlp_small_seed0\.safetensors' and '[^']*rel-st-arch-in-eq-out-a\.safetensors' are not one architecture/);
+  for (const f of ['f.onnx', 'w.onnx', 'm.onnx']) assert.equal(existsSync(path.join(dir, f)), false, f);
+});

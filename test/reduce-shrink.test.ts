@@ -90,6 +90,13 @@ test('parseWidthSpec: per group, a fraction for all, a factor; unknown and deriv
   assert.match(d.message, /derived/);
 });
 
+test('parseWidthSpec refuses a fractional number of units for one group (P_0=64.5), naming the group and the value; 0.5 and 64 stay valid', async () => {
+  const groups = (await inferSpec(await loadOnnx(MLP))).groups;
+  const e = await assertBasinError(() => parseWidthSpec('P_0=64.5', groups), 'invalid_argument');
+  assert.match(e.message, /group 'P_0' .*'64\.5' is a fractional number of units/);
+  assert.deepEqual([...parseWidthSpec('P_0=0.5,P_1=64', groups)], [['P_0', 64], ['P_1', 64]]);
+});
+
 test('shrinkModel refuses bad requests before any statistics: width above the current one, heads, PCA on BatchNorm groups, no data', async () => {
   const mlp = await loadOnnx(MLP);
   const big = await assertBasinError(() => shrinkModel(mlp, TRAIN, { widths: new Map([['P_1', 129]]) }), 'invalid_argument');

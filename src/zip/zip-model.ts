@@ -22,7 +22,7 @@ import { mergeModels } from '../merge/merge-models.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { paramCount } from '../reduce/cost.js';
 import { halfOutputModel } from './half-output.js';
-import { shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
+import { checkWidths, shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
 import { parseWidthSpec } from '../reduce/width-spec.js';
 import { stackModels, type StackOutputs, type StackedModel } from './stack-models.js';
 
@@ -86,6 +86,56 @@ export interface ZipModelsResult {
   };
 }
 
+/**
+ * The stacked graph's groups as zip shows them: `repeated`, the groups the stacked graph repeats per model
+ * (cat(P, P): the features of a LayerNorm-split residual stream, one model's width itself; every other group holds
+ * both models' units), and `shown`, the groups with weights of their own (a group of the 2 halves that a split
+ * LayerNorm creates has none).
+ */
+function groupKinds(spec: Awaited<ReturnType<typeof inferSpec>>): { repeated: Set<string>; shown: GroupReport[] } {
+  const repeated = new Set<string>();
+  for (const info of Object.values(spec.spec.perms ?? {})) {
+    const parts = info.concat;
+    if (parts && parts.length === 2 && typeof parts[0] === 'string' && parts[0] === parts[1]) repeated.add(parts[0]);
+  }
+  return { repeated, shown: spec.groups.filter((g) => (g.kind === 'free' && g.members.length > 0) || g.kind === 'heads') };
+}
+
+/**
+ * The widths (units of the stacked model) a zip `--width` asks for, checked (checkZipWidths). A bare factor (`1x`)
+ * applies to the groups the core can reduce: attention-head groups, and a group whose units the stacked graph
+ * repeats per model, keep the stacked width unless named, and the table says so.
+ * @throws BasinError invalid_argument naming the group
+ */
+function zipTarget(width: string, spec: Awaited<ReturnType<typeof inferSpec>>): Map<string, number> {
+  const { repeated, shown } = groupKinds(spec);
+  const base = new Map(spec.groups.map((g) => [g.name, g.size / 2]));
+  const reducible = width.includes('=') ? spec.groups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
+  const target = parseWidthSpec(width, reducible, base);
+  checkZipWidths(spec.groups, target, base);
+  return target;
+}
+
+/**
+ * A zip width request against the STACKED model's groups, before any calibration statistics: every width at most
+ * the stacked width (2x one model), and what the reduction core accepts (checkWidths: integers, whole heads).
+ * @throws BasinError invalid_argument naming the group, its width in one model and stacked, and the width asked
+ */
+export function checkZipWidths(stacked: readonly GroupReport[], target: ReadonlyMap<string, number>, one: ReadonlyMap<string, number>): void {
+  for (const [name, to] of target) {
+    const g = stacked.find((x) => x.name === name);
+    if (g && to > g.size) {
+      const o = one.get(name) ?? g.size / 2;
+      throw new BasinError(
+        'invalid_argument',
+        `zip --width: group ${q(name)} (${g.description}) has ${o} units in one model and ${g.size} stacked; ${to} (${(to / o).toPrecision(3)}x) is wider than the stack: a zip width is at most 2x (${g.size})`,
+        { option: '--width', node: name, expected: `1 … ${g.size}`, found: to },
+      );
+    }
+  }
+  checkWidths(stacked, target, 'shrink');
+}
+
 /** Whether `text` asks for every group at the stacked width (nothing to reduce). */
 function isFullWidth(text: string): boolean {
   return /^\s*2(\.0*)?x\s*$/i.test(text);
@@ -106,20 +156,23 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   if (!full && data === null) throw new BasinError('invalid_argument', `zip --width ${q(opts.width)} reduces widths: give --data CALIB (calibration inputs, no labels needed)`, { option: '--data' });
   const feed = data !== null ? await openFeeds(data, a.model, { ...opts.feed, limit: Math.min(opts.feed?.limit ?? 2000, 256) }) : undefined;
   say(`stacking ${q(a.source.path)} and ${q(b.source.path)} (outputs ${outputs})…`);
-  const stacked = await stackModels(a.model, b.model, { outputs, data: feed, dims: opts.feed?.dims });
+  // The width spec is checked against the stacked graph's groups as soon as the graph exists: before the
+  // stack's exactness check and long before the calibration statistics.
+  let stackedSpec: Awaited<ReturnType<typeof inferSpec>> | undefined;
+  let target: Map<string, number> | undefined;
+  const stacked = await stackModels(a.model, b.model, {
+    outputs,
+    data: feed,
+    dims: opts.feed?.dims,
+    names: [a.source.path, b.source.path],
+    beforeCheck: async (m) => {
+      stackedSpec = await inferSpec(m, { dims: opts.feed?.dims, data: feed });
+      if (!full) target = zipTarget(opts.width, stackedSpec);
+    },
+  });
   for (const o of stacked.check.outputs) say(`stacked exactly: output ${q(o.name)} max error ${o.maxError.toExponential(2)} against both models on ${stacked.check.samples} samples`);
-  const stackedSpec = await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed });
-  const stackedGroups = stackedSpec.groups;
-  const base = new Map(stackedGroups.map((g) => [g.name, g.size / 2]));
-  // A group the stacked graph repeats per model (cat(P, P): the features of a LayerNorm-split residual stream) is
-  // one model's width itself; every other group holds both models' units.
-  const repeated = new Set<string>();
-  for (const info of Object.values(stackedSpec.spec.perms ?? {})) {
-    const parts = info.concat;
-    if (parts && parts.length === 2 && typeof parts[0] === 'string' && parts[0] === parts[1]) repeated.add(parts[0]);
-  }
-  // groups with weights of their own (a group of the 2 halves that a split LayerNorm creates has none)
-  const shown = stackedGroups.filter((g) => (g.kind === 'free' && g.members.length > 0) || g.kind === 'heads');
+  stackedSpec ??= await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed });
+  const { repeated, shown } = groupKinds(stackedSpec);
   const widthsOf = (after: ReadonlyMap<string, number>): ZipGroupWidth[] =>
     shown.map((g: GroupReport) => {
         const k = repeated.has(g.name) ? 2 : 1;
@@ -135,11 +188,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
   if (!full) {
-    // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
-    // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
-    // keep the stacked width unless named, and the table says so.
-    const reducible = opts.width.includes('=') ? stackedGroups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
-    const target = parseWidthSpec(opts.width, reducible, base);
+    target ??= zipTarget(opts.width, stackedSpec);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
     model = r.model;
