@@ -213,6 +213,31 @@ test('a residual stream and a block hidden group reduced together: each consumer
   assertAllClose(await run(full.model, { input: x }), await run(model, { input: x }), { rtol: 1e-4, atol: 1e-4 });
 });
 
+test('grow and shrink count multiply-adds one way (reduce/cost.ts): the same numbers for the same model and data, equal to a hand count per token of the sequence', async () => {
+  // [b, t, 10] → MatMul 10×24 (+bias) → ReLU → MatMul 24×7: per token 10·24 + 24·7 = 408 multiply-adds
+  const r = rng(31);
+  const g = new GraphBuilder(17);
+  g.input('input', ['b', 't', 10]);
+  g.initializer('w1', new Tensor([10, 24], normal(240, r))).initializer('b1', new Tensor([24], normal(24, r)));
+  g.initializer('w2', new Tensor([24, 7], normal(168, r)));
+  g.node('MatMul', ['input', 'w1'], ['h0']).node('Add', ['h0', 'b1'], ['h1']).node('Relu', ['h1'], ['h2']).node('MatMul', ['h2', 'w2'], ['y']);
+  g.output('y', ['b', 't', 7]);
+  const model = g.build();
+  const t = 5;
+  const data = await randomData('seq', 64, [t, 10], 32);
+  const { growModel } = await import('../src/reduce/grow-model.js');
+  const grown = await growModel(model, { widths: new Map([['P_0', 48]]), data });
+  const shrunk = await shrinkModel(model, data, { widths: new Map([['P_0', 12]]) });
+  assert.equal(grown.macsBefore, t * 408);
+  assert.equal(shrunk.macsBefore, t * 408);
+  assert.equal(grown.macsAfter, t * (10 * 48 + 48 * 7));
+  assert.equal(shrunk.macsAfter, t * (10 * 12 + 12 * 7));
+  assert.equal(grown.macsSample, 'input [5, 10]');
+  assert.equal(shrunk.macsSample, 'input [5, 10]');
+  assert.equal(grown.paramsBefore, shrunk.paramsBefore);
+  assert.equal(shrunk.paramsBefore, 240 + 24 + 168);
+});
+
 test('PCA folding is exact on a linear network at the weights\' rank, on weights (data-free) and on activations', async () => {
   const r = rng(5);
   const rank = 5;

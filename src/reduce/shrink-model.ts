@@ -24,7 +24,7 @@ import type { GroupReport } from '../graph/types.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { Tensor } from '../tensor/tensor.js';
-import { macsPerSample, paramCount } from './cost.js';
+import { modelCost, type ModelCost } from './cost.js';
 import { captureGroupStats } from './group-stats.js';
 import { centred } from '../factorize/moments.js';
 import { pcaMaps, topEigenvectors, weightBasis } from './pca.js';
@@ -59,13 +59,9 @@ export interface ShrinkGroupReport {
   outputNmse?: number;
   reason?: string;
 }
-export interface ShrinkModelResult {
+export interface ShrinkModelResult extends ModelCost {
   model: OnnxModel;
   groups: ShrinkGroupReport[];
-  paramsBefore: number;
-  paramsAfter: number;
-  macsBefore: number | null;
-  macsAfter: number | null;
   outputNmse: Record<string, number>;
   samples: number;
   evaluation?: { task: EvalTask; before: EvalResult; after: EvalResult };
@@ -229,12 +225,6 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     probeBatch = b;
     break;
   }
-  const probeRows = (() => {
-    const f = Object.values(probeBatch ?? {})[0];
-    return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
-  })();
-  const macsBefore = probeBatch ? await macsPerSample(model, probeBatch, probeRows) : null;
-
   const samples = feeds?.size ?? 0;
   const sizes = new Map(inferred.groups.map((g) => [g.name, g.size]));
   const applied = new Map<string, UnitMap>();
@@ -345,11 +335,11 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
   }
   const outputNmse = await compareOutputs(model, cur, probe);
-  const macsAfter = probeBatch ? await macsPerSample(cur, probeBatch, probeRows) : null;
+  const cost = await modelCost(model, cur, probeBatch);
   let evaluation: ShrinkModelResult['evaluation'];
   if (test) {
     say(`evaluating before and after on ${q(opts.eval!.data)}`);
     evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(cur, test.data, { task: test.task }) };
   }
-  return { model: cur, groups: reports, paramsBefore: paramCount(model), paramsAfter: paramCount(cur), macsBefore, macsAfter, outputNmse, samples: feeds?.size ?? 0, evaluation };
+  return { model: cur, groups: reports, ...cost, outputNmse, samples: feeds?.size ?? 0, evaluation };
 }

@@ -20,7 +20,9 @@ import type { GroupReport } from '../graph/types.js';
 import { requireGraph, type LoadedModel } from '../models/load.js';
 import { mergeModels } from '../merge/merge-models.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { paramCount } from '../reduce/cost.js';
+import { modelCost, paramCount } from '../reduce/cost.js';
+import { randomFeeds } from '../data/feed.js';
+import type { Feed } from '../onnx/session.js';
 import { halfOutputModel } from './half-output.js';
 import { checkWidths, shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
 import { parseWidthSpec } from '../reduce/width-spec.js';
@@ -75,6 +77,8 @@ export interface ZipModelsResult {
   paramsAfter: number;
   macsStacked: number | null;
   macsAfter: number | null;
+  /** The shape of the one sample the multiply-adds were counted on (sequence length, image size). */
+  macsSample: string | null;
   /** Output nmse of the zipped model against the stacked one on calibration data (the core's measure). */
   outputNmse: Record<string, number>;
   samples: number;
@@ -196,10 +200,15 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     widths = widthsOf(new Map(r.groups.map((g) => [g.group, g.after])));
     outputNmse = r.outputNmse;
     samples = r.samples;
-    macsStacked = r.macsBefore;
-    macsAfter = r.macsAfter;
     paramsAfter = r.paramsAfter;
   }
+  // multiply-adds counted one way (reduce/cost.ts) on one batch, at every width (2x too)
+  let sample: Record<string, Feed> | undefined;
+  if (feed) for await (const bt of feed.batches(8)) (sample ??= bt);
+  sample ??= randomFeeds(a.model, { batch: 8, seed: 1, dims: opts.feed?.dims });
+  const cost = await modelCost(stacked.model, model, sample);
+  macsStacked = cost.macsBefore;
+  macsAfter = cost.macsAfter;
   const result: ZipModelsResult = {
     model,
     outputs,
@@ -212,6 +221,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     paramsAfter,
     macsStacked,
     macsAfter,
+    macsSample: cost.macsSample,
     outputNmse,
     samples,
   };

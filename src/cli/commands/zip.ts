@@ -87,7 +87,7 @@ export function register(program: Command): void {
       out(formatTable(['group', 'what it is', 'one model', 'stacked→zipped', 'method', 'step', 'nmse', 'note'], rows) + '\n');
       for (const c of r.stack.check.outputs) out(`stacking is exact: output ${q(c.name)} max error ${c.maxError.toExponential(2)} (${c.relError.toExponential(2)} of its scale) against both models on ${r.stack.check.samples} samples\n`);
       out(`parameters: one model ${r.paramsOne}, stacked ${r.paramsStacked}, zipped ${r.paramsAfter} (${(r.paramsAfter / r.paramsOne).toFixed(3)}x one model)\n`);
-      if (r.macsStacked !== null && r.macsAfter !== null) out(`multiply-adds per sample: stacked ${r.macsStacked}, zipped ${r.macsAfter}\n`);
+      if (r.macsStacked !== null && r.macsAfter !== null) out(`multiply-adds per sample: stacked ${r.macsStacked}, zipped ${r.macsAfter}${r.macsSample ? ` (one sample: ${escapeControl(r.macsSample)})` : ''}\n`);
       for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the stacked model on calibration data: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
         const { task, halves, merge } = r.evaluation;
@@ -117,6 +117,7 @@ export function register(program: Command): void {
           params_after: r.paramsAfter,
           macs_stacked: r.macsStacked,
           macs_after: r.macsAfter,
+          macs_sample: r.macsSample,
           output_nmse: r.outputNmse,
           samples: r.samples,
           evaluation: r.evaluation ?? null,
