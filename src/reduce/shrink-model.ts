@@ -9,7 +9,21 @@
  *     across linear maps, biases and residual adds, refused for groups with per-unit normalization parameters or
  *     derived axes (BatchNorm / LayerNorm scale, flatten into a Linear), where a rotation of units is undefined.
  * Every step is measured: the output nmse against the unreduced model on the first calibration batch (random
- * inputs for a data-free pca-weight).
+ * inputs for a data-free pca-weight). A step is reported `exact` only when that is established: PCA on a purely
+ * linear path with nothing dropped, or selection with the activation rank ≤ the kept width on MORE calibration
+ * samples than the group has units, and the refit and the measured output nmse at float rounding (EXACT_NMSE);
+ * otherwise `fitted`, with the measured error.
+ *
+ * Groups are permutation groups (`basin inspect`): a residual stream is one group whose producers (every layer
+ * writing the stream) and consumers (every layer reading it) are cut together; each consumer is refitted against
+ * its ORIGINAL pre-activation with its inputs taken from the already reduced model, so errors of earlier steps are
+ * corrected, not compounded. A consumer whose own output group was reduced earlier is fitted on its kept outputs.
+ *
+ * Sources: the seed notebook 003 (PCA of W or W·Wᵀ folded as E / E⁻¹ into adjacent layers, exact on linear
+ * networks); SliceGPT (Ashkboos et al. 2024: PCA of the residual stream's activations folded into the weights);
+ * ZipIt! (Stoica et al. 2023: reducing a stacked pair of models feature by feature); the selection + least-squares
+ * refit follows data-driven channel pruning (He et al. 2017, "Channel Pruning for Accelerating Very Deep Neural
+ * Networks": pick channels, then least squares to reproduce the next layer's outputs).
  */
 import { BasinError, q } from '../errors.js';
 import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
@@ -170,8 +184,13 @@ const worst = (r: Record<string, number>): number => Math.max(0, ...Object.value
 export const EXACT_NMSE = 1e-8;
 
 /**
- * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path; null only
- * for 'pca-weight' (data-free).
+ * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path (any format
+ * the one feed reads; `opts.feed.limit` samples, default 2000), null only for 'pca-weight' (data-free). Widths are in
+ * units of the group (channels, hidden units, residual features). Returns the reduced model (a new OnnxModel, the
+ * input is not changed), the per-group report (old and new width, method, exact or fitted, the measured output
+ * nmse after the step), parameters and multiply-adds per sample before and after (modelCost, reduce/cost.ts), the
+ * output nmse of the final model on the first calibration batch, and with `opts.eval` loss and accuracy before and
+ * after.
  *
  * Errors, all before any statistics are taken: invalid_argument for an unknown method, group or width (naming the
  * group), for heads groups (not reducible here yet) and for PCA on a group with per-unit parameters or derived axes

@@ -9,6 +9,15 @@
  * With `eval`, each source model is scored alone and the zipped model is scored per half (concat: A's half and B's
  * half of the output separately; mean: the one averaged output), and at 1x width align-then-average (`mergeModels`,
  * weight matching) is scored on the same data, so the user can choose.
+ *
+ * The width spec is checked against the stacked graph's groups as soon as that graph exists (before the stack is
+ * run on data, long before the calibration statistics). Multiply-adds are counted one way (reduce/cost.ts) at every
+ * width. Writing the result: zip-output.ts (ONNX, or a state_dict when only widths changed).
+ *
+ * Sources: the seed notebook 003 (block-diagonal stacking of two linear networks, then PCA of each hidden layer to a
+ * width between n and 2n); ZipIt! (Stoica et al. 2023: merging the features of two models within and across them,
+ * on hand-written graphs); here the stacking works on exported graphs and the reduction is the core's selection +
+ * least-squares refit, which keeps ReLU networks' halves at their accuracy where weight PCA does not.
  */
 import { BasinError, q } from '../errors.js';
 import { openFeeds, type OpenFeedsOptions } from '../data/feed-source.js';
@@ -146,7 +155,12 @@ function isFullWidth(text: string): boolean {
 }
 
 /**
- * Zip `a` and `b` (see the file comment); `data` is the calibration data (a path read through the one feed).
+ * Zip `a` and `b` (see the file comment); `data` is the calibration data (a path read through the one feed; null
+ * only at 2x). Both models must be one architecture (same nodes, same shapes) and read the same inputs. The result's
+ * output is [..., 2·k] (A's k outputs then B's) for `concat`, [..., k] for `mean`. Returns the zipped model, the
+ * per-group widths (one model, stacked, zipped) and the core's per-group report, parameters of one model, of the
+ * stack and of the result, multiply-adds per sample, and with `eval` each half before/after (and
+ * align-then-average at 1x).
  * @throws BasinError graph_required (a weights-only model), invalid_argument (a bad width spec or method, no
  *   data where widths must be reduced), the stacking errors (models_mismatch, onnx_unsupported_op,
  *   verify_failed) and the reduction core's
