@@ -7,6 +7,8 @@ import { loadOnnx } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
 import { openDataset } from '../src/data/open.js';
 import { FIXTURES, assertAllClose, runBasin } from './helpers.js';
+import { openModel } from '../src/models/load.js';
+import { SafetensorsFile } from '../src/io/safetensors.js';
 
 const A = path.join(FIXTURES, 'mlp_small_seed0.onnx');
 const B = path.join(FIXTURES, 'mlp_small_seed1.onnx');
@@ -74,7 +76,7 @@ test('basin zip refuses, before any compute and naming the fault: a non-ONNX out
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-zip-'));
   const bad = await runBasin(['zip', A, B, '-o', path.join(dir, 'z.safetensors'), '--width', '2x']);
   assert.equal(bad.code, 1);
-  assert.match(bad.stderr, /error \[invalid_argument\]: -o must name an \.onnx file/);
+  assert.match(bad.stderr, /error \[invalid_argument\]: -o '[^']*z\.safetensors': a zip of ONNX models is written as ONNX/);
   const mismatch = await runBasin(['zip', A, path.join(FIXTURES, 'resnet_small_seed0.onnx'), '-o', path.join(dir, 'm.onnx'), '--width', '2x']);
   assert.equal(mismatch.code, 1);
   assert.match(mismatch.stderr, /error \[models_mismatch\]: .*not one architecture/);
@@ -86,4 +88,60 @@ test('basin zip refuses, before any compute and naming the fault: a non-ONNX out
   assert.equal(width.code, 1);
   assert.match(width.stderr, /error \[invalid_argument\]: --width: no permutation group 'P_9'/);
   for (const f of ['z.safetensors', 'm.onnx', 'n.onnx', 'w.onnx']) assert.equal(existsSync(path.join(dir, f)), false, f);
+});
+
+test('basin zip checks --width against the stacked groups before the stack is run on data: a fractional width and a width above 2x are refused naming the group; a mismatch names both files, not A/B', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-zip-w-'));
+  const frac = await runBasin(['zip', A, B, '-o', path.join(dir, 'f.onnx'), '--width', 'P_0=64.5', '--data', TRAIN]);
+  assert.equal(frac.code, 1);
+  assert.match(frac.stderr, /error \[invalid_argument\]: --width: group 'P_0' .*'64\.5' is a fractional number of units/);
+  // refused before the stack's exactness check (which prints 'stacked exactly') and any statistics
+  assert.doesNotMatch(frac.stderr, /stacked exactly/);
+  const wide = await runBasin(['zip', A, B, '-o', path.join(dir, 'w.onnx'), '--width', '3x', '--data', TRAIN]);
+  assert.equal(wide.code, 1);
+  assert.match(wide.stderr, /error \[invalid_argument\]: zip --width: group 'P_0' .*128 units in one model and 256 stacked; 384 .*at most 2x/);
+  assert.doesNotMatch(wide.stderr, /stacked exactly/);
+  const sa = path.join(FIXTURES, 'mlp_small_seed0.safetensors');
+  const sb = path.join(FIXTURES, '..', 'field', 'rel-st-arch-in-eq-out-a.safetensors');
+  const mismatch = await runBasin(['zip', sa, sb, '--arch', 'mlp', '-o', path.join(dir, 'm.onnx'), '--width', '2x']);
+  assert.equal(mismatch.code, 1);
+  assert.match(mismatch.stderr, /error \[models_mismatch\]: '[^']*mlp_small_seed0\.safetensors' and '[^']*rel-st-arch-in-eq-out-a\.safetensors' are not one architecture/);
+  for (const f of ['f.onnx', 'w.onnx', 'm.onnx']) assert.equal(existsSync(path.join(dir, f)), false, f);
+});
+
+test('basin zip of two state_dicts (--arch mlp) to .safetensors: the same torch names and [out, in] layout at the new widths, and read back as an MLP it computes both models side by side', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-cli-zip-st-'));
+  const out = path.join(dir, 'z.safetensors');
+  const sa = path.join(FIXTURES, 'mlp_small_seed0.safetensors');
+  const sb = path.join(FIXTURES, 'mlp_small_seed1.safetensors');
+  const r = await runBasin(['zip', sa, sb, '--arch', 'mlp', '-o', out, '--width', '2x']);
+  assert.equal(r.code, 0, r.stderr);
+  const st = await SafetensorsFile.open(out);
+  try {
+    // torch nn.Linear(in, out).weight is [out, in]: 784 → 256 → 256 → 20
+    assert.deepEqual(st.entry('layers.0.weight').shape, [256, 784]);
+    assert.deepEqual(st.entry('layers.1.weight').shape, [256, 256]);
+    assert.deepEqual(st.entry('head.weight').shape, [20, 256]);
+    assert.deepEqual(st.entry('head.bias').shape, [20]);
+  } finally {
+    await st.close();
+  }
+  const zipped = await openModel(out, { arch: 'mlp' });
+  const images = await openDataset(TEST, { limit: 32 });
+  let x;
+  for await (const b of images.batches(32)) x = b.input;
+  const logits = async (m: Parameters<typeof createSession>[0]) => {
+    const s = await createSession(m);
+    try {
+      return Object.values(await s.run({ input: x! }))[0]!.data;
+    } finally {
+      await s.release();
+    }
+  };
+  const ya = await logits(await loadOnnx(A));
+  const yb = await logits(await loadOnnx(B));
+  const yz = await logits(zipped.model);
+  const want = new Float32Array(32 * 20);
+  for (let i = 0; i < 32; i++) (want.set(ya.subarray(i * 10, i * 10 + 10), i * 20), want.set(yb.subarray(i * 10, i * 10 + 10), i * 20 + 10));
+  assertAllClose(yz, want, { rtol: 1e-4, atol: 1e-4 });
 });

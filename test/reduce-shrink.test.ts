@@ -90,6 +90,13 @@ test('parseWidthSpec: per group, a fraction for all, a factor; unknown and deriv
   assert.match(d.message, /derived/);
 });
 
+test('parseWidthSpec refuses a fractional number of units for one group (P_0=64.5), naming the group and the value; 0.5 and 64 stay valid', async () => {
+  const groups = (await inferSpec(await loadOnnx(MLP))).groups;
+  const e = await assertBasinError(() => parseWidthSpec('P_0=64.5', groups), 'invalid_argument');
+  assert.match(e.message, /group 'P_0' .*'64\.5' is a fractional number of units/);
+  assert.deepEqual([...parseWidthSpec('P_0=0.5,P_1=64', groups)], [['P_0', 64], ['P_1', 64]]);
+});
+
 test('shrinkModel refuses bad requests before any statistics: width above the current one, heads, PCA on BatchNorm groups, no data', async () => {
   const mlp = await loadOnnx(MLP);
   const big = await assertBasinError(() => shrinkModel(mlp, TRAIN, { widths: new Map([['P_1', 129]]) }), 'invalid_argument');
@@ -145,6 +152,90 @@ test('select + refit is exact when the hidden activations have rank ≤ the kept
   const less = await shrinkModel(model, data, { widths: new Map([['P_0', n - 1]]) });
   assert.equal(less.groups[0]!.exact, false);
   assert.ok(less.groups[0]!.outputNmse! > 1e-6, `nmse ${less.groups[0]!.outputNmse}`);
+});
+
+test('exact is claimed only when established: with fewer calibration samples than units the same rank-deficient step is "fitted", naming the sample count', async () => {
+  const r = rng(3);
+  const n = 12;
+  const w1 = new Float32Array(10 * 2 * n);
+  const base = normal(10 * n, r);
+  for (let i = 0; i < 10; i++) for (let j = 0; j < n; j++) (w1[i * 2 * n + j] = base[i * n + j]!, w1[i * 2 * n + n + j] = 2.5 * base[i * n + j]!);
+  const g = new GraphBuilder(17);
+  g.input('input', ['batch', 10]);
+  g.initializer('w1', new Tensor([10, 2 * n], w1)).initializer('w2', new Tensor([2 * n, 7], normal(2 * n * 7, r)));
+  g.node('MatMul', ['input', 'w1'], ['h0']).node('Relu', ['h0'], ['h2']).node('MatMul', ['h2', 'w2'], ['y']);
+  g.output('y', ['batch', 7]);
+  const model = g.build();
+  // 10 samples for 24 units: the activation rank (≤ 9) says nothing about the network
+  const few = await shrinkModel(model, await randomData('few', 10, [10], 5), { widths: new Map([['P_0', n]]) });
+  assert.equal(few.groups[0]!.exact, false);
+  assert.match(few.groups[0]!.reason ?? '', /10 calibration sample\(s\) for 24 units/);
+  const enough = await shrinkModel(model, await randomData('enough', 200, [10], 5), { widths: new Map([['P_0', n]]) });
+  assert.equal(enough.groups[0]!.exact, true, enough.groups[0]!.reason);
+});
+
+test('a residual stream and a block hidden group reduced together: each consumer refitted against its original pre-activation on the reduced stream; exact when both have rank ≤ the kept width', async () => {
+  // x → s1 = ReLU(x·W0) (stream, 2n units, units n+j = 2.5·unit j) → h = ReLU(s1·W1) (2k units, same copies)
+  //   → s2 = ReLU(s1 + h·W2) (W2's columns copied the same way, so s2 keeps the copies) → y = s2·W3
+  const r = rng(21);
+  const n = 6;
+  const k = 5;
+  const copies = (rows: number, half: number): Float32Array => {
+    const b = normal(rows * half, r);
+    const w = new Float32Array(rows * 2 * half);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < half; j++) (w[i * 2 * half + j] = b[i * half + j]!, w[i * 2 * half + half + j] = 2.5 * b[i * half + j]!);
+    return w;
+  };
+  const g = new GraphBuilder(17);
+  g.input('input', ['batch', 8]);
+  g.initializer('w0', new Tensor([8, 2 * n], copies(8, n)));
+  g.initializer('w1', new Tensor([2 * n, 2 * k], copies(2 * n, k)));
+  g.initializer('w2', new Tensor([2 * k, 2 * n], copies(2 * k, n)));
+  g.initializer('w3', new Tensor([2 * n, 4], normal(2 * n * 4, r)));
+  g.node('MatMul', ['input', 'w0'], ['a0']).node('Relu', ['a0'], ['s1']);
+  g.node('MatMul', ['s1', 'w1'], ['a1']).node('Relu', ['a1'], ['h']);
+  g.node('MatMul', ['h', 'w2'], ['a2']).node('Add', ['s1', 'a2'], ['a3']).node('Relu', ['a3'], ['s2']);
+  g.node('MatMul', ['s2', 'w3'], ['y']);
+  g.output('y', ['batch', 4]);
+  const model = g.build();
+  const groups = (await inferSpec(model)).groups;
+  const stream = groups.find((x) => x.size === 2 * n)!;
+  const hidden = groups.find((x) => x.size === 2 * k)!;
+  const data = await randomData('residual', 300, [8], 22);
+  const res = await shrinkModel(model, data, { widths: new Map([[stream.name, n], [hidden.name, k]]) });
+  assert.deepEqual(res.model.weightInfo('w2').shape, [k, n]);
+  const x = new Tensor([40, 8], normal(320, rng(23)));
+  assertAllClose(await run(res.model, { input: x }), await run(model, { input: x }), { rtol: 1e-4, atol: 1e-4 });
+  for (const gr of res.groups) assert.equal(gr.exact, true, `${gr.group}: ${gr.reason}`);
+  // the hidden group at its full width after the stream: its consumer w2 (outputs already reduced) keeps its
+  // current weights along the directions the data never excite (the copies), read at the kept output positions
+  const full = await shrinkModel(model, data, { widths: new Map([[stream.name, n], [hidden.name, 2 * k]]) });
+  assertAllClose(await run(full.model, { input: x }), await run(model, { input: x }), { rtol: 1e-4, atol: 1e-4 });
+});
+
+test('grow and shrink count multiply-adds one way (reduce/cost.ts): the same numbers for the same model and data, equal to a hand count per token of the sequence', async () => {
+  // [b, t, 10] → MatMul 10×24 (+bias) → ReLU → MatMul 24×7: per token 10·24 + 24·7 = 408 multiply-adds
+  const r = rng(31);
+  const g = new GraphBuilder(17);
+  g.input('input', ['b', 't', 10]);
+  g.initializer('w1', new Tensor([10, 24], normal(240, r))).initializer('b1', new Tensor([24], normal(24, r)));
+  g.initializer('w2', new Tensor([24, 7], normal(168, r)));
+  g.node('MatMul', ['input', 'w1'], ['h0']).node('Add', ['h0', 'b1'], ['h1']).node('Relu', ['h1'], ['h2']).node('MatMul', ['h2', 'w2'], ['y']);
+  g.output('y', ['b', 't', 7]);
+  const model = g.build();
+  const t = 5;
+  const data = await randomData('seq', 64, [t, 10], 32);
+  const { growModel } = await import('../src/reduce/grow-model.js');
+  const grown = await growModel(model, { widths: new Map([['P_0', 48]]), data });
+  const shrunk = await shrinkModel(model, data, { widths: new Map([['P_0', 12]]) });
+  assert.equal(grown.macsBefore, t * 408);
+  assert.equal(shrunk.macsBefore, t * 408);
+  assert.equal(grown.macsAfter, t * (10 * 48 + 48 * 7));
+  assert.equal(shrunk.macsAfter, t * (10 * 12 + 12 * 7));
+  assert.equal(grown.macsSample, 'input [5, 10]');
+  assert.equal(shrunk.macsSample, 'input [5, 10]');
+  assert.equal(grown.paramsBefore, shrunk.paramsBefore);
+  assert.equal(shrunk.paramsBefore, 240 + 24 + 168);
 });
 
 test('PCA folding is exact on a linear network at the weights\' rank, on weights (data-free) and on activations', async () => {

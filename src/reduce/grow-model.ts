@@ -22,7 +22,7 @@ import type { OnnxModel } from '../onnx/model.js';
 import { createSession, type Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
 import { axisView, Tensor } from '../tensor/tensor.js';
-import { macsPerSample, paramCount } from './cost.js';
+import { modelCost, type ModelCost } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
@@ -41,13 +41,9 @@ export interface GrowModelOptions {
   onProgress?: (message: string) => void;
 }
 
-export interface GrowModelResult {
+export interface GrowModelResult extends ModelCost {
   model: OnnxModel;
   groups: ShrinkGroupReport[];
-  paramsBefore: number;
-  paramsAfter: number;
-  macsBefore: number | null;
-  macsAfter: number | null;
   /** Per output: max |after − before| / max |before| on the check batch. */
   outputRelError: Record<string, number>;
   noise: number;
@@ -167,10 +163,6 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   let check: Record<string, Feed> | undefined;
   if (feeds) for await (const b of feeds.batches(64)) (check ??= b);
   check ??= randomFeeds(model, { batch: 8, seed: 1, dims: opts.feed?.dims });
-  const rows = (() => {
-    const f = Object.values(check)[0];
-    return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
-  })();
   const maps = new Map<string, UnitMap>();
   plan.forEach(({ group, to }, k) => maps.set(group.name, net2widerMap(group.size, to, seed + k)));
   say(`growing ${plan.map((p) => `${p.group.name} ${p.group.size} → ${p.to}`).join(', ')}`);
@@ -202,10 +194,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   return {
     model: out,
     groups,
-    paramsBefore: paramCount(model),
-    paramsAfter: paramCount(out),
-    macsBefore: await macsPerSample(model, check, rows),
-    macsAfter: await macsPerSample(out, check, rows),
+    ...(await modelCost(model, out, check)),
     outputRelError,
     noise,
     seed,

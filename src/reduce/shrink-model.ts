@@ -9,7 +9,21 @@
  *     across linear maps, biases and residual adds, refused for groups with per-unit normalization parameters or
  *     derived axes (BatchNorm / LayerNorm scale, flatten into a Linear), where a rotation of units is undefined.
  * Every step is measured: the output nmse against the unreduced model on the first calibration batch (random
- * inputs for a data-free pca-weight).
+ * inputs for a data-free pca-weight). A step is reported `exact` only when that is established: PCA on a purely
+ * linear path with nothing dropped, or selection with the activation rank ≤ the kept width on MORE calibration
+ * samples than the group has units, and the refit and the measured output nmse at float rounding (EXACT_NMSE);
+ * otherwise `fitted`, with the measured error.
+ *
+ * Groups are permutation groups (`basin inspect`): a residual stream is one group whose producers (every layer
+ * writing the stream) and consumers (every layer reading it) are cut together; each consumer is refitted against
+ * its ORIGINAL pre-activation with its inputs taken from the already reduced model, so errors of earlier steps are
+ * corrected, not compounded. A consumer whose own output group was reduced earlier is fitted on its kept outputs.
+ *
+ * Sources: the seed notebook 003 (PCA of W or W·Wᵀ folded as E / E⁻¹ into adjacent layers, exact on linear
+ * networks); SliceGPT (Ashkboos et al. 2024: PCA of the residual stream's activations folded into the weights);
+ * ZipIt! (Stoica et al. 2023: reducing a stacked pair of models feature by feature); the selection + least-squares
+ * refit follows data-driven channel pruning (He et al. 2017, "Channel Pruning for Accelerating Very Deep Neural
+ * Networks": pick channels, then least squares to reproduce the next layer's outputs).
  */
 import { BasinError, q } from '../errors.js';
 import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
@@ -24,7 +38,7 @@ import type { GroupReport } from '../graph/types.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 import { Tensor } from '../tensor/tensor.js';
-import { macsPerSample, paramCount } from './cost.js';
+import { modelCost, type ModelCost } from './cost.js';
 import { captureGroupStats } from './group-stats.js';
 import { centred } from '../factorize/moments.js';
 import { pcaMaps, topEigenvectors, weightBasis } from './pca.js';
@@ -59,13 +73,9 @@ export interface ShrinkGroupReport {
   outputNmse?: number;
   reason?: string;
 }
-export interface ShrinkModelResult {
+export interface ShrinkModelResult extends ModelCost {
   model: OnnxModel;
   groups: ShrinkGroupReport[];
-  paramsBefore: number;
-  paramsAfter: number;
-  macsBefore: number | null;
-  macsAfter: number | null;
   outputNmse: Record<string, number>;
   samples: number;
   evaluation?: { task: EvalTask; before: EvalResult; after: EvalResult };
@@ -136,16 +146,19 @@ function unitNorms(l: FactorizableLayer, w: Float32Array, acc: Float64Array): vo
   for (let i = 0; i < l.inFeatures; i++) for (let o = 0; o < l.outFeatures; o++) acc[i] = acc[i]! + (l.transB ? w[o * l.inFeatures + i]! : w[i * l.outFeatures + o]!) ** 2;
 }
 
-/** The consumer's current map on the kept features (rows) and fitted outputs (columns), [features, m], as the refit solves it. */
-function priorMap(l: FactorizableLayer, w: Float32Array, features: Int32Array, cols: Int32Array | undefined): Float64Array {
-  const m = cols?.length ?? l.outFeatures;
+/**
+ * The consumer's current map on the kept features (rows) and all its current outputs (columns), [features, m], as
+ * the refit solves it. `l` is read from the CURRENT model: when its output group was reduced earlier, its outputs
+ * are already the kept ones (the refit's target columns), in the same order.
+ */
+function priorMap(l: FactorizableLayer, w: Float32Array, features: Int32Array): Float64Array {
+  const m = l.outFeatures;
   const out = new Float64Array(features.length * m);
   const fan = l.op === 'Conv' ? w.length / l.outFeatures : l.inFeatures;
   for (let r = 0; r < features.length; r++) {
     const f = features[r]!;
-    for (let c = 0; c < m; c++) {
-      const o = cols ? cols[c]! : c;
-      out[r * m + c] = l.op === 'Conv' ? w[o * fan + f]! : l.alpha * (l.transB ? w[o * l.inFeatures + f]! : w[f * l.outFeatures + o]!);
+    for (let o = 0; o < m; o++) {
+      out[r * m + o] = l.op === 'Conv' ? w[o * fan + f]! : l.alpha * (l.transB ? w[o * l.inFeatures + f]! : w[f * l.outFeatures + o]!);
     }
   }
   return out;
@@ -167,9 +180,17 @@ function storedWeight(l: FactorizableLayer, mw: Float64Array, qk: number, m: num
 
 const worst = (r: Record<string, number>): number => Math.max(0, ...Object.values(r));
 
+/** A step is called exact only when its refit and the measured output nmse are at float32 rounding or below. */
+export const EXACT_NMSE = 1e-8;
+
 /**
- * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path; null only
- * for 'pca-weight' (data-free).
+ * Shrink the groups of `model` named in `opts.widths` (see the header). `data`: calibration data path (any format
+ * the one feed reads; `opts.feed.limit` samples, default 2000), null only for 'pca-weight' (data-free). Widths are in
+ * units of the group (channels, hidden units, residual features). Returns the reduced model (a new OnnxModel, the
+ * input is not changed), the per-group report (old and new width, method, exact or fitted, the measured output
+ * nmse after the step), parameters and multiply-adds per sample before and after (modelCost, reduce/cost.ts), the
+ * output nmse of the final model on the first calibration batch, and with `opts.eval` loss and accuracy before and
+ * after.
  *
  * Errors, all before any statistics are taken: invalid_argument for an unknown method, group or width (naming the
  * group), for heads groups (not reducible here yet) and for PCA on a group with per-unit parameters or derived axes
@@ -223,12 +244,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     probeBatch = b;
     break;
   }
-  const probeRows = (() => {
-    const f = Object.values(probeBatch ?? {})[0];
-    return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
-  })();
-  const macsBefore = probeBatch ? await macsPerSample(model, probeBatch, probeRows) : null;
-
+  const samples = feeds?.size ?? 0;
   const sizes = new Map(inferred.groups.map((g) => [g.name, g.size]));
   const applied = new Map<string, UnitMap>();
   const reports: ShrinkGroupReport[] = [];
@@ -271,7 +287,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         const features = new Int32Array(to * kk);
         for (let i = 0; i < to; i++) for (let k = 0; k < kk; k++) features[i * kk + k] = choice.idx[i]! * kk + k;
         const hasBias = l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === (f.targetCols?.length ?? l.outFeatures);
-        const fit = await refitConsumer(f.stats, features, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, features, f.targetCols) });
+        const fit = await refitConsumer(f.stats, features, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, features) });
         fitErr = Math.max(fitErr, fit.nmse);
         const m = f.targetCols?.length ?? l.outFeatures;
         overrides.set(l.weight, storedWeight(l, fit.w, to, m));
@@ -281,7 +297,14 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         }
       }
       map = { size: to, idx: choice.idx };
-      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.normalized;
+      // Exact needs the rank ≤ kept width ESTABLISHED: more calibration samples than units (with fewer, the rank is
+      // bounded by the sample count, not by the network) and the refit and the measured output at float rounding
+      // (the latter checked after the step below).
+      exact = choice.rank <= to && notRefit.length === 0 && layers.length > 0 && !r.normalized && fitErr <= EXACT_NMSE;
+      if (choice.rank <= to && samples <= n) {
+        exact = false;
+        reason = `exactness not established: ${samples} calibration sample(s) for ${n} units (the activation rank ${choice.rank} is bounded by the sample count; give more than ${n} samples)`;
+      }
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
       reason = [reason, ...notes].filter(Boolean).join('; ');
@@ -306,7 +329,11 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       map = { size: to, ...pcaMaps(basis.e, n, to) };
       const linear = linearPath(cur, group, r);
       exact = linear && basis.dropped <= 1e-9;
-      reason = `${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
+      if (exact && method === 'pca-act' && samples <= n) {
+        exact = false;
+        reason = `exactness not established: ${samples} calibration sample(s) for ${n} units`;
+      }
+      reason = `${reason ? `${reason}; ` : ''}${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
     }
     cur = await resizeModel(cur, spec, groupsNow, new Map([[group.name, r]]), new Map([[group.name, map]]), overrides);
     applied.set(group.name, map);
@@ -320,14 +347,18 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         { group: group.name, expected: 'finite outputs' },
       );
     }
+    if (exact && nmse > EXACT_NMSE) {
+      exact = false;
+      reason = `${reason ? `${reason}; ` : ''}measured output nmse ${nmse.toExponential(2)} is above float rounding (${EXACT_NMSE.toExponential(0)})`;
+    }
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
   }
   const outputNmse = await compareOutputs(model, cur, probe);
-  const macsAfter = probeBatch ? await macsPerSample(cur, probeBatch, probeRows) : null;
+  const cost = await modelCost(model, cur, probeBatch);
   let evaluation: ShrinkModelResult['evaluation'];
   if (test) {
     say(`evaluating before and after on ${q(opts.eval!.data)}`);
     evaluation = { task: test.task, before: await evaluate(model, test.data, { task: test.task }), after: await evaluate(cur, test.data, { task: test.task }) };
   }
-  return { model: cur, groups: reports, paramsBefore: paramCount(model), paramsAfter: paramCount(cur), macsBefore, macsAfter, outputNmse, samples: feeds?.size ?? 0, evaluation };
+  return { model: cur, groups: reports, ...cost, outputNmse, samples: feeds?.size ?? 0, evaluation };
 }

@@ -14,7 +14,7 @@ export function unitSize(g: GroupReport): number {
   return g.heads ? g.size / g.heads.count : 1;
 }
 
-function parseValue(text: string, g: GroupReport, base: ReadonlyMap<string, number> | undefined): number {
+function parseValue(text: string, g: GroupReport, base: ReadonlyMap<string, number> | undefined, perGroup = false): number {
   const t = text.trim();
   const bad = (why: string): BasinError =>
     new BasinError('invalid_argument', `--width: group ${q(g.name)} (${g.size} units): ${q(t)} ${why}`, { option: '--width', node: g.name, found: t });
@@ -26,6 +26,7 @@ function parseValue(text: string, g: GroupReport, base: ReadonlyMap<string, numb
   } else {
     const v = Number(t);
     if (t === '' || !Number.isFinite(v) || v <= 0) throw bad('is not a positive width, fraction or factor (e.g. 256, 0.5, 1.5x)');
+    if (perGroup && v > 1 && !Number.isInteger(v)) throw bad('is a fractional number of units: give a whole width (e.g. 64), a fraction in (0, 1) of the group (0.5) or a factor (1.5x)');
     if (Number.isInteger(v) && v >= 1 && !t.includes('.')) w = v;
     else if (v < 1) w = Math.floor(v * g.size);
     else w = Math.round(v * g.size);
@@ -68,7 +69,7 @@ export function parseWidthSpec(text: string, groups: readonly GroupReport[], bas
       });
     }
     if (out.has(name)) throw new BasinError('invalid_argument', `--width names group ${q(name)} twice`, { option: '--width', node: name });
-    out.set(name, parseValue(part.slice(eq + 1), g, base));
+    out.set(name, parseValue(part.slice(eq + 1), g, base, true));
   }
   return out;
 }

@@ -16,12 +16,13 @@ function attrText(a: unknown): string {
 }
 
 /**
- * Check that `a` and `b` are one architecture (see the file comment).
+ * Check that `a` and `b` are one architecture (see the file comment). `names`: the files they came from, for the
+ * messages (default: the ONNX paths, else 'A' / 'B').
  * @throws BasinError models_mismatch naming the first node, graph input/output or tensor that differs
  */
-export function checkSameArchitecture(a: OnnxModel, b: OnnxModel): void {
-  const la = label(a, 'A');
-  const lb = label(b, 'B');
+export function checkSameArchitecture(a: OnnxModel, b: OnnxModel, names?: readonly [string, string]): void {
+  const la = names?.[0] ?? label(a, 'A');
+  const lb = names?.[1] ?? label(b, 'B');
   const fail = (what: string, details: Record<string, unknown>): never => {
     throw new BasinError('models_mismatch', `${q(la)} and ${q(lb)} are not one architecture: ${what}; zip stacks two models of the same graph with different weights`, {
       file: lb,

@@ -37,6 +37,10 @@ export interface StackModelsOptions {
   dims?: DimSizes;
   /** Samples the exactness check runs (default 64). */
   checkSamples?: number;
+  /** The files A and B came from, named in the messages (default: the ONNX paths, else 'A' / 'B'). */
+  names?: readonly [string, string];
+  /** Called on the stacked graph before its exactness check runs on data (zip validates its width spec here). */
+  beforeCheck?: (stacked: OnnxModel) => Promise<void>;
 }
 
 export interface StackedOutput {
@@ -72,7 +76,7 @@ export async function stackModels(a: OnnxModel, b: OnnxModel, opts: StackModelsO
   const inputs = opts.inputs ?? 'shared';
   if (outputs !== 'concat' && outputs !== 'mean') throw new BasinError('invalid_argument', `--outputs must be concat or mean, got ${q(String(outputs))}`, { found: outputs });
   if (inputs !== 'shared' && inputs !== 'separate') throw new BasinError('invalid_argument', `inputs must be shared or separate, got ${q(String(inputs))}`, { found: inputs });
-  checkSameArchitecture(a, b);
+  checkSameArchitecture(a, b, opts.names);
   const inferred = await inferSpec(a, { dims: opts.dims, data: opts.data });
   const shapes = new Map<string, readonly number[]>();
   for (const name of a.weights()) shapes.set(name, a.weightInfo(name).shape);
@@ -113,6 +117,7 @@ export async function stackModels(a: OnnxModel, b: OnnxModel, opts: StackModelsO
     }
   }
   const { model, rewritten } = stackGraph(a, { tensors, roles, stackedValues, ranks, sizes, doubleOutputs: outputs === 'concat', doubleInputs: inputs === 'separate', headCounts: [...new Set(inferred.groups.flatMap((gr) => (gr.heads ? [gr.heads.count] : [])))] });
+  await opts.beforeCheck?.(model);
   const check = await checkStacked(a, b, model, feeds, { outputs, inputs });
   return { model, groups: inferred.groups, outputs, inputs, rewritten, check };
 }

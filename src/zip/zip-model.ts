@@ -9,6 +9,15 @@
  * With `eval`, each source model is scored alone and the zipped model is scored per half (concat: A's half and B's
  * half of the output separately; mean: the one averaged output), and at 1x width align-then-average (`mergeModels`,
  * weight matching) is scored on the same data, so the user can choose.
+ *
+ * The width spec is checked against the stacked graph's groups as soon as that graph exists (before the stack is
+ * run on data, long before the calibration statistics). Multiply-adds are counted one way (reduce/cost.ts) at every
+ * width. Writing the result: zip-output.ts (ONNX, or a state_dict when only widths changed).
+ *
+ * Sources: the seed notebook 003 (block-diagonal stacking of two linear networks, then PCA of each hidden layer to a
+ * width between n and 2n); ZipIt! (Stoica et al. 2023: merging the features of two models within and across them,
+ * on hand-written graphs); here the stacking works on exported graphs and the reduction is the core's selection +
+ * least-squares refit, which keeps ReLU networks' halves at their accuracy where weight PCA does not.
  */
 import { BasinError, q } from '../errors.js';
 import { openFeeds, type OpenFeedsOptions } from '../data/feed-source.js';
@@ -20,9 +29,11 @@ import type { GroupReport } from '../graph/types.js';
 import { requireGraph, type LoadedModel } from '../models/load.js';
 import { mergeModels } from '../merge/merge-models.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { paramCount } from '../reduce/cost.js';
+import { modelCost, paramCount } from '../reduce/cost.js';
+import { randomFeeds } from '../data/feed.js';
+import type { Feed } from '../onnx/session.js';
 import { halfOutputModel } from './half-output.js';
-import { shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
+import { checkWidths, shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../reduce/shrink-model.js';
 import { parseWidthSpec } from '../reduce/width-spec.js';
 import { stackModels, type StackOutputs, type StackedModel } from './stack-models.js';
 
@@ -75,6 +86,8 @@ export interface ZipModelsResult {
   paramsAfter: number;
   macsStacked: number | null;
   macsAfter: number | null;
+  /** The shape of the one sample the multiply-adds were counted on (sequence length, image size). */
+  macsSample: string | null;
   /** Output nmse of the zipped model against the stacked one on calibration data (the core's measure). */
   outputNmse: Record<string, number>;
   samples: number;
@@ -86,13 +99,68 @@ export interface ZipModelsResult {
   };
 }
 
+/**
+ * The stacked graph's groups as zip shows them: `repeated`, the groups the stacked graph repeats per model
+ * (cat(P, P): the features of a LayerNorm-split residual stream, one model's width itself; every other group holds
+ * both models' units), and `shown`, the groups with weights of their own (a group of the 2 halves that a split
+ * LayerNorm creates has none).
+ */
+function groupKinds(spec: Awaited<ReturnType<typeof inferSpec>>): { repeated: Set<string>; shown: GroupReport[] } {
+  const repeated = new Set<string>();
+  for (const info of Object.values(spec.spec.perms ?? {})) {
+    const parts = info.concat;
+    if (parts && parts.length === 2 && typeof parts[0] === 'string' && parts[0] === parts[1]) repeated.add(parts[0]);
+  }
+  return { repeated, shown: spec.groups.filter((g) => (g.kind === 'free' && g.members.length > 0) || g.kind === 'heads') };
+}
+
+/**
+ * The widths (units of the stacked model) a zip `--width` asks for, checked (checkZipWidths). A bare factor (`1x`)
+ * applies to the groups the core can reduce: attention-head groups, and a group whose units the stacked graph
+ * repeats per model, keep the stacked width unless named, and the table says so.
+ * @throws BasinError invalid_argument naming the group
+ */
+function zipTarget(width: string, spec: Awaited<ReturnType<typeof inferSpec>>): Map<string, number> {
+  const { repeated, shown } = groupKinds(spec);
+  const base = new Map(spec.groups.map((g) => [g.name, g.size / 2]));
+  const reducible = width.includes('=') ? spec.groups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
+  const target = parseWidthSpec(width, reducible, base);
+  checkZipWidths(spec.groups, target, base);
+  return target;
+}
+
+/**
+ * A zip width request against the STACKED model's groups, before any calibration statistics: every width at most
+ * the stacked width (2x one model), and what the reduction core accepts (checkWidths: integers, whole heads).
+ * @throws BasinError invalid_argument naming the group, its width in one model and stacked, and the width asked
+ */
+export function checkZipWidths(stacked: readonly GroupReport[], target: ReadonlyMap<string, number>, one: ReadonlyMap<string, number>): void {
+  for (const [name, to] of target) {
+    const g = stacked.find((x) => x.name === name);
+    if (g && to > g.size) {
+      const o = one.get(name) ?? g.size / 2;
+      throw new BasinError(
+        'invalid_argument',
+        `zip --width: group ${q(name)} (${g.description}) has ${o} units in one model and ${g.size} stacked; ${to} (${(to / o).toPrecision(3)}x) is wider than the stack: a zip width is at most 2x (${g.size})`,
+        { option: '--width', node: name, expected: `1 … ${g.size}`, found: to },
+      );
+    }
+  }
+  checkWidths(stacked, target, 'shrink');
+}
+
 /** Whether `text` asks for every group at the stacked width (nothing to reduce). */
 function isFullWidth(text: string): boolean {
   return /^\s*2(\.0*)?x\s*$/i.test(text);
 }
 
 /**
- * Zip `a` and `b` (see the file comment); `data` is the calibration data (a path read through the one feed).
+ * Zip `a` and `b` (see the file comment); `data` is the calibration data (a path read through the one feed; null
+ * only at 2x). Both models must be one architecture (same nodes, same shapes) and read the same inputs. The result's
+ * output is [..., 2·k] (A's k outputs then B's) for `concat`, [..., k] for `mean`. Returns the zipped model, the
+ * per-group widths (one model, stacked, zipped) and the core's per-group report, parameters of one model, of the
+ * stack and of the result, multiply-adds per sample, and with `eval` each half before/after (and
+ * align-then-average at 1x).
  * @throws BasinError graph_required (a weights-only model), invalid_argument (a bad width spec or method, no
  *   data where widths must be reduced), the stacking errors (models_mismatch, onnx_unsupported_op,
  *   verify_failed) and the reduction core's
@@ -106,20 +174,23 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   if (!full && data === null) throw new BasinError('invalid_argument', `zip --width ${q(opts.width)} reduces widths: give --data CALIB (calibration inputs, no labels needed)`, { option: '--data' });
   const feed = data !== null ? await openFeeds(data, a.model, { ...opts.feed, limit: Math.min(opts.feed?.limit ?? 2000, 256) }) : undefined;
   say(`stacking ${q(a.source.path)} and ${q(b.source.path)} (outputs ${outputs})…`);
-  const stacked = await stackModels(a.model, b.model, { outputs, data: feed, dims: opts.feed?.dims });
+  // The width spec is checked against the stacked graph's groups as soon as the graph exists: before the
+  // stack's exactness check and long before the calibration statistics.
+  let stackedSpec: Awaited<ReturnType<typeof inferSpec>> | undefined;
+  let target: Map<string, number> | undefined;
+  const stacked = await stackModels(a.model, b.model, {
+    outputs,
+    data: feed,
+    dims: opts.feed?.dims,
+    names: [a.source.path, b.source.path],
+    beforeCheck: async (m) => {
+      stackedSpec = await inferSpec(m, { dims: opts.feed?.dims, data: feed });
+      if (!full) target = zipTarget(opts.width, stackedSpec);
+    },
+  });
   for (const o of stacked.check.outputs) say(`stacked exactly: output ${q(o.name)} max error ${o.maxError.toExponential(2)} against both models on ${stacked.check.samples} samples`);
-  const stackedSpec = await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed });
-  const stackedGroups = stackedSpec.groups;
-  const base = new Map(stackedGroups.map((g) => [g.name, g.size / 2]));
-  // A group the stacked graph repeats per model (cat(P, P): the features of a LayerNorm-split residual stream) is
-  // one model's width itself; every other group holds both models' units.
-  const repeated = new Set<string>();
-  for (const info of Object.values(stackedSpec.spec.perms ?? {})) {
-    const parts = info.concat;
-    if (parts && parts.length === 2 && typeof parts[0] === 'string' && parts[0] === parts[1]) repeated.add(parts[0]);
-  }
-  // groups with weights of their own (a group of the 2 halves that a split LayerNorm creates has none)
-  const shown = stackedGroups.filter((g) => (g.kind === 'free' && g.members.length > 0) || g.kind === 'heads');
+  stackedSpec ??= await inferSpec(stacked.model, { dims: opts.feed?.dims, data: feed });
+  const { repeated, shown } = groupKinds(stackedSpec);
   const widthsOf = (after: ReadonlyMap<string, number>): ZipGroupWidth[] =>
     shown.map((g: GroupReport) => {
         const k = repeated.has(g.name) ? 2 : 1;
@@ -135,11 +206,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
   if (!full) {
-    // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
-    // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
-    // keep the stacked width unless named, and the table says so.
-    const reducible = opts.width.includes('=') ? stackedGroups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
-    const target = parseWidthSpec(opts.width, reducible, base);
+    target ??= zipTarget(opts.width, stackedSpec);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
     model = r.model;
@@ -147,10 +214,15 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     widths = widthsOf(new Map(r.groups.map((g) => [g.group, g.after])));
     outputNmse = r.outputNmse;
     samples = r.samples;
-    macsStacked = r.macsBefore;
-    macsAfter = r.macsAfter;
     paramsAfter = r.paramsAfter;
   }
+  // multiply-adds counted one way (reduce/cost.ts) on one batch, at every width (2x too)
+  let sample: Record<string, Feed> | undefined;
+  if (feed) for await (const bt of feed.batches(8)) (sample ??= bt);
+  sample ??= randomFeeds(a.model, { batch: 8, seed: 1, dims: opts.feed?.dims });
+  const cost = await modelCost(stacked.model, model, sample);
+  macsStacked = cost.macsBefore;
+  macsAfter = cost.macsAfter;
   const result: ZipModelsResult = {
     model,
     outputs,
@@ -163,6 +235,7 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
     paramsAfter,
     macsStacked,
     macsAfter,
+    macsSample: cost.macsSample,
     outputNmse,
     samples,
   };

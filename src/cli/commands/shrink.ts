@@ -7,6 +7,7 @@ import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/sav
 import { inferSpec } from '../../graph/infer-spec.js';
 import { REDUCTION_METHODS, shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../../reduce/shrink-model.js';
 import { parseWidthSpec } from '../../reduce/width-spec.js';
+import type { ModelCost } from '../../reduce/cost.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
@@ -37,8 +38,8 @@ export function groupTable(groups: readonly ShrinkGroupReport[]): string {
 }
 
 /** Parameters and multiply-adds line. */
-export function costLine(r: { paramsBefore: number; paramsAfter: number; macsBefore: number | null; macsAfter: number | null }): string {
-  const macs = r.macsBefore !== null && r.macsAfter !== null ? `; multiply-adds per sample ${r.macsBefore} → ${r.macsAfter}` : '';
+export function costLine(r: ModelCost): string {
+  const macs = r.macsBefore !== null && r.macsAfter !== null ? `; multiply-adds per sample ${r.macsBefore} → ${r.macsAfter}${r.macsSample ? ` (one sample: ${escapeControl(r.macsSample)})` : ''}` : '';
   return `parameters ${r.paramsBefore} → ${r.paramsAfter} (${(r.paramsAfter / r.paramsBefore).toFixed(3)}x)${macs}\n`;
 }
 
@@ -99,6 +100,7 @@ export function register(program: Command): void {
           params_after: r.paramsAfter,
           macs_before: r.macsBefore,
           macs_after: r.macsAfter,
+          macs_sample: r.macsSample,
           output_nmse: r.outputNmse,
           evaluation: r.evaluation ?? null,
         });

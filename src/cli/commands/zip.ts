@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
-import { BasinError, escapeControl, q } from '../../errors.js';
-import { saveOnnx } from '../../onnx/model.js';
+import { escapeControl, q } from '../../errors.js';
 import { openModel } from '../../models/load.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
 import { REDUCTION_METHODS, type ReductionMethod } from '../../reduce/shrink-model.js';
 import { zipModels } from '../../zip/zip-model.js';
+import { checkZipOutput, saveZipped } from '../../zip/zip-output.js';
 import type { StackOutputs } from '../../zip/stack-models.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
 
@@ -37,7 +37,7 @@ export function register(program: Command): void {
     .description('fuse two models of one architecture into one: stacked side by side exactly, then reduced to the requested widths on calibration data')
     .argument('<a>', 'first model (.onnx; a safetensors state_dict with --graph or --arch mlp)')
     .argument('<b>', 'second model, same architecture')
-    .requiredOption('-o, --out <out.onnx>', 'where to write the zipped model (.onnx)')
+    .requiredOption('-o, --out <path>', 'where to write the zipped model: .onnx, or .safetensors for two state_dicts when only widths change (--arch mlp)')
     .requiredOption('--width <spec>', 'widths relative to ONE model: 1x (the size of one), 1.5x, 2x (stacked, nothing reduced), P_3=384 (units), comma-separated')
     .option('--data <calib>', 'calibration inputs (no labels needed); required unless --width 2x')
     .option('--outputs <mode>', 'concat: both outputs side by side on the last axis | mean: their average (one model of one task)', parseChoice('--outputs', ['concat', 'mean'] as const), 'concat')
@@ -52,7 +52,7 @@ export function register(program: Command): void {
     .option('--report <file>', 'per-group widths, errors, parameters and evaluations as JSON');
   feedOptions(cmd).action(
     action(async (pa: string, pb: string, o: Options) => {
-      if (!o.out.toLowerCase().endsWith('.onnx')) throw new BasinError('invalid_argument', `-o must name an .onnx file (a zipped model has a new graph), got ${q(o.out)}`, { option: '-o', found: o.out });
+      checkZipOutput(o.out, [pa, pb]);
       await checkOutputs({
         inputs: [
           { path: pa, what: 'model A' },
@@ -76,7 +76,7 @@ export function register(program: Command): void {
         eval: o.eval ? { data: o.eval, task: o.task, labelName: o.labelName } : undefined,
         onProgress: log,
       });
-      await saveOnnx(r.model, o.out);
+      await saveZipped(r.model, r.stack.rewritten, a, b, o.out);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       const byGroup = new Map(r.groups.map((g) => [g.group, g]));
       const rows = r.widths.map((w) => {
@@ -87,7 +87,7 @@ export function register(program: Command): void {
       out(formatTable(['group', 'what it is', 'one model', 'stacked→zipped', 'method', 'step', 'nmse', 'note'], rows) + '\n');
       for (const c of r.stack.check.outputs) out(`stacking is exact: output ${q(c.name)} max error ${c.maxError.toExponential(2)} (${c.relError.toExponential(2)} of its scale) against both models on ${r.stack.check.samples} samples\n`);
       out(`parameters: one model ${r.paramsOne}, stacked ${r.paramsStacked}, zipped ${r.paramsAfter} (${(r.paramsAfter / r.paramsOne).toFixed(3)}x one model)\n`);
-      if (r.macsStacked !== null && r.macsAfter !== null) out(`multiply-adds per sample: stacked ${r.macsStacked}, zipped ${r.macsAfter}\n`);
+      if (r.macsStacked !== null && r.macsAfter !== null) out(`multiply-adds per sample: stacked ${r.macsStacked}, zipped ${r.macsAfter}${r.macsSample ? ` (one sample: ${escapeControl(r.macsSample)})` : ''}\n`);
       for (const [name, v] of Object.entries(r.outputNmse)) out(`output ${q(name)} nmse against the stacked model on calibration data: ${v.toExponential(2)}\n`);
       if (r.evaluation) {
         const { task, halves, merge } = r.evaluation;
@@ -117,6 +117,7 @@ export function register(program: Command): void {
           params_after: r.paramsAfter,
           macs_stacked: r.macsStacked,
           macs_after: r.macsAfter,
+          macs_sample: r.macsSample,
           output_nmse: r.outputNmse,
           samples: r.samples,
           evaluation: r.evaluation ?? null,
