@@ -13,6 +13,7 @@ import { dareLinear, dareTies } from './dare.js';
 
 export type { MergeMethod, MergeMethodName, MergeMethodOptions, ResolvedMergeOptions, TensorContext } from './method.js';
 
+/** The merge-method table: name → method (one file per method). */
 export const MERGE_METHODS: Readonly<Record<MergeMethodName, MergeMethod>> = {
   average,
   linear,
@@ -23,6 +24,7 @@ export const MERGE_METHODS: Readonly<Record<MergeMethodName, MergeMethod>> = {
   'dare-ties': dareTies,
 };
 
+/** The merge methods' names, in table order (what `--merge` accepts). */
 export const MERGE_METHOD_NAMES = Object.keys(MERGE_METHODS) as MergeMethodName[];
 
 /**
