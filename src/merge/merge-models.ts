@@ -180,11 +180,11 @@ export async function mergeModels(models: readonly LoadedModel[], opts: MergeMod
     const t = mergeTensors(onnx.map((_, k) => alignedModel(k)), base?.model, rule, ruleOpts);
     merged = t.merged;
     statistics = t.statistics;
-    if (statistics.length) say('note', `${statistics.length} BatchNorm statistic tensor(s) are the models’ plain mean, not ${rule.name} (pass --reset-bn TRAIN to recompute them)`);
+    if (statistics.length && !fix) say('note', `${statistics.length} BatchNorm statistic tensor(s) are the models’ plain mean, not ${rule.name} (pass --reset-bn TRAIN to recompute them)`);
   }
   if (fix && opts.correction) {
     // A correction's end points are two models: the first two, B aligned, at B's share of their weights.
-    if (models.length !== 2) say('note', `${fix.label} targets are interpolated from the first two models’ statistics`);
+    if (models.length > 2) say('note', `${fix.label} targets are interpolated from the first two models’ statistics`);
     const w = ruleOpts.weights;
     const alpha = models.length < 2 ? 0 : w[0]! + w[1]! !== 0 ? w[1]! / (w[0]! + w[1]!) : 0.5;
     const a = base ? alignedModel(0) : onnx[0]!; // model 0 is MergeMany's frame, its own permutation the identity
