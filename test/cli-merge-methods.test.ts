@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
+import { f16ToF32, f32ToF16 } from '../src/dtype.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
 import { loadOnnx, type OnnxModel } from '../src/onnx/model.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -194,4 +195,31 @@ test('bad merge options are refused before any compute, naming the option (exit 
   assert.equal(three.code, 1);
   assert.match(three.stderr, /exactly 2 model/);
   assert.throws(() => readFileSync(o));
+});
+
+test('fp16 models (field-fp16-onnx pair): a TIES merge keeps F16 weights, each the float64 result rounded once to F16', async () => {
+  const field = (f: string) => path.join(FIXTURES, '..', 'field', f);
+  const [b0, m1] = [field('field-fp16-onnx-seed0.onnx'), field('field-fp16-onnx-seed1.onnx')];
+  const o = out('fp16.onnx');
+  const r = await runBasin(['merge', m1, '--base', b0, '--merge', 'ties', '--density', '0.5', '--lambda', '0.5', '-o', o]);
+  assert.equal(r.code, 0, r.stderr);
+  const [merged, base, m] = await Promise.all([o, b0, m1].map(loadOnnx));
+  const opts = MERGE_METHODS.ties.resolve({ density: 0.5, lambda: 0.5 }, 1);
+  for (const n of base!.weights()) {
+    assert.equal(merged!.weightInfo(n).dtype, 'F16', n);
+    const want = MERGE_METHODS.ties.tensor([f32(m!, n)], f32(base!, n), opts, { name: n, shape: base!.weightInfo(n).shape });
+    assert.deepEqual(Array.from(f32(merged!, n)), Array.from(want, (v) => f16ToF32(f32ToF16(v))), n);
+  }
+  const session = await ort.InferenceSession.create(o);
+  const y = (await session.run({ [session.inputNames[0]!]: new ort.Tensor('float16', new Uint16Array(4 * 784).fill(f32ToF16(0.5)), [4, 784]) }))[session.outputNames[0]!]!;
+  assert.deepEqual(y.dims, [4, 10]);
+});
+
+test('--base is an input: -o equal to it is output_conflict naming --base; a missing base is file_not_found', async () => {
+  const r = await runBasin(['merge', ...FT, '--base', FT2_PERM, '--merge', 'ties', '-o', FT2_PERM]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /\[output_conflict\].*--base/);
+  const m = await runBasin(['merge', ...FT, '--base', out('nope.onnx'), '--merge', 'ties', '-o', out('x.onnx')]);
+  assert.equal(m.code, 1);
+  assert.match(m.stderr, /\[file_not_found\].*nope\.onnx/);
 });
