@@ -66,6 +66,8 @@ export { roundingTolerance } from './verify/tolerance.js';
 // Merging: interpolate, MergeMany, and the corrections (BatchNorm reset, REPAIR) applied to merged models.
 export { interpolateModels, averageModels } from './merge/interpolate.js';
 export { mergeMany, type MergeManyOptions, type MergeManyResult, type MergeManyProgress } from './merge/merge-many.js';
+export { mergeMethod, MERGE_METHOD_NAMES, type MergeMethod, type MergeMethodName, type MergeMethodOptions, type ResolvedMergeOptions } from './merge/methods/index.js';
+export { mergeTensors, type MergeTensorsResult } from './merge/methods/merge-tensors.js';
 export { CORRECTIONS, CORRECTION_NAMES, correction, type Correction, type CorrectionName, type CorrectionOptions, type CorrectionResult } from './merge/corrections.js';
 export { resetBatchNorm, type ResetBatchNormOptions, type ResetBatchNormResult, type BatchNormReset, type BatchNormStatistics } from './merge/bn-reset.js';
 export { repairModel, type RepairOptions, type RepairResult, type RepairedLayer, type MergeEndpoints } from './merge/repair.js';

@@ -11,12 +11,19 @@ import { formatTable } from '../../report/table.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
+import { MERGE_METHODS, MERGE_METHOD_NAMES, type MergeMethodName, type MergeMethodOptions } from '../../merge/methods/index.js';
 
 interface Options {
   out: string;
   align?: MatchingMethodName | 'none';
   method?: MatchingMethodName | 'none';
   weights?: string;
+  merge?: MergeMethodName;
+  base?: string;
+  t?: number;
+  lambda?: number;
+  density?: number;
+  normalize?: boolean;
   data?: string;
   repair?: string;
   resetBn?: string;
@@ -44,6 +51,46 @@ function parseWeights(s: string, n: number): number[] {
   return w;
 }
 
+/** `--weights` of a merge method other than average: finite numbers (the method checks count and sign). */
+function parseNumbers(s: string): number[] {
+  const w = s.split(',').map((x) => (x.trim() === '' ? Number.NaN : Number(x.trim())));
+  if (w.some((x) => !Number.isFinite(x))) throw new BasinError('invalid_argument', `--weights needs finite numbers separated by commas, got ${q(s)}`, { option: '--weights', found: s });
+  return w;
+}
+
+/** A finite number option (`--t`, `--lambda`, `--density`); the merge method checks its range. */
+function parseNumber(name: string): (v: string) => number {
+  return (v: string) => {
+    const x = v.trim() === '' ? Number.NaN : Number(v);
+    if (!Number.isFinite(x)) throw new BasinError('invalid_argument', `${name} needs a number, got ${q(v)}`, { option: name, found: v });
+    return x;
+  };
+}
+
+/** `--method` / `--align`: a matching method, with a pointer to `--merge` when given a merge method's name. */
+function parseMatching(name: string): (v: string) => MatchingMethodName | 'none' {
+  const choice = parseChoice(name, [...MATCHING_METHOD_NAMES, 'none' as const]);
+  return (v: string) => {
+    if ((MERGE_METHOD_NAMES as string[]).includes(v) && v !== 'none') {
+      throw new BasinError('invalid_argument', `${name} ${q(v)}: ${name} names the matching method (${MATCHING_METHOD_NAMES.join(', ')}, none); ${q(v)} is a merge method: use --merge ${v}`, { option: name, found: v });
+    }
+    return choice(v);
+  };
+}
+
+/** The merge method's options from the command line: only those the user gave, plus --seed for DARE. */
+function mergeOptionsArg(o: Options, name: MergeMethodName, models: number): MergeMethodOptions {
+  const m = MERGE_METHODS[name];
+  return {
+    ...(o.weights !== undefined ? { weights: name === 'average' ? parseWeights(o.weights, models) : parseNumbers(o.weights) } : {}),
+    ...(o.t !== undefined ? { t: o.t } : {}),
+    ...(o.lambda !== undefined ? { lambda: o.lambda } : {}),
+    ...(o.density !== undefined ? { density: o.density } : {}),
+    ...(o.normalize !== undefined ? { normalize: o.normalize } : {}),
+    ...(m.options.includes('seed') ? { seed: o.seed } : {}),
+  };
+}
+
 /**
  * `--method` or its older name `--align` (default 'weight').
  * @throws BasinError invalid_argument when both are given and name different methods
@@ -66,12 +113,19 @@ export function correctionArg(o: { resetBn?: string; repair?: string }): { name:
 export function register(program: Command): void {
   const cmd = program
     .command('merge')
-    .description('align every model to a common reference (Git Re-Basin MergeMany) and average them')
+    .description('align every model to a common reference (Git Re-Basin MergeMany) and average them, or merge them with linear, SLERP, task arithmetic, TIES or DARE (--merge)')
     .argument('<models...>', 'two or more models of one architecture (.onnx, or .safetensors state_dicts: an MLP, any architecture with --graph, or weights only with --spec)')
     .requiredOption('-o, --out <path>', 'where to write the merged model: .onnx (a model), .safetensors / .index.json / a folder (a state_dict, each tensor in its source dtype)')
-    .option('--method <method>', `matching method: ${MATCHING_METHOD_NAMES.join(' | ')} (activation needs --data) | none`, parseChoice('--method', [...MATCHING_METHOD_NAMES, 'none' as const]))
-    .option('--align <method>', 'the same as --method (older name)', parseChoice('--align', [...MATCHING_METHOD_NAMES, 'none' as const]))
-    .option('--weights <w1,w2,…>', 'averaging weights, one per model (normalized)')
+    .option('--method <method>', `matching method: ${MATCHING_METHOD_NAMES.join(' | ')} (activation needs --data) | none; default weight for --merge average, none for the other merge methods`, parseMatching('--method'))
+    .option('--align <method>', 'the same as --method (older name)', parseMatching('--align'))
+    .option('--merge <method>', `how the aligned models combine: ${MERGE_METHOD_NAMES.join(' | ')} (default average)`, parseChoice('--merge', MERGE_METHOD_NAMES))
+    .option('--base <model>', 'task-arithmetic, ties, dare-*: the model the others were fine-tuned from (with --method weight|activation every model is aligned to it first)')
+    .option('--weights <w1,w2,…>', 'one weight per model (not the base): average normalizes them; linear with --normalize (default); task-vector methods scale each task vector')
+    .option('--t <t>', 'slerp: position from the first model (0) to the second (1), default 0.5', parseNumber('--t'))
+    .option('--lambda <x>', 'task-vector methods: scale of the merged task vector (default 1)', parseNumber('--lambda'))
+    .option('--density <d>', 'ties (default 0.2), dare-* (required): fraction of each task vector kept, in (0, 1]', parseNumber('--density'))
+    .option('--normalize', 'linear, task-vector methods: divide by the (kept) weights’ sum (default: linear and ties on, the others off)')
+    .option('--no-normalize', 'do not normalize')
     .option('--data <train>', 'data for activation matching (no labels needed; token ids, named inputs)')
     .option('--repair <train>', 'REPAIR the merged model with statistics of the aligned models on this data')
     .option('--reset-bn <train>', 'recompute the merged model’s BatchNorm statistics on this data')
@@ -83,19 +137,23 @@ export function register(program: Command): void {
     .option('--spec <spec.json>', 'permutation spec (default: inferred from the graph; needed for state_dicts without a graph)')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for safetensors inputs')
     .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers run in the graph basin builds", parseChoice('--arch', ['mlp'] as const))
-    .option('--seed <n>', 'seed for the order of models and permutations', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
+    .option('--seed <n>', 'seed for the order of models and permutations, and of DARE’s drop masks', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum MergeMany rounds', parseIntOption('--max-iter', 1), 20)
     .option('--report <file>', 'permutations, rounds and evaluations as JSON')
     .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
   feedOptions(cmd).action(
     action(async (paths: string[], o: Options) => {
-      if (paths.length < 2) throw new BasinError('invalid_argument', 'merge needs at least two models', {});
-      const method = methodArg(o);
+      const mergeName: MergeMethodName = o.merge ?? 'average';
+      if (paths.length < (o.base !== undefined && MERGE_METHODS[mergeName].needsBase ? 1 : 2)) throw new BasinError('invalid_argument', 'merge needs at least two models (or one model and --base for a task-vector method)', {});
+      const method = (o.method ?? o.align) !== undefined ? methodArg(o) : undefined;
       const fix = correctionArg(o);
-      const weights = o.weights !== undefined ? parseWeights(o.weights, paths.length) : undefined;
+      const mergeOptions = mergeOptionsArg(o, mergeName, paths.length);
+      const resolved = MERGE_METHODS[mergeName].resolve(mergeOptions, paths.length); // option errors before any file is read
+      const matching = method ?? (mergeName === 'average' ? 'weight' : 'none');
       await checkOutputs({
         inputs: [
           ...paths.map((p, i) => ({ path: p, what: `model ${i + 1}` })),
+          o.base ? { path: o.base, what: '--base' } : undefined,
           o.data ? { path: o.data, what: '--data' } : undefined,
           o.repair ? { path: o.repair, what: '--repair' } : undefined,
           o.resetBn ? { path: o.resetBn, what: '--reset-bn' } : undefined,
@@ -111,15 +169,18 @@ export function register(program: Command): void {
       const started = performance.now();
       const loaded: LoadedModel[] = [];
       for (const p of paths) loaded.push(await openModel(p, { graph: o.graph, arch: o.arch }));
+      const base = o.base ? await openModel(o.base, { graph: o.graph, arch: o.arch }) : undefined;
       checkModelOutput(o.out, paths, { hasGraph: loaded.every((m) => m.graph !== null) });
       const first = loaded[0]!;
       const { dims, inputs } = feedArgs(first.graph ? first.model : undefined, o);
       const r = await mergeModels(loaded, {
-        method,
+        method: matching,
+        merge: mergeName,
+        mergeOptions,
+        base,
         spec,
         specLabel: o.spec,
         probe: { dims },
-        weights,
         data: o.data,
         correction: fix,
         eval: o.eval ? { data: o.eval, task: o.task, labelName: o.labelName } : undefined,
@@ -130,9 +191,11 @@ export function register(program: Command): void {
         onProgress: (p) => {
           if ('message' in p) log(p.phase === 'step' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`);
           else if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
-          else if (p.phase === 'start') log(`  starting permutations found (${method} matching)`);
+          else if (p.phase === 'start') log(`  starting permutations found (${matching} matching)`);
         },
       });
+      // tensors outside the graph (a state_dict's buffers) are the models' weighted average (plain when weights are signed)
+      const weights = resolved.weights.every((w) => w >= 0) && resolved.weights.some((w) => w > 0) ? resolved.weights : undefined;
       const saved = await saveModel(r.merged, o.out, first.source, { sources: loaded.map((l) => l.source), weights });
       if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use, not permuted (float ones averaged, others copied from the first model): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
@@ -146,9 +209,10 @@ export function register(program: Command): void {
           models: paths,
           out: o.out,
           format: saved.format,
-          align: method,
+          align: matching,
+          merge: { method: r.merge.method, options: r.merge.options, base: o.base ?? null, aligned_to: r.alignedTo, statistics_averaged: r.statistics },
           warnings: r.warnings,
-          weights: weights ?? null,
+          weights: o.weights !== undefined ? r.merge.options.weights : null,
           rounds: r.rounds,
           perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
           verified: r.verified,
