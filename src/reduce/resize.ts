@@ -8,8 +8,8 @@
  *     A = Eᵀ, B = E), computed in float64 through the matrix engine. Per-unit scale tensors take no dense map.
  * Derived axes follow their base group: an expand axis (conv channels flattened into a Linear) maps c·inner + s by
  * its base's map, a concat axis maps each block by its part's map. `overrides` replace whole tensors afterwards
- * (refitted consumers, with their new shapes). Graph constants that carry a changed width are updated: Reshape
- * shape constants at a group's activation point; stale value_info shapes are dropped.
+ * (refitted consumers, with their new shapes). Reshape targets that carry a width, constant or computed by the
+ * graph (torch MultiheadAttention's head split), are rewritten (reshape-pins.ts); stale value_info shapes are dropped.
  */
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
@@ -19,8 +19,8 @@ import { OnnxModel } from '../onnx/model.js';
 import { axisView, take, Tensor } from '../tensor/tensor.js';
 import type { GroupReport } from '../graph/types.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { DTYPES } from '../dtype.js';
 import type { GroupRoles, RoleMember } from './roles.js';
+import { allWidths, pinReshapes } from './reshape-pins.js';
 
 const { onnx } = onnxproto;
 
@@ -192,33 +192,10 @@ function rebuild(model: OnnxModel, changed: ReadonlyMap<string, Tensor>, spec: P
     const tt = inp.type?.tensorType;
     if (v && tt) tt.shape = { dim: v.shape.map((d) => ({ dimValue: d })) };
   }
-  // Reshape shape constants at a resized group's activation points (attention heads [B, T, H, Dh] and the like).
-  const newSize = new Map<string, { from: number; to: number }>();
-  for (const grp of groups) {
-    const mp = maps.get(grp.name);
-    if (mp) for (const p of grp.points) newSize.set(`${p.value}\u0000${p.axis}`, { from: grp.size, to: mp.size });
-  }
-  const ints = new Map<string, onnxproto.onnx.ITensorProto>();
-  for (const t of g.initializer) if (t.dataType === DTYPES.I64.onnx) ints.set(t.name ?? '', t);
-  for (const node of g.node ?? []) {
-    if (node.opType !== 'Reshape') continue;
-    const shapeName = node.input?.[1] ?? '';
-    const out = node.output?.[0] ?? '';
-    const t = ints.get(shapeName);
-    if (!t) continue;
-    const vals = model.getInts(shapeName);
-    let edited = false;
-    vals.forEach((v, axis) => {
-      const s = newSize.get(`${out}\u0000${axis}`);
-      if (s && v === s.from) {
-        vals[axis] = s.to;
-        edited = true;
-      }
-    });
-    if (edited) Object.assign(t, tensorProto(shapeName, { int64: vals, dims: [vals.length] }));
-  }
+  // Reshape targets (constant or computed) that carry a width: resized groups, head splits (reshape-pins.ts).
+  const resized = new Map([...maps].map(([k, v]) => [k, v.size]));
+  pinReshapes(proto, model, spec, groups, allWidths(spec, groups, new Map()), allWidths(spec, groups, resized));
   g.valueInfo = [];
-  void spec;
   return OnnxModel.fromProto(proto, { path: model.path });
 }
 
