@@ -26,6 +26,8 @@ import { macsPerSample, paramCount } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
+import { unitSize } from './width-spec.js';
+import type { GroupReport } from '../graph/types.js';
 import { explainShapeCoupling } from './shape-coupling.js';
 
 export interface GrowModelOptions {
@@ -73,6 +75,48 @@ export function net2widerMap(n: number, qk: number, seed: number): UnitMap {
   for (const j of idx) count[j]!++;
   const consumerScale = Float64Array.from(idx, (j) => 1 / count[j]!);
   return { size: qk, idx, consumerScale };
+}
+
+/**
+ * A map over heads expanded to positions: new head j is old head h.idx[j] (all of its `headSize` positions, in
+ * order), and its consumer weights take h's scale (1/copies of that head).
+ */
+export function headsMap(h: UnitMap, headSize: number): UnitMap {
+  const size = h.size * headSize;
+  const idx = new Int32Array(size);
+  const consumerScale = new Float64Array(size);
+  for (let j = 0; j < h.size; j++) {
+    for (let s = 0; s < headSize; s++) {
+      idx[j * headSize + s] = h.idx![j]! * headSize + s;
+      consumerScale[j * headSize + s] = h.consumerScale?.[j] ?? 1;
+    }
+  }
+  return { size, idx, consumerScale };
+}
+
+/**
+ * Heads groups tied together (the Q/K and V/O groups of one attention) must keep one head count: a partner the
+ * request leaves out is added with the same head count; partners named with different counts are refused.
+ * @throws BasinError invalid_argument naming both groups
+ */
+export function addHeadPartners(plan: { group: GroupReport; to: number }[], groups: readonly GroupReport[]): void {
+  for (const { group, to } of [...plan]) {
+    if (!group.heads) continue;
+    const heads = to / unitSize(group);
+    for (const other of groups) {
+      if (other === group || other.heads?.tie !== group.heads.tie) continue;
+      const named = plan.find((p) => p.group.name === other.name);
+      const want = heads * unitSize(other);
+      if (!named) plan.push({ group: other, to: want });
+      else if (named.to !== want) {
+        throw new BasinError(
+          'invalid_argument',
+          `--width: heads groups ${q(group.name)} and ${q(other.name)} belong to one attention (query/key and value/output) and must keep one head count: ${q(group.name)} asks ${heads} heads, ${q(other.name)} ${named.to / unitSize(other)}`,
+          { option: '--width', node: other.name },
+        );
+      }
+    }
+  }
 }
 
 function gaussian(rand: () => number): number {
@@ -145,11 +189,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   const feeds: FeedSource | undefined = opts.data !== undefined ? await openFeeds(opts.data, model, { limit: 64, ...opts.feed }) : undefined;
   const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
   const plan = checkWidths(inferred.groups, opts.widths, 'grow');
-  for (const { group } of plan) {
-    if (group.kind === 'heads') {
-      throw new BasinError('invalid_argument', `--width: group ${q(group.name)} is attention heads (${group.description}); growing heads is not supported yet: grow the MLP hidden and residual groups`, { option: '--width', node: group.name });
-    }
-  }
+  addHeadPartners(plan, inferred.groups);
   const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
   for (const { group, to } of plan) {
     const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
@@ -172,7 +212,11 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
     return f === undefined ? 1 : f instanceof Tensor ? (f.shape[0] ?? 1) : (f.dims[0] ?? 1);
   })();
   const maps = new Map<string, UnitMap>();
-  plan.forEach(({ group, to }, k) => maps.set(group.name, net2widerMap(group.size, to, seed + k)));
+  plan.forEach(({ group, to }, k) => {
+    // heads: whole heads are copied, one head map per tie (Q/K and V/O pairs move together)
+    const tie = group.heads ? plan.findIndex((p) => p.group.heads?.tie === group.heads!.tie) : k;
+    maps.set(group.name, group.heads ? headsMap(net2widerMap(group.heads.count, to / unitSize(group), seed + tie), unitSize(group)) : net2widerMap(group.size, to, seed + k));
+  });
   say(`growing ${plan.map((p) => `${p.group.name} ${p.group.size} → ${p.to}`).join(', ')}`);
   const out = await resizeModel(model, inferred.spec, inferred.groups, roles, maps);
   if (noise > 0) {
@@ -197,7 +241,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
     method: 'grow',
     exact: true,
     outputNmse: undefined,
-    reason: `${to % group.size === 0 ? `every unit copied ${to / group.size}×` : `${to - group.size} unit(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}`,
+    reason: `${group.heads ? `${group.heads.count} → ${to / unitSize(group)} heads of ${unitSize(group)}: ` : ''}${to % group.size === 0 ? `every ${group.heads ? 'head' : 'unit'} copied ${to / group.size}×` : `${(to - group.size) / unitSize(group)} ${group.heads ? 'head' : 'unit'}(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}`,
   }));
   return {
     model: out,
