@@ -25,6 +25,7 @@ import { axisView, Tensor } from '../tensor/tensor.js';
 import { macsPerSample, paramCount } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
+import { tiedHeads } from './tied-head.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
 import { unitSize } from './width-spec.js';
 import type { GroupReport } from '../graph/types.js';
@@ -191,11 +192,8 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   const plan = checkWidths(inferred.groups, opts.widths, 'grow');
   addHeadPartners(plan, inferred.groups);
   const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
+  const tied = new Map(plan.map(({ group }) => [group.name, tiedHeads(model, roles.get(group.name)!)]));
   for (const { group, to } of plan) {
-    const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
-    if (tied) {
-      throw new BasinError('invalid_argument', `--width: group ${q(group.name)}: ${q(tied.tensor)} is tied (an embedding read again by ${tied.op} node ${q(tied.node)}); Net2Wider would split its copies on one side only and untie it`, { option: '--width', node: group.name, tensor: tied.tensor });
-    }
     if (roles.get(group.name)!.normalized && to % group.size !== 0) {
       throw new BasinError(
         'invalid_argument',
@@ -218,12 +216,23 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
     maps.set(group.name, group.heads ? headsMap(net2widerMap(group.heads.count, to / unitSize(group), seed + tie), unitSize(group)) : net2widerMap(group.size, to, seed + k));
   });
   say(`growing ${plan.map((p) => `${p.group.name} ${p.group.size} → ${p.to}`).join(', ')}`);
+  for (const [name, heads] of tied) if (heads.length) maps.set(name, { ...maps.get(name)!, unscaled: new Set(heads.map((h) => h.head)) });
   const out = await resizeModel(model, inferred.spec, inferred.groups, roles, maps);
+  // a tied head took its copies unscaled: the per-unit scale and shift feeding it take 1/count instead
+  for (const [name, heads] of tied) {
+    const scale = maps.get(name)!.consumerScale!;
+    for (const c of heads.flatMap((h) => h.compensate)) {
+      const t = out.getFloat32(c.tensor);
+      const { outer, n, inner } = axisView(t.shape, c.axis);
+      for (let o = 0; o < outer; o++) for (let i = 0; i < n; i++) for (let e = 0; e < inner; e++) t.data[(o * n + i) * inner + e] = t.data[(o * n + i) * inner + e]! * scale[i]!;
+      out.setFloat32(c.tensor, t);
+    }
+  }
   if (noise > 0) {
     const rand = seededRandom(seed ^ 0x5bd1e995);
     for (const { group } of plan) {
       for (const m of roles.get(group.name)!.members) {
-        if (m.role !== 'consume' || m.ref !== group.name) continue;
+        if (m.role !== 'consume' || m.ref !== group.name || maps.get(group.name)!.unscaled?.has(m.tensor)) continue;
         const t = out.getFloat32(m.tensor);
         centredNoise(t, m.axis, maps.get(group.name)!.idx!, noise, rand);
         out.setFloat32(m.tensor, t);
@@ -241,7 +250,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
     method: 'grow',
     exact: true,
     outputNmse: undefined,
-    reason: `${group.heads ? `${group.heads.count} → ${to / unitSize(group)} heads of ${unitSize(group)}: ` : ''}${to % group.size === 0 ? `every ${group.heads ? 'head' : 'unit'} copied ${to / group.size}×` : `${(to - group.size) / unitSize(group)} ${group.heads ? 'head' : 'unit'}(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}`,
+    reason: `${group.heads ? `${group.heads.count} → ${to / unitSize(group)} heads of ${unitSize(group)}: ` : ''}${to % group.size === 0 ? `every ${group.heads ? 'head' : 'unit'} copied ${to / group.size}×` : `${(to - group.size) / unitSize(group)} ${group.heads ? 'head' : 'unit'}(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}${(tied.get(group.name) ?? []).map((h) => `; tied head ${q(h.head)} = ${q(h.table)} kept (1/count on ${h.compensate.map((c) => q(c.tensor)).join(', ')})`).join('')}`,
   }));
   return {
     model: out,

@@ -35,6 +35,8 @@ export interface UnitMap {
   produce?: Float64Array;
   /** Dense form: consumers become W·B along the unit axis, B [n, q] row-major. */
   consume?: Float64Array;
+  /** Gather form: consumer tensors that take the copies without consumerScale (a tied head; the scale goes elsewhere, tied-head.ts). */
+  unscaled?: ReadonlySet<string>;
 }
 
 /** One axis's map after derivation: length-q gather (+ scale) or a dense [q, n] matrix. */
@@ -49,7 +51,8 @@ interface AxisMap {
 function derived(m: RoleMember, spec: PermutationSpecJson, base: string, map: UnitMap, oldSize: number, maps: ReadonlyMap<string, UnitMap>, sizes: ReadonlyMap<string, number>): AxisMap {
   // a tied tensor: producer side Eᵀ along the axis equals consumer side E for an orthonormal E (pcaMaps)
   const role = m.role === 'tied' ? (map.idx ? 'tied' : 'produce') : m.role;
-  if (role === 'tied' && map.consumerScale?.some((v) => v !== 1)) {
+  const unscaled = map.unscaled?.has(m.tensor) === true;
+  if (role === 'tied' && !unscaled && map.consumerScale?.some((v) => v !== 1)) {
     throw new BasinError('invalid_argument', `group ${q(base)}: ${q(m.tensor)} is tied (read as ${m.op} input and as a producer): splitting its copies would untie it`, { tensor: m.tensor, node: m.node });
   }
   const dense = role === 'produce' ? map.produce : role === 'consume' ? map.consume : undefined;
@@ -62,7 +65,7 @@ function derived(m: RoleMember, spec: PermutationSpecJson, base: string, map: Un
       return { q: map.size, n: oldSize, dense: t };
     }
     if (!map.idx) throw new BasinError('invalid_argument', `group ${q(base)}: a dense map on a per-unit tensor ${q(m.tensor)} (${m.op}) is not defined`, { tensor: m.tensor, node: m.node });
-    return { q: map.size, n: oldSize, idx: map.idx, scale: role === 'consume' ? map.consumerScale : undefined };
+    return { q: map.size, n: oldSize, idx: map.idx, scale: role === 'consume' && !unscaled ? map.consumerScale : undefined };
   }
   const info = spec.perms?.[m.ref];
   const gatherOf = (name: string): { idx: Int32Array; scale?: Float64Array; n: number } => {
