@@ -11,7 +11,9 @@
  *     split) gets its last axis pinned to the head size Dh and the axis before it (H, or B·H when torch merged the
  *     batch into it) scaled by H_new / H_old.
  * Constant targets (initializers, Constant nodes) are edited in place; a computed target is routed through
- * Slice / Mul / Div / Concat nodes added before its Reshape (opset ≥ 10 for Slice with inputs).
+ * Slice / Mul / Div / Concat nodes added before its Reshape (opset ≥ 10 for Slice with inputs). Split sizes
+ * (attribute or constant input) along an axis whose outputs carry groups take the groups' widths (a fused q|k|v
+ * projection split in three).
  */
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
@@ -167,6 +169,27 @@ export function pinReshapes(
     }
     node.input![1] = s;
     added.push({ before: node, nodes });
+  }
+  // Split sizes (attribute, or a constant second input) along an axis that carries groups: each output its width
+  for (const node of g.node ?? []) {
+    if (node.opType !== 'Split' || !((node.domain ?? '') === '' || node.domain === 'ai.onnx')) continue;
+    const axisAttr = (node.attribute ?? []).find((a) => a.name === 'axis');
+    const axis = axisAttr?.i !== undefined && axisAttr.i !== null ? Number(axisAttr.i) : 0;
+    const sizes = (node.output ?? []).map((o) => {
+      const pts = pointsAt.get(o) ?? [];
+      const last = Math.max(-1, ...pts.map((p) => p.axis));
+      const p = pts.find((x) => (axis >= 0 ? x.axis === axis : x.axis === last));
+      return p ? widths.get(p.group.name) : undefined;
+    });
+    if (sizes.every((v) => v === undefined)) continue;
+    const attr = (node.attribute ?? []).find((a) => a.name === 'split');
+    const sizeName = node.input?.[1];
+    const old = attr ? (attr.ints ?? []).map(Number) : sizeName && (ints.has(sizeName) || constNodes.has(sizeName)) ? model.getInts(sizeName) : undefined;
+    if (!old || old.length !== sizes.length) continue;
+    const next = old.map((v, i) => sizes[i] ?? v);
+    if (next.every((v, i) => v === old[i])) continue;
+    if (attr) attr.ints = next;
+    else node.input![1] = constInt(`${sizeName}_resized`, next);
   }
   if (added.length === 0 && addedInits.length === 0) return;
   g.initializer = [...(g.initializer ?? []), ...addedInits];
