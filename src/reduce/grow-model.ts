@@ -26,9 +26,9 @@ import { macsPerSample, paramCount } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
 import { tiedHeads } from './tied-head.js';
+import { addHeadPartners } from './heads.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
 import { unitSize } from './width-spec.js';
-import type { GroupReport } from '../graph/types.js';
 import { explainShapeCoupling } from './shape-coupling.js';
 
 export interface GrowModelOptions {
@@ -93,31 +93,6 @@ export function headsMap(h: UnitMap, headSize: number): UnitMap {
     }
   }
   return { size, idx, consumerScale };
-}
-
-/**
- * Heads groups tied together (the Q/K and V/O groups of one attention) must keep one head count: a partner the
- * request leaves out is added with the same head count; partners named with different counts are refused.
- * @throws BasinError invalid_argument naming both groups
- */
-export function addHeadPartners(plan: { group: GroupReport; to: number }[], groups: readonly GroupReport[]): void {
-  for (const { group, to } of [...plan]) {
-    if (!group.heads) continue;
-    const heads = to / unitSize(group);
-    for (const other of groups) {
-      if (other === group || other.heads?.tie !== group.heads.tie) continue;
-      const named = plan.find((p) => p.group.name === other.name);
-      const want = heads * unitSize(other);
-      if (!named) plan.push({ group: other, to: want });
-      else if (named.to !== want) {
-        throw new BasinError(
-          'invalid_argument',
-          `--width: heads groups ${q(group.name)} and ${q(other.name)} belong to one attention (query/key and value/output) and must keep one head count: ${q(group.name)} asks ${heads} heads, ${q(other.name)} ${named.to / unitSize(other)}`,
-          { option: '--width', node: other.name },
-        );
-      }
-    }
-  }
 }
 
 function gaussian(rand: () => number): number {
