@@ -74,7 +74,7 @@ export function tiedHeads(model: OnnxModel, roles: GroupRoles): TiedHead[] {
       const node = headNode?.name || headNode?.output?.[0] || c.node;
       throw new BasinError(
         'invalid_argument',
-        `group ${q(roles.group)}: the head ${q(c.tensor)} (node ${q(node)}) is tied to the embedding ${q(table)}; Net2Wider splits the head's weights of copied units, which would untie it, and no per-unit scale (a LayerNorm weight) feeds the head alone to take the split instead: leave ${q(roles.group)} at its width`,
+        `group ${q(roles.group)}: ${q(c.tensor)} is tied to the embedding ${q(table)} (read as the head by node ${q(node)}); Net2Wider splits the head's weights of copied units, which would untie it, and no per-unit scale (a LayerNorm weight) feeds the head alone to take the split instead: leave ${q(roles.group)} at its width`,
         { node, tensor: c.tensor },
       );
     }
