@@ -9,6 +9,13 @@
  * together (a residual stream under LayerNorm / RMSNorm) must grow by a whole factor: only then are the mean and
  * variance over the units unchanged (HyperCloning, Samragh et al. 2024); another width is refused.
  *
+ * Attention heads grow as whole heads: a head's q/k rows, v rows and o-proj input columns are copied together
+ * (headsMap), the Q/K and V/O groups of one attention share one head map (heads.ts addHeadPartners), the o-proj
+ * columns of a head copied c times are divided by c, and the head size never changes (the graph's computed head
+ * split is rewritten, reshape-pins.ts). A residual stream grows by a whole factor with every unit copied equally,
+ * so LayerNorm's mean and variance are unchanged (HyperCloning). A head tied to its embedding stays tied: it takes
+ * the copies unscaled and the final LayerNorm's weight and bias take the 1/c (tied-head.ts).
+ *
  * `noise` S > 0 breaks the copies' symmetry without changing the function: each copy's consumer weights get
  * Gaussian noise of S times the tensor's standard deviation, centred over the copies of one unit so their sum is
  * unchanged. The output is run against the original (first data batch, else random inputs) and the largest
@@ -151,11 +158,14 @@ export async function relativeOutputError(before: OnnxModel, after: OnnxModel, f
 /**
  * Widen the groups of `model` named in `opts.widths` (see the header).
  *
- * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads group
- * (not supported yet), a normalized group (residual stream under LayerNorm) grown by a non-whole factor, or a
- * negative / non-finite noise; verify_failed when the widened graph does not run (shapes computed from a grown
- * width, as torch's MultiheadAttention computes its head size from the embedding width); onnx_unsupported_op for weights read by ops basin has no rule for, or tied weights
- * read in two roles (an embedding tied to the output head), naming the tensor and node.
+ * Shapes: widths in units (heads groups: multiples of the head size); the result's outputRelError is
+ * max |Δy| / max |y| per output on the check batch (first data batch, else 8 random inputs).
+ *
+ * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads width
+ * that is not whole heads, two head counts for one attention (naming both groups), a normalized group (residual
+ * stream under LayerNorm) grown by a non-whole factor, a head tied to its embedding with no per-unit scale feeding
+ * it alone (naming both tensors), or a negative / non-finite noise; verify_failed when the widened graph does not
+ * run; onnx_unsupported_op for weights read by ops basin has no rule for, naming the tensor and node.
  */
 export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promise<GrowModelResult> {
   const say = opts.onProgress ?? (() => undefined);

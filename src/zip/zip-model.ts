@@ -135,10 +135,10 @@ export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | n
   const paramsStacked = paramCount(stacked.model);
   let paramsAfter = paramsStacked;
   if (!full) {
-    // A bare factor (`1x`) applies to the groups the core can reduce: attention-head groups, and a group whose
-    // units the stacked graph repeats per model (a residual stream split per half by its LayerNorms: cat(P, P)),
-    // keep the stacked width unless named, and the table says so.
-    const reducible = opts.width.includes('=') ? stackedGroups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
+    // A bare factor (`1x`) applies to the groups the core can reduce (attention heads as whole heads included); a
+    // group whose units the stacked graph repeats per model (a residual stream split per half by its LayerNorms:
+    // cat(P, P)) keeps the stacked width unless named, and the table says so.
+    const reducible = opts.width.includes('=') ? stackedGroups : shown.filter((g) => (g.kind === 'free' || g.kind === 'heads') && !repeated.has(g.name));
     const target = parseWidthSpec(opts.width, reducible, base);
     say(`reducing ${target.size} group(s) by ${opts.method ?? 'select'}…`);
     const r = await shrinkModel(stacked.model, data, { widths: target, method: opts.method, feed: opts.feed, onProgress: opts.onProgress });
