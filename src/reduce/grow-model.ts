@@ -9,6 +9,13 @@
  * together (a residual stream under LayerNorm / RMSNorm) must grow by a whole factor: only then are the mean and
  * variance over the units unchanged (HyperCloning, Samragh et al. 2024); another width is refused.
  *
+ * Attention heads grow as whole heads: a head's q/k rows, v rows and o-proj input columns are copied together
+ * (headsMap), the Q/K and V/O groups of one attention share one head map (heads.ts addHeadPartners), the o-proj
+ * columns of a head copied c times are divided by c, and the head size never changes (the graph's computed head
+ * split is rewritten, reshape-pins.ts). A residual stream grows by a whole factor with every unit copied equally,
+ * so LayerNorm's mean and variance are unchanged (HyperCloning). A head tied to its embedding stays tied: it takes
+ * the copies unscaled and the final LayerNorm's weight and bias take the 1/c (tied-head.ts).
+ *
  * `noise` S > 0 breaks the copies' symmetry without changing the function: each copy's consumer weights get
  * Gaussian noise of S times the tensor's standard deviation, centred over the copies of one unit so their sum is
  * unchanged. The output is run against the original (first data batch, else random inputs) and the largest
@@ -25,7 +32,10 @@ import { axisView, Tensor } from '../tensor/tensor.js';
 import { modelCost, type ModelCost } from './cost.js';
 import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles } from './roles.js';
+import { tiedHeads } from './tied-head.js';
+import { addHeadPartners } from './heads.js';
 import { checkWidths, type ShrinkGroupReport } from './shrink-model.js';
+import { unitSize } from './width-spec.js';
 import { explainShapeCoupling } from './shape-coupling.js';
 
 export interface GrowModelOptions {
@@ -69,6 +79,23 @@ export function net2widerMap(n: number, qk: number, seed: number): UnitMap {
   for (const j of idx) count[j]!++;
   const consumerScale = Float64Array.from(idx, (j) => 1 / count[j]!);
   return { size: qk, idx, consumerScale };
+}
+
+/**
+ * A map over heads expanded to positions: new head j is old head h.idx[j] (all of its `headSize` positions, in
+ * order), and its consumer weights take h's scale (1/copies of that head).
+ */
+export function headsMap(h: UnitMap, headSize: number): UnitMap {
+  const size = h.size * headSize;
+  const idx = new Int32Array(size);
+  const consumerScale = new Float64Array(size);
+  for (let j = 0; j < h.size; j++) {
+    for (let s = 0; s < headSize; s++) {
+      idx[j * headSize + s] = h.idx![j]! * headSize + s;
+      consumerScale[j * headSize + s] = h.consumerScale?.[j] ?? 1;
+    }
+  }
+  return { size, idx, consumerScale };
 }
 
 function gaussian(rand: () => number): number {
@@ -127,11 +154,14 @@ export async function relativeOutputError(before: OnnxModel, after: OnnxModel, f
 /**
  * Widen the groups of `model` named in `opts.widths` (see the header).
  *
- * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads group
- * (not supported yet), a normalized group (residual stream under LayerNorm) grown by a non-whole factor, or a
- * negative / non-finite noise; verify_failed when the widened graph does not run (shapes computed from a grown
- * width, as torch's MultiheadAttention computes its head size from the embedding width); onnx_unsupported_op for weights read by ops basin has no rule for, or tied weights
- * read in two roles (an embedding tied to the output head), naming the tensor and node.
+ * Shapes: widths in units (heads groups: multiples of the head size); the result's outputRelError is
+ * max |Δy| / max |y| per output on the check batch (first data batch, else 8 random inputs).
+ *
+ * Errors, before any change: invalid_argument for an unknown group, a width below the current one, a heads width
+ * that is not whole heads, two head counts for one attention (naming both groups), a normalized group (residual
+ * stream under LayerNorm) grown by a non-whole factor, a head tied to its embedding with no per-unit scale feeding
+ * it alone (naming both tensors), or a negative / non-finite noise; verify_failed when the widened graph does not
+ * run; onnx_unsupported_op for weights read by ops basin has no rule for, naming the tensor and node.
  */
 export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promise<GrowModelResult> {
   const say = opts.onProgress ?? (() => undefined);
@@ -141,17 +171,10 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   const feeds: FeedSource | undefined = opts.data !== undefined ? await openFeeds(opts.data, model, { limit: 64, ...opts.feed }) : undefined;
   const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
   const plan = checkWidths(inferred.groups, opts.widths, 'grow');
-  for (const { group } of plan) {
-    if (group.kind === 'heads') {
-      throw new BasinError('invalid_argument', `--width: group ${q(group.name)} is attention heads (${group.description}); growing heads is not supported yet: grow the MLP hidden and residual groups`, { option: '--width', node: group.name });
-    }
-  }
+  addHeadPartners(plan, inferred.groups);
   const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
+  const tied = new Map(plan.map(({ group }) => [group.name, tiedHeads(model, roles.get(group.name)!)]));
   for (const { group, to } of plan) {
-    const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
-    if (tied) {
-      throw new BasinError('invalid_argument', `--width: group ${q(group.name)}: ${q(tied.tensor)} is tied (an embedding read again by ${tied.op} node ${q(tied.node)}); Net2Wider would split its copies on one side only and untie it`, { option: '--width', node: group.name, tensor: tied.tensor });
-    }
     if (roles.get(group.name)!.normalized && to % group.size !== 0) {
       throw new BasinError(
         'invalid_argument',
@@ -164,14 +187,29 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
   if (feeds) for await (const b of feeds.batches(64)) (check ??= b);
   check ??= randomFeeds(model, { batch: 8, seed: 1, dims: opts.feed?.dims });
   const maps = new Map<string, UnitMap>();
-  plan.forEach(({ group, to }, k) => maps.set(group.name, net2widerMap(group.size, to, seed + k)));
+  plan.forEach(({ group, to }, k) => {
+    // heads: whole heads are copied, one head map per tie (Q/K and V/O pairs move together)
+    const tie = group.heads ? plan.findIndex((p) => p.group.heads?.tie === group.heads!.tie) : k;
+    maps.set(group.name, group.heads ? headsMap(net2widerMap(group.heads.count, to / unitSize(group), seed + tie), unitSize(group)) : net2widerMap(group.size, to, seed + k));
+  });
   say(`growing ${plan.map((p) => `${p.group.name} ${p.group.size} → ${p.to}`).join(', ')}`);
+  for (const [name, heads] of tied) if (heads.length) maps.set(name, { ...maps.get(name)!, unscaled: new Set(heads.map((h) => h.head)) });
   const out = await resizeModel(model, inferred.spec, inferred.groups, roles, maps);
+  // a tied head took its copies unscaled: the per-unit scale and shift feeding it take 1/count instead
+  for (const [name, heads] of tied) {
+    const scale = maps.get(name)!.consumerScale!;
+    for (const c of heads.flatMap((h) => h.compensate)) {
+      const t = out.getFloat32(c.tensor);
+      const { outer, n, inner } = axisView(t.shape, c.axis);
+      for (let o = 0; o < outer; o++) for (let i = 0; i < n; i++) for (let e = 0; e < inner; e++) t.data[(o * n + i) * inner + e] = t.data[(o * n + i) * inner + e]! * scale[i]!;
+      out.setFloat32(c.tensor, t);
+    }
+  }
   if (noise > 0) {
     const rand = seededRandom(seed ^ 0x5bd1e995);
     for (const { group } of plan) {
       for (const m of roles.get(group.name)!.members) {
-        if (m.role !== 'consume' || m.ref !== group.name) continue;
+        if (m.role !== 'consume' || m.ref !== group.name || maps.get(group.name)!.unscaled?.has(m.tensor)) continue;
         const t = out.getFloat32(m.tensor);
         centredNoise(t, m.axis, maps.get(group.name)!.idx!, noise, rand);
         out.setFloat32(m.tensor, t);
@@ -189,7 +227,7 @@ export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promi
     method: 'grow',
     exact: true,
     outputNmse: undefined,
-    reason: `${to % group.size === 0 ? `every unit copied ${to / group.size}×` : `${to - group.size} unit(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}`,
+    reason: `${group.heads ? `${group.heads.count} → ${to / unitSize(group)} heads of ${unitSize(group)}: ` : ''}${to % group.size === 0 ? `every ${group.heads ? 'head' : 'unit'} copied ${to / group.size}×` : `${(to - group.size) / unitSize(group)} ${group.heads ? 'head' : 'unit'}(s) copied (seed ${seed})`}${noise > 0 ? `; centred noise ${noise}×sd on the copies' consumer weights` : ''}${(tied.get(group.name) ?? []).map((h) => `; tied head ${q(h.head)} = ${q(h.table)} kept (1/count on ${h.compensate.map((c) => q(c.tensor)).join(', ')})`).join('')}`,
   }));
   return {
     model: out,

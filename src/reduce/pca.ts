@@ -6,7 +6,10 @@
  * or activations' rank ≤ q); behind a nonlinearity it is an approximation whose error the report measures.
  *
  * The eigen-decomposition is exact (eigh) unless q ≪ n, where randomized subspace iteration with power
- * iterations finds the top q (as torch.pca_lowrank).
+ * iterations finds the top q (as torch.pca_lowrank); from the weights it works on the smaller side (W·Wᵀ [n, n]
+ * or Wᵀ·W [K, K], the seed's choice), and a block-diagonal matrix (two stacked models) is decomposed per block.
+ * Source: the seed notebook 003 (PCA fusion of two linear nets); SliceGPT (Ashkboos et al. 2024) folds the same
+ * orthogonal E across residual streams.
  */
 import { matmul } from '../engine/matmul.js';
 import { eigh } from '../linalg/eigh.js';
@@ -26,8 +29,50 @@ export interface PcaBasis {
   randomized: boolean;
 }
 
-/** Top-q eigenvectors of the symmetric PSD n×n `a`, with the fraction of the trace left out. */
+/**
+ * Connected blocks of a symmetric n×n matrix (units coupled by a nonzero entry): a stack of two models is
+ * block-diagonal (A's units never meet B's), and its eigenvectors are the blocks' own.
+ */
+export function symmetricBlocks(a: Float64Array, n: number): number[][] {
+  const parent = Int32Array.from({ length: n }, (_, i) => i);
+  const find = (i: number): number => {
+    while (parent[i] !== i) i = parent[i] = parent[parent[i]!]!;
+    return i;
+  };
+  for (let i = 0; i < n; i++) for (let j = i + 1; j < n; j++) if (a[i * n + j] !== 0) parent[find(i)] = find(j);
+  const blocks = new Map<number, number[]>();
+  for (let i = 0; i < n; i++) blocks.set(find(i), [...(blocks.get(find(i)) ?? []), i]);
+  return [...blocks.values()];
+}
+
+/**
+ * Top-q eigenvectors [n, q] (row-major, orthonormal columns) of the symmetric PSD n×n `a`, with the fraction of
+ * the trace left out. A block-diagonal `a` (a stack of two models, symmetricBlocks) is decomposed block by block
+ * (two eigh of n/2 instead of one of n: 4× less work) and the blocks' pairs merged by eigenvalue. Otherwise exact
+ * eigh, or randomized subspace iteration with 4 power iterations when q ≤ n/4 and n ≥ 256 (torch.pca_lowrank).
+ */
 export async function topEigenvectors(a: Float64Array, n: number, qk: number, seed = 0): Promise<PcaBasis> {
+  const blocks = symmetricBlocks(a, n);
+  if (blocks.length > 1 && qk > RANDOMIZED_BELOW * n) {
+    let trace = 0;
+    for (let i = 0; i < n; i++) trace += a[i * n + i]!;
+    const pairs: { value: number; block: number[]; vec: Float64Array }[] = [];
+    for (const b of blocks) {
+      const m = b.length;
+      const sub = new Float64Array(m * m);
+      for (let i = 0; i < m; i++) for (let j = 0; j < m; j++) sub[i * m + j] = a[b[i]! * n + b[j]!]!;
+      const r = eigh(sub, m);
+      for (let j = 0; j < m; j++) pairs.push({ value: r.values[j]!, block: b, vec: Float64Array.from({ length: m }, (_, i) => r.vectors[i * m + j]!) });
+    }
+    pairs.sort((x, y) => y.value - x.value);
+    const e = new Float64Array(n * qk);
+    let kept = 0;
+    pairs.slice(0, qk).forEach((p, j) => {
+      kept += p.value;
+      p.block.forEach((row, i) => (e[row * qk + j] = p.vec[i]!));
+    });
+    return { e, dropped: trace > 0 ? Math.max(0, (trace - kept) / trace) : 0, randomized: false };
+  }
   let trace = 0;
   for (let i = 0; i < n; i++) trace += a[i * n + i]!;
   const randomized = qk <= RANDOMIZED_BELOW * n && n >= 256;
@@ -64,15 +109,18 @@ export async function weightBasis(model: OnnxModel, roles: GroupRoles, n: number
     for (let i = 0; i < n; i++) for (let j = 0; j < b.cols; j++) w[i * k + off + j] = b.data[i * b.cols + j]!;
     off += b.cols;
   }
-  if (k >= n || qk > k) return topEigenvectors(await matmul(w, [n, k], w, [n, k], { transB: true }), n, qk);
-  // K < n: eigenvectors V of WᵀW [K, K]; E = W·V·Σ⁻¹ (columns with σ = 0 stay 0: nothing lives there).
-  const small = await topEigenvectors(await matmul(w, [n, k], w, [n, k], { transA: true }), k, qk);
-  const e = await matmul(w, [n, k], small.e, [k, qk]);
-  for (let j = 0; j < qk; j++) {
+  if (k >= n) return topEigenvectors(await matmul(w, [n, k], w, [n, k], { transB: true }), n, qk);
+  // K < n: eigenvectors V of WᵀW [K, K] (the smaller side, as the seed does); E = W·V·Σ⁻¹. The weights span at most
+  // K directions: for q > K the columns past K stay 0 (units that hold nothing), and so do columns with σ = 0.
+  const r = Math.min(qk, k);
+  const small = await topEigenvectors(await matmul(w, [n, k], w, [n, k], { transA: true }), k, r);
+  const er = await matmul(w, [n, k], small.e, [k, r]);
+  const e = new Float64Array(n * qk);
+  for (let j = 0; j < r; j++) {
     let s = 0;
-    for (let i = 0; i < n; i++) s += e[i * qk + j]! ** 2;
-    const f = s > 0 ? 1 / Math.sqrt(s) : 0;
-    for (let i = 0; i < n; i++) e[i * qk + j] = e[i * qk + j]! * f;
+    for (let i = 0; i < n; i++) s += er[i * r + j]! ** 2;
+    const f = s > 1e-300 ? 1 / Math.sqrt(s) : 0;
+    for (let i = 0; i < n; i++) e[i * qk + j] = er[i * r + j]! * f;
   }
   return { e, dropped: small.dropped, randomized: small.randomized };
 }

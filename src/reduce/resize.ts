@@ -8,8 +8,8 @@
  *     A = Eᵀ, B = E), computed in float64 through the matrix engine. Per-unit scale tensors take no dense map.
  * Derived axes follow their base group: an expand axis (conv channels flattened into a Linear) maps c·inner + s by
  * its base's map, a concat axis maps each block by its part's map. `overrides` replace whole tensors afterwards
- * (refitted consumers, with their new shapes). Graph constants that carry a changed width are updated: Reshape
- * shape constants at a group's activation point; stale value_info shapes are dropped.
+ * (refitted consumers, with their new shapes). Reshape targets that carry a width, constant or computed by the
+ * graph (torch MultiheadAttention's head split), are rewritten (reshape-pins.ts); stale value_info shapes are dropped.
  */
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
@@ -19,8 +19,8 @@ import { OnnxModel } from '../onnx/model.js';
 import { axisView, take, Tensor } from '../tensor/tensor.js';
 import type { GroupReport } from '../graph/types.js';
 import type { PermutationSpecJson } from '../spec/types.js';
-import { DTYPES } from '../dtype.js';
 import type { GroupRoles, RoleMember } from './roles.js';
+import { allWidths, pinReshapes } from './reshape-pins.js';
 
 const { onnx } = onnxproto;
 
@@ -35,6 +35,8 @@ export interface UnitMap {
   produce?: Float64Array;
   /** Dense form: consumers become W·B along the unit axis, B [n, q] row-major. */
   consume?: Float64Array;
+  /** Gather form: consumer tensors that take the copies without consumerScale (a tied head; the scale goes elsewhere, tied-head.ts). */
+  unscaled?: ReadonlySet<string>;
 }
 
 /** One axis's map after derivation: length-q gather (+ scale) or a dense [q, n] matrix. */
@@ -49,7 +51,8 @@ interface AxisMap {
 function derived(m: RoleMember, spec: PermutationSpecJson, base: string, map: UnitMap, oldSize: number, maps: ReadonlyMap<string, UnitMap>, sizes: ReadonlyMap<string, number>): AxisMap {
   // a tied tensor: producer side Eᵀ along the axis equals consumer side E for an orthonormal E (pcaMaps)
   const role = m.role === 'tied' ? (map.idx ? 'tied' : 'produce') : m.role;
-  if (role === 'tied' && map.consumerScale?.some((v) => v !== 1)) {
+  const unscaled = map.unscaled?.has(m.tensor) === true;
+  if (role === 'tied' && !unscaled && map.consumerScale?.some((v) => v !== 1)) {
     throw new BasinError('invalid_argument', `group ${q(base)}: ${q(m.tensor)} is tied (read as ${m.op} input and as a producer): splitting its copies would untie it`, { tensor: m.tensor, node: m.node });
   }
   const dense = role === 'produce' ? map.produce : role === 'consume' ? map.consume : undefined;
@@ -62,7 +65,7 @@ function derived(m: RoleMember, spec: PermutationSpecJson, base: string, map: Un
       return { q: map.size, n: oldSize, dense: t };
     }
     if (!map.idx) throw new BasinError('invalid_argument', `group ${q(base)}: a dense map on a per-unit tensor ${q(m.tensor)} (${m.op}) is not defined`, { tensor: m.tensor, node: m.node });
-    return { q: map.size, n: oldSize, idx: map.idx, scale: role === 'consume' ? map.consumerScale : undefined };
+    return { q: map.size, n: oldSize, idx: map.idx, scale: role === 'consume' && !unscaled ? map.consumerScale : undefined };
   }
   const info = spec.perms?.[m.ref];
   const gatherOf = (name: string): { idx: Int32Array; scale?: Float64Array; n: number } => {
@@ -192,33 +195,10 @@ function rebuild(model: OnnxModel, changed: ReadonlyMap<string, Tensor>, spec: P
     const tt = inp.type?.tensorType;
     if (v && tt) tt.shape = { dim: v.shape.map((d) => ({ dimValue: d })) };
   }
-  // Reshape shape constants at a resized group's activation points (attention heads [B, T, H, Dh] and the like).
-  const newSize = new Map<string, { from: number; to: number }>();
-  for (const grp of groups) {
-    const mp = maps.get(grp.name);
-    if (mp) for (const p of grp.points) newSize.set(`${p.value}\u0000${p.axis}`, { from: grp.size, to: mp.size });
-  }
-  const ints = new Map<string, onnxproto.onnx.ITensorProto>();
-  for (const t of g.initializer) if (t.dataType === DTYPES.I64.onnx) ints.set(t.name ?? '', t);
-  for (const node of g.node ?? []) {
-    if (node.opType !== 'Reshape') continue;
-    const shapeName = node.input?.[1] ?? '';
-    const out = node.output?.[0] ?? '';
-    const t = ints.get(shapeName);
-    if (!t) continue;
-    const vals = model.getInts(shapeName);
-    let edited = false;
-    vals.forEach((v, axis) => {
-      const s = newSize.get(`${out}\u0000${axis}`);
-      if (s && v === s.from) {
-        vals[axis] = s.to;
-        edited = true;
-      }
-    });
-    if (edited) Object.assign(t, tensorProto(shapeName, { int64: vals, dims: [vals.length] }));
-  }
+  // Reshape targets (constant or computed) that carry a width: resized groups, head splits (reshape-pins.ts).
+  const resized = new Map([...maps].map(([k, v]) => [k, v.size]));
+  pinReshapes(proto, model, spec, groups, allWidths(spec, groups, new Map()), allWidths(spec, groups, resized));
   g.valueInfo = [];
-  void spec;
   return OnnxModel.fromProto(proto, { path: model.path });
 }
 

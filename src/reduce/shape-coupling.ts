@@ -1,7 +1,8 @@
 /**
- * A resized graph that onnxruntime cannot run: its graph computes shapes from a width basin changed (torch's
- * MultiheadAttention derives its head size from the embedding width: embed_dim // num_heads, with num_heads a
- * constant), so the new widths and the computed shapes disagree. Turned into one clear error naming the groups.
+ * A resized graph that onnxruntime cannot run: its graph computes shapes from a width basin changed in a form
+ * reshape-pins.ts does not rewrite (it rewrites Reshape targets and Split sizes, constant or computed, which covers
+ * torch's MultiheadAttention and GPT-2's head splits), so the new widths and the computed shapes disagree. Turned
+ * into one clear error naming the groups.
  */
 import { BasinError, q } from '../errors.js';
 
@@ -16,7 +17,7 @@ export async function explainShapeCoupling<T>(groups: readonly string[], fn: () 
     if (!(e instanceof BasinError && e.code === 'onnx_runtime')) throw e;
     throw new BasinError(
       'verify_failed',
-      `the resized model does not run: its graph computes shapes from the width of ${groups.map(q).join(', ')} (e.g. torch MultiheadAttention derives its head size from the embedding width), which basin cannot follow yet; leave ${groups.length > 1 ? 'these groups' : 'this group'} at ${groups.length > 1 ? 'their' : 'its'} width. onnxruntime said: ${e.message}`,
+      `the resized model does not run: its graph computes shapes from the width of ${groups.map(q).join(', ')} in a way basin does not rewrite (it rewrites Reshape targets and Split sizes, e.g. torch MultiheadAttention's head split); leave ${groups.length > 1 ? 'these groups' : 'this group'} at ${groups.length > 1 ? 'their' : 'its'} width. onnxruntime said: ${e.message}`,
       { node: groups[0] },
     );
   }

@@ -46,6 +46,8 @@ import { resizeModel, type UnitMap } from './resize.js';
 import { groupRoles, type GroupRoles } from './roles.js';
 import { explainShapeCoupling } from './shape-coupling.js';
 import { chooseUnits, refitConsumer } from './select.js';
+import { addHeadPartners, chooseHeads, headPositions } from './heads.js';
+import { unitSize } from './width-spec.js';
 
 export type ReductionMethod = 'select' | 'pca-act' | 'pca-weight';
 /** The reduction methods of `basin shrink --method`, default first. */
@@ -212,11 +214,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
   const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
   const { spec } = inferred;
   const plan = checkWidths(inferred.groups, opts.widths, 'shrink');
-  for (const { group } of plan) {
-    if (group.kind === 'heads') {
-      throw new BasinError('invalid_argument', `--width: group ${q(group.name)} is attention heads (${group.description}); shrinking heads is not supported yet: reduce the MLP hidden and other free groups`, { option: '--width', node: group.name });
-    }
-  }
+  addHeadPartners(plan, inferred.groups); // heads: whole heads, one head set per attention (heads.ts)
   const roles = groupRoles(model, spec, inferred.groups, plan.map((p) => p.group.name));
   for (const { group, to } of plan) {
     const tied = roles.get(group.name)!.members.find((m) => m.role === 'tied');
@@ -236,7 +234,8 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       }
     }
   }
-  plan.sort((a, b) => firstProducer(model, roles.get(a.group.name)!) - firstProducer(model, roles.get(b.group.name)!));
+  const consumes = (g: GroupReport) => (roles.get(g.name)!.members.some((m) => m.role === 'consume' && m.ref === g.name) ? 0 : 1);
+  plan.sort((a, b) => firstProducer(model, roles.get(a.group.name)!) - firstProducer(model, roles.get(b.group.name)!) || consumes(a.group) - consumes(b.group));
 
   const probe = feeds ?? fixedFeeds(randomFeeds(model, { batch: 16, seed: 1, dims: opts.feed?.dims }), 16);
   let probeBatch: Record<string, Feed> | undefined;
@@ -250,6 +249,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
   const reports: ShrinkGroupReport[] = [];
   let cur = model;
   for (const { group, to } of plan) {
+    if (applied.has(group.name)) continue; // reduced with its attention's other heads group
     const r = roles.get(group.name)!;
     const n = sizes.get(group.name)!;
     const groupsNow = inferred.groups.map((g) => ({ ...g, size: sizes.get(g.name) ?? g.size }));
@@ -279,7 +279,18 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
         for (let i = 0; i < n; i++) importance[i] = Math.sqrt(importance[i]!);
       }
       const st = await captureGroupStats(cur, model, point, n, consumers, feeds!, { batchSize: opts.batchSize, group: group.name });
-      const choice = await chooseUnits(st.selection, to, importance);
+      const refitError = async (idx: Int32Array): Promise<number> => {
+        let e = 0;
+        for (const f of st.fits) {
+          const l = f.layer;
+          const hasBias = l.bias !== undefined && cur.weightInfo(l.bias).shape.reduce((a, b) => a * b, 1) === (f.targetCols?.length ?? l.outFeatures);
+          e = Math.max(e, (await refitConsumer(f.stats, idx, { intercept: hasBias, prior: priorMap(l, cur.getFloat32(l.weight).data, idx) })).nmse);
+        }
+        return e;
+      };
+      const choice = group.heads && st.fits.every((f) => f.layer.op !== 'Conv')
+        ? { idx: (await chooseHeads(n / unitSize(group), unitSize(group), to / unitSize(group), refitError)).idx, rank: n }
+        : await chooseUnits(st.selection, to, importance);
       let fitErr = 0;
       for (const f of st.fits) {
         const l = f.layer;
@@ -335,9 +346,13 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       }
       reason = `${reason ? `${reason}; ` : ''}${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
     }
-    cur = await resizeModel(cur, spec, groupsNow, new Map([[group.name, r]]), new Map([[group.name, map]]), overrides);
-    applied.set(group.name, map);
-    sizes.set(group.name, to);
+    // heads: the other groups of this attention keep the same heads, in the same step (q, k, v stay one width)
+    const together = new Map([[group.name, map]]);
+    const partners = group.heads && map.idx ? plan.filter((p) => p.group !== group && p.group.heads?.tie === group.heads!.tie && !applied.has(p.group.name)) : [];
+    const heads = partners.length ? [...new Set(Array.from(map.idx!, (i) => Math.floor(i / unitSize(group))))] : [];
+    for (const p of partners) together.set(p.group.name, { size: p.to, idx: headPositions(heads, unitSize(p.group)) });
+    cur = await resizeModel(cur, spec, groupsNow, new Map([...together.keys()].map((k) => [k, roles.get(k)!])), together, overrides);
+    for (const [k, m] of together) (applied.set(k, m), sizes.set(k, m.size));
     const nmse = worst(await explainShapeCoupling([group.name], () => compareOutputs(model, cur, probe)));
     say(`  output nmse against the original: ${nmse.toExponential(2)}`);
     if (!Number.isFinite(nmse)) {
@@ -352,6 +367,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       reason = `${reason ? `${reason}; ` : ''}measured output nmse ${nmse.toExponential(2)} is above float rounding (${EXACT_NMSE.toExponential(0)})`;
     }
     reports.push({ group: group.name, description: group.description, before: n, after: to, method, exact, outputNmse: nmse, reason });
+    for (const p of partners) reports.push({ group: p.group.name, description: p.group.description, before: p.group.size, after: p.to, method, exact, outputNmse: nmse, reason: `the heads kept in ${q(group.name)} (${heads.join(', ')})` });
   }
   const outputNmse = await compareOutputs(model, cur, probe);
   const cost = await modelCost(model, cur, probeBatch);

@@ -3,8 +3,9 @@
  *   - `P_3=256,P_5=0.5`: per group, an integer width or a fraction (0, 1) of the group's current width (floored);
  *   - `0.5`: one fraction (or, for grow, a factor > 1) for every free group;
  *   - `1.5x` / `P_3=2x`: a factor times `base` (the group's width in one model, for zip; default its current width).
- * Heads groups: the width must be a multiple of the head size. Derived groups (expand, concat) follow their base
- * and cannot be named.
+ * Heads groups (attention heads, `basin inspect` kind `heads NxD`) are counted in positions: the width must be a
+ * multiple of the head size D (whole heads; a bare factor 0.5 on 4 heads × 16 gives 32 = 2 heads). Derived groups
+ * (expand, concat) follow their base and cannot be named.
  */
 import { BasinError, q } from '../errors.js';
 import type { GroupReport } from '../graph/types.js';
@@ -38,8 +39,11 @@ function parseValue(text: string, g: GroupReport, base: ReadonlyMap<string, numb
 }
 
 /**
- * New width per group from `text` (see the header). Groups not named keep their width (they are left out of the map).
- * @throws BasinError invalid_argument naming the unknown or derived group, or the group whose value is bad
+ * New width per group from `text` (see the header), in units (positions for heads groups). `base`: the width a
+ * factor `1.5x` multiplies per group (zip: one model's width); default the group's current width. Groups not named
+ * keep their width (they are left out of the map). Pure: no model is read.
+ * @throws BasinError invalid_argument naming the unknown or derived group, or the group whose value is bad (not
+ *   positive, no unit left, or not whole heads)
  */
 export function parseWidthSpec(text: string, groups: readonly GroupReport[], base?: ReadonlyMap<string, number>): Map<string, number> {
   const out = new Map<string, number>();

@@ -123,7 +123,10 @@ function groupKinds(spec: Awaited<ReturnType<typeof inferSpec>>): { repeated: Se
 function zipTarget(width: string, spec: Awaited<ReturnType<typeof inferSpec>>): Map<string, number> {
   const { repeated, shown } = groupKinds(spec);
   const base = new Map(spec.groups.map((g) => [g.name, g.size / 2]));
-  const reducible = width.includes('=') ? spec.groups : shown.filter((g) => g.kind === 'free' && !repeated.has(g.name));
+  // A bare factor (`1x`) applies to the groups the core can reduce (attention heads as whole heads included); a
+  // group whose units the stacked graph repeats per model (a residual stream split per half by its LayerNorms:
+  // cat(P, P)) keeps the stacked width unless named, and the table says so.
+  const reducible = width.includes('=') ? spec.groups : shown.filter((g) => (g.kind === 'free' || g.kind === 'heads') && !repeated.has(g.name));
   const target = parseWidthSpec(width, reducible, base);
   checkZipWidths(spec.groups, target, base);
   return target;
