@@ -15,6 +15,12 @@ type IGraphProto = onnxproto.onnx.IGraphProto;
 const DT = onnx.TensorProto.DataType;
 /** ONNX element types the tracer treats as float activations/weights. */
 export const FLOAT_TYPES: ReadonlySet<number> = new Set([DT.FLOAT, DT.FLOAT16, DT.DOUBLE, DT.BFLOAT16]);
+/**
+ * Integer element types of quantized data (QDQ weights and activations, integer-op accumulators and biases): the
+ * tracer follows them like floats (rules/quant*.ts), and their weights are permuted bit-exactly. int64 and bool
+ * (shapes, indices, masks) stay out.
+ */
+export const QUANT_TYPES: ReadonlySet<number> = new Set([DT.INT8, DT.UINT8, DT.INT16, DT.UINT16, DT.INT32]);
 
 export interface NodeView {
   index: number;
@@ -49,6 +55,8 @@ export interface GraphView {
   constInts: Map<string, number[]>;
   /** Value name -> the node producing it. */
   producer: Map<string, NodeView>;
+  /** Outputs of DequantizeLinear nodes that read a weight (QDQ models): weights in their float form. */
+  dequantized: Set<string>;
 }
 
 export function graphView(model: IModelProto): GraphView {
@@ -128,6 +136,9 @@ export function graphView(model: IModelProto): GraphView {
     opset,
     constInts,
     producer,
+    dequantized: new Set(
+      nodes.filter((n) => n.opType === 'DequantizeLinear' && (!n.domain || n.domain === 'com.microsoft') && tensors.has(n.inputs[0] ?? '')).map((n) => n.outputs[0] ?? ''),
+    ),
   };
 }
 

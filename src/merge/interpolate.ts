@@ -7,6 +7,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { numel } from '../tensor/tensor.js';
 import { readF64, writeF64 } from './weights.js';
+import { quantizedReader } from '../match/dequantized.js';
 
 function label(m: OnnxModel, fallback: string): string {
   return m.path ?? fallback;
@@ -69,6 +70,15 @@ export function checkMergeable(base: OnnxModel, other: OnnxModel, names: { base?
       throw new BasinError('models_mismatch', `constant ${q(n)} of ${q(la)} is missing from ${q(lb)}`, { tensor: n, file: other.path });
     }
     if (!bytesEqual(constBytes(base, n), constBytes(other, n))) {
+      const reader = quantizedReader(base, n);
+      if (reader) {
+        throw new BasinError(
+          'unsupported',
+          `${q(n)} is a quantized integer weight (read by ${reader.opType} node ${q(reader.node)}) and differs between ${q(la)} and ${q(lb)}: ` +
+            `basin does not merge or interpolate quantized models (integer weights cannot be averaged in place); merge the float models, then quantize the result`,
+          { tensor: n, node: reader.node },
+        );
+      }
       throw new BasinError('models_mismatch', `constant ${q(n)} (not a float weight, so it is not interpolated) differs between ${q(la)} and ${q(lb)}`, {
         tensor: n,
       });

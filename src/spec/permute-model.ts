@@ -9,9 +9,23 @@ import { permuteTensor, randomAssignment } from './apply.js';
 import { PermutationSpec, type Assignment } from './spec.js';
 import type { PermutationSpecJson } from './types.js';
 
-/** Each weight's shape, by name (what PermutationSpec.fromJson checks a spec against). */
+/** Integer dtypes of quantized weights, which a spec may permute like float ones (bit-exactly). */
+export const QUANT_DTYPES: ReadonlySet<string> = new Set(['I8', 'U8', 'I16', 'U16', 'I32']);
+
+/** Each weight's shape, by name (what PermutationSpec.fromJson checks a spec against): float and quantized integer tensors. */
 export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
-  return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
+  const floats = model.weights();
+  const have = new Set(floats);
+  const quant = model.constants().filter((n) => !have.has(n) && quantized(model, n));
+  return new Map([...floats, ...quant].map((n) => [n, model.weightInfo(n).shape]));
+}
+
+function quantized(model: OnnxModel, name: string): boolean {
+  try {
+    return QUANT_DTYPES.has(model.weightInfo(name).dtype);
+  } catch {
+    return false; // a dtype basin does not read (string, int4): never permuted
+  }
 }
 
 /**
