@@ -4,10 +4,14 @@
  * Conv / Gemm, int32 biases through DequantizeLinear, activations through QuantizeLinear -> DequantizeLinear pairs
  * with per-tensor scales), quantize_dynamic's form (DynamicQuantizeLinear on the activation, MatMulInteger, Cast,
  * Mul by the scales), and the QOperator form (QLinearConv, QLinearMatMul). The hidden units of each layer are a
- * symmetry by construction; expected/NAME.json lists them. `ZOO_Q` has the zoo's entry shape.
+ * symmetry by construction; expected/NAME.json lists them. Also a torch export (scripts/zoo/export_q.py: eager-mode
+ * static quantization, fbgemm per-channel, which torch writes in QDQ form with Constant nodes). `ZOO_Q` has the
+ * zoo's entry shape.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { GraphBuilder } from '../../src/onnx/build.js';
-import type { OnnxModel } from '../../src/onnx/model.js';
+import { loadOnnx, type OnnxModel } from '../../src/onnx/model.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randn, rng } from '../helpers.js';
 
@@ -172,10 +176,17 @@ export function qlinearNet(): OnnxModel {
 }
 
 const built = (f: () => OnnxModel) => async () => f();
+const HERE = new URL('../../../test/zoo/', import.meta.url).pathname;
+const fromFile = (file: string) => async () => (existsSync(file) ? loadOnnx(file) : undefined);
 
 export const ZOO_Q = [
   { name: 'qdq-mlp', what: 'quantize_static QDQ MLP: int8 weights per channel, int32 biases, QDQ activations', load: built(qdqMlp) },
   { name: 'qdq-cnn', what: 'quantize_static QDQ CNN: Conv/Gemm int8 weights per output channel, int32 biases', load: built(qdqCnn) },
   { name: 'dynamic-mlp', what: 'quantize_dynamic MLP: DynamicQuantizeLinear, MatMulInteger (uint8, per-channel zero points), Cast, Mul', load: built(dynamicMlp) },
+  {
+    name: 'torch-qcnn-micro',
+    what: 'torch eager static quantization (fbgemm, per-channel int8), QDQ export with Constant-node weights: Conv, Conv, Linear, Linear',
+    load: fromFile(path.join(HERE, 'torch-qcnn-micro.onnx')),
+  },
   { name: 'qlinear-net', what: 'QOperator form: QLinearConv (int8 per-channel, int32 bias), QLinearMatMul', load: built(qlinearNet) },
 ];
