@@ -72,8 +72,8 @@ async function checkIoAxes(model: OnnxModel, spec: PermutationSpec, label: strin
  * @throws BasinError models_mismatch naming the weight missing from one model, or of another shape or dtype
  */
 export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
-  const an = a.weights();
-  const bn = new Set(b.weights());
+  const an = [...weightShapes(a).keys()]; // float and quantized integer weights
+  const bn = new Set(weightShapes(b).keys());
   for (const n of an) {
     if (!bn.has(n)) throw new BasinError('models_mismatch', `weight ${q(n)} of ${q(a.path ?? 'A')} is missing from ${q(b.path ?? 'B')}`, { tensor: n });
     const ia = a.weightInfo(n);

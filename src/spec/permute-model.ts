@@ -45,18 +45,32 @@ export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Ass
 }
 
 /**
- * Fraction (0 … 1) of float weight elements whose value differs between two models with the same weights.
- * Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
+ * Fraction (0 … 1) of weight elements (float and quantized integer) whose value differs between two models with the
+ * same weights. Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
  */
 export function changedFraction(before: OnnxModel, after: OnnxModel): number {
   let changed = 0;
   let total = 0;
-  for (const name of before.weights()) {
-    if (!DTYPES[before.weightInfo(name).dtype].isFloat) continue;
-    const x = before.getFloat32(name).data;
-    const y = after.getFloat32(name).data;
-    total += x.length;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+  for (const name of weightShapes(before).keys()) {
+    const dtype = DTYPES[before.weightInfo(name).dtype];
+    if (dtype.isFloat) {
+      const x = before.getFloat32(name).data;
+      const y = after.getFloat32(name).data;
+      total += x.length;
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+      continue;
+    }
+    const [x, y] = [before.getRaw(name), after.getRaw(name)];
+    const w = dtype.bytes;
+    total += x.length / w;
+    for (let i = 0; i < x.length; i += w) {
+      for (let k = 0; k < w; k++) {
+        if (x[i + k] !== y[i + k]) {
+          changed++;
+          break;
+        }
+      }
+    }
   }
   return total ? changed / total : 0;
 }
@@ -66,7 +80,7 @@ export interface PermutedModel {
   model: OnnxModel;
   spec: PermutationSpec;
   assignment: Assignment;
-  /** Fraction of float weight elements whose value changed. */
+  /** Fraction of weight elements (float and quantized integer) whose value changed. */
   changedFraction: number;
 }
 
