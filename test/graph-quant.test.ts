@@ -200,3 +200,29 @@ test('merging quantized models is refused (unsupported), naming the integer weig
   const mid = interpolateModels(a, aligned, 0.5);
   for (const name of a.constants()) assert.deepEqual(mid.getRaw(name), a.getRaw(name), name);
 });
+
+test('fake quantization (float weight -> QuantizeLinear -> DequantizeLinear, as QAT exports write it): the float weight and its per-channel scales form the hidden group', async () => {
+  const r = rng(12);
+  const f = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r)));
+  const model = new GraphBuilder(17)
+    .input('x', ['batch', 5])
+    .initializer('w0', f([5, 7]))
+    .initializer('s0', new Tensor([7], Float32Array.from({ length: 7 }, (_, i) => 0.01 * (i + 2))))
+    .initializer('z0', new Tensor([7]), { dtype: 'I8' })
+    .initializer('w1', f([7, 3]))
+    .node('QuantizeLinear', ['w0', 's0', 'z0'], ['w0q'], { axis: 1 }, { name: 'w0_quant' })
+    .node('DequantizeLinear', ['w0q', 's0', 'z0'], ['w0d'], { axis: 1 }, { name: 'w0_dequant' })
+    .node('MatMul', ['x', 'w0d'], ['h'], {}, { name: 'fc0' })
+    .node('Relu', ['h'], ['a'])
+    .node('MatMul', ['a', 'w1'], ['y'], {}, { name: 'head' })
+    .output('y', ['batch', 3])
+    .build();
+  const res = await infer(model);
+  assert.equal(res.groups.length, 1);
+  const g = res.groups[0]!;
+  assert.equal(g.size, 7);
+  assert.match(g.description, /^MLP hidden units of fc0/);
+  assert.deepEqual(g.members.map((m) => `${m.tensor}:${m.axis}`).sort(), ['s0:0', 'w0:1', 'w1:0', 'z0:0']);
+  const inv = await checkInvariance(model, res.spec, { x: input([4, 5], 1) }, { seed: 2 });
+  assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});

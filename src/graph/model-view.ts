@@ -55,7 +55,7 @@ export interface GraphView {
   constInts: Map<string, number[]>;
   /** Value name -> the node producing it. */
   producer: Map<string, NodeView>;
-  /** Outputs of DequantizeLinear nodes that read a weight (QDQ models): weights in their float form. */
+  /** Outputs of DequantizeLinear nodes that read a weight, directly or through QuantizeLinear (QDQ models): weights in float form. */
   dequantized: Set<string>;
 }
 
@@ -136,10 +136,21 @@ export function graphView(model: IModelProto): GraphView {
     opset,
     constInts,
     producer,
-    dequantized: new Set(
-      nodes.filter((n) => n.opType === 'DequantizeLinear' && (!n.domain || n.domain === 'com.microsoft') && tensors.has(n.inputs[0] ?? '')).map((n) => n.outputs[0] ?? ''),
-    ),
+    dequantized: dequantizedWeights(nodes, tensors, producer),
   };
+}
+
+/** Outputs of DequantizeLinear of a weight, or of QuantizeLinear of a weight (fake quantization, QAT exports). */
+function dequantizedWeights(nodes: NodeView[], tensors: Map<string, WeightView>, producer: Map<string, NodeView>): Set<string> {
+  const q = (n: NodeView | undefined, op: string): boolean => n?.opType === op && (!n.domain || n.domain === 'com.microsoft');
+  const out = new Set<string>();
+  for (const n of nodes) {
+    if (!q(n, 'DequantizeLinear')) continue;
+    const x = n.inputs[0] ?? '';
+    const p = producer.get(x);
+    if (tensors.has(x) || (q(p, 'QuantizeLinear') && tensors.has(p!.inputs[0] ?? ''))) out.add(n.outputs[0] ?? '');
+  }
+  return out;
 }
 
 function dimsOf(t: ITensorProto): number[] {
