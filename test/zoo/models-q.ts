@@ -10,8 +10,9 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import { GraphBuilder } from '../../src/onnx/build.js';
-import { loadOnnx, type OnnxModel } from '../../src/onnx/model.js';
+import onnxproto from 'onnx-proto';
+import { GraphBuilder, tensorProto } from '../../src/onnx/build.js';
+import { loadOnnx, OnnxModel } from '../../src/onnx/model.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randn, rng } from '../helpers.js';
 
@@ -175,6 +176,44 @@ export function qlinearNet(): OnnxModel {
     .build();
 }
 
+const { onnx } = onnxproto;
+
+/**
+ * A copy of `model` in quantize_dynamic form (as onnxruntime writes transformers.js `model_quantized.onnx`): every
+ * Gemm with a 2-D float weight (transA = transB = 0, alpha = beta = 1) becomes DynamicQuantizeLinear(x) ->
+ * MatMulInteger(x_q, W_q, x_zp, W_zp) -> Cast -> Mul(x_scale · W_scale) -> Add(bias), named like the Gemm. W_q is a
+ * uint8 tensor keeping the weight's name, with one scale and zero point per output unit where `perChannel(name)`.
+ */
+export function dynamicQuantized(model: OnnxModel, perChannel: (weight: string) => boolean): OnnxModel {
+  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const g = proto.graph!;
+  const nodes: onnxproto.onnx.INodeProto[] = [];
+  const plain = (n: onnxproto.onnx.INodeProto): boolean =>
+    (n.attribute ?? []).every((a) => (a.name === 'alpha' || a.name === 'beta' ? a.f === 1 : a.name === 'transA' || a.name === 'transB' ? Number(a.i) === 0 : false));
+  for (const n of g.node ?? []) {
+    const [x, w, bias] = n.input ?? [];
+    const at = (g.initializer ?? []).findIndex((t) => t.name === w);
+    if (n.opType !== 'Gemm' || at < 0 || !plain(n) || !x || !w) {
+      nodes.push(n);
+      continue;
+    }
+    const { q, scale, zp } = quantize(model.getFloat32(w), perChannel(w) ? 1 : null, 'U8');
+    g.initializer!.splice(at, 1, tensorProto(w, q, { dtype: 'U8' }), tensorProto(`${w}_scale`, scale), tensorProto(`${w}_zp`, zp, { dtype: 'U8' }));
+    const base = n.name ?? w;
+    const out = n.output![0]!;
+    const node = (opType: string, input: string[], output: string[], attribute: onnxproto.onnx.IAttributeProto[] = [], name = `${base}/${opType}`) =>
+      nodes.push(onnx.NodeProto.create({ name, opType, input, output, attribute }));
+    node('DynamicQuantizeLinear', [x], [`${base}/x_q`, `${base}/x_scale`, `${base}/x_zp`]);
+    node('MatMulInteger', [`${base}/x_q`, w, `${base}/x_zp`, `${w}_zp`], [`${base}/i32`], [], base);
+    node('Cast', [`${base}/i32`], [`${base}/f`], [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: 1 }]);
+    node('Mul', [`${base}/x_scale`, `${w}_scale`], [`${base}/scale`], [], `${base}/Mul_scale`);
+    node('Mul', [`${base}/f`, `${base}/scale`], [bias ? `${base}/m` : out]);
+    if (bias) node('Add', [`${base}/m`, bias], [out]);
+  }
+  g.node = nodes;
+  return OnnxModel.fromProto(proto);
+}
+
 const built = (f: () => OnnxModel) => async () => f();
 const HERE = new URL('../../../test/zoo/', import.meta.url).pathname;
 const fromFile = (file: string) => async () => (existsSync(file) ? loadOnnx(file) : undefined);
@@ -187,6 +226,14 @@ export const ZOO_Q = [
     name: 'torch-qcnn-micro',
     what: 'torch eager static quantization (fbgemm, per-channel int8), QDQ export with Constant-node weights: Conv, Conv, Linear, Linear',
     load: fromFile(path.join(HERE, 'torch-qcnn-micro.onnx')),
+  },
+  {
+    name: 'gpt2-dynamic-quant',
+    what: 'the field GPT-2 in quantize_dynamic form (MatMulInteger, uint8 weights; per-channel c_attn/c_fc, per-tensor c_proj)',
+    load: async () => {
+      const file = path.join(HERE, '../../../shared/field/zoo-gpt2-small.onnx');
+      return existsSync(file) ? dynamicQuantized(await loadOnnx(file), (w) => !w.includes('c_proj')) : undefined;
+    },
   },
   { name: 'qlinear-net', what: 'QOperator form: QLinearConv (int8 per-channel, int32 bias), QLinearMatMul', load: built(qlinearNet) },
 ];
