@@ -226,3 +226,34 @@ test('fake quantization (float weight -> QuantizeLinear -> DequantizeLinear, as 
   const inv = await checkInvariance(model, res.spec, { x: input([4, 5], 1) }, { seed: 2 });
   assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
 });
+
+test('com.microsoft QLinearConcat: the concatenated axis is the two quantized branches one after another', async () => {
+  const r = rng(13);
+  const f = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r)));
+  const s = (v: number) => new Tensor([], Float32Array.of(v));
+  const model = new GraphBuilder(17)
+    .importDomain('com.microsoft', 1)
+    .input('x', ['batch', 6])
+    .initializer('wa', f([6, 4]))
+    .initializer('wb', f([6, 5]))
+    .initializer('wc', f([9, 3]))
+    .initializer('s', s(0.05))
+    .initializer('z', new Tensor([], Float32Array.of(128)), { dtype: 'U8' })
+    .node('MatMul', ['x', 'wa'], ['ha'], {}, { name: 'fa' })
+    .node('MatMul', ['x', 'wb'], ['hb'], {}, { name: 'fb' })
+    .node('QuantizeLinear', ['ha', 's', 'z'], ['qa'])
+    .node('QuantizeLinear', ['hb', 's', 'z'], ['qb'])
+    .node('QLinearConcat', ['s', 'z', 'qa', 's', 'z', 'qb', 's', 'z'], ['qc'], { axis: 1 }, { domain: 'com.microsoft', name: 'cat' })
+    .node('DequantizeLinear', ['qc', 's', 'z'], ['c'])
+    .node('MatMul', ['c', 'wc'], ['y'], {}, { name: 'head' })
+    .output('y', ['batch', 3])
+    .build();
+  const res = await infer(model);
+  const cat = res.groups.find((g) => g.kind === 'concat');
+  assert.equal(cat?.size, 9, JSON.stringify(res.groups));
+  assert.deepEqual(cat.members.map((m) => `${m.tensor}:${m.axis}`), ['wc:0']);
+  const sizes = res.groups.filter((g) => g.kind === 'free').map((g) => [g.size, g.members.map((m) => `${m.tensor}:${m.axis}`).join(' ')]);
+  assert.deepEqual(sizes, [[4, 'wa:1'], [5, 'wb:1']]);
+  const inv = await checkInvariance(model, res.spec, { x: input([3, 6], 1) }, { seed: 4 });
+  assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});

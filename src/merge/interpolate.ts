@@ -22,7 +22,8 @@ function bytesEqual(x: Uint8Array, y: Uint8Array): boolean {
 /**
  * Check that `other` can be merged with `base`: the same float weights with the same shapes and dtypes, and the
  * same non-float constants with identical bytes. Throws BasinError 'models_mismatch' naming the first tensor that
- * differs.
+ * differs, or 'unsupported' when it is a quantized integer weight (read by DequantizeLinear, QLinearConv,
+ * MatMulInteger, ...): quantized models are not merged.
  */
 export function checkMergeable(base: OnnxModel, other: OnnxModel, names: { base?: string; other?: string } = {}): void {
   const la = label(base, names.base ?? 'A');
@@ -110,7 +111,8 @@ function checkAlpha(alpha: number): void {
 /**
  * A copy of A whose every float weight is (1 − alpha)·A + alpha·B. alpha = 0 gives A's weights and alpha = 1 B's,
  * bit for bit; values outside [0, 1] extrapolate.
- * @throws BasinError invalid_argument for a non-finite alpha; models_mismatch naming the weight or constant the models do not share
+ * @throws BasinError invalid_argument for a non-finite alpha; models_mismatch naming the weight or constant the models do not share;
+ *   unsupported naming a quantized integer weight that differs (quantized models are not merged)
  */
 export function interpolateModels(a: OnnxModel, b: OnnxModel, alpha: number): OnnxModel {
   checkAlpha(alpha);

@@ -8,11 +8,13 @@
  * - DynamicQuantizeMatMul(A, B, b_scale, b_zp?, bias?) and MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zp?, b_zp?,
  *   bias?): MatMul; b's parameters and the bias per column.
  * - QLinearGlobalAveragePool(X, x_scale, x_zp, y_scale, y_zp; channels_last): a global pool.
+ * - QLinearConcat(Y_scale, Y_zp, then (X, X_scale, X_zp) per input; axis): Concat of the X's.
  * - QuantizeLinear / DequantizeLinear: as in the ai.onnx domain.
  */
 import { linkBroadcast, linkSame, type Rule } from '../rule.js';
 import { attrInt } from '../model-view.js';
 import { broadcast } from './elementwise.js';
+import { concat } from './concat.js';
 import { gemm } from './gemm.js';
 import { matmul } from './matmul.js';
 import { globalPool } from './pool.js';
@@ -63,6 +65,13 @@ const qGlobalPool: Rule = (ctx) => {
   }
 };
 
+const qConcat: Rule = (ctx) => {
+  const ins = ctx.node.inputs;
+  const xs = ins.filter((_, i) => i >= 2 && (i - 2) % 3 === 0);
+  concat(withInputs(ctx, xs));
+  ins.forEach((p, i) => (i < 2 || (i - 2) % 3 !== 0) && quantParam(ctx, p, undefined));
+};
+
 export const QUANT_CONTRIB_RULES: ReadonlyArray<readonly [string, Rule]> = [
   ['QuantizeLinear', quantizeLinear], // the com.microsoft forms older quantizers write (per-axis before opset 13)
   ['DequantizeLinear', quantizeLinear],
@@ -74,4 +83,5 @@ export const QUANT_CONTRIB_RULES: ReadonlyArray<readonly [string, Rule]> = [
   ['DynamicQuantizeMatMul', matMulToFloat({ b: [2, 3], bias: 4 })],
   ['MatMulIntegerToFloat', matMulToFloat({ a: [2, 4], b: [3, 5], bias: 6 })],
   ['QLinearGlobalAveragePool', qGlobalPool],
+  ['QLinearConcat', qConcat],
 ];
