@@ -42,6 +42,7 @@ export type BasinErrorCode =
   | 'data_shape_mismatch'
   | 'data_required'
   | 'graph_required'
+  | 'unsupported'
   // numerics and verification
   | 'non_finite'
   | 'shape_mismatch'

@@ -7,7 +7,7 @@ import { DTYPES } from '../dtype.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { randomAssignment } from '../spec/apply.js';
-import { changedFraction, permuteModel, weightShapes } from '../spec/permute-model.js';
+import { changedFraction, permuteModel, QUANT_DTYPES, weightShapes } from '../spec/permute-model.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
 import { matchModelOf } from '../match/consensus.js';
@@ -35,7 +35,9 @@ export async function resolveSpec(model: OnnxModel, source: SpecSource, label = 
   const spec = PermutationSpec.fromJson(json, weightShapes(model), label);
   for (const name of spec.tensors()) {
     const dt = model.weightInfo(name).dtype;
-    if (!DTYPES[dt].isFloat) throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float tensors carry hidden units`, { tensor: name });
+    if (!DTYPES[dt].isFloat && !QUANT_DTYPES.has(dt)) {
+      throw new BasinError('spec_invalid', `spec permutes ${q(name)}, which is ${dt}: only float and quantized integer (I8, U8, I16, U16, I32) tensors carry hidden units`, { tensor: name });
+    }
   }
   if (typeof source !== 'function') await checkIoAxes(model, spec, label);
   return spec;
@@ -70,8 +72,8 @@ async function checkIoAxes(model: OnnxModel, spec: PermutationSpec, label: strin
  * @throws BasinError models_mismatch naming the weight missing from one model, or of another shape or dtype
  */
 export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
-  const an = a.weights();
-  const bn = new Set(b.weights());
+  const an = [...weightShapes(a).keys()]; // float and quantized integer weights
+  const bn = new Set(weightShapes(b).keys());
   for (const n of an) {
     if (!bn.has(n)) throw new BasinError('models_mismatch', `weight ${q(n)} of ${q(a.path ?? 'A')} is missing from ${q(b.path ?? 'B')}`, { tensor: n });
     const ia = a.weightInfo(n);

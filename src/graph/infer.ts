@@ -9,7 +9,7 @@ import { BasinError } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import type { PermInfo, PermRef, PermutationSpecJson, FrozenAxis, PermPoint } from '../spec/types.js';
 import type { DimId, NoteTag } from './dims.js';
-import { graphView, FLOAT_TYPES, type GraphView } from './model-view.js';
+import { graphView, FLOAT_TYPES, QUANT_TYPES, type GraphView } from './model-view.js';
 import { Resolver, exprKey, type Expr } from './resolve.js';
 import { trace, type Facts } from './trace.js';
 import { unstack } from './unstack.js';
@@ -130,7 +130,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   const frozenClasses = new Map<DimId, FrozenGroupReport>();
   for (const w of weights) {
     const t = gv.tensors.get(w)!;
-    if (!FLOAT_TYPES.has(t.dataType) || t.dims.length === 0) continue;
+    if (!(FLOAT_TYPES.has(t.dataType) || QUANT_TYPES.has(t.dataType)) || t.dims.length === 0) continue;
     const refs: PermRef[] = t.dims.map((size, axis) => {
       const d = dg.lookup(w, axis);
       if (size <= 1 || d === undefined) {
@@ -286,9 +286,10 @@ function notesOf(dg: import('./dims.js').DimGraph, root: DimId): Map<NoteTag, st
 
 /** Some activation of the group is the data input of a linear layer (MatMul/Gemm/FusedMatMul with a weight). */
 function readByLinear(gv: GraphView, points: readonly PermPoint[]): boolean {
-  const linear = new Set(['MatMul', 'Gemm', 'FusedMatMul']);
+  const linear = new Set(['MatMul', 'Gemm', 'FusedMatMul', 'MatMulInteger', 'QLinearMatMul', 'QGemm', 'DynamicQuantizeMatMul', 'MatMulIntegerToFloat']);
   const values = new Set(points.map((p) => p.value));
-  return gv.nodes.some((n) => linear.has(n.opType) && n.inputs.some((i) => values.has(i)) && n.inputs.some((i) => gv.tensors.has(i)));
+  const weight = (i: string): boolean => gv.tensors.has(i) || gv.dequantized.has(i);
+  return gv.nodes.some((n) => linear.has(n.opType) && n.inputs.some((i) => values.has(i)) && n.inputs.some(weight));
 }
 
 /** Ops whose output is a new layer's (a weight or a normalization in between): where a branch starts. */

@@ -15,6 +15,12 @@ type IGraphProto = onnxproto.onnx.IGraphProto;
 const DT = onnx.TensorProto.DataType;
 /** ONNX element types the tracer treats as float activations/weights. */
 export const FLOAT_TYPES: ReadonlySet<number> = new Set([DT.FLOAT, DT.FLOAT16, DT.DOUBLE, DT.BFLOAT16]);
+/**
+ * Integer element types of quantized data (QDQ weights and activations, integer-op accumulators and biases): the
+ * tracer follows them like floats (rules/quant*.ts), and their weights are permuted bit-exactly. int64 and bool
+ * (shapes, indices, masks) stay out.
+ */
+export const QUANT_TYPES: ReadonlySet<number> = new Set([DT.INT8, DT.UINT8, DT.INT16, DT.UINT16, DT.INT32]);
 
 export interface NodeView {
   index: number;
@@ -49,6 +55,8 @@ export interface GraphView {
   constInts: Map<string, number[]>;
   /** Value name -> the node producing it. */
   producer: Map<string, NodeView>;
+  /** Outputs of DequantizeLinear nodes that read a weight, directly or through QuantizeLinear (QDQ models): weights in float form. */
+  dequantized: Set<string>;
 }
 
 export function graphView(model: IModelProto): GraphView {
@@ -128,7 +136,21 @@ export function graphView(model: IModelProto): GraphView {
     opset,
     constInts,
     producer,
+    dequantized: dequantizedWeights(nodes, tensors, producer),
   };
+}
+
+/** Outputs of DequantizeLinear of a weight, or of QuantizeLinear of a weight (fake quantization, QAT exports). */
+function dequantizedWeights(nodes: NodeView[], tensors: Map<string, WeightView>, producer: Map<string, NodeView>): Set<string> {
+  const q = (n: NodeView | undefined, op: string): boolean => n?.opType === op && (!n.domain || n.domain === 'com.microsoft');
+  const out = new Set<string>();
+  for (const n of nodes) {
+    if (!q(n, 'DequantizeLinear')) continue;
+    const x = n.inputs[0] ?? '';
+    const p = producer.get(x);
+    if (tensors.has(x) || (q(p, 'QuantizeLinear') && tensors.has(p!.inputs[0] ?? ''))) out.add(n.outputs[0] ?? '');
+  }
+  return out;
 }
 
 function dimsOf(t: ITensorProto): number[] {

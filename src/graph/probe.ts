@@ -37,12 +37,18 @@ const TYPE_NAMES: Record<number, string> = {
   [DT.INT16]: 'int16',
   [DT.INT8]: 'int8',
   [DT.UINT8]: 'uint8',
+  [DT.UINT16]: 'uint16',
   [DT.BOOL]: 'bool',
   [DT.STRING]: 'string',
 };
 
 export function isFloatType(t: string | undefined): boolean {
   return t === 'float32' || t === 'float16' || t === 'float64' || t === 'bfloat16';
+}
+
+/** Quantized data (model-view.ts QUANT_TYPES), as onnxruntime names element types. */
+export function isQuantType(t: string | undefined): boolean {
+  return t === 'int8' || t === 'uint8' || t === 'int16' || t === 'uint16' || t === 'int32';
 }
 
 /**

@@ -14,8 +14,9 @@ export interface RuleContext {
   /** Real shape of a value (from the probe run), or undefined for an absent optional input/output. */
   shape(value: string): readonly number[] | undefined;
   rank(value: string): number;
+  /** Float or quantized integer data (int8/uint8/int16/uint16/int32): contents that follow a permutation. */
   isFloat(value: string): boolean;
-  /** An initializer or Constant-node tensor. */
+  /** An initializer or Constant-node tensor, or a DequantizeLinear of one (a QDQ weight in float form). */
   isWeight(value: string): boolean;
   /** The dim of one axis of a value (negative axes count from the end); undefined when the value is absent. */
   dim(value: string, axis: number): DimId | undefined;

@@ -5,8 +5,8 @@
  */
 import { BasinError } from '../errors.js';
 import { DimGraph, type DimId } from './dims.js';
-import { FLOAT_TYPES, type GraphView, type NodeView } from './model-view.js';
-import { isFloatType, type ProbeResult } from './probe.js';
+import { FLOAT_TYPES, QUANT_TYPES, type GraphView, type NodeView } from './model-view.js';
+import { isFloatType, isQuantType, type ProbeResult } from './probe.js';
 import { normAxis, type RuleContext } from './rule.js';
 import { ruleFor } from './rules/index.js';
 
@@ -19,11 +19,12 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
   }
   const dg = new DimGraph();
   const shapeOf = (v: string): readonly number[] | undefined => (v ? facts.shapes.get(v) ?? gv.tensors.get(v)?.dims : undefined);
+  // "float" here is any value whose contents follow a permutation: floats and quantized integer data
   const isFloat = (v: string): boolean => {
     const t = facts.dtypes.get(v);
-    if (t !== undefined) return isFloatType(t);
+    if (t !== undefined) return isFloatType(t) || isQuantType(t);
     const w = gv.tensors.get(v);
-    return w ? FLOAT_TYPES.has(w.dataType) : false;
+    return w ? FLOAT_TYPES.has(w.dataType) || QUANT_TYPES.has(w.dataType) : false;
   };
   const dimOf = (v: string, axis: number): DimId | undefined => {
     const s = shapeOf(v);
@@ -100,7 +101,7 @@ function makeContext(
     shape: shapeOf,
     rank: (v) => shapeOf(v)?.length ?? 0,
     isFloat,
-    isWeight: (v) => gv.tensors.has(v),
+    isWeight: (v) => gv.tensors.has(v) || gv.dequantized.has(v),
     dim: dimOf,
     link(a, b) {
       if (a === undefined || b === undefined) return;

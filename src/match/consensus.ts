@@ -9,6 +9,7 @@ import type { OnnxModel } from '../onnx/model.js';
 import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { identityAssignment, permuteTensor } from '../spec/apply.js';
 import { weightMatching } from './weight-matching.js';
+import { matchingTensor } from './dequantized.js';
 
 /** A model as matching methods see it: its spec tensors, and a runnable graph when it has one. */
 export interface MatchModel {
@@ -34,9 +35,9 @@ export interface ConsensusMatcher {
   readonly notes: string[];
 }
 
-/** The spec tensors of MatchModel from a graph whose initializers carry the spec's names. */
+/** The spec tensors of MatchModel from a graph whose initializers carry the spec's names (integer ones dequantized, dequantized.ts). */
 export function matchModelOf(spec: PermutationSpec, graph: OnnxModel): MatchModel {
-  return { tensors: new Map(spec.tensors().map((t) => [t, graph.getFloat32(t)])), graph, label: graph.path };
+  return { tensors: new Map(spec.tensors().map((t) => [t, matchingTensor(graph, t)])), graph, label: graph.path };
 }
 
 /** Weights c_j of the other models in model k's target (Σ c_j = 1; equal when the others weigh nothing). */

@@ -7,6 +7,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { numel } from '../tensor/tensor.js';
 import { readF64, writeF64 } from './weights.js';
+import { quantizedReader } from '../match/dequantized.js';
 
 function label(m: OnnxModel, fallback: string): string {
   return m.path ?? fallback;
@@ -21,7 +22,8 @@ function bytesEqual(x: Uint8Array, y: Uint8Array): boolean {
 /**
  * Check that `other` can be merged with `base`: the same float weights with the same shapes and dtypes, and the
  * same non-float constants with identical bytes. Throws BasinError 'models_mismatch' naming the first tensor that
- * differs.
+ * differs, or 'unsupported' when it is a quantized integer weight (read by DequantizeLinear, QLinearConv,
+ * MatMulInteger, ...): quantized models are not merged.
  */
 export function checkMergeable(base: OnnxModel, other: OnnxModel, names: { base?: string; other?: string } = {}): void {
   const la = label(base, names.base ?? 'A');
@@ -69,6 +71,15 @@ export function checkMergeable(base: OnnxModel, other: OnnxModel, names: { base?
       throw new BasinError('models_mismatch', `constant ${q(n)} of ${q(la)} is missing from ${q(lb)}`, { tensor: n, file: other.path });
     }
     if (!bytesEqual(constBytes(base, n), constBytes(other, n))) {
+      const reader = quantizedReader(base, n);
+      if (reader) {
+        throw new BasinError(
+          'unsupported',
+          `${q(n)} is a quantized integer weight (read by ${reader.opType} node ${q(reader.node)}) and differs between ${q(la)} and ${q(lb)}: ` +
+            `basin does not merge or interpolate quantized models (integer weights cannot be averaged in place); merge the float models, then quantize the result`,
+          { tensor: n, node: reader.node },
+        );
+      }
       throw new BasinError('models_mismatch', `constant ${q(n)} (not a float weight, so it is not interpolated) differs between ${q(la)} and ${q(lb)}`, {
         tensor: n,
       });
@@ -100,7 +111,8 @@ function checkAlpha(alpha: number): void {
 /**
  * A copy of A whose every float weight is (1 − alpha)·A + alpha·B. alpha = 0 gives A's weights and alpha = 1 B's,
  * bit for bit; values outside [0, 1] extrapolate.
- * @throws BasinError invalid_argument for a non-finite alpha; models_mismatch naming the weight or constant the models do not share
+ * @throws BasinError invalid_argument for a non-finite alpha; models_mismatch naming the weight or constant the models do not share;
+ *   unsupported naming a quantized integer weight that differs (quantized models are not merged)
  */
 export function interpolateModels(a: OnnxModel, b: OnnxModel, alpha: number): OnnxModel {
   checkAlpha(alpha);

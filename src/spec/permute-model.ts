@@ -9,9 +9,23 @@ import { permuteTensor, randomAssignment } from './apply.js';
 import { PermutationSpec, type Assignment } from './spec.js';
 import type { PermutationSpecJson } from './types.js';
 
-/** Each weight's shape, by name (what PermutationSpec.fromJson checks a spec against). */
+/** Integer dtypes of quantized weights, which a spec may permute like float ones (bit-exactly). */
+export const QUANT_DTYPES: ReadonlySet<string> = new Set(['I8', 'U8', 'I16', 'U16', 'I32']);
+
+/** Each weight's shape, by name (what PermutationSpec.fromJson checks a spec against): float and quantized integer tensors. */
 export function weightShapes(model: OnnxModel): Map<string, readonly number[]> {
-  return new Map(model.weights().map((n) => [n, model.weightInfo(n).shape]));
+  const floats = model.weights();
+  const have = new Set(floats);
+  const quant = model.constants().filter((n) => !have.has(n) && quantized(model, n));
+  return new Map([...floats, ...quant].map((n) => [n, model.weightInfo(n).shape]));
+}
+
+function quantized(model: OnnxModel, name: string): boolean {
+  try {
+    return QUANT_DTYPES.has(model.weightInfo(name).dtype);
+  } catch {
+    return false; // a dtype basin does not read (string, int4): never permuted
+  }
 }
 
 /**
@@ -31,18 +45,32 @@ export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Ass
 }
 
 /**
- * Fraction (0 … 1) of float weight elements whose value differs between two models with the same weights.
- * Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
+ * Fraction (0 … 1) of weight elements (float and quantized integer) whose value differs between two models with the
+ * same weights. Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
  */
 export function changedFraction(before: OnnxModel, after: OnnxModel): number {
   let changed = 0;
   let total = 0;
-  for (const name of before.weights()) {
-    if (!DTYPES[before.weightInfo(name).dtype].isFloat) continue;
-    const x = before.getFloat32(name).data;
-    const y = after.getFloat32(name).data;
-    total += x.length;
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+  for (const name of weightShapes(before).keys()) {
+    const dtype = DTYPES[before.weightInfo(name).dtype];
+    if (dtype.isFloat) {
+      const x = before.getFloat32(name).data;
+      const y = after.getFloat32(name).data;
+      total += x.length;
+      for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) changed++;
+      continue;
+    }
+    const [x, y] = [before.getRaw(name), after.getRaw(name)];
+    const w = dtype.bytes;
+    total += x.length / w;
+    for (let i = 0; i < x.length; i += w) {
+      for (let k = 0; k < w; k++) {
+        if (x[i + k] !== y[i + k]) {
+          changed++;
+          break;
+        }
+      }
+    }
   }
   return total ? changed / total : 0;
 }
@@ -52,7 +80,7 @@ export interface PermutedModel {
   model: OnnxModel;
   spec: PermutationSpec;
   assignment: Assignment;
-  /** Fraction of float weight elements whose value changed. */
+  /** Fraction of weight elements (float and quantized integer) whose value changed. */
   changedFraction: number;
 }
 

@@ -8,6 +8,7 @@ import { skipLayerNorm } from './skip-layer-norm.js';
 import { fusedMatMul } from './fused-matmul.js';
 import { attention, multiHeadAttention } from './contrib-attention.js';
 import { layerNorm } from './norm.js';
+import { QUANT_CONTRIB_RULES } from './quant-contrib.js';
 
 export const CONTRIB_DOMAIN = 'com.microsoft';
 
@@ -20,4 +21,5 @@ export const CONTRIB_RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['FusedMatMul', fusedMatMul],
   ['Attention', attention],
   ['MultiHeadAttention', multiHeadAttention],
+  ...QUANT_CONTRIB_RULES,
 ]);

@@ -19,6 +19,7 @@ import { slice } from './slice.js';
 import { gather } from './gather.js';
 import { constant, expand, pad, sizeOnly } from './misc.js';
 import { CONTRIB_DOMAIN, CONTRIB_RULES } from './contrib.js';
+import { convInteger, dynamicQuantizeLinear, matMulInteger, qLinearConv, qLinearMatMul, quantizeLinear } from './quant.js';
 
 const UNARY = [
   'Relu', 'LeakyRelu', 'PRelu', 'Elu', 'Selu', 'Celu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Gelu', 'Erf',
@@ -69,6 +70,13 @@ export const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['Shape', sizeOnly],
   ['Size', sizeOnly],
   ['Pad', pad],
+  ['QuantizeLinear', quantizeLinear],
+  ['DequantizeLinear', quantizeLinear],
+  ['DynamicQuantizeLinear', dynamicQuantizeLinear],
+  ['MatMulInteger', matMulInteger],
+  ['QLinearMatMul', qLinearMatMul],
+  ['ConvInteger', convInteger],
+  ['QLinearConv', qLinearConv],
 ]);
 
 /** The rule for a node, or undefined when none is known (then the tracer freezes the node's dims). */

@@ -1,0 +1,259 @@
+/**
+ * Quantized models (issue 12 item 6): the tracer follows QDQ weights, integer ops and onnxruntime's quantized
+ * contrib ops; integer weights are permuted bit for bit with their per-channel scales and zero points; integer
+ * arithmetic keeps outputs bit-identical; matching reads dequantized weights; merging quantized weights is refused.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GraphBuilder } from '../src/onnx/build.js';
+import type { OnnxModel } from '../src/onnx/model.js';
+import { createSession } from '../src/onnx/session.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { checkInvariance, inferPermutationSpec, probeModel } from '../src/graph/index.js';
+import { PermutationSpec } from '../src/spec/spec.js';
+import { permuteModel, weightShapes } from '../src/spec/permute-model.js';
+import { alignOnnxModels, randomlyPermute } from '../src/align/align-onnx.js';
+import { matchingTensor } from '../src/match/dequantized.js';
+import { interpolateModels } from '../src/merge/interpolate.js';
+import { assertBasinError, randn, randomPermutation, rng } from './helpers.js';
+import { dynamicMlp, qdqMlp, qlinearNet, quantize } from './zoo/models-q.js';
+
+async function run(model: OnnxModel, x: Tensor): Promise<Float32Array> {
+  const s = await createSession(model);
+  try {
+    return (await s.run({ [s.inputNames[0]!]: x }))[s.outputNames[0]!]!.data;
+  } finally {
+    await s.release();
+  }
+}
+
+function input(shape: number[], seed: number): Tensor {
+  const r = rng(seed);
+  return new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => r()));
+}
+
+async function infer(model: OnnxModel) {
+  return inferPermutationSpec(model, await probeModel(model));
+}
+
+/** src gathered along `axis` of a row-major [rows, cols] byte-per-element tensor (out[.., i, ..] = in[.., p[i], ..]). */
+function gather2d(src: Uint8Array, rows: number, cols: number, axis: 0 | 1, p: Int32Array): Uint8Array {
+  const out = new Uint8Array(src.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[i * cols + j] = axis === 0 ? src[p[i]! * cols + j]! : src[i * cols + p[j]!]!;
+  return out;
+}
+
+test('QDQ MLP: a hidden permutation moves the int8 weight bytes, the per-channel scales and zero points and the int32 bias with it', async () => {
+  const a = qdqMlp();
+  const r = await infer(a);
+  const p0 = r.spec.axes_to_perm['w0_q']![1]!;
+  assert.equal(r.spec.axes_to_perm['w0_scale']![0], p0);
+  assert.equal(r.spec.axes_to_perm['w0_zp']![0], p0);
+  assert.equal(r.spec.axes_to_perm['b0_q']![0], p0);
+  assert.equal(r.spec.axes_to_perm['w1_q']![0], p0);
+  const spec = PermutationSpec.fromJson(r.spec, weightShapes(a), 'inferred');
+  const perm = randomPermutation(16, rng(5));
+  const assignment = new Map([...spec.perms.keys()].map((k) => [k, k === p0 ? perm : Int32Array.from({ length: spec.perms.get(k)!.size }, (_, i) => i)]));
+  const b = permuteModel(a, spec, assignment);
+  assert.deepEqual(b.getRaw('w0_q'), gather2d(a.getRaw('w0_q'), 6, 16, 1, perm));
+  assert.deepEqual(b.getRaw('w1_q'), gather2d(a.getRaw('w1_q'), 16, 12, 0, perm));
+  const scaleA = a.getFloat32('w0_scale').data;
+  assert.deepEqual([...b.getFloat32('w0_scale').data], [...perm].map((i) => scaleA[i]!));
+  const biasA = new Int32Array(a.getRaw('b0_q').buffer.slice(0));
+  assert.deepEqual([...new Int32Array(b.getRaw('b0_q').buffer.slice(0))], [...perm].map((i) => biasA[i]!));
+  const x = input([5, 6], 3);
+  const [ya, yb] = [await run(a, x), await run(b, x)];
+  for (let i = 0; i < ya.length; i++) assert.ok(Math.abs(ya[i]! - yb[i]!) <= 1e-5 * (1 + Math.abs(ya[i]!)), `output ${i}: ${ya[i]} vs ${yb[i]}`);
+});
+
+test('integer ops (QLinearConv, QLinearMatMul; DynamicQuantizeLinear, MatMulInteger): a random permutation keeps the outputs bit for bit', async () => {
+  for (const [model, shape] of [
+    [qlinearNet(), [2, 3, 6, 6]],
+    [dynamicMlp(), [4, 6]],
+  ] as const) {
+    const r = await infer(model);
+    assert.equal(r.groups.length, 2);
+    for (const seed of [1, 2]) {
+      const { model: b, changedFraction } = await randomlyPermute(model, r.spec, seed);
+      assert.ok(changedFraction > 0, 'the float scales moved');
+      const x = input([...shape], seed + 10);
+      assert.deepEqual(await run(b, x), await run(model, x));
+    }
+  }
+});
+
+test('matching reads an int8 weight dequantized with its per-channel scale: within half a step of the float weight', () => {
+  const r = rng(4);
+  const w = new Tensor([5, 3], Float32Array.from({ length: 15 }, () => randn(r)));
+  const { q, scale, zp } = quantize(w, 1, 'U8');
+  const model = new GraphBuilder(17)
+    .input('x', ['batch', 5])
+    .initializer('wq', q, { dtype: 'U8' })
+    .initializer('ws', scale)
+    .initializer('wz', zp, { dtype: 'U8' })
+    .node('DequantizeLinear', ['wq', 'ws', 'wz'], ['w'], { axis: 1 })
+    .node('MatMul', ['x', 'w'], ['y'])
+    .output('y', ['batch', 3])
+    .build();
+  const d = matchingTensor(model, 'wq');
+  assert.deepEqual(d.shape, [5, 3]);
+  for (let i = 0; i < 15; i++) {
+    const step = scale.data[i % 3]!;
+    assert.ok(Math.abs(d.data[i]! - w.data[i]!) <= step / 2 + 1e-7, `element ${i}: ${d.data[i]} vs ${w.data[i]} (step ${step})`);
+  }
+});
+
+test('align(A, permuted A) of a QDQ model recovers the int8 weights bit for bit', async () => {
+  const a = qdqMlp();
+  const r = await infer(a);
+  const { model: b } = await randomlyPermute(a, r.spec, 9);
+  assert.notDeepEqual(b.getRaw('w0_q'), a.getRaw('w0_q'));
+  const { aligned } = await alignOnnxModels(a, b, r.spec);
+  for (const name of a.constants()) assert.deepEqual(aligned.getRaw(name), a.getRaw(name), name);
+});
+
+test('blocked DequantizeLinear (opset 21, block_size 4 along the input axis): whole blocks move, the order inside a block stays', async () => {
+  const r = rng(6);
+  const w0 = new Tensor([4, 8], Float32Array.from({ length: 32 }, () => randn(r)));
+  const q = new Tensor([8, 6], Float32Array.from({ length: 48 }, () => Math.round(randn(r) * 40)));
+  const scale = new Tensor([2, 6], Float32Array.from({ length: 12 }, (_, i) => 0.01 * (i + 1)));
+  const model = new GraphBuilder(21)
+    .input('x', ['batch', 4])
+    .initializer('w0', w0)
+    .initializer('wq', q, { dtype: 'I8' })
+    .initializer('ws', scale)
+    .node('MatMul', ['x', 'w0'], ['h'], {}, { name: 'fc0' })
+    .node('Relu', ['h'], ['a'])
+    .node('DequantizeLinear', ['wq', 'ws'], ['w1'], { axis: 0, block_size: 4 }, { name: 'dq' })
+    .node('MatMul', ['a', 'w1'], ['y'], {}, { name: 'head' })
+    .output('y', ['batch', 6])
+    .build();
+  const res = await infer(model);
+  const g = res.groups.find((x) => x.members.some((m) => m.tensor === 'w0' && m.axis === 1));
+  assert.ok(g, JSON.stringify(res.groups));
+  assert.equal(g.kind, 'expand');
+  assert.equal(g.size, 8);
+  const base = res.groups.find((x) => x.name === g.follows?.[0]);
+  assert.equal(base?.size, 2);
+  assert.ok(base.members.some((m) => m.tensor === 'ws' && m.axis === 0), 'the block scales move with the blocks');
+  const inv = await checkInvariance(model, res.spec, { x: input([3, 4], 2) }, { seed: 3 });
+  assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});
+
+test('com.microsoft quantized ops: DynamicQuantizeMatMul, QLinearLeakyRelu, QGemm, QLinearSigmoid, QLinearAdd, MatMulIntegerToFloat', async () => {
+  const r = rng(8);
+  const f = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r)));
+  const w0 = quantize(f([6, 16]), 1);
+  const w1 = quantize(f([16, 12]), 1);
+  const w2 = quantize(f([12, 4]), 1);
+  const s = (v: number) => new Tensor([], Float32Array.of(v));
+  const MS = { domain: 'com.microsoft' };
+  const model = new GraphBuilder(17)
+    .importDomain('com.microsoft', 1)
+    .input('x', ['batch', 6])
+    .initializer('w0', w0.q, { dtype: 'I8' })
+    .initializer('w0s', w0.scale)
+    .initializer('b0', f([16]))
+    .initializer('w1', w1.q, { dtype: 'I8' })
+    .initializer('w1s', w1.scale)
+    .initializer('w1z', w1.zp, { dtype: 'I8' })
+    .initializer('c1', new Tensor([12], Float32Array.from(f([12]).data, (v) => Math.round(v * 50))), { dtype: 'I32' })
+    .initializer('add', new Tensor([12], Float32Array.from(f([12]).data, (v) => 128 + Math.round(v * 30))), { dtype: 'U8' })
+    .initializer('w2', w2.q, { dtype: 'I8' })
+    .initializer('w2s', w2.scale)
+    .initializer('as', s(0.05))
+    .initializer('az', new Tensor([], Float32Array.of(128)), { dtype: 'U8' })
+    .initializer('gs', s(0.1))
+    .initializer('ss', s(1 / 255))
+    .initializer('sz', new Tensor([], Float32Array.of(0)), { dtype: 'U8' })
+    .node('DynamicQuantizeMatMul', ['x', 'w0', 'w0s', '', 'b0'], ['h0'], {}, { ...MS, name: 'fc0' })
+    .node('QuantizeLinear', ['h0', 'as', 'az'], ['h0q'])
+    .node('QLinearLeakyRelu', ['h0q', 'as', 'az', 'as', 'az'], ['a0'], { alpha: 0.1 }, { ...MS, name: 'leaky' })
+    .node('QGemm', ['a0', 'as', 'az', 'w1', 'w1s', 'w1z', 'c1', 'gs', 'az'], ['g1'], {}, { ...MS, name: 'fc1' })
+    .node('QLinearSigmoid', ['g1', 'gs', 'az', 'ss', 'sz'], ['s1'], {}, { ...MS, name: 'sigmoid' })
+    .node('QLinearAdd', ['s1', 'ss', 'sz', 'add', 'ss', 'sz', 'gs', 'az'], ['t1'], {}, { ...MS, name: 'shift' })
+    .node('DequantizeLinear', ['t1', 'gs', 'az'], ['t1f'])
+    .node('DynamicQuantizeLinear', ['t1f'], ['t1q', 't1s', 't1z'])
+    .node('MatMulIntegerToFloat', ['t1q', 'w2', 't1s', 'w2s', 't1z'], ['y'], {}, { ...MS, name: 'head' })
+    .output('y', ['batch', 4])
+    .build();
+  const res = await infer(model);
+  const sizes = res.groups.map((g) => [g.size, g.kind]);
+  assert.deepEqual(sizes, [[16, 'free'], [12, 'free']], JSON.stringify(res.groups.map((g) => g.description)));
+  const [g0, g1] = res.groups as [(typeof res.groups)[0], (typeof res.groups)[0]];
+  assert.deepEqual(g0.members.map((m) => `${m.tensor}:${m.axis}`).sort(), ['b0:0', 'w0:1', 'w0s:0', 'w1:0'].sort());
+  assert.deepEqual(g1.members.map((m) => `${m.tensor}:${m.axis}`).sort(), ['add:0', 'c1:0', 'w1:1', 'w1s:0', 'w1z:0', 'w2:0'].sort());
+  for (const seed of [1, 2]) {
+    const inv = await checkInvariance(model, res.spec, { x: input([3, 6], seed) }, { seed });
+    assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+  }
+});
+
+test('merging quantized models is refused (unsupported), naming the integer weight; an aligned exact copy merges to itself', async () => {
+  const a = qdqMlp();
+  const r = await infer(a);
+  const { model: b } = await randomlyPermute(a, r.spec, 3);
+  const err = await assertBasinError(() => interpolateModels(a, b, 0.5), 'unsupported');
+  assert.match(err.message, /'w0_q' is a quantized integer weight/);
+  assert.match(err.message, /DequantizeLinear node 'w0_dq'/);
+  const { aligned } = await alignOnnxModels(a, b, r.spec);
+  const mid = interpolateModels(a, aligned, 0.5);
+  for (const name of a.constants()) assert.deepEqual(mid.getRaw(name), a.getRaw(name), name);
+});
+
+test('fake quantization (float weight -> QuantizeLinear -> DequantizeLinear, as QAT exports write it): the float weight and its per-channel scales form the hidden group', async () => {
+  const r = rng(12);
+  const f = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r)));
+  const model = new GraphBuilder(17)
+    .input('x', ['batch', 5])
+    .initializer('w0', f([5, 7]))
+    .initializer('s0', new Tensor([7], Float32Array.from({ length: 7 }, (_, i) => 0.01 * (i + 2))))
+    .initializer('z0', new Tensor([7]), { dtype: 'I8' })
+    .initializer('w1', f([7, 3]))
+    .node('QuantizeLinear', ['w0', 's0', 'z0'], ['w0q'], { axis: 1 }, { name: 'w0_quant' })
+    .node('DequantizeLinear', ['w0q', 's0', 'z0'], ['w0d'], { axis: 1 }, { name: 'w0_dequant' })
+    .node('MatMul', ['x', 'w0d'], ['h'], {}, { name: 'fc0' })
+    .node('Relu', ['h'], ['a'])
+    .node('MatMul', ['a', 'w1'], ['y'], {}, { name: 'head' })
+    .output('y', ['batch', 3])
+    .build();
+  const res = await infer(model);
+  assert.equal(res.groups.length, 1);
+  const g = res.groups[0]!;
+  assert.equal(g.size, 7);
+  assert.match(g.description, /^MLP hidden units of fc0/);
+  assert.deepEqual(g.members.map((m) => `${m.tensor}:${m.axis}`).sort(), ['s0:0', 'w0:1', 'w1:0', 'z0:0']);
+  const inv = await checkInvariance(model, res.spec, { x: input([4, 5], 1) }, { seed: 2 });
+  assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});
+
+test('com.microsoft QLinearConcat: the concatenated axis is the two quantized branches one after another', async () => {
+  const r = rng(13);
+  const f = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => randn(r)));
+  const s = (v: number) => new Tensor([], Float32Array.of(v));
+  const model = new GraphBuilder(17)
+    .importDomain('com.microsoft', 1)
+    .input('x', ['batch', 6])
+    .initializer('wa', f([6, 4]))
+    .initializer('wb', f([6, 5]))
+    .initializer('wc', f([9, 3]))
+    .initializer('s', s(0.05))
+    .initializer('z', new Tensor([], Float32Array.of(128)), { dtype: 'U8' })
+    .node('MatMul', ['x', 'wa'], ['ha'], {}, { name: 'fa' })
+    .node('MatMul', ['x', 'wb'], ['hb'], {}, { name: 'fb' })
+    .node('QuantizeLinear', ['ha', 's', 'z'], ['qa'])
+    .node('QuantizeLinear', ['hb', 's', 'z'], ['qb'])
+    .node('QLinearConcat', ['s', 'z', 'qa', 's', 'z', 'qb', 's', 'z'], ['qc'], { axis: 1 }, { domain: 'com.microsoft', name: 'cat' })
+    .node('DequantizeLinear', ['qc', 's', 'z'], ['c'])
+    .node('MatMul', ['c', 'wc'], ['y'], {}, { name: 'head' })
+    .output('y', ['batch', 3])
+    .build();
+  const res = await infer(model);
+  const cat = res.groups.find((g) => g.kind === 'concat');
+  assert.equal(cat?.size, 9, JSON.stringify(res.groups));
+  assert.deepEqual(cat.members.map((m) => `${m.tensor}:${m.axis}`), ['wc:0']);
+  const sizes = res.groups.filter((g) => g.kind === 'free').map((g) => [g.size, g.members.map((m) => `${m.tensor}:${m.axis}`).join(' ')]);
+  assert.deepEqual(sizes, [[4, 'wa:1'], [5, 'wb:1']]);
+  const inv = await checkInvariance(model, res.spec, { x: input([3, 6], 1) }, { seed: 4 });
+  assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});
