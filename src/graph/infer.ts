@@ -72,7 +72,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
     const reader = gv.nodes.find((n) => n.inputs.includes(clash.tensor))?.name;
     res.freeze(clash.root, {
       ...(reader ? { node: reader } : {}),
-      reason: `one permutation would act on two axes of '${clash.tensor}' (a residual branch of a single layer), which weight matching cannot solve`,
+      reason: `one permutation would act on two axes of '${clash.tensor}' (${recurrentReader(gv, clash.tensor) ? `the recurrent weight of ${recurrentReader(gv, clash.tensor)}: hidden units feed back into themselves` : 'a residual branch of a single layer'}), which weight matching cannot solve`,
     });
   }
 
@@ -161,7 +161,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   // activation points: every float activation axis whose class resolves to a named perm
   const points = new Map<string, PermPoint[]>();
   for (const [value, dims] of valueDims) {
-    if (gv.tensors.has(value) || virtual.has(value)) continue;
+    // values inside subgraphs cannot be read as model outputs: no activation points there
+    if (gv.tensors.has(value) || virtual.has(value) || gv.inner.has(value)) continue;
     for (const d of dims) {
       if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
       const e = res.expr(d);
@@ -264,6 +265,12 @@ function weightOrder(gv: GraphView): string[] {
   return order;
 }
 
+/** The LSTM/GRU/RNN node reading `tensor` as its recurrence weight R, as "LSTM 'name'". */
+function recurrentReader(gv: GraphView, tensor: string): string | undefined {
+  const n = gv.nodes.find((x) => ['LSTM', 'GRU', 'RNN'].includes(x.opType) && !x.domain && x.inputs[2] === tensor);
+  return n ? `${n.opType} '${n.name}'` : undefined;
+}
+
 function baseNames(e: Expr, names: Map<string, string>): string[] {
   if (e.kind === 'base' || e.kind === 'heads') return [names.get(exprKey(e))!];
   if (e.kind === 'expand') return baseNames(e.of, names);
@@ -353,6 +360,8 @@ function describe(
       }
       const linear = notes.get('linear');
       if (linear) return `${intoLinear ? 'MLP ' : ''}hidden units of ${linear[0]}`;
+      const rnn = notes.get('recurrent');
+      if (rnn) return `recurrent hidden units of ${rnn[0]} (every gate)`;
       const conv = notes.get('conv');
       if (conv) return `conv channels of ${conv[0]}`;
       const emb = notes.get('embedding');

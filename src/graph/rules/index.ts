@@ -19,6 +19,8 @@ import { slice } from './slice.js';
 import { gather } from './gather.js';
 import { constant, expand, pad, sizeOnly } from './misc.js';
 import { CONTRIB_DOMAIN, CONTRIB_RULES } from './contrib.js';
+import { recurrent } from './recurrent.js';
+import { ifRule, loopRule, scanRule } from './control.js';
 
 const UNARY = [
   'Relu', 'LeakyRelu', 'PRelu', 'Elu', 'Selu', 'Celu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Gelu', 'Erf',
@@ -69,6 +71,12 @@ export const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['Shape', sizeOnly],
   ['Size', sizeOnly],
   ['Pad', pad],
+  ['LSTM', recurrent],
+  ['GRU', recurrent],
+  ['RNN', recurrent],
+  ['If', ifRule],
+  ['Loop', loopRule],
+  ['Scan', scanRule],
 ]);
 
 /** The rule for a node, or undefined when none is known (then the tracer freezes the node's dims). */
