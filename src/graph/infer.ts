@@ -351,6 +351,8 @@ function describe(
   switch (e.kind) {
     case 'base': {
       const notes = notesOf(dg, e.root);
+      const carried = notes.get('carried');
+      if (carried) return `state carried by ${carried[0]}`;
       const adds = (notes.get('residual') ?? []).filter(residual);
       const norms = new Set((notes.get('norm') ?? []).map(scope));
       const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;

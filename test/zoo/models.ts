@@ -12,6 +12,7 @@ import type { Feed } from '../../src/onnx/session.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randn, rng } from '../helpers.js';
 import { ZOO_Y } from './models-y.js';
+import { ZOO_CF } from './models-cf.js';
 
 export const SHARED = new URL('../../../../shared/', import.meta.url).pathname;
 export const FIELD = path.join(SHARED, 'field');
@@ -229,4 +230,5 @@ export const ZOO: readonly ZooModel[] = [
   },
   { name: 'zoo-gpt2-small', what: 'GPT-2 style decoder (HF Conv1D, fused c_attn, gelu_new, tied head), 2 layers', load: fromFile(path.join(FIELD, 'zoo-gpt2-small.onnx')) },
   ...ZOO_Y,
+  ...ZOO_CF,
 ];

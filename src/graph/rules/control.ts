@@ -38,6 +38,11 @@ function untraced(ctx: RuleContext): boolean {
   return true;
 }
 
+/** Mark a carried value's last axis (the feature axis of a state) for the group's description. */
+function carried(ctx: RuleContext, v: string): void {
+  if (ctx.rank(v) > 0 && ctx.isFloat(v)) ctx.note(ctx.dim(v, -1), 'carried');
+}
+
 function body(ctx: RuleContext, attr: string): SubgraphView | undefined {
   return ctx.node.subgraphs.find((s) => s.attr === attr);
 }
@@ -53,15 +58,16 @@ export const ifRule: Rule = (ctx) => {
 export const loopRule: Rule = (ctx) => {
   if (untraced(ctx)) return;
   const b = body(ctx, 'body')!;
-  const carried = ctx.node.inputs.length - 2;
-  for (let k = 0; k < carried; k++) {
+  const nCarried = ctx.node.inputs.length - 2;
+  for (let k = 0; k < nCarried; k++) {
     const init = ctx.node.inputs[2 + k]!;
     const where = `value carried by Loop`;
     if (init) tie(ctx, init, b.inputs[2 + k]!, where);
     tie(ctx, b.inputs[2 + k]!, b.outputs[1 + k]!, `${where} (entry and exit of the body)`);
+    carried(ctx, b.inputs[2 + k]!);
     if (ctx.node.outputs[k]) tie(ctx, ctx.node.outputs[k]!, b.outputs[1 + k]!, where);
   }
-  for (let j = carried; j < ctx.node.outputs.length; j++) {
+  for (let j = nCarried; j < ctx.node.outputs.length; j++) {
     const o = ctx.node.outputs[j];
     if (o) tie(ctx, o, b.outputs[1 + j]!, 'scan output of Loop', 0);
   }
@@ -78,6 +84,7 @@ export const scanRule: Rule = (ctx) => {
   for (let k = 0; k < states; k++) {
     tie(ctx, ctx.node.inputs[k]!, b.inputs[k]!, 'state of Scan');
     tie(ctx, b.inputs[k]!, b.outputs[k]!, 'state of Scan (entry and exit of the body)');
+    carried(ctx, b.inputs[k]!);
     if (ctx.node.outputs[k]) tie(ctx, ctx.node.outputs[k]!, b.outputs[k]!, 'state of Scan');
   }
   for (let j = 0; j < m; j++) {
