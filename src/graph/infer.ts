@@ -192,6 +192,12 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   }
   const perms: Record<string, PermInfo> = {};
   for (const [name, info] of infos) perms[name] = info;
+  // a recurrent weight R carries its hidden perm on both axes: the perm says so (the spec allows it only then)
+  for (const [w, refs] of Object.entries(axesToPerm)) {
+    if (!recurrentReader(gv, w)) continue;
+    const perAxis = refs.map((r) => new Set(r ? baseNames(exprs.get(r)!, names) : []));
+    for (const b of perAxis[1] ?? []) if (perAxis[2]?.has(b)) (infos.get(b)!.recurrent ??= []).push(w);
+  }
   const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
   if (frozen.length) spec.frozen = frozen;
   const partial = partialTies(tied, dg, res, names, members);
@@ -209,6 +215,7 @@ function repeatedPerm(gv: GraphView, dg: import('./dims.js').DimGraph, res: Reso
           ? e.parts.flatMap((p) => (typeof p === 'number' ? [] : bases(p)))
           : [];
   for (const w of weights) {
+    if (recurrentReader(gv, w)) continue; // its hidden perm on both axes is allowed (PermInfo.recurrent)
     const seen = new Map<string, number>();
     const rank = gv.tensors.get(w)!.dims.length;
     for (let axis = 0; axis < rank; axis++) {
