@@ -88,9 +88,21 @@ export const convTranspose: Rule = (ctx) => {
     ctx.freeze(yC, why);
     return;
   }
-  // the mirror of a grouped Conv: input group j (W's rows, each its own) feeds output group j, whose within-group
-  // order is W's axis 1, shared by every group
-  if (cin / group > 1) ctx.concat(ctx.dim(x, 1)!, Array.from({ length: group }, () => ctx.virtual(cin / group)));
+  if (group === cin && wOut === 1) {
+    // depthwise: channel j in, channel j out
+    ctx.invariant(ctx.dim(w, 1));
+    ctx.link(ctx.dim(x, 1), yC);
+    ctx.note(yC, 'conv');
+    return;
+  }
+  if (group === cin) {
+    // one input channel per group feeding wOut outputs: moving it moves a whole output group (not expressible)
+    ctx.freeze(ctx.dim(x, 1), `input channels of grouped ConvTranspose (group=${group}), one per group: the group order stays fixed`);
+  } else {
+    // the mirror of a grouped Conv: input group j (W's rows, each its own order) feeds output group j, whose
+    // within-group order is W's axis 1, shared by every group
+    ctx.concat(ctx.dim(x, 1)!, Array.from({ length: group }, () => ctx.virtual(cin / group)));
+  }
   const groupsOut = ctx.virtual(group);
   ctx.freeze(groupsOut, `order of the ${group} groups of a grouped ConvTranspose`);
   ctx.factor(yC, [groupsOut, ctx.dim(w, 1)!]);
