@@ -10,8 +10,9 @@
  * per unit and change nothing). Both directions of a bidirectional layer are stored in one tensor, so they share it.
  * W's input axis is a consumer of X's features. The time axis (the recurrence reads positions in order) and the
  * direction axis are frozen; the batch axis is passed through. R carries the hidden perm on both of its axes (units
- * feed back into themselves), which a spec cannot hold yet (one perm per tensor axis, src/spec/spec.ts): infer.ts
- * then freezes the hidden units, naming R; W's input axis and the layers around stay free.
+ * feed back into themselves): infer.ts lists R in that perm's `recurrent` (PermInfo), the one case where a spec may
+ * put a perm on two axes of a tensor. Initial states fed as graph inputs freeze the hidden units (they would change
+ * what the inputs mean). Source: onnx/docs/Operators.md (LSTM, GRU, RNN).
  */
 import type { Rule } from '../rule.js';
 import { attrInt } from '../model-view.js';
