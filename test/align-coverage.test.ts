@@ -62,11 +62,11 @@ test('align says how much stays unpermuted when a grouped ConvTranspose freezes 
     .input('x', ['batch', 3, 4, 4])
     .initializer('c1', w([8, 3, 1, 1]))
     .initializer('ct', w([8, 2, 2, 2]))
-    .initializer('c2', w([4, 8, 1, 1]))
+    .initializer('c2', w([4, 16, 1, 1]))
     .initializer('c3', w([5, 4, 1, 1]))
     .node('Conv', ['x', 'c1'], ['h'])
     .node('Relu', ['h'], ['a'])
-    .node('ConvTranspose', ['a', 'ct'], ['u'], { group: 4, strides: [2, 2] }, { name: 'up' })
+    .node('ConvTranspose', ['a', 'ct'], ['u'], { group: 8, strides: [2, 2] }, { name: 'up' }) // one input channel per group: frozen
     .node('Relu', ['u'], ['b'])
     .node('Conv', ['b', 'c2'], ['v'])
     .node('Relu', ['v'], ['c'])

@@ -19,7 +19,7 @@ export interface Note {
 }
 
 /** What a rule saw a dim doing; used only to describe groups in reports. */
-export type NoteTag = 'residual' | 'norm' | 'linear' | 'conv' | 'attention' | 'embedding' | 'batchnorm';
+export type NoteTag = 'residual' | 'norm' | 'linear' | 'conv' | 'attention' | 'embedding' | 'batchnorm' | 'recurrent' | 'carried';
 
 export interface FactorDef {
   kind: 'factor';

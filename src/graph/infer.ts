@@ -72,7 +72,7 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
     const reader = gv.nodes.find((n) => n.inputs.includes(clash.tensor))?.name;
     res.freeze(clash.root, {
       ...(reader ? { node: reader } : {}),
-      reason: `one permutation would act on two axes of '${clash.tensor}' (a residual branch of a single layer), which weight matching cannot solve`,
+      reason: `one permutation would act on two axes of '${clash.tensor}' (${recurrentReader(gv, clash.tensor) ? `the recurrent weight of ${recurrentReader(gv, clash.tensor)}: hidden units feed back into themselves` : 'a residual branch of a single layer'}), which weight matching cannot solve`,
     });
   }
 
@@ -161,7 +161,8 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   // activation points: every float activation axis whose class resolves to a named perm
   const points = new Map<string, PermPoint[]>();
   for (const [value, dims] of valueDims) {
-    if (gv.tensors.has(value) || virtual.has(value)) continue;
+    // values inside subgraphs cannot be read as model outputs: no activation points there
+    if (gv.tensors.has(value) || virtual.has(value) || gv.inner.has(value)) continue;
     for (const d of dims) {
       if (dg.size[d]! <= 1 || dg.frozen.has(d)) continue;
       const e = res.expr(d);
@@ -191,6 +192,12 @@ export function inferPermutationSpec(model: ModelInput, values: Facts | TracedVa
   }
   const perms: Record<string, PermInfo> = {};
   for (const [name, info] of infos) perms[name] = info;
+  // a recurrent weight R carries its hidden perm on both axes: the perm says so (the spec allows it only then)
+  for (const [w, refs] of Object.entries(axesToPerm)) {
+    if (!recurrentReader(gv, w)) continue;
+    const perAxis = refs.map((r) => new Set(r ? baseNames(exprs.get(r)!, names) : []));
+    for (const b of perAxis[1] ?? []) if (perAxis[2]?.has(b)) (infos.get(b)!.recurrent ??= []).push(w);
+  }
   const spec: PermutationSpecJson = { axes_to_perm: axesToPerm, perms };
   if (frozen.length) spec.frozen = frozen;
   const partial = partialTies(tied, dg, res, names, members);
@@ -208,6 +215,7 @@ function repeatedPerm(gv: GraphView, dg: import('./dims.js').DimGraph, res: Reso
           ? e.parts.flatMap((p) => (typeof p === 'number' ? [] : bases(p)))
           : [];
   for (const w of weights) {
+    if (recurrentReader(gv, w)) continue; // its hidden perm on both axes is allowed (PermInfo.recurrent)
     const seen = new Map<string, number>();
     const rank = gv.tensors.get(w)!.dims.length;
     for (let axis = 0; axis < rank; axis++) {
@@ -262,6 +270,12 @@ function weightOrder(gv: GraphView): string[] {
   for (const n of gv.nodes) for (const i of n.inputs) add(i);
   for (const v of gv.tensors.keys()) add(v);
   return order;
+}
+
+/** The LSTM/GRU/RNN node reading `tensor` as its recurrence weight R, as "LSTM 'name'". */
+function recurrentReader(gv: GraphView, tensor: string): string | undefined {
+  const n = gv.nodes.find((x) => ['LSTM', 'GRU', 'RNN'].includes(x.opType) && !x.domain && x.inputs[2] === tensor);
+  return n ? `${n.opType} '${n.name}'` : undefined;
 }
 
 function baseNames(e: Expr, names: Map<string, string>): string[] {
@@ -345,6 +359,8 @@ function describe(
   switch (e.kind) {
     case 'base': {
       const notes = notesOf(dg, e.root);
+      const carried = notes.get('carried');
+      if (carried) return `state carried by ${carried[0]}`;
       const adds = (notes.get('residual') ?? []).filter(residual);
       const norms = new Set((notes.get('norm') ?? []).map(scope));
       const plural = (n: number, w: string): string => `${n} ${w}${n === 1 ? '' : 's'}`;
@@ -354,6 +370,8 @@ function describe(
       }
       const linear = notes.get('linear');
       if (linear) return `${intoLinear ? 'MLP ' : ''}hidden units of ${linear[0]}`;
+      const rnn = notes.get('recurrent');
+      if (rnn) return `recurrent hidden units of ${rnn[0]} (every gate)`;
       const conv = notes.get('conv');
       if (conv) return `conv channels of ${conv[0]}`;
       const emb = notes.get('embedding');

@@ -30,8 +30,17 @@ export interface NodeView {
   inputs: string[];
   outputs: string[];
   attrs: Map<string, IAttributeProto>;
-  /** Outer-scope values read by this node's subgraphs (If/Loop/Scan bodies). */
+  /** Outer-scope values read by this node's subgraphs when they are not traced (frozen by the tracer). */
   captured: string[];
+  /** Traced subgraphs (If branches, Loop/Scan bodies): their nodes are in GraphView.nodes, before this node. */
+  subgraphs: SubgraphView[];
+}
+
+/** One subgraph attribute of a control-flow node, flattened into the view: its formal inputs and outputs. */
+export interface SubgraphView {
+  attr: string;
+  inputs: string[];
+  outputs: string[];
 }
 
 export interface WeightView {
@@ -57,7 +66,17 @@ export interface GraphView {
   producer: Map<string, NodeView>;
   /** Outputs of DequantizeLinear nodes that read a weight, directly or through QuantizeLinear (QDQ models): weights in float form. */
   dequantized: Set<string>;
+  /** Every value defined inside a traced subgraph (formal inputs, node outputs, initializers, Constants). */
+  inner: Set<string>;
+  /**
+   * Constants stored inside subgraphs (initializers, Constant nodes): not weights (OnnxModel edits only the main
+   * graph's tensors), so the tracer freezes their axes; their integer contents are in constInts.
+   */
+  innerTensors: Map<string, WeightView>;
 }
+
+/** Control-flow ops whose subgraphs the tracer enters. */
+const CONTROL_OPS = new Set(['If', 'Loop', 'Scan']);
 
 export function graphView(model: IModelProto): GraphView {
   const g = model.graph;
@@ -83,7 +102,44 @@ export function graphView(model: IModelProto): GraphView {
   const nodes: NodeView[] = [];
   const producer = new Map<string, NodeView>();
   const known = new Set<string>([...initNames, ...(g.input ?? []).map((i) => i.name ?? '')]);
-  (g.node ?? []).forEach((n, index) => {
+  const inner = new Set<string>();
+  const innerTensors = new Map<string, WeightView>();
+  const scope: Scope = { nodes, producer, tensors, constInts, inner, innerTensors, defined: new Set(known), counter: { n: 0 } };
+  addNodes(g.node ?? [], known, scope, false);
+  return {
+    nodes,
+    tensors,
+    inputs: (g.input ?? []).map((i) => i.name ?? '').filter((n) => !initNames.has(n)),
+    outputs: (g.output ?? []).map((o) => o.name ?? ''),
+    opset,
+    constInts,
+    producer,
+    inner,
+    innerTensors,
+    dequantized: dequantizedWeights(nodes, tensors, producer),
+  };
+}
+
+interface Scope {
+  nodes: NodeView[];
+  producer: Map<string, NodeView>;
+  tensors: Map<string, WeightView>;
+  constInts: Map<string, number[]>;
+  inner: Set<string>;
+  innerTensors: Map<string, WeightView>;
+  /** Every name defined so far, in any scope (a subgraph that redefines one is not traced). */
+  defined: Set<string>;
+  counter: { n: number };
+}
+
+/**
+ * Append `list`'s nodes to the view in order. A control-flow node's subgraphs are flattened before it (their
+ * values keep their names; `known` is the scope they may read) when every name they define is new; otherwise
+ * the node keeps its subgraphs opaque and lists what they read from outside in `captured`.
+ */
+function addNodes(list: readonly onnxproto.onnx.INodeProto[], known: Set<string>, scope: Scope, isInner: boolean): void {
+  for (const n of list) {
+    const index = scope.counter.n++;
     const attrs = new Map<string, IAttributeProto>();
     for (const a of n.attribute ?? []) attrs.set(a.name ?? '', a);
     const view: NodeView = {
@@ -95,10 +151,8 @@ export function graphView(model: IModelProto): GraphView {
       outputs: [...(n.output ?? [])],
       attrs,
       captured: [],
+      subgraphs: [],
     };
-    for (const a of n.attribute ?? []) {
-      for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) collectOuterReads(sub, known, view.captured);
-    }
     for (const i of view.inputs) {
       if (i && !known.has(i)) {
         throw new BasinError('onnx_invalid', `node ${q(view.name)} reads ${q(i)} before any node produces it; the graph is not in topological order`, {
@@ -107,37 +161,71 @@ export function graphView(model: IModelProto): GraphView {
         });
       }
     }
+    const graphs = (n.attribute ?? []).filter((a) => a.g);
+    if (graphs.length && CONTROL_OPS.has(view.opType) && !view.domain && flattenable(graphs.map((a) => a.g!), scope.defined)) {
+      for (const a of graphs) {
+        const sub = a.g!;
+        const local = new Set(known);
+        const define = (name: string): void => {
+          local.add(name);
+          scope.defined.add(name);
+          scope.inner.add(name);
+        };
+        for (const i of sub.input ?? []) define(i.name ?? '');
+        for (const t of sub.initializer ?? []) {
+          const name = t.name ?? '';
+          define(name);
+          scope.innerTensors.set(name, { name, dims: dimsOf(t), dataType: t.dataType ?? 0, source: 'initializer' });
+          const ints = intData(t);
+          if (ints) scope.constInts.set(name, ints);
+        }
+        addNodes(sub.node ?? [], local, scope, true);
+        view.subgraphs.push({ attr: a.name ?? '', inputs: (sub.input ?? []).map((i) => i.name ?? ''), outputs: (sub.output ?? []).map((o) => o.name ?? '') });
+      }
+    } else {
+      for (const a of n.attribute ?? []) {
+        for (const sub of [a.g, ...(a.graphs ?? [])]) if (sub) collectOuterReads(sub, known, view.captured);
+      }
+    }
     for (const o of view.outputs) {
       if (o) {
         known.add(o);
-        producer.set(o, view);
+        scope.defined.add(o);
+        if (isInner) scope.inner.add(o);
+        scope.producer.set(o, view);
       }
     }
     if (view.opType === 'Constant' && !view.domain) {
       const value = attrs.get('value')?.t;
       const out = view.outputs[0];
       if (value && out) {
-        tensors.set(out, { name: out, dims: dimsOf(value), dataType: value.dataType ?? 0, source: 'constant', node: view.name });
+        (isInner ? scope.innerTensors : scope.tensors).set(out, { name: out, dims: dimsOf(value), dataType: value.dataType ?? 0, source: 'constant', node: view.name });
         const ints = intData(value);
-        if (ints) constInts.set(out, ints);
+        if (ints) scope.constInts.set(out, ints);
       }
       const vi = attrs.get('value_int');
-      if (vi && out) constInts.set(out, [Number(vi.i ?? 0)]);
+      if (vi && out) scope.constInts.set(out, [Number(vi.i ?? 0)]);
       const vis = attrs.get('value_ints');
-      if (vis && out) constInts.set(out, (vis.ints ?? []).map(Number));
+      if (vis && out) scope.constInts.set(out, (vis.ints ?? []).map(Number));
     }
-    nodes.push(view);
-  });
-  return {
-    nodes,
-    tensors,
-    inputs: (g.input ?? []).map((i) => i.name ?? '').filter((n) => !initNames.has(n)),
-    outputs: (g.output ?? []).map((o) => o.name ?? ''),
-    opset,
-    constInts,
-    producer,
-    dequantized: dequantizedWeights(nodes, tensors, producer),
+    scope.nodes.push(view);
+  }
+}
+
+/** Subgraphs whose every defined name (inputs, initializers, node outputs, nested ones too) is new and distinct. */
+function flattenable(subs: readonly IGraphProto[], defined: ReadonlySet<string>): boolean {
+  const seen = new Set<string>();
+  const fresh = (name: string): boolean => {
+    if (!name) return true;
+    if (defined.has(name) || seen.has(name)) return false;
+    seen.add(name);
+    return true;
   };
+  const walk = (gr: IGraphProto): boolean =>
+    (gr.input ?? []).every((i) => fresh(i.name ?? '')) &&
+    (gr.initializer ?? []).every((t) => fresh(t.name ?? '')) &&
+    (gr.node ?? []).every((n) => (n.attribute ?? []).every((a) => [a.g, ...(a.graphs ?? [])].every((x) => !x || walk(x))) && (n.output ?? []).every(fresh));
+  return subs.every(walk);
 }
 
 /** Outputs of DequantizeLinear of a weight, or of QuantizeLinear of a weight (fake quantization, QAT exports). */

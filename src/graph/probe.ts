@@ -2,7 +2,8 @@
  * Run a model once with every intermediate value exposed, to read the real shape and element type of each value
  * (Reshape/Flatten semantics come from real in/out shapes) and the contents of small integer values (Slice bounds
  * computed from Shape). One run on random inputs (data/feed.ts) or on given feeds (data); the tracer never needs
- * the float results.
+ * the float results. Values inside If/Loop/Scan subgraphs come from running each subgraph on its own
+ * (probe-subgraphs.ts).
  */
 import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
@@ -12,6 +13,7 @@ import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
 import { toOrtTensor, type Feed } from '../onnx/session.js';
+import { probeSubgraphs } from './probe-subgraphs.js';
 
 const { onnx } = onnxproto;
 const DT = onnx.TensorProto.DataType;
@@ -148,5 +150,7 @@ export async function probeModel(
     }
   }
   await session.release();
+  const env = new Map<string, ort.Tensor>([...Object.entries(feedsUsed), ...(Object.entries(results) as [string, ort.Tensor][])]);
+  await probeSubgraphs(copy, cg, env, new Map((cg.initializer ?? []).map((t) => [t.name ?? '', t])), out);
   return out;
 }

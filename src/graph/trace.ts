@@ -1,7 +1,9 @@
 /**
  * The tracer: walks the nodes in order, hands each to its rule with the real shapes, and records what the rules
- * emit in a DimGraph. Then freezes every dim that reaches a graph input or output, or a subgraph. Rules see only
- * the RuleContext; everything a rule leaves untouched is frozen here.
+ * emit in a DimGraph. Then freezes every dim that reaches a graph input or output, or a subgraph that is not traced.
+ * Traced subgraphs (If/Loop/Scan, model-view.ts) are flattened into the node list; their own constants are frozen
+ * (not editable), and the control node's rule (rules/control.ts) ties their formal inputs and outputs to its own.
+ * Rules see only the RuleContext; everything a rule leaves untouched is frozen here.
  */
 import { BasinError } from '../errors.js';
 import { DimGraph, type DimId } from './dims.js';
@@ -18,12 +20,12 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     throw new BasinError('onnx_invalid', 'the graph declares no outputs: nothing says what the model computes, so no axis can be proven free to permute', {});
   }
   const dg = new DimGraph();
-  const shapeOf = (v: string): readonly number[] | undefined => (v ? facts.shapes.get(v) ?? gv.tensors.get(v)?.dims : undefined);
+  const shapeOf = (v: string): readonly number[] | undefined => (v ? facts.shapes.get(v) ?? (gv.tensors.get(v) ?? gv.innerTensors.get(v))?.dims : undefined);
   // "float" here is any value whose contents follow a permutation: floats and quantized integer data
   const isFloat = (v: string): boolean => {
     const t = facts.dtypes.get(v);
     if (t !== undefined) return isFloatType(t) || isQuantType(t);
-    const w = gv.tensors.get(v);
+    const w = gv.tensors.get(v) ?? gv.innerTensors.get(v);
     return w ? FLOAT_TYPES.has(w.dataType) || QUANT_TYPES.has(w.dataType) : false;
   };
   const dimOf = (v: string, axis: number): DimId | undefined => {
@@ -42,6 +44,12 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     return s ? s.map((_, i) => dimOf(v, i)!) : [];
   };
 
+  for (const [v, t] of gv.innerTensors) {
+    if (!isFloat(v)) continue;
+    for (const d of allDims(v)) {
+      dg.freeze(d, { ...(t.node ? { node: t.node } : {}), reason: `constant '${v}' is stored inside a subgraph (basin edits only the main graph's tensors)` });
+    }
+  }
   for (const node of gv.nodes) {
     for (const v of node.captured) {
       for (const d of allDims(v)) dg.freeze(d, { node: node.name, reason: `read inside a subgraph of '${node.opType}'` });

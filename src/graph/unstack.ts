@@ -112,7 +112,7 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
     const blockOf = (i: number, v: string) => `${v}\u0000unstack${serial}:${i}`;
     const views: NodeView[] = [];
     const make = (base: NodeView, opType: string, inputs: string[], outputs: string[], attrs: IAttributeProto[]): void => {
-      views.push({ index: base.index, name: base.name, opType, domain: '', inputs, outputs, attrs: new Map(attrs.map((a) => [a.name ?? '', a])), captured: [] });
+      views.push({ index: base.index, name: base.name, opType, domain: '', inputs, outputs, attrs: new Map(attrs.map((a) => [a.name ?? '', a])), captured: [], subgraphs: [] });
     };
     const dropAxis = (shape: readonly number[], t: number): number[] => shape.filter((_, i) => i !== t);
     const blocks = Array.from({ length: k }, (_, i) => blockOf(i, x));

@@ -64,9 +64,10 @@ export class PermutationSpec {
         this.axisPlacements.set(`${tensor}\u0000${axis}`, placements);
         for (const p of placements) {
           // Two blocks of one axis may share a permutation (a fused QKV projection: concat [QK, QK, VO]); two
-          // different axes may not: the matching step would no longer be a linear assignment.
+          // different axes may not: the matching step would no longer be a linear assignment (except on a tensor the
+          // perm lists as `recurrent`, solved linearized).
           const prev = basesInTensor.get(p.base);
-          if (prev !== undefined && prev !== axis) {
+          if (prev !== undefined && prev !== axis && !perms.get(p.base)?.info.recurrent?.includes(tensor)) {
             throw new BasinError(
               'spec_repeated_perm',
               `${this.where()}: permutation ${q(p.base)} acts on two axes of tensor ${q(tensor)} (axes ${prev} and ${axis}); ` +
@@ -286,6 +287,8 @@ function parseJson(json: unknown, where: string): PermutationSpecJson {
       if (c !== undefined && (!Array.isArray(c) || c.some((x) => typeof x !== 'string' && !Number.isInteger(x)))) bad(`"perms".${q(name)}.concat must be a list of names and sizes`);
       const h = i['heads'] as Record<string, unknown> | undefined;
       if (h !== undefined && (typeof h !== 'object' || typeof h['tie'] !== 'string')) bad(`"perms".${q(name)}.heads must be {count, tie}`);
+      const r = i['recurrent'];
+      if (r !== undefined && (!Array.isArray(r) || r.some((x) => typeof x !== 'string'))) bad(`"perms".${q(name)}.recurrent must be a list of tensor names`);
     }
   }
   if (doc['frozen'] !== undefined && !Array.isArray(doc['frozen'])) bad('"frozen" must be a list');

@@ -34,6 +34,11 @@ export interface PermInfo {
    * of one attention block).
    */
   heads?: { count: number; tie: string };
+  /**
+   * Tensors on which this permutation acts on two axes: recurrent weights (LSTM/GRU/RNN R, [D, G·H, H]: hidden units
+   * feed back into themselves). Weight matching solves them with the other axis at the current assignment.
+   */
+  recurrent?: string[];
   /** Where this permutation's activations can be read in the graph (used by activation matching). */
   points?: PermPoint[];
   /** Free text for reports: what this group is (e.g. "residual stream", "MLP hidden of layer 0"). */

@@ -13,6 +13,7 @@ import { Tensor } from '../../src/tensor/tensor.js';
 import { randn, rng } from '../helpers.js';
 import { ZOO_Y } from './models-y.js';
 import { ZOO_Q } from './models-q.js';
+import { ZOO_CF } from './models-cf.js';
 
 export const SHARED = new URL('../../../../shared/', import.meta.url).pathname;
 export const FIELD = path.join(SHARED, 'field');
@@ -231,4 +232,5 @@ export const ZOO: readonly ZooModel[] = [
   { name: 'zoo-gpt2-small', what: 'GPT-2 style decoder (HF Conv1D, fused c_attn, gelu_new, tied head), 2 layers', load: fromFile(path.join(FIELD, 'zoo-gpt2-small.onnx')) },
   ...ZOO_Y,
   ...ZOO_Q,
+  ...ZOO_CF,
 ];

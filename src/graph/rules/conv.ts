@@ -2,7 +2,9 @@
  * Conv: X [N, C, ...], W [M, C/group, k...], B [M] -> Y [N, M, ...]. group=1: X.1~W.1 and Y.1~W.0~B. Depthwise
  * (group = C, one input channel per group): input and output channels are one group, X.1~Y.1~W.0~B (a channel
  * multiplier m > 1 makes Y.1 the input channels expanded by m). Other groupings: see groupedChannels. Spatial axes
- * and kernel axes mix neighbouring positions and are frozen. ConvTranspose has W [C, M/group, k...].
+ * and kernel axes mix neighbouring positions and are frozen. ConvTranspose has W [C, M/group, k...]: its input
+ * channels are `group` blocks with their own orders (W's rows), its output channels one within-group order (W's
+ * axis 1) repeated over the groups.
  */
 import type { Rule, RuleContext } from '../rule.js';
 import { attrInt } from '../model-view.js';
@@ -68,16 +70,41 @@ export const convTranspose: Rule = (ctx) => {
   const y = ctx.node.outputs[0]!;
   const group = attrInt(ctx.node, 'group', 1);
   spatial(ctx, x, w, y, 'ConvTranspose');
-  const yC = ctx.dim(y, 1);
-  ctx.link(ctx.dim(w, 1), yC);
+  const yC = ctx.dim(y, 1)!;
   if (b) ctx.link(ctx.dim(b, 0), yC);
+  ctx.link(ctx.dim(x, 1), ctx.dim(w, 0));
   if (group === 1) {
-    ctx.link(ctx.dim(x, 1), ctx.dim(w, 0));
+    ctx.link(ctx.dim(w, 1), yC);
     ctx.note(yC, 'conv');
-  } else {
-    const why = `grouped ConvTranspose (group=${group}) mixes channels within groups`;
-    ctx.freeze(ctx.dim(x, 1), why);
-    ctx.freeze(ctx.dim(w, 0), why);
-    ctx.freeze(yC, why);
+    return;
   }
+  const cin = ctx.shape(x)![1]!;
+  const cout = ctx.shape(y)![1]!;
+  const wOut = ctx.shape(w)![1]!;
+  if (cin % group !== 0 || wOut * group !== cout) {
+    const why = `grouped ConvTranspose (group=${group}) does not split ${cin} input and ${cout} output channels evenly`;
+    ctx.freeze(ctx.dim(x, 1), why);
+    ctx.freeze(ctx.dim(w, 1), why);
+    ctx.freeze(yC, why);
+    return;
+  }
+  if (group === cin && wOut === 1) {
+    // depthwise: channel j in, channel j out
+    ctx.invariant(ctx.dim(w, 1));
+    ctx.link(ctx.dim(x, 1), yC);
+    ctx.note(yC, 'conv');
+    return;
+  }
+  if (group === cin) {
+    // one input channel per group feeding wOut outputs: moving it moves a whole output group (not expressible)
+    ctx.freeze(ctx.dim(x, 1), `input channels of grouped ConvTranspose (group=${group}), one per group: the group order stays fixed`);
+  } else {
+    // the mirror of a grouped Conv: input group j (W's rows, each its own order) feeds output group j, whose
+    // within-group order is W's axis 1, shared by every group
+    ctx.concat(ctx.dim(x, 1)!, Array.from({ length: group }, () => ctx.virtual(cin / group)));
+  }
+  const groupsOut = ctx.virtual(group);
+  ctx.freeze(groupsOut, `order of the ${group} groups of a grouped ConvTranspose`);
+  ctx.factor(yC, [groupsOut, ctx.dim(w, 1)!]);
+  ctx.note(yC, 'conv');
 };

@@ -20,6 +20,8 @@ import { gather } from './gather.js';
 import { constant, expand, pad, sizeOnly } from './misc.js';
 import { CONTRIB_DOMAIN, CONTRIB_RULES } from './contrib.js';
 import { convInteger, dynamicQuantizeLinear, matMulInteger, qLinearConv, qLinearMatMul, quantizeLinear } from './quant.js';
+import { recurrent } from './recurrent.js';
+import { ifRule, loopRule, scanRule } from './control.js';
 
 const UNARY = [
   'Relu', 'LeakyRelu', 'PRelu', 'Elu', 'Selu', 'Celu', 'Sigmoid', 'HardSigmoid', 'HardSwish', 'Tanh', 'Gelu', 'Erf',
@@ -77,6 +79,12 @@ export const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['QLinearMatMul', qLinearMatMul],
   ['ConvInteger', convInteger],
   ['QLinearConv', qLinearConv],
+  ['LSTM', recurrent],
+  ['GRU', recurrent],
+  ['RNN', recurrent],
+  ['If', ifRule],
+  ['Loop', loopRule],
+  ['Scan', scanRule],
 ]);
 
 /** The rule for a node, or undefined when none is known (then the tracer freezes the node's dims). */
