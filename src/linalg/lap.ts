@@ -27,6 +27,7 @@
  * from the caller's original costs.
  */
 import { BasinError } from '../errors.js';
+import { lapSparseSquare } from './lap-sparse.js';
 
 export interface AssignmentOptions {
   /** Maximize the total instead of minimizing it (default false). */
@@ -37,6 +38,13 @@ export interface AssignmentOptions {
    * which is what coordinate descent re-solving slightly changed matrices needs.
    */
   prices?: Float64Array;
+  /**
+   * 'auto' (default): square problems of at least SPARSE_MIN_N rows without warm prices first try the
+   * candidate-set solver (src/linalg/lap-sparse.ts), falling back to the dense one; 'dense': only the dense
+   * solver; 'candidates': try the candidate-set solver at any square size >= 2 (tests). Every strategy gives an
+   * optimal assignment.
+   */
+  strategy?: 'auto' | 'dense' | 'candidates';
 }
 
 export interface AssignmentResult {
@@ -65,8 +73,14 @@ export function solveAssignment(
   nCols: number,
   opts: AssignmentOptions = {},
 ): AssignmentResult {
-  return solveAssignmentWithBudget(cost, nRows, nCols, opts, ARR_BUDGET_PER_ROW);
+  return solveAssignmentWithBudget(cost, nRows, nCols, { strategy: 'auto', ...opts }, ARR_BUDGET_PER_ROW);
 }
+
+/**
+ * Square sizes from which 'auto' tries the candidate-set solver first. Below, dense JV is already fast and the
+ * candidate set's three passes and heap cost about as much as they save.
+ */
+export const SPARSE_MIN_N = 512;
 
 /** Augmenting row reduction budget per pass, in row scans per row (plus 64); see the file comment. */
 const ARR_BUDGET_PER_ROW = 3;
@@ -75,6 +89,7 @@ const ARR_BUDGET_PER_ROW = 3;
  * solveAssignment with the augmenting row reduction budget as a parameter (row scans per row and pass; 0 skips
  * that phase, so every row the initialization leaves free goes through the shortest augmenting path phase).
  * For tests and benchmarks only (not re-exported from the package): the result is optimal for every budget.
+ * Its strategy defaults to 'dense' (solveAssignment's to 'auto').
  */
 export function solveAssignmentWithBudget(
   cost: Float64Array,
@@ -132,7 +147,14 @@ export function solveAssignmentWithBudget(
   const rowsol = transposed ? colToRow : rowToCol; // length n
   const colsol = transposed ? rowToCol : colToRow; // length m
   const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
-  const prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm);
+  const strategy = opts.strategy ?? 'dense';
+  const trySparse = n === m && !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n >= SPARSE_MIN_N));
+  let prices = trySparse ? lapSparseSquare(c, n, rowsol, colsol, maxAbs * scale) : null;
+  if (prices === null) {
+    rowsol.fill(-1);
+    colsol.fill(-1);
+    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm);
+  }
 
   let total = 0;
   for (let r = 0; r < nRows; r++) {
