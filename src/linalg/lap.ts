@@ -244,8 +244,22 @@ function lapCore(
   const v = new Float64Array(m);
   const free = new Int32Array(n);
   const pred = new Int32Array(m); // column reduction: argmin row per column; shortest path: predecessor row
-  let numFree = 0;
+  let numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, warmPrices);
+  numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
+  if (numFree === 0) return v;
+  shortestAugmentingPaths(c, m, v, rowsol, colsol, free, numFree, pred);
+  return v;
+}
 
+/**
+ * Initial prices and assignment: warm prices (every row free), JV's column reduction with reduction transfer
+ * (square), or zero prices (rectangular). Fills v, rowsol/colsol and the free-row list; returns how many rows are
+ * free. Each phase of the solver is its own function: V8 then optimizes each with its own type feedback (one big
+ * function was recompiled on stack replacement four times per cold solve, 0.1-0.2 s each, which is most of a
+ * CLI run's LAP time).
+ */
+function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, pred: Int32Array, warmPrices?: Float64Array): number {
+  let numFree = 0;
   if (warmPrices) {
     // Warm start: the given prices replace column reduction; every row starts free and row reduction assigns
     // most of them at once when the prices are close to optimal. Correct for any prices: row reduction and the
@@ -304,8 +318,14 @@ function lapCore(
     numFree = n;
   }
 
-  // Augmenting row reduction, two passes, each with a step budget (guards against cycling on ties/rounding and
-  // stops the long tail of small steps; see the file comment).
+  return numFree;
+}
+
+/**
+ * Augmenting row reduction, two passes, each with a step budget (guards against cycling on ties/rounding and
+ * stops the long tail of small steps; see the file comment). Returns how many rows are still free (first in free).
+ */
+function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, arrBudgetPerRow: number): number {
   const budget = arrBudgetPerRow > 0 ? arrBudgetPerRow * n + 64 : 0;
   for (let pass = 0; pass < 2 && numFree > 0 && budget > 0; pass++) {
     let k = 0;
@@ -380,8 +400,11 @@ function lapCore(
     }
   }
 
-  if (numFree === 0) return v;
+  return numFree;
+}
 
+/** Shortest augmenting path for each of the numFree rows in free; updates v, rowsol, colsol. */
+function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, pred: Int32Array): void {
   // Shortest augmenting paths (Dijkstra over reduced costs). Unscanned columns are kept in a compact list
   // (`rem`, as scipy's solver does): a step relaxes only those, so a long path on a structured matrix (weight
   // matching costs) costs the sum of the remaining counts instead of path length x m. A scanned column's distance
@@ -459,5 +482,5 @@ function lapCore(
       j = prev;
     }
   }
-  return v;
 }
+
