@@ -108,47 +108,58 @@ export function lapSparseSquare(c: Float64Array, n: number, rowsol: Int32Array, 
   }
 }
 
-/** Columns of row i's k least c[i, j] - v[j] (unordered), four columns per step of the threshold test. */
+/**
+ * Columns of row i's k least c[i, j] - v[j] (unordered). The scan starts at a column that rotates with the row, so
+ * that among equal values (integer costs) different rows keep different columns; a fixed start would give every
+ * row the same first columns and a candidate graph without a perfect matching.
+ */
 function selectRow(c: Float64Array, v: Float64Array, i: number, n: number, k: number, topVal: Float64Array, topCol: Int32Array): number[] {
   const base = i * n;
-  // the first k columns, sorted; then a column enters when below the k-th least so far (thr)
-  for (let j = 0; j < k; j++) {
-    const h = c[base + j]! - v[j]!;
-    let p = j;
-    while (p > 0 && topVal[p - 1]! > h) {
-      topVal[p] = topVal[p - 1]!;
-      topCol[p] = topCol[p - 1]!;
-      p--;
-    }
-    topVal[p] = h;
-    topCol[p] = j;
-  }
-  let thr = topVal[k - 1]!;
-  let j = k;
-  for (; j < n; j += 4) {
-    const e = j + 4 <= n ? 4 : n - j;
-    if (e === 4) {
+  const start = (i * 40503) % n; // 40503: an odd multiplier spreads consecutive rows' starts over the columns
+  let count = 0;
+  let thr = Infinity;
+  for (let pass = 0; pass < 2; pass++) {
+    const from = pass === 0 ? start : 0;
+    const to = pass === 0 ? n : start;
+    let j = from;
+    for (; j + 3 < to; j += 4) {
       const h0 = c[base + j]! - v[j]!;
       const h1 = c[base + j + 1]! - v[j + 1]!;
       const h2 = c[base + j + 2]! - v[j + 2]!;
       const h3 = c[base + j + 3]! - v[j + 3]!;
-      if (!(h0 < thr || h1 < thr || h2 < thr || h3 < thr)) continue;
-    }
-    for (let q = 0; q < e; q++) {
-      const h = c[base + j + q]! - v[j + q]!;
-      if (!(h < thr)) continue;
-      let p = k - 1;
-      while (p > 0 && topVal[p - 1]! > h) {
-        topVal[p] = topVal[p - 1]!;
-        topCol[p] = topCol[p - 1]!;
-        p--;
+      if (h0 < thr || h1 < thr || h2 < thr || h3 < thr) {
+        count = insertTop(h0, j, count, k, topVal, topCol);
+        count = insertTop(h1, j + 1, count, k, topVal, topCol);
+        count = insertTop(h2, j + 2, count, k, topVal, topCol);
+        count = insertTop(h3, j + 3, count, k, topVal, topCol);
+        if (count === k) thr = topVal[k - 1]!;
       }
-      topVal[p] = h;
-      topCol[p] = j + q;
-      thr = topVal[k - 1]!;
+    }
+    for (; j < to; j++) {
+      const h = c[base + j]! - v[j]!;
+      if (h < thr) {
+        count = insertTop(h, j, count, k, topVal, topCol);
+        if (count === k) thr = topVal[k - 1]!;
+      }
     }
   }
-  return Array.from(topCol.subarray(0, k));
+  return Array.from(topCol.subarray(0, count));
+}
+
+/** Insert (h, j) into the ascending top list of `count` (< k: grows; = k: replaces the largest if h is smaller). */
+function insertTop(h: number, j: number, count: number, k: number, topVal: Float64Array, topCol: Int32Array): number {
+  let p: number;
+  if (count < k) p = count++;
+  else if (h < topVal[k - 1]!) p = k - 1;
+  else return count;
+  while (p > 0 && topVal[p - 1]! > h) {
+    topVal[p] = topVal[p - 1]!;
+    topCol[p] = topCol[p - 1]!;
+    p--;
+  }
+  topVal[p] = h;
+  topCol[p] = j;
+  return count;
 }
 
 /** JV's row reduction and shortest augmenting paths on the candidate edges (CSR), prices shared with the caller. */
