@@ -218,7 +218,8 @@ class SparseSolver {
     while (stack.length) {
       const i = stack.pop()!;
       if (++steps > budget) {
-        out.push(i, ...stack.reverse());
+        out.push(i);
+        while (stack.length) out.push(stack.pop()!); // in their original order (no spread: n can exceed the argument limit)
         break;
       }
       let umin = Infinity;
