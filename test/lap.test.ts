@@ -158,9 +158,14 @@ function randomMatrix(nRows: number, nCols: number, r: () => number, kind: 'unif
  * leaves free goes through the shortest augmenting path phase, which small problems otherwise rarely reach),
  * and a small one (a mix of both phases).
  */
-const BUDGETS: (number | undefined)[] = [undefined, 0, 0.5];
+const BUDGETS: Budget[] = [undefined, 0, 0.5, 'candidates'];
+/**
+ * undefined: solveAssignment's defaults; a number: the dense solver with that row reduction budget; 'candidates':
+ * the candidate-set solver forced at every size (src/linalg/lap-sparse.ts, with its dense fallback).
+ */
+type Budget = number | undefined | 'candidates';
 /** Minimize and maximize, each under every budget. */
-const MODES: [boolean, number | undefined][] = [false, true].flatMap((mx) => BUDGETS.map((b): [boolean, number | undefined] => [mx, b]));
+const MODES: [boolean, Budget][] = [false, true].flatMap((mx) => BUDGETS.map((b): [boolean, Budget] => [mx, b]));
 
 function solveAndCheck(
   cost: Float64Array,
@@ -168,14 +173,16 @@ function solveAndCheck(
   nCols: number,
   maximize: boolean,
   label: string,
-  budget?: number,
+  budget?: Budget,
 ): AssignmentResult {
   const before = Float64Array.from(cost);
   const res =
     budget === undefined
       ? solveAssignment(cost, nRows, nCols, { maximize })
-      : solveAssignmentWithBudget(cost, nRows, nCols, { maximize }, budget);
-  label = budget === undefined ? label : `${label} (ARR budget ${budget})`;
+      : budget === 'candidates'
+        ? solveAssignment(cost, nRows, nCols, { maximize, strategy: 'candidates' })
+        : solveAssignmentWithBudget(cost, nRows, nCols, { maximize }, budget);
+  label = budget === undefined ? label : budget === 'candidates' ? `${label} (candidate set)` : `${label} (ARR budget ${budget})`;
   assert.deepEqual(cost, before, `${label}: input was modified`);
   checkMatching(res, cost, nRows, nCols, label);
   return res;

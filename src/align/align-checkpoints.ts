@@ -45,6 +45,20 @@ export interface AlignReport {
   verify?: { graph: string; samples: number; max_abs: number; max_rel: number };
   /** When not verified: why. */
   unverified_reason?: string;
+  /** Seconds per phase (cost, lap, objective and laps: inside weight matching) and LAPs solved. */
+  phases?: AlignPhases;
+}
+
+/** Seconds per phase of an alignment; cost/lap/objective/laps come from weight matching (absent for other methods). */
+export interface AlignPhases {
+  load: number;
+  match: number;
+  cost?: number;
+  lap?: number;
+  objective?: number;
+  laps?: number;
+  verify: number;
+  write: number;
 }
 
 export interface AlignCheckpointOptions {
@@ -109,6 +123,14 @@ export function checkSameLayout(a: Checkpoint, b: Checkpoint): void {
  */
 export async function alignCheckpoints(aPath: string, bPath: string, outPath: string | null, opts: AlignCheckpointOptions): Promise<AlignReport> {
   const started = performance.now();
+  let mark = started;
+  /** Seconds since the previous call (phase timings). */
+  const since = () => {
+    const now = performance.now();
+    const seconds = (now - mark) / 1000;
+    mark = now;
+    return seconds;
+  };
   const a = await openCheckpoint(aPath);
   const b = await openCheckpoint(bPath);
   try {
@@ -171,6 +193,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
       tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
     }
+    const load = since();
     const data = (typeof opts.data === 'string' || (opts.data === undefined && hasInputs && method.readsActivations)) && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
       init: opts.init,
@@ -182,6 +205,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       onProgress: opts.onActivationProgress,
     });
 
+    const matched = since();
     // Verify before writing: B and aligned B through the architecture's graph, when there is one.
     let verify: AlignReport['verify'];
     if (graph) {
@@ -195,6 +219,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       verify = { graph: graph === 'mlp' ? 'mlp' : graph.onnx, samples: v.samples, max_abs: v.maxAbs, max_rel: v.maxRel };
     }
 
+    const verified = since();
     if (outPath) {
       const out = [];
       for (const name of b.names()) {
@@ -207,6 +232,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       }
       await writeCheckpoint(outPath, out, { metadata: b.metadata });
     }
+    const phases: AlignPhases = { load, match: matched, ...result.phases, verify: verified, write: since() };
     const named = new Set(spec.tensors());
     return {
       method: methodName,
@@ -222,6 +248,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       unpermuted: b.names().filter((n) => !named.has(n)),
       spec: spec.toJson(),
       ...(verify ? { verified: true, verify } : { verified: false, unverified_reason: UNVERIFIED_REASON }),
+      phases,
     };
   } finally {
     await a.close();

@@ -90,6 +90,12 @@ export function register(program: Command): void {
           `aligned ${Object.keys(r.perms).length} permutation(s) in ${r.sweeps.length} sweep(s), ${fmtSeconds(r.seconds)}: ` +
             `objective ${r.objective_before.toPrecision(8)} -> ${r.objective_after.toPrecision(8)}`,
         );
+        const ph = (report as { phases?: Record<string, number | undefined> }).phases;
+        if (ph) {
+          const part = (k: string, label = k) => (ph[k] === undefined ? [] : [`${label} ${fmtSeconds(ph[k]!)}`]);
+          const match = ph.cost === undefined ? part('match') : [`match ${fmtSeconds(ph.match!)} (cost ${fmtSeconds(ph.cost)}, LAP ${fmtSeconds(ph.lap!)} for ${ph.laps} LAPs, objective ${fmtSeconds(ph.objective!)})`];
+          log(`phases: ${[...part('load'), ...match, ...part('verify'), ...part('write')].join(', ')}`);
+        }
         if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.map(q).join(', ') : `${r.unpermuted.slice(0, 12).map(q).join(', ')}, … (${r.unpermuted.length})`}`);
         log(`wrote ${o.out}`);
         if (o.report) {
