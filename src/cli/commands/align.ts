@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseChoice, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { action, fmtSeconds, log, parseChoice, parseIntOption, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
@@ -99,7 +99,7 @@ export function register(program: Command): void {
         if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.map(q).join(', ') : `${r.unpermuted.slice(0, 12).map(q).join(', ')}, … (${r.unpermuted.length})`}`);
         log(`wrote ${o.out}`);
         if (o.report) {
-          await writeJson(o.report, report);
+          await writeReport(o.report, 'align', report);
           log(`wrote ${o.report}`);
         }
       }),

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { action, fmtSeconds, log, out, parseIntOption, parseNonEmpty, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseIntOption, parseNonEmpty, writeReport } from '../common.js';
 import { checkOutputFolder, checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { loadOnnx } from '../../onnx/model.js';
@@ -87,7 +87,7 @@ export function register(program: Command): void {
         });
         out('\n' + formatTable(['merge of A and B', 'loss barrier (nats)', 'midpoint loss', 'midpoint accuracy'], rows, { digits: 3 }) + '\n');
         out(`\nend points: A loss ${ea.loss.toFixed(3)} / accuracy ${ea.accuracy.toFixed(3)}, B loss ${eb.loss.toFixed(3)} / accuracy ${eb.accuracy.toFixed(3)}\n`);
-        await writeJson(path.join(o.out, 'report.json'), {
+        await writeReport(path.join(o.out, 'report.json'), 'demo', {
           models: { a: path.join(ASSETS, 'mlp_a.onnx'), b: path.join(ASSETS, 'mlp_b.onnx') },
           endpoints: { a: ea, b: eb },
           align: { objective_before: r.match.objectiveBefore, objective_after: r.match.objectiveAfter, sweeps: r.match.sweeps, seconds: r.match.seconds },

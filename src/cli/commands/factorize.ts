@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, escapeControl, q } from '../../errors.js';
 import { saveOnnx } from '../../onnx/model.js';
@@ -192,7 +192,7 @@ export function register(program: Command): void {
       }
       for (const w of warnings) log(`WARNING: ${w}`);
       if (o.report) {
-        await writeJson(o.report, {
+        await writeReport(o.report, 'factorize', {
           model: path,
           out: o.out,
           mode,

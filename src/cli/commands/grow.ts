@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { openModel, requireGraph } from '../../models/load.js';
@@ -67,7 +67,7 @@ export function register(program: Command): void {
       out(costLine(r));
       for (const [name, v] of Object.entries(r.outputRelError)) out(`output ${q(name)}: largest change ${v.toExponential(2)} of its largest value (${o.data ? 'first data batch' : 'random inputs'})\n`);
       if (o.report) {
-        await writeJson(o.report, { model: path, out: o.out, noise: r.noise, seed: r.seed, groups: r.groups, params_before: r.paramsBefore, params_after: r.paramsAfter, macs_before: r.macsBefore, macs_after: r.macsAfter, macs_sample: r.macsSample, output_rel_error: r.outputRelError });
+        await writeReport(o.report, 'grow', { model: path, out: o.out, noise: r.noise, seed: r.seed, groups: r.groups, params_before: r.paramsBefore, params_after: r.paramsAfter, macs_before: r.macsBefore, macs_after: r.macsAfter, macs_sample: r.macsSample, output_rel_error: r.outputRelError });
         log(`wrote ${o.report}`);
       }
     }),

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeJson } from '../common.js';
+import { action, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { openModel } from '../../models/load.js';
@@ -136,7 +136,7 @@ export function register(program: Command): void {
         log(`wrote ${o.plot}`);
       }
       if (o.report) {
-        await writeJson(o.report, {
+        await writeReport(o.report, 'interpolate', {
           a: aPath,
           b: bPath,
           data: test,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { openModel, type LoadedModel } from '../../models/load.js';
@@ -205,7 +205,7 @@ export function register(program: Command): void {
         out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, task === 'lm' ? 'next-token accuracy' : 'accuracy'], rows, { digits: 3 }) + '\n');
       }
       if (o.report) {
-        await writeJson(o.report, {
+        await writeReport(o.report, 'merge', {
           models: paths,
           out: o.out,
           format: saved.format,

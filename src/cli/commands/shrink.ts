@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { escapeControl, q } from '../../errors.js';
 import { openModel, requireGraph } from '../../models/load.js';
@@ -90,7 +90,7 @@ export function register(program: Command): void {
         out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, task === 'lm' ? 'next-token accuracy' : 'accuracy'], [['before', before.loss, before.accuracy], ['after', after.loss, after.accuracy]], { digits: 4 }) + '\n');
       }
       if (o.report) {
-        await writeJson(o.report, {
+        await writeReport(o.report, 'shrink', {
           model: path,
           out: o.out,
           method: o.method,

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeJson } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { escapeControl, q } from '../../errors.js';
 import { openModel } from '../../models/load.js';
@@ -102,7 +102,7 @@ export function register(program: Command): void {
         out(formatTable(['model', `loss (${LOSS_UNIT[task]})`, acc], rows2, { digits: 4 }) + '\n');
       }
       if (o.report) {
-        await writeJson(o.report, {
+        await writeReport(o.report, 'zip', {
           a: pa,
           b: pb,
           out: o.out,
