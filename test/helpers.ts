@@ -113,3 +113,20 @@ export function onnxWithoutProvenance(bytes: Uint8Array): Uint8Array {
   m.metadataProps = (m.metadataProps ?? []).filter((p) => !(p.key ?? '').startsWith('basin.')) as typeof m.metadataProps;
   return onnxproto.onnx.ModelProto.encode(m).finish();
 }
+
+/**
+ * A safetensors file as { header, data } with basin's provenance keys (basin.*) taken out of `__metadata__` (and an
+ * emptied `__metadata__` dropped): two files holding the same tensors compare equal through this whatever command
+ * line wrote them. Parsed by hand (8-byte length, JSON header), independently of basin's reader.
+ */
+export function safetensorsWithoutProvenance(bytes: Uint8Array): { header: Record<string, unknown>; data: Uint8Array } {
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(buf.readBigUInt64LE(0));
+  const header = JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as Record<string, unknown>;
+  const meta = header['__metadata__'] as Record<string, string> | undefined;
+  if (meta) {
+    for (const k of Object.keys(meta)) if (k.startsWith('basin.')) delete meta[k];
+    if (Object.keys(meta).length === 0) delete header['__metadata__'];
+  }
+  return { header, data: bytes.subarray(8 + n) };
+}
