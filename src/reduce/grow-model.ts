@@ -26,6 +26,7 @@ import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-
 import { randomFeeds } from '../data/feed.js';
 import { inferSpec } from '../graph/infer-spec.js';
 import type { OnnxModel } from '../onnx/model.js';
+import { requireOnnxModel, widthsMap } from './library-args.js';
 import { createSession, type Feed } from '../onnx/session.js';
 import { seededRandom } from '../spec/apply.js';
 import { axisView, Tensor } from '../tensor/tensor.js';
@@ -40,7 +41,7 @@ import { explainShapeCoupling } from './shape-coupling.js';
 
 export interface GrowModelOptions {
   /** New width per group (≥ its current width). */
-  widths: ReadonlyMap<string, number>;
+  widths: ReadonlyMap<string, number> | Readonly<Record<string, number>>;
   /** Symmetry-breaking noise, a multiple of each consumer tensor's standard deviation (default 0). */
   noise?: number;
   /** Seed of the copied units (non-whole factors) and of the noise (default 0). */
@@ -164,13 +165,15 @@ export async function relativeOutputError(before: OnnxModel, after: OnnxModel, f
  * run; onnx_unsupported_op for weights read by ops basin has no rule for, naming the tensor and node.
  */
 export async function growModel(model: OnnxModel, opts: GrowModelOptions): Promise<GrowModelResult> {
+  requireOnnxModel(model, 'growModel');
+  opts = { ...opts, widths: widthsMap(opts.widths, 'growModel') };
   const say = opts.onProgress ?? (() => undefined);
   const noise = opts.noise ?? 0;
   const seed = opts.seed ?? 0;
   if (!(Number.isFinite(noise) && noise >= 0)) throw new BasinError('invalid_argument', `--noise must be a finite number >= 0, got ${noise}`, { option: '--noise', found: noise });
   const feeds: FeedSource | undefined = opts.data !== undefined ? await openFeeds(opts.data, model, { limit: 64, ...opts.feed }) : undefined;
   const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
-  const plan = checkWidths(inferred.groups, opts.widths, 'grow');
+  const plan = checkWidths(inferred.groups, widthsMap(opts.widths, 'growModel'), 'grow');
   addHeadPartners(plan, inferred.groups);
   const roles = groupRoles(model, inferred.spec, inferred.groups, plan.map((p) => p.group.name));
   const tied = new Map(plan.map(({ group }) => [group.name, tiedHeads(model, roles.get(group.name)!)]));

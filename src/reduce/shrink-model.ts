@@ -27,6 +27,8 @@
  */
 import { BasinError, q } from '../errors.js';
 import { openFeeds, type FeedSource, type OpenFeedsOptions } from '../data/feed-source.js';
+import { calibrationRank } from './calibration-rank.js';
+import { requireOnnxModel, widthsMap } from './library-args.js';
 import { randomFeeds } from '../data/feed.js';
 import { openEvalData } from '../eval/eval-data.js';
 import { evaluate } from '../eval/evaluate.js';
@@ -55,7 +57,7 @@ export const REDUCTION_METHODS: readonly ReductionMethod[] = ['select', 'pca-act
 
 export interface ShrinkModelOptions {
   /** New width per permutation group name (as inferSpec names them), in units (heads groups: a multiple of the head size); groups not named keep their width. */
-  widths: ReadonlyMap<string, number>;
+  widths: ReadonlyMap<string, number> | Readonly<Record<string, number>>;
   method?: ReductionMethod; // default 'select'
   /** The one data feed's options; limit = calibration samples (default 2000). */
   feed?: OpenFeedsOptions;
@@ -201,6 +203,8 @@ export const EXACT_NMSE = 1e-8;
  * and node a group's weights are read by when basin has no rule for it; then the data feed's and onnxruntime's.
  */
 export async function shrinkModel(model: OnnxModel, data: string | null, opts: ShrinkModelOptions): Promise<ShrinkModelResult> {
+  requireOnnxModel(model, 'shrinkModel');
+  opts = { ...opts, widths: widthsMap(opts.widths, 'shrinkModel') };
   const say = opts.onProgress ?? (() => undefined);
   const method = opts.method ?? 'select';
   if (!REDUCTION_METHODS.includes(method)) {
@@ -213,7 +217,7 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
   const test = opts.eval ? await openEvalData(opts.eval.data, model, { task: opts.eval.task, labelName: opts.eval.labelName, inputName: opts.feed?.inputName, dims: opts.feed?.dims, inputs: opts.feed?.inputs }) : undefined;
   const inferred = await inferSpec(model, feeds ? { data: feeds, dims: opts.feed?.dims } : { dims: opts.feed?.dims });
   const { spec } = inferred;
-  const plan = checkWidths(inferred.groups, opts.widths, 'shrink');
+  const plan = checkWidths(inferred.groups, widthsMap(opts.widths, 'shrinkModel'), 'shrink');
   addHeadPartners(plan, inferred.groups); // heads: whole heads, one head set per attention (heads.ts)
   const roles = groupRoles(model, spec, inferred.groups, plan.map((p) => p.group.name));
   for (const { group, to } of plan) {
@@ -244,6 +248,12 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
     break;
   }
   const samples = feeds?.size ?? 0;
+  // what the calibration data can establish: a rank deficiency the inputs already have says nothing of the network
+  const inputs = feeds && method !== 'pca-weight' ? await calibrationRank(feeds) : undefined;
+  const dataBound = (rank: number): string | undefined => {
+    if (!inputs || rank < inputs.rank || inputs.rank >= inputs.features) return undefined;
+    return `exactness not established: the calibration inputs span only ${inputs.rank} of ${inputs.features} dimensions (centred), which bounds the activation rank ${rank}; give more varied samples`;
+  };
   const sizes = new Map(inferred.groups.map((g) => [g.name, g.size]));
   const applied = new Map<string, UnitMap>();
   const reports: ShrinkGroupReport[] = [];
@@ -315,6 +325,9 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       if (choice.rank <= to && samples <= n) {
         exact = false;
         reason = `exactness not established: ${samples} calibration sample(s) for ${n} units (the activation rank ${choice.rank} is bounded by the sample count; give more than ${n} samples)`;
+      } else if (choice.rank <= to && dataBound(choice.rank)) {
+        exact = false;
+        reason = dataBound(choice.rank);
       }
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
@@ -343,6 +356,9 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       if (exact && method === 'pca-act' && samples <= n) {
         exact = false;
         reason = `exactness not established: ${samples} calibration sample(s) for ${n} units`;
+      } else if (exact && method === 'pca-act' && dataBound(to)) {
+        exact = false;
+        reason = dataBound(to);
       }
       reason = `${reason ? `${reason}; ` : ''}${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
     }

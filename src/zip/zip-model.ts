@@ -28,7 +28,7 @@ import { inferSpec } from '../graph/infer-spec.js';
 import type { GroupReport } from '../graph/types.js';
 import { requireGraph, type LoadedModel } from '../models/load.js';
 import { mergeModels } from '../merge/merge-models.js';
-import type { OnnxModel } from '../onnx/model.js';
+import { OnnxModel as OnnxModelClass, type OnnxModel } from '../onnx/model.js';
 import { modelCost, paramCount } from '../reduce/cost.js';
 import { randomFeeds } from '../data/feed.js';
 import type { Feed } from '../onnx/session.js';
@@ -169,6 +169,12 @@ function isFullWidth(text: string): boolean {
  *   verify_failed) and the reduction core's
  */
 export async function zipModels(a: LoadedModel, b: LoadedModel, data: string | null, opts: ZipModelsOptions): Promise<ZipModelsResult> {
+  for (const [m, what] of [[a, 'a'], [b, 'b']] as const) {
+    if (typeof m !== 'object' || m === null || !('model' in m) || !('source' in m)) {
+      throw new BasinError('invalid_argument', `zipModels: ${what} must be the result of openModel(path) (a loaded model with its source), not ${(m as unknown) instanceof OnnxModelClass ? 'an OnnxModel' : typeof m}`, { option: what });
+    }
+  }
+  if (typeof opts.width !== 'string') throw new BasinError('invalid_argument', `zipModels: width must be a string such as '1x', '1.5x' or 'P_3=384', got ${typeof opts.width}`, { option: 'width' });
   requireGraph(a, 'zip');
   requireGraph(b, 'zip');
   const say = (m: string) => opts.onProgress?.(m);
