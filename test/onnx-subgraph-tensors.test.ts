@@ -179,3 +179,16 @@ test('the tracer permutes weights stored inside branches: the units they produce
   assert.equal(r.spec.axes_to_perm['w_deep']?.[1], null, 'w_deep feeds the output');
   assert.ok(!(r.spec.axes_to_perm['w_else'] ?? []).some((x) => x), 'w_else reads the input and feeds the output: nothing to permute');
 });
+
+test('a malformed tensor inside a subgraph is refused at load, naming it (onnx_invalid)', async () => {
+  const m = branchy();
+  const bad = onnx.ModelProto.decode(m.toBytes());
+  // w_deep: outer If -> then_branch -> inner If -> then_branch -> initializer; cut its typed data short
+  const outer = bad.graph!.node!.find((n) => n.name === 'outer_if')!;
+  const then = outer.attribute!.find((a) => a.name === 'then_branch')!.g!;
+  const inner = then.node!.find((n) => n.name === 'inner_if')!;
+  const deep = inner.attribute!.find((a) => a.name === 'then_branch')!.g!;
+  deep.initializer![0]!.floatData = [1, 2, 3];
+  const e = await assertBasinError(() => OnnxModel.fromBytes(onnx.ModelProto.encode(bad).finish()), 'onnx_invalid');
+  assert.match(e.message, /'w_deep'/);
+});
