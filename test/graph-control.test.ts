@@ -1,7 +1,7 @@
 /**
  * Control flow in the tracer (issue 12, item 7), beyond the zoo's standard checks (test/zoo.test.ts: If with an
  * MLP in each branch, Loop with a carried state, Scan, Silero VAD): what cannot be proven stays frozen, naming the
- * cause: a branch that disagrees (a constant stored inside it), a branch the probe cannot run, a carried value that
+ * cause: a branch that disagrees (one that reverses the units), a branch the probe cannot run, a carried value that
  * changes shape, subgraphs that reuse a name (not traced); and no activation point lies inside a subgraph.
  */
 import { test } from 'node:test';
@@ -40,12 +40,24 @@ function ifModel(then: GraphBuilder, other: GraphBuilder): OnnxModel {
 
 const frozenAt = (r: InferResult, tensor: string, axis: number) => r.spec.frozen?.find((f) => f.tensor === tensor && f.axis === axis);
 
-test('a group through an If stays free only where both branches agree: a constant stored in one branch freezes it', async () => {
+test('a group through an If: a constant stored in one branch is a weight permuted with it; a branch that disagrees freezes it', async () => {
   const then = new GraphBuilder(17).node('Relu', ['a'], ['t']).output('t');
   const other = new GraphBuilder(17).initializer('shift', weight(3, [8])).node('Add', ['a', 'shift'], ['e']).output('e');
   const r = await infer(ifModel(then, other));
-  assert.equal(r.groups.length, 0);
-  for (const [t, axis] of [['w0', 1], ['w2', 0]] as const) assert.match(frozenAt(r, t, axis)?.reason ?? '', /constant 'shift' is stored inside a subgraph/);
+  assert.equal(r.groups.length, 1);
+  assert.equal(r.spec.axes_to_perm['shift']?.[0], r.spec.axes_to_perm['w0']?.[1], 'the branch constant moves with the units it shifts');
+  assert.equal(r.spec.axes_to_perm['w2']?.[0], r.spec.axes_to_perm['w0']?.[1]);
+  // a branch that reverses the units' order (Slice with step -1) cannot follow one permutation of them
+  const reversed = new GraphBuilder(17)
+    .initializer('st', { dims: [1], int64: [-1] })
+    .initializer('en', { dims: [1], int64: [-9] })
+    .initializer('ax', { dims: [1], int64: [1] })
+    .initializer('sp', { dims: [1], int64: [-1] })
+    .node('Slice', ['a', 'st', 'en', 'ax', 'sp'], ['e'])
+    .output('e');
+  const rr = await infer(ifModel(then, reversed));
+  assert.equal(rr.groups.length, 0);
+  for (const [t, axis] of [['w0', 1], ['w2', 0]] as const) assert.ok(frozenAt(rr, t, axis), `${t}:${axis} frozen`);
   // the same If with both branches elementwise: one free group through it
   const free = await infer(ifModel(then, new GraphBuilder(17).node('Tanh', ['a'], ['e']).output('e')));
   assert.equal(free.groups.length, 1);

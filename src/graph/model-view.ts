@@ -5,6 +5,7 @@
  */
 import onnxproto from 'onnx-proto';
 import { BasinError, q } from '../errors.js';
+import { definitionCounts } from '../onnx/subgraph-tensors.js';
 
 const { onnx } = onnxproto;
 type IModelProto = onnxproto.onnx.IModelProto;
@@ -69,8 +70,9 @@ export interface GraphView {
   /** Every value defined inside a traced subgraph (formal inputs, node outputs, initializers, Constants). */
   inner: Set<string>;
   /**
-   * Constants stored inside subgraphs (initializers, Constant nodes): not weights (OnnxModel edits only the main
-   * graph's tensors), so the tracer freezes their axes; their integer contents are in constInts.
+   * Constants stored inside traced subgraphs whose name is defined more than once in the model: OnnxModel cannot
+   * tell them apart, so they are not weights and the tracer freezes their axes; their integer contents are in
+   * constInts. Uniquely named subgraph constants are weights (in `tensors`), edited in place by OnnxModel.
    */
   innerTensors: Map<string, WeightView>;
 }
@@ -104,7 +106,8 @@ export function graphView(model: IModelProto): GraphView {
   const known = new Set<string>([...initNames, ...(g.input ?? []).map((i) => i.name ?? '')]);
   const inner = new Set<string>();
   const innerTensors = new Map<string, WeightView>();
-  const scope: Scope = { nodes, producer, tensors, constInts, inner, innerTensors, defined: new Set(known), counter: { n: 0 } };
+  const counts = definitionCounts(g);
+  const scope: Scope = { nodes, producer, tensors, constInts, inner, innerTensors, defined: new Set(known), counter: { n: 0 }, editable: (name) => counts.get(name) === 1 };
   addNodes(g.node ?? [], known, scope, false);
   return {
     nodes,
@@ -130,6 +133,8 @@ interface Scope {
   /** Every name defined so far, in any scope (a subgraph that redefines one is not traced). */
   defined: Set<string>;
   counter: { n: number };
+  /** Whether OnnxModel lists (and edits) a subgraph constant of this name: defined once in the whole model. */
+  editable: (name: string) => boolean;
 }
 
 /**
@@ -175,7 +180,7 @@ function addNodes(list: readonly onnxproto.onnx.INodeProto[], known: Set<string>
         for (const t of sub.initializer ?? []) {
           const name = t.name ?? '';
           define(name);
-          scope.innerTensors.set(name, { name, dims: dimsOf(t), dataType: t.dataType ?? 0, source: 'initializer' });
+          (scope.editable(name) ? scope.tensors : scope.innerTensors).set(name, { name, dims: dimsOf(t), dataType: t.dataType ?? 0, source: 'initializer' });
           const ints = intData(t);
           if (ints) scope.constInts.set(name, ints);
         }
@@ -199,7 +204,7 @@ function addNodes(list: readonly onnxproto.onnx.INodeProto[], known: Set<string>
       const value = attrs.get('value')?.t;
       const out = view.outputs[0];
       if (value && out) {
-        (isInner ? scope.innerTensors : scope.tensors).set(out, { name: out, dims: dimsOf(value), dataType: value.dataType ?? 0, source: 'constant', node: view.name });
+        (isInner && !scope.editable(out) ? scope.innerTensors : scope.tensors).set(out, { name: out, dims: dimsOf(value), dataType: value.dataType ?? 0, source: 'constant', node: view.name });
         const ints = intData(value);
         if (ints) scope.constInts.set(out, ints);
       }

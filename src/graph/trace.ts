@@ -1,8 +1,8 @@
 /**
  * The tracer: walks the nodes in order, hands each to its rule with the real shapes, and records what the rules
  * emit in a DimGraph. Then freezes every dim that reaches a graph input or output, or a subgraph that is not traced.
- * Traced subgraphs (If/Loop/Scan, model-view.ts) are flattened into the node list; their own constants are frozen
- * (not editable), and the control node's rule (rules/control.ts) ties their formal inputs and outputs to its own.
+ * Traced subgraphs (If/Loop/Scan, model-view.ts) are flattened into the node list; their own constants are weights
+ * (OnnxModel edits them in place) unless their name is defined twice (then frozen), and the control node's rule (rules/control.ts) ties their formal inputs and outputs to its own.
  * Rules see only the RuleContext; everything a rule leaves untouched is frozen here.
  */
 import { BasinError } from '../errors.js';
@@ -11,6 +11,7 @@ import { FLOAT_TYPES, QUANT_TYPES, type GraphView, type NodeView } from './model
 import { isFloatType, isQuantType, type ProbeResult } from './probe.js';
 import { normAxis, type RuleContext } from './rule.js';
 import { ruleFor } from './rules/index.js';
+import { filledRule, filledValues, rearrangesFilled } from './uniform.js';
 
 export type Facts = Pick<ProbeResult, 'shapes' | 'dtypes'> & Partial<Pick<ProbeResult, 'ints'>>;
 
@@ -47,14 +48,15 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
   for (const [v, t] of gv.innerTensors) {
     if (!isFloat(v)) continue;
     for (const d of allDims(v)) {
-      dg.freeze(d, { ...(t.node ? { node: t.node } : {}), reason: `constant '${v}' is stored inside a subgraph (basin edits only the main graph's tensors)` });
+      dg.freeze(d, { ...(t.node ? { node: t.node } : {}), reason: `constant '${v}' is stored inside a subgraph under a name defined more than once in the model (basin cannot tell which tensor to edit)` });
     }
   }
+  const filled = filledValues(gv.nodes);
   for (const node of gv.nodes) {
     for (const v of node.captured) {
       for (const d of allDims(v)) dg.freeze(d, { node: node.name, reason: `read inside a subgraph of '${node.opType}'` });
     }
-    const rule = ruleFor(node.opType, node.domain);
+    const rule = rearrangesFilled(node, filled) ? filledRule : ruleFor(node.opType, node.domain);
     const touched = new Set<DimId>();
     const ctx = makeContext(node, gv, dg, touched, shapeOf, isFloat, dimOf, facts);
     const op = node.domain ? `${node.domain}.${node.opType}` : node.opType;

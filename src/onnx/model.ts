@@ -19,7 +19,9 @@
  * regular, singly linked file inside the model's folder (or its Hugging Face cache entry), else `unsafe_path`;
  * data is read through a descriptor checked against the file seen at load (io/safe-path.ts).
  *
- * Only the main graph is covered: constants inside control-flow subgraphs (If/Loop bodies) are not listed.
+ * Constants inside subgraphs (If branches, Loop/Scan bodies, nested to any depth) are listed too when their name
+ * is defined once in the whole model (subgraph-tensors.ts); edits splice them into the nested messages (graph →
+ * node → attribute → graph → initializer or Constant node), leaving every other byte as it was.
  */
 import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -33,6 +35,7 @@ import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
 import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/provenance.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
+import { nodeSubgraphs, scopeKey, subgraphTensors, type GraphStep } from './subgraph-tensors.js';
 
 const { onnx } = onnxproto;
 type ModelProto = onnxproto.onnx.ModelProto;
@@ -103,6 +106,8 @@ interface Entry {
   /** Constant nodes: the attribute that holds the value. */
   readonly attr: IAttributeProto | undefined;
   readonly external: ExternalRef | undefined;
+  /** Where the tensor is stored: [] for the main graph, else the steps down into a subgraph. */
+  readonly scope: readonly GraphStep[];
 }
 
 const ELEM_NAMES: Record<number, string> = {
@@ -396,31 +401,68 @@ export class OnnxModel {
     const tensorBytes = (e: Entry): ITensorProto => this.rewrittenTensor(e, external);
     const restamped = (f: WireField, value: Uint8Array): boolean =>
       f.no === MODEL_PRODUCER_NAME || f.no === MODEL_PRODUCER_VERSION || (f.no === MODEL_METADATA_PROPS && (PROVENANCE_KEYS as readonly string[]).includes(wireString(value, 1, this.label)));
-    return rewrite(this.bytes, this.label, (f, value) => {
-      if (stamp && f.wt === 2 && restamped(f, value)) return null;
-      if (f.no !== MODEL_GRAPH || f.wt !== 2 || changed.size === 0) return undefined;
-      return rewrite(value, this.label, (g, gv) => {
+    // changed entries by the graph that holds them; `onPath` has every graph on the way down to one
+    const byScope = new Map<string, Map<string, Entry>>();
+    const onPath = new Set<string>();
+    for (const e of changed.values()) {
+      const k = scopeKey(e.scope);
+      if (!byScope.has(k)) byScope.set(k, new Map());
+      byScope.get(k)!.set(e.name, e);
+      for (let i = 0; i <= e.scope.length; i++) onPath.add(scopeKey(e.scope.slice(0, i)));
+    }
+    const graphChunks = (bytes: Uint8Array, scope: readonly GraphStep[]): Uint8Array[] => {
+      const here = byScope.get(scopeKey(scope));
+      let nodeIndex = -1;
+      return rewrite(bytes, this.label, (g, gv) => {
         if (g.wt !== 2) return undefined;
         if (g.no === GRAPH_INITIALIZER) {
-          const name = wireString(gv, TENSOR_NAME, this.label);
-          const e = changed.get(name);
+          if (!here) return undefined;
+          const e = here.get(wireString(gv, TENSOR_NAME, this.label));
           if (!e || e.kind !== 'initializer') return undefined;
           return [onnx.TensorProto.encode(tensorBytes(e)).finish()];
         }
-        if (g.no === GRAPH_NODE) {
+        if (g.no !== GRAPH_NODE) return undefined;
+        const index = ++nodeIndex;
+        if (here) {
           const node = scanNode(gv, this.label);
-          if (!node.isConstant || node.outputs.length !== 1) return undefined;
-          const e = changed.get(node.outputs[0]!);
-          if (!e || e.kind !== 'constant') return undefined;
-          return rewrite(gv, this.label, (a, av) => {
-            if (a.no !== NODE_ATTRIBUTE || a.wt !== 2) return undefined;
-            if (wireString(av, ATTR_NAME, this.label) !== e.attr!.name) return undefined;
-            return [onnx.AttributeProto.encode(this.rewrittenAttr(e, external)).finish()];
-          });
+          const e = node.isConstant && node.outputs.length === 1 ? here.get(node.outputs[0]!) : undefined;
+          if (e && e.kind === 'constant') {
+            return rewrite(gv, this.label, (a, av) => {
+              if (a.no !== NODE_ATTRIBUTE || a.wt !== 2) return undefined;
+              if (wireString(av, ATTR_NAME, this.label) !== e.attr!.name) return undefined;
+              return [onnx.AttributeProto.encode(this.rewrittenAttr(e, external)).finish()];
+            });
+          }
         }
-        return undefined;
+        return this.nodeSubgraphChunks(gv, scope, index, onPath, graphChunks);
       });
+    };
+    return rewrite(this.bytes, this.label, (f, value) => {
+      if (stamp && f.wt === 2 && restamped(f, value)) return null;
+      if (f.no !== MODEL_GRAPH || f.wt !== 2 || changed.size === 0) return undefined;
+      return graphChunks(value, []);
     }, stamp ? stampFields(stamp) : []);
+  }
+
+  /** A node's bytes with the subgraphs on the way to an edited tensor rewritten by `graphChunks` (else kept). */
+  private nodeSubgraphChunks(
+    node: Uint8Array,
+    scope: readonly GraphStep[],
+    index: number,
+    onPath: ReadonlySet<string>,
+    graphChunks: (bytes: Uint8Array, scope: readonly GraphStep[]) => Uint8Array[],
+  ): Uint8Array[] | undefined {
+    if (onPath.size <= 1) return undefined; // only main-graph edits
+    return rewrite(node, this.label, (a, av) => {
+      if (a.no !== NODE_ATTRIBUTE || a.wt !== 2) return undefined;
+      const attr = wireString(av, ATTR_NAME, this.label);
+      let graphIndex = -1;
+      return rewrite(av, this.label, (f, fv) => {
+        if (f.wt !== 2 || (f.no !== ATTR_G && f.no !== ATTR_GRAPHS)) return undefined;
+        const sub = [...scope, { node: index, attr, graph: f.no === ATTR_G ? -1 : ++graphIndex }];
+        return onPath.has(scopeKey(sub)) ? graphChunks(fv, sub) : undefined;
+      });
+    });
   }
 
   /** The entry's TensorProto with its current data, in its own form (or moved as `external` says). */
@@ -744,25 +786,25 @@ function collectEntries(proto: ModelProto, label: string, file: string | undefin
     entries.set(e.name, e);
   };
   const graph = proto.graph!;
-  for (const t of graph.initializer ?? []) {
+  const addInitializer = (t: ITensorProto, scope: readonly GraphStep[]): void => {
     const name = t.name ?? '';
     const elemType = t.dataType ?? 0;
     const dtype = dtypeFromOnnx(elemType);
     const shape = tensorShape(t, name, label, file);
     const form = tensorForm(t, name, dtype, shape, label, file);
-    add({ name, kind: 'initializer', elemType, dtype, shape, form, tensor: t, attr: undefined, external: form === 'external' ? pendingExternal(t, name, label, file) : undefined });
-  }
-  for (const node of graph.node ?? []) {
-    if (node.opType !== 'Constant' || !(node.domain === '' || node.domain === 'ai.onnx' || !node.domain)) continue;
+    add({ name, kind: 'initializer', elemType, dtype, shape, form, tensor: t, attr: undefined, external: form === 'external' ? pendingExternal(t, name, label, file) : undefined, scope });
+  };
+  const addConstant = (node: onnxproto.onnx.INodeProto, scope: readonly GraphStep[]): void => {
+    if (node.opType !== 'Constant' || !(node.domain === '' || node.domain === 'ai.onnx' || !node.domain)) return;
     const name = node.output?.[0];
-    if (!name || node.attribute?.length !== 1) continue;
+    if (!name || node.attribute?.length !== 1) return;
     const a = node.attribute[0]!;
     if (a.name === 'value' && a.t) {
       const elemType = a.t.dataType ?? 0;
       const dtype = dtypeFromOnnx(elemType);
       const shape = tensorShape(a.t, name, label, file);
       const form = tensorForm(a.t, name, dtype, shape, label, file);
-      add({ name, kind: 'constant', elemType, dtype, shape, form, tensor: a.t, attr: a, external: form === 'external' ? pendingExternal(a.t, name, label, file) : undefined });
+      add({ name, kind: 'constant', elemType, dtype, shape, form, tensor: a.t, attr: a, external: form === 'external' ? pendingExternal(a.t, name, label, file) : undefined, scope });
     } else if (a.name === 'value_float' || a.name === 'value_floats' || a.name === 'value_int' || a.name === 'value_ints') {
       const isFloat = a.name.startsWith('value_float');
       const scalar = a.name === 'value_float' || a.name === 'value_int';
@@ -777,8 +819,17 @@ function collectEntries(proto: ModelProto, label: string, file: string | undefin
         tensor: undefined,
         attr: a,
         external: undefined,
+        scope,
       });
     }
+  };
+  for (const t of graph.initializer ?? []) addInitializer(t, []);
+  for (const node of graph.node ?? []) addConstant(node, []);
+  // constants inside subgraphs whose name is defined once in the whole model (a shadowed name stays unlisted)
+  for (const st of subgraphTensors(graph)) {
+    if (entries.has(st.name)) continue;
+    if (st.initializer) addInitializer(st.initializer, st.scope);
+    else if (st.node) addConstant(st.node, st.scope);
   }
   return entries;
 }
@@ -999,8 +1050,15 @@ function referencedDataFiles(target: string): Map<string, number | undefined> {
     if (!loc || /[\\/]/.test(loc) || loc === '.' || loc === '..' || out.has(loc)) return;
     out.set(loc, inode(path.join(dir, loc)));
   };
-  for (const t of proto.graph?.initializer ?? []) add(t);
-  for (const n of proto.graph?.node ?? []) for (const a of n.attribute ?? []) add(a.t);
+  const walk = (g: onnxproto.onnx.IGraphProto, depth: number): void => {
+    if (depth > 64) return;
+    for (const t of g.initializer ?? []) add(t);
+    (g.node ?? []).forEach((n, i) => {
+      for (const a of n.attribute ?? []) add(a.t);
+      for (const s of nodeSubgraphs(n, i)) walk(s.graph, depth + 1);
+    });
+  };
+  if (proto.graph) walk(proto.graph, 0);
   return out;
 }
 
@@ -1093,6 +1151,8 @@ const NODE_ATTRIBUTE = 5;
 const NODE_DOMAIN = 7;
 const TENSOR_NAME = 8;
 const ATTR_NAME = 1;
+const ATTR_G = 6;
+const ATTR_GRAPHS = 11;
 
 interface WireField {
   /** Field number and wire type. */

@@ -14,6 +14,7 @@ import { randn, rng } from '../helpers.js';
 import { ZOO_Y } from './models-y.js';
 import { ZOO_Q } from './models-q.js';
 import { ZOO_CF } from './models-cf.js';
+import { ZOO_CF_TORCH } from './models-cf-torch.js';
 
 export const SHARED = new URL('../../../../shared/', import.meta.url).pathname;
 export const FIELD = path.join(SHARED, 'field');
@@ -233,4 +234,5 @@ export const ZOO: readonly ZooModel[] = [
   ...ZOO_Y,
   ...ZOO_Q,
   ...ZOO_CF,
+  ...ZOO_CF_TORCH,
 ];
