@@ -9,7 +9,8 @@ export interface BenchContext {
   python(modules: string[]): string | null;
 }
 
-type Entry = { name: string; load: () => Promise<{ run: (ctx: BenchContext) => Promise<void> }> };
+/** `byNameOnly`: too big for the default run (minutes, gigabytes); runs when named (`npm run bench -- scale`). */
+type Entry = { name: string; byNameOnly?: boolean; load: () => Promise<{ run: (ctx: BenchContext) => Promise<void> }> };
 
 const ENTRIES: Entry[] = [
   // one row per benchmark, in the order they print
@@ -19,6 +20,7 @@ const ENTRIES: Entry[] = [
   { name: 'activation', load: () => import('./activation.js') },
   { name: 'factorize', load: () => import('./factorize.js') },
   { name: 'zoo', load: () => import('./zoo.js') },
+  { name: 'scale', byNameOnly: true, load: () => import('./scale.js') },
 ];
 
 import { mkdirSync } from 'node:fs';
@@ -52,7 +54,7 @@ function python(modules: string[]): string | null {
 
 const only = process.argv.slice(2);
 for (const e of ENTRIES) {
-  if (only.length && !only.includes(e.name)) continue;
+  if (only.length ? !only.includes(e.name) : e.byNameOnly) continue;
   console.log(`\n## ${e.name}`);
   const mod = await e.load();
   await mod.run({ outDir, python });

@@ -85,6 +85,8 @@ export interface AlignCheckpointOptions {
   maxIter?: number;
   tol?: number;
   onSweep?: (info: SweepInfo) => void;
+  /** Write the output in shards of at most this many bytes (writeCheckpoint's shardBytes). */
+  shardBytes?: number;
 }
 
 export function shapesOf(ck: Checkpoint): Map<string, readonly number[]> {
@@ -230,7 +232,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
           : raw;
         out.push({ name, dtype: info.dtype, shape: [...info.shape], data });
       }
-      await writeCheckpoint(outPath, out, { metadata: b.metadata });
+      await writeCheckpoint(outPath, out, { metadata: b.metadata, shardBytes: opts.shardBytes });
     }
     const phases: AlignPhases = { load, match: matched, ...result.phases, verify: verified, write: since() };
     const named = new Set(spec.tensors());

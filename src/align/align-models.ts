@@ -43,6 +43,8 @@ export interface AlignModelsOptions {
   onSweep?: (info: SweepInfo) => void;
   /** Lines to show: warnings and notes. */
   onProgress?: (p: { readonly phase: 'warning' | 'note' | 'info'; readonly message: string }) => void;
+  /** A state_dict output: shards of at most this many bytes (`out` is then an `.index.json`; see shardedOutput). */
+  shardBytes?: number;
 }
 
 /** The `--report` document (see README: perms, objectives, sweeps, seconds, unpermuted, verification, coverage). */
@@ -108,7 +110,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
     const warnings = coverageWarnings(coverage, { what: q(bPath), strict: opts.strict, fromSpec: Boolean(opts.spec) });
     for (const w of warnings) say('warning', w);
-    await saveModel(r.aligned, out, { format: 'onnx', path: bPath });
+    await saveModel(r.aligned, out, { format: 'onnx', path: bPath }, { shardBytes: opts.shardBytes });
     return {
       method: methodName,
       a: aPath,
@@ -159,6 +161,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     seed: opts.seed,
     maxIter: opts.maxIter,
     onSweep: opts.onSweep,
+    shardBytes: opts.shardBytes,
   });
   for (const n of r.notes ?? []) say('note', n);
   if (r.verify) say('info', `verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);

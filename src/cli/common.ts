@@ -111,6 +111,25 @@ export function parseIntOption(name: string, min = 0, max = Number.MAX_SAFE_INTE
   };
 }
 
+const SIZE_UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, tb: 1e12, kib: 2 ** 10, mib: 2 ** 20, gib: 2 ** 30, tib: 2 ** 40 };
+
+/**
+ * Parser for a size in bytes: a number with an optional unit, `5GB`, `500MB`, `1.5GiB`, `4096` (KB/MB/GB/TB are
+ * powers of 1000, as Hugging Face's `max_shard_size`; KiB/MiB/GiB/TiB powers of 1024; any case). The result is a
+ * whole number of bytes ≥ 1; anything else is `invalid_argument` naming the option and the value.
+ */
+export function parseSize(name: string): (v: string) => number {
+  return (v: string) => {
+    const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v);
+    const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+    const n = m && unit !== undefined ? Math.floor(Number(m[1]) * unit) : NaN;
+    if (!Number.isSafeInteger(n) || n < 1) {
+      throw new BasinError('invalid_argument', `${name} must be a size such as 5GB, 500MB or 1GiB (at least 1 byte), got ${q(v)}`, { option: name, found: v });
+    }
+    return n;
+  };
+}
+
 /** Parser for an option that takes one of a few words; anything else is `invalid_argument` listing them. */
 export function parseChoice<T extends string>(name: string, known: readonly T[]): (v: string) => T {
   return (v: string) => {

@@ -92,12 +92,15 @@ export function sessionOptions(profile: SessionProfile = 'model', threads?: numb
 }
 
 /**
- * An onnxruntime InferenceSession for ONNX model bytes (see sessionOptions).
+ * An onnxruntime InferenceSession for ONNX model bytes, or a model file path (its external data read from beside
+ * it; see src/onnx/session-source.ts), with sessionOptions.
  * @throws BasinError onnx_runtime when onnxruntime refuses the model, naming `file` and the node when it can
  */
-export async function openSession(bytes: Uint8Array, { doing, profile = 'model', threads, file, graph }: OpenSessionOptions): Promise<ort.InferenceSession> {
+export async function openSession(bytes: Uint8Array | string, { doing, profile = 'model', threads, file, graph }: OpenSessionOptions): Promise<ort.InferenceSession> {
   try {
-    return await ort.InferenceSession.create(bytes, sessionOptions(profile, threads));
+    // two calls: the overloads take a path or bytes, not their union
+    const options = sessionOptions(profile, threads);
+    return await (typeof bytes === 'string' ? ort.InferenceSession.create(bytes, options) : ort.InferenceSession.create(bytes, options));
   } catch (e) {
     throw ortError(doing, e, { file, graph: graph ?? undefined });
   }

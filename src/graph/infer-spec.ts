@@ -20,12 +20,15 @@ import { BasinError, q } from '../errors.js';
  */
 export async function inferSpec(model: OnnxModel, { dims = {}, data }: ProbeInputs = {}): Promise<InferResult> {
   checkHasOutputs(model);
-  // Inline external data: the probe runs the graph from bytes, where relative data files cannot be found.
-  const proto = decodeModel(model.toBytes({ inlineExternal: true }));
+  // Inline small external tensors (integer constants the rules read); large ones stay in their files, unread.
+  const proto = decodeModel(model.toBytes({ inlineExternal: SMALL_TENSOR_BYTES }));
   const feeds = data ? await firstBatch(data) : randomFeeds(model, { batch: 2, seed: 1, dims });
-  const facts = await probeModel(proto, feeds, model.path, { guessed: data ? [] : guessedDims(model, dims) });
+  const facts = await probeModel(model, feeds, model.path, { guessed: data ? [] : guessedDims(model, dims) });
   return inferPermutationSpec(proto, facts);
 }
+
+/** External tensors up to this size are read for the tracer (intData reads at most 4096 int64 values). */
+const SMALL_TENSOR_BYTES = 4096 * 8;
 
 /** What the shape probe runs on: data (its first 2 samples), else random inputs with these dynamic dims. */
 export interface ProbeInputs {

@@ -9,6 +9,7 @@ import ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
+import { hasExternalData, sessionSource } from '../onnx/session-source.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
@@ -90,22 +91,15 @@ export async function probeModel(
   file?: string,
   { guessed }: ProbeOptions = {},
 ): Promise<ProbeResult> {
-  // external data is inlined so onnxruntime can run the copy from memory
-  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: true }) : onnx.ModelProto.encode(input).finish());
+  // External data is inlined so onnxruntime can run the copy from memory, unless the model keeps it in files:
+  // then the copy holds the data's locations only and the session is created from a temp copy on disk.
+  const onDisk = input instanceof OnnxModel && hasExternalData(input);
+  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk }) : onnx.ModelProto.encode(input).finish());
   const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
   const cg = copy.graph!;
-  const outputs = (cg.output ??= []);
-  const have = new Set(outputs.map((o) => o.name));
-  for (const n of cg.node ?? []) {
-    for (const o of n.output ?? []) {
-      if (o && !have.has(o)) {
-        outputs.push(onnx.ValueInfoProto.create({ name: o }));
-        have.add(o);
-      }
-    }
-  }
+  exposeAll(copy);
   let feedsUsed: Feeds = {};
   if (feeds) {
     let described: OnnxModel | undefined;
@@ -120,7 +114,12 @@ export async function probeModel(
   const doing = 'running the model to read its value shapes';
   const where = { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph };
   try {
-    session = await openSession(onnx.ModelProto.encode(copy).finish(), { doing, ...where });
+    const source = onDisk ? await sessionSource(input, exposeAll) : undefined;
+    try {
+      session = await openSession(source ? source.model : onnx.ModelProto.encode(copy).finish(), { doing, ...where });
+    } finally {
+      source?.dispose();
+    }
     results = await session.run(feedsUsed, quietRunOptions());
   } catch (e) {
     await session?.release().catch(() => undefined);
@@ -153,4 +152,19 @@ export async function probeModel(
   const env = new Map<string, ort.Tensor>([...Object.entries(feedsUsed), ...(Object.entries(results) as [string, ort.Tensor][])]);
   await probeSubgraphs(copy, cg, env, new Map((cg.initializer ?? []).map((t) => [t.name ?? '', t])), out);
   return out;
+}
+
+/** Every node output of the main graph made a graph output (untyped: onnxruntime infers it). */
+function exposeAll(proto: onnxproto.onnx.IModelProto): void {
+  const cg = proto.graph!;
+  const outputs = (cg.output ??= []);
+  const have = new Set(outputs.map((o) => o.name));
+  for (const n of cg.node ?? []) {
+    for (const o of n.output ?? []) {
+      if (o && !have.has(o)) {
+        outputs.push(onnx.ValueInfoProto.create({ name: o }));
+        have.add(o);
+      }
+    }
+  }
 }

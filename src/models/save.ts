@@ -6,10 +6,11 @@
  * stored once. An ONNX source written as safetensors gives its float initializers, each in its ONNX dtype.
  */
 import { statSync } from 'node:fs';
+import path from 'node:path';
 import { BasinError, q } from '../errors.js';
 import { DTYPES } from '../dtype.js';
 import type { OnnxModel } from '../onnx/model.js';
-import { openCheckpoint, writeCheckpoint, INDEX_SUFFIX } from '../io/checkpoint.js';
+import { openCheckpoint, writeCheckpoint, INDEX_SUFFIX, DEFAULT_INDEX } from '../io/checkpoint.js';
 import type { TensorToWrite } from '../io/safetensors.js';
 import { Tensor, transpose } from '../tensor/tensor.js';
 import type { ModelSource, StoredTensor } from './load.js';
@@ -47,6 +48,22 @@ export function outputFormat(out: string, inputs: readonly string[] = [], option
 }
 
 /**
+ * The index a `--shard-size` output is written to: `X.safetensors` -> `X.safetensors.index.json` (shards
+ * `X-0000k-of-0000N.safetensors` beside it), an existing folder of state_dict inputs -> its
+ * `model.safetensors.index.json`, an `.index.json` path as it is. Without a shard size, `out` unchanged.
+ * @throws BasinError invalid_argument when a shard size is given for an output that is not a state_dict (`.onnx`)
+ */
+export function shardedOutput(out: string, inputs: readonly string[], shardBytes: number | undefined, option = '-o'): string {
+  if (shardBytes === undefined) return out;
+  if (outputFormat(out, inputs, option) !== 'safetensors') {
+    throw new BasinError('invalid_argument', `--shard-size splits a safetensors state_dict into shards, but ${option} ${q(out)} is an ONNX model: write .safetensors or .index.json`, { option: '--shard-size', found: out });
+  }
+  if (out.endsWith(INDEX_SUFFIX)) return out;
+  if (out.toLowerCase().endsWith('.safetensors')) return out + INDEX_SUFFIX;
+  return path.join(out, DEFAULT_INDEX);
+}
+
+/**
  * Check before any work that models from `inputs` can be written to `out`: the extension names a format, and an
  * ONNX output from state_dicts has a graph to write (`--graph`, or the MLP graph basin builds).
  * @param hasGraph whether the state_dicts will run in a graph (false: a spec alone, nothing to write as ONNX)
@@ -74,6 +91,8 @@ export interface SaveModelOptions {
   sources?: readonly ModelSource[];
   /** Averaging weights of `sources` (normalized), for tensors outside the graph; default equal. */
   weights?: readonly number[];
+  /** A state_dict output: shards of at most this many bytes (a larger tensor gets a shard of its own). */
+  shardBytes?: number;
 }
 
 export interface SavedModel {
@@ -103,7 +122,7 @@ export async function saveModel(model: OnnxModel, out: string, source: ModelSour
       if (info.storage === 'constant') continue; // Constant nodes are the graph's arithmetic, not its parameters
       tensors.push({ name, dtype: info.dtype, shape: [...info.shape], data: model.getRaw(name) });
     }
-    const w = await writeCheckpoint(out, tensors);
+    const w = await writeCheckpoint(out, tensors, { shardBytes: opts.shardBytes });
     return { format, files: w.files, outsideGraph: [] };
   }
   const holders = new Map<string, { init: string; transposed: boolean }[]>();
@@ -134,7 +153,7 @@ export async function saveModel(model: OnnxModel, out: string, source: ModelSour
     }
     return { name: t.name, dtype: t.dtype, shape: [...first.shape], data: first.data }; // shrink / grow change widths
   });
-  const w = await writeCheckpoint(out, tensors, { metadata: source.metadata });
+  const w = await writeCheckpoint(out, tensors, { metadata: source.metadata, shardBytes: opts.shardBytes });
   return { format, files: w.files, outsideGraph: outside.map((t) => t.name) };
 }
 

@@ -82,6 +82,9 @@ export interface FromBytesOptions {
 /** How a tensor's data is held inside its message. */
 type Form = 'raw' | 'typed' | 'external' | 'attr';
 
+/** Where toChunks puts external tensors: kept, inlined, inlined up to a size, or moved to new refs. */
+type ExternalMode = 'keep' | 'inline' | { inlineUpTo: number } | Map<string, ExternalRef>;
+
 interface ExternalRef {
   readonly location: string;
   /** Absolute path of the data file. */
@@ -386,14 +389,15 @@ export class OnnxModel {
 
   /**
    * The model's protobuf bytes with every edit applied. External tensors keep their current locations unless
-   * `inlineExternal` moves their data into `raw_data` (a self-contained model, as sessions need).
+   * `inlineExternal` moves their data into `raw_data` (a self-contained model, as sessions need); a number moves
+   * only tensors of at most that many bytes (larger ones keep their locations, and their data is not read).
    */
-  toBytes({ inlineExternal = false }: { inlineExternal?: boolean } = {}): Uint8Array {
-    return concat(this.toChunks(inlineExternal ? 'inline' : 'keep'));
+  toBytes({ inlineExternal = false }: { inlineExternal?: boolean | number } = {}): Uint8Array {
+    return concat(this.toChunks(inlineExternal === true ? 'inline' : inlineExternal === false ? 'keep' : { inlineUpTo: inlineExternal }));
   }
 
   /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */
-  private toChunks(external: 'keep' | 'inline' | Map<string, ExternalRef>, stamp?: Record<string, string>): Uint8Array[] {
+  private toChunks(external: ExternalMode, stamp?: Record<string, string>): Uint8Array[] {
     const changed = new Map<string, Entry>();
     for (const name of this.edits.keys()) changed.set(name, this.entry(name));
     if (external !== 'keep' || this.extMoved) for (const e of this.entries.values()) if (e.form === 'external') changed.set(e.name, e);
@@ -466,19 +470,24 @@ export class OnnxModel {
   }
 
   /** The entry's TensorProto with its current data, in its own form (or moved as `external` says). */
-  private rewrittenTensor(e: Entry, external: 'keep' | 'inline' | Map<string, ExternalRef>): ITensorProto {
+  private rewrittenTensor(e: Entry, external: ExternalMode): ITensorProto {
     // A plain copy: protobufjs encodes every own, non-null field, so cleared fields are set to null.
     const t: ITensorProto = { ...(e.tensor as ITensorProto) };
     const dtype = e.dtype!;
+    const upTo = typeof external === 'object' && !(external instanceof Map) ? external.inlineUpTo : undefined;
+    if (e.form === 'external' && upTo !== undefined && numel(e.shape) * DTYPES[e.dtype!].bytes > upTo) {
+      t.externalData = externalEntries(e.tensor!, this.ext.get(e.name)!); // kept where it is, unread (edits not applied)
+      return t;
+    }
     const data = this.getRaw(e.name);
     clearData(t);
     if (e.form === 'external') {
-      if (external === 'inline') {
+      if (external === 'inline' || upTo !== undefined) {
         t.rawData = data;
         t.dataLocation = null;
         t.externalData = null;
       } else {
-        const ref = external === 'keep' ? this.ext.get(e.name)! : external.get(e.name)!;
+        const ref = external instanceof Map ? external.get(e.name)! : this.ext.get(e.name)!;
         t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
         t.externalData = externalEntries(e.tensor!, ref);
       }
@@ -492,7 +501,7 @@ export class OnnxModel {
     return t;
   }
 
-  private rewrittenAttr(e: Entry, external: 'keep' | 'inline' | Map<string, ExternalRef>): IAttributeProto {
+  private rewrittenAttr(e: Entry, external: ExternalMode): IAttributeProto {
     const a: IAttributeProto = { ...(e.attr as IAttributeProto) };
     if (e.form !== 'attr') {
       a.t = this.rewrittenTensor(e, external);

@@ -1,6 +1,7 @@
 /**
- * Running an OnnxModel with onnxruntime-node: sessions created from in-memory bytes (edits applied, external
- * data inlined), any intermediate value exposed as an extra output, and every failure as BasinError.
+ * Running an OnnxModel with onnxruntime-node: sessions created from in-memory bytes (edits applied), or for a
+ * model with external data from a temp copy on disk (src/onnx/session-source.ts), any intermediate value
+ * exposed as an extra output, and every failure as BasinError.
  *
  * Extra outputs take their type from the graph's value_info when it has one; otherwise they are declared
  * without a type and onnxruntime infers it (declaring FLOAT would break int64 shape values such as Shape's output).
@@ -12,6 +13,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { ortError } from './ort-error.js';
+import { sessionSource } from './session-source.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
 const { onnx } = onnxproto;
@@ -170,11 +172,8 @@ function definedValues(model: OnnxModel): Set<string> {
   return out;
 }
 
-/** Model bytes with `extra` added as graph outputs (value_info type when known, else untyped). */
-function bytesWithOutputs(model: OnnxModel, extra: readonly string[]): Uint8Array {
-  const bytes = model.toBytes({ inlineExternal: true });
-  if (extra.length === 0) return bytes;
-  const proto = onnx.ModelProto.decode(bytes);
+/** Adds `extra` as graph outputs (value_info type when known, else untyped). */
+const withOutputs = (extra: readonly string[]) => (proto: onnxproto.onnx.IModelProto): void => {
   const g = proto.graph!;
   const have = new Set((g.output ?? []).map((o) => o.name));
   const infos = new Map((g.valueInfo ?? []).map((v) => [v.name, v]));
@@ -184,8 +183,7 @@ function bytesWithOutputs(model: OnnxModel, extra: readonly string[]): Uint8Arra
     const vi = infos.get(name);
     (g.output ??= []).push(vi?.type ? { name, type: vi.type } : { name });
   }
-  return onnx.ModelProto.encode(proto).finish();
-}
+};
 
 /**
  * A session for `model` (its current edits included), optionally exposing intermediate values.
@@ -203,8 +201,12 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
       }
     }
   }
-  const bytes = bytesWithOutputs(model, extraOutputs);
-  return new OnnxSession(model, await openSession(bytes, { doing: 'creating a session', threads, file: model.path, graph: model.proto.graph }));
+  const source = await sessionSource(model, extraOutputs.length > 0 ? withOutputs(extraOutputs) : undefined);
+  try {
+    return new OnnxSession(model, await openSession(source.model, { doing: 'creating a session', threads, file: model.path, graph: model.proto.graph }));
+  } finally {
+    source.dispose();
+  }
 }
 
 /** Shape and ORT element type of one value seen in a run. */

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseChoice, parseIntOption, readJsonFile, writeReport } from '../common.js';
+import { action, fmtSeconds, log, parseChoice, parseIntOption, parseSize, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { q } from '../../errors.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
 import { feedOptions, inputFiles, inputsOf } from '../data-feeds.js';
 import { parseDims } from '../../data/feed.js';
-import { isStateDictFolder } from '../../models/save.js';
+import { isStateDictFolder, shardedOutput } from '../../models/save.js';
 import { alignModels } from '../../align/align-models.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
 
@@ -25,6 +25,7 @@ interface AlignOptions {
   dim: string[];
   input: string[];
   strict?: boolean;
+  shardSize?: number;
 }
 
 function sweepLogger(): (info: SweepInfo) => void {
@@ -53,9 +54,11 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for the order of permutations in each sweep', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum number of sweeps', parseIntOption('--max-iter', 1), 100)
     .option('--report <report.json>', 'write the permutations, objective per sweep and timings as JSON')
+    .option('--shard-size <size>', 'write the safetensors output in shards of at most SIZE (5GB, 500MB, 1GiB) with an index', parseSize('--shard-size'))
     .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
   feedOptions(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
+        o.out = shardedOutput(o.out, [aPath, bPath], o.shardSize);
         await checkOutputs({
           inputs: [
             { path: aPath, what: 'model A' },
@@ -82,6 +85,7 @@ export function register(program: Command): void {
           seed: o.seed,
           maxIter: o.maxIter,
           strict: o.strict,
+          shardBytes: o.shardSize,
           onSweep: sweepLogger(),
           onProgress: (p) => log(p.phase === 'info' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`),
         });

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { openModel, requireGraph } from '../../models/load.js';
-import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
+import { checkModelOutput, isStateDictFolder, saveModel, shardedOutput } from '../../models/save.js';
 import { inferSpec } from '../../graph/infer-spec.js';
 import { growModel } from '../../reduce/grow-model.js';
 import { parseWidthSpec } from '../../reduce/width-spec.js';
@@ -12,6 +12,7 @@ import { costLine, groupTable } from './shrink.js';
 
 interface Options {
   out: string;
+  shardSize?: number;
   width: string;
   noise: string;
   seed: number;
@@ -40,9 +41,11 @@ export function register(program: Command): void {
     .option('--input-name <name>', 'input tensor name in safetensors data')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for a safetensors input')
     .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers", parseChoice('--arch', ['mlp'] as const))
-    .option('--report <file>', 'per-group widths, parameters and the measured output change as JSON');
+    .option('--report <file>', 'per-group widths, parameters and the measured output change as JSON')
+    .option('--shard-size <size>', 'write a safetensors output in shards of at most SIZE (5GB, 500MB, 1GiB) with an index', parseSize('--shard-size'));
   feedOptions(cmd).action(
     action(async (path: string, o: Options) => {
+      o.out = shardedOutput(o.out, [path], o.shardSize);
       const noise = Number(o.noise);
       if (o.noise.trim() === '' || !Number.isFinite(noise) || noise < 0) throw new BasinError('invalid_argument', `--noise takes a number >= 0, got ${q(o.noise)}`, { option: '--noise', found: o.noise });
       await checkOutputs({
@@ -61,7 +64,7 @@ export function register(program: Command): void {
       if (!(worst <= GROW_TOLERANCE)) {
         throw new BasinError('verify_failed', `the widened model's outputs moved by ${worst.toExponential(2)} of their largest value (more than ${GROW_TOLERANCE}): nothing was written`, { found: worst, expected: GROW_TOLERANCE });
       }
-      await saveModel(r.model, o.out, loaded.source);
+      await saveModel(r.model, o.out, loaded.source, { shardBytes: o.shardSize });
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       out(groupTable(r.groups) + '\n');
       out(costLine(r));

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, readJsonFile, writeReport } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { openModel, type LoadedModel } from '../../models/load.js';
-import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
+import { checkModelOutput, isStateDictFolder, saveModel, shardedOutput } from '../../models/save.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { mergeModels } from '../../merge/merge-models.js';
 import type { CorrectionName } from '../../merge/corrections.js';
@@ -15,6 +15,7 @@ import { MERGE_METHODS, MERGE_METHOD_NAMES, type MergeMethodName, type MergeMeth
 
 interface Options {
   out: string;
+  shardSize?: number;
   align?: MatchingMethodName | 'none';
   method?: MatchingMethodName | 'none';
   weights?: string;
@@ -140,9 +141,11 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed for the order of models and permutations, and of DARE’s drop masks', parseIntOption('--seed', 0, 2 ** 32 - 1), 0)
     .option('--max-iter <n>', 'maximum MergeMany rounds', parseIntOption('--max-iter', 1), 20)
     .option('--report <file>', 'permutations, rounds and evaluations as JSON')
+    .option('--shard-size <size>', 'write a safetensors output in shards of at most SIZE (5GB, 500MB, 1GiB) with an index', parseSize('--shard-size'))
     .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
   feedOptions(cmd).action(
     action(async (paths: string[], o: Options) => {
+      o.out = shardedOutput(o.out, paths, o.shardSize);
       const mergeName: MergeMethodName = o.merge ?? 'average';
       if (paths.length < (o.base !== undefined && MERGE_METHODS[mergeName].needsBase ? 1 : 2)) throw new BasinError('invalid_argument', 'merge needs at least two models (or one model and --base for a task-vector method)', {});
       const method = (o.method ?? o.align) !== undefined ? methodArg(o) : undefined;
@@ -196,7 +199,7 @@ export function register(program: Command): void {
       });
       // tensors outside the graph (a state_dict's buffers) are the models' weighted average (plain when weights are signed)
       const weights = resolved.weights.every((w) => w >= 0) && resolved.weights.some((w) => w > 0) ? resolved.weights : undefined;
-      const saved = await saveModel(r.merged, o.out, first.source, { sources: loaded.map((l) => l.source), weights });
+      const saved = await saveModel(r.merged, o.out, first.source, { sources: loaded.map((l) => l.source), weights, shardBytes: o.shardSize });
       if (saved.outsideGraph.length) log(`  ${saved.outsideGraph.length} tensor(s) the graph does not use, not permuted (float ones averaged, others copied from the first model): ${saved.outsideGraph.slice(0, 6).map(q).join(', ')}${saved.outsideGraph.length > 6 ? ', …' : ''}`);
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       if (r.evaluations) {

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, writeReport } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { escapeControl, q } from '../../errors.js';
 import { openModel, requireGraph } from '../../models/load.js';
-import { checkModelOutput, isStateDictFolder, saveModel } from '../../models/save.js';
+import { checkModelOutput, isStateDictFolder, saveModel, shardedOutput } from '../../models/save.js';
 import { inferSpec } from '../../graph/infer-spec.js';
 import { REDUCTION_METHODS, shrinkModel, type ReductionMethod, type ShrinkGroupReport } from '../../reduce/shrink-model.js';
 import { parseWidthSpec } from '../../reduce/width-spec.js';
@@ -14,6 +14,7 @@ import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
 
 interface Options {
   out: string;
+  shardSize?: number;
   width: string;
   data?: string;
   method: ReductionMethod;
@@ -59,9 +60,11 @@ export function register(program: Command): void {
     .option('--label-name <name>', 'label tensor name in --eval data', 'label')
     .option('--graph <model.onnx>', 'ONNX export of the architecture, for a safetensors input')
     .option('--arch <arch>', "safetensors: 'mlp', a plain stack of Linear layers", parseChoice('--arch', ['mlp'] as const))
-    .option('--report <file>', 'per-group widths, method, exactness and errors, parameters, multiply-adds and evaluation as JSON');
+    .option('--report <file>', 'per-group widths, method, exactness and errors, parameters, multiply-adds and evaluation as JSON')
+    .option('--shard-size <size>', 'write a safetensors output in shards of at most SIZE (5GB, 500MB, 1GiB) with an index', parseSize('--shard-size'));
   feedOptions(cmd).action(
     action(async (path: string, o: Options) => {
+      o.out = shardedOutput(o.out, [path], o.shardSize);
       await checkOutputs({
         inputs: [{ path, what: 'the model' }, o.data ? { path: o.data, what: '--data' } : undefined, o.eval ? { path: o.eval, what: '--eval' } : undefined, o.graph ? { path: o.graph, what: '--graph' } : undefined, ...inputFiles(o.input)],
         outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, [path]) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
@@ -80,7 +83,7 @@ export function register(program: Command): void {
         eval: o.eval ? { data: o.eval, task: o.task, labelName: o.labelName } : undefined,
         onProgress: log,
       });
-      await saveModel(r.model, o.out, loaded.source);
+      await saveModel(r.model, o.out, loaded.source, { shardBytes: o.shardSize });
       log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)})`);
       out(groupTable(r.groups) + '\n');
       out(costLine(r));
