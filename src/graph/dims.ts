@@ -63,6 +63,15 @@ export class DimGraph {
     return id;
   }
 
+  /**
+   * One node's own dim on an axis of a uniform value (uniform.ts): not linked to other nodes' dims on it and not
+   * listed under the value (no weight or activation point is read there).
+   */
+  readerDim(value: string, axis: number, reader: string, size: number): DimId {
+    const k = `${value}\u0000${axis}\u0000${reader}`;
+    return this.byKey.get(k) ?? this.add(k, size);
+  }
+
   lookup(value: string, axis: number): DimId | undefined {
     return this.byKey.get(`${value}\u0000${axis}`);
   }

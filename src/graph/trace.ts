@@ -11,6 +11,7 @@ import { FLOAT_TYPES, QUANT_TYPES, type GraphView, type NodeView } from './model
 import { isFloatType, isQuantType, type ProbeResult } from './probe.js';
 import { normAxis, type RuleContext } from './rule.js';
 import { ruleFor } from './rules/index.js';
+import { uniformValues } from './uniform.js';
 
 export type Facts = Pick<ProbeResult, 'shapes' | 'dtypes'> & Partial<Pick<ProbeResult, 'ints'>>;
 
@@ -28,20 +29,23 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     const w = gv.tensors.get(v) ?? gv.innerTensors.get(v);
     return w ? FLOAT_TYPES.has(w.dataType) || QUANT_TYPES.has(w.dataType) : false;
   };
-  const dimOf = (v: string, axis: number): DimId | undefined => {
+  const uniform = uniformValues(gv);
+  // reader: the node asking; on a uniform value each node gets its own dims (uniform.ts)
+  const dimOf = (v: string, axis: number, reader?: string): DimId | undefined => {
     const s = shapeOf(v);
     if (!s) return undefined;
     const a = normAxis(axis, s.length);
     if (a === undefined) return undefined;
-    const known = dg.lookup(v, a);
+    const own = reader !== undefined && uniform.has(v);
+    const known = own ? undefined : dg.lookup(v, a);
     if (known !== undefined) return known;
-    const d = dg.dim(v, a, s[a]!);
+    const d = own ? dg.readerDim(v, a, reader, s[a]!) : dg.dim(v, a, s[a]!);
     if (!isFloat(v) && s[a]! > 1) dg.freeze(d, { reason: `non-float value '${v}' (its contents are not permuted)` });
     return d;
   };
-  const allDims = (v: string): DimId[] => {
+  const allDims = (v: string, reader?: string): DimId[] => {
     const s = shapeOf(v);
-    return s ? s.map((_, i) => dimOf(v, i)!) : [];
+    return s ? s.map((_, i) => dimOf(v, i, reader)!) : [];
   };
 
   for (const [v, t] of gv.innerTensors) {
@@ -56,7 +60,8 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     }
     const rule = ruleFor(node.opType, node.domain);
     const touched = new Set<DimId>();
-    const ctx = makeContext(node, gv, dg, touched, shapeOf, isFloat, dimOf, facts);
+    const nodeDim = (v: string, axis: number): DimId | undefined => dimOf(v, axis, node.name);
+    const ctx = makeContext(node, gv, dg, touched, shapeOf, isFloat, nodeDim, facts);
     const op = node.domain ? `${node.domain}.${node.opType}` : node.opType;
     const unknown = [...node.inputs, ...node.outputs].find((v) => v && !shapeOf(v));
     let failure: string | undefined = rule ? undefined : `op '${op}' is not known to be permutation-equivariant`;
@@ -70,7 +75,7 @@ export function trace(gv: GraphView, facts: Facts): DimGraph {
     } else if (rule && !unknown) failure = `op '${op}' has a subgraph`;
     for (const v of [...node.inputs, ...node.outputs]) {
       if (!v || !isFloat(v)) continue;
-      for (const d of allDims(v)) {
+      for (const d of allDims(v, node.name)) {
         if (dg.size[d]! <= 1) continue;
         if (failure) dg.freeze(d, { node: node.name, reason: failure });
         else if (!touched.has(d)) dg.freeze(d, { node: node.name, reason: `rule for '${op}' does not relate this axis` });
