@@ -21,6 +21,7 @@ import { dataInput } from './data-input.js';
 import { bindDims, checkIds, concreteDims, feedFor, randomInput, type DimSizes } from './feed.js';
 import { modelFeed, storedBatch } from './input-rule.js';
 import { openDataset } from './open.js';
+import { Tensor } from '../tensor/tensor.js';
 
 export interface FeedSource {
   /** The data file, for messages. */
@@ -144,28 +145,42 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
     }
   }
   if (columns.size === 0) throw new BasinError('invalid_argument', 'no data given: pass --data or --input name=file', {});
-  const cols = [...columns.values()];
-  const first = cols[0]!.column;
+  // a rank-0 model input (Silero VAD's sample rate 'sr') takes one value for the whole batch: a scalar tensor
+  const scalars = [...columns.values()].filter(({ input }) => input.shape?.length === 0);
+  for (const { input, column } of scalars) {
+    if (column.shape.length !== 0) {
+      throw new BasinError(
+        'data_shape_mismatch',
+        `${q(column.file)}: model input ${q(input.name)} is a scalar (rank 0), one value for every sample; tensor ${q(column.field)} has shape [${column.shape.join(', ')}]: store a rank-0 tensor`,
+        { file: column.file, tensor: input.name, expected: 0, found: column.shape.length },
+      );
+    }
+  }
+  const cols = [...columns.values()].filter((c) => !scalars.includes(c));
+  const first = cols[0]?.column;
   const dims: Record<string, number> = { ...(options.dims ?? {}) };
   for (const { input, column } of cols) {
     if (column.shape.length < 1) {
-      throw new BasinError('data_invalid', `${q(column.file)}: tensor ${q(column.field)} is a scalar; expected one row per sample`, { file: column.file, tensor: column.field });
+      throw new BasinError('data_invalid', `${q(column.file)}: tensor ${q(column.field)} is a scalar, but model input ${q(input.name)} takes one row per sample`, { file: column.file, tensor: column.field });
     }
-    if (column.shape[0] !== first.shape[0]) {
-      throw new BasinError('data_invalid', `${q(column.file)}: tensor ${q(column.field)} has ${column.shape[0]} rows but ${q(first.field)} has ${first.shape[0]}: every input needs one row per sample`, {
+    if (column.shape[0] !== first!.shape[0]) {
+      throw new BasinError('data_invalid', `${q(column.file)}: tensor ${q(column.field)} has ${column.shape[0]} rows but ${q(first!.field)} has ${first!.shape[0]}: every input needs one row per sample`, {
         file: column.file,
         tensor: column.field,
-        expected: first.shape[0],
+        expected: first!.shape[0],
         found: column.shape[0],
       });
     }
     bindDims(input, column.shape, dims, column.file);
   }
-  const size = limited(first.shape[0]!, options.limit);
+  // only scalars fed: the other inputs are drawn at random, DEFAULT_SAMPLES of them (as without data)
+  const size = limited(first ? first.shape[0]! : DEFAULT_SAMPLES, options.limit);
+  const constants: Record<string, Feed> = {};
+  for (const { input, column } of scalars) constants[input.name] = await scalarFeed(model, input, column);
   return {
-    source: path ?? first.file,
+    source: path ?? (first ?? scalars[0]!.column).file,
     size,
-    fed: cols.map((c) => c.input.name),
+    fed: [...columns.values()].map((c) => c.input.name),
     dims,
     async *batches(batchSize: number) {
       checkBatchSize(batchSize);
@@ -173,7 +188,7 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
       try {
         for (let start = 0, seed = 0; start < size; start += batchSize, seed++) {
           const count = Math.min(batchSize, size - start);
-          const feeds: Record<string, Feed> = {};
+          const feeds: Record<string, Feed> = { ...constants };
           for (const { input, column } of cols) {
             const bytes = await readRows(await files.get(column.file), column, start, count);
             const batch = storedBatch({ dtype: column.dtype, bytes, sampleShape: column.shape.slice(1), where: { file: column.file, field: column.field, first: start } }, new Int32Array(0), count);
@@ -181,8 +196,11 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
             checkIds(model, input, feeds[input.name]!, batch.stored.where);
           }
           const random = seededRandom(seed);
+          // a named dim on the samples axis of a fed input is the batch size wherever it appears (Silero's h: [2, batch, 64])
+          const batchDims: Record<string, number> = { ...dims };
+          for (const { input } of cols) if (typeof input.shape?.[0] === 'string') batchDims[input.shape[0]] = count;
           for (const other of model.inputs) {
-            if (feeds[other.name] === undefined) feeds[other.name] = randomInput(model, other, concreteDims(other, model, { batch: count, dims }), random);
+            if (feeds[other.name] === undefined) feeds[other.name] = randomInput(model, other, concreteDims(other, model, { batch: count, dims: batchDims }), random);
           }
           yield feeds;
         }
@@ -191,4 +209,25 @@ async function openSafetensorsFeeds(path: string | undefined, model: OnnxModel, 
       }
     },
   };
+}
+
+/** Samples drawn when the data fix none (only scalar inputs fed): the size of a random verification batch. */
+const DEFAULT_SAMPLES = 8;
+
+/**
+ * The feed of a rank-0 model input from a rank-0 tensor: its one value under the input rule, dims [].
+ * @throws BasinError as modelFeed / checkIds (a float for an integer input, an id out of range)
+ */
+async function scalarFeed(model: OnnxModel, input: ValueDesc, column: Column): Promise<Feed> {
+  const files = new OpenFiles();
+  try {
+    const row: Column = { ...column, shape: [1] };
+    const bytes = await readRows(await files.get(column.file), row, 0, 1);
+    const batch = storedBatch({ dtype: column.dtype, bytes, sampleShape: [], where: { file: column.file, field: column.field, first: 0 } }, new Int32Array(0), 1);
+    const fed = modelFeed(batch, input.dtype, { inputName: input.name });
+    checkIds(model, input, fed, batch.stored.where);
+    return fed instanceof Tensor ? new Tensor([], fed.data) : { ...fed, dims: [] };
+  } finally {
+    await files.close();
+  }
 }

@@ -15,6 +15,7 @@ import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
 import { toOrtTensor, type Feed } from '../onnx/session.js';
 import { probeSubgraphs } from './probe-subgraphs.js';
+import { checkQuantParams } from './quant-check.js';
 
 const { onnx } = onnxproto;
 const DT = onnx.TensorProto.DataType;
@@ -98,6 +99,7 @@ export async function probeModel(
   const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
+  checkQuantParams(g, file ?? (input instanceof OnnxModel ? input.path : undefined));
   const cg = copy.graph!;
   exposeAll(copy);
   let feedsUsed: Feeds = {};

@@ -3,8 +3,10 @@
  * whose symmetries follow from the construction. Each has its expected groups in expected/NAME.json. `ZOO_CF` has
  * the zoo's entry shape ({ name, what, load }), for the zoo table.
  */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { GraphBuilder, attr } from '../../src/onnx/build.js';
-import type { OnnxModel } from '../../src/onnx/model.js';
+import { loadOnnx, type OnnxModel } from '../../src/onnx/model.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 import { randn, rng } from '../helpers.js';
 
@@ -200,6 +202,11 @@ export function groupedConvTranspose(): OnnxModel {
     .build();
 }
 
+/** Committed exports sit next to this file in test/zoo (dist/test/zoo at run time: three levels up is the repo). */
+const HERE = new URL('../../../test/zoo/', import.meta.url).pathname;
+function fromFile(file: string): () => Promise<OnnxModel | undefined> {
+  return async () => (existsSync(file) ? loadOnnx(file) : undefined);
+}
 const built = (f: () => OnnxModel) => async (): Promise<OnnxModel | undefined> => f();
 
 export const ZOO_CF: readonly { name: string; what: string; load(): Promise<OnnxModel | undefined> }[] = [
@@ -211,5 +218,6 @@ export const ZOO_CF: readonly { name: string; what: string; load(): Promise<Onnx
   { name: 'if-mlp', what: 'MLP whose second layer is an If with a different layer in each branch (built)', load: built(ifMlp) },
   { name: 'loop-carried', what: 'Loop carrying a hidden state through a residual MLP body, with a scan output (built)', load: built(loopCarried) },
   { name: 'scan-cell', what: 'Scan over time with a state and an emitted value per step (built)', load: built(scanCell) },
+  { name: 'torch-lstm2-dynamic', what: 'torch 2-layer nn.LSTM with dynamic axes: zero h0/c0 by ConstantOfShape, sliced per layer', load: fromFile(path.join(HERE, 'torch-lstm2-dynamic.onnx')) },
   { name: 'grouped-conv-transpose', what: 'Conv 1x1, grouped ConvTranspose (group 4, stride 2), Conv 1x1 (built)', load: built(groupedConvTranspose) },
 ];
