@@ -249,8 +249,10 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
   }
   const samples = feeds?.size ?? 0;
   // what the calibration data can establish: a rank deficiency the inputs already have says nothing of the network
-  const inputs = feeds && method !== 'pca-weight' ? await calibrationRank(feeds) : undefined;
-  const dataBound = (rank: number): string | undefined => {
+  // (computed once, and only when a step could otherwise be called exact: it reads the calibration data again)
+  let inputsRank: ReturnType<typeof calibrationRank> | undefined;
+  const dataBound = async (rank: number): Promise<string | undefined> => {
+    const inputs = feeds && method !== 'pca-weight' ? await (inputsRank ??= calibrationRank(feeds)) : undefined;
     if (!inputs || rank < inputs.rank || inputs.rank >= inputs.features) return undefined;
     return `exactness not established: the calibration inputs span only ${inputs.rank} of ${inputs.features} dimensions (centred), which bounds the activation rank ${rank}; give more varied samples`;
   };
@@ -325,9 +327,9 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       if (choice.rank <= to && samples <= n) {
         exact = false;
         reason = `exactness not established: ${samples} calibration sample(s) for ${n} units (the activation rank ${choice.rank} is bounded by the sample count; give more than ${n} samples)`;
-      } else if (choice.rank <= to && dataBound(choice.rank)) {
-        exact = false;
-        reason = dataBound(choice.rank);
+      } else if (choice.rank <= to) {
+        const bound = await dataBound(choice.rank);
+        if (bound) (exact = false), (reason = bound);
       }
       const notes = [`activation rank ${choice.rank}`, layers.length ? `${layers.length} consumer(s) refitted (fit nmse ${fitErr.toExponential(2)})` : 'no linear consumer to refit'];
       if (notRefit.length) notes.push(`${notRefit.map(q).join(', ')} kept for the kept units without a refit`);
@@ -356,9 +358,9 @@ export async function shrinkModel(model: OnnxModel, data: string | null, opts: S
       if (exact && method === 'pca-act' && samples <= n) {
         exact = false;
         reason = `exactness not established: ${samples} calibration sample(s) for ${n} units`;
-      } else if (exact && method === 'pca-act' && dataBound(to)) {
-        exact = false;
-        reason = dataBound(to);
+      } else if (exact && method === 'pca-act') {
+        const bound = await dataBound(to);
+        if (bound) (exact = false), (reason = bound);
       }
       reason = `${reason ? `${reason}; ` : ''}${basis.randomized ? 'randomized' : 'exact'} eigenvectors; dropped ${(basis.dropped * 100).toPrecision(3)}% of the ${method === 'pca-weight' ? 'weights\'' : 'activations\''} energy${linear ? '' : '; a nonlinearity sits between producers and consumers'}`;
     }

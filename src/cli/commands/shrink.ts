@@ -30,7 +30,7 @@ interface Options {
   input: string[];
 }
 
-const fmtE = (v: number | undefined): string => (v === undefined ? '-' : v.toExponential(2));
+export const fmtE = (v: number | undefined): string => (v === undefined ? '-' : v.toExponential(2));
 
 /** The per-group table shrink, grow and zip print. */
 export function groupTable(groups: readonly ShrinkGroupReport[]): string {

@@ -6,6 +6,7 @@ import { openModel } from '../../models/load.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { formatTable } from '../../report/table.js';
 import { REDUCTION_METHODS, type ReductionMethod } from '../../reduce/shrink-model.js';
+import { fmtE } from './shrink.js';
 import { zipModels } from '../../zip/zip-model.js';
 import { checkZipOutput, saveZipped } from '../../zip/zip-output.js';
 import type { StackOutputs } from '../../zip/stack-models.js';
@@ -28,8 +29,6 @@ interface Options {
   dim: string[];
   input: string[];
 }
-
-const fmtErr = (v: number | undefined): string => (v === undefined ? '-' : v.toExponential(2));
 
 export function register(program: Command): void {
   const cmd = program
@@ -82,7 +81,7 @@ export function register(program: Command): void {
       const rows = r.widths.map((w) => {
         const g = byGroup.get(w.group);
         const note = g?.reason ?? (w.after === w.stacked && r.method !== 'stack' ? 'kept at the stacked width (both models side by side)' : '');
-        return [w.group, escapeControl(w.description), `${w.one}`, `${w.stacked}→${w.after}`, g ? g.method : 'stack', g ? (g.exact ? 'exact' : 'fitted') : 'exact', fmtErr(g?.outputNmse), escapeControl(note)];
+        return [w.group, escapeControl(w.description), `${w.one}`, `${w.stacked}→${w.after}`, g ? g.method : 'stack', g ? (g.exact ? 'exact' : 'fitted') : 'exact', fmtE(g?.outputNmse), escapeControl(note)];
       });
       out(formatTable(['group', 'what it is', 'one model', 'stacked→zipped', 'method', 'step', 'nmse', 'note'], rows) + '\n');
       for (const c of r.stack.check.outputs) out(`stacking is exact: output ${q(c.name)} max error ${c.maxError.toExponential(2)} (${c.relError.toExponential(2)} of its scale) against both models on ${r.stack.check.samples} samples\n`);
