@@ -14,6 +14,7 @@ const { printError } = await import('./common.js');
 const { runtimeLoadError } = await import('./runtime-check.js');
 const { withProvenance } = await import('../io/provenance.js');
 const { takeTerminalOptions } = await import('./terminal-options.js');
+const { takeStdinInput } = await import('./stdin-input.js');
 
 // Anything that escapes a command (a stray rejection, a throw in a callback) still prints one line, never a stack.
 process.on('uncaughtException', (e) => {
@@ -39,7 +40,7 @@ try {
 try {
   // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
   // every output of the command records basin's version and this command line (io/provenance.ts)
-  const args = takeTerminalOptions(process.argv.slice(2)); // -q/--quiet, --verbose; who owns stdout
+  const args = await takeStdinInput(takeTerminalOptions(process.argv.slice(2))); // -q/--quiet, --verbose; who owns stdout; `-` reads stdin
   await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(args, { from: 'user' }));
 } catch (e) {
   printError(e);

@@ -6,19 +6,22 @@ import { COMMANDS } from './index.js';
 import { makeProgram } from '../program.js';
 import { BasinError, q } from '../../errors.js';
 import { withProvenance } from '../../io/provenance.js';
+import { isStdinFile } from '../stdin-input.js';
 import { parseRecipe, type RecipeStep, type RecipeValue } from '../../recipe/recipe.js';
 
 export function register(program: Command): void {
   program
     .command('run')
     .description('run a recipe: a YAML file naming a basin command (or several steps), its files and its options; every output records the recipe')
-    .argument('<recipe>', 'recipe file (.yaml / .yml / .json)')
+    .argument('<recipe>', 'recipe file (.yaml / .yml / .json), or - for standard input (paths then relative to the working folder)')
     .option('--dry-run', 'check the recipe and print the command lines it runs, without running them')
     .action(
-      action(async (file: string, o: { dryRun?: boolean }) => {
+      action(async (path_: string, o: { dryRun?: boolean }) => {
+        const fromStdin = isStdinFile(path_);
+        const file = fromStdin ? '-' : path_; // as messages and provenance name it
         let text: string;
         try {
-          text = await readFile(file, 'utf8');
+          text = await readFile(path_, 'utf8');
         } catch {
           throw new BasinError('file_not_found', `recipe ${q(file)} does not exist or cannot be read`, { file });
         }
@@ -35,7 +38,7 @@ export function register(program: Command): void {
           const sub = p.commands.find((c) => c.name() === step.command)!;
           planned.push({ step, program: p, argv: [step.command, ...step.args, ...optionArgv(step, sub, file, where)] });
         }
-        const dir = path.dirname(path.resolve(file));
+        const dir = fromStdin ? process.cwd() : path.dirname(path.resolve(path_)); // stdin: paths relative to the working folder
         if (o.dryRun) {
           for (const p of planned) out(`(cd ${shellWord(dir)} && basin ${p.argv.map(shellWord).join(' ')})\n`);
           return;
@@ -45,7 +48,7 @@ export function register(program: Command): void {
         try {
           for (const [i, p] of planned.entries()) {
             if (planned.length > 1) log(`step ${i + 1}/${planned.length}: basin ${p.argv.join(' ')}`);
-            await withProvenance({ recipe: recipe.document, recipeFile: path.basename(file) }, () => p.program.parseAsync(['node', 'basin', ...p.argv]));
+            await withProvenance({ recipe: recipe.document, recipeFile: fromStdin ? '-' : path.basename(file) }, () => p.program.parseAsync(['node', 'basin', ...p.argv]));
             if (process.exitCode) {
               if (i + 1 < planned.length) log(`step ${i + 1} failed: the ${planned.length - i - 1} later step(s) were not run`);
               return;

@@ -1,0 +1,102 @@
+/**
+ * `-` as an input reads standard input: the output is the one the same command makes from the file (compared
+ * without the provenance records, which name the command line), the format is told from the bytes, and what a pipe
+ * cannot carry is refused naming why. The temporary copy is gone when the process exits.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { sniffFormat } from '../src/cli/stdin-input.js';
+import { FIXTURES, onnxWithoutProvenance, safetensorsWithoutProvenance } from './helpers.js';
+
+const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
+
+/** Run the CLI with `input` on stdin and TMPDIR set to a private folder (to see what it leaves behind). */
+function basin(args: string[], input: Uint8Array | string, opts: { cwd?: string } = {}) {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'basin-stdin-test-'));
+  const r = spawnSync(process.execPath, [CLI, ...args], { input, cwd: opts.cwd, env: { ...process.env, TMPDIR: tmp }, maxBuffer: 1 << 26 });
+  return { code: r.status ?? 1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), leftovers: readdirSync(tmp).filter((f) => f.startsWith('basin')) };
+}
+
+const fx = (name: string) => path.join(FIXTURES, name);
+
+test('align reads model B from stdin: the same aligned model as from the file, and no temporary file is left', () => {
+  const d = mkdtempSync(path.join(tmpdir(), 'basin-stdin-'));
+  const fromFile = basin(['align', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '-o', path.join(d, 'file.onnx'), '-q'], '');
+  assert.equal(fromFile.code, 0, fromFile.stderr);
+  const fromPipe = basin(['align', fx('mlp_small_seed0.onnx'), '-', '-o', path.join(d, 'pipe.onnx'), '-q'], readFileSync(fx('mlp_small_seed1.onnx')));
+  assert.equal(fromPipe.code, 0, fromPipe.stderr);
+  assert.deepEqual(fromPipe.leftovers, []);
+  assert.ok(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'pipe.onnx')))).equals(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'file.onnx'))))));
+});
+
+test('--spec - reads the permutation spec (JSON) from stdin for a state_dict pair', () => {
+  const d = mkdtempSync(path.join(tmpdir(), 'basin-stdin-'));
+  const args = (spec: string, out: string) => ['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '--spec', spec, '-o', path.join(d, out), '-q'];
+  const a = basin(args(fx('mlp_small_spec.json'), 'file.safetensors'), '');
+  const b = basin(args('-', 'pipe.safetensors'), readFileSync(fx('mlp_small_spec.json')));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  const fa = safetensorsWithoutProvenance(readFileSync(path.join(d, 'file.safetensors')));
+  const fb = safetensorsWithoutProvenance(readFileSync(path.join(d, 'pipe.safetensors')));
+  assert.deepEqual(fb.header, fa.header);
+  assert.ok(Buffer.from(fb.data).equals(Buffer.from(fa.data)));
+});
+
+test('--data - reads a labelled safetensors data set from stdin: the same barrier table as from the file', () => {
+  const args = (data: string) => ['interpolate', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '--data', data, '--steps', '3', '-q'];
+  const a = basin(args(fx('fmnist_test1k.safetensors')), '');
+  const b = basin(args('-'), readFileSync(fx('fmnist_test1k.safetensors')));
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(b.code, 0, b.stderr);
+  assert.match(a.stdout, /aligned/);
+  assert.equal(b.stdout, a.stdout);
+});
+
+test('basin run - reads a recipe from stdin, its paths relative to the working folder', () => {
+  const d = mkdtempSync(path.join(tmpdir(), 'basin-stdin-'));
+  writeFileSync(path.join(d, 'a.onnx'), readFileSync(fx('mlp_small_seed0.onnx')));
+  writeFileSync(path.join(d, 'b.onnx'), readFileSync(fx('mlp_small_seed1.onnx')));
+  const r = basin(['run', '-', '-q'], 'command: merge\nmodels: [a.onnx, b.onnx]\noptions:\n  out: merged.onnx\n', { cwd: d });
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(readdirSync(d).includes('merged.onnx'), `merged.onnx written in the working folder; found ${readdirSync(d).join(', ')}`);
+});
+
+test('what a pipe cannot carry is refused: two inputs, an empty stdin, bytes of no known format', () => {
+  const twice = basin(['align', '-', '-', '-o', '/tmp/never.onnx'], readFileSync(fx('mlp_small_seed0.onnx')));
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /error \[invalid_argument\]: '-' \(standard input\) is given 2 times/);
+  const empty = basin(['inspect', '-'], '');
+  assert.equal(empty.code, 1);
+  assert.match(empty.stderr, /\[invalid_argument\].*stdin is empty/);
+  const junk = basin(['inspect', '-'], 'hello world\n');
+  assert.equal(junk.code, 1);
+  assert.match(junk.stderr, /first bytes 68 65 6c 6c 6f 20 77 6f/);
+  assert.doesNotMatch(junk.stderr, /\n\s+at /, 'no stack trace');
+  assert.deepEqual(junk.leftovers, []);
+});
+
+test('sniffFormat tells the formats apart by their magic bytes', () => {
+  const st = new Uint8Array(8 + 2 + 4);
+  new DataView(st.buffer).setBigUint64(0, 2n, true);
+  st.set([0x7b, 0x7d], 8);
+  assert.equal(sniffFormat(st), '.safetensors');
+  const lying = st.slice(0, 10);
+  new DataView(lying.buffer).setBigUint64(0, 1000n, true); // a header longer than the bytes is not safetensors
+  assert.notEqual(sniffFormat(lying), '.safetensors');
+  assert.equal(sniffFormat(new Uint8Array([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0])), '.npy');
+  assert.equal(sniffFormat(readFileSync(fx('mlp_small_seed0.onnx'))), '.onnx');
+  assert.equal(sniffFormat(new TextEncoder().encode('  {"perms": {}}')), '.json');
+  assert.equal(sniffFormat(new TextEncoder().encode('command: merge\n'), true), '.yaml');
+  assert.equal(sniffFormat(new TextEncoder().encode('command: merge\n')), undefined);
+  assert.equal(sniffFormat(new Uint8Array([0xff, 0xfe, 0, 1])), undefined);
+});
+
+test('a recipe from stdin is named - in its messages, not by the temporary file', () => {
+  const r = basin(['run', '-'], 'command: merge\nmodels: [a.onnx, b.onnx]\noptions:\n  o: merged.onnx\n');
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /error \[recipe_invalid\]: recipe '-': command 'merge' has no option 'o'/);
+});
