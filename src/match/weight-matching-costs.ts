@@ -53,7 +53,7 @@ interface Running {
  */
 export class CostBuilder {
   private readonly versions = new Map<string, number>();
-  private readonly rows = new Map<Placement, { a: Float32Array; b: Float32Array; cols: number }>();
+  private readonly rows = new Map<Placement, { a: Float32Array; b: Float32Array; cols: number; bound: number }>();
   private readonly running = new Map<string, Running>();
   /** Full product terms and rank-d correction terms run. */
   products = 0;
@@ -102,15 +102,23 @@ export class CostBuilder {
     const out = run?.total ?? new Float64Array(n * n);
     const terms: GramTerm[] = [];
     const events: ProductEvent[] = [];
+    /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
+    let risky = false;
     for (const pl of want) {
-      const { a, b, cols } = this.rowsOf(perm, pl);
+      const { a, b, cols, bound } = this.rowsOf(perm, pl);
       const sigma = this.columnMap(pl, perms);
       const before = run?.sigmas.get(pl);
+      if (!(bound < 2 ** 126)) risky = true; // NaN too
       if (!before) {
-        const pb = new Float32Array(n * cols);
-        for (let j = 0; j < n; j++) {
-          const row = j * cols;
-          for (let c = 0; c < cols; c++) pb[row + c] = b[row + sigma[c]!]!;
+        let moves = false;
+        for (let c = 0; c < cols && !moves; c++) moves = sigma[c] !== c;
+        let pb = b; // no other axis moved: B's rows as they are
+        if (moves) {
+          pb = new Float32Array(n * cols);
+          for (let j = 0; j < n; j++) {
+            const row = j * cols;
+            for (let c = 0; c < cols; c++) pb[row + c] = b[row + sigma[c]!]!;
+          }
         }
         terms.push({ a, b: pb, cols, label: pl.tensor });
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: cols });
@@ -143,12 +151,16 @@ export class CostBuilder {
       else this.updates++;
       this.onProduct?.(e);
     }
-    checkFiniteCost(out, perm, want, this.a, this.b);
+    if (risky) checkFiniteCost(out, perm, want, this.a, this.b);
     return out;
   }
 
-  /** A's and B's rows for a placement's block (n × cols, unpermuted), made once. */
-  private rowsOf(perm: string, pl: Placement): { a: Float32Array; b: Float32Array; cols: number } {
+  /**
+   * A's and B's rows for a placement's block (n × cols, unpermuted), made once, with `bound` = cols · max|A| ·
+   * 2·max|B|, which bounds every partial sum of its products and corrections: below float32's range (2^128) no
+   * product can overflow, and the cost needs no scan for infinities.
+   */
+  private rowsOf(perm: string, pl: Placement): { a: Float32Array; b: Float32Array; cols: number; bound: number } {
     let r = this.rows.get(pl);
     if (r) return r;
     const n = this.spec.perms.get(perm)!.size;
@@ -158,7 +170,14 @@ export class CostBuilder {
       const rows = axisToRows(t, pl.axis);
       return rows.data.subarray(pl.offset * rows.cols, (pl.offset + n * pl.inner) * rows.cols);
     };
-    r = { a: blockOf(ta), b: blockOf(this.b.get(pl.tensor)!), cols };
+    const a = blockOf(ta);
+    const b = blockOf(this.b.get(pl.tensor)!);
+    const maxAbs = (x: Float32Array) => {
+      let m = 0;
+      for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
+      return m;
+    };
+    r = { a, b, cols, bound: cols * maxAbs(a) * 2 * maxAbs(b) };
     this.rows.set(pl, r);
     return r;
   }
