@@ -81,14 +81,14 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   const coverageOf = (c: ReturnType<typeof alignmentCoverage>) => ({ groups: c.groups, permuted_params: c.permutedParams, params: c.params, frozen_causes: c.causes });
   if (isOnnxPath(aPath)) {
     if (opts.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', { option: '--arch' });
-    // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up
+    // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up (counted in load)
+    const loading = performance.now();
     const { alignOnnxModels, weightShapes } = await import('./align-onnx.js');
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
     const { checkDimNames, randomBatches } = await import('../data/feed.js');
     const { openFeeds } = await import('../data/feed-source.js');
     const { verifySummary } = await import('../verify/verify.js');
-    const loading = performance.now();
     const a = await loadOnnx(aPath);
     const b = await loadOnnx(bPath);
     checkDimNames(a, opts.dims ?? {});
