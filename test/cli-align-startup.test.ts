@@ -73,3 +73,20 @@ test('align A.safetensors B.safetensors --spec loads neither the ONNX protobuf c
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('align A.onnx B.onnx --report: phases for ONNX inputs too, weight matching\'s own inside match', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-align-onnx-phases-'));
+  try {
+    const t0 = performance.now();
+    const r = spawnSync(process.execPath, [MAIN, 'align', path.join(ROOT, 'assets/demo/mlp_a.onnx'), path.join(ROOT, 'assets/demo/mlp_b.onnx'), '-o', 'b.onnx', '--report', 'report.json', '-q'], { encoding: 'utf8', cwd: dir });
+    const wall = (performance.now() - t0) / 1000;
+    assert.equal(r.status, 0, r.stderr);
+    const ph = (JSON.parse(readFileSync(path.join(dir, 'report.json'), 'utf8')) as { phases: Record<string, number> }).phases;
+    for (const k of ['startup', 'load', 'match', 'cost', 'lap', 'objective', 'verify', 'write', 'other', 'laps', 'products']) assert.ok(Number.isFinite(ph[k]) && ph[k]! >= 0, `phase ${k}: ${ph[k]}`);
+    assert.ok(ph['verify']! > 0 && ph['laps']! >= 2, JSON.stringify(ph));
+    const sum = ph['startup']! + ph['load']! + ph['match']! + ph['verify']! + ph['write']! + ph['other']!;
+    assert.ok(sum <= wall, `phases ${sum} s > wall ${wall} s`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
