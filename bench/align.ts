@@ -2,6 +2,9 @@
  * Weight matching as users run it: the whole `basin align` process against the whole seed process (PyTorch +
  * scipy, bench/seed_weight_matching.py) on the same checkpoints, each timed from spawn to exit, runs alternating
  * (basin, seed, basin, seed, ...). The issue's bar is basin/seed <= 0.3 (goal 0.25).
+ *
+ * Extra pairs: BASIN_BENCH_PAIR=A,B,SPEC (several separated by ';'), e.g. a trained pair kept outside the repo.
+ * BASIN_BENCH_RUNS=N runs each side N times (default 5); the table shows medians.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -78,6 +81,11 @@ export async function run(ctx: BenchContext): Promise<void> {
   } else {
     console.log('(trained 784-512x3 pair not found: run `sh scripts/train_bench_mlps.sh` to add it)');
   }
+  for (const item of (process.env['BASIN_BENCH_PAIR'] ?? '').split(';').filter(Boolean)) {
+    const [a, b, spec] = item.split(',');
+    if (!a || !b || !spec || ![a, b, spec].every((f) => existsSync(f))) throw new Error(`BASIN_BENCH_PAIR: expected A,B,SPEC of existing files, got ${JSON.stringify(item)}`);
+    pairs.push({ label: path.basename(path.dirname(path.resolve(a))) + '/' + path.basename(a), a, b, spec });
+  }
   if (existsSync(path.join(fixtures, 'mlp_small_seed0.safetensors'))) {
     pairs.push({ label: 'fixture mlp_small 784-128-128-10', a: path.join(fixtures, 'mlp_small_seed0.safetensors'), b: path.join(fixtures, 'mlp_small_seed1.safetensors'), spec: path.join(fixtures, 'mlp_small_spec.json') });
   }
@@ -86,7 +94,7 @@ export async function run(ctx: BenchContext): Promise<void> {
   const seedScript = path.join(root, 'bench/seed_weight_matching.py');
   const rows: (string | number)[][] = [];
   const phaseRows: (string | number)[][] = [];
-  const runs = 3;
+  const runs = Math.max(1, Number(process.env['BASIN_BENCH_RUNS'] ?? 5) || 5);
   const { readFileSync } = await import('node:fs');
   for (const p of pairs) {
     const out = path.join(ctx.outDir, 'aligned.safetensors');
@@ -117,12 +125,12 @@ export async function run(ctx: BenchContext): Promise<void> {
     const t = median(ours);
     rows.push([p.label, t, seedTime, t / seedTime, objective, seedObjective, `${sweeps} / ${seedSweeps}`]);
     const f = (k: string) => (phases[k] === undefined ? '-' : phases[k]!.toFixed(3));
-    phaseRows.push([p.label, f('load'), f('cost'), f('lap'), String(phases.laps ?? '-'), f('objective'), f('match'), f('verify'), f('write')]);
+    phaseRows.push([p.label, f('startup'), f('load'), f('cost'), f('lap'), String(phases.laps ?? '-'), `${phases.products ?? '-'} / ${phases.updates ?? '-'}`, f('objective'), f('match'), f('verify'), f('write'), f('other')]);
   }
   console.log(`whole-process wall time, median of ${runs} runs (basin: node dist/src/cli/main.js align; seed: python3 bench/seed_weight_matching.py)`);
   console.log(
     formatTable(['pair', 'basin s', 'seed s', 'basin/seed', 'objective basin', 'objective seed', 'sweeps b/s'], rows, { digits: 3 }),
   );
   console.log(`load average ${os.loadavg()[0]!.toFixed(1)} at the end; basin's phases in seconds (last run's --report):`);
-  console.log(formatTable(['pair', 'load', 'cost', 'LAP', 'LAPs', 'objective', 'match', 'verify', 'write'], phaseRows));
+  console.log(formatTable(['pair', 'startup', 'load', 'cost', 'LAP', 'LAPs', 'products / updates', 'objective', 'match', 'verify', 'write', 'other'], phaseRows));
 }

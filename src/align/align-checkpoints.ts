@@ -11,7 +11,6 @@ import { permuteTensor } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { DTYPES } from '../dtype.js';
 import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
-import { withGraphPoints } from '../match/graph-points.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Dataset } from '../data/dataset.js';
 import type { ActivationProgress } from '../match/activation-matching.js';
@@ -49,16 +48,26 @@ export interface AlignReport {
   phases?: AlignPhases;
 }
 
-/** Seconds per phase of an alignment; cost/lap/objective/laps come from weight matching (absent for other methods). */
+/**
+ * Seconds per phase of an alignment; cost/lap/objective/laps/products/updates come from weight matching (absent
+ * for other methods). The CLI adds `startup` (process start to the command's start) and `other` (the rest of the
+ * process until the report: argument checks, spec reading), so that startup + load + match + verify + write +
+ * other is the process's wall time up to the report.
+ */
 export interface AlignPhases {
+  startup?: number;
   load: number;
   match: number;
   cost?: number;
   lap?: number;
   objective?: number;
   laps?: number;
+  /** Full cost products and rank-d corrections run (weight matching). */
+  products?: number;
+  updates?: number;
   verify: number;
   write: number;
+  other?: number;
 }
 
 export interface AlignCheckpointOptions {
@@ -166,7 +175,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       // a spec without points (--arch mlp, a user's spec) reads its activations where the graph's own spec does
       const { inferSpec } = await import('./infer-spec.js');
       const graphSpec = graph === 'mlp' ? (await inferSpec(graphs.a)).spec : await (await import('../models/load.js')).stateDictSpecFromGraph(graph!.onnx, aPath);
-      json = withGraphPoints(json, graphSpec);
+      json = (await import('../match/graph-points.js')).withGraphPoints(json, graphSpec);
     }
     const spec = PermutationSpec.fromJson(json, shapes, opts.specSource ?? (opts.spec === 'mlp' ? '--arch mlp' : ''));
     for (const name of spec.tensors()) {

@@ -12,12 +12,14 @@ import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
 import { alignmentCoverage, coverageWarnings } from './coverage.js';
 import { alignCheckpoints } from './align-checkpoints.js';
 import { outputFormat, saveModel } from '../models/save.js';
-import { isOnnxPath } from '../models/load.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { DTYPES } from '../dtype.js';
 import { mlpSpec } from '../spec/mlp.js';
 import type { DimSizes } from '../data/feed.js';
 import type { FeedOptions } from '../data/data-ref.js';
+
+/** models/load.ts's test, without loading the ONNX reader a safetensors job does not need. */
+const isOnnxPath = (p: string) => p.toLowerCase().endsWith('.onnx');
 
 export interface AlignModelsOptions {
   /** The user's spec and its label (a path); ONNX models default to the graph's own. */
@@ -79,7 +81,8 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   const coverageOf = (c: ReturnType<typeof alignmentCoverage>) => ({ groups: c.groups, permuted_params: c.permutedParams, params: c.params, frozen_causes: c.causes });
   if (isOnnxPath(aPath)) {
     if (opts.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', { option: '--arch' });
-    // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up
+    // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up (counted in load)
+    const loading = performance.now();
     const { alignOnnxModels, weightShapes } = await import('./align-onnx.js');
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
@@ -93,6 +96,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const feed = hasData ? await openFeeds(opts.data, a, { dims: opts.dims, inputs: opts.inputs, limit: opts.limit }) : undefined;
     const dims = feed?.dims ?? opts.dims ?? {};
     const started = performance.now();
+    const load = (started - loading) / 1000;
     const batches = randomBatches(b, { count: 4, batch: 8, dims });
     const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
       feeds: () => batches,
@@ -105,12 +109,16 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       data: feed,
       limit: opts.limit,
     });
+    const aligned = performance.now();
     say('info', `verified aligned B against B on ${verifySummary(r.verify)}`);
     for (const n of r.match.notes ?? []) say('note', n);
     const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
     const warnings = coverageWarnings(coverage, { what: q(bPath), strict: opts.strict, fromSpec: Boolean(opts.spec) });
     for (const w of warnings) say('warning', w);
     await saveModel(r.aligned, out, { format: 'onnx', path: bPath }, { shardBytes: opts.shardBytes });
+    // verify: what alignOnnxModels spent besides matching (inferring the spec, permuting, running both models)
+    const match = r.match.seconds;
+    const phases = { load, match, ...r.match.phases, verify: Math.max(0, (aligned - started) / 1000 - match), write: (performance.now() - aligned) / 1000 };
     return {
       method: methodName,
       a: aPath,
@@ -128,6 +136,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       warnings,
       coverage: coverageOf(coverage),
       spec: r.spec.toJson(),
+      phases,
     };
   }
   if (opts.arch && opts.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--graph' });

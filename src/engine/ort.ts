@@ -6,19 +6,22 @@
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
 import ort from 'onnxruntime-node';
-import onnxproto from 'onnx-proto';
+import { createRequire } from 'node:module';
+import type onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession } from './session-factory.js';
 
-const { onnx } = onnxproto;
+// The protobuf code loads on the first graph built (~0.1 s of start-up a command without graphs need not pay).
+let proto: typeof onnxproto.onnx | undefined;
+const onnxOf = () => (proto ??= (createRequire(import.meta.url)('onnx-proto') as typeof onnxproto).onnx);
 
 /** The ONNX element types the engine builds graphs for. */
 export type EngineDType = 'float32' | 'float64';
 
 const ELEM_TYPE: Record<EngineDType, number> = {
-  float32: onnx.TensorProto.DataType.FLOAT,
-  float64: onnx.TensorProto.DataType.DOUBLE,
+  float32: 1, // TensorProto.DataType.FLOAT
+  float64: 11, // TensorProto.DataType.DOUBLE
 };
 
 /** A graph input or output: a name and its dims, each a fixed size or a dim-param name (dynamic). */
@@ -60,6 +63,7 @@ function valueInfo(v: ValueSpec): onnxproto.onnx.IValueInfoProto {
 
 /** Serialize a graph spec into ModelProto bytes that onnxruntime can load. */
 export function buildModel(spec: GraphSpec): Uint8Array {
+  const onnx = onnxOf();
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: 'basin',

@@ -7,8 +7,7 @@
 import { BasinError, q } from '../errors.js';
 import type { PermutationSpec } from '../spec/spec.js';
 import { weightMatching, type MatchingResult, type SweepInfo } from './weight-matching.js';
-import { activationMatching, type ActivationData, type ActivationMatchingOptions } from './activation-matching.js';
-import { activationConsensus } from './activation-consensus.js';
+import type { ActivationData, ActivationMatchingOptions } from './activation-matching.js';
 import { weightConsensus, type ConsensusMatcher, type MatchModel } from './consensus.js';
 
 export interface MatchOptions extends Omit<ActivationMatchingOptions, 'weights' | 'seed'> {
@@ -67,9 +66,11 @@ export const MATCHING_METHODS = {
     match: async (spec, a, b, data, opts) => {
       if (data === undefined) throw new BasinError('invalid_argument', "matching method 'activation' needs data (--data): inputs to run both models on", {});
       const g = graphsOf(a, b);
+      // loaded on use: weight matching of state_dicts needs no sessions (start-up time)
+      const { activationMatching } = await import('./activation-matching.js');
       return activationMatching(spec, g.a, g.b, data, { ...opts, weights: { a: a.tensors, b: b.tensors } });
     },
-    consensus: (spec, models, data, opts) => activationConsensus(spec, models, data, opts),
+    consensus: async (spec, models, data, opts) => (await import('./activation-consensus.js')).activationConsensus(spec, models, data, opts),
   },
 } satisfies Record<string, MatchingMethod>;
 

@@ -8,14 +8,16 @@
  * of that tensor changed since they were computed.
  */
 import { BasinError, q, shapeStr } from '../errors.js';
-import { Tensor, axisToRows } from '../tensor/tensor.js';
-import { matmul } from '../engine/matmul.js';
-import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
 import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
 import { checkSquareBudget } from './budget.js';
 import { exactPermutation } from './exact-match.js';
+import { CostBuilder, type ProductEvent } from './weight-matching-costs.js';
+
+export type { ProductEvent } from './weight-matching-costs.js';
 
 export interface SweepInfo {
   sweep: number;
@@ -31,11 +33,17 @@ export interface WeightMatchingOptions {
   seed?: number;
   /** Maximum number of sweeps (default 100). */
   maxIter?: number;
-  /** A step counts as progress when it raises a permutation's term by more than tol * |objective| (default 1e-9). */
+  /**
+   * A step counts as progress, and its permutation is taken, when it raises the objective by more than
+   * tol * |objective| (default STEP_TOL, float32's epsilon). Matching stops after the first sweep without
+   * progress: from there, a further sweep would raise the objective by at most tol * |objective| per step.
+   */
   tol?: number;
   /**
-   * Stop when a whole sweep raised the objective by no more than sweepTol * |objective| (default SWEEP_TOL,
-   * tied to float32 rounding of the cost products), not only when no permutation changed.
+   * Also stop when a whole sweep raised the objective by no more than sweepTol * |objective| (default 0: off).
+   * Unlike `tol`, this can stop before a sweep that would gain more (SWEEP_TOL = 2^-20 is the float32 rounding of
+   * a 512..4096-term cost product: measured, it never fires on trained 784-512x3 pairs, whose sweeps gain 1e-5
+   * and more of the objective until none gains at all).
    */
   sweepTol?: number;
   /**
@@ -47,6 +55,8 @@ export interface WeightMatchingOptions {
    */
   init?: Assignment | 'best' | 'identity' | 'greedy';
   onSweep?: (info: SweepInfo) => void;
+  /** Called for every product the cost builder runs (tests and benchmarks: nothing is computed twice). */
+  onProduct?: (e: ProductEvent) => void;
 }
 
 export interface MatchingResult {
@@ -70,10 +80,21 @@ export interface MatchingPhases {
   objective: number;
   /** Assignment problems solved (units skipped because their cost could not have changed are not counted). */
   laps: number;
+  /** Full cost products run (each placement's A_rows · P(B_rows)ᵀ, when it was first needed or moved a lot). */
+  products: number;
+  /** Rank-d corrections of cached products (a few units moved on another axis since the product was made). */
+  updates: number;
 }
 
 /**
- * Default sweepTol: 2^-20 (about 1e-6). Cost contributions are float32 products over k terms, each relatively
+ * Default tol: 2^-23, float32's machine epsilon. Cost matrices are float32 products, so a step that raises the
+ * objective by less than one float32 rounding of it is within the rounding of the costs that proposed it: taking
+ * it is trading noise, and counting it as progress would keep sweeps going on noise.
+ */
+export const STEP_TOL = 2 ** -23;
+
+/**
+ * A sweep tolerance tied to float32 rounding: 2^-20 (about 1e-6). Cost contributions are float32 products over k terms, each relatively
  * uncertain by ~sqrt(k) * 2^-24 (k = 512..4096: 1.3e-6..3.8e-6); a sweep that gains less than that is within the
  * rounding of the costs that proposed it, and later sweeps (measured on trained 784-512x3 pairs) gain less still.
  */
@@ -135,8 +156,8 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
 /**
  * Git Re-Basin weight matching (Ainsworth et al. 2023, Algorithm 1), generalized to derived and head-structured
  * permutations: coordinate descent over the spec's permutations, each step the linear assignment problem that
- * maximizes Σ_t <A_t, P(B_t)> with the others fixed, in a seeded random order, until a sweep improves the objective
- * by no more than `tol` (or `maxIter` sweeps). `a`/`b`: weight tensors by name (float32, same shapes).
+ * maximizes Σ_t <A_t, P(B_t)> with the others fixed, in a seeded random order, a step taken only when it raises the
+ * objective by more than `tol`·|objective|, until a sweep takes no step (or `maxIter` sweeps). `a`/`b`: weight tensors by name (float32, same shapes).
  * @returns permutations of B that match A, and the objective after each sweep
  * @throws BasinError models_mismatch naming a tensor missing from one model or of another shape; too_large when
  *   a cost matrix would not fit in memory
@@ -147,19 +168,25 @@ export async function weightMatching(
   b: ReadonlyMap<string, Tensor>,
   opts: WeightMatchingOptions = {},
 ): Promise<MatchingResult> {
-  const { seed = 0, maxIter = 100, tol = 1e-9, sweepTol = SWEEP_TOL, onSweep } = opts;
+  const { seed = 0, maxIter = 100, tol = STEP_TOL, sweepTol = 0, onSweep } = opts;
   checkPair(spec, a, b);
-  // Every placement's n x n float32 contribution stays cached; the summed float64 cost, the LAP's copy and the
-  // product being computed exist while one permutation is solved.
+  // Every placement's n x n float32 contribution and each permutation's float64 running sum stay cached; the
+  // LAP's copy and the product being computed exist while one permutation is solved.
   checkSquareBudget(
     'weight matching',
     spec.free.map((perm) => {
       const placements = spec.permToAxes.get(perm)!;
-      return { perm, n: spec.perms.get(perm)!.size, resident: 4 * placements.length, peak: 8 + 8 + 4, tensors: placements.map((p) => p.tensor) };
+      return { perm, n: spec.perms.get(perm)!.size, resident: 4 * placements.length + 8, peak: 8 + 4, tensors: placements.map((p) => p.tensor) };
     }),
   );
   const started = performance.now();
-  const phases: MatchingPhases = { cost: 0, lap: 0, objective: 0, laps: 0 };
+  const phases: MatchingPhases = { cost: 0, lap: 0, objective: 0, laps: 0, products: 0, updates: 0 };
+  const builders: CostBuilder[] = [];
+  const newBuilder = () => {
+    const c = new CostBuilder(spec, a, b, opts.onProduct);
+    builders.push(c);
+    return c;
+  };
   const units: Unit[] = [];
   for (const name of spec.free) {
     const heads = spec.perms.get(name)!.info.heads;
@@ -170,7 +197,7 @@ export async function weightMatching(
   const objectiveBefore = timed(phases, 'objective', () => matchingObjective(spec, a, b, identity));
   let sweepCount = 0;
   const prices = new Map<string, Float64Array>();
-  const descend = async (start: Assignment, cost = new CostBuilder(spec, a, b)) => {
+  const descend = async (start: Assignment, cost = newBuilder()) => {
     const sweeps: number[] = [];
     const report = onSweep && ((info: SweepInfo) => onSweep({ ...info, sweep: sweepCount++ }));
     const r = await coordinateDescent(spec, units, cost, a, b, start, { prices, seed, maxIter, tol, sweepTol, started, sweeps, phases, onSweep: report });
@@ -178,7 +205,7 @@ export async function weightMatching(
   };
   // The greedy start and the descent after it share one cache: contributions stay valid across them.
   const fromGreedy = async () => {
-    const cost = new CostBuilder(spec, a, b);
+    const cost = newBuilder();
     return descend(await greedyStart(spec, units, cost, identity, prices, phases), cost);
   };
   let result: { perms: Assignment; objective: number; sweeps: number[] };
@@ -209,6 +236,10 @@ export async function weightMatching(
   if (exact && [...exact].some(([p, v]) => !sameArray(v, perms.get(p)!))) {
     perms = exact;
     objective = matchingObjective(spec, a, b, perms);
+  }
+  for (const c of builders) {
+    phases.products += c.products;
+    phases.updates += c.updates;
   }
   return { perms, objectiveBefore, objectiveAfter: objective, sweeps, seconds: (performance.now() - started) / 1000, phases };
 }
@@ -281,9 +312,9 @@ async function coordinateDescent(
     objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
     st.sweeps.push(objective);
     st.onSweep?.({ sweep: st.sweeps.length - 1, objective, seconds: (performance.now() - st.started) / 1000, changed });
+    // No step gained more than tol: the next sweep would see the same costs and take nothing either.
     if (changed === 0) break;
-    // Gains within the rounding of float32 costs: further sweeps would only trade rounding noise.
-    if (objective - previous <= st.sweepTol * Math.max(Math.abs(objective), 1e-30)) break;
+    if (st.sweepTol > 0 && objective - previous <= st.sweepTol * Math.max(Math.abs(objective), 1e-30)) break;
   }
   return { perms, objective };
 }
@@ -366,95 +397,4 @@ function sameArray(x: Int32Array, y: Int32Array): boolean {
   if (x.length !== y.length) return false;
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
   return true;
-}
-
-/** Builds cost matrices, caching each placement's contribution until a perm on another axis of its tensor changes. */
-class CostBuilder {
-  private readonly versions = new Map<string, number>();
-  private readonly aRows = new Map<string, Float32Array>();
-  private readonly cache = new Map<string, { key: string; value: Float32Array }>();
-
-  constructor(
-    private readonly spec: PermutationSpec,
-    private readonly a: ReadonlyMap<string, Tensor>,
-    private readonly b: ReadonlyMap<string, Tensor>,
-  ) {}
-
-  bump(perm: string): void {
-    this.versions.set(perm, (this.versions.get(perm) ?? 0) + 1);
-  }
-
-  /** Number of weight elements a placement of `perm` covers. */
-  elements(perm: string, pl: Placement): number {
-    const t = this.a.get(pl.tensor)!;
-    return (t.size / t.shape[pl.axis]!) * this.spec.perms.get(perm)!.size * pl.inner;
-  }
-
-  async costMatrix(perm: string, perms: Assignment, only?: readonly Placement[]): Promise<Float64Array> {
-    const n = this.spec.perms.get(perm)!.size;
-    const total = new Float64Array(n * n);
-    for (const pl of only ?? this.spec.permToAxes.get(perm)!) {
-      const c = await this.contribution(perm, pl, perms);
-      for (let i = 0; i < c.length; i++) total[i]! += c[i]!;
-    }
-    return total;
-  }
-
-  /** What every placement of `perm` depends on: the versions of the perms on the other axes of its tensors. */
-  dependencyKeyOf(perm: string): string {
-    return this.spec.permToAxes.get(perm)!.map((pl) => this.dependencyKey(pl)).join(';');
-  }
-
-  private dependencyKey(pl: Placement): string {
-    const refs = this.spec.axesToPerm.get(pl.tensor)!;
-    const parts: string[] = [];
-    refs.forEach((_, axis) => {
-      if (axis === pl.axis) return;
-      for (const { base } of this.spec.placementsOn(pl.tensor, axis)) parts.push(`${base}@${this.versions.get(base) ?? 0}`);
-    });
-    return parts.join('|');
-  }
-
-  private async contribution(perm: string, pl: Placement, perms: Assignment): Promise<Float32Array> {
-    const id = `${perm}\u0000${pl.tensor}\u0000${pl.axis}\u0000${pl.offset}`;
-    const key = this.dependencyKey(pl);
-    const hit = this.cache.get(id);
-    if (hit && hit.key === key) return hit.value;
-    const n = this.spec.perms.get(perm)!.size;
-    const ta = this.a.get(pl.tensor)!;
-    const tb = this.b.get(pl.tensor)!;
-    let aRows = this.aRows.get(id);
-    const blockOf = (rows: { cols: number; data: Float32Array }) =>
-      rows.data.subarray(pl.offset * rows.cols, (pl.offset + n * pl.inner) * rows.cols);
-    const cols = (ta.size / ta.shape[pl.axis]!) * pl.inner;
-    if (!aRows) {
-      aRows = blockOf(axisToRows(ta, pl.axis));
-      this.aRows.set(id, aRows);
-    }
-    const pb = new Tensor(tb.shape, permuteTensor(this.spec, perms, pl.tensor, tb, { exceptAxis: pl.axis }));
-    const bRows = blockOf(axisToRows(pb, pl.axis));
-    const value = await matmul(aRows, [n, cols], bRows, [n, cols], { transB: true });
-    checkFiniteProducts(value, perm, pl.tensor, ta, tb);
-    this.cache.set(id, { key, value });
-    return value;
-  }
-}
-
-/**
- * Finite weights can still give infinite costs: float32 products overflow past ~3.4e38 (weights of ~1e19 and
- * more). Say so naming the permutation, the tensor and its largest |value| in A and B, rather than letting the
- * assignment solver report "cost[i, j] is Infinity". Throws BasinError 'non_finite'.
- */
-function checkFiniteProducts(value: Float32Array, perm: string, tensor: string, ta: Tensor, tb: Tensor): void {
-  for (let i = 0; i < value.length; i++) {
-    if (Number.isFinite(value[i]!)) continue;
-    const maxAbs = (t: Tensor) => t.data.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
-    throw new BasinError(
-      'non_finite',
-      `the weight-matching cost of permutation ${q(perm)} from tensor ${q(tensor)} overflows float32 ` +
-        `(largest |value| ${maxAbs(ta).toExponential(2)} in A, ${maxAbs(tb).toExponential(2)} in B): ` +
-        'weights this large are not a trained network\'s; check that the checkpoints are not corrupt',
-      { tensor, perm },
-    );
-  }
 }

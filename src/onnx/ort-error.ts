@@ -5,7 +5,7 @@
  * Model(...)`) and status prefixes (`[ONNXRuntimeError] : 1 : FAIL :`) removed: they describe onnxruntime's
  * build, not the user's model. Names in the text are printed through the same escaping as every message.
  */
-import onnxproto from 'onnx-proto';
+import type onnxproto from 'onnx-proto';
 import { BasinError, escapeControl, q } from '../errors.js';
 
 type IGraphProto = onnxproto.onnx.IGraphProto;

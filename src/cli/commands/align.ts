@@ -58,6 +58,8 @@ export function register(program: Command): void {
     .option('--strict', 'an alignment that can permute nothing (every axis frozen) is an error, not a warning');
   feedOptions(cmd).action(
       action(async (aPath: string, bPath: string, o: AlignOptions) => {
+        // seconds from process start (performance's time origin) to here: node, module loading, argument parsing
+        const startup = performance.now() / 1000;
         o.out = shardedOutput(o.out, [aPath, bPath], o.shardSize);
         await checkOutputs({
           inputs: [
@@ -96,9 +98,12 @@ export function register(program: Command): void {
         );
         const ph = (report as { phases?: Record<string, number | undefined> }).phases;
         if (ph) {
+          // startup + the phases + other = the process's wall time up to here
+          const inner = ['load', 'match', 'verify', 'write'].reduce((s, k) => s + (ph[k] ?? 0), 0);
+          Object.assign(ph, { startup, other: Math.max(0, performance.now() / 1000 - startup - inner) });
           const part = (k: string, label = k) => (ph[k] === undefined ? [] : [`${label} ${fmtSeconds(ph[k]!)}`]);
           const match = ph.cost === undefined ? part('match') : [`match ${fmtSeconds(ph.match!)} (cost ${fmtSeconds(ph.cost)}, LAP ${fmtSeconds(ph.lap!)} for ${ph.laps} LAPs, objective ${fmtSeconds(ph.objective!)})`];
-          log(`phases: ${[...part('load'), ...match, ...part('verify'), ...part('write')].join(', ')}`);
+          log(`phases: ${[...part('startup'), ...part('load'), ...match, ...part('verify'), ...part('write'), ...part('other')].join(', ')}`);
         }
         if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.map(q).join(', ') : `${r.unpermuted.slice(0, 12).map(q).join(', ')}, … (${r.unpermuted.length})`}`);
         log(`wrote ${o.out}`);

@@ -1,0 +1,255 @@
+/**
+ * Weight matching's cost matrices, built so that nothing is computed twice.
+ *
+ * The contribution of one placement (tensor t, axis of permutation p, block offset/inner) to p's cost is
+ *   A_rows · P(B_rows)ᵀ,   P(B_rows)[j, c] = B_rows[j, σ(c)]
+ * where rows(.) is moveaxis(axis, 0).reshape(n, -1) restricted to the placement's block, and σ is the column map
+ * that every *other* permuted axis of t induces (permuting the other axes only moves columns). p's cost is a
+ * running float64 sum of its placements' contributions. When σ moves on d of a placement's columns (coordinate
+ * descent late in a run moves a few units per sweep), the sum receives the rank-d correction
+ *   A_rows[:, D] · (B_rows[:, σ'(D)] − B_rows[:, σ(D)])ᵀ
+ * (2·n²·d flops instead of 2·n²·cols); when σ did not move (whatever versions the other permutations went
+ * through), nothing is computed.
+ */
+import { BasinError, q } from '../errors.js';
+import { Tensor, axisToRows, axisView } from '../tensor/tensor.js';
+import { gramSum, type GramTerm } from '../engine/matmul.js';
+import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
+import { permuteTensor } from '../spec/apply.js';
+
+/**
+ * After the updates of a permutation's cost have moved this many times its total columns, the sum is rebuilt from
+ * full products: each update adds its float32 product's rounding (~2^-24 of the update's size) into the float64
+ * sum, so this bounds the drift from the products it stands for to a few float32 roundings of the whole.
+ */
+export const REFRESH_AFTER = 8;
+
+/** One product term the builder ran, for tests and benchmarks (`onProduct`). */
+export interface ProductEvent {
+  perm: string;
+  tensor: string;
+  axis: number;
+  /** 'full': the whole A_rows · P(B_rows)ᵀ; 'update': the rank-d correction A_rows[:, D] · ΔB[:, D]ᵀ. */
+  kind: 'full' | 'update';
+  /** Columns of the term's contraction (cols for a full product, d for an update). */
+  columns: number;
+}
+
+interface Running {
+  /** Σ over the included placements of A_rows · P(B_rows)ᵀ, float64, n × n. */
+  total: Float64Array;
+  /** The column map each included placement was last added under. */
+  sigmas: Map<Placement, Int32Array>;
+  /** Columns moved by updates since the total was last built from full products, and the total's columns. */
+  moved: number;
+  cols: number;
+}
+
+/**
+ * Builds each permutation's cost as a running float64 sum that only ever receives what changed: a placement seen
+ * for the first time adds its full product, a placement whose column map moved on d columns adds its rank-d
+ * correction, an unchanged one adds nothing. All of one call's terms run as one Gram sum (engine/matmul.ts
+ * gramSum: narrow terms packed into one Gemm), so late sweeps cost one small product per permutation.
+ */
+export class CostBuilder {
+  private readonly versions = new Map<string, number>();
+  private readonly rows = new Map<Placement, { a: Float32Array; b: Float32Array; cols: number; bound: number }>();
+  private readonly running = new Map<string, Running>();
+  /** Full product terms and rank-d correction terms run. */
+  products = 0;
+  updates = 0;
+
+  constructor(
+    private readonly spec: PermutationSpec,
+    private readonly a: ReadonlyMap<string, Tensor>,
+    private readonly b: ReadonlyMap<string, Tensor>,
+    private readonly onProduct?: (e: ProductEvent) => void,
+  ) {}
+
+  bump(perm: string): void {
+    this.versions.set(perm, (this.versions.get(perm) ?? 0) + 1);
+  }
+
+  /** Number of weight elements a placement of `perm` covers. */
+  elements(perm: string, pl: Placement): number {
+    const t = this.a.get(pl.tensor)!;
+    return (t.size / t.shape[pl.axis]!) * this.spec.perms.get(perm)!.size * pl.inner;
+  }
+
+  /**
+   * Σ over `only` (default: every placement of `perm`) of A_rows · P(B_rows)ᵀ under `perms`, float64 n × n,
+   * row-major. The result is the builder's running sum: read it before the next costMatrix call of `perm`, never
+   * write it.
+   * @throws BasinError non_finite when a product overflows float32
+   */
+  async costMatrix(perm: string, perms: Assignment, only?: readonly Placement[]): Promise<Float64Array> {
+    const n = this.spec.perms.get(perm)!.size;
+    const want = only ?? this.spec.permToAxes.get(perm)!;
+    let run = this.running.get(perm);
+    if (run && [...run.sigmas.keys()].some((pl) => !want.includes(pl))) {
+      // a subset of what the sum holds (not a path weight matching takes): a fresh sum, the running one kept
+      return this.sum(perm, n, want, perms, undefined);
+    }
+    if (!run || run.moved > REFRESH_AFTER * run.cols) {
+      run = { total: new Float64Array(n * n), sigmas: new Map(), moved: 0, cols: 0 };
+      this.running.set(perm, run);
+    }
+    return this.sum(perm, n, want, perms, run);
+  }
+
+  /** Add to `run` (or a fresh sum) the terms that bring `want` up to date under `perms`. */
+  private async sum(perm: string, n: number, want: readonly Placement[], perms: Assignment, run: Running | undefined): Promise<Float64Array> {
+    const out = run?.total ?? new Float64Array(n * n);
+    const terms: GramTerm[] = [];
+    const events: ProductEvent[] = [];
+    /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
+    let risky = false;
+    for (const pl of want) {
+      const { a, b, cols, bound } = this.rowsOf(perm, pl);
+      const sigma = this.columnMap(pl, perms);
+      const before = run?.sigmas.get(pl);
+      if (!(bound < 2 ** 126)) risky = true; // NaN too
+      if (!before) {
+        let moves = false;
+        for (let c = 0; c < cols && !moves; c++) moves = sigma[c] !== c;
+        let pb = b; // no other axis moved: B's rows as they are
+        if (moves) {
+          pb = new Float32Array(n * cols);
+          for (let j = 0; j < n; j++) {
+            const row = j * cols;
+            for (let c = 0; c < cols; c++) pb[row + c] = b[row + sigma[c]!]!;
+          }
+        }
+        terms.push({ a, b: pb, cols, label: pl.tensor });
+        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: cols });
+        if (run) run.cols += cols;
+      } else {
+        const moved: number[] = [];
+        for (let c = 0; c < cols; c++) if (before[c] !== sigma[c]) moved.push(c);
+        const d = moved.length;
+        if (d === 0) continue;
+        const xa = new Float32Array(n * d);
+        const xb = new Float32Array(n * d);
+        for (let i = 0; i < n; i++) {
+          const row = i * cols;
+          for (let k = 0; k < d; k++) {
+            const c = moved[k]!;
+            xa[i * d + k] = a[row + c]!;
+            xb[i * d + k] = b[row + sigma[c]!]! - b[row + before[c]!]!;
+          }
+        }
+        terms.push({ a: xa, b: xb, cols: d, label: pl.tensor });
+        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: d });
+        run!.moved += d;
+      }
+      run?.sigmas.set(pl, sigma);
+    }
+    if (terms.length === 0) return out;
+    await gramSum(n, n, terms, { out });
+    for (const e of events) {
+      if (e.kind === 'full') this.products++;
+      else this.updates++;
+      this.onProduct?.(e);
+    }
+    if (risky) checkFiniteCost(out, perm, want, this.a, this.b);
+    return out;
+  }
+
+  /**
+   * A's and B's rows for a placement's block (n × cols, unpermuted), made once, with `bound` = cols · max|A| ·
+   * 2·max|B|, which bounds every partial sum of its products and corrections: below float32's range (2^128) no
+   * product can overflow, and the cost needs no scan for infinities.
+   */
+  private rowsOf(perm: string, pl: Placement): { a: Float32Array; b: Float32Array; cols: number; bound: number } {
+    let r = this.rows.get(pl);
+    if (r) return r;
+    const n = this.spec.perms.get(perm)!.size;
+    const ta = this.a.get(pl.tensor)!;
+    const cols = (ta.size / ta.shape[pl.axis]!) * pl.inner;
+    const blockOf = (t: Tensor) => {
+      const rows = axisToRows(t, pl.axis);
+      return rows.data.subarray(pl.offset * rows.cols, (pl.offset + n * pl.inner) * rows.cols);
+    };
+    const a = blockOf(ta);
+    const b = blockOf(this.b.get(pl.tensor)!);
+    const maxAbs = (x: Float32Array) => {
+      let m = 0;
+      for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
+      return m;
+    };
+    r = { a, b, cols, bound: cols * maxAbs(a) * 2 * maxAbs(b) };
+    this.rows.set(pl, r);
+    return r;
+  }
+
+  /**
+   * σ of a placement under `perms`: column c of P(B)_rows is column σ(c) of B_rows. Computed by permuting the
+   * column numbers themselves (a tensor of the placement's shape with its own axis of size 1).
+   */
+  private columnMap(pl: Placement, perms: Assignment): Int32Array {
+    const t = this.a.get(pl.tensor)!;
+    const shape = [...t.shape];
+    shape[pl.axis] = 1;
+    const { outer, inner } = axisView(t.shape, pl.axis);
+    const base = outer * inner;
+    const iota = new Int32Array(base);
+    for (let c = 0; c < base; c++) iota[c] = c;
+    const sigma0 = permuteTensor(this.spec, perms, pl.tensor, { shape, data: iota }, { exceptAxis: pl.axis });
+    if (pl.inner === 1) return sigma0;
+    // a unit row of a head-structured placement holds `inner` consecutive axis slices side by side
+    const sigma = new Int32Array(base * pl.inner);
+    for (let k = 0; k < pl.inner; k++) for (let c = 0; c < base; c++) sigma[k * base + c] = k * base + sigma0[c]!;
+    return sigma;
+  }
+
+  /** What every placement of `perm` depends on: the versions of the perms on the other axes of its tensors. */
+  dependencyKeyOf(perm: string): string {
+    return this.spec.permToAxes.get(perm)!.map((pl) => this.dependencyKey(pl)).join(';');
+  }
+
+  private dependencyKey(pl: Placement): string {
+    const refs = this.spec.axesToPerm.get(pl.tensor)!;
+    const parts: string[] = [];
+    refs.forEach((_, axis) => {
+      if (axis === pl.axis) return;
+      for (const { base } of this.spec.placementsOn(pl.tensor, axis)) parts.push(`${base}@${this.versions.get(base) ?? 0}`);
+    });
+    return parts.join('|');
+  }
+}
+
+/** A non-finite cost: name the first of `placements`' tensors with the largest weights (checkFiniteProducts). */
+function checkFiniteCost(total: Float64Array, perm: string, placements: readonly Placement[], a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>): void {
+  let finite = true;
+  for (let i = 0; i < total.length; i++) {
+    const x = total[i]!;
+    if (x - x !== 0) {
+      finite = false;
+      break;
+    }
+  }
+  if (finite) return;
+  const maxAbs = (t: Tensor) => t.data.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  let worst = placements[0]!;
+  for (const pl of placements) if (maxAbs(a.get(pl.tensor)!) * maxAbs(b.get(pl.tensor)!) > maxAbs(a.get(worst.tensor)!) * maxAbs(b.get(worst.tensor)!)) worst = pl;
+  checkFiniteProducts(new Float32Array([Infinity]), perm, worst.tensor, a.get(worst.tensor)!, b.get(worst.tensor)!);
+}
+
+/**
+ * Finite weights can still give infinite costs: float32 products overflow past ~3.4e38 (weights of ~1e19 and
+ * more). Say so naming the permutation, the tensor and its largest |value| in A and B, rather than letting the
+ * assignment solver report "cost[i, j] is Infinity". Throws BasinError 'non_finite'.
+ */
+function checkFiniteProducts(value: Float32Array | Float64Array, perm: string, tensor: string, ta: Tensor, tb: Tensor): void {
+  for (let i = 0; i < value.length; i++) {
+    if (Number.isFinite(value[i]!)) continue;
+    const maxAbs = (t: Tensor) => t.data.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    throw new BasinError(
+      'non_finite',
+      `the weight-matching cost of permutation ${q(perm)} from tensor ${q(tensor)} overflows float32 ` +
+        `(largest |value| ${maxAbs(ta).toExponential(2)} in A, ${maxAbs(tb).toExponential(2)} in B): ` +
+        'weights this large are not a trained network\'s; check that the checkpoints are not corrupt',
+      { tensor, perm },
+    );
+  }
+}
