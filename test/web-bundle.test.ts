@@ -210,3 +210,19 @@ test('bad bytes are BasinErrors naming what was given, before any run', async ()
   await assertWebError(() => web.mergeOnnx(aBytes, bBytes, { method: 'ties' }), 'invalid_argument');
   await assertWebError(() => web.initRuntime({ numThreads: 0 }), 'invalid_argument');
 });
+
+test("the browser functions do not use Node's Buffer global (a page has none)", async () => {
+  const saved = globalThis.Buffer;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  (globalThis as any).Buffer = undefined;
+  try {
+    const { model } = await web.alignOnnx(aBytes, bBytes);
+    const merged = await web.mergeOnnx(aBytes, model, { t: 0.5 });
+    const { points } = await web.interpolateOnnx(aBytes, model, dataBytes, { steps: 2, limit: 100 });
+    assert.equal(points.length, 2);
+    assert.ok(merged.length > 0);
+  } finally {
+    globalThis.Buffer = saved;
+  }
+  assert.equal(typeof Buffer.from, 'function');
+});
