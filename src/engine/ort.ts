@@ -5,8 +5,7 @@
  *
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
-import ort from 'onnxruntime-node';
-import { createRequire } from 'node:module';
+import type ort from 'onnxruntime-node';
 import type onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
@@ -14,7 +13,11 @@ import { openSession } from './session-factory.js';
 
 // The protobuf code loads on the first graph built (~0.1 s of start-up a command without graphs need not pay).
 let proto: typeof onnxproto.onnx | undefined;
-const onnxOf = () => (proto ??= (createRequire(import.meta.url)('onnx-proto') as typeof onnxproto).onnx);
+const loadProto = async () => (proto ??= ((await import('onnx-proto')) as unknown as { default: typeof onnxproto }).default.onnx);
+const onnxOf = () => {
+  if (!proto) throw new Error('internal: the protobuf code is loaded by cachedSession before a graph is built');
+  return proto;
+};
 
 /** The ONNX element types the engine builds graphs for. */
 export type EngineDType = 'float32' | 'float64';
@@ -109,7 +112,7 @@ const sessions = new Map<string, Promise<ort.InferenceSession>>();
 export function cachedSession(key: string, build: () => GraphSpec): Promise<ort.InferenceSession> {
   let s = sessions.get(key);
   if (!s) {
-    s = createSession(buildModel(build()), key);
+    s = loadProto().then(() => createSession(buildModel(build()), key));
     sessions.set(key, s);
     s.catch(() => {
       if (sessions.get(key) === s) sessions.delete(key);
@@ -138,4 +141,4 @@ export function cachedSessionCount(): number {
   return sessions.size;
 }
 
-export { ort };
+export { runtime } from './runtime.js';
