@@ -205,18 +205,23 @@ function finiteMaxAbs(cost: Float64Array, nRows: number, nCols: number): number 
 }
 
 let scratchRef: WeakRef<Float64Array> | undefined;
+let scratchKept: Float64Array | undefined;
+/** Working copies up to this many entries (32 MiB, n = 2048 square) stay referenced between solves. */
+const SCRATCH_KEEP_MAX = 1 << 22;
 
 /**
- * A working copy of len entries, reused from the previous solve while the garbage collector keeps it (a WeakRef:
- * it never holds memory against the process's need). Why: fresh memory costs a page fault per 4 KiB on first
- * touch, 16 ms per MB measured on the 2-core VM (64 MB: 1.0-1.1 s), more than the whole solve it serves: a
- * maximized 2048 x 4096 matrix took 1.2-1.8 s with a fresh negated copy against 0.13-0.2 s for the solve itself,
- * and weight matching maximizes every solve. Every caller overwrites all len entries before reading them.
+ * A working copy of len entries, reused from the previous solve. Why: fresh memory costs a page fault per 4 KiB
+ * on first touch, 16 ms per MB measured on the 2-core VM (64 MB: 1.0-1.1 s), more than the solve it serves (a
+ * maximized 2048 x 4096 matrix: 1.2-1.8 s with a fresh negated copy against 0.13-0.2 s for the solve itself;
+ * weight matching maximizes every solve). Copies up to SCRATCH_KEEP_MAX entries are kept (at most 32 MiB for the
+ * process's life); larger ones only through a WeakRef, which the garbage collector may clear whenever it needs
+ * the memory. Every caller overwrites all len entries before reading them.
  */
 function scratch(len: number): Float64Array {
-  const kept = scratchRef?.deref();
+  const kept = scratchKept ?? scratchRef?.deref();
   if (kept !== undefined && kept.length >= len) return kept.subarray(0, len);
   const fresh = new Float64Array(len);
+  scratchKept = len <= SCRATCH_KEEP_MAX ? fresh : undefined;
   scratchRef = new WeakRef(fresh);
   return fresh;
 }
