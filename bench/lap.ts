@@ -11,7 +11,7 @@
  *   square      uniform[0, 1) n x n, n = 256 .. 16384 (the issue's bars: basin/scipy <= 0.4 at 4096, <= 0.3 at 16384)
  *   rect        uniform rectangular both ways (rows < cols and rows > cols)
  *   structured  rank-1 (u_i v_j), integers in [0, 10) (many ties), block-diagonal (cheap 64 x 64 blocks) and a
- *               hidden permutation plus noise, at n = 1024 and 4096
+ *               hidden permutation plus noise, at n = 1024 and 2048
  *   real        cost matrices of real weight-matching runs, solved cold (maximized), the first and the last solve of
  *               each permutation; from BASIN_LAP_COSTS=dir[,dir...], folders written by
  *               `BASIN_DUMP_COSTS=dir basin align ...` (src/match/cost-dump.ts); skipped when unset
@@ -216,6 +216,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
     const [now_, before_] = [stats(t.now), stats(t.before)];
     const sp = t.sp.length ? stats(t.sp) : undefined;
+    process.stderr.write(`  ${k.label}: now ${fmt(now_.median)} ms, before ${fmt(before_.median)} ms, scipy ${sp ? fmt(sp.median) : '-'} ms\n`);
     return {
       now: now_,
       before: before_,
@@ -245,7 +246,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     }
     if (want.has('structured')) {
       const rows: string[][] = [];
-      for (const n of [1024, 4096]) for (const k of structured(n, 4242 + n)) rows.push((await measure(k)).row);
+      for (const n of [1024, 2048]) for (const k of structured(n, 4242 + n)) rows.push((await measure(k)).row);
       console.log('\nstructured square costs, minimized');
       printTable(header('costs'), rows);
     }
