@@ -1,82 +1,47 @@
 /**
- * LAP benchmark: basin's solveAssignment vs scipy.optimize.linear_sum_assignment (C++, Crouse's shortest
- * augmenting path) and the npm `linear-sum-assignment` package, on the same seeded uniform[0, 1) dense matrices
- * (n = 256 .. 16384; the issue's bars: basin/scipy <= 0.4 at 4096 and <= 0.3 at 16384).
+ * LAP benchmark: basin's solveAssignment now, the same solver before issue 13 item 1 (bench/lap-before, commit
+ * a2ed337) and scipy.optimize.linear_sum_assignment (C++, Crouse's shortest augmenting path), on the same
+ * matrices. Each case runs RUNS times with the solvers alternating (before, now, scipy, before, now, ...: on a busy
+ * machine all see the same load); tables give the median and the spread (min-max) of each, and the ratios of the
+ * medians. Every solver's total must agree on every run.
  * scipy gets the matrices as raw float64 files and times only its solve (bench/lap_scipy.py, kept running as a
- * server so that its runs alternate with basin's: on a busy machine both then see the same load). All solvers'
- * totals must agree. The main table is square (n = 256 .. 4096); a second one shows rectangular shapes both ways
- * (basin never pads them to square). A third table puts the default solver (candidate set first, src/linalg/lap-sparse.ts)
- * against the dense JV solver alone (`strategy: 'dense'`, what solveAssignment did before) on structured costs:
- * rank-1, integer costs with many ties, and products of Gaussian matrices (the shape of weight-matching costs).
+ * server).
+ *
+ * Sections (BASIN_LAP_SECTIONS=square,rect,structured,real,warm picks some; all by default):
+ *   square      uniform[0, 1) n x n, n = 256 .. 16384 (the issue's bars: basin/scipy <= 0.4 at 4096, <= 0.3 at 16384)
+ *   rect        uniform rectangular both ways (rows < cols and rows > cols)
+ *   structured  rank-1 (u_i v_j), integers in [0, 10) (many ties), block-diagonal (cheap 64 x 64 blocks) and a
+ *               hidden permutation plus noise, at n = 1024 and 2048
+ *   real        cost matrices of real weight-matching runs, solved cold (maximized), the first and the last solve of
+ *               each permutation; from BASIN_LAP_COSTS=dir[,dir...], folders written by
+ *               `BASIN_DUMP_COSTS=dir basin align ...` (src/match/cost-dump.ts); skipped when unset
+ *   warm        the same runs replayed in order, as weight matching solves them: warm (each solve starts from its
+ *               permutation's previous prices, zero for its first) against cold (no prices: the default strategy)
  */
-import { closeSync, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
-import { linearSumAssignment } from 'linear-sum-assignment';
 import type { BenchContext } from './run.js';
 import { solveAssignment } from '../src/linalg/lap.js';
+import { solveAssignment as solveBefore } from './lap-before/lap.js';
 
 interface Case {
+  label: string;
   rows: number;
   cols: number;
   cost: Float64Array;
+  maximize: boolean;
   file?: string;
 }
-type Timing = { ms: number; total: number };
+type Stats = { median: number; min: number; max: number };
 
-const SQUARE = [256, 1024, 2048, 4096, 16384];
-const RECT: [number, number][] = [
-  [1024, 2048],
-  [2048, 1024],
-  [2048, 4096],
-  [4096, 2048],
-];
-/**
- * The npm package is slow at large n (about 25 s at n = 4096 on an idle 2-core box, 6 min on a loaded one), so it
- * runs once for n = 2048 and is skipped above. It is not run on the rectangular shapes.
- */
-const NPM_MAX_N = 2048;
+/** Timed runs per case and solver (alternating). */
+const RUNS = 3;
 /** Untimed runs of the JS solvers before timing, for problems up to this size (JIT warm-up). */
 const WARM_UP_MAX = 1024;
-
-/** Best of 5 runs for small problems, down to a single run for the largest. */
-function runsFor(rows: number, cols: number): number {
-  const size = Math.max(rows, cols);
-  return size <= 256 ? 5 : size <= 1024 ? 3 : size <= 2048 ? 2 : 1;
-}
-
-/** Structured square costs of size n (seeded): rank-1, integers 0..3 (ties everywhere), Gaussian products. */
-function structured(n: number, seed: number): { label: string; cost: Float64Array }[] {
-  const u = uniformMatrix(n, 1, seed);
-  const w = uniformMatrix(n, 1, seed + 1);
-  const rank1 = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) rank1[i * n + j] = (0.5 + u[i]!) * (0.5 + w[j]!);
-  const ints = uniformMatrix(n, n, seed + 2).map((x) => Math.floor(4 * x));
-  // A W_a W_b^T with k = 256 inner units: W_b = W_a permuted plus noise, as for two trained layers that share
-  // features (a strong diagonal under the hidden permutation, like real weight-matching costs)
-  const k = 256;
-  const g = uniformMatrix(n * k, 2, seed + 3);
-  const gauss = (idx: number) => Math.sqrt(-2 * Math.log(g[2 * idx]! + 1e-12)) * Math.cos(2 * Math.PI * g[2 * idx + 1]!);
-  const wa = new Float64Array(n * k).map((_, idx) => gauss(idx));
-  const perm = Array.from({ length: n }, (_, i) => i).sort((x, y) => u[x]! - u[y]!);
-  const wb = new Float64Array(n * k).map((_, idx) => wa[perm[Math.floor(idx / k)]! * k + (idx % k)]! + 1.5 * gauss((idx + 7919) % (n * k)));
-  const prod = new Float64Array(n * n);
-  for (let i = 0; i < n; i++) {
-    for (let j = 0; j < n; j++) {
-      let s = 0;
-      for (let q = 0; q < k; q++) s += wa[i * k + q]! * wb[j * k + q]!;
-      prod[i * n + j] = -s; // minimize the negated similarity
-    }
-  }
-  return [
-    { label: 'rank-1', cost: rank1 },
-    { label: 'integers 0..3', cost: ints },
-    { label: 'weight-matching-like', cost: prod },
-  ];
-}
 
 /** mulberry32, the same generator as the tests use. */
 function uniformMatrix(rows: number, cols: number, seed: number): Float64Array {
@@ -92,8 +57,53 @@ function uniformMatrix(rows: number, cols: number, seed: number): Float64Array {
   return a;
 }
 
+/** Structured square costs of size n (seeded). */
+function structured(n: number, seed: number): Case[] {
+  const u = uniformMatrix(n, 1, seed);
+  const w = uniformMatrix(n, 1, seed + 1);
+  const rank1 = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) rank1[i * n + j] = (0.5 + u[i]!) * (0.5 + w[j]!);
+  const ints = uniformMatrix(n, n, seed + 2).map((x) => Math.floor(10 * x));
+  const block = uniformMatrix(n, n, seed + 3);
+  for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) if (i >> 6 !== j >> 6) block[i * n + j]! += 1;
+  // a hidden permutation (pairs at cost ~0.2) among uniform[0, 1) costs: the shape of weight matching two
+  // models that share features
+  const perm = Array.from({ length: n }, (_, i) => i).sort((x, y) => u[x]! - u[y]!);
+  const permNoise = uniformMatrix(n, n, seed + 4);
+  for (let i = 0; i < n; i++) permNoise[i * n + perm[i]!] = 0.2 * permNoise[i * n + perm[i]!]!;
+  return [
+    { label: `rank-1 ${n}`, rows: n, cols: n, cost: rank1, maximize: false },
+    { label: `integers [0,10) ${n}`, rows: n, cols: n, cost: ints, maximize: false },
+    { label: `block-diagonal ${n}`, rows: n, cols: n, cost: block, maximize: false },
+    { label: `permutation+noise ${n}`, rows: n, cols: n, cost: permNoise, maximize: false },
+  ];
+}
+
+interface Dumped {
+  dir: string;
+  file: string;
+  perm: string;
+  n: number;
+}
+
+function readDumps(dirs: string[]): { dir: string; solves: Dumped[] }[] {
+  return dirs.map((dir) => ({
+    dir,
+    solves: readFileSync(path.join(dir, 'index.jsonl'), 'utf8')
+      .split('\n')
+      .filter((l) => l.trim())
+      .map((l) => ({ dir, ...(JSON.parse(l) as { file: string; perm: string; n: number }) })),
+  }));
+}
+
+function loadDump(d: Dumped): Float64Array {
+  const b = readFileSync(path.join(d.dir, d.file));
+  return new Float64Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
 /** writeFileSync refuses more than 2 GiB in one call (n = 16384 is 2 GiB of float64): write in chunks. */
-function writeLarge(file: string, bytes: Uint8Array): void {
+function writeLarge(file: string, a: Float64Array): void {
+  const bytes = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   const fd = openSync(file, 'w');
   try {
     for (let off = 0; off < bytes.length; off += 1 << 28) writeSync(fd, bytes, off, Math.min(1 << 28, bytes.length - off));
@@ -102,20 +112,19 @@ function writeLarge(file: string, bytes: Uint8Array): void {
   }
 }
 
-function timeOnce(fn: () => number): Timing {
+function timeMs(fn: () => number): { ms: number; total: number } {
   const t0 = process.hrtime.bigint();
   const total = fn();
-  const t1 = process.hrtime.bigint();
-  return { ms: Number(t1 - t0) / 1e6, total };
+  return { ms: Number(process.hrtime.bigint() - t0) / 1e6, total };
 }
 
-function better(a: Timing | undefined, b: Timing): Timing {
-  return a === undefined || b.ms < a.ms ? b : a;
+function stats(xs: number[]): Stats {
+  const s = [...xs].sort((a, b) => a - b);
+  return { median: s[s.length >> 1]!, min: s[0]!, max: s[s.length - 1]! };
 }
 
-function fmt(x: number, digits = 1): string {
-  return Number.isFinite(x) ? x.toFixed(digits) : '-';
-}
+const fmt = (x: number, digits = 1) => (Number.isFinite(x) ? x.toFixed(digits) : '-');
+const fmtStats = (s: Stats | undefined) => (s ? `${fmt(s.median)} (${fmt(s.min)}-${fmt(s.max)})` : '-');
 
 function agree(a: number, b: number): boolean {
   return Math.abs(a - b) <= 1e-9 * Math.max(1, Math.abs(a), Math.abs(b));
@@ -144,17 +153,16 @@ class ScipyServer {
   }
 
   /** One timed scipy solve of the case's file. */
-  solve(k: Case): Promise<Timing> {
+  solve(k: Case): Promise<{ ms: number; total: number }> {
     return new Promise((resolve, reject) => {
       this.pending.push((line) => {
         try {
-          const r = JSON.parse(line) as { ms: number; total: number };
-          resolve({ ms: r.ms, total: r.total });
+          resolve(JSON.parse(line) as { ms: number; total: number });
         } catch (e) {
           reject(e instanceof Error ? e : new Error(String(e)));
         }
       });
-      this.proc.stdin.write(`${k.rows}:${k.cols}:1:${k.file!}\n`);
+      this.proc.stdin.write(`${k.rows}:${k.cols}:1:${k.maximize ? 1 : 0}:${k.file!}\n`);
     });
   }
 
@@ -165,120 +173,160 @@ class ScipyServer {
 }
 
 export async function run(ctx: BenchContext): Promise<void> {
-  const square: Case[] = SQUARE.map((n, idx) => ({ rows: n, cols: n, cost: uniformMatrix(n, n, 1234 + idx) }));
-  const rect: Case[] = RECT.map(([r, c], idx) => ({ rows: r, cols: c, cost: uniformMatrix(r, c, 5678 + idx) }));
-
+  const want = new Set((process.env.BASIN_LAP_SECTIONS ?? 'square,rect,structured,real,warm').split(','));
+  const dumpDirs = (process.env.BASIN_LAP_COSTS ?? '').split(',').filter((d) => d && existsSync(path.join(d, 'index.jsonl')));
   const cpus = os.cpus();
   console.log(
     `${cpus.length} x ${cpus[0]?.model ?? 'unknown CPU'}, load average ${os.loadavg()[0]!.toFixed(1)} at start ` +
-      '(on a busy machine absolute times are noisy; basin and scipy runs alternate, so compare the ratios)',
+      `(on a busy machine absolute times are noisy; solvers alternate, so compare the ratios); ${RUNS} runs per case`,
   );
   const py = ctx.python(['scipy', 'numpy']);
-  let scipy: ScipyServer | null = null;
-  if (py === null) {
-    console.log('scipy: no python3 with scipy and numpy found; scipy columns left empty');
-  } else {
-    for (const k of [...square, ...rect]) {
-      k.file = path.join(ctx.outDir, `lap_${k.rows}x${k.cols}.f64`);
-      writeLarge(k.file, new Uint8Array(k.cost.buffer, k.cost.byteOffset, k.cost.byteLength));
-    }
-    scipy = new ScipyServer(py);
-  }
-
+  const scipy = py === null ? null : new ScipyServer(py);
+  if (py === null) console.log('scipy: no python3 with scipy and numpy found; scipy columns left empty');
   let mismatches = 0;
-  const check = (k: Case, ours: Timing, name: string, other: Timing | undefined) => {
-    if (other !== undefined && !agree(ours.total, other.total)) {
-      mismatches++;
-      console.log(`!!! MISMATCH at ${k.rows}x${k.cols}: basin total ${ours.total} vs ${name} total ${other.total}`);
-    }
-  };
 
-  /** Best of runsFor() alternating scipy and basin runs, after basin's warm-up. */
-  const basinAndScipy = async (k: Case): Promise<{ ours: Timing; sp: Timing | undefined }> => {
-    const solve = () => solveAssignment(k.cost, k.rows, k.cols).total;
-    if (Math.max(k.rows, k.cols) <= WARM_UP_MAX) for (let w = 0; w < 3; w++) solve();
-    let ours: Timing | undefined;
-    let sp: Timing | undefined;
-    for (let r = 0; r < runsFor(k.rows, k.cols); r++) {
-      if (scipy !== null) sp = better(sp, await scipy.solve(k));
-      ours = better(ours, timeOnce(solve));
+  /** RUNS alternating runs of before, now and scipy on one case; one table row. */
+  const measure = async (k: Case): Promise<{ now: Stats; before: Stats; sp?: Stats; row: string[] }> => {
+    if (scipy !== null && k.file === undefined) {
+      k.file = path.join(ctx.outDir, `lap_${k.label.replace(/[^A-Za-z0-9]+/g, '_')}.f64`); // scipy caches by path
+      writeLarge(k.file, k.cost);
     }
-    return { ours: ours!, sp };
+    const opts = { maximize: k.maximize };
+    const now = () => solveAssignment(k.cost, k.rows, k.cols, opts).total;
+    const before = () => solveBefore(k.cost, k.rows, k.cols, opts).total;
+    if (Math.max(k.rows, k.cols) <= WARM_UP_MAX) for (let w = 0; w < 3; w++) (now(), before());
+    const t: { now: number[]; before: number[]; sp: number[] } = { now: [], before: [], sp: [] };
+    for (let r = 0; r < RUNS; r++) {
+      const b = timeMs(before);
+      const a = timeMs(now);
+      t.before.push(b.ms);
+      t.now.push(a.ms);
+      if (!agree(a.total, b.total)) {
+        mismatches++;
+        console.log(`!!! MISMATCH on ${k.label}: now ${a.total} vs before ${b.total}`);
+      }
+      if (scipy !== null) {
+        const s = await scipy.solve(k);
+        t.sp.push(s.ms);
+        if (!agree(a.total, s.total)) {
+          mismatches++;
+          console.log(`!!! MISMATCH on ${k.label}: basin ${a.total} vs scipy ${s.total}`);
+        }
+      }
+    }
+    const [now_, before_] = [stats(t.now), stats(t.before)];
+    const sp = t.sp.length ? stats(t.sp) : undefined;
+    process.stderr.write(`  ${k.label}: now ${fmt(now_.median)} ms, before ${fmt(before_.median)} ms, scipy ${sp ? fmt(sp.median) : '-'} ms\n`);
+    return {
+      now: now_,
+      before: before_,
+      ...(sp ? { sp } : {}),
+      row: [k.label, fmtStats(now_), fmtStats(before_), fmtStats(sp), sp ? fmt(now_.median / sp.median, 2) : '-', fmt(now_.median / before_.median, 2)],
+    };
   };
+  const header = (what: string) => [what, 'basin now ms', 'basin before ms', 'scipy ms', 'now/scipy', 'now/before'];
 
   try {
-    const squareRows: string[][] = [];
-    for (const k of square) {
-      const n = k.rows;
-      const { ours, sp } = await basinAndScipy(k);
-      let npm: Timing | undefined;
-      if (n <= NPM_MAX_N) {
-        const rowsView: Float64Array[] = [];
-        for (let i = 0; i < n; i++) rowsView.push(k.cost.subarray(i * n, (i + 1) * n));
-        const solveNpm = () => linearSumAssignment(rowsView, { maximaze: false }).gain;
-        if (n <= WARM_UP_MAX) for (let w = 0; w < 3; w++) solveNpm();
-        for (let r = 0; r < (n >= 2048 ? 1 : Math.min(runsFor(n, n), 2)); r++) npm = better(npm, timeOnce(solveNpm));
+    if (want.has('square')) {
+      const rows: string[][] = [];
+      for (const [idx, n] of [256, 1024, 2048, 4096, 16384].entries()) {
+        rows.push((await measure({ label: `${n}`, rows: n, cols: n, cost: uniformMatrix(n, n, 1234 + idx), maximize: false })).row);
       }
-      check(k, ours, 'scipy', sp);
-      check(k, ours, 'npm', npm);
-      squareRows.push([
-        String(n),
-        fmt(ours.ms),
-        sp ? fmt(sp.ms) : '-',
-        sp ? fmt(ours.ms / sp.ms, 2) : '-',
-        npm ? fmt(npm.ms) : `skipped (n > ${NPM_MAX_N})`,
-        npm ? fmt(npm.ms / ours.ms, 1) : '-',
-        ours.total.toFixed(6),
-      ]);
+      console.log('\nuniform[0, 1) square, minimized; median (min-max) of each');
+      printTable(header('n'), rows);
     }
-    printTable(['n', 'basin ms', 'scipy ms', 'basin/scipy', 'npm ms', 'npm/basin', 'total'], squareRows);
-
-    const rectRows: string[][] = [];
-    for (const k of rect) {
-      const { ours, sp } = await basinAndScipy(k);
-      check(k, ours, 'scipy', sp);
-      rectRows.push([
-        `${k.rows}x${k.cols}`,
-        fmt(ours.ms),
-        sp ? fmt(sp.ms) : '-',
-        sp ? fmt(ours.ms / sp.ms, 2) : '-',
-        ours.total.toFixed(6),
-      ]);
+    if (want.has('rect')) {
+      const rows: string[][] = [];
+      const shapes: [number, number][] = [[1024, 2048], [2048, 1024], [2048, 4096], [4096, 2048], [1000, 8000]];
+      for (const [idx, [r, c]] of shapes.entries()) {
+        rows.push((await measure({ label: `${r}x${c}`, rows: r, cols: c, cost: uniformMatrix(r, c, 5678 + idx), maximize: false })).row);
+      }
+      console.log('\nuniform[0, 1) rectangular, minimized (never padded to square)');
+      printTable(header('rows x cols'), rows);
     }
-    console.log('');
-    printTable(['rows x cols', 'basin ms', 'scipy ms', 'basin/scipy', 'total'], rectRows);
-
-    const structRows: string[][] = [];
-    for (const n of [1024, 2048]) {
-      for (const { label, cost } of structured(n, 4242 + n)) {
-        const auto = () => solveAssignment(cost, n, n).total;
-        const dense = () => solveAssignment(cost, n, n, { strategy: 'dense' }).total;
-        if (n <= WARM_UP_MAX) for (let w = 0; w < 2; w++) (auto(), dense());
-        let a: Timing | undefined;
-        let d: Timing | undefined;
-        for (let r = 0; r < runsFor(n, n); r++) {
-          d = better(d, timeOnce(dense));
-          a = better(a, timeOnce(auto));
+    if (want.has('structured')) {
+      const rows: string[][] = [];
+      for (const n of [1024, 2048]) for (const k of structured(n, 4242 + n)) rows.push((await measure(k)).row);
+      console.log('\nstructured square costs, minimized');
+      printTable(header('costs'), rows);
+    }
+    const dumps = readDumps(dumpDirs);
+    if (want.has('real') && dumps.length) {
+      const rows: string[][] = [];
+      for (const { dir, solves } of dumps) {
+        const picked = new Map<string, Dumped>();
+        for (const s of solves) if (!picked.has(`${s.perm} first`)) picked.set(`${s.perm} first`, s);
+        for (const s of solves) picked.set(`${s.perm} last`, s);
+        for (const [what, s] of picked) {
+          const cost = loadDump(s);
+          const k: Case = { label: `${path.basename(dir)} ${what} (#${s.file.slice(0, 4)}, ${s.n})`, rows: s.n, cols: s.n, cost, maximize: true, file: path.join(dir, s.file) };
+          rows.push((await measure(k)).row);
         }
-        if (!agree(a!.total, d!.total)) {
-          mismatches++;
-          console.log(`!!! MISMATCH on ${label} ${n}: default ${a!.total} vs dense ${d!.total}`);
+      }
+      console.log('\nreal weight-matching costs (BASIN_DUMP_COSTS), maximized, solved cold (no prices)');
+      printTable(header('solve'), rows);
+    }
+    if (want.has('warm') && dumps.length) {
+      for (const { dir, solves } of dumps) {
+        const costs = solves.map(loadDump);
+        // One replay: every solve in order; warm = this permutation's previous prices (zero at its first solve,
+        // as src/match/weight-matching.ts does), cold = no prices (default strategy).
+        const replay = (warm: boolean): { ms: number[]; totals: number[] } => {
+          const prices = new Map<string, Float64Array>();
+          const ms: number[] = [];
+          const totals: number[] = [];
+          solves.forEach((s, q) => {
+            const t0 = process.hrtime.bigint();
+            const r = solveAssignment(costs[q]!, s.n, s.n, warm ? { maximize: true, prices: prices.get(s.perm) ?? new Float64Array(s.n) } : { maximize: true });
+            ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
+            totals.push(r.total);
+            if (warm && r.prices) prices.set(s.perm, r.prices);
+          });
+          return { ms, totals };
+        };
+        replay(true); // JIT warm-up
+        const runs: { warm: number[][]; cold: number[][] } = { warm: [], cold: [] };
+        for (let r = 0; r < RUNS; r++) {
+          const w = replay(true);
+          const c = replay(false);
+          w.totals.forEach((x, q) => {
+            if (!agree(x, c.totals[q]!)) {
+              mismatches++;
+              console.log(`!!! MISMATCH warm vs cold at solve ${q} of ${dir}: ${x} vs ${c.totals[q]}`);
+            }
+          });
+          runs.warm.push(w.ms);
+          runs.cold.push(c.ms);
         }
-        structRows.push([`${label} ${n}`, fmt(a!.ms), fmt(d!.ms), fmt(a!.ms / d!.ms, 2)]);
+        // rows: the first solve of each permutation (warm = zero prices), then all later solves summed
+        const seen = new Set<string>();
+        const firstIdx: number[] = [];
+        const laterIdx: number[] = [];
+        solves.forEach((s, q) => {
+          if (seen.has(s.perm)) laterIdx.push(q);
+          else {
+            seen.add(s.perm);
+            firstIdx.push(q);
+          }
+        });
+        const sumOver = (idx: number[], per: number[][]) => stats(per.map((ms) => idx.reduce((t, q) => t + ms[q]!, 0)));
+        const rowOf = (what: string, idx: number[]) => {
+          const w = sumOver(idx, runs.warm);
+          const c = sumOver(idx, runs.cold);
+          return [what, String(idx.length), fmtStats(w), fmtStats(c), fmt(w.median / c.median, 2)];
+        };
+        console.log(`\nwarm starts on the real sequence ${dir} (${solves.length} solves, n = ${[...new Set(solves.map((s) => s.n))].join(', ')}): summed ms, median (min-max)`);
+        printTable(
+          ['solves', 'count', 'warm ms', 'cold ms', 'warm/cold'],
+          [rowOf("each permutation's first (warm = zero prices)", firstIdx), rowOf('later solves (warm = previous prices)', laterIdx), rowOf('all', [...firstIdx, ...laterIdx])],
+        );
       }
     }
-    console.log('');
-    printTable(['structured costs', 'default ms', 'dense-only ms', 'default/dense'], structRows);
-    const ratio = (n: number) => squareRows.find((r) => r[0] === String(n))?.[3] ?? '-';
-    console.log(`\nbasin/scipy on uniform costs: n = 1024: ${ratio(1024)}, n = 4096: ${ratio(4096)}, n = 16384: ${ratio(16384)}`);
+    if ((want.has('real') || want.has('warm')) && !dumps.length) {
+      console.log('\nreal/warm sections skipped: set BASIN_LAP_COSTS=dir (written by BASIN_DUMP_COSTS=dir basin align ...)');
+    }
   } finally {
     scipy?.close();
   }
-
-  console.log(
-    `uniform[0,1) dense matrices, seeded; best of 5 (<= 256), 3 (<= 1024), 2 (<= 2048), 1 (4096) runs, ` +
-      `basin and scipy alternating; JS solvers after three untimed warm-up runs up to ${WARM_UP_MAX}; ` +
-      `npm at most 2 runs, one for n >= 2048. ` +
-      (mismatches ? `!!! ${mismatches} TOTAL MISMATCH(ES) !!!` : 'All totals agree (1e-9 relative).'),
-  );
+  console.log(mismatches ? `\n!!! ${mismatches} TOTAL MISMATCH(ES) !!!` : '\nAll totals agree (1e-9 relative).');
 }

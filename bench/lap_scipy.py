@@ -1,12 +1,13 @@
 """Time scipy.optimize.linear_sum_assignment on the raw float64 matrices bench/lap.ts writes.
 
 Two ways to run it:
-  lap_scipy.py ROWS:COLS:RUNS:PATH [...]   time each file, best of RUNS, print one JSON object
-                                           {"results": [{"rows": R, "cols": C, "ms": best_ms, "total": t}, ...]}
-  lap_scipy.py --serve                     read one ROWS:COLS:RUNS:PATH request per stdin line and answer each
-                                           with one JSON line {"rows", "cols", "ms", "total"}; bench/lap.ts uses
-                                           this to interleave scipy's runs with basin's on a busy machine.
-Each PATH holds a ROWS x COLS row-major float64 matrix. Only the solve is timed (time.perf_counter).
+  lap_scipy.py ROWS:COLS:RUNS:MAX:PATH [...]   time each file, best of RUNS, print one JSON object
+                                               {"results": [{"rows": R, "cols": C, "ms": best_ms, "total": t}, ...]}
+  lap_scipy.py --serve                         read one ROWS:COLS:RUNS:MAX:PATH request per stdin line and answer
+                                               each with one JSON line {"rows", "cols", "ms", "total"}; bench/lap.ts
+                                               uses this to interleave scipy's runs with basin's on a busy machine.
+Each PATH holds a ROWS x COLS row-major float64 matrix; MAX is 1 to maximize, 0 to minimize. Only the solve is
+timed (time.perf_counter), including scipy's own negated copy when maximizing.
 """
 import json
 import sys
@@ -19,8 +20,8 @@ _cache = {}
 
 
 def solve(request: str) -> dict:
-    r_str, c_str, runs_str, path = request.split(":", 3)
-    n_rows, n_cols, runs = int(r_str), int(c_str), int(runs_str)
+    r_str, c_str, runs_str, max_str, path = request.split(":", 4)
+    n_rows, n_cols, runs, maximize = int(r_str), int(c_str), int(runs_str), max_str == "1"
     cost = _cache.get(path)
     if cost is None:
         cost = np.fromfile(path, dtype="<f8").reshape(n_rows, n_cols)
@@ -30,7 +31,7 @@ def solve(request: str) -> dict:
     total = None
     for _ in range(runs):
         t0 = time.perf_counter()
-        rows, cols = linear_sum_assignment(cost)
+        rows, cols = linear_sum_assignment(cost, maximize=maximize)
         t1 = time.perf_counter()
         best = min(best, t1 - t0)
         total = float(cost[rows, cols].sum())

@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { solveAssignment, SPARSE_MIN_N, type AssignmentOptions } from '../src/linalg/lap.js';
-import { lapSparseSquare } from '../src/linalg/lap-sparse.js';
+import { lapSparse } from '../src/linalg/lap-sparse.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
-import { assertAllClose, FIXTURES, rng } from './helpers.js';
+import { assertAllClose, assertBasinError, FIXTURES, rng } from './helpers.js';
 
 // The candidate-set solver (src/linalg/lap-sparse.ts) against scipy's answers and against LP duality.
 
@@ -98,8 +98,9 @@ test('uniform 1500x1500: the candidate set carries the optimum and its prices ce
   const c = uniform(n * n, 42);
   const rowsol = new Int32Array(n);
   const colsol = new Int32Array(n);
-  const v = lapSparseSquare(c, n, rowsol, colsol, 1);
-  assert.ok(v !== null, 'uniform random costs must not need the dense fallback');
+  const out = lapSparse(c, n, n, rowsol, colsol, 1);
+  assert.ok(out.optimal, 'uniform random costs must not need the dense fallback');
+  const v = out.prices;
   assertMatching(rowsol, colsol, n, n, 'uniform 1500');
   assertCertificate(c, n, rowsol, v, 'uniform 1500');
   // The default strategy returns the same total, and its own prices certify its answer.
@@ -117,7 +118,7 @@ test('rank-1 costs: the candidate set gives up (every row prefers the same colum
   const b = Array.from({ length: n }, () => 0.5 + r());
   const c = new Float64Array(n * n);
   for (let i = 0; i < n; i++) for (let j = 0; j < n; j++) c[i * n + j] = a[i]! * b[j]!;
-  assert.equal(lapSparseSquare(c, n, new Int32Array(n), new Int32Array(n), 1.5 * 1.5), null);
+  assert.deepEqual(lapSparse(c, n, n, new Int32Array(n), new Int32Array(n), 1.5 * 1.5), { optimal: false, prices: null }, 'given up after the crowding test');
   // rearrangement inequality: opposite orders minimize
   const as = [...a].sort((x, y) => x - y);
   const bs = [...b].sort((x, y) => y - x);
@@ -138,4 +139,124 @@ test('column offsets far larger than the differences: reduced costs pick the can
   assertCertificate(c, n, res.rowToCol, res.prices!, 'offsets');
   const dense = solveAssignment(c, n, n, { strategy: 'dense' });
   assertAllClose(res.total, dense.total, { rtol: 1e-13, atol: 0, label: 'offsets: candidates vs dense' });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rectangular candidate sets (rows < cols solved directly, rows > cols through the transpose)
+
+/**
+ * Rectangular LP duality certificate (n < m, minimization; Crouse 2016 §III): u_i = c[i, σ(i)] - v[σ(i)], every
+ * reduced cost c[i, j] - u_i - v_j >= -tol, every v_j <= 0, v_j = 0 on unused columns. Then Σu + Σv equals the
+ * total and bounds every assignment of the n rows from below: optimal.
+ */
+function assertRectCertificate(c: Float64Array, n: number, m: number, rowToCol: Int32Array, colToRow: Int32Array, v: Float64Array, label: string): void {
+  let maxAbs = 0;
+  for (const x of c) maxAbs = Math.max(maxAbs, Math.abs(x));
+  const tol = 1e-11 * Math.max(maxAbs, 1);
+  let worst = 0;
+  let dual = 0;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const ui = c[i * m + rowToCol[i]!]! - v[rowToCol[i]!]!;
+    dual += ui;
+    total += c[i * m + rowToCol[i]!]!;
+    for (let j = 0; j < m; j++) worst = Math.min(worst, c[i * m + j]! - ui - v[j]!);
+  }
+  assert.ok(worst >= -tol, `${label}: a reduced cost is ${worst} < -${tol}: not dual feasible`);
+  for (let j = 0; j < m; j++) {
+    assert.ok(v[j]! <= 0, `${label}: price of column ${j} is ${v[j]} > 0`);
+    if (colToRow[j]! < 0) assert.equal(v[j], 0, `${label}: unused column ${j} has price ${v[j]}, not 0`);
+    dual += v[j]!;
+  }
+  assertAllClose(dual, total, { rtol: 1e-9, atol: 1e-9 * n, label: `${label}: dual objective = total` });
+}
+
+test('scipy references, rectangular both ways and integer ties, under every strategy (scripts/ref_lap.py)', async () => {
+  for (const opts of STRATEGIES) {
+    await solveRef('rect600x1000_min', uniform(600 * 1000, 7005), opts);
+    const u = uniform(2 * 1000 * 600, 7006);
+    await solveRef('rect1000x600_max', new Float64Array(1000 * 600).map((_, k) => 10 * (u[2 * k]! - u[2 * k + 1]!)), opts);
+    await solveRef('int600x800_min', uniform(600 * 800, 7007).map((x) => Math.floor(700 * x)), opts);
+  }
+});
+
+test('rectangular candidate sets: uniform and normal costs of several shapes carry the optimum, certified by the duals', () => {
+  let cases = 0;
+  for (const [n, m] of [[2, 3], [5, 9], [30, 31], [40, 100], [200, 260], [600, 1000]] as const) {
+    for (let seed = 0; seed < (n < 100 ? 6 : 2); seed++) {
+      const r = rng(500 + 31 * n + seed);
+      const normal = seed % 2 === 1;
+      const c = new Float64Array(n * m).map(() => (normal ? 10 * (r() - r()) : r()));
+      const rowsol = new Int32Array(n);
+      const colsol = new Int32Array(m);
+      const out = lapSparse(c, n, m, rowsol, colsol, 10);
+      const label = `${n}x${m} seed ${seed}`;
+      assert.ok(out.optimal, `${label}: uniform and normal costs must not need the dense fallback`);
+      assertMatching(rowsol, colsol, n, m, label);
+      assertRectCertificate(c, n, m, rowsol, colsol, out.prices, label);
+      cases++;
+    }
+  }
+  assert.equal(cases, 4 * 6 + 2 * 2);
+});
+
+test('rank-1 rectangular costs: crowding sends them dense at once; the n smallest b in opposite order is the optimum', () => {
+  for (const [rows, cols] of [[600, 900], [900, 600]] as const) {
+    const r = rng(rows + cols);
+    const a = Array.from({ length: rows }, () => 0.5 + r());
+    const b = Array.from({ length: cols }, () => 0.5 + r());
+    const c = new Float64Array(rows * cols);
+    for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) c[i * cols + j] = a[i]! * b[j]!;
+    if (rows < cols) assert.deepEqual(lapSparse(c, rows, cols, new Int32Array(rows), new Int32Array(cols), 2.25), { optimal: false, prices: null });
+    // positive products: the k = min(rows, cols) smallest of each side, paired in opposite orders
+    const k = Math.min(rows, cols);
+    const as = [...a].sort((x, y) => x - y).slice(0, k);
+    const bs = [...b].sort((x, y) => x - y).slice(0, k).reverse();
+    const expected = as.reduce((s, x, i) => s + x * bs[i]!, 0);
+    for (const strategy of ['candidates', 'auto'] as const) {
+      const res = solveAssignment(c, rows, cols, { strategy });
+      assertMatching(res.rowToCol, res.colToRow, rows, cols, `rank-1 ${rows}x${cols} ${strategy}`);
+      assertAllClose(res.total, expected, { rtol: 1e-12, atol: 0, label: `rank-1 ${rows}x${cols} ${strategy}` });
+    }
+  }
+});
+
+test('low-rank similarity (the stuck candidate graph): the dense solver warm-started from its prices matches scipy', async () => {
+  const u = uniform(2 * 2 * 520 * 3, 7008);
+  const g = new Float64Array(2 * 520 * 3).map((_, k) => u[2 * k]! - u[2 * k + 1]!);
+  const cost = new Float64Array(520 * 520);
+  for (let i = 0; i < 520; i++) {
+    for (let j = 0; j < 520; j++) {
+      let s = 0;
+      for (let q = 0; q < 3; q++) s += g[i * 3 + q]! * g[520 * 3 + j * 3 + q]!;
+      cost[i * 520 + j] = s;
+    }
+  }
+  const neg = cost.map((x) => -x);
+  const out = lapSparse(neg, 520, 520, new Int32Array(520), new Int32Array(520), 10);
+  assert.equal(out.optimal, false, 'a rank-3 similarity must not be carried by the candidate set');
+  for (const opts of STRATEGIES) await solveRef('lowrank520_max', cost, opts);
+});
+
+test('-0 entries solve like +0 on the candidate path; +-Infinity is refused naming row and column', async () => {
+  const n = 600;
+  const c = uniform(n * n, 31);
+  for (let i = 0; i < n; i++) c[i * n + ((i * 7) % n)] = -0;
+  const pos = c.map((x) => (Object.is(x, -0) ? 0 : x));
+  const a = solveAssignment(c, n, n);
+  const b = solveAssignment(pos, n, n);
+  assertMatching(a.rowToCol, a.colToRow, n, n, '-0');
+  assert.equal(a.total, 0, 'the permuted diagonal of -0 is an optimum of total 0');
+  assert.equal(b.total, 0);
+  for (const [rows, cols] of [[600, 600], [600, 900], [900, 600]] as const) {
+    for (const bad of [Infinity, -Infinity]) {
+      const m = uniform(rows * cols, 5);
+      m[123 * cols + 45] = bad;
+      for (const strategy of ['auto', 'candidates'] as const) {
+        const e = await assertBasinError(() => solveAssignment(m, rows, cols, { strategy }), 'non_finite');
+        assert.equal(e.details.row, 123);
+        assert.equal(e.details.col, 45);
+      }
+    }
+  }
 });

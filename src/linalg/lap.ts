@@ -2,10 +2,13 @@
  * Exact linear assignment (LAP): pick one column per row (or one row per column when there are fewer columns)
  * so that the summed cost is minimal, or maximal with `maximize`.
  *
- * Algorithm: square problems from SPARSE_MIN_N rows without warm prices first go to the candidate-set solver
- * (src/linalg/lap-sparse.ts: JV on each row's few cheapest columns, proven optimal on the dense matrix by the
- * duals, 3-5x faster than scipy at n = 1024..16384 on uniform costs), which hands back to the dense solver when
- * the candidates cannot carry the optimum. The dense solver: Jonker–Volgenant (1987) on flat Float64Arrays.
+ * Algorithm: square problems from SPARSE_MIN_N rows that come without warm prices first go to the candidate-set
+ * solver (src/linalg/lap-sparse.ts: JV on each row's few cheapest columns, proven optimal on the dense matrix by
+ * the duals, 3-5x faster than scipy at n = 1024..16384 on uniform costs), which hands back to the dense solver
+ * when the candidates cannot carry the optimum (rank-1 costs are recognised after one pass; a stuck solve passes
+ * its prices on as a warm start). The candidate set also solves rectangular problems (strategy 'candidates'), but
+ * 'auto' keeps them dense, which measured faster there. The dense solver: Jonker–Volgenant (1987) on flat
+ * Float64Arrays.
  *   1. Square: column reduction plus reduction transfer. Rectangular (rows < cols after orienting): all column
  *      prices start at 0, because the rectangular LP needs every unassigned column to keep the largest price
  *      (see `lapCore`), and column reduction would break that.
@@ -30,7 +33,7 @@
  * from the caller's original costs.
  */
 import { BasinError } from '../errors.js';
-import { lapSparseSquare } from './lap-sparse.js';
+import { lapSparse } from './lap-sparse.js';
 
 export interface AssignmentOptions {
   /** Maximize the total instead of minimizing it (default false). */
@@ -44,8 +47,8 @@ export interface AssignmentOptions {
   /**
    * 'auto' (default): square problems of at least SPARSE_MIN_N rows without warm prices first try the
    * candidate-set solver (src/linalg/lap-sparse.ts), falling back to the dense one; 'dense': only the dense
-   * solver; 'candidates': try the candidate-set solver at any square size >= 2 (tests). Every strategy gives an
-   * optimal assignment.
+   * solver; 'candidates': try the candidate-set solver whenever the smaller side is >= 2, rectangular included
+   * (tests, benchmarks). Every strategy gives an optimal assignment.
    */
   strategy?: 'auto' | 'dense' | 'candidates';
 }
@@ -141,7 +144,7 @@ export function solveAssignmentWithBudget(
   if (!transposed && factor === 1) {
     c = cost; // read-only use of the caller's array
   } else if (!transposed) {
-    c = new Float64Array(len);
+    c = scratch(len);
     for (let k = 0; k < len; k++) c[k] = factor * cost[k]!;
   } else {
     c = transposeScaled(cost, m, n, factor);
@@ -151,12 +154,18 @@ export function solveAssignmentWithBudget(
   const colsol = transposed ? rowToCol : colToRow; // length m
   const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
   const strategy = opts.strategy ?? 'dense';
-  const trySparse = n === m && !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n >= SPARSE_MIN_N));
-  let prices = trySparse ? lapSparseSquare(c, n, rowsol, colsol, maxAbs * scale) : null;
-  if (prices === null) {
+  // Rectangular problems stay dense under 'auto': with spare columns the dense solver's zero start needs about two
+  // passes over the matrix, and the candidate set measured 1.1-2.6x slower than it (2000 x 2100 .. 1000 x 8000).
+  const trySparse = !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n === m && n >= SPARSE_MIN_N));
+  const sparse = trySparse ? lapSparse(c, n, m, rowsol, colsol, maxAbs * scale) : null;
+  let prices: Float64Array;
+  if (sparse?.optimal) {
+    prices = sparse.prices;
+  } else {
     rowsol.fill(-1);
     colsol.fill(-1);
-    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm);
+    // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
+    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined));
   }
 
   let total = 0;
@@ -195,9 +204,31 @@ function finiteMaxAbs(cost: Float64Array, nRows: number, nCols: number): number 
   return maxAbs;
 }
 
+let scratchRef: WeakRef<Float64Array> | undefined;
+let scratchKept: Float64Array | undefined;
+/** Working copies up to this many entries (32 MiB, n = 2048 square) stay referenced between solves. */
+const SCRATCH_KEEP_MAX = 1 << 22;
+
+/**
+ * A working copy of len entries, reused from the previous solve. Why: fresh memory costs a page fault per 4 KiB
+ * on first touch, 16 ms per MB measured on the 2-core VM (64 MB: 1.0-1.1 s), more than the solve it serves (a
+ * maximized 2048 x 4096 matrix: 1.2-1.8 s with a fresh negated copy against 0.13-0.2 s for the solve itself;
+ * weight matching maximizes every solve). Copies up to SCRATCH_KEEP_MAX entries are kept (at most 32 MiB for the
+ * process's life); larger ones only through a WeakRef, which the garbage collector may clear whenever it needs
+ * the memory. Every caller overwrites all len entries before reading them.
+ */
+function scratch(len: number): Float64Array {
+  const kept = scratchKept ?? scratchRef?.deref();
+  if (kept !== undefined && kept.length >= len) return kept.subarray(0, len);
+  const fresh = new Float64Array(len);
+  scratchKept = len <= SCRATCH_KEEP_MAX ? fresh : undefined;
+  scratchRef = new WeakRef(fresh);
+  return fresh;
+}
+
 /** out[q, r] = factor * src[r, q] for a rows x cols source; blocked, with sequential writes in the inner loop. */
 function transposeScaled(src: Float64Array, rows: number, cols: number, factor: number): Float64Array {
-  const out = new Float64Array(rows * cols);
+  const out = scratch(rows * cols);
   const B = 32;
   for (let q0 = 0; q0 < cols; q0 += B) {
     const q1 = q0 + B < cols ? q0 + B : cols;

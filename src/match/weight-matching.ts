@@ -13,6 +13,7 @@ import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
 import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
+import { dumpCost } from './cost-dump.js';
 import { checkSquareBudget } from './budget.js';
 import { exactPermutation } from './exact-match.js';
 import { CostBuilder, type ProductEvent } from './weight-matching-costs.js';
@@ -378,6 +379,7 @@ async function greedyStart(
  */
 function solveWarm(cost: Float64Array, perm: string, prices: Map<string, Float64Array>): Int32Array {
   const n = Math.round(Math.sqrt(cost.length));
+  dumpCost(cost, perm);
   const r = solveAssignment(cost, n, n, { maximize: true, prices: prices.get(perm) ?? new Float64Array(n) });
   if (r.prices) prices.set(perm, r.prices);
   return r.rowToCol;

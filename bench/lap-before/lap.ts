@@ -1,0 +1,490 @@
+// The solver as it was before issue 13 item 1 (commit a2ed337), kept only for bench/lap.ts "before" columns.
+/**
+ * Exact linear assignment (LAP): pick one column per row (or one row per column when there are fewer columns)
+ * so that the summed cost is minimal, or maximal with `maximize`.
+ *
+ * Algorithm: square problems from SPARSE_MIN_N rows without warm prices first go to the candidate-set solver
+ * (src/linalg/lap-sparse.ts: JV on each row's few cheapest columns, proven optimal on the dense matrix by the
+ * duals, 3-5x faster than scipy at n = 1024..16384 on uniform costs), which hands back to the dense solver when
+ * the candidates cannot carry the optimum. The dense solver: Jonker–Volgenant (1987) on flat Float64Arrays.
+ *   1. Square: column reduction plus reduction transfer. Rectangular (rows < cols after orienting): all column
+ *      prices start at 0, because the rectangular LP needs every unassigned column to keep the largest price
+ *      (see `lapCore`), and column reduction would break that.
+ *   2. Augmenting row reduction, two passes, each with a budget of 3 * rows + 64 row scans. The classic version
+ *      has no bound and can cycle forever (ties, and price decreases that round to nothing: the rank-1 test
+ *      case loops without it); on random matrices its tail also costs more than the shortest paths it saves
+ *      (budgets of 2..4 * rows measured best, and about equal, at n = 1024..4096). Rows still free when the
+ *      budget runs out are left to step 3, which is exact on its own.
+ *   3. Shortest augmenting path for each remaining free row: Dijkstra over reduced costs, the relaxation and the
+ *      search for the next minimum fused into one pass over the scanned row (`relaxRow`), ties broken towards a
+ *      free column (that ends the path). Instead of JV's compact "todo" index list, each pass runs over all
+ *      columns in natural order and scanned columns are masked by their prices (-Infinity) and distances
+ *      (+Infinity): sequential access without an index gather measured faster than the list (and than a list
+ *      kept sorted), even with the wasted iterations on scanned columns.
+ *   The two hot loops (row minima in step 2, relaxation in step 3) are unrolled by four; that measured 10-20%.
+ *
+ * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
+ * needed) with the rectangular shortest-path variant; it is never padded to square.
+ *
+ * Minimize vs maximize: maximizing is minimizing the negated costs. The negation is done once, into the same
+ * scratch array the transpose (if any) goes to, never per access in the inner loops. Totals are always summed
+ * from the caller's original costs.
+ */
+import { BasinError } from '../../src/errors.js';
+import { lapSparseSquare } from './lap-sparse.js';
+
+export interface AssignmentOptions {
+  /** Maximize the total instead of minimizing it (default false). */
+  maximize?: boolean;
+  /**
+   * Warm start (square problems): column prices from an earlier solve of a similar matrix (`prices` of its
+   * result, same size and `maximize`). Any values give the exact optimum; near-optimal ones make the solve short,
+   * which is what coordinate descent re-solving slightly changed matrices needs.
+   */
+  prices?: Float64Array;
+  /**
+   * 'auto' (default): square problems of at least SPARSE_MIN_N rows without warm prices first try the
+   * candidate-set solver (src/linalg/lap-sparse.ts), falling back to the dense one; 'dense': only the dense
+   * solver; 'candidates': try the candidate-set solver at any square size >= 2 (tests). Every strategy gives an
+   * optimal assignment.
+   */
+  strategy?: 'auto' | 'dense' | 'candidates';
+}
+
+export interface AssignmentResult {
+  /** Column assigned to each row, -1 for a row left out (only when nRows > nCols). */
+  rowToCol: Int32Array;
+  /** Row assigned to each column, -1 for a column left out (only when nCols > nRows). */
+  colToRow: Int32Array;
+  /** Sum of cost[r, rowToCol[r]] over assigned rows, from the original (not negated) costs. */
+  total: number;
+  /** Final column prices of a square problem, to warm-start the next solve of a similar matrix. */
+  prices?: Float64Array;
+}
+
+/** Above this magnitude the working copy is scaled by a power of two (exact) so prices cannot overflow. */
+const SCALE_ABOVE = 2 ** 900;
+
+/**
+ * Solve the linear assignment problem for a row-major nRows x nCols cost matrix.
+ * Exactly min(nRows, nCols) pairs are assigned; the optimum is exact (up to floating-point rounding of sums).
+ * Throws BasinError 'non_finite' (naming row and column) for NaN or +-Infinity, 'shape_mismatch' when
+ * cost.length is not nRows * nCols, 'invalid_argument' for bad sizes.
+ */
+export function solveAssignment(
+  cost: Float64Array,
+  nRows: number,
+  nCols: number,
+  opts: AssignmentOptions = {},
+): AssignmentResult {
+  return solveAssignmentWithBudget(cost, nRows, nCols, { strategy: 'auto', ...opts }, ARR_BUDGET_PER_ROW);
+}
+
+/**
+ * Square sizes from which 'auto' tries the candidate-set solver first. Below, dense JV is already fast and the
+ * candidate set's three passes and heap cost about as much as they save.
+ */
+export const SPARSE_MIN_N = 512;
+
+/** Augmenting row reduction budget per pass, in row scans per row (plus 64); see the file comment. */
+const ARR_BUDGET_PER_ROW = 3;
+
+/**
+ * solveAssignment with the augmenting row reduction budget as a parameter (row scans per row and pass; 0 skips
+ * that phase, so every row the initialization leaves free goes through the shortest augmenting path phase).
+ * For tests and benchmarks only (not re-exported from the package): the result is optimal for every budget.
+ * Its strategy defaults to 'dense' (solveAssignment's to 'auto').
+ */
+export function solveAssignmentWithBudget(
+  cost: Float64Array,
+  nRows: number,
+  nCols: number,
+  opts: AssignmentOptions,
+  arrBudgetPerRow: number,
+): AssignmentResult {
+  if (!(arrBudgetPerRow >= 0) || !Number.isFinite(arrBudgetPerRow)) {
+    throw new BasinError('invalid_argument', `solveAssignment: 'arrBudgetPerRow' must be finite and >= 0, got ${arrBudgetPerRow}`, {
+      expected: 'finite number >= 0',
+      found: arrBudgetPerRow,
+    });
+  }
+  if (!Number.isSafeInteger(nRows) || nRows < 0 || !Number.isSafeInteger(nCols) || nCols < 0) {
+    throw new BasinError(
+      'invalid_argument',
+      `solveAssignment: 'nRows' and 'nCols' must be non-negative integers, got ${nRows} and ${nCols}`,
+      { expected: 'non-negative integers', found: [nRows, nCols] },
+    );
+  }
+  const len = nRows * nCols;
+  if (cost.length !== len) {
+    throw new BasinError(
+      'shape_mismatch',
+      `solveAssignment: 'cost' has ${cost.length} entries, expected nRows * nCols = ${nRows} * ${nCols} = ${len}`,
+      { shape: [nRows, nCols], expected: len, found: cost.length },
+    );
+  }
+  const maximize = opts.maximize === true;
+
+  const maxAbs = finiteMaxAbs(cost, nRows, nCols); // validates everything before solving anything
+
+  const rowToCol = new Int32Array(nRows).fill(-1);
+  const colToRow = new Int32Array(nCols).fill(-1);
+  if (len === 0) return { rowToCol, colToRow, total: 0 };
+
+  const transposed = nRows > nCols;
+  const n = transposed ? nCols : nRows; // working rows (n <= m)
+  const m = transposed ? nRows : nCols;
+  let scale = 1;
+  if (maxAbs > SCALE_ABOVE) scale = 2 ** (900 - Math.ceil(Math.log2(maxAbs)));
+  const factor = maximize ? -scale : scale;
+
+  let c: Float64Array;
+  if (!transposed && factor === 1) {
+    c = cost; // read-only use of the caller's array
+  } else if (!transposed) {
+    c = new Float64Array(len);
+    for (let k = 0; k < len; k++) c[k] = factor * cost[k]!;
+  } else {
+    c = transposeScaled(cost, m, n, factor);
+  }
+
+  const rowsol = transposed ? colToRow : rowToCol; // length n
+  const colsol = transposed ? rowToCol : colToRow; // length m
+  const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
+  const strategy = opts.strategy ?? 'dense';
+  const trySparse = n === m && !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n >= SPARSE_MIN_N));
+  let prices = trySparse ? lapSparseSquare(c, n, rowsol, colsol, maxAbs * scale) : null;
+  if (prices === null) {
+    rowsol.fill(-1);
+    colsol.fill(-1);
+    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm);
+  }
+
+  let total = 0;
+  for (let r = 0; r < nRows; r++) {
+    const j = rowToCol[r]!;
+    if (j >= 0) total += cost[r * nCols + j]!;
+  }
+  return n === m && scale === 1 ? { rowToCol, colToRow, total, prices } : { rowToCol, colToRow, total };
+}
+
+/** Largest |cost| entry; throws 'non_finite' naming the first NaN or +-Infinity. */
+function finiteMaxAbs(cost: Float64Array, nRows: number, nCols: number): number {
+  let maxAbs = 0;
+  let bad = 0; // x - x is 0 for finite x and NaN otherwise, so one NaN makes the sum NaN
+  const len = cost.length;
+  for (let k = 0; k < len; k++) {
+    const x = cost[k]!;
+    bad += x - x;
+    const a = x < 0 ? -x : x;
+    maxAbs = a > maxAbs ? a : maxAbs;
+  }
+  if (bad !== 0) {
+    for (let k = 0; k < len; k++) {
+      const x = cost[k]!;
+      if (x - x !== 0) {
+        const row = Math.floor(k / nCols);
+        const col = k - row * nCols;
+        throw new BasinError(
+          'non_finite',
+          `solveAssignment: cost[${row}, ${col}] is ${x}; every cost must be finite (replace NaN/Infinity by a large finite penalty)`,
+          { shape: [nRows, nCols], row, col, found: x },
+        );
+      }
+    }
+  }
+  return maxAbs;
+}
+
+/** out[q, r] = factor * src[r, q] for a rows x cols source; blocked, with sequential writes in the inner loop. */
+function transposeScaled(src: Float64Array, rows: number, cols: number, factor: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  const B = 32;
+  for (let q0 = 0; q0 < cols; q0 += B) {
+    const q1 = q0 + B < cols ? q0 + B : cols;
+    for (let r0 = 0; r0 < rows; r0 += B) {
+      const r1 = r0 + B < rows ? r0 + B : rows;
+      for (let q = q0; q < q1; q++) {
+        const dst = q * rows;
+        for (let r = r0; r < r1; r++) out[dst + r] = factor * src[r * cols + q]!;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Minimize over an n x m row-major matrix with 1 <= n <= m; fills rowsol (n) and colsol (m, -1 where unused).
+ *
+ * Duals: u (rows, implicit: u[i] = c[i, rowsol[i]] - v[rowsol[i]]) and v (columns). Invariants: reduced costs
+ * c[i, j] - u[i] - v[j] >= 0 for assigned rows, tight on assigned pairs. For n < m the rectangular LP also needs
+ * every unassigned column to carry the largest price: prices start at 0 and only ever decrease, and only on
+ * columns that are (and then stay) assigned, so unassigned columns keep price 0 = the maximum.
+ */
+function lapCore(
+  c: Float64Array,
+  n: number,
+  m: number,
+  rowsol: Int32Array,
+  colsol: Int32Array,
+  arrBudgetPerRow: number,
+  warmPrices?: Float64Array,
+): Float64Array {
+  if (n === 1) {
+    let best = c[0]!;
+    let jb = 0;
+    for (let j = 1; j < m; j++) {
+      const x = c[j]!;
+      if (x < best) {
+        best = x;
+        jb = j;
+      }
+    }
+    rowsol[0] = jb;
+    colsol[jb] = 0;
+    return new Float64Array(m);
+  }
+
+  const v = new Float64Array(m);
+  const free = new Int32Array(n);
+  const pred = new Int32Array(m); // column reduction: argmin row per column; shortest path: predecessor row
+  let numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, warmPrices);
+  numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
+  if (numFree === 0) return v;
+  shortestAugmentingPaths(c, m, v, rowsol, colsol, free, numFree, pred);
+  return v;
+}
+
+/**
+ * Initial prices and assignment: warm prices (every row free), JV's column reduction with reduction transfer
+ * (square), or zero prices (rectangular). Fills v, rowsol/colsol and the free-row list; returns how many rows are
+ * free. Each phase of the solver is its own function, so V8 optimizes each with its own type feedback: as one
+ * function, each new hot loop of a cold solve recompiled all of it on stack replacement (four times for one 512 x
+ * 512 solve, 50-170 ms of compile each on the loaded 2-core box), which matters to a CLI run's handful of LAPs.
+ */
+function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, pred: Int32Array, warmPrices?: Float64Array): number {
+  let numFree = 0;
+  if (warmPrices) {
+    // Warm start: the given prices replace column reduction; every row starts free and row reduction assigns
+    // most of them at once when the prices are close to optimal. Correct for any prices: row reduction and the
+    // augmenting paths keep reduced costs non-negative for every row they assign.
+    v.set(warmPrices);
+    colsol.fill(-1);
+    for (let i = 0; i < n; i++) free[i] = i;
+    numFree = n;
+  } else if (n === m) {
+    // Column reduction: v[j] = min_i c[i, j], computed row by row (sequential access).
+    for (let j = 0; j < m; j++) v[j] = c[j]!;
+    for (let i = 1; i < n; i++) {
+      const base = i * m;
+      for (let j = 0; j < m; j++) {
+        const x = c[base + j]!;
+        if (x < v[j]!) {
+          v[j] = x;
+          pred[j] = i;
+        }
+      }
+    }
+    const matches = new Int32Array(n);
+    for (let j = m - 1; j >= 0; j--) {
+      const imin = pred[j]!;
+      if (++matches[imin]! === 1) {
+        rowsol[imin] = j;
+        colsol[j] = imin;
+      } else if (v[j]! < v[rowsol[imin]!]!) {
+        const j1 = rowsol[imin]!;
+        rowsol[imin] = j;
+        colsol[j] = imin;
+        colsol[j1] = -1;
+      } else {
+        colsol[j] = -1;
+      }
+    }
+    // Reduction transfer: a row that is the minimum of exactly one column passes its slack to that column.
+    for (let i = 0; i < n; i++) {
+      const mi = matches[i]!;
+      if (mi === 0) {
+        free[numFree++] = i;
+      } else if (mi === 1) {
+        const j1 = rowsol[i]!;
+        const base = i * m;
+        let min = Infinity;
+        for (let j = 0; j < m; j++) {
+          if (j === j1) continue;
+          const h = c[base + j]! - v[j]!;
+          if (h < min) min = h;
+        }
+        v[j1] = v[j1]! - min;
+      }
+    }
+  } else {
+    for (let i = 0; i < n; i++) free[i] = i;
+    numFree = n;
+  }
+
+  return numFree;
+}
+
+/**
+ * Augmenting row reduction, two passes, each with a step budget (guards against cycling on ties/rounding and
+ * stops the long tail of small steps; see the file comment). Returns how many rows are still free (first in free).
+ */
+function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, arrBudgetPerRow: number): number {
+  const budget = arrBudgetPerRow > 0 ? arrBudgetPerRow * n + 64 : 0;
+  for (let pass = 0; pass < 2 && numFree > 0 && budget > 0; pass++) {
+    let k = 0;
+    const prevNumFree = numFree;
+    numFree = 0;
+    let steps = 0;
+    while (k < prevNumFree) {
+      if (++steps > budget) {
+        // numFree <= k always, so this forward copy never overwrites an entry not yet copied.
+        while (k < prevNumFree) free[numFree++] = free[k++]!;
+        break;
+      }
+      const i = free[k++]!;
+      // Least and second least reduced cost of row i (their columns j1, j2), four columns per iteration.
+      const base = i * m;
+      let umin = c[base]! - v[0]!;
+      let j1 = 0;
+      let usubmin = Infinity;
+      let j2 = 0;
+      let j = 1;
+      for (; j + 3 < m; j += 4) {
+        const h0 = c[base + j]! - v[j]!;
+        const h1 = c[base + j + 1]! - v[j + 1]!;
+        const h2 = c[base + j + 2]! - v[j + 2]!;
+        const h3 = c[base + j + 3]! - v[j + 3]!;
+        if (h0 < usubmin || h1 < usubmin || h2 < usubmin || h3 < usubmin) {
+          for (let q = 0; q < 4; q++) {
+            const h = q === 0 ? h0 : q === 1 ? h1 : q === 2 ? h2 : h3;
+            if (h < usubmin) {
+              if (h >= umin) {
+                usubmin = h;
+                j2 = j + q;
+              } else {
+                usubmin = umin;
+                umin = h;
+                j2 = j1;
+                j1 = j + q;
+              }
+            }
+          }
+        }
+      }
+      for (; j < m; j++) {
+        const h = c[base + j]! - v[j]!;
+        if (h < usubmin) {
+          if (h >= umin) {
+            usubmin = h;
+            j2 = j;
+          } else {
+            usubmin = umin;
+            umin = h;
+            j2 = j1;
+            j1 = j;
+          }
+        }
+      }
+      let i0 = colsol[j1]!;
+      const strict = umin < usubmin;
+      if (strict) {
+        v[j1] = v[j1]! - (usubmin - umin);
+      } else if (i0 >= 0) {
+        j1 = j2;
+        i0 = colsol[j2]!;
+      }
+      rowsol[i] = j1;
+      colsol[j1] = i;
+      if (i0 >= 0) {
+        rowsol[i0] = -1;
+        if (strict) free[--k] = i0;
+        else free[numFree++] = i0;
+      }
+    }
+  }
+
+  return numFree;
+}
+
+/** Shortest augmenting path for each of the numFree rows in free; updates v, rowsol, colsol. */
+function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, pred: Int32Array): void {
+  // Shortest augmenting paths (Dijkstra over reduced costs). Unscanned columns are kept in a compact list
+  // (`rem`, as scipy's solver does): a step relaxes only those, so a long path on a structured matrix (weight
+  // matching costs) costs the sum of the remaining counts instead of path length x m. A scanned column's distance
+  // at scan time is kept in the ready list for the price update.
+  const d = new Float64Array(m);
+  const rem = new Int32Array(m);
+  const readyCol = new Int32Array(m);
+  const readyDist = new Float64Array(m);
+  for (let f = 0; f < numFree; f++) {
+    const freeRow = free[f]!;
+    let base = freeRow * m;
+    let min = Infinity;
+    let kmin = 0;
+    for (let j = 0; j < m; j++) {
+      const dj = c[base + j]! - v[j]!;
+      d[j] = dj;
+      pred[j] = freeRow;
+      rem[j] = j;
+      if (dj <= min) {
+        if (dj < min || colsol[j]! < 0) {
+          min = dj;
+          kmin = j;
+        }
+      }
+    }
+    let nRem = m;
+    let nReady = 0;
+    let sink: number;
+    for (;;) {
+      const jmin = rem[kmin]!;
+      const i = colsol[jmin]!;
+      if (i < 0) {
+        sink = jmin;
+        break;
+      }
+      readyCol[nReady] = jmin;
+      readyDist[nReady++] = min;
+      // remove jmin from the unscanned list (order does not matter except for ties, resolved below)
+      rem[kmin] = rem[--nRem]!;
+      base = i * m;
+      const h = c[base + jmin]! - v[jmin]! - min;
+      let next = Infinity;
+      kmin = 0;
+      for (let k = 0; k < nRem; k++) {
+        const j = rem[k]!;
+        let dj = d[j]!;
+        const alt = c[base + j]! - v[j]! - h;
+        if (alt < dj) {
+          d[j] = alt;
+          pred[j] = i;
+          dj = alt;
+        }
+        if (dj <= next) {
+          if (dj < next || colsol[j]! < 0) {
+            next = dj;
+            kmin = k;
+          }
+        }
+      }
+      min = next;
+    }
+    // Price update for scanned columns (their distance is <= min, so prices only decrease).
+    for (let k = 0; k < nReady; k++) {
+      const j = readyCol[k]!;
+      v[j] = v[j]! + (readyDist[k]! - min);
+    }
+    // Augment along the predecessor chain.
+    let j = sink;
+    for (;;) {
+      const i = pred[j]!;
+      colsol[j] = i;
+      const prev = rowsol[i]!;
+      rowsol[i] = j;
+      if (i === freeRow) break;
+      j = prev;
+    }
+  }
+}
+
