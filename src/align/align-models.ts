@@ -83,7 +83,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const { alignOnnxModels, weightShapes } = await import('./align-onnx.js');
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
-    const { checkDimNames, randomBatches } = await import('../data/feed.js');
+    const { checkDimNames } = await import('../data/feed.js');
     const { openFeeds } = await import('../data/feed-source.js');
     const { verifySummary } = await import('../verify/verify.js');
     const a = await loadOnnx(aPath);
@@ -93,7 +93,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const feed = hasData ? await openFeeds(opts.data, a, { dims: opts.dims, inputs: opts.inputs, limit: opts.limit }) : undefined;
     const dims = feed?.dims ?? opts.dims ?? {};
     const started = performance.now();
-    const batches = randomBatches(b, { count: 4, batch: 8, dims });
+    const batches = (await import('../verify/verify-permuted.js')).verifyBatches(b, dims);
     const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
       feeds: () => batches,
       specLabel: opts.specLabel,
