@@ -128,6 +128,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       warnings,
       coverage: coverageOf(coverage),
       spec: r.spec.toJson(),
+      peak_rss_bytes: peakRssBytes(),
     };
   }
   if (opts.arch && opts.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--graph' });
@@ -167,6 +168,11 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   if (r.verify) say('info', `verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
   else say('note', `the output is NOT verified: ${r.unverified_reason}`);
   for (const f of r.spec.frozen ?? []) say('note', `${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
-  return { ...r, warnings, coverage: coverageOf(coverage) };
+  return { ...r, warnings, coverage: coverageOf(coverage), peak_rss_bytes: peakRssBytes() };
 }
 
+
+/** The process's peak resident memory so far, in bytes (the report's `peak_rss_bytes`). */
+function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}
