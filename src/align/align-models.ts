@@ -86,7 +86,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const { alignOnnxModels, weightShapes } = await import('./align-onnx.js');
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
-    const { checkDimNames, randomBatches } = await import('../data/feed.js');
+    const { checkDimNames } = await import('../data/feed.js');
     const { openFeeds } = await import('../data/feed-source.js');
     const { verifySummary } = await import('../verify/verify.js');
     const a = await loadOnnx(aPath);
@@ -97,7 +97,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const dims = feed?.dims ?? opts.dims ?? {};
     const started = performance.now();
     const load = (started - loading) / 1000;
-    const batches = randomBatches(b, { count: 4, batch: 8, dims });
+    const batches = (await import('../verify/verify-permuted.js')).verifyBatches(b, dims);
     const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
       feeds: () => batches,
       specLabel: opts.specLabel,
@@ -137,6 +137,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       coverage: coverageOf(coverage),
       spec: r.spec.toJson(),
       phases,
+      peak_rss_bytes: peakRssBytes(),
     };
   }
   if (opts.arch && opts.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--graph' });
@@ -176,6 +177,11 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   if (r.verify) say('info', `verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
   else say('note', `the output is NOT verified: ${r.unverified_reason}`);
   for (const f of r.spec.frozen ?? []) say('note', `${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
-  return { ...r, warnings, coverage: coverageOf(coverage) };
+  return { ...r, warnings, coverage: coverageOf(coverage), peak_rss_bytes: peakRssBytes() };
 }
 
+
+/** The process's peak resident memory so far, in bytes (the report's `peak_rss_bytes`). */
+function peakRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024;
+}

@@ -21,7 +21,7 @@ import { BasinError, q } from '../errors.js';
 export async function inferSpec(model: OnnxModel, { dims = {}, data }: ProbeInputs = {}): Promise<InferResult> {
   checkHasOutputs(model);
   // Inline small external tensors (integer constants the rules read); large ones stay in their files, unread.
-  const proto = decodeModel(model.toBytes({ inlineExternal: SMALL_TENSOR_BYTES }));
+  const proto = decodeModel(model.toBytes({ inlineExternal: SMALL_TENSOR_BYTES, shared: true }));
   const feeds = data ? await firstBatch(data) : randomFeeds(model, { batch: 2, seed: 1, dims });
   const facts = await probeModel(model, feeds, model.path, { guessed: data ? [] : guessedDims(model, dims) });
   return inferPermutationSpec(proto, facts);

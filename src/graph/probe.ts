@@ -96,7 +96,7 @@ export async function probeModel(
   // External data is inlined so onnxruntime can run the copy from memory, unless the model keeps it in files:
   // then the copy holds the data's locations only and the session is created from a temp copy on disk.
   const onDisk = input instanceof OnnxModel && hasExternalData(input);
-  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk }) : onnx.ModelProto.encode(input).finish());
+  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk, shared: true }) : onnx.ModelProto.encode(input).finish());
   const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});

@@ -25,7 +25,7 @@ import { modelSpec } from '../models/model-spec.js';
 import { openDataRef, type DataRef, type FeedOptions } from '../data/data-ref.js';
 import type { Dataset } from '../data/dataset.js';
 import { openFeeds, type FeedSource } from '../data/feed-source.js';
-import { randomBatches } from '../data/feed.js';
+import { verifyBatches } from '../verify/verify-permuted.js';
 import { openEvalData } from '../eval/eval-data.js';
 import { evaluate } from '../eval/evaluate.js';
 import type { EvalResult, EvalTask } from '../eval/metrics.js';
@@ -150,7 +150,7 @@ export async function mergeModels(models: readonly LoadedModel[], opts: MergeMod
 
   say('step', `merging ${models.length} models (${method ? `${methodName} matching${base ? ' to the base' : ''}` : 'not aligned'}, ${spec.free.length} permutation group(s), ${rule.name})…`);
   const onnx = models.map((m) => m.model);
-  const manyOpts = { method: methodName, data, seed: opts.seed, maxIter: opts.maxIter ?? 20, verify: runnable && (!base || base.graph !== null) ? { feeds: () => randomBatches(first.model, { count: 4, batch: 8, dims }) } : (false as const), onProgress: opts.onProgress };
+  const manyOpts = { method: methodName, data, seed: opts.seed, maxIter: opts.maxIter ?? 20, verify: runnable && (!base || base.graph !== null) ? { feeds: () => verifyBatches(first.model, dims) } : (false as const), onProgress: opts.onProgress };
   let r: { merged?: OnnxModel; perms: Assignment[]; rounds: number[]; notes: string[] };
   if (rule.name === 'average') {
     // Git Re-Basin: MergeMany aligns and averages in one pass (the merge of today, bit for bit).

@@ -391,9 +391,12 @@ export class OnnxModel {
    * The model's protobuf bytes with every edit applied. External tensors keep their current locations unless
    * `inlineExternal` moves their data into `raw_data` (a self-contained model, as sessions need); a number moves
    * only tensors of at most that many bytes (larger ones keep their locations, and their data is not read).
+   * `shared`: when nothing changes, return the loaded bytes themselves instead of a copy (read them, never write:
+   * saves one copy of the model for a reader such as a session or a decoder).
    */
-  toBytes({ inlineExternal = false }: { inlineExternal?: boolean | number } = {}): Uint8Array {
-    return concat(this.toChunks(inlineExternal === true ? 'inline' : inlineExternal === false ? 'keep' : { inlineUpTo: inlineExternal }));
+  toBytes({ inlineExternal = false, shared = false }: { inlineExternal?: boolean | number; shared?: boolean } = {}): Uint8Array {
+    const chunks = this.toChunks(inlineExternal === true ? 'inline' : inlineExternal === false ? 'keep' : { inlineUpTo: inlineExternal });
+    return shared && chunks.length === 1 ? chunks[0]! : concat(chunks);
   }
 
   /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */

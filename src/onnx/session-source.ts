@@ -36,7 +36,7 @@ export function hasExternalData(model: OnnxModel): boolean {
  */
 export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise<SessionSource> {
   if (!hasExternalData(model)) {
-    const bytes = model.toBytes({ inlineExternal: true });
+    const bytes = model.toBytes({ inlineExternal: true, shared: true });
     if (!edit) return { model: bytes, dispose: () => undefined };
     const proto = onnx.ModelProto.decode(bytes);
     edit(proto);

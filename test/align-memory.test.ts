@@ -1,0 +1,88 @@
+/**
+ * Peak memory of `basin align` on a model of ~38 MB: the process may hold the two models' bytes plus what one step
+ * needs, not a copy per step. A regression (every weight copied once more, a session per step, verification on
+ * full batches of a large model) shows as a peak over the bound. Memory does not depend on load (unlike time); the
+ * child runs with a fixed V8 heap so garbage collection cannot defer frees arbitrarily.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { GraphBuilder } from '../src/onnx/build.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { randn, rng } from './helpers.js';
+
+const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
+const WIDTHS = [512, 1536, 1536, 1536, 1536, 10];
+
+/** A ReLU MLP (Gemm, torch [out, in] weights) of WIDTHS with weights drawn from `seed`: ~26 MB of float32. */
+function mlp(seed: number): Uint8Array {
+  const r = rng(seed);
+  const g = new GraphBuilder(17);
+  g.input('x', ['batch', WIDTHS[0]!]);
+  let h = 'x';
+  for (let l = 0; l + 1 < WIDTHS.length; l++) {
+    const [i, o] = [WIDTHS[l]!, WIDTHS[l + 1]!];
+    const w = new Float32Array(o * i);
+    for (let k = 0; k < w.length; k++) w[k] = randn(r) / Math.sqrt(i);
+    g.initializer(`layers.${l}.weight`, new Tensor([o, i], w));
+    g.initializer(`layers.${l}.bias`, new Tensor([o], Float32Array.from({ length: o }, () => randn(r) * 0.1)));
+    const last = l + 2 === WIDTHS.length;
+    g.node('Gemm', [h, `layers.${l}.weight`, `layers.${l}.bias`], [last ? 'y' : `g${l}`], { transB: 1 }, { name: `fc${l}` });
+    if (!last) g.node('Relu', [`g${l}`], [`h${l}`], {}, { name: `relu${l}` });
+    h = `h${l}`;
+  }
+  g.output('y', ['batch', WIDTHS.at(-1)!]);
+  return g.encode();
+}
+
+/** Peak RSS (bytes) of `node ARGS`, read from process.resourceUsage() at exit through a preloaded module. */
+async function peakRss(dir: string, args: string[]): Promise<{ peak: number; code: number; stderr: string }> {
+  const preload = path.join(dir, 'peak.mjs');
+  const out = path.join(dir, `peak-${Math.random().toString(36).slice(2)}.txt`);
+  await writeFile(preload, `import { writeFileSync } from 'node:fs';\nprocess.on('exit', () => writeFileSync(${JSON.stringify(out)}, String(process.resourceUsage().maxRSS * 1024)));\n`);
+  const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--max-semi-space-size=16', '--import', preload, ...args], { maxBuffer: 1 << 24 }, (err, _stdout, stderr) =>
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stderr }),
+    );
+  });
+  return { peak: Number(await readFile(out, 'utf8')), code, stderr };
+}
+
+/** Peak RSS of a basin command over a bare onnxruntime process, in multiples of model B's file size. */
+async function peakRatio(args: (files: { a: string; b: string; o: string }) => string[]): Promise<{ ratio: number; say: string }> {
+  const dir = await mkdtemp(path.join(tmpdir(), 'basin-memory-'));
+  try {
+    const [a, b, o] = ['a.onnx', 'b.onnx', 'out.onnx'].map((f) => path.join(dir, f)) as [string, string, string];
+    await writeFile(a, mlp(1));
+    await writeFile(b, mlp(2));
+    const file = statSync(b).size;
+    // a bare node process with onnxruntime loaded and one session created: what any basin command starts from
+    const base = await peakRss(dir, ['--input-type=module', '-e', "const ort = (await import('onnxruntime-node')).default; await ort.InferenceSession.create(process.argv[1]);", b]);
+    assert.equal(base.code, 0, base.stderr);
+    const run = await peakRss(dir, [CLI, ...args({ a, b, o }), '-q']);
+    assert.equal(run.code, 0, run.stderr);
+    const ratio = (run.peak - base.peak) / file;
+    return { ratio, say: `peaked at ${(run.peak / 2 ** 20).toFixed(0)} MiB, ${ratio.toFixed(2)}x the ${(file / 2 ** 20).toFixed(1)} MiB model over a bare onnxruntime process (${(base.peak / 2 ** 20).toFixed(0)} MiB)` };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// Bounds: the measured ratio plus ~1.7x, less than one more copy of both models' weights (2x): a step that holds
+// a copy of every weight of A and B again fails. Measured on this MLP (1536 wide): align 12.8x (weight matching's
+// cached n x n contributions and transposed A rows are most of it, src/match/weight-matching.ts), permute 8.2x.
+test('align: peak memory over a bare onnxruntime process stays within 14.5x the model file', { timeout: 600_000 }, async (t) => {
+  const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
+  t.diagnostic(`align ${say}`);
+  assert.ok(ratio <= 14.5, `align ${say}`);
+});
+
+test('permute: peak memory over a bare onnxruntime process stays within 10x the model file', { timeout: 600_000 }, async (t) => {
+  const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o]);
+  t.diagnostic(`permute ${say}`);
+  assert.ok(ratio <= 10, `permute ${say}`);
+});
