@@ -208,7 +208,7 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     const wCli = initializers(readFileSync(cliAligned));
     for (const [name, w] of wAl) assert.deepEqual(w, wCli.get(name), `${name}: page and basin align agree`);
 
-    // merge at t = 0.5: the same model as `basin merge A B_aligned --merge linear --method none`
+    // merge at t = 0.5: the same model as `basin merge A B_aligned --merge linear --weights 0.5,0.5 --method none`
     await page.$eval('#merge-t', (e) => {
       (e as HTMLInputElement).value = '0.5';
       e.dispatchEvent(new Event('input'));
@@ -220,7 +220,7 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     const alignedFile = path.join(dir, 'page_aligned.onnx');
     writeFileSync(alignedFile, aligned.bytes);
     const cliMerged = path.join(dir, 'cli_merged.onnx');
-    const m = await runBasin(['merge', A, alignedFile, '--merge', 'linear', '--method', 'none', '-o', cliMerged, '-q']);
+    const m = await runBasin(['merge', A, alignedFile, '--merge', 'linear', '--weights', '0.5,0.5', '--method', 'none', '-o', cliMerged, '-q']);
     assert.equal(m.code, 0, m.stderr);
     const [wM, wCliM] = [initializers(merged.bytes), initializers(readFileSync(cliMerged))];
     assert.deepEqual([...wM.keys()].sort(), [...wCliM.keys()].sort());

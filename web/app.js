@@ -62,7 +62,7 @@ function call(op, args, onProgress, transfer = []) {
       worker.postMessage({ id, op, args }, transfer);
     });
   }
-  return mainThread.runOp(op, args, onProgress ?? (() => {})).then(
+  return mainThread.runOp(op, args, (stage, fraction) => onProgress?.({ stage, fraction })).then(
     (r) => r.result,
     (e) => Promise.reject({ name: e?.name ?? 'Error', code: typeof e?.code === 'string' ? e.code : undefined, message: String(e?.message ?? e) }),
   );
@@ -128,16 +128,21 @@ function stem(name) {
   return name.replace(/\.[^.]*$/, '') || 'model';
 }
 
+/** The bundle's progress stages, as the page says them. */
+const STAGES = { load: 'reading the models', spec: 'finding the permutation groups', match: 'weight matching', verify: 'checking aligned B against B', evaluate: 'evaluating', merge: 'merging' };
+
 function progressHandler(bar, status, what) {
   bar.hidden = false;
   bar.removeAttribute('value');
+  status.textContent = `${what}…`;
   return (p) => {
-    if (p && typeof p.done === 'number' && typeof p.total === 'number' && p.total > 0) {
-      bar.max = p.total;
-      bar.value = p.done;
+    if (typeof p?.fraction === 'number') {
+      bar.max = 1;
+      bar.value = p.fraction;
+    } else {
+      bar.removeAttribute('value');
     }
-    const text = p?.message ?? p?.label ?? p?.phase ?? '';
-    status.textContent = `${what}${text ? `: ${text}` : ''}`;
+    status.textContent = `${what}${p?.stage ? `: ${STAGES[p.stage] ?? p.stage}` : ''}`;
   };
 }
 
@@ -206,6 +211,11 @@ async function showModel(slot) {
   renderModel(box, slot, m.name, info);
 }
 
+/** Weight axes as `tensor:axis`, comma-separated. */
+function members(list) {
+  return (list ?? []).map((m) => `${m.tensor}:${m.axis}`).join(', ');
+}
+
 function shapeText(s) {
   if (!Array.isArray(s)) return String(s ?? '');
   return `[${s.map((d) => (d === null || d === undefined ? '?' : d)).join(', ')}]`;
@@ -215,21 +225,21 @@ function shapeText(s) {
 function renderModel(box, slot, name, info) {
   const parts = [el('h3', {}, `Model ${slot.toUpperCase()}: `, name)];
   const io = [...(info.inputs ?? []).map((v) => ['input', v]), ...(info.outputs ?? []).map((v) => ['output', v])];
-  if (io.length) parts.push(table(['', 'name', 'type', 'shape'], io.map(([k, v]) => [k, v.name, v.dtype ?? v.type ?? '', shapeText(v.shape ?? v.dims)])));
+  if (io.length) parts.push(table(['', 'name', 'type', 'shape'], io.map(([k, v]) => [k, v.name, v.type ?? '', v.shape ? shapeText(v.shape) : 'unknown'])));
   const groups = info.groups ?? [];
-  parts.push(el('p', {}, `${groups.length} permutation group(s)`, info.params !== undefined ? `, ${info.params} weights` : ''));
+  parts.push(el('p', {}, `${groups.length} permutation group${groups.length === 1 ? '' : 's'}`, groups.length ? ':' : ' (nothing to align)'));
   if (groups.length) {
     parts.push(table(['group', 'size', 'tensors', 'what'], groups.map((g) => [
       g.name,
       g.size,
-      (g.tensors ?? g.weights ?? []).map((t) => (typeof t === 'string' ? t : `${t.tensor ?? t.name}${t.axis !== undefined ? `:${t.axis}` : ''}`)).join(', '),
-      [g.kind && g.kind !== 'free' ? g.kind : '', g.describe ?? g.description ?? ''].filter(Boolean).join(': '),
+      members(g.members),
+      [g.kind && g.kind !== 'free' ? g.kind : '', g.description ?? ''].filter(Boolean).join(': '),
     ]), [1]));
   }
   const frozen = info.frozen ?? [];
   if (frozen.length) {
-    parts.push(el('p', {}, `${frozen.length} frozen axis/axes (left as they are):`));
-    parts.push(table(['tensor', 'axis', 'reason'], frozen.map((f) => [f.tensor ?? f.name ?? '', f.axis ?? '', [f.reason, f.node ? `(node ${f.node})` : ''].filter(Boolean).join(' ')])));
+    parts.push(el('p', {}, `${frozen.length} frozen axis class${frozen.length === 1 ? '' : 'es'} (left as they are):`));
+    parts.push(table(['frozen', 'size', 'tensors', 'reason'], frozen.map((f, i) => [i + 1, f.size, members(f.members), [f.reason, f.node ? `(node ${f.node})` : ''].filter(Boolean).join(' ')]), [1]));
   }
   box.replaceChildren(...parts);
 }
@@ -257,21 +267,24 @@ async function align() {
   $('download-aligned').hidden = true;
   $('align-report').replaceChildren();
   const started = performance.now();
-  const r = await call('align', { a: state.a.bytes.slice(), b: state.b.bytes.slice() }, progressHandler($('align-progress'), status, 'aligning'));
+  const r = await call('align', { a: state.a.bytes.slice(), b: state.b.bytes.slice(), names: [state.a.name, state.b.name] }, progressHandler($('align-progress'), status, 'aligning'));
   $('align-progress').hidden = true;
   state.aligned = r.model;
   state.alignReport = r.report;
   const rep = r.report ?? {};
   const sweeps = Array.isArray(rep.sweeps) ? rep.sweeps : [];
   const rows = [
-    ['objective before', fmt(rep.objective_before ?? rep.objectiveBefore)],
-    ['objective after', fmt(rep.objective_after ?? rep.objectiveAfter)],
-    ['sweeps', `${sweeps.length}${sweeps.length ? ` (${sweeps.map((s) => fmt(typeof s === 'number' ? s : s.objective, 2)).join(' → ')})` : ''}`],
-    ['permutation groups', String(rep.groups ?? (rep.perms ? Object.keys(rep.perms).length : '–'))],
-    ['verification: max output difference', fmt(rep.verify?.maxAbs ?? rep.verify?.max_abs ?? rep.verify_max_error ?? rep.verify?.maxRel ?? rep.max_error)],
+    ['objective before', fmt(rep.objective_before)],
+    ['objective after', fmt(rep.objective_after)],
+    ['sweeps', `${sweeps.length}${sweeps.length ? ` (${sweeps.map((s) => fmt(s, 2)).join(' → ')})` : ''}`],
+    ['permutations', String(rep.perms ? Object.keys(rep.perms).length : '–')],
+    ['weights permuted', rep.coverage ? `${rep.coverage.permuted_params} of ${rep.coverage.params}` : '–'],
+    ['verification: largest output difference', rep.verify ? `${fmt(rep.verify.max_abs)} (relative ${fmt(rep.verify.max_rel)}, ${rep.verify.samples} samples)` : '–'],
     ['seconds', fmt((performance.now() - started) / 1000, 2)],
   ];
-  $('align-report').replaceChildren(table(['alignment', ''], rows, [1]));
+  const parts = [table(['alignment', ''], rows, [1])];
+  for (const w of rep.warnings ?? []) parts.push(el('p', { class: 'warning' }, `warning: ${w}`));
+  $('align-report').replaceChildren(...parts);
   status.textContent = 'done: B aligned computes the same function as B';
   setDownload($('download-aligned'), state.aligned, `${stem(state.b.name)}_aligned.onnx`);
   updateButtons();
@@ -284,12 +297,17 @@ async function interpolate() {
   const status = $('interp-status');
   const curves = [];
   for (const [name, b] of [['naive', state.b.bytes], ['aligned (weight matching)', state.aligned]]) {
-    const r = await call('interpolate', { a: state.a.bytes.slice(), b: b.slice(), data: state.data.bytes.slice(), steps }, progressHandler(bar, status, `interpolating ${name}`));
+    const names = [state.a.name, name === 'naive' ? state.b.name : `${state.b.name} (aligned)`, state.data.name];
+    const r = await call('interpolate', { a: state.a.bytes.slice(), b: b.slice(), data: state.data.bytes.slice(), steps, names }, progressHandler(bar, status, `interpolating, ${name}`));
     curves.push({ name, points: r.points, barrier: r.barrier });
   }
   bar.hidden = true;
-  status.textContent = `${steps} values of α on ${state.data.name}`;
-  const svg = await call('chart', { curves });
+  status.textContent = `${steps} values of t on ${state.data.name}`;
+  const svg = await call('chart', {
+    curves: curves.map((c) => ({ label: c.name, points: c.points })),
+    title: `Interpolating ${state.a.name} and ${state.b.name}`,
+    endpointLabels: ['A', 'B'],
+  });
   const img = el('img', { alt: 'loss and accuracy along the interpolation, naive and aligned', id: 'chart-img' });
   img.src = URL.createObjectURL(new Blob([svg], { type: 'image/svg+xml' }));
   const link = el('a', { download: 'interpolation.svg', href: img.src, id: 'download-chart' }, 'Download the chart (SVG)');
@@ -311,7 +329,7 @@ async function merge() {
   const b = state.aligned ?? state.b.bytes;
   $('merge-status').textContent = `merging at t = ${t} (${method})…`;
   $('download-merged').hidden = true;
-  const model = await call('merge', { a: state.a.bytes.slice(), b: b.slice(), t, method });
+  const model = await call('merge', { a: state.a.bytes.slice(), b: b.slice(), t, method, names: [state.a.name, state.aligned ? `${state.b.name} (aligned)` : state.b.name] });
   $('merge-status').textContent = `merged at t = ${t} (${method}${state.aligned ? ', B aligned' : ', B not aligned'})`;
   setDownload($('download-merged'), model, `merged_t${t}_${method}.onnx`);
 }
@@ -344,7 +362,7 @@ async function main() {
   }
   const methods = info.mergeMethods ?? ['linear', 'slerp'];
   $('merge-method').replaceChildren(...methods.map((m) => el('option', { value: m }, m)));
-  $('runtime-status').textContent = `ready: onnxruntime-web ${worker ? 'in a Web Worker' : 'on the main thread'}${info.crossOriginIsolated ? ', threads available' : ''}`;
+  $('runtime-status').textContent = `ready: onnxruntime-web ${worker ? 'in a Web Worker' : 'on the main thread'}, ${info.threads} thread${info.threads === 1 ? '' : 's'}`;
   document.body.dataset.ready = 'true';
 }
 
