@@ -13,7 +13,8 @@
  * n = 256–1024), which the randomized decompositions in linalg use.
  */
 import { BasinError, shapeStr } from '../errors.js';
-import { cachedSession, ort, runtimeError, type EngineDType, type GraphSpec } from './ort.js';
+import type ort from 'onnxruntime-node';
+import { cachedSession, runtime, runtimeError, type EngineDType, type GraphSpec } from './ort.js';
 
 export { disposeEngine, setEngineThreads, engineThreads } from './ort.js';
 
@@ -222,8 +223,8 @@ async function engineProduct(a: FloatMatrix, aShape: MatShape, b: FloatMatrix, b
   let y: ort.Tensor | undefined;
   try {
     const out = await session.run({
-      A: new ort.Tensor(dtype, a, [aShape[0], aShape[1]]),
-      B: new ort.Tensor(dtype, b, [bShape[0], bShape[1]]),
+      A: new (runtime().Tensor)(dtype, a, [aShape[0], aShape[1]]),
+      B: new (runtime().Tensor)(dtype, b, [bShape[0], bShape[1]]),
     });
     y = out['Y'];
   } catch (e) {

@@ -5,7 +5,7 @@
  *
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
@@ -134,4 +134,4 @@ export function cachedSessionCount(): number {
   return sessions.size;
 }
 
-export { ort };
+export { runtime } from './runtime.js';

@@ -4,11 +4,11 @@
  * intra-op thread count, and onnxruntime's failures translated to BasinError('onnx_runtime') naming the file and
  * node (src/onnx/ort-error.ts).
  */
-import os from 'node:os';
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import type onnxproto from 'onnx-proto';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
+import { defaultThreads, runtime } from './runtime.js';
 
 /**
  * onnxruntime's own log (its severity levels: 0 verbose, 1 info, 2 warning, 3 error, 4 fatal). By default only
@@ -16,7 +16,7 @@ import { ortError } from '../onnx/ort-error.js';
  * command) say nothing a user can act on, and its errors reach the user as BasinError('onnx_runtime') messages
  * naming the model and node. `BASIN_DEBUG=1` shows warnings and errors (`BASIN_DEBUG=verbose`: everything).
  */
-export function ortLogSeverity(env: NodeJS.ProcessEnv = process.env): 0 | 2 | 4 {
+export function ortLogSeverity(env: Readonly<Record<string, string | undefined>> = globalThis.process?.env ?? {}): 0 | 2 | 4 {
   const debug = env['BASIN_DEBUG'];
   if (!debug || debug === '0') return 4;
   return debug === 'verbose' ? 0 : 2;
@@ -24,8 +24,10 @@ export function ortLogSeverity(env: NodeJS.ProcessEnv = process.env): 0 | 2 | 4 
 
 const LOG_LEVELS = ['verbose', 'info', 'warning', 'error', 'fatal'] as const;
 
-// The process-wide logger, read by onnxruntime-node when it creates its first session.
-ort.env.logLevel = LOG_LEVELS[ortLogSeverity()];
+/** The process-wide logger, read by onnxruntime when it creates its first session: set before every creation. */
+function setLogLevel(): void {
+  runtime().env.logLevel = LOG_LEVELS[ortLogSeverity()];
+}
 
 /** Session options every basin session starts from: onnxruntime's log at `ortLogSeverity()`. */
 export function quietSessionOptions(): ort.InferenceSession.SessionOptions {
@@ -41,7 +43,7 @@ let threadOverride: number | null = null;
 
 /** Threads each session uses inside one op: every core Node reports, unless `setEngineThreads` said otherwise. */
 export function engineThreads(): number {
-  return threadOverride ?? Math.max(1, os.availableParallelism());
+  return threadOverride ?? defaultThreads();
 }
 
 /**
@@ -97,6 +99,8 @@ export function sessionOptions(profile: SessionProfile = 'model', threads?: numb
  * @throws BasinError onnx_runtime when onnxruntime refuses the model, naming `file` and the node when it can
  */
 export async function openSession(bytes: Uint8Array | string, { doing, profile = 'model', threads, file, graph }: OpenSessionOptions): Promise<ort.InferenceSession> {
+  const ort = runtime();
+  setLogLevel();
   try {
     // two calls: the overloads take a path or bytes, not their union
     const options = sessionOptions(profile, threads);

@@ -7,7 +7,8 @@
  * subgraphs recurse on the subgraph's own run. A subgraph that fails to run (a branch valid only for other
  * inputs) records nothing: the tracer then freezes what it would tie (rules/control.ts).
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
+import { runtime } from '../engine/runtime.js';
 import onnxproto from 'onnx-proto';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import type { ProbeResult } from './probe.js';
@@ -45,9 +46,9 @@ function formalFeeds(node: onnxproto.onnx.INodeProto, attr: string, sub: IGraphP
   const inputs = node.input ?? [];
   if (node.opType === 'If') return names.length === 0 ? feeds : undefined;
   if (node.opType === 'Loop' && attr === 'body') {
-    feeds.set(names[0]!, new ort.Tensor('int64', BigInt64Array.from([0n]), []));
+    feeds.set(names[0]!, new (runtime().Tensor)('int64', BigInt64Array.from([0n]), []));
     const cond = inputs[1] ? env.get(inputs[1]) : undefined;
-    feeds.set(names[1]!, cond ?? new ort.Tensor('bool', Uint8Array.from([1]), []));
+    feeds.set(names[1]!, cond ?? new (runtime().Tensor)('bool', Uint8Array.from([1]), []));
     for (let k = 2; k < names.length; k++) {
       const v = env.get(inputs[k] ?? '');
       if (!v) return undefined;
@@ -78,7 +79,7 @@ function firstSlice(t: ort.Tensor, axis: number): ort.Tensor {
   const src = t.data as unknown as { length: number; [i: number]: unknown; constructor: new (n: number) => { [i: number]: unknown } };
   const data = new src.constructor(outer * inner);
   for (let o = 0; o < outer; o++) for (let i = 0; i < inner; i++) data[o * inner + i] = src[o * dims[a]! * inner + i];
-  return new ort.Tensor(t.type as 'float32', data as unknown as Float32Array, dims.filter((_, i) => i !== a));
+  return new (runtime().Tensor)(t.type as 'float32', data as unknown as Float32Array, dims.filter((_, i) => i !== a));
 }
 
 async function probeOne(

@@ -5,7 +5,8 @@
  * the float results. Values inside If/Loop/Scan subgraphs come from running each subgraph on its own
  * (probe-subgraphs.ts).
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
+import { runtime } from '../engine/runtime.js';
 import onnxproto from 'onnx-proto';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
@@ -106,7 +107,7 @@ export async function probeModel(
   if (feeds) {
     let described: OnnxModel | undefined;
     for (const [name, f] of Object.entries(feeds)) {
-      if (f instanceof ort.Tensor) feedsUsed[name] = f;
+      if (f instanceof runtime().Tensor) feedsUsed[name] = f;
       else feedsUsed[name] = toOrtTensor(name, f, (described ??= asModel(input)).inputs.find((i) => i.name === name)?.dtype);
     }
   } else feedsUsed = sampleFeeds(input);

@@ -8,10 +8,9 @@
  * The stamp is deterministic (no clock, no host name): the same recipe run twice gives the same bytes.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { readFileSync } from 'node:fs';
+import { BASIN_VERSION } from './version.js';
 
-/** basin's version, from its package.json. */
-export const BASIN_VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+export { BASIN_VERSION };
 
 /** What is recorded: the argv of a `basin` command (without `node` and the script), and/or the recipe it ran. */
 export interface Provenance {

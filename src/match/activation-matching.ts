@@ -37,7 +37,8 @@ import { checkInputName } from '../data/named-input.js';
 import type { OnnxModel, ValueDesc } from '../onnx/model.js';
 import { createSession, toOrtTensor, type Feed, type OnnxSession } from '../onnx/session.js';
 import { ortError } from '../onnx/ort-error.js';
-import { createSession as createOrtSession, ort } from '../engine/ort.js';
+import type ort from 'onnxruntime-node';
+import { createSession as createOrtSession, runtime } from '../engine/ort.js';
 import { momentModel, momentNames, type MomentPoint } from './moment-graph.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { identity, permuteTensor } from '../spec/apply.js';
@@ -547,7 +548,7 @@ async function openMomentPass(
     const run = async (feeds: Record<string, Feed>) => {
       const ortFeeds: Record<string, ort.Tensor> = {};
       for (const [name, f] of Object.entries(feeds)) ortFeeds[name] = toOrtTensor(name, f, models[0]!.inputs.find((i) => i.name === name)?.dtype);
-      shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new ort.Tensor('float32', s, [s.length, 1])));
+      shifts.forEach((s, k) => (ortFeeds[momentNames.shift(k)] = new (runtime().Tensor)('float32', s, [s.length, 1])));
       let out: ort.InferenceSession.ReturnType;
       try {
         out = await session.run(ortFeeds, { logSeverityLevel: 4 });

@@ -4,9 +4,8 @@
  * that is available and the typed-array length limit BEFORE allocating, and refuse with a named error that says
  * the size, the bytes needed and available, and what would help; never a RangeError.
  */
-import os from 'node:os';
-import { constants } from 'node:buffer';
 import { BasinError, q } from '../errors.js';
+import { freeMemory, maxTypedLength } from '../engine/runtime.js';
 
 /** One permutation's n × n matrices: `resident` bytes per entry held for the whole job, `peak` while it is solved. */
 export interface SquareNeed {
@@ -21,17 +20,15 @@ export interface SquareNeed {
 }
 
 /** The largest typed array (elements) this Node allows. */
-export const MAX_TYPED_LENGTH = constants.MAX_LENGTH;
+export const MAX_TYPED_LENGTH = maxTypedLength();
 
 /**
  * Bytes basin may allocate: free memory (MemAvailable), the cgroup limit when there is one, and the
  * BASIN_MEMORY_LIMIT environment variable (bytes; a cap for shared machines), whichever is smallest.
  */
 export function availableMemory(): number {
-  let bytes = os.freemem();
-  const constrained = (process as { constrainedMemory?: () => number | undefined }).constrainedMemory?.();
-  if (constrained && constrained > 0 && constrained < bytes) bytes = constrained;
-  const env = process.env['BASIN_MEMORY_LIMIT'];
+  let bytes = freeMemory();
+  const env = globalThis.process?.env['BASIN_MEMORY_LIMIT'];
   if (env !== undefined && env !== '') {
     const cap = Number(env);
     if (!Number.isFinite(cap) || cap <= 0) throw new BasinError('invalid_argument', `BASIN_MEMORY_LIMIT must be a positive number of bytes, got ${q(env)}`, { found: env });

@@ -6,7 +6,8 @@
  * Extra outputs take their type from the graph's value_info when it has one; otherwise they are declared
  * without a type and onnxruntime infers it (declaring FLOAT would break int64 shape values such as Shape's output).
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
+import { runtime } from '../engine/runtime.js';
 import onnxproto from 'onnx-proto';
 import { DTYPES, dtypeFromOrt, float32ToStored, storedToFloat32, type DType, type StoredArray } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
@@ -128,8 +129,8 @@ export class OnnxSession {
  */
 export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): ort.Tensor {
   if (f instanceof Tensor) {
-    if (dtype === 'F16' || dtype === 'F64') return new ort.Tensor(DTYPES[dtype].ort!, float32ToStored(f.data, dtype, name) as Uint16Array, [...f.shape]);
-    return new ort.Tensor('float32', f.data, [...f.shape]);
+    if (dtype === 'F16' || dtype === 'F64') return new (runtime().Tensor)(DTYPES[dtype].ort!, float32ToStored(f.data, dtype, name) as Uint16Array, [...f.shape]);
+    return new (runtime().Tensor)('float32', f.data, [...f.shape]);
   }
   const type = f.type ?? typeFromData(f.data);
   if (!Array.isArray(f.data) && numel(f.dims) !== (f.data as ArrayLike<unknown>).length) {
@@ -139,7 +140,7 @@ export function toOrtTensor(name: string, f: Feed, dtype: DType | undefined): or
     });
   }
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
-  return new ort.Tensor(type as any, f.data as any, [...f.dims]);
+  return new (runtime().Tensor)(type as any, f.data as any, [...f.dims]);
 }
 
 /** The ORT type of typed data: the first dtype-table row with that TypedArray (Uint16Array is uint16, not float16). */
