@@ -53,7 +53,9 @@ function startWorker() {
   });
 }
 
-/** Run `op` in the worker (or on the main thread); resolves with its result, rejects with { name, code?, message }. */
+let mainQueue = Promise.resolve();
+
+/** Run `op` in the worker (or on the main thread, one at a time); resolves with its result, rejects with { name, code?, message }. */
 function call(op, args, onProgress, transfer = []) {
   if (worker) {
     const id = nextId++;
@@ -62,7 +64,9 @@ function call(op, args, onProgress, transfer = []) {
       worker.postMessage({ id, op, args }, transfer);
     });
   }
-  return mainThread.runOp(op, args, (stage, fraction) => onProgress?.({ stage, fraction })).then(
+  const run = mainQueue.then(() => mainThread.runOp(op, args, (stage, fraction) => onProgress?.({ stage, fraction })));
+  mainQueue = run.catch(() => undefined);
+  return run.then(
     (r) => r.result,
     (e) => Promise.reject({ name: e?.name ?? 'Error', code: typeof e?.code === 'string' ? e.code : undefined, message: String(e?.message ?? e) }),
   );
@@ -193,7 +197,11 @@ async function takeFile(slot, file) {
     $('barriers').hidden = true;
   }
   updateButtons();
-  if (slot !== 'data') await busy(() => showModel(slot));
+  // not behind `busy`: both models are read while either is dropped (the worker runs one operation at a time)
+  if (slot !== 'data') {
+    clearError();
+    await showModel(slot);
+  }
 }
 
 async function showModel(slot) {

@@ -5,8 +5,13 @@
  */
 import { runOp } from './ops.js';
 
-self.onmessage = async (event) => {
-  const { id, op, args } = event.data;
+// one operation at a time, in the order they were asked for
+let queue = Promise.resolve();
+self.onmessage = (event) => {
+  queue = queue.then(() => handle(event.data));
+};
+
+async function handle({ id, op, args }) {
   try {
     const onProgress = (stage, fraction) => self.postMessage({ id, progress: { stage: String(stage), fraction: typeof fraction === 'number' ? fraction : null } });
     const { result, transfer } = await runOp(op, args, onProgress);
@@ -14,7 +19,7 @@ self.onmessage = async (event) => {
   } catch (e) {
     self.postMessage({ id, error: errorData(e) });
   }
-};
+}
 
 function errorData(e) {
   return { name: e?.name ?? 'Error', code: typeof e?.code === 'string' ? e.code : undefined, message: String(e?.message ?? e) };

@@ -1293,7 +1293,7 @@ function stampFields(stamp: Record<string, string>): Uint8Array[] {
 function wireString(msg: Uint8Array, fieldNo: number, label: string): string {
   let s = '';
   for (const f of wireFields(msg, label)) {
-    if (f.no === fieldNo && f.wt === 2) s = Buffer.from(msg.buffer, msg.byteOffset + f.valueStart, f.end - f.valueStart).toString('utf8');
+    if (f.no === fieldNo && f.wt === 2) s = new TextDecoder().decode(msg.subarray(f.valueStart, f.end)); // no Buffer: the browser build runs this
   }
   return s;
 }
@@ -1304,7 +1304,7 @@ function scanNode(msg: Uint8Array, label: string): { isConstant: boolean; output
   const outputs: string[] = [];
   for (const f of wireFields(msg, label)) {
     if (f.wt !== 2) continue;
-    const text = (): string => Buffer.from(msg.buffer, msg.byteOffset + f.valueStart, f.end - f.valueStart).toString('utf8');
+    const text = (): string => new TextDecoder().decode(msg.subarray(f.valueStart, f.end));
     if (f.no === NODE_OP_TYPE) opType = text();
     else if (f.no === NODE_DOMAIN) domain = text();
     else if (f.no === NODE_OUTPUT) outputs.push(text());
