@@ -133,10 +133,11 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
   let browser: Browser | undefined;
   try {
     const data = dataSlice(dir);
-    // the CLI's answers for the same files, computed while the browser works
+    // the CLI's answers for the same files, computed while the browser works: B aligned, A merged with it, the curves
     const cliAligned = path.join(dir, 'cli_aligned.onnx');
+    const cliMerged = path.join(dir, 'cli_merged.onnx');
     const cli = Promise.all([
-      runBasin(['align', A, B, '-o', cliAligned, '-q']),
+      runBasin(['align', A, B, '-o', cliAligned, '-q']).then(async (r) => [r, r.code === 0 ? await runBasin(['merge', A, cliAligned, '--merge', 'linear', '--weights', '0.5,0.5', '--method', 'none', '-o', cliMerged, '-q']) : r] as const),
       runBasin(['interpolate', A, B, '--data', data.file, '--align', 'weight', '--report', '-', '-q']),
     ]);
     server = await startServer();
@@ -155,6 +156,13 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     await waitFor(page, 'the runtime', "document.body.dataset.ready === 'true'", 30_000).catch((e: Error) => assert.fail(`${e.message}\nconsole: ${logs.join('\n')}`));
     const privacy = await page.$eval('#privacy', (e) => e.textContent ?? '');
     assert.match(privacy, /nothing is uploaded/, 'the page says nothing is uploaded');
+
+    // a library error is shown in the page with its code and the file at fault, then a good file replaces it
+    await ((await page.$('#file-a')) as ElementHandle<HTMLInputElement>).uploadFile(data.file);
+    await page.waitForFunction("!document.getElementById('error').hidden", { timeout: 30_000, polling: 100 });
+    const shown = await pageError(page);
+    assert.match(shown, /\[onnx_invalid\]/, shown);
+    assert.match(shown, /fmnist_slice\.safetensors/, 'the message names the file');
 
     for (const [id, file] of [['#file-a', A], ['#file-b', B], ['#file-data', data.file]] as const) {
       const input = (await page.$(id)) as ElementHandle<HTMLInputElement> | null;
@@ -192,14 +200,17 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     // with data: the chart and the barrier of each curve, as `basin interpolate` computes them on the same data
     await waitFor(page, 'the interpolation', "!document.getElementById('barriers').hidden");
     assert.ok(await page.$('#chart img'), 'the chart is shown');
-    const barriers = await page.$$eval('#barriers tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => td.textContent ?? '')));
+    const barriers = await page.$$eval('#barriers tbody tr', (rows) => rows.map((r) => [...r.querySelectorAll('td')].map((td) => ({ text: td.textContent ?? '', value: td.dataset.value }))));
     assert.equal(barriers.length, 2, 'naive and aligned rows');
-    const [alignRun, interpRun] = await cli;
+    const [[alignRun, mergeRun], interpRun] = await cli;
     assert.equal(alignRun.code, 0, alignRun.stderr);
+    assert.equal(mergeRun.code, 0, mergeRun.stderr);
     assert.equal(interpRun.code, 0, interpRun.stderr);
     const curves = (JSON.parse(interpRun.stdout) as { curves: { name: string; barrier: number }[] }).curves;
-    const pageNaive = Number(barriers[0]![1]);
-    const pageAligned = Number(barriers[1]![1]);
+    const pageNaive = Number(barriers[0]![1]!.value);
+    const pageAligned = Number(barriers[1]![1]!.value);
+    assert.equal(barriers[0]![1]!.text, pageNaive.toFixed(4), 'the naive barrier is shown');
+    assert.equal(barriers[1]![1]!.text, pageAligned.toFixed(4), 'the aligned barrier is shown');
     assertAllClose(pageNaive, curves.find((c) => c.name === 'naive')!.barrier, { rtol: 1e-3, atol: 1e-4, label: 'naive barrier (page vs basin interpolate)' });
     assertAllClose(pageAligned, curves.find((c) => c.name !== 'naive')!.barrier, { rtol: 1e-3, atol: 1e-4, label: 'aligned barrier (page vs basin interpolate)' });
     assert.ok(pageAligned < pageNaive, `alignment lowers the barrier (${pageAligned} vs ${pageNaive})`);
@@ -209,6 +220,7 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     for (const [name, w] of wAl) assert.deepEqual(w, wCli.get(name), `${name}: page and basin align agree`);
 
     // merge at t = 0.5: the same model as `basin merge A B_aligned --merge linear --weights 0.5,0.5 --method none`
+    // (B aligned by the CLI: the same bytes as the page's, checked above)
     await page.$eval('#merge-t', (e) => {
       (e as HTMLInputElement).value = '0.5';
       e.dispatchEvent(new Event('input'));
@@ -217,11 +229,6 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     await page.click('#merge');
     await waitFor(page, 'the merge', "!document.getElementById('download-merged').hidden");
     const merged = await download(page, downloads, '#download-merged');
-    const alignedFile = path.join(dir, 'page_aligned.onnx');
-    writeFileSync(alignedFile, aligned.bytes);
-    const cliMerged = path.join(dir, 'cli_merged.onnx');
-    const m = await runBasin(['merge', A, alignedFile, '--merge', 'linear', '--weights', '0.5,0.5', '--method', 'none', '-o', cliMerged, '-q']);
-    assert.equal(m.code, 0, m.stderr);
     const [wM, wCliM] = [initializers(merged.bytes), initializers(readFileSync(cliMerged))];
     assert.deepEqual([...wM.keys()].sort(), [...wCliM.keys()].sort());
     for (const [name, w] of wM) {

@@ -325,7 +325,13 @@ async function interpolate() {
   for (const c of curves) {
     const mid = c.points.reduce((best, p) => (Math.abs(p.t - 0.5) < Math.abs(best.t - 0.5) ? p : best), c.points[0]);
     const tr = el('tr', { 'data-curve': c.name.split(' ')[0] });
-    tr.append(el('td', {}, c.name), el('td', { class: 'num barrier' }, fmt(c.barrier)), el('td', { class: 'num' }, fmt(mid?.loss)), el('td', { class: 'num' }, fmt(mid?.accuracy)));
+    // data-value: the unrounded number, for scripts reading the page
+    tr.append(
+      el('td', {}, c.name),
+      el('td', { class: 'num barrier', 'data-value': String(c.barrier) }, fmt(c.barrier)),
+      el('td', { class: 'num', 'data-value': String(mid?.loss) }, fmt(mid?.loss)),
+      el('td', { class: 'num', 'data-value': String(mid?.accuracy) }, typeof mid?.accuracy === 'number' ? `${(mid.accuracy * 100).toFixed(1)}%` : '–'),
+    );
     body.append(tr);
   }
   $('barriers').hidden = false;
