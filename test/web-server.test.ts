@@ -5,12 +5,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync, spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { checkWebFiles, startWebServer, WEB_ROOTS } from '../src/cli/web-server.js';
+import { fileURLToPath } from 'node:url';
+import { checkWebFiles, startWebServer } from '../src/cli/web-server.js';
 import { assertBasinError, runBasin } from './helpers.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A raw GET (no URL normalization, any Host header): status and headers. */
 function get(port: number, rawPath: string, host = `127.0.0.1:${port}`, method = 'GET'): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
@@ -122,11 +126,42 @@ test('missing page files are file_not_found naming the file; a taken port is inv
   }
 });
 
-test('the package ships the page and the bundle folders that basin web serves', async () => {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { files: string[] };
-  assert.deepEqual(WEB_ROOTS.map((r) => path.basename(r)), ['web', 'web']);
-  assert.ok(pkg.files.includes('web'), 'files lists web/');
-  assert.ok(pkg.files.some((f) => f === 'dist/web' || f === 'dist/web/'), 'files lists dist/web/');
+test('installed from the packed tarball, basin web serves the page, the bundle and the wasm runtime', { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-web-pack-'));
+  try {
+    const packed = execFileSync('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', dir], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    const tarball = path.join(dir, (JSON.parse(packed) as [{ filename: string }])[0].filename);
+    execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+    const pkgDir = path.join(dir, 'package');
+    symlinkSync(path.join(ROOT, 'node_modules'), path.join(pkgDir, 'node_modules'), 'dir'); // the dependencies, as npm install would put them
+    const child = spawn(process.execPath, [path.join(pkgDir, 'dist/src/cli/main.js'), 'web', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /^(http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        child.on('exit', (code) => reject(new Error(`basin web exited (${code}): ${err}`)));
+      });
+      const port = Number(new URL(url).port);
+      for (const [p, type] of [['/', 'text/html; charset=utf-8'], ['/app.js', 'text/javascript; charset=utf-8'], ['/worker.js', 'text/javascript; charset=utf-8'], ['/basin-web.js', 'text/javascript; charset=utf-8'], ['/ort-wasm-simd-threaded.wasm', 'application/wasm']] as const) {
+        const r = await get(port, p, undefined, 'HEAD');
+        assert.equal(r.status, 200, `${p} from the installed package`);
+        assert.equal(r.headers['content-type'], type, p);
+      }
+    } finally {
+      child.kill('SIGTERM');
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('basin web refuses a port out of range before starting', async () => {
   const bad = await runBasin(['web', '--port', '70000']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /basin: error \[invalid_argument\]: --port must be an integer in \[0, 65535\], got .70000./);
