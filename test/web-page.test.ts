@@ -144,7 +144,8 @@ test('the web page aligns, charts and merges the MLP pair in headless Chromium; 
     browser = await puppeteer.launch({
       executablePath: chromium,
       headless: true,
-      args: [...(process.getuid?.() === 0 ? ['--no-sandbox'] : []), '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
+      // --no-sandbox: CI runs as root in a container (Chromium's sandbox needs user namespaces); the page is our own
+      args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage', '--no-first-run'],
     });
     const cdp = await browser.target().createCDPSession();
     await cdp.send('Browser.setDownloadBehavior', { behavior: 'allow', downloadPath: downloads });

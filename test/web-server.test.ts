@@ -166,3 +166,16 @@ test('basin web refuses a port out of range before starting', async () => {
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /basin: error \[invalid_argument\]: --port must be an integer in \[0, 65535\], got .70000./);
 });
+
+test('basin web prints its URL on stdout, serves, and ends with exit 0 on Ctrl-C (SIGINT)', async () => {
+  const child = spawn(process.execPath, [path.join(ROOT, 'dist/src/cli/main.js'), 'web', '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => resolve(d.toString().trim()));
+    child.on('exit', (code) => reject(new Error(`exited early (${code})`)));
+  });
+  assert.match(url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  assert.equal((await get(Number(new URL(url).port), '/', undefined, 'HEAD')).status, 200);
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  child.kill('SIGINT');
+  assert.equal(await exited, 0);
+});

@@ -22,15 +22,17 @@ export function register(program: Command): void {
       action(async (o: { port: number; host: string; open?: boolean }) => {
         await checkWebFiles();
         const server = await startWebServer({ port: o.port, host: o.host });
-        out(`${server.url}\n`);
-        log(`basin web: serving the page at ${server.url} (Ctrl-C to stop); models you drop stay in the browser, nothing is uploaded`);
-        if (o.host !== '127.0.0.1' && o.host !== 'localhost' && o.host !== '::1') log(`WARNING: listening on ${o.host}: other machines can load the page`);
-        if (o.open) openBrowser(server.url);
-        await new Promise<void>((resolve) => {
+        // Ctrl-C / SIGTERM close the server and end the command normally (handlers set before the URL is printed)
+        const stopped = new Promise<void>((resolve) => {
           const stop = () => void server.close().then(resolve);
           process.once('SIGINT', stop);
           process.once('SIGTERM', stop);
         });
+        out(`${server.url}\n`);
+        log(`basin web: serving the page at ${server.url} (Ctrl-C to stop); models you drop stay in the browser, nothing is uploaded`);
+        if (o.host !== '127.0.0.1' && o.host !== 'localhost' && o.host !== '::1') log(`WARNING: listening on ${o.host}: other machines can load the page`);
+        if (o.open) openBrowser(server.url);
+        await stopped;
       }),
     );
 }
