@@ -200,7 +200,18 @@ async function takeFile(slot, file) {
   // not behind `busy`: both models are read while either is dropped (the worker runs one operation at a time)
   if (slot !== 'data') {
     clearError();
-    await showModel(slot);
+    try {
+      await showModel(slot);
+    } catch (e) {
+      // a file basin cannot read is not kept: Align and Merge wait for a good one
+      if (state[slot]?.bytes === bytes) {
+        state[slot] = null;
+        $(`name-${slot}`).textContent = `${file.name}: not usable (see the error)`;
+        document.querySelector(`.drop[data-slot="${slot}"]`).classList.remove('loaded');
+        updateButtons();
+      }
+      throw e;
+    }
   }
 }
 
