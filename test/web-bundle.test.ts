@@ -5,7 +5,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, symlinkSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { FIXTURES, assertAllClose, rng, randomPermutation } from './helpers.js';
 import type { BasinError, BasinErrorCode } from '../src/errors.js';
@@ -209,4 +213,41 @@ test('bad bytes are BasinErrors naming what was given, before any run', async ()
   await assertWebError(() => web.mergeOnnx(aBytes, bBytes, { method: 'median' }), 'invalid_argument');
   await assertWebError(() => web.mergeOnnx(aBytes, bBytes, { method: 'ties' }), 'invalid_argument');
   await assertWebError(() => web.initRuntime({ numThreads: 0 }), 'invalid_argument');
+});
+
+test("the browser functions do not use Node's Buffer global (a page has none)", async () => {
+  const saved = globalThis.Buffer;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  (globalThis as any).Buffer = undefined;
+  try {
+    const { model } = await web.alignOnnx(aBytes, bBytes);
+    const merged = await web.mergeOnnx(aBytes, model, { t: 0.5 });
+    const { points } = await web.interpolateOnnx(aBytes, model, dataBytes, { steps: 2, limit: 100 });
+    assert.equal(points.length, 2);
+    assert.ok(merged.length > 0);
+  } finally {
+    globalThis.Buffer = saved;
+  }
+  assert.equal(typeof Buffer.from, 'function');
+});
+
+test("package.json exports: 'basin-ml/web' and the browser condition of 'basin-ml' resolve to the bundle", () => {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { name: string };
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-web-exports-'));
+  try {
+    mkdirSync(path.join(dir, 'node_modules'));
+    symlinkSync(root, path.join(dir, 'node_modules', pkg.name), 'dir');
+    const resolveIn = (spec: string, conditions: string[]) => {
+      const r = spawnSync(process.execPath, [...conditions.map((c) => `--conditions=${c}`), '--input-type=module', '-e', `console.log(import.meta.resolve(${JSON.stringify(spec)}))`], { cwd: dir, encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return fileURLToPath(r.stdout.trim());
+    };
+    const bundle = fileURLToPath(BUNDLE);
+    assert.equal(realpathSync(resolveIn(`${pkg.name}/web`, [])), realpathSync(bundle));
+    assert.equal(realpathSync(resolveIn(pkg.name, ['browser'])), realpathSync(bundle));
+    assert.equal(realpathSync(resolveIn(pkg.name, [])), realpathSync(path.join(root, 'dist/src/index.js')), 'Node gets the Node library');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1290,10 +1290,13 @@ function stampFields(stamp: Record<string, string>): Uint8Array[] {
   return out;
 }
 
+/** UTF-8 as Buffer#toString decodes it (invalid sequences become U+FFFD), without Node's Buffer (the browser build). */
+const UTF8 = new TextDecoder();
+
 function wireString(msg: Uint8Array, fieldNo: number, label: string): string {
   let s = '';
   for (const f of wireFields(msg, label)) {
-    if (f.no === fieldNo && f.wt === 2) s = new TextDecoder().decode(msg.subarray(f.valueStart, f.end)); // no Buffer: the browser build runs this
+    if (f.no === fieldNo && f.wt === 2) s = UTF8.decode(msg.subarray(f.valueStart, f.end));
   }
   return s;
 }
@@ -1304,7 +1307,7 @@ function scanNode(msg: Uint8Array, label: string): { isConstant: boolean; output
   const outputs: string[] = [];
   for (const f of wireFields(msg, label)) {
     if (f.wt !== 2) continue;
-    const text = (): string => new TextDecoder().decode(msg.subarray(f.valueStart, f.end));
+    const text = (): string => UTF8.decode(msg.subarray(f.valueStart, f.end));
     if (f.no === NODE_OP_TYPE) opType = text();
     else if (f.no === NODE_DOMAIN) domain = text();
     else if (f.no === NODE_OUTPUT) outputs.push(text());
