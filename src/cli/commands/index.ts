@@ -20,4 +20,5 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   grow: () => import('./grow.js'),
   zip: () => import('./zip.js'),
   run: () => import('./run.js'),
+  web: () => import('./web.js'),
 };
