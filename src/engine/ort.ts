@@ -6,19 +6,18 @@
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
 import ort from 'onnxruntime-node';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession } from './session-factory.js';
 
-const { onnx } = onnxproto;
 
 /** The ONNX element types the engine builds graphs for. */
 export type EngineDType = 'float32' | 'float64';
 
 const ELEM_TYPE: Record<EngineDType, number> = {
-  float32: onnx.TensorProto.DataType.FLOAT,
-  float64: onnx.TensorProto.DataType.DOUBLE,
+  float32: onnx.TensorProto_DataType.FLOAT,
+  float64: onnx.TensorProto_DataType.DOUBLE,
 };
 
 /** A graph input or output: a name and its dims, each a fixed size or a dim-param name (dynamic). */
@@ -46,24 +45,16 @@ export interface GraphSpec {
 /** Opset the engine's graphs are written against (Gemm-13, MatMul-13, Transpose-13). */
 export const ENGINE_OPSET = 17;
 
-function valueInfo(v: ValueSpec): onnxproto.onnx.IValueInfoProto {
-  return {
-    name: v.name,
-    type: {
-      tensorType: {
-        elemType: ELEM_TYPE[v.dtype],
-        shape: { dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
+function valueInfo(v: ValueSpec): onnx.ValueInfoProto {
+  return onnx.valueInfo({ name: v.name, type: onnx.tensorType(ELEM_TYPE[v.dtype], v.dims) });
 }
 
 /** Serialize a graph spec into ModelProto bytes that onnxruntime can load. */
 export function buildModel(spec: GraphSpec): Uint8Array {
-  const model = onnx.ModelProto.create({
-    irVersion: 8,
+  const model = onnx.create(onnx.ModelProtoSchema, {
+    irVersion: 8n,
     producerName: 'basin',
-    opsetImport: [{ domain: '', version: ENGINE_OPSET }],
+    opsetImport: [{ domain: '', version: BigInt(ENGINE_OPSET) }],
     graph: {
       name: spec.name,
       input: spec.inputs.map(valueInfo),
@@ -75,13 +66,13 @@ export function buildModel(spec: GraphSpec): Uint8Array {
         output: [...n.outputs],
         attribute: Object.entries(n.intAttrs ?? {}).map(([name, value]) => ({
           name,
-          type: onnx.AttributeProto.AttributeType.INT,
-          i: value,
+          type: onnx.AttributeProto_AttributeType.INT,
+          i: BigInt(value),
         })),
       })),
     },
   });
-  return onnx.ModelProto.encode(model).finish();
+  return onnx.encodeModel(model);
 }
 
 // Log level, threads and session options live in the one session factory; re-exported for their importers.
