@@ -104,7 +104,7 @@ const BASIN_CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
 /**
  * An ONNX file's bytes without what records how it was made (producer and basin.* metadata_props, written by every
  * CLI command): two commands that make the same model from different command lines compare equal through this.
- * Decoded and re-encoded with protobufjs, independently of basin's writer.
+ * Decoded and re-encoded with protobuf-es (src/onnx/proto.ts), independently of basin's splicing writer.
  */
 export function onnxWithoutProvenance(bytes: Uint8Array): Uint8Array {
   const m = onnx.decodeModel(bytes);
