@@ -1,7 +1,7 @@
 /**
  * Recipes (`basin run`) and provenance: a recipe is checked before anything runs, reproduces its output byte for
  * byte, and every output names what made it (ONNX metadata_props and producer, safetensors __metadata__), read
- * back here with protobufjs' decoder and a hand parse of the safetensors header, not with basin's writers.
+ * back here with protobuf-es' decoder (src/onnx/proto.ts) and a hand parse of the safetensors header, not with basin's writers.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -24,7 +24,7 @@ export interface GraphNode {
 
 function longNum(v: unknown): number {
   if (typeof v === 'number') return v;
-  if (v && typeof v === 'object' && 'toString' in v) return Number(String(v));
+  if (typeof v === 'bigint') return Number(v);
   return 0;
 }
 

@@ -152,7 +152,7 @@ function hasElements(a: ArrayLike<unknown> | null | undefined): boolean {
   return !!a && a.length > 0;
 }
 
-/** Typed-field values (numbers or Longs) to little-endian bytes of `dtype`. */
+/** Typed-field values (numbers or bigints) to little-endian bytes of `dtype`. */
 function typedToBytes(values: ArrayLike<LongLike>, dtype: DType): Uint8Array {
   const n = values.length;
   switch (dtype) {
