@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
 import { loadOnnx } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
@@ -25,10 +25,10 @@ const TEST = path.join(FIXTURES, 'fmnist_test1k.safetensors');
 
 /** Float initializers' and float Constants' elements, read straight from the protobuf. */
 function protoFloatParams(file: string): number {
-  const { onnx } = onnxproto;
-  const m = onnx.ModelProto.decode(readFileSync(file));
-  const floats = new Set([onnx.TensorProto.DataType.FLOAT, onnx.TensorProto.DataType.FLOAT16, onnx.TensorProto.DataType.DOUBLE, onnx.TensorProto.DataType.BFLOAT16]);
-  const count = (t: onnxproto.onnx.ITensorProto): number => (floats.has(t.dataType ?? 0) ? (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1) : 0);
+  
+  const m = onnx.decodeModel(readFileSync(file));
+  const floats = new Set([onnx.TensorProto_DataType.FLOAT, onnx.TensorProto_DataType.FLOAT16, onnx.TensorProto_DataType.DOUBLE, onnx.TensorProto_DataType.BFLOAT16]);
+  const count = (t: onnx.TensorProto): number => (floats.has(t.dataType ?? 0) ? (t.dims ?? []).reduce((a: number, d) => a * Number(d), 1) : 0);
   let n = 0;
   for (const t of m.graph?.initializer ?? []) n += count(t);
   for (const node of m.graph?.node ?? []) if (node.opType === 'Constant') for (const a of node.attribute ?? []) if (a.t) n += count(a.t);

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { OnnxModel, loadOnnx } from '../src/onnx/model.js';
 import { GraphBuilder } from '../src/onnx/build.js';
@@ -11,7 +11,6 @@ import { openDataset } from '../src/data/open.js';
 import { evaluate, evaluateLogits } from '../src/index.js';
 import { FIXTURES, assertAllClose, assertBasinError } from './helpers.js';
 
-const { onnx } = onnxproto;
 const REFS = new URL('../../test/refs/', import.meta.url).pathname;
 const FMNIST = '/usr/share/datasets/fashion-mnist';
 
@@ -70,8 +69,8 @@ test('evaluate: session argument, batch size, progress, limit', async () => {
 
 test('evaluate: a fixed batch dimension pads the last batch and scores only real samples', async () => {
   const src = await loadOnnx(path.join(FIXTURES, 'mlp_small_seed0.onnx'));
-  const proto = onnx.ModelProto.decode(src.toBytes());
-  proto.graph!.input![0]!.type!.tensorType!.shape!.dim![0] = onnx.TensorShapeProto.Dimension.create({ dimValue: 4 });
+  const proto = onnx.decodeModel(src.toBytes());
+  onnx.tensorTypeOf(proto.graph!.input[0]!.type)!.shape!.dim[0]!.value = { case: 'dimValue', value: 4n };
   const fixed = OnnxModel.fromProto(proto);
   assert.deepEqual(fixed.inputs[0]!.shape, [4, 784]);
   const ds = await openDataset(path.join(FIXTURES, 'fmnist_test1k.safetensors'), { limit: 10 });

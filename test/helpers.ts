@@ -1,5 +1,5 @@
 /** Shared test helpers: one float comparison used everywhere, and small deterministic randomness. */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { BasinError, type BasinErrorCode } from '../src/errors.js';
@@ -104,14 +104,14 @@ const BASIN_CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
 /**
  * An ONNX file's bytes without what records how it was made (producer and basin.* metadata_props, written by every
  * CLI command): two commands that make the same model from different command lines compare equal through this.
- * Decoded and re-encoded with protobufjs, independently of basin's writer.
+ * Decoded and re-encoded with protobuf-es (src/onnx/proto.ts), independently of basin's splicing writer.
  */
 export function onnxWithoutProvenance(bytes: Uint8Array): Uint8Array {
-  const m = onnxproto.onnx.ModelProto.decode(bytes);
+  const m = onnx.decodeModel(bytes);
   m.producerName = '';
   m.producerVersion = '';
   m.metadataProps = (m.metadataProps ?? []).filter((p) => !(p.key ?? '').startsWith('basin.')) as typeof m.metadataProps;
-  return onnxproto.onnx.ModelProto.encode(m).finish();
+  return onnx.encodeModel(m);
 }
 
 /**

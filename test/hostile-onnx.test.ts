@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import test from 'node:test';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
 import { BasinError } from '../src/errors.js';
 import { openCheckpoint } from '../src/io/checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors.js';
@@ -20,7 +20,6 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, assertBasinError, runBasin } from './helpers.js';
 import { ESCAPE, FIELD, mlp, onnxCases, reference, w1Bytes, writeModel } from './hostile/onnx-cases.js';
 
-const { onnx } = onnxproto;
 
 /** Control characters that move the cursor or rewrite the line (newline and tab are allowed in messages). */
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]/;
@@ -266,8 +265,8 @@ test('shards: the Hugging Face cache layout (snapshot symlinks into blobs/) open
 // --- saving ONNX with external data -----------------------------------------------------------------------------
 
 function location(file: string): string[] {
-  const p = onnx.ModelProto.decode(readFileSync(file));
-  return p.graph!.initializer!.filter((t) => t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL).map((t) => t.externalData!.find((kv) => kv.key === 'location')!.value!);
+  const p = onnx.decodeModel(readFileSync(file));
+  return p.graph!.initializer!.filter((t) => t.dataLocation === onnx.TensorProto_DataLocation.EXTERNAL).map((t) => t.externalData!.find((kv) => kv.key === 'location')!.value!);
 }
 
 test('save keeps the `model.onnx_data` naming convention (transformers.js) and the default `<out>.data`', async () => {

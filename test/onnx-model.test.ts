@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, readdirSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
+import { toJson } from '@bufbuild/protobuf';
 import { BasinError } from '../src/errors.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
@@ -12,7 +13,6 @@ import { GraphBuilder } from '../src/onnx/build.js';
 import { createSession } from '../src/onnx/session.js';
 import { FIXTURES, assertAllClose, assertBasinError, rng } from './helpers.js';
 
-const { onnx } = onnxproto;
 
 const ONNX_FIXTURES = readdirSync(FIXTURES).filter((f) => f.endsWith('.onnx')).sort();
 
@@ -36,10 +36,12 @@ function halfExactTensor(shape: number[], seed: number): Tensor {
 }
 
 /** The decoded graph as plain JSON, with one initializer (or none) left out. */
+const opsetId = (init: { domain: string; version: bigint }): onnx.OperatorSetIdProto => onnx.create(onnx.OperatorSetIdProtoSchema, init);
+
 function graphJson(bytes: Uint8Array, without?: string): unknown {
-  const m = onnx.ModelProto.decode(bytes);
-  const obj = onnx.ModelProto.toObject(m, { longs: String, bytes: String, defaults: false });
-  obj.graph.initializer = (obj.graph.initializer ?? []).filter((t: { name: string }) => t.name !== without);
+  const m = onnx.decodeModel(bytes);
+  const obj = toJson(onnx.ModelProtoSchema, m) as { graph: { initializer?: { name: string }[] } };
+  obj.graph.initializer = (obj.graph.initializer ?? []).filter((t) => t.name !== without);
   return obj;
 }
 
@@ -214,7 +216,7 @@ test('fp16 / bf16 / f32 / f64 initializers in raw_data and in typed fields: read
       const expected = { F16: 0.0999755859375, BF16: 0.10009765625, F32: Math.fround(0.1), F64: Math.fround(0.1) }[dtype];
       assert.ok(back.getFloat32('w').data.every((v) => v === expected), `${dtype} ${storage}: ${back.getFloat32('w').data[0]}`);
       assert.equal(back.weightInfo('w').storage, storage);
-      const t = onnx.ModelProto.decode(back.toBytes()).graph!.initializer![0]!;
+      const t = onnx.decodeModel(back.toBytes()).graph!.initializer![0]!;
       if (storage === 'typed') {
         assert.equal(t.rawData?.length ?? 0, 0);
         const field = { F16: t.int32Data, BF16: t.int32Data, F32: t.floatData, F64: t.doubleData }[dtype];
@@ -280,7 +282,7 @@ test('Constant-node weights: value tensors (raw and typed) and value_floats attr
   assert.deepEqual(Array.from(back.getFloat32('c_typed').data), [1, 0.5, 0.25]);
   assert.deepEqual(Array.from(back.getFloat32('c_floats').data), [20, 40, 60]);
   assert.deepEqual(Array.from(back.getFloat32('c_float').data), [4]);
-  const attrs = onnx.ModelProto.decode(back.toBytes()).graph!.node!.filter((n) => n.opType === 'Constant').map((n) => n.attribute![0]!);
+  const attrs = onnx.decodeModel(back.toBytes()).graph!.node!.filter((n) => n.opType === 'Constant').map((n) => n.attribute![0]!);
   assert.deepEqual(attrs.map((a) => a.name), ['value', 'value', 'value_floats', 'value_float', 'value']);
   assert.equal(attrs[1]!.t!.floatData!.length, 3, 'a typed constant stays typed');
 
@@ -341,8 +343,8 @@ test('external data: read relative to the model, run, save to <out>.data, save o
     const out = path.join(outDir, 'merged.onnx');
     await saveOnnx(m, out);
     assert.deepEqual(readdirSync(outDir).sort(), ['merged.onnx', 'merged.onnx.data']);
-    const t = onnx.ModelProto.decode(readFileSync(out)).graph!.initializer!.find((i) => i.name === 'w')!;
-    assert.equal(t.dataLocation, onnx.TensorProto.DataLocation.EXTERNAL);
+    const t = onnx.decodeModel(readFileSync(out)).graph!.initializer!.find((i) => i.name === 'w')!;
+    assert.equal(t.dataLocation, onnx.TensorProto_DataLocation.EXTERNAL);
     assert.equal(t.externalData!.find((e) => e.key === 'location')!.value, 'merged.onnx.data');
     const back = await loadOnnx(out);
     assert.deepEqual(back.getFloat32('w').data, w2.data);
@@ -401,21 +403,21 @@ test('errors: not ONNX, truncated, empty graph, opsets, domains, missing file', 
 
     const base = castMatMul('F32', 'raw', new Tensor([4, 3])).proto();
     for (const [imports, code] of [
-      [[{ domain: '', version: 6 }], 'onnx_unsupported_opset'],
-      [[{ domain: '', version: 23 }], 'onnx_unsupported_opset'],
+      [[{ domain: '', version: 6n }], 'onnx_unsupported_opset'],
+      [[{ domain: '', version: 23n }], 'onnx_unsupported_opset'],
       [[], 'onnx_invalid'],
     ] as const) {
-      await assertBasinError(() => OnnxModel.fromProto({ ...base, opsetImport: [...imports] }), code);
+      await assertBasinError(() => OnnxModel.fromProto({ ...base, opsetImport: imports.map((i) => opsetId(i)) }), code);
     }
     // an unknown domain is refused only when a node uses it (exporters declare ai.onnx.training and use nothing)
-    const custom = [{ domain: '', version: 17 }, { domain: 'com.example.custom', version: 1 }];
+    const custom = [opsetId({ domain: '', version: 17n }), opsetId({ domain: 'com.example.custom', version: 1n })];
     assert.equal(OnnxModel.fromProto({ ...base, opsetImport: custom }).opset, 17);
-    const usesCustom = { ...base.graph, node: [...(base.graph?.node ?? []), { opType: 'Foo', domain: 'com.example.custom', input: ['x'], output: ['foo'] }] };
+    const usesCustom = { ...base.graph!, node: [...(base.graph?.node ?? []), onnx.node({ opType: 'Foo', domain: 'com.example.custom', input: ['x'], output: ['foo'] })] };
     const ce = await assertBasinError(() => OnnxModel.fromProto({ ...base, graph: usesCustom, opsetImport: custom }), 'onnx_unsupported_opset');
     assert.ok(ce.message.includes("'com.example.custom'"), ce.message);
     const listed = ce.message.slice(ce.message.indexOf('known:'));
     for (const d of ["'ai.onnx'", "'com.microsoft'"]) assert.equal(listed.split(d).length - 1, 1, `${d} listed once: ${listed}`);
-    assert.equal(OnnxModel.fromProto({ ...base, opsetImport: [{ domain: 'ai.onnx', version: 13 }, { domain: 'com.microsoft', version: 1 }] }).opset, 13);
+    assert.equal(OnnxModel.fromProto({ ...base, opsetImport: [opsetId({ domain: 'ai.onnx', version: 13n }), opsetId({ domain: 'com.microsoft', version: 1n })] }).opset, 13);
 
     await assertBasinError(() => loadOnnx(path.join(dir, 'missing.onnx')), 'file_not_found');
   } finally {
@@ -469,9 +471,9 @@ test('GraphBuilder: attribute types, subgraphs, IR version per opset', async () 
   g.node('Clip', ['l'], ['k'], { a: 2, b: attr.float(2), c: [1, 2], d: [0.5, 1], e: 'text', f: attr.ints([]), w: new Tensor([2], Float32Array.of(1, 2)) });
   g.node('If', ['c'], ['y'], { then_branch: attr.graph(then), else_branch: attr.graph(then) });
   g.output('y', ['n']);
-  const p = onnx.ModelProto.decode(g.encode());
+  const p = onnx.decodeModel(g.encode());
   assert.equal(Number(p.irVersion), 7);
-  const AT = onnx.AttributeProto.AttributeType;
+  const AT = onnx.AttributeProto_AttributeType;
   const types = Object.fromEntries(p.graph!.node![1]!.attribute!.map((a) => [a.name, a.type]));
   assert.deepEqual(types, { a: AT.INT, b: AT.FLOAT, c: AT.INTS, d: AT.FLOATS, e: AT.STRING, f: AT.INTS, w: AT.TENSOR });
   assert.equal(p.graph!.node![0]!.attribute![0]!.f, 0.5);

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
+import { toJson } from '@bufbuild/protobuf';
 import { GraphBuilder, attr } from '../src/onnx/build.js';
 import { OnnxModel, loadOnnx } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
@@ -16,7 +17,6 @@ import { inferPermutationSpec, probeModel, sampleFeeds } from '../src/graph/inde
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, assertBasinError, randn, rng } from './helpers.js';
 
-const { onnx } = onnxproto;
 
 function rand(shape: number[], seed: number): Tensor {
   const r = rng(seed);
@@ -92,7 +92,7 @@ async function run(model: OnnxModel, x: Tensor): Promise<Tensor> {
 
 /** Model JSON without any tensor data (raw, typed fields, value_floats): what must not change when data is edited. */
 function structure(bytes: Uint8Array): string {
-  const obj = onnx.ModelProto.toObject(onnx.ModelProto.decode(bytes), { longs: String, bytes: String, defaults: false });
+  const obj = toJson(onnx.ModelProtoSchema, onnx.decodeModel(bytes));
   return JSON.stringify(obj, (k, v) => (['rawData', 'floatData', 'floats'].includes(k) ? undefined : v));
 }
 
@@ -182,13 +182,13 @@ test('the tracer permutes weights stored inside branches: the units they produce
 
 test('a malformed tensor inside a subgraph is refused at load, naming it (onnx_invalid)', async () => {
   const m = branchy();
-  const bad = onnx.ModelProto.decode(m.toBytes());
+  const bad = onnx.decodeModel(m.toBytes());
   // w_deep: outer If -> then_branch -> inner If -> then_branch -> initializer; cut its typed data short
   const outer = bad.graph!.node!.find((n) => n.name === 'outer_if')!;
   const then = outer.attribute!.find((a) => a.name === 'then_branch')!.g!;
   const inner = then.node!.find((n) => n.name === 'inner_if')!;
   const deep = inner.attribute!.find((a) => a.name === 'then_branch')!.g!;
   deep.initializer![0]!.floatData = [1, 2, 3];
-  const e = await assertBasinError(() => OnnxModel.fromBytes(onnx.ModelProto.encode(bad).finish()), 'onnx_invalid');
+  const e = await assertBasinError(() => OnnxModel.fromBytes(onnx.encodeModel(bad)), 'onnx_invalid');
   assert.match(e.message, /'w_deep'/);
 });

@@ -1,23 +1,23 @@
 /**
  * Recipes (`basin run`) and provenance: a recipe is checked before anything runs, reproduces its output byte for
  * byte, and every output names what made it (ONNX metadata_props and producer, safetensors __metadata__), read
- * back here with protobufjs' decoder and a hand parse of the safetensors header, not with basin's writers.
+ * back here with protobuf-es' decoder (src/onnx/proto.ts) and a hand parse of the safetensors header, not with basin's writers.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../src/onnx/proto.js';
+import { toJson } from '@bufbuild/protobuf';
 import { parseRecipe } from '../src/recipe/recipe.js';
 import { loadOnnx } from '../src/onnx/model.js';
 import { withProvenance, BASIN_VERSION } from '../src/io/provenance.js';
 import { assertBasinError, FIXTURES, runBasin } from './helpers.js';
 
-const { onnx } = onnxproto;
 
 function metadataOf(file: string): { producer: string; version: string; props: Map<string, string[]> } {
-  const m = onnx.ModelProto.decode(readFileSync(file));
+  const m = onnx.decodeModel(readFileSync(file));
   const props = new Map<string, string[]>();
   for (const p of m.metadataProps ?? []) props.set(p.key ?? '', [...(props.get(p.key ?? '') ?? []), p.value ?? '']);
   return { producer: m.producerName ?? '', version: m.producerVersion ?? '', props };
@@ -154,8 +154,8 @@ test('library saves are stamped only inside withProvenance', async () => {
   await withProvenance({ command: ['my-script', '--x'] }, () => m.save(path.join(d, 'stamped.onnx')));
   const meta = metadataOf(path.join(d, 'stamped.onnx'));
   assert.deepEqual(meta.props.get('basin.command'), [JSON.stringify(['my-script', '--x'])]);
-  const before = onnx.ModelProto.decode(readFileSync(src));
-  const after = onnx.ModelProto.decode(readFileSync(path.join(d, 'stamped.onnx')));
-  assert.deepEqual(onnx.GraphProto.toObject(after.graph as onnxproto.onnx.GraphProto), onnx.GraphProto.toObject(before.graph as onnxproto.onnx.GraphProto), 'the graph is untouched');
+  const before = onnx.decodeModel(readFileSync(src));
+  const after = onnx.decodeModel(readFileSync(path.join(d, 'stamped.onnx')));
+  assert.deepEqual(toJson(onnx.GraphProtoSchema, after.graph!), toJson(onnx.GraphProtoSchema, before.graph!), 'the graph is untouched');
   assert.equal(after.irVersion.toString(), before.irVersion.toString());
 });

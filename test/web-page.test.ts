@@ -2,7 +2,7 @@
  * The web page in a real browser: `basin web` serves it, system Chromium (headless, driven by puppeteer-core) loads
  * it, gets the shared MLP pair and a labelled data slice through its file inputs, aligns, charts and merges, and the
  * files it downloads are checked here, in Node, independently of the page: with onnxruntime-node (B aligned computes
- * what B computes), with the ONNX protobuf decoded by onnx-proto (its weights are a permutation of B's), and against
+ * what B computes), with the ONNX protobuf decoded by protobuf-es (its weights are a permutation of B's), and against
  * the CLI's own outputs (`basin align`, `basin merge`, `basin interpolate`) for the same files.
  *
  * Skipped, with a message, only when no Chromium is found (BASIN_CHROMIUM, /usr/bin/chromium, /usr/bin/chromium-browser).
@@ -14,7 +14,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import onnxproto from 'onnx-proto';
+import { decodeModel } from '../src/onnx/proto.js';
 import * as ort from 'onnxruntime-node';
 import puppeteer, { type Browser, type ElementHandle, type Page } from 'puppeteer-core';
 import { FIXTURES, assertAllClose, runBasin } from './helpers.js';
@@ -53,14 +53,14 @@ function dataSlice(dir: string): { file: string; x: Float32Array; n: number } {
   return { file, x: new Float32Array(x.buffer.slice(x.byteOffset, x.byteOffset + x.length)), n: SAMPLES };
 }
 
-/** An ONNX file's float initializers by name, decoded with onnx-proto (not basin's reader). */
+/** An ONNX file's float initializers by name, decoded with protobuf-es' generated schema (not basin's reader). */
 function initializers(bytes: Uint8Array): Map<string, Float32Array> {
-  const m = onnxproto.onnx.ModelProto.decode(bytes);
+  const m = decodeModel(bytes);
   const out = new Map<string, Float32Array>();
   for (const t of m.graph?.initializer ?? []) {
     assert.equal(t.dataType, 1, `initializer ${t.name} is float`);
     const raw = t.rawData;
-    out.set(t.name ?? '', raw && raw.length ? new Float32Array(new Uint8Array(raw).slice().buffer) : Float32Array.from(t.floatData ?? []));
+    out.set(t.name, raw.length ? new Float32Array(new Uint8Array(raw).slice().buffer) : Float32Array.from(t.floatData));
   }
   return out;
 }

@@ -6,14 +6,14 @@
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
 import type ort from 'onnxruntime-node';
-import type onnxproto from 'onnx-proto';
+import type * as onnxT from '../onnx/proto.js';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession } from './session-factory.js';
 
 // The protobuf code loads on the first graph built (~0.1 s of start-up a command without graphs need not pay).
-let proto: typeof onnxproto.onnx | undefined;
-const loadProto = async () => (proto ??= ((await import('onnx-proto')) as unknown as { default: typeof onnxproto }).default.onnx);
+let proto: typeof onnxT | undefined;
+const loadProto = async () => (proto ??= await import('../onnx/proto.js'));
 const onnxOf = () => {
   if (!proto) throw new Error('internal: the protobuf code is loaded by cachedSession before a graph is built');
   return proto;
@@ -52,25 +52,18 @@ export interface GraphSpec {
 /** Opset the engine's graphs are written against (Gemm-13, MatMul-13, Transpose-13). */
 export const ENGINE_OPSET = 17;
 
-function valueInfo(v: ValueSpec): onnxproto.onnx.IValueInfoProto {
-  return {
-    name: v.name,
-    type: {
-      tensorType: {
-        elemType: ELEM_TYPE[v.dtype],
-        shape: { dim: v.dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
-      },
-    },
-  };
+function valueInfo(v: ValueSpec): onnxT.ValueInfoProto {
+  const onnx = onnxOf();
+  return onnx.valueInfo({ name: v.name, type: onnx.tensorType(ELEM_TYPE[v.dtype], v.dims) });
 }
 
 /** Serialize a graph spec into ModelProto bytes that onnxruntime can load. */
 export function buildModel(spec: GraphSpec): Uint8Array {
   const onnx = onnxOf();
-  const model = onnx.ModelProto.create({
-    irVersion: 8,
+  const model = onnx.create(onnx.ModelProtoSchema, {
+    irVersion: 8n,
     producerName: 'basin',
-    opsetImport: [{ domain: '', version: ENGINE_OPSET }],
+    opsetImport: [{ domain: '', version: BigInt(ENGINE_OPSET) }],
     graph: {
       name: spec.name,
       input: spec.inputs.map(valueInfo),
@@ -82,13 +75,13 @@ export function buildModel(spec: GraphSpec): Uint8Array {
         output: [...n.outputs],
         attribute: Object.entries(n.intAttrs ?? {}).map(([name, value]) => ({
           name,
-          type: onnx.AttributeProto.AttributeType.INT,
-          i: value,
+          type: onnx.AttributeProto_AttributeType.INT,
+          i: BigInt(value),
         })),
       })),
     },
   });
-  return onnx.ModelProto.encode(model).finish();
+  return onnx.encodeModel(model);
 }
 
 // Log level, threads and session options live in the one session factory; re-exported for their importers.

@@ -5,7 +5,7 @@
  * node (src/onnx/ort-error.ts).
  */
 import type ort from 'onnxruntime-node';
-import type onnxproto from 'onnx-proto';
+import type * as onnx from '../onnx/proto.js';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
 import { defaultThreads, runtime } from './runtime.js';
@@ -78,7 +78,7 @@ export interface OpenSessionOptions {
   /** The user's file, named in errors. */
   file?: string;
   /** The model's graph, so that an error can name the node at fault. */
-  graph?: onnxproto.onnx.IGraphProto | null;
+  graph?: onnx.GraphProto | null;
 }
 
 /** The SessionOptions of a profile: quiet log, `threads` intra-op threads, one inter-op thread. */

@@ -5,10 +5,9 @@
  */
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 
-const { onnx } = onnxproto;
 
 function size(p: string): number {
   try {
@@ -34,15 +33,15 @@ function sideFiles(dir: string, names: Iterable<string>): number {
 
 /** External-data locations referenced by an ONNX file's initializers and Constant attributes. */
 function externalLocations(file: string): string[] {
-  let proto: onnxproto.onnx.ModelProto;
+  let proto: onnx.ModelProto;
   try {
-    proto = onnx.ModelProto.decode(readFileSync(file));
+    proto = onnx.decodeModel(readFileSync(file));
   } catch {
     return [];
   }
   const out: string[] = [];
-  const add = (t: onnxproto.onnx.ITensorProto | null | undefined): void => {
-    if (t?.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return;
+  const add = (t: onnx.TensorProto | null | undefined): void => {
+    if (t?.dataLocation !== onnx.TensorProto_DataLocation.EXTERNAL) return;
     const loc = (t.externalData ?? []).find((kv) => kv.key === 'location')?.value;
     if (loc) out.push(loc);
   };

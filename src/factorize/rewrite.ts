@@ -9,7 +9,7 @@
  * initializers) are derived from the old ones and made unique. Initializers keep the source weight's dtype
  * (fp16 stays fp16); replaced weights no longer read by any node are removed. Opset and IR version are unchanged.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { DTYPES } from '../dtype.js';
 import { tensorProto } from '../onnx/build.js';
 import { freshNamer } from '../onnx/fresh-names.js';
@@ -17,9 +17,8 @@ import { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { FactorizableLayer } from './layers.js';
 
-const { onnx } = onnxproto;
-type INode = onnxproto.onnx.INodeProto;
-type IAttr = onnxproto.onnx.IAttributeProto;
+type INode = onnx.NodeProto;
+type IAttr = onnx.AttributeProto;
 
 /** One layer's replacement: Wa, Wb and bias in the layouts the core returns. */
 export interface LayerReplacement {
@@ -34,14 +33,14 @@ export interface LayerReplacement {
   bias: Float64Array;
 }
 
-const AT = onnx.AttributeProto.AttributeType;
+const AT = onnx.AttributeProto_AttributeType;
 
 /**
  * A copy of `model` with each layer replaced by its pair (see the header); external data is inlined.
  * Throws nothing for layers found by findLayers on this model.
  */
 export function rewriteFactorized(model: OnnxModel, replacements: readonly LayerReplacement[]): OnnxModel {
-  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const fresh = freshNamer(g);
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
@@ -50,7 +49,7 @@ export function rewriteFactorized(model: OnnxModel, replacements: readonly Layer
     const dtype = model.weightInfo(like).dtype;
     (g.initializer ??= []).push(tensorProto(name, t, { dtype }));
     if (initsAreInputs) {
-      (g.input ??= []).push({ name, type: { tensorType: { elemType: DTYPES[dtype].onnx, shape: { dim: t.shape.map((d) => ({ dimValue: d })) } } } });
+      (g.input ??= []).push(onnx.valueInfo({ name, type: onnx.tensorType(DTYPES[dtype].onnx, t.shape) }));
     }
   };
   const f32 = (a: Float64Array): Float32Array => Float32Array.from(a);
@@ -75,32 +74,32 @@ export function rewriteFactorized(model: OnnxModel, replacements: readonly Layer
       addInit(wb, new Tensor([o, r / geo.groups, 1, 1], f32(rep.wb)), l.weight);
       addInit(bias, new Tensor([o], f32(rep.bias)), biasLike);
       const keep = (node.attribute ?? []).filter((a) => a.name !== 'kernel_shape');
-      const first: INode = { ...node, name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid], attribute: keep };
-      const second: INode = {
+      const first: INode = Object.assign(onnx.shallowCopy(node), { name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid], attribute: keep });
+      const second: INode = onnx.node({
         opType: 'Conv',
         domain: node.domain,
         name: fresh(`${node.name || base}/basin_b`),
         input: [mid, wb, bias],
         output: [l.output],
         attribute: [
-          { name: 'group', type: AT.INT, i: geo.groups },
-          { name: 'kernel_shape', type: AT.INTS, ints: [1, 1] },
-        ] as IAttr[],
-      };
+          { name: 'group', type: AT.INT, i: BigInt(geo.groups) },
+          { name: 'kernel_shape', type: AT.INTS, ints: [1n, 1n] },
+        ],
+      });
       replaced.set(l.nodeIndex, [first, second]);
     } else {
       addInit(wa, new Tensor([l.inFeatures, r], f32(rep.wa)), l.weight);
       addInit(wb, new Tensor([r, o], f32(rep.wb)), l.weight);
       addInit(bias, new Tensor([o], f32(rep.bias)), biasLike);
       if (l.op === 'Gemm') {
-        const first: INode = { opType: 'Gemm', domain: node.domain, name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid], attribute: [] };
-        const second: INode = { opType: 'Gemm', domain: node.domain, name: fresh(`${node.name || base}/basin_b`), input: [mid, wb, bias], output: [l.output], attribute: [] };
+        const first: INode = onnx.node({ opType: 'Gemm', domain: node.domain, name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid], attribute: [] });
+        const second: INode = onnx.node({ opType: 'Gemm', domain: node.domain, name: fresh(`${node.name || base}/basin_b`), input: [mid, wb, bias], output: [l.output], attribute: [] });
         replaced.set(l.nodeIndex, [first, second]);
       } else {
         const mid2 = fresh(`${l.output}.basin_lowrank_b`);
-        const first: INode = { opType: 'MatMul', domain: node.domain, name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid] };
-        const second: INode = { opType: 'MatMul', domain: node.domain, name: fresh(`${node.name || base}/basin_b`), input: [mid, wb], output: [mid2] };
-        const add: INode = { opType: 'Add', domain: '', name: fresh(`${node.name || base}/basin_bias`), input: [mid2, bias], output: [l.output] };
+        const first: INode = onnx.node({ opType: 'MatMul', domain: node.domain, name: fresh(`${node.name || base}/basin_a`), input: [l.input, wa], output: [mid] });
+        const second: INode = onnx.node({ opType: 'MatMul', domain: node.domain, name: fresh(`${node.name || base}/basin_b`), input: [mid, wb], output: [mid2] });
+        const add: INode = onnx.node({ opType: 'Add', domain: '', name: fresh(`${node.name || base}/basin_bias`), input: [mid2, bias], output: [l.output] });
         replaced.set(l.nodeIndex, [first, second, add]);
         if (l.addIndex !== undefined) replaced.set(l.addIndex, []);
       }

@@ -4,7 +4,7 @@
  * op's rule says how permutations pass through it; an op without a rule, a graph input or output, or a reshape the
  * spec cannot express freezes what it touches, and the report says which node did and why.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import type { PermInfo, PermRef, PermutationSpecJson, FrozenAxis, PermPoint } from '../spec/types.js';
@@ -15,16 +15,15 @@ import { trace, type Facts } from './trace.js';
 import { unstack } from './unstack.js';
 import type { FrozenGroupReport, GroupMember, GroupReport, InferResult, PartialFreezeReport } from './types.js';
 
-const { onnx } = onnxproto;
 
 /** A loaded model, a decoded ModelProto, or ONNX bytes. */
-export type ModelInput = OnnxModel | onnxproto.onnx.IModelProto | Uint8Array;
+export type ModelInput = OnnxModel | onnx.ModelProto | Uint8Array;
 
-export function decodeModel(model: ModelInput): onnxproto.onnx.IModelProto {
+export function decodeModel(model: ModelInput): onnx.ModelProto {
   if (model instanceof OnnxModel) return model.proto;
   if (model instanceof Uint8Array) {
     try {
-      return onnx.ModelProto.decode(model);
+      return onnx.decodeModel(model);
     } catch (e) {
       throw new BasinError('onnx_invalid', `not a valid ONNX model: ${(e as Error).message}`, {});
     }

@@ -3,17 +3,16 @@
  * (initializers and Constant-node tensors, the latter named by their output), graph inputs and outputs, the
  * default-domain opset, and the integer constants a rule may need (Slice bounds, axes inputs).
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import { definitionCounts } from '../onnx/subgraph-tensors.js';
 
-const { onnx } = onnxproto;
-type IModelProto = onnxproto.onnx.IModelProto;
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
-type ITensorProto = onnxproto.onnx.ITensorProto;
-type IGraphProto = onnxproto.onnx.IGraphProto;
+type IModelProto = onnx.ModelProto;
+type IAttributeProto = onnx.AttributeProto;
+type ITensorProto = onnx.TensorProto;
+type IGraphProto = onnx.GraphProto;
 
-const DT = onnx.TensorProto.DataType;
+const DT = onnx.TensorProto_DataType;
 /** ONNX element types the tracer treats as float activations/weights. */
 export const FLOAT_TYPES: ReadonlySet<number> = new Set([DT.FLOAT, DT.FLOAT16, DT.DOUBLE, DT.BFLOAT16]);
 /**
@@ -142,7 +141,7 @@ interface Scope {
  * values keep their names; `known` is the scope they may read) when every name they define is new; otherwise
  * the node keeps its subgraphs opaque and lists what they read from outside in `captured`.
  */
-function addNodes(list: readonly onnxproto.onnx.INodeProto[], known: Set<string>, scope: Scope, isInner: boolean): void {
+function addNodes(list: readonly onnx.NodeProto[], known: Set<string>, scope: Scope, isInner: boolean): void {
   for (const n of list) {
     const index = scope.counter.n++;
     const attrs = new Map<string, IAttributeProto>();

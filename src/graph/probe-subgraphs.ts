@@ -9,14 +9,13 @@
  */
 import type ort from 'onnxruntime-node';
 import { runtime } from '../engine/runtime.js';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import type { ProbeResult } from './probe.js';
 
-const { onnx } = onnxproto;
-type IModelProto = onnxproto.onnx.IModelProto;
-type IGraphProto = onnxproto.onnx.IGraphProto;
-type ITensorProto = onnxproto.onnx.ITensorProto;
+type IModelProto = onnx.ModelProto;
+type IGraphProto = onnx.GraphProto;
+type ITensorProto = onnx.TensorProto;
 
 const ELEM: Record<string, number> = {
   float32: 1, uint8: 2, int8: 3, uint16: 4, int16: 5, int32: 6, int64: 7, string: 8, bool: 9, float16: 10, float64: 11, uint32: 12, uint64: 13,
@@ -40,7 +39,7 @@ export async function probeSubgraphs(model: IModelProto, graph: IGraphProto, env
 }
 
 /** The first iteration's formal inputs of a subgraph, or undefined when they cannot be formed. */
-function formalFeeds(node: onnxproto.onnx.INodeProto, attr: string, sub: IGraphProto, env: ReadonlyMap<string, ort.Tensor>): Map<string, ort.Tensor> | undefined {
+function formalFeeds(node: onnx.NodeProto, attr: string, sub: IGraphProto, env: ReadonlyMap<string, ort.Tensor>): Map<string, ort.Tensor> | undefined {
   const names = (sub.input ?? []).map((i) => i.name ?? '');
   const feeds = new Map<string, ort.Tensor>();
   const inputs = node.input ?? [];
@@ -111,20 +110,19 @@ async function probeOne(
     out.dtypes.set(name, t.type);
   }
   if (!outputs.length) return;
-  const standalone = onnx.ModelProto.create({
-    ...model,
-    graph: onnx.GraphProto.create({
+  const standalone = Object.assign(onnx.shallowCopy(model), {
+    graph: onnx.create(onnx.GraphProtoSchema, {
       name: 'subgraph',
       node: sub.node ?? [],
       initializer: [...(sub.initializer ?? []), ...copied],
-      input: [...feeds].map(([name, t]) => onnx.ValueInfoProto.create({ name, type: { tensorType: { elemType: ELEM[t.type] ?? 0 } } })),
-      output: outputs.map((name) => onnx.ValueInfoProto.create({ name })),
+      input: [...feeds].map(([name, t]) => onnx.valueInfo({ name, type: onnx.tensorType(ELEM[t.type] ?? 0) })),
+      output: outputs.map((name) => onnx.create(onnx.ValueInfoProtoSchema, { name })),
     }),
   });
   let session: ort.InferenceSession | undefined;
   let results: ort.InferenceSession.OnnxValueMapType;
   try {
-    session = await openSession(onnx.ModelProto.encode(standalone).finish(), { doing: 'running a subgraph to read its value shapes' });
+    session = await openSession(onnx.encodeModel(standalone), { doing: 'running a subgraph to read its value shapes' });
     results = await session.run(Object.fromEntries(feeds), quietRunOptions());
   } catch {
     await session?.release().catch(() => undefined);

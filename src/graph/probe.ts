@@ -7,7 +7,7 @@
  */
 import type ort from 'onnxruntime-node';
 import { runtime } from '../engine/runtime.js';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { hasExternalData, sessionSource } from '../onnx/session-source.js';
@@ -18,8 +18,7 @@ import { toOrtTensor, type Feed } from '../onnx/session.js';
 import { probeSubgraphs } from './probe-subgraphs.js';
 import { checkQuantParams } from './quant-check.js';
 
-const { onnx } = onnxproto;
-const DT = onnx.TensorProto.DataType;
+const DT = onnx.TensorProto_DataType;
 
 export interface ProbeResult {
   /** Every value the run produced, plus initializers and graph inputs. */
@@ -62,7 +61,7 @@ export function isQuantType(t: string | undefined): boolean {
  * dynamic dims from `dims`, else 3.
  * @throws BasinError data_required for an integer input basin cannot draw values for (pass sample inputs)
  */
-export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch = 2, seed = 1, dims: DimSizes = {}): Feeds {
+export function sampleFeeds(input: OnnxModel | onnx.ModelProto, batch = 2, seed = 1, dims: DimSizes = {}): Feeds {
   const model = asModel(input);
   const feeds: Feeds = {};
   for (const [name, f] of Object.entries(randomFeeds(model, { batch, seed, dims }))) {
@@ -71,10 +70,10 @@ export function sampleFeeds(input: OnnxModel | onnxproto.onnx.IModelProto, batch
   return feeds;
 }
 
-function asModel(input: OnnxModel | onnxproto.onnx.IModelProto): OnnxModel {
+function asModel(input: OnnxModel | onnx.ModelProto): OnnxModel {
   if (input instanceof OnnxModel) return input;
   if (!input.graph) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
-  return OnnxModel.fromBytes(onnx.ModelProto.encode(input).finish());
+  return OnnxModel.fromBytes(onnx.encodeModel(input));
 }
 
 export interface ProbeOptions {
@@ -88,7 +87,7 @@ export interface ProbeOptions {
  *   advice to give --dim or --data when sizes were guessed
  */
 export async function probeModel(
-  input: OnnxModel | onnxproto.onnx.IModelProto,
+  input: OnnxModel | onnx.ModelProto,
   feeds?: Readonly<Record<string, Feed | ort.Tensor>>,
   file?: string,
   { guessed }: ProbeOptions = {},
@@ -96,7 +95,7 @@ export async function probeModel(
   // External data is inlined so onnxruntime can run the copy from memory, unless the model keeps it in files:
   // then the copy holds the data's locations only and the session is created from a temp copy on disk.
   const onDisk = input instanceof OnnxModel && hasExternalData(input);
-  const copy = onnx.ModelProto.decode(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk, shared: true }) : onnx.ModelProto.encode(input).finish());
+  const copy = onnx.decodeModel(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk, shared: true }) : onnx.encodeModel(input));
   const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
@@ -119,7 +118,7 @@ export async function probeModel(
   try {
     const source = onDisk ? await sessionSource(input, exposeAll) : undefined;
     try {
-      session = await openSession(source ? source.model : onnx.ModelProto.encode(copy).finish(), { doing, ...where });
+      session = await openSession(source ? source.model : onnx.encodeModel(copy), { doing, ...where });
     } finally {
       source?.dispose();
     }
@@ -158,14 +157,14 @@ export async function probeModel(
 }
 
 /** Every node output of the main graph made a graph output (untyped: onnxruntime infers it). */
-function exposeAll(proto: onnxproto.onnx.IModelProto): void {
+function exposeAll(proto: onnx.ModelProto): void {
   const cg = proto.graph!;
   const outputs = (cg.output ??= []);
   const have = new Set(outputs.map((o) => o.name));
   for (const n of cg.node ?? []) {
     for (const o of n.output ?? []) {
       if (o && !have.has(o)) {
-        outputs.push(onnx.ValueInfoProto.create({ name: o }));
+        outputs.push(onnx.create(onnx.ValueInfoProtoSchema, { name: o }));
         have.add(o);
       }
     }

@@ -5,9 +5,9 @@
  * x's `axis`; a DequantizeLinear zero point has x's element type.
  */
 import { BasinError, q } from '../errors.js';
-import type onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 
-type Graph = onnxproto.onnx.IGraphProto;
+type Graph = onnx.GraphProto;
 
 /**
  * @throws BasinError onnx_invalid naming the node and the tensor at fault

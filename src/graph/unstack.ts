@@ -12,13 +12,13 @@
  * points. A chain with any other reader (or a graph output) is left as written: then q, k, v share permutations,
  * which is safe.
  */
-import type onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import type { GraphView, NodeView } from './model-view.js';
 import { attrInt, attrInts } from './model-view.js';
 import { normAxis } from './rule.js';
 import type { Facts } from './trace.js';
 
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
+type IAttributeProto = onnx.AttributeProto;
 
 /** The largest stack (q, k, v: 3; k, v: 2) this pass unstacks. */
 const MAX_STACK = 4;
@@ -121,7 +121,7 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
       dtypes.set(b, dtypes.get(x) ?? 'float32');
       virtual.add(b);
     }
-    make(node, 'Split', [x], blocks, [{ name: 'axis', i: p }]);
+    make(node, 'Split', [x], blocks, [onnx.attribute({ name: 'axis', i: BigInt(p) })]);
     const stackAxis = new Map<string, number>([[s, p]]);
     for (let i = 0; i < k; i++) {
       const y = blockOf(i, s);
@@ -141,7 +141,7 @@ export function unstack(gv: GraphView, facts: Facts): Unstacked {
           shapes.set(y, dropAxis(shapes.get(step.to)!, t2));
           dtypes.set(y, dtypes.get(x) ?? 'float32');
           virtual.add(y);
-          make(step.node, 'Transpose', [blockOf(i, step.from)], [y], [{ name: 'perm', ints: perm }]);
+          make(step.node, 'Transpose', [blockOf(i, step.from)], [y], [onnx.attribute({ name: 'perm', ints: perm.map(BigInt) })]);
         }
       }
     }

@@ -21,18 +21,17 @@
  * CorrelationAccumulator.addMoments folds each pair's part into its float64 totals (the shifted-data algorithm,
  * exact for any shift).
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { tensorProto } from '../onnx/build.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 
-const { onnx } = onnxproto;
-type IGraphProto = onnxproto.onnx.IGraphProto;
-type INodeProto = onnxproto.onnx.INodeProto;
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
-type IModelProto = onnxproto.onnx.IModelProto;
+type IGraphProto = onnx.GraphProto;
+type INodeProto = onnx.NodeProto;
+type IAttributeProto = onnx.AttributeInit;
+type IModelProto = onnx.ModelProto;
 
-const AT = onnx.AttributeProto.AttributeType;
+const AT = onnx.AttributeProto_AttributeType;
 
 /** One point as the moment graph reads it: graph value, its permuted axis (non-negative) and the unit block. */
 export interface MomentPoint {
@@ -88,8 +87,8 @@ function allNames(g: IGraphProto, out: Set<string>): void {
 
 /** The graph with every name (values, initializers, nodes, subgraphs) passed through `rename`. */
 function renameGraph(g: IGraphProto, rename: (name: string) => string, prefix: string): IGraphProto {
-  const vi = (v: onnxproto.onnx.IValueInfoProto) => ({ ...v, name: rename(v.name ?? '') });
-  const attr = (a: IAttributeProto): IAttributeProto => {
+  const vi = (v: onnx.ValueInfoProto) => ({ ...v, name: rename(v.name ?? '') });
+  const attr = (a: onnx.AttributeProto): onnx.AttributeProto => {
     if (a.g) return { ...a, g: renameGraph(a.g, rename, prefix) };
     if (a.graphs?.length) return { ...a, graphs: a.graphs.map((sg) => renameGraph(sg, rename, prefix)) };
     return a;
@@ -136,7 +135,7 @@ class MomentNodes {
 
   node(opType: string, inputs: string[], attrs: IAttributeProto[] = [], output?: string): string {
     const out = output ?? this.name();
-    this.nodes.push({ name: `${this.prefix}node${this.nodes.length}`, opType, domain: '', input: inputs, output: [out], attribute: attrs });
+    this.nodes.push(onnx.node({ name: `${this.prefix}node${this.nodes.length}`, opType, domain: '', input: inputs, output: [out], attribute: attrs }));
     return out;
   }
 
@@ -152,9 +151,9 @@ class MomentNodes {
   /** ReduceSum / ReduceMean / ReduceSumSquare over `axes` (attribute or input per the opset). */
   reduce(op: 'ReduceSum' | 'ReduceMean' | 'ReduceSumSquare', x: string, axes: number[], keepdims: boolean, output?: string): string {
     const asInput = op === 'ReduceSum' ? this.opset >= 13 : this.opset >= 18;
-    const keep: IAttributeProto = { name: 'keepdims', type: AT.INT, i: keepdims ? 1 : 0 };
+    const keep: IAttributeProto = { name: 'keepdims', type: AT.INT, i: keepdims ? 1n : 0n };
     if (asInput) return this.node(op, [x, this.ints(axes)], [keep], output);
-    return this.node(op, [x], [keep, { name: 'axes', type: AT.INTS, ints: axes }], output);
+    return this.node(op, [x], [keep, { name: 'axes', type: AT.INTS, ints: axes.map(BigInt) }], output);
   }
 
   reshape(x: string, shape: number[]): string {
@@ -162,13 +161,13 @@ class MomentNodes {
   }
 
   transpose(x: string, perm: number[]): string {
-    return this.node('Transpose', [x], [{ name: 'perm', type: AT.INTS, ints: perm }]);
+    return this.node('Transpose', [x], [{ name: 'perm', type: AT.INTS, ints: perm.map(BigInt) }]);
   }
 
   /** The point as [outer, n, run] float32 (block cut out, standardized when asked). */
   view(value: string, p: MomentPoint): string {
-    const x = this.node('Cast', [value], [{ name: 'to', type: AT.INT, i: onnx.TensorProto.DataType.FLOAT }]);
-    const flat = this.node('Flatten', [x], [{ name: 'axis', type: AT.INT, i: p.axis }]);
+    const x = this.node('Cast', [value], [{ name: 'to', type: AT.INT, i: BigInt(onnx.TensorProto_DataType.FLOAT) }]);
+    const flat = this.node('Flatten', [x], [{ name: 'axis', type: AT.INT, i: BigInt(p.axis) }]);
     let v: string;
     if (p.offset === 0 && p.n * p.inner === p.axisSize) v = this.reshape(flat, [0, p.n, -1]);
     else {
@@ -193,7 +192,7 @@ export function momentModel(models: readonly OnnxModel[], points: readonly Momen
   const bytes = models.map((m) => m.toBytes({ inlineExternal: true }));
   // one protobuf message holds at most 2 GiB
   if (bytes.reduce((t, b) => t + b.length, 0) > MAX_MODEL_BYTES) return undefined;
-  const protos = bytes.map((b) => onnx.ModelProto.decode(b));
+  const protos = bytes.map((b) => onnx.decodeModel(b));
   const first = protos[0]!;
   const opset = models[0]!.opset;
   if (opset < 10) return undefined;
@@ -231,28 +230,28 @@ export function momentModel(models: readonly OnnxModel[], points: readonly Momen
   }
 
   const mn = new MomentNodes(opset, 'basin_moment/t');
-  const output: onnxproto.onnx.IValueInfoProto[] = [];
-  const shifts: onnxproto.onnx.IValueInfoProto[] = [];
+  const output: onnx.ValueInfoProto[] = [];
+  const shifts: onnx.ValueInfoProto[] = [];
   const M = protos.length;
   points.forEach((p, k) => {
     const views = protos.map((_, m) => mn.view(shared.has(p.value) ? p.value : prefixOf(m) + p.value, p));
     const shape = mn.node('Shape', [views[0]!], [], momentNames.shape(k));
-    output.push({ name: shape, type: { tensorType: { elemType: onnx.TensorProto.DataType.INT64 } } });
+    output.push(onnx.valueInfo({ name: shape, type: onnx.tensorType(onnx.TensorProto_DataType.INT64) }));
     const width = M * p.n + 1;
     const gram = momentNames.gram(k);
-    shifts.push({ name: momentNames.shift(k), type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT, shape: { dim: [{ dimValue: width }, { dimValue: 1 }] } } } });
+    shifts.push(onnx.valueInfo({ name: momentNames.shift(k), type: onnx.tensorType(onnx.TensorProto_DataType.FLOAT, [width, 1]) }));
     // a row of ones [outer, 1, run]: its products with the other rows are the per-unit sums
     const dim = (from: number) => mn.node('Slice', [shape, mn.ints([from]), mn.ints([from + 1])]);
-    const onesShape = mn.node('Concat', [dim(0), mn.ints([1]), dim(2)], [{ name: 'axis', type: AT.INT, i: 0 }]);
+    const onesShape = mn.node('Concat', [dim(0), mn.ints([1]), dim(2)], [{ name: 'axis', type: AT.INT, i: 0n }]);
     const ones = mn.node('ConstantOfShape', [onesShape], [{ name: 'value', type: AT.TENSOR, t: tensorProto('', new Tensor([1], Float32Array.of(1))) }]);
-    const stacked = mn.node('Concat', [...views, ones], [{ name: 'axis', type: AT.INT, i: 1 }]);
+    const stacked = mn.node('Concat', [...views, ones], [{ name: 'axis', type: AT.INT, i: 1n }]);
     const z = mn.node('Sub', [stacked, mn.reshape(momentNames.shift(k), [1, width, 1])]);
     if (p.run >= BATCHED_RUN) mn.reduce('ReduceSum', mn.node('MatMul', [z, mn.transpose(z, [0, 2, 1])]), [0], false, gram);
     else {
       const flat = mn.reshape(mn.transpose(z, [0, 2, 1]), [-1, width]);
-      mn.node('Gemm', [flat, flat], [{ name: 'transA', type: AT.INT, i: 1 }], gram);
+      mn.node('Gemm', [flat, flat], [{ name: 'transA', type: AT.INT, i: 1n }], gram);
     }
-    output.push({ name: gram, type: { tensorType: { elemType: onnx.TensorProto.DataType.FLOAT } } });
+    output.push(onnx.valueInfo({ name: gram, type: onnx.tensorType(onnx.TensorProto_DataType.FLOAT) }));
   });
   input.push(...shifts);
   node.push(...mn.nodes);
@@ -260,5 +259,5 @@ export function momentModel(models: readonly OnnxModel[], points: readonly Momen
     ...first,
     graph: { ...graph, node, initializer, sparseInitializer: sparse, input, output, valueInfo },
   };
-  return onnx.ModelProto.encode(model).finish();
+  return onnx.encodeModel(model);
 }

@@ -3,13 +3,12 @@
  * one structural edit the merge passes make: the model is re-encoded (external data inlined) with the new
  * initializers and node inputs; node order and names are unchanged.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { DTYPES } from '../dtype.js';
 import { tensorProto } from '../onnx/build.js';
 import { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 
-const { onnx } = onnxproto;
 
 export interface BiasRequest {
   /** Index of the node in the graph's node list. */
@@ -23,7 +22,7 @@ export interface BiasRequest {
 export function addZeroBiases(model: OnnxModel, requests: readonly BiasRequest[]): { model: OnnxModel; names: Map<number, string> } {
   const names = new Map<number, string>();
   if (requests.length === 0) return { model: model.clone(), names };
-  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const taken = new Set<string>();
   for (const t of g.initializer ?? []) taken.add(t.name ?? '');
@@ -38,7 +37,7 @@ export function addZeroBiases(model: OnnxModel, requests: readonly BiasRequest[]
     const dtype = model.weightInfo(r.weight).dtype;
     (g.initializer ??= []).push(tensorProto(name, new Tensor([r.channels]), { dtype }));
     if (initsAreInputs) {
-      (g.input ??= []).push({ name, type: { tensorType: { elemType: DTYPES[dtype].onnx, shape: { dim: [{ dimValue: r.channels }] } } } });
+      (g.input ??= []).push(onnx.valueInfo({ name, type: onnx.tensorType(DTYPES[dtype].onnx, [r.channels]) }));
     }
     const node = g.node![r.nodeIndex]!;
     const inputs = [...(node.input ?? [])];

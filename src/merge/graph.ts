@@ -3,11 +3,11 @@
  * value, and "levels" — which of a set of points (BatchNorm nodes, repaired outputs) depend on one another, so
  * points with no dependency between them can share one pass over the data.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import type { OnnxModel } from '../onnx/model.js';
 
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
+type IAttributeProto = onnx.AttributeProto;
 
 export interface GraphNode {
   /** Position in the graph's node list. */
@@ -24,7 +24,7 @@ export interface GraphNode {
 
 function longNum(v: unknown): number {
   if (typeof v === 'number') return v;
-  if (v && typeof v === 'object' && 'toString' in v) return Number(String(v));
+  if (typeof v === 'bigint') return Number(v);
   return 0;
 }
 

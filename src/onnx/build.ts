@@ -12,19 +12,18 @@
  * (`float_data`, FLOAT16 bits in `int32_data`, ...), or an external file that the caller writes. Constants become
  * Constant nodes, with a `value` tensor or a `value_float(s)` / `value_int(s)` attribute.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 import { DTYPES, encodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { MAX_OPSET, MIN_OPSET, OnnxModel, type FromBytesOptions } from './model.js';
 
-const { onnx } = onnxproto;
-type ITensorProto = onnxproto.onnx.ITensorProto;
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
-type INodeProto = onnxproto.onnx.INodeProto;
-type IValueInfoProto = onnxproto.onnx.IValueInfoProto;
+type ITensorProto = onnx.TensorProto;
+type IAttributeProto = onnx.AttributeInit;
+type INodeProto = onnx.NodeInit;
+type IValueInfoProto = onnx.ValueInfoInit;
 
-const AT = onnx.AttributeProto.AttributeType;
+const AT = onnx.AttributeProto_AttributeType;
 
 /** One dimension of a declared shape: a size, a dim-param name, or null for unknown. */
 export type Dim = number | string | null;
@@ -94,7 +93,7 @@ export class GraphBuilder {
   private readonly inputs: IValueInfoProto[] = [];
   private readonly outputs: IValueInfoProto[] = [];
   private readonly valueInfos: IValueInfoProto[] = [];
-  private readonly initializers: ITensorProto[] = [];
+  private readonly initializers: onnx.TensorInit[] = [];
   private readonly nodes: INodeProto[] = [];
   private readonly extraOpsets: { domain: string; version: number }[] = [];
   private readonly names = new Set<string>();
@@ -145,9 +144,9 @@ export class GraphBuilder {
     ];
     this.initializers.push({
       name,
-      dims: [...value.shape],
+      dims: value.shape.map(BigInt),
       dataType: DTYPES[dtype].onnx,
-      dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+      dataLocation: onnx.TensorProto_DataLocation.EXTERNAL,
       externalData: entries,
     });
     return this;
@@ -170,8 +169,8 @@ export class GraphBuilder {
       const list = typeof value === 'number' ? [value] : isNumberArray(value) ? [...value] : value instanceof Tensor ? Array.from(value.data) : value.int64 ? value.int64.map(Number) : [...(value.int32 ?? [])];
       if (as === 'value_float') a = { name: as, type: AT.FLOAT, f: list[0] ?? 0 };
       else if (as === 'value_floats') a = { name: as, type: AT.FLOATS, floats: list };
-      else if (as === 'value_int') a = { name: as, type: AT.INT, i: list[0] ?? 0 };
-      else a = { name: as, type: AT.INTS, ints: list };
+      else if (as === 'value_int') a = { name: as, type: AT.INT, i: BigInt(list[0] ?? 0) };
+      else a = { name: as, type: AT.INTS, ints: list.map(BigInt) };
     }
     this.nodes.push({ name: `Constant_${this.nodeCount++}`, opType: 'Constant', input: [], output: [name], attribute: [a] });
     return this;
@@ -196,12 +195,12 @@ export class GraphBuilder {
     return this;
   }
 
-  /** The ModelProto as a plain object. */
-  proto(): onnxproto.onnx.IModelProto {
-    return {
-      irVersion: irVersionFor(this.opset),
+  /** The ModelProto message. */
+  proto(): onnx.ModelProto {
+    return onnx.create(onnx.ModelProtoSchema, {
+      irVersion: BigInt(irVersionFor(this.opset)),
       producerName: 'basin',
-      opsetImport: [{ domain: '', version: this.opset }, ...this.extraOpsets],
+      opsetImport: [{ domain: '', version: this.opset }, ...this.extraOpsets].map(({ domain, version }) => ({ domain, version: BigInt(version) })),
       graph: {
         name: this.graphName,
         node: this.nodes,
@@ -210,12 +209,12 @@ export class GraphBuilder {
         output: this.outputs,
         valueInfo: this.valueInfos,
       },
-    };
+    });
   }
 
   /** Serialized ModelProto bytes. */
   encode(): Uint8Array {
-    return onnx.ModelProto.encode(this.proto()).finish();
+    return onnx.encodeModel(this.proto());
   }
 
   /** The model, validated as any loaded model is (`path` anchors external data). */
@@ -237,9 +236,12 @@ function valueInfo(name: string, shape: readonly Dim[] | undefined, elemType: nu
   return {
     name,
     type: {
-      tensorType: {
-        elemType,
-        ...(shape ? { shape: { dim: shape.map((d) => (typeof d === 'number' ? { dimValue: d } : typeof d === 'string' ? { dimParam: d } : {})) } } : {}),
+      value: {
+        case: 'tensorType',
+        value: {
+          elemType,
+          ...(shape ? { shape: { dim: shape.map((d) => ({ value: typeof d === 'number' ? { case: 'dimValue' as const, value: BigInt(d) } : typeof d === 'string' ? { case: 'dimParam' as const, value: d } : { case: undefined } })) } } : {}),
+        },
       },
     },
   };
@@ -270,18 +272,23 @@ export function tensorProto(name: string, value: Tensor | IntValues, { dtype, st
   if (bytes.length !== numel(dims) * DTYPES[dt].bytes) {
     throw new BasinError('shape_mismatch', `tensor ${q(name)}: ${bytes.length / DTYPES[dt].bytes} values for dims [${dims.join(', ')}]`, { tensor: name, shape: dims });
   }
-  const t: ITensorProto = { name, dims: [...dims], dataType: DTYPES[dt].onnx };
+  const t = onnx.create(onnx.TensorProtoSchema, { name, dims: dims.map(BigInt), dataType: DTYPES[dt].onnx });
   if (storage === 'raw') {
     t.rawData = bytes;
     return t;
   }
   // The typed field onnx.proto puts each dtype in (F16/BF16 as bit patterns in int32_data; 64-bit integers as
-  // decimal strings, which protobufjs parses exactly).
-  const values = Array.from(viewStored(bytes, dt) as ArrayLike<number | bigint>, (v) => (typeof v === 'bigint' ? (v.toString() as unknown as number) : v));
+  // bigint, U32 in uint64_data).
+  const stored = viewStored(bytes, dt) as ArrayLike<number | bigint>;
+  if (dt === 'I64' || dt === 'U64' || dt === 'U32') {
+    const values = Array.from(stored, (v) => BigInt(v));
+    if (dt === 'I64') t.int64Data = values;
+    else t.uint64Data = values;
+    return t;
+  }
+  const values = Array.from(stored, Number);
   if (dt === 'F32') t.floatData = values;
   else if (dt === 'F64') t.doubleData = values;
-  else if (dt === 'I64') t.int64Data = values;
-  else if (dt === 'U32' || dt === 'U64') t.uint64Data = values;
   else t.int32Data = values;
   return t;
 }
@@ -293,11 +300,11 @@ function attribute(name: string, v: AttrValue): IAttributeProto {
       case 'float':
         return { name, type: AT.FLOAT, f: v.value as number };
       case 'int':
-        return { name, type: AT.INT, i: v.value as number };
+        return { name, type: AT.INT, i: BigInt(v.value as number) };
       case 'floats':
         return { name, type: AT.FLOATS, floats: [...(v.value as number[])] };
       case 'ints':
-        return { name, type: AT.INTS, ints: [...(v.value as number[])] };
+        return { name, type: AT.INTS, ints: (v.value as number[]).map(BigInt) };
       case 'string':
         return { name, type: AT.STRING, s: new TextEncoder().encode(v.value as string) };
       case 'strings':
@@ -306,10 +313,10 @@ function attribute(name: string, v: AttrValue): IAttributeProto {
         return { name, type: AT.GRAPH, g: (v.value as GraphBuilder).proto().graph! };
     }
   }
-  if (typeof v === 'number') return Number.isInteger(v) ? { name, type: AT.INT, i: v } : { name, type: AT.FLOAT, f: v };
+  if (typeof v === 'number') return Number.isInteger(v) ? { name, type: AT.INT, i: BigInt(v) } : { name, type: AT.FLOAT, f: v };
   if (typeof v === 'string') return { name, type: AT.STRING, s: new TextEncoder().encode(v) };
   const arr = v as readonly (number | string)[];
   if (arr.every((x) => typeof x === 'string')) return { name, type: AT.STRINGS, strings: (arr as string[]).map((s) => new TextEncoder().encode(s)) };
   const nums = arr as readonly number[];
-  return nums.every((x) => Number.isInteger(x)) ? { name, type: AT.INTS, ints: [...nums] } : { name, type: AT.FLOATS, floats: [...nums] };
+  return nums.every((x) => Number.isInteger(x)) ? { name, type: AT.INTS, ints: nums.map(BigInt) } : { name, type: AT.FLOATS, floats: [...nums] };
 }

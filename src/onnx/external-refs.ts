@@ -6,31 +6,30 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 
-const { onnx } = onnxproto;
-type IGraph = onnxproto.onnx.IGraphProto;
-type ITensor = onnxproto.onnx.ITensorProto;
+type IGraph = onnx.GraphProto;
+type ITensor = onnx.TensorProto;
 
 /**
  * Absolute paths (model folder + location) of the external-data files `onnxPath` references. Returns an empty
  * list for a file that cannot be read or decoded: its loader reports that with a named error.
  */
 export async function referencedExternalFiles(onnxPath: string): Promise<string[]> {
-  let model: onnxproto.onnx.ModelProto;
+  let model: onnx.ModelProto;
   try {
     const bytes = await readFile(onnxPath);
     // every external reference carries the key "location": without those bytes there is none, and the (slow, for a
     // model with inline weights) decode is skipped; the command's loader decodes the file once more anyway
     if (bytes.indexOf('location') < 0) return [];
-    model = onnx.ModelProto.decode(bytes);
+    model = onnx.decodeModel(bytes);
   } catch {
     return [];
   }
   const dir = path.dirname(path.resolve(onnxPath));
   const found = new Set<string>();
   const tensor = (t: ITensor | null | undefined): void => {
-    if (!t || t.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return;
+    if (!t || t.dataLocation !== onnx.TensorProto_DataLocation.EXTERNAL) return;
     const loc = (t.externalData ?? []).find((kv) => kv.key === 'location')?.value;
     if (loc) found.add(path.resolve(dir, loc));
   };

@@ -3,9 +3,9 @@
  * names, node inputs and outputs) is taken; `fresh(base)` returns `base`, else `base_1`, `base_2`, … , the first
  * one still free, and takes it. Used by every rewrite that adds nodes or tensors (factorize, zip).
  */
-import type onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 
-type GraphProto = onnxproto.onnx.IGraphProto;
+type GraphProto = onnx.GraphProto;
 
 /** A name allocator over `graph`'s current names (see the file comment). */
 export function freshNamer(graph: GraphProto): (base: string) => string {

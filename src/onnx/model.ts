@@ -2,8 +2,9 @@
  * ONNX models in and out: a validating loader, typed access to every constant tensor (initializers and Constant
  * nodes), in-place edits written back in each tensor's own dtype and storage form, and an atomic writer.
  *
- * Reading decodes the ModelProto with protobufjs (onnx-proto). Writing does NOT re-encode the model: protobufjs
- * orders fields differently from the C++ writer torch uses and drops fields its onnx.proto (v1.10) does not know.
+ * Reading decodes the ModelProto with protobuf-es (./proto.ts, generated from onnx.proto IR 14; raw_data stays a
+ * view into the file's bytes). Writing does NOT re-encode the model: a re-encoding may order fields differently
+ * from the C++ writer torch uses.
  * Instead `toBytes()` walks the original protobuf wire bytes and replaces only the TensorProto (initializer) or
  * AttributeProto (Constant node value) of each tensor that was edited, fixing the enclosing length prefixes.
  * An unedited model therefore saves byte for byte as it was loaded, and an edit changes nothing but its tensor.
@@ -26,7 +27,7 @@
 import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 import { DTYPES, decodeFloat32, dtypeFromOnnx, encodeFloat32, viewStored, type DType } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -37,11 +38,10 @@ import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/pr
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
 import { nodeSubgraphs, scopeKey, subgraphTensors, type GraphStep } from './subgraph-tensors.js';
 
-const { onnx } = onnxproto;
-type ModelProto = onnxproto.onnx.ModelProto;
-type ITensorProto = onnxproto.onnx.ITensorProto;
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
-type IValueInfoProto = onnxproto.onnx.IValueInfoProto;
+type ModelProto = onnx.ModelProto;
+type ITensorProto = onnx.TensorProto;
+type IAttributeProto = onnx.AttributeProto;
+type IValueInfoProto = onnx.ValueInfoProto;
 
 /** Default-domain (ai.onnx) opsets basin knows. */
 export const MIN_OPSET = 7;
@@ -123,12 +123,12 @@ export function onnxTypeName(code: number): string {
   return ELEM_NAMES[code] ?? `type ${code}`;
 }
 
-type LongLike = number | { toString(): string; low?: number; high?: number };
+type LongLike = number | bigint;
 
-/** An int64 proto field as a bigint (protobufjs hands them over as Long objects or numbers). */
+/** A proto integer field (int64 fields are bigint, int32 fields number) as a bigint. */
 function big(v: LongLike | null | undefined): bigint {
   if (v === null || v === undefined) return 0n;
-  return typeof v === 'number' ? BigInt(v) : BigInt(v.toString());
+  return typeof v === 'bigint' ? v : BigInt(v);
 }
 
 /** Which typed field holds each dtype (ONNX TensorProto rules). */
@@ -152,7 +152,7 @@ function hasElements(a: ArrayLike<unknown> | null | undefined): boolean {
   return !!a && a.length > 0;
 }
 
-/** Typed-field values (numbers or Longs) to little-endian bytes of `dtype`. */
+/** Typed-field values (numbers or bigints) to little-endian bytes of `dtype`. */
 function typedToBytes(values: ArrayLike<LongLike>, dtype: DType): Uint8Array {
   const n = values.length;
   switch (dtype) {
@@ -259,8 +259,8 @@ export class OnnxModel {
     const label = file ?? '(in-memory model)';
     let proto: ModelProto;
     try {
-      proto = onnx.ModelProto.decode(bytes);
-      checkWire(bytes, label); // protobufjs tolerates some malformations (e.g. a bad wire type at the very end)
+      proto = onnx.decodeModel(bytes);
+      checkWire(bytes, label); // a decoder may tolerate some malformations (e.g. a bad wire type at the very end)
     } catch (e) {
       if (e instanceof BasinError) throw e;
       const why = e instanceof Error ? e.message : String(e);
@@ -271,9 +271,9 @@ export class OnnxModel {
     return new OnnxModel(bytes, proto, file === undefined ? undefined : path.resolve(file));
   }
 
-  /** A model from a ModelProto built or changed in code (it is encoded once with protobufjs). */
-  static fromProto(proto: onnxproto.onnx.IModelProto, options: FromBytesOptions = {}): OnnxModel {
-    return OnnxModel.fromBytes(onnx.ModelProto.encode(proto).finish(), options);
+  /** A model from a ModelProto built or changed in code (it is encoded once with protobuf-es). */
+  static fromProto(proto: onnx.ModelProto, options: FromBytesOptions = {}): OnnxModel {
+    return OnnxModel.fromBytes(onnx.encodeModel(proto), options);
   }
 
   private get label(): string {
@@ -380,7 +380,7 @@ export class OnnxModel {
 
   /** An independent copy: same source, same pending edits. */
   clone(): OnnxModel {
-    const c = new OnnxModel(this.bytes, onnx.ModelProto.decode(this.bytes), this.path);
+    const c = new OnnxModel(this.bytes, onnx.decodeModel(this.bytes), this.path);
     for (const [k, v] of this.edits) c.edits.set(k, copyBytes(v));
     c.ext = new Map(this.ext);
     c.extMoved = this.extMoved;
@@ -426,7 +426,7 @@ export class OnnxModel {
           if (!here) return undefined;
           const e = here.get(wireString(gv, TENSOR_NAME, this.label));
           if (!e || e.kind !== 'initializer') return undefined;
-          return [onnx.TensorProto.encode(tensorBytes(e)).finish()];
+          return [onnx.encodeTensor(tensorBytes(e))];
         }
         if (g.no !== GRAPH_NODE) return undefined;
         const index = ++nodeIndex;
@@ -437,7 +437,7 @@ export class OnnxModel {
             return rewrite(gv, this.label, (a, av) => {
               if (a.no !== NODE_ATTRIBUTE || a.wt !== 2) return undefined;
               if (wireString(av, ATTR_NAME, this.label) !== e.attr!.name) return undefined;
-              return [onnx.AttributeProto.encode(this.rewrittenAttr(e, external)).finish()];
+              return [onnx.encodeAttribute(this.rewrittenAttr(e, external))];
             });
           }
         }
@@ -474,8 +474,8 @@ export class OnnxModel {
 
   /** The entry's TensorProto with its current data, in its own form (or moved as `external` says). */
   private rewrittenTensor(e: Entry, external: ExternalMode): ITensorProto {
-    // A plain copy: protobufjs encodes every own, non-null field, so cleared fields are set to null.
-    const t: ITensorProto = { ...(e.tensor as ITensorProto) };
+    // A shallow copy (unknown fields included); cleared fields are unset, not written.
+    const t: ITensorProto = onnx.shallowCopy(e.tensor!);
     const dtype = e.dtype!;
     const upTo = typeof external === 'object' && !(external instanceof Map) ? external.inlineUpTo : undefined;
     if (e.form === 'external' && upTo !== undefined && numel(e.shape) * DTYPES[e.dtype!].bytes > upTo) {
@@ -487,25 +487,26 @@ export class OnnxModel {
     if (e.form === 'external') {
       if (external === 'inline' || upTo !== undefined) {
         t.rawData = data;
-        t.dataLocation = null;
-        t.externalData = null;
+        onnx.clearField(t, onnx.TensorProtoSchema.field.dataLocation);
+        t.externalData = [];
       } else {
         const ref = external instanceof Map ? external.get(e.name)! : this.ext.get(e.name)!;
-        t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+        t.dataLocation = onnx.TensorProto_DataLocation.EXTERNAL;
         t.externalData = externalEntries(e.tensor!, ref);
       }
     } else if (e.form === 'raw') {
       t.rawData = data;
     } else {
-      // protobufjs writes int64 fields from numbers, strings or Longs; a bigint would silently become 0.
-      const vals = bytesToTyped(data, dtype).map((v) => (typeof v === 'bigint' ? v.toString() : v));
-      (t as unknown as Record<string, unknown>)[typedField(dtype)] = vals;
+      // int64_data / uint64_data hold bigints, the other typed fields numbers.
+      const field = typedField(dtype);
+      const vals = bytesToTyped(data, dtype).map((v) => (field === 'int64Data' || field === 'uint64Data' ? BigInt(v) : Number(v)));
+      (t as unknown as Record<string, unknown>)[field] = vals;
     }
     return t;
   }
 
   private rewrittenAttr(e: Entry, external: ExternalMode): IAttributeProto {
-    const a: IAttributeProto = { ...(e.attr as IAttributeProto) };
+    const a: IAttributeProto = onnx.shallowCopy(e.attr!);
     if (e.form !== 'attr') {
       a.t = this.rewrittenTensor(e, external);
       return a;
@@ -513,8 +514,8 @@ export class OnnxModel {
     const vals = bytesToTyped(this.getRaw(e.name), e.dtype!);
     if (a.name === 'value_float') a.f = vals[0] as number;
     else if (a.name === 'value_floats') a.floats = vals as number[];
-    else if (a.name === 'value_int') a.i = Number(vals[0]);
-    else a.ints = (vals as bigint[]).map((v) => Number(v));
+    else if (a.name === 'value_int') a.i = BigInt(vals[0] ?? 0);
+    else a.ints = vals.map((v) => BigInt(v));
     return a;
   }
 
@@ -692,7 +693,7 @@ export async function saveOnnx(model: OnnxModel, file: string): Promise<void> {
 /** Every operator domain a node uses: the main graph, subgraphs of control-flow nodes and local functions ('' for ai.onnx). */
 function usedDomains(proto: ModelProto): Set<string> {
   const out = new Set<string>();
-  const visitNodes = (nodes: readonly onnxproto.onnx.INodeProto[] | null | undefined, depth: number): void => {
+  const visitNodes = (nodes: readonly onnx.NodeProto[] | null | undefined, depth: number): void => {
     if (depth > 64) return;
     for (const n of nodes ?? []) {
       out.add(n.domain === 'ai.onnx' ? '' : (n.domain ?? ''));
@@ -715,7 +716,7 @@ function checkOpsets(proto: ModelProto, label: string, file: string | undefined)
   const known = [...new Set(KNOWN_DOMAINS.map((d) => d || 'ai.onnx'))];
   for (const imp of proto.opsetImport) {
     const domain = imp.domain === 'ai.onnx' ? '' : (imp.domain ?? '');
-    const version = Number(big(imp.version as LongLike));
+    const version = Number(imp.version);
     if (!KNOWN_DOMAINS.includes(domain) && !localDomains.has(domain) && used.has(domain)) {
       throw new BasinError(
         'onnx_unsupported_opset',
@@ -740,17 +741,16 @@ function checkOpsets(proto: ModelProto, label: string, file: string | undefined)
 }
 
 function describeValue(v: IValueInfoProto): ValueDesc {
-  const tt = v.type?.tensorType;
+  const tt = v.type?.value.case === 'tensorType' ? v.type.value.value : undefined;
   const elemType = tt?.elemType ?? 0;
-  const own = (o: object, k: string): boolean => Object.prototype.hasOwnProperty.call(o, k);
   const shape = tt?.shape
-    ? (tt.shape.dim ?? []).map((d) => (d.dimParam ? d.dimParam : own(d, 'dimValue') && d.dimValue != null ? Number(big(d.dimValue as LongLike)) : null))
+    ? tt.shape.dim.map((d) => (d.value.case === 'dimParam' && d.value.value ? d.value.value : d.value.case === 'dimValue' ? Number(d.value.value) : null))
     : undefined;
   return { name: v.name ?? '', elemType, dtype: dtypeFromOnnx(elemType), shape };
 }
 
 function tensorShape(t: ITensorProto, name: string, label: string, file: string | undefined): number[] {
-  const dims = (t.dims ?? []).map((d) => big(d as LongLike));
+  const dims = t.dims;
   const shape: number[] = [];
   for (const d of dims) {
     if (d < 0n || d > BigInt(Number.MAX_SAFE_INTEGER)) {
@@ -768,7 +768,7 @@ function tensorShape(t: ITensorProto, name: string, label: string, file: string 
 
 /** Form and size checks for one TensorProto; returns its form. */
 function tensorForm(t: ITensorProto, name: string, dtype: DType | undefined, shape: number[], label: string, file: string | undefined): Form {
-  if (t.dataLocation === onnx.TensorProto.DataLocation.EXTERNAL) return 'external';
+  if (t.dataLocation === onnx.TensorProto_DataLocation.EXTERNAL) return 'external';
   if (dtype === undefined) return hasElements(t.rawData) ? 'raw' : 'typed';
   const n = numel(shape);
   const want = n * DTYPES[dtype].bytes;
@@ -806,7 +806,7 @@ function collectEntries(proto: ModelProto, label: string, file: string | undefin
     const form = tensorForm(t, name, dtype, shape, label, file);
     add({ name, kind: 'initializer', elemType, dtype, shape, form, tensor: t, attr: undefined, external: form === 'external' ? pendingExternal(t, name, label, file) : undefined, scope });
   };
-  const addConstant = (node: onnxproto.onnx.INodeProto, scope: readonly GraphStep[]): void => {
+  const addConstant = (node: onnx.NodeProto, scope: readonly GraphStep[]): void => {
     if (node.opType !== 'Constant' || !(node.domain === '' || node.domain === 'ai.onnx' || !node.domain)) return;
     const name = node.output?.[0];
     if (!name || node.attribute?.length !== 1) return;
@@ -936,23 +936,19 @@ function readExternal(tensor: string, ref: ExternalRef, label: string, file: str
   return out;
 }
 
-function externalEntries(t: ITensorProto, ref: ExternalRef): onnxproto.onnx.IStringStringEntryProto[] {
+function externalEntries(t: ITensorProto, ref: ExternalRef): onnx.StringStringEntryProto[] {
   const rest = (t.externalData ?? []).filter((kv) => !['location', 'offset', 'length', 'checksum'].includes(kv.key ?? ''));
-  return [
-    { key: 'location', value: ref.location },
-    { key: 'offset', value: String(ref.offset) },
-    { key: 'length', value: String(ref.length) },
-    ...rest,
-  ];
+  const entry = (key: string, value: string): onnx.StringStringEntryProto => onnx.create(onnx.StringStringEntryProtoSchema, { key, value });
+  return [entry('location', ref.location), entry('offset', String(ref.offset)), entry('length', String(ref.length)), ...rest];
 }
 
 function clearData(t: ITensorProto): void {
-  t.rawData = null;
-  t.floatData = null;
-  t.doubleData = null;
-  t.int32Data = null;
-  t.int64Data = null;
-  t.uint64Data = null;
+  onnx.clearField(t, onnx.TensorProtoSchema.field.rawData);
+  t.floatData = [];
+  t.doubleData = [];
+  t.int32Data = [];
+  t.int64Data = [];
+  t.uint64Data = [];
 }
 
 const EXTERNAL_ALIGN = 64;
@@ -1051,18 +1047,18 @@ function referencedDataFiles(target: string): Map<string, number | undefined> {
   const out = new Map<string, number | undefined>();
   let proto: ModelProto;
   try {
-    proto = onnx.ModelProto.decode(readFileSync(target));
+    proto = onnx.decodeModel(readFileSync(target));
   } catch {
     return out; // absent or not ONNX: references nothing basin may remove
   }
   const dir = path.dirname(target);
   const add = (t: ITensorProto | null | undefined): void => {
-    if (t?.dataLocation !== onnx.TensorProto.DataLocation.EXTERNAL) return;
+    if (t?.dataLocation !== onnx.TensorProto_DataLocation.EXTERNAL) return;
     const loc = (t.externalData ?? []).find((kv) => kv.key === 'location')?.value;
     if (!loc || /[\\/]/.test(loc) || loc === '.' || loc === '..' || out.has(loc)) return;
     out.set(loc, inode(path.join(dir, loc)));
   };
-  const walk = (g: onnxproto.onnx.IGraphProto, depth: number): void => {
+  const walk = (g: onnx.GraphProto, depth: number): void => {
     if (depth > 64) return;
     for (const t of g.initializer ?? []) add(t);
     (g.node ?? []).forEach((n, i) => {
@@ -1228,7 +1224,7 @@ function* wireFields(buf: Uint8Array, label: string): Generator<WireField> {
   }
 }
 
-/** Walk the top level of the model and of its graph: catches what protobufjs tolerates. */
+/** Walk the top level of the model and of its graph: catches what a lenient decoder tolerates. */
 function checkWire(bytes: Uint8Array, label: string): void {
   for (const f of wireFields(bytes, label)) {
     if (f.no === MODEL_GRAPH && f.wt === 2) for (const _ of wireFields(bytes.subarray(f.valueStart, f.end), label));

@@ -5,10 +5,10 @@
  * Model(...)`) and status prefixes (`[ONNXRuntimeError] : 1 : FAIL :`) removed: they describe onnxruntime's
  * build, not the user's model. Names in the text are printed through the same escaping as every message.
  */
-import type onnxproto from 'onnx-proto';
+import type * as onnx from './proto.js';
 import { BasinError, escapeControl, q } from '../errors.js';
 
-type IGraphProto = onnxproto.onnx.IGraphProto;
+type IGraphProto = onnx.GraphProto;
 
 /** A C++ source location: `/path/to/file.cc:123` (also `.h`, `.cpp`, Windows paths). */
 const SOURCE_LOCATION = /(?:(?<!\w)[A-Za-z]:)?[\\/]?(?:[\w.+-]+[\\/])*[\w.+-]+\.(?:cc|cpp|cxx|c|h|hpp):\d+\s*/g;

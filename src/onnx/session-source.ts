@@ -9,14 +9,13 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 import type { OnnxModel } from './model.js';
 import { fsError } from '../io/atomic.js';
 
-const { onnx } = onnxproto;
 
 /** A change to the session's copy of the graph (extra outputs); the model itself is untouched. */
-export type ProtoEdit = (proto: onnxproto.onnx.IModelProto) => void;
+export type ProtoEdit = (proto: onnx.ModelProto) => void;
 
 export interface SessionSource {
   /** Model bytes (self-contained) or the path of a model file whose external data lies beside it. */
@@ -38,9 +37,9 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise
   if (!hasExternalData(model)) {
     const bytes = model.toBytes({ inlineExternal: true, shared: true });
     if (!edit) return { model: bytes, dispose: () => undefined };
-    const proto = onnx.ModelProto.decode(bytes);
+    const proto = onnx.decodeModel(bytes);
     edit(proto);
-    return { model: onnx.ModelProto.encode(proto).finish(), dispose: () => undefined };
+    return { model: onnx.encodeModel(proto), dispose: () => undefined };
   }
   let dir: string;
   try {
@@ -54,9 +53,9 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise
     await model.save(file);
     if (edit) {
       // the saved protobuf holds no weight data (all of it is in model.onnx.data): small to decode and rewrite
-      const proto = onnx.ModelProto.decode(readFileSync(file));
+      const proto = onnx.decodeModel(readFileSync(file));
       edit(proto);
-      writeFileSync(file, onnx.ModelProto.encode(proto).finish());
+      writeFileSync(file, onnx.encodeModel(proto));
     }
   } catch (e) {
     dispose();

@@ -8,7 +8,7 @@
  */
 import type ort from 'onnxruntime-node';
 import { runtime } from '../engine/runtime.js';
-import onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 import { DTYPES, dtypeFromOrt, float32ToStored, storedToFloat32, type DType, type StoredArray } from '../dtype.js';
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -17,7 +17,6 @@ import { ortError } from './ort-error.js';
 import { sessionSource } from './session-source.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
-const { onnx } = onnxproto;
 
 /** The element types onnxruntime tensors carry. */
 export type OrtType = ort.Tensor.Type;
@@ -174,7 +173,7 @@ function definedValues(model: OnnxModel): Set<string> {
 }
 
 /** Adds `extra` as graph outputs (value_info type when known, else untyped). */
-const withOutputs = (extra: readonly string[]) => (proto: onnxproto.onnx.IModelProto): void => {
+const withOutputs = (extra: readonly string[]) => (proto: onnx.ModelProto): void => {
   const g = proto.graph!;
   const have = new Set((g.output ?? []).map((o) => o.name));
   const infos = new Map((g.valueInfo ?? []).map((v) => [v.name, v]));
@@ -182,7 +181,7 @@ const withOutputs = (extra: readonly string[]) => (proto: onnxproto.onnx.IModelP
     if (have.has(name)) continue;
     have.add(name);
     const vi = infos.get(name);
-    (g.output ??= []).push(vi?.type ? { name, type: vi.type } : { name });
+    (g.output ??= []).push(onnx.valueInfo(vi?.type ? { name, type: vi.type } : { name }));
   }
 };
 

@@ -5,12 +5,12 @@
  * initializers, node outputs) are listed, so that a name says which tensor it is: OnnxModel reads and edits them,
  * and the graph tracer treats them as weights. A tensor whose name is shadowed or reused stays unlisted (frozen).
  */
-import type onnxproto from 'onnx-proto';
+import * as onnx from './proto.js';
 
-type IGraphProto = onnxproto.onnx.IGraphProto;
-type INodeProto = onnxproto.onnx.INodeProto;
-type ITensorProto = onnxproto.onnx.ITensorProto;
-type IAttributeProto = onnxproto.onnx.IAttributeProto;
+type IGraphProto = onnx.GraphProto;
+type INodeProto = onnx.NodeProto;
+type ITensorProto = onnx.TensorProto;
+type IAttributeProto = onnx.AttributeProto;
 
 /** One step down: the node (index in its graph's node list), its attribute, and `g` (-1) or an index into `graphs`. */
 export interface GraphStep {

@@ -15,7 +15,7 @@
  * (attribute or constant input) along an axis whose outputs carry groups take the groups' widths (a fused q|k|v
  * projection split in three).
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import { tensorProto } from '../onnx/build.js';
 import { freshNamer } from '../onnx/fresh-names.js';
@@ -24,8 +24,8 @@ import { DTYPES } from '../dtype.js';
 import type { GroupReport } from '../graph/types.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 
-type IModel = onnxproto.onnx.IModelProto;
-type INode = onnxproto.onnx.INodeProto;
+type IModel = onnx.ModelProto;
+type INode = onnx.NodeProto;
 
 /** What one Reshape target must become: axes from the front pinned to widths, and an optional heads split. */
 interface Pins {
@@ -77,7 +77,7 @@ export function pinReshapes(
   const g = proto.graph!;
   const pointsAt = new Map<string, { group: GroupReport; axis: number }[]>();
   for (const grp of groups) for (const p of grp.points) pointsAt.set(p.value, [...(pointsAt.get(p.value) ?? []), { group: grp, axis: p.axis }]);
-  const ints = new Map<string, onnxproto.onnx.ITensorProto>();
+  const ints = new Map<string, onnx.TensorProto>();
   for (const t of g.initializer ?? []) if (t.dataType === DTYPES.I64.onnx) ints.set(t.name ?? '', t);
   const constNodes = new Map<string, INode>();
   for (const node of g.node ?? []) if (node.opType === 'Constant' && node.output?.[0]) constNodes.set(node.output[0], node);
@@ -86,7 +86,7 @@ export function pinReshapes(
   const opset = Number((proto.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version ?? 0);
   const fresh = freshNamer(g);
   const added: { before: INode; nodes: INode[] }[] = [];
-  const addedInits: onnxproto.onnx.ITensorProto[] = [];
+  const addedInits: onnx.TensorProto[] = [];
   const constInt = (base: string, vals: number[]): string => {
     const name = fresh(base);
     addedInits.push(tensorProto(name, { int64: vals, dims: [vals.length] }));
@@ -147,16 +147,16 @@ export function pinReshapes(
       throw new BasinError('onnx_unsupported_op', `Reshape node ${q(node.name || out)} computes its target shape from a width basin changes, and the model's opset ${opset} is below 10 (Slice with inputs): re-export with opset ≥ 10`, { node: node.name || out });
     }
     const nodes: INode[] = [];
-    const mk = (op: string, inputs: string[], base: string, attrs: onnxproto.onnx.IAttributeProto[] = []): string => {
+    const mk = (op: string, inputs: string[], base: string, attrs: onnx.AttributeInit[] = []): string => {
       const o = fresh(base);
-      nodes.push({ opType: op, input: inputs, output: [o], name: fresh(`${base}_node`), attribute: attrs });
+      nodes.push(onnx.node({ opType: op, input: inputs, output: [o], name: fresh(`${base}_node`), attribute: attrs }));
       return o;
     };
     const big = 2 ** 53 - 1;
     const base = `${node.name || out}_target`;
     const axis0 = constInt(`${base}_axis0`, [0]);
     const slice = (s: string, a: number, b: number) => mk('Slice', [s, constInt(`${base}_start`, [a]), constInt(`${base}_end`, [b]), axis0], `${base}_slice`);
-    const concat = (parts: string[]) => mk('Concat', parts, `${base}_concat`, [{ name: 'axis', type: onnxproto.onnx.AttributeProto.AttributeType.INT, i: 0 }]);
+    const concat = (parts: string[]) => mk('Concat', parts, `${base}_concat`, [{ name: 'axis', type: onnx.AttributeProto_AttributeType.INT, i: 0n }]);
     let s = shapeName;
     if (pins.split) {
       const pre = slice(s, 0, -2);
@@ -188,7 +188,7 @@ export function pinReshapes(
     if (!old || old.length !== sizes.length) continue;
     const next = old.map((v, i) => sizes[i] ?? v);
     if (next.every((v, i) => v === old[i])) continue;
-    if (attr) attr.ints = next;
+    if (attr) attr.ints = next.map(BigInt);
     else node.input![1] = constInt(`${sizeName}_resized`, next);
   }
   if (added.length === 0 && addedInits.length === 0) return;

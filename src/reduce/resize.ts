@@ -11,7 +11,7 @@
  * (refitted consumers, with their new shapes). Reshape targets that carry a width, constant or computed by the
  * graph (torch MultiheadAttention's head split), are rewritten (reshape-pins.ts); stale value_info shapes are dropped.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import { matmul } from '../engine/matmul.js';
 import { tensorProto } from '../onnx/build.js';
@@ -22,7 +22,6 @@ import type { PermutationSpecJson } from '../spec/types.js';
 import type { GroupRoles, RoleMember } from './roles.js';
 import { allWidths, pinReshapes } from './reshape-pins.js';
 
-const { onnx } = onnxproto;
 
 export interface UnitMap {
   /** New width q. */
@@ -173,11 +172,11 @@ export async function resizeModel(
   return rebuild(model, changed, spec, groups, maps);
 }
 
-type INode = onnxproto.onnx.INodeProto;
+type INode = onnx.NodeProto;
 
 /** The model's proto with `changed` tensors (new shapes allowed) and width-carrying constants updated. */
 function rebuild(model: OnnxModel, changed: ReadonlyMap<string, Tensor>, spec: PermutationSpecJson, groups: readonly GroupReport[], maps: ReadonlyMap<string, UnitMap>): OnnxModel {
-  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const dtypeOf = (name: string) => model.weightInfo(name).dtype;
   g.initializer = (g.initializer ?? []).map((t) => {
@@ -192,8 +191,8 @@ function rebuild(model: OnnxModel, changed: ReadonlyMap<string, Tensor>, spec: P
   }
   for (const inp of g.input ?? []) {
     const v = changed.get(inp.name ?? '');
-    const tt = inp.type?.tensorType;
-    if (v && tt) tt.shape = { dim: v.shape.map((d) => ({ dimValue: d })) };
+    const tt = onnx.tensorTypeOf(inp.type);
+    if (v && tt) tt.shape = onnx.shapeProto(v.shape);
   }
   // Reshape targets (constant or computed) that carry a width: resized groups, head splits (reshape-pins.ts).
   const resized = new Map([...maps].map(([k, v]) => [k, v.size]));

@@ -3,19 +3,18 @@
  * value and a Slice on the last axis gives the output back under its own name (positions [k·C, (k+1)·C)). Used to
  * score A's half and B's half of a zipped model separately with the one evaluator.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import { tensorProto } from '../onnx/build.js';
 import { OnnxModel } from '../onnx/model.js';
 
-const { onnx } = onnxproto;
 
 /**
  * The model whose output `output` is half `half` (0: A's, 1: B's) of `model`'s, `width` positions wide.
  * @throws BasinError invalid_argument when the model has no such output
  */
 export function halfOutputModel(model: OnnxModel, output: string, half: 0 | 1, width: number): OnnxModel {
-  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const out = (g.output ?? []).find((v) => v.name === output);
   if (!out) throw new BasinError('invalid_argument', `the zipped model has no output ${q(output)}`, { tensor: output });
@@ -28,9 +27,9 @@ export function halfOutputModel(model: OnnxModel, output: string, half: 0 | 1, w
   init(`${output}.basin_start`, half * width);
   init(`${output}.basin_end`, (half + 1) * width);
   init(`${output}.basin_axis`, -1);
-  (g.node ??= []).push({ opType: 'Slice', name: `${output}/basin_half`, input: [full, `${output}.basin_start`, `${output}.basin_end`, `${output}.basin_axis`], output: [output] });
-  const dims = out.type?.tensorType?.shape?.dim;
+  (g.node ??= []).push(onnx.node({ opType: 'Slice', name: `${output}/basin_half`, input: [full, `${output}.basin_start`, `${output}.basin_end`, `${output}.basin_axis`], output: [output] }));
+  const dims = onnx.tensorTypeOf(out.type)?.shape?.dim;
   const last = dims?.[dims.length - 1];
-  if (last && last.dimValue !== undefined && last.dimValue !== null) last.dimValue = width;
+  if (last?.value.case === 'dimValue') last.value = { case: 'dimValue', value: BigInt(width) };
   return OnnxModel.fromProto(proto, { path: model.path });
 }

@@ -12,7 +12,7 @@
  *     (the shapes it declares are A's).
  * The result is a new model; external data is inlined.
  */
-import onnxproto from 'onnx-proto';
+import * as onnx from '../onnx/proto.js';
 import { BasinError, q } from '../errors.js';
 import { tensorProto } from '../onnx/build.js';
 import { freshNamer } from '../onnx/fresh-names.js';
@@ -20,9 +20,8 @@ import { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
 import type { AxisRole } from './stack-tensor.js';
 
-const { onnx } = onnxproto;
-type INode = onnxproto.onnx.INodeProto;
-const AT = onnx.AttributeProto.AttributeType;
+type INode = onnx.NodeProto;
+const AT = onnx.AttributeProto_AttributeType;
 
 export interface GraphEdits {
   /** Stacked constant tensors by name (float32 values, written in the source tensor's dtype). */
@@ -43,24 +42,25 @@ export interface GraphEdits {
 
 /** The stacked model (see the file comment); `rewritten` names the nodes replaced by a sequence. */
 export function stackGraph(a: OnnxModel, edits: GraphEdits): { model: OnnxModel; rewritten: string[] } {
-  const proto = onnx.ModelProto.decode(a.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(a.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const dtypeOf = (name: string) => a.weightInfo(name).dtype;
   const inits = new Set((g.initializer ?? []).map((t) => t.name ?? ''));
   // tensors
   g.initializer = (g.initializer ?? []).map((t) => {
     const s = edits.tensors.get(t.name ?? '');
-    return s ? onnx.TensorProto.fromObject(tensorProto(t.name ?? '', s, { dtype: dtypeOf(t.name ?? '') })) : t;
+    return s ? tensorProto(t.name ?? '', s, { dtype: dtypeOf(t.name ?? '') }) : t;
   });
   for (const v of g.input ?? []) {
     const s = inits.has(v.name ?? '') ? edits.tensors.get(v.name ?? '') : undefined;
-    if (s && v.type?.tensorType) v.type.tensorType.shape = { dim: s.shape.map((d) => ({ dimValue: d })) };
+    const tt = onnx.tensorTypeOf(v.type);
+    if (s && tt) tt.shape = onnx.shapeProto(s.shape);
   }
   for (const n of g.node ?? []) {
     if (n.opType !== 'Constant') continue;
     const name = n.output?.[0] ?? '';
     const s = edits.tensors.get(name);
-    if (s) n.attribute = [{ name: 'value', type: AT.TENSOR, t: tensorProto(name, s, { dtype: dtypeOf(name) }) }];
+    if (s) n.attribute = [onnx.attribute({ name: 'value', type: AT.TENSOR, t: tensorProto(name, s, { dtype: dtypeOf(name) }) })];
   }
   // names
   const fresh = freshNamer(g);
@@ -92,10 +92,10 @@ export function stackGraph(a: OnnxModel, edits: GraphEdits): { model: OnnxModel;
   g.node = nodes;
   doubleHeadCounts(g, edits.headCounts, a, intInit);
   g.valueInfo = [];
-  const doubleLast = (v: onnxproto.onnx.IValueInfoProto) => {
-    const dims = v.type?.tensorType?.shape?.dim;
+  const doubleLast = (v: onnx.ValueInfoProto) => {
+    const dims = onnx.tensorTypeOf(v.type)?.shape?.dim;
     const last = dims?.[dims.length - 1];
-    if (last && last.dimValue !== undefined && last.dimValue !== null && Number(last.dimValue) > 0) last.dimValue = 2 * Number(last.dimValue);
+    if (last?.value.case === 'dimValue' && last.value.value > 0n) last.value = { case: 'dimValue', value: 2n * last.value.value };
   };
   if (edits.doubleOutputs) for (const v of g.output ?? []) doubleLast(v);
   if (edits.doubleInputs) for (const v of g.input ?? []) if (!inits.has(v.name ?? '')) doubleLast(v);
@@ -141,17 +141,17 @@ function splitLayerNorm(
   const v4 = bias ? fresh(`${out}.basin_scaled`) : out;
   const attrs = (n.attribute ?? []).filter((a) => a.name !== 'axis');
   const seq: INode[] = [
-    { opType: 'Reshape', name: fresh(`${name}/basin_split`), input: [x, split], output: [v1] },
-    { opType: 'LayerNormalization', name: fresh(`${name}/basin_per_model`), input: [v1, ones, zeros], output: [v2], attribute: [...attrs, { name: 'axis', type: AT.INT, i: -1 }] },
-    { opType: 'Reshape', name: fresh(`${name}/basin_join`), input: [v2, join], output: [v3] },
-    { opType: 'Mul', name: fresh(`${name}/basin_scale`), input: [v3, scale], output: [v4] },
+    onnx.node({ opType: 'Reshape', name: fresh(`${name}/basin_split`), input: [x, split], output: [v1] }),
+    onnx.node({ opType: 'LayerNormalization', name: fresh(`${name}/basin_per_model`), input: [v1, ones, zeros], output: [v2], attribute: [...attrs, { name: 'axis', type: AT.INT, i: -1n }] }),
+    onnx.node({ opType: 'Reshape', name: fresh(`${name}/basin_join`), input: [v2, join], output: [v3] }),
+    onnx.node({ opType: 'Mul', name: fresh(`${name}/basin_scale`), input: [v3, scale], output: [v4] }),
   ];
-  if (bias) seq.push({ opType: 'Add', name: fresh(`${name}/basin_bias`), input: [v4, bias], output: [out] });
+  if (bias) seq.push(onnx.node({ opType: 'Add', name: fresh(`${name}/basin_bias`), input: [v4, bias], output: [out] }));
   return seq;
 }
 
 /** A Reshape whose constant target shape names the size of a stacked axis of its output: that size doubled. */
-function doubleReshape(n: INode, g: onnxproto.onnx.IGraphProto, edits: GraphEdits, a: OnnxModel): void {
+function doubleReshape(n: INode, g: onnx.GraphProto, edits: GraphEdits, a: OnnxModel): void {
   const shapeName = n.input?.[1] ?? '';
   const out = n.output?.[0] ?? '';
   const axes = edits.stackedValues.get(out);
@@ -169,7 +169,7 @@ function doubleReshape(n: INode, g: onnxproto.onnx.IGraphProto, edits: GraphEdit
   const t = tensorProto(shapeName, { int64: next, dims: [next.length] });
   const init = (g.initializer ?? []).findIndex((x) => x.name === shapeName);
   if (init >= 0) g.initializer![init] = t;
-  for (const c of g.node ?? []) if (c.opType === 'Constant' && c.output?.[0] === shapeName) c.attribute = [{ name: 'value', type: AT.TENSOR, t }];
+  for (const c of g.node ?? []) if (c.opType === 'Constant' && c.output?.[0] === shapeName) c.attribute = [onnx.attribute({ name: 'value', type: AT.TENSOR, t })];
 }
 
 /**
@@ -178,7 +178,7 @@ function doubleReshape(n: INode, g: onnxproto.onnx.IGraphProto, edits: GraphEdit
  * integer scalar constant operand of a Mul or Div equal to a head count h is the head count: it becomes 2h, so
  * the stacked model splits 2h heads of the same size (A's heads then B's).
  */
-function doubleHeadCounts(g: onnxproto.onnx.IGraphProto, headCounts: readonly number[], a: OnnxModel, intInit: (base: string, values: readonly number[]) => string): void {
+function doubleHeadCounts(g: onnx.GraphProto, headCounts: readonly number[], a: OnnxModel, intInit: (base: string, values: readonly number[]) => string): void {
   if (headCounts.length === 0) return;
   const producer = new Map<string, INode>();
   for (const n of g.node ?? []) for (const o of n.output ?? []) producer.set(o, n);
@@ -261,13 +261,13 @@ function splitReduceMean(n: INode, edits: GraphEdits, opset: number, intInit: (b
   const v4 = fresh(`${out}.basin_spread`);
   const reduce: INode =
     opset >= 18
-      ? { opType: 'ReduceMean', name: fresh(`${name}/basin_per_model`), input: [v1, intInit(`${out}.basin_axes`, [-1])], output: [v2], attribute: [{ name: 'keepdims', type: AT.INT, i: 1 }] }
-      : { opType: 'ReduceMean', name: fresh(`${name}/basin_per_model`), input: [v1], output: [v2], attribute: [{ name: 'axes', type: AT.INTS, ints: [-1] }, { name: 'keepdims', type: AT.INT, i: 1 }] };
+      ? onnx.node({ opType: 'ReduceMean', name: fresh(`${name}/basin_per_model`), input: [v1, intInit(`${out}.basin_axes`, [-1])], output: [v2], attribute: [{ name: 'keepdims', type: AT.INT, i: 1n }] })
+      : onnx.node({ opType: 'ReduceMean', name: fresh(`${name}/basin_per_model`), input: [v1], output: [v2], attribute: [{ name: 'axes', type: AT.INTS, ints: [-1n] }, { name: 'keepdims', type: AT.INT, i: 1n }] });
   return [
-    { opType: 'Reshape', name: fresh(`${name}/basin_split`), input: [x, split], output: [v1] },
+    onnx.node({ opType: 'Reshape', name: fresh(`${name}/basin_split`), input: [x, split], output: [v1] }),
     reduce,
-    { opType: 'Shape', name: fresh(`${name}/basin_shape`), input: [v1], output: [v3] },
-    { opType: 'Expand', name: fresh(`${name}/basin_spread`), input: [v2, v3], output: [v4] },
-    { opType: 'Reshape', name: fresh(`${name}/basin_join`), input: [v4, join], output: [out] },
+    onnx.node({ opType: 'Shape', name: fresh(`${name}/basin_shape`), input: [v1], output: [v3] }),
+    onnx.node({ opType: 'Expand', name: fresh(`${name}/basin_spread`), input: [v2, v3], output: [v4] }),
+    onnx.node({ opType: 'Reshape', name: fresh(`${name}/basin_join`), input: [v4, join], output: [out] }),
   ];
 }

@@ -10,13 +10,12 @@
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, linkSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../../src/onnx/proto.js';
 import type { BasinErrorCode } from '../../src/errors.js';
 import { GraphBuilder } from '../../src/onnx/build.js';
 import { Tensor } from '../../src/tensor/tensor.js';
 
-const { onnx } = onnxproto;
-type IModelProto = onnxproto.onnx.IModelProto;
+type IModelProto = onnx.ModelProto;
 
 /** Shown inside names read from files: erase the line, return the cursor, print a fake success line. */
 export const ESCAPE = '\x1b[2K\rwrote FAKE.onnx\x1b[8m';
@@ -82,7 +81,7 @@ export function mlp({ external = { location: 'w1.bin' }, w1Name = 'w1', gemmName
 /** Write a model (builder, proto or bytes) as `dir/model.onnx`; returns its path. */
 export function writeModel(dir: string, model: GraphBuilder | IModelProto | Uint8Array, name = 'model.onnx'): string {
   const file = path.join(dir, name);
-  const bytes = model instanceof Uint8Array ? model : model instanceof GraphBuilder ? model.encode() : onnx.ModelProto.encode(model).finish();
+  const bytes = model instanceof Uint8Array ? model : model instanceof GraphBuilder ? model.encode() : onnx.encodeModel(model);
   writeFileSync(file, bytes);
   return file;
 }
@@ -96,7 +95,7 @@ function extModel(dir: string, location: string, dataName: string | null = locat
 /** The proto of the MLP with its w1 external-data entries replaced. */
 function withExternalData(entries: { key: string; value: string }[]): IModelProto {
   const p = mlp().proto();
-  p.graph!.initializer![0]!.externalData = entries;
+  p.graph!.initializer[0]!.externalData = entries.map((e) => onnx.create(onnx.StringStringEntryProtoSchema, e));
   return p;
 }
 
@@ -538,7 +537,7 @@ export function onnxCases(): OnnxCase[] {
       expect: fail('onnx_invalid', 'b2', '-3'),
       make: (dir) => {
         const p = mlp({ external: null }).proto();
-        p.graph!.initializer!.find((t) => t.name === 'b2')!.dims = [-3];
+        p.graph!.initializer.find((t) => t.name === 'b2')!.dims = [-3n];
         return writeModel(dir, p);
       },
     },
@@ -558,7 +557,7 @@ export function onnxCases(): OnnxCase[] {
       expect: fail('onnx_unsupported_opset', '99'),
       make: (dir) => {
         const p = mlp({ external: null }).proto();
-        p.opsetImport = [{ domain: '', version: 99 }];
+        p.opsetImport = [onnx.create(onnx.OperatorSetIdProtoSchema, { domain: '', version: 99n })];
         return writeModel(dir, p);
       },
     },
@@ -568,8 +567,8 @@ export function onnxCases(): OnnxCase[] {
       expect: fail('onnx_unsupported_opset', 'wrote FAKE.onnx'),
       make: (dir) => {
         const p = mlp({ external: null }).proto();
-        p.opsetImport!.push({ domain: `evil${ESCAPE}`, version: 1 });
-        p.graph!.node!.push({ opType: 'Evil', domain: `evil${ESCAPE}`, input: [], output: ['evil_out'] }); // only a used domain is refused
+        p.opsetImport.push(onnx.create(onnx.OperatorSetIdProtoSchema, { domain: `evil${ESCAPE}`, version: 1n }));
+        p.graph!.node.push(onnx.node({ opType: 'Evil', domain: `evil${ESCAPE}`, input: [], output: ['evil_out'] })); // only a used domain is refused
         return writeModel(dir, p);
       },
     },
@@ -591,7 +590,7 @@ export function onnxCases(): OnnxCase[] {
       make: (dir) => {
         const p = mlp({ external: null }).proto();
         p.graph!.node![0]!.input = ['r', 'w1', 'b1']; // gemm1 reads relu's output, relu reads gemm1's
-        p.graph!.node![0]!.attribute = [{ name: 'transB', type: onnx.AttributeProto.AttributeType.INT, i: 1 }];
+        p.graph!.node[0]!.attribute = [onnx.attribute({ name: 'transB', type: onnx.AttributeProto_AttributeType.INT, i: 1n })];
         p.graph!.input = [];
         return writeModel(dir, p);
       },
@@ -602,7 +601,7 @@ export function onnxCases(): OnnxCase[] {
       expect: fail('onnx_runtime', 'model.onnx', 'IR version'),
       make: (dir) => {
         const p = mlp({ external: null }).proto();
-        p.irVersion = 99;
+        p.irVersion = 99n;
         return writeModel(dir, p);
       },
     },
@@ -634,7 +633,7 @@ export function onnxCases(): OnnxCase[] {
         const g = mlp({ external: null });
         const p = g.proto();
         const w2 = p.graph!.initializer!.find((t) => t.name === 'w2')!;
-        w2.dataType = onnx.TensorProto.DataType.INT32; // same byte count, wrong type for Gemm with float input
+        w2.dataType = onnx.TensorProto_DataType.INT32; // same byte count, wrong type for Gemm with float input
         return writeModel(dir, p);
       },
     },

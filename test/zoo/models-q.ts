@@ -10,7 +10,7 @@
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
-import onnxproto from 'onnx-proto';
+import * as onnx from '../../src/onnx/proto.js';
 import { GraphBuilder, tensorProto } from '../../src/onnx/build.js';
 import { loadOnnx, OnnxModel } from '../../src/onnx/model.js';
 import { Tensor } from '../../src/tensor/tensor.js';
@@ -176,7 +176,6 @@ export function qlinearNet(): OnnxModel {
     .build();
 }
 
-const { onnx } = onnxproto;
 
 /**
  * A copy of `model` in quantize_dynamic form (as onnxruntime writes transformers.js `model_quantized.onnx`): every
@@ -185,10 +184,10 @@ const { onnx } = onnxproto;
  * uint8 tensor keeping the weight's name, with one scale and zero point per output unit where `perChannel(name)`.
  */
 export function dynamicQuantized(model: OnnxModel, perChannel: (weight: string) => boolean): OnnxModel {
-  const proto = onnx.ModelProto.decode(model.toBytes({ inlineExternal: true }));
+  const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
-  const nodes: onnxproto.onnx.INodeProto[] = [];
-  const plain = (n: onnxproto.onnx.INodeProto): boolean =>
+  const nodes: onnx.NodeProto[] = [];
+  const plain = (n: onnx.NodeProto): boolean =>
     (n.attribute ?? []).every((a) => (a.name === 'alpha' || a.name === 'beta' ? a.f === 1 : a.name === 'transA' || a.name === 'transB' ? Number(a.i) === 0 : false));
   for (const n of g.node ?? []) {
     const [x, w, bias] = n.input ?? [];
@@ -201,11 +200,11 @@ export function dynamicQuantized(model: OnnxModel, perChannel: (weight: string) 
     g.initializer!.splice(at, 1, tensorProto(w, q, { dtype: 'U8' }), tensorProto(`${w}_scale`, scale), tensorProto(`${w}_zp`, zp, { dtype: 'U8' }));
     const base = n.name ?? w;
     const out = n.output![0]!;
-    const node = (opType: string, input: string[], output: string[], attribute: onnxproto.onnx.IAttributeProto[] = [], name = `${base}/${opType}`) =>
-      nodes.push(onnx.NodeProto.create({ name, opType, input, output, attribute }));
+    const node = (opType: string, input: string[], output: string[], attribute: onnx.AttributeProto[] = [], name = `${base}/${opType}`) =>
+      nodes.push(onnx.create(onnx.NodeProtoSchema, { name, opType, input, output, attribute }));
     node('DynamicQuantizeLinear', [x], [`${base}/x_q`, `${base}/x_scale`, `${base}/x_zp`]);
     node('MatMulInteger', [`${base}/x_q`, w, `${base}/x_zp`, `${w}_zp`], [`${base}/i32`], [], base);
-    node('Cast', [`${base}/i32`], [`${base}/f`], [{ name: 'to', type: onnx.AttributeProto.AttributeType.INT, i: 1 }]);
+    node('Cast', [`${base}/i32`], [`${base}/f`], [onnx.attribute({ name: 'to', type: onnx.AttributeProto_AttributeType.INT, i: 1n })]);
     node('Mul', [`${base}/x_scale`, `${w}_scale`], [`${base}/scale`], [], `${base}/Mul_scale`);
     node('Mul', [`${base}/f`, `${base}/scale`], [bias ? `${base}/m` : out]);
     if (bias) node('Add', [`${base}/m`, bias], [out]);
