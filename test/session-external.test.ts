@@ -15,6 +15,7 @@ import { loadOnnx, OnnxModel } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
 import { hasExternalData, lastPlacement, sessionSource } from '../src/onnx/session-source.js';
 import { inferSpec } from '../src/graph/infer-spec.js';
+import { momentModel } from '../src/match/moment-graph.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, rng, runBasin } from './helpers.js';
 
@@ -155,6 +156,14 @@ test('the shape probe and spec inference run a model with external data (same sp
   const inline = await inferSpec(await loadOnnx(writeMlp(dir, false)));
   assert.deepEqual(ext.spec, inline.spec);
   assert.deepEqual(ext.spec.axes_to_perm['w1'], ['P_0', null]);
+});
+
+test('activation matching never inlines external data into its side-by-side moment graph (one session per model instead)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-ext-'));
+  const ext = await loadOnnx(writeMlp(dir, true));
+  const inline = await loadOnnx(writeMlp(dir, false));
+  assert.equal(momentModel([ext, ext], []), undefined);
+  assert.ok(momentModel([inline, inline], []) instanceof Uint8Array, 'self-contained models still share one graph');
 });
 
 test('toBytes({ inlineExternal: N }) inlines only tensors of at most N bytes and leaves larger ones in their file', async () => {
