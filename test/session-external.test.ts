@@ -1,18 +1,21 @@
 /**
- * Sessions for models with external data are created from a temp copy on disk (src/onnx/session-source.ts), never
- * by inlining the data: outputs equal a hand computation and the all-inline model's, edits reach the session,
- * extra outputs and the shape probe work, and the temp folder is gone afterwards.
+ * Sessions for models with external data are created from a small protobuf written beside the data file
+ * (src/onnx/session-source.ts), never by inlining or copying the data: outputs equal a hand computation and the
+ * all-inline model's, edits reach the session, extra outputs and the shape probe work, and no session file is
+ * left afterwards.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { decodeModel } from '../src/onnx/proto.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { GraphBuilder } from '../src/onnx/build.js';
 import { loadOnnx, OnnxModel } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
-import { hasExternalData } from '../src/onnx/session-source.js';
+import { hasExternalData, lastPlacement, sessionSource } from '../src/onnx/session-source.js';
 import { inferSpec } from '../src/graph/infer-spec.js';
+import { momentModel } from '../src/match/moment-graph.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { assertAllClose, rng, runBasin } from './helpers.js';
 
@@ -99,7 +102,9 @@ test('a model with external data runs from its data file: outputs equal the hand
     assertAllClose(out['y']!.data, want.y, { rtol: 1e-5, atol: 1e-6 });
     assertAllClose(out['r']!.data, want.h, { rtol: 1e-5, atol: 1e-6 });
   });
-  assert.deepEqual(left.filter((n) => n.startsWith('basin-session-')), [], 'the temp copy is removed once the session exists');
+  assert.deepEqual(left.filter((n) => n.startsWith('basin-session-')), [], 'no temp folder: the session reads the data file where it is');
+  assert.deepEqual(lastPlacement, ['in-place'], 'the data file was neither copied nor linked');
+  assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('.basin-session-')), [], 'the session protobuf is removed once the session exists');
   const s = await createSession(inline);
   const y = (await s.run({ x: new Tensor([2, IN], X) }))['y']!;
   await s.release();
@@ -120,12 +125,45 @@ test('edits of external tensors reach the session (the temp copy holds the edite
   assert.ok(Buffer.compare(before, readFileSync(path.join(dir, 'weights.bin'))) === 0);
 });
 
+test('the session protobuf references the unedited data file in place; only edited tensors get a data file of their own', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-ext-'));
+  const model = await loadOnnx(writeMlp(dir, true));
+  model.setRaw('w2', new Uint8Array(values(OUT * HID, 11).buffer));
+  const source = await sessionSource(model);
+  try {
+    assert.equal(typeof source.model, 'string');
+    const file = source.model as string;
+    assert.equal(path.dirname(file), dir, 'written beside the data file (onnxruntime reads external data only from its model folder)');
+    const proto = decodeModel(readFileSync(file));
+    const where = (name: string) => {
+      const t = proto.graph!.initializer!.find((i) => i.name === name)!;
+      return Object.fromEntries(t.externalData.map((kv) => [kv.key, kv.value]));
+    };
+    assert.deepEqual(where('w1'), { location: 'weights.bin', offset: '0', length: String(W1.byteLength) });
+    const w2 = where('w2');
+    assert.notEqual(w2['location'], 'weights.bin');
+    assert.equal(statSync(path.join(dir, w2['location']!)).size, OUT * HID * 4, 'only the edited tensor is written');
+    assert.ok(statSync(file).size < 2048, 'the protobuf holds no weight data');
+  } finally {
+    source.dispose();
+  }
+  assert.deepEqual(readdirSync(dir).sort(), ['ext.onnx', 'weights.bin']);
+});
+
 test('the shape probe and spec inference run a model with external data (same spec as the inline model)', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-ext-'));
   const ext = await inferSpec(await loadOnnx(writeMlp(dir, true)));
   const inline = await inferSpec(await loadOnnx(writeMlp(dir, false)));
   assert.deepEqual(ext.spec, inline.spec);
   assert.deepEqual(ext.spec.axes_to_perm['w1'], ['P_0', null]);
+});
+
+test('activation matching never inlines external data into its side-by-side moment graph (one session per model instead)', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-ext-'));
+  const ext = await loadOnnx(writeMlp(dir, true));
+  const inline = await loadOnnx(writeMlp(dir, false));
+  assert.equal(momentModel([ext, ext], []), undefined);
+  assert.ok(momentModel([inline, inline], []) instanceof Uint8Array, 'self-contained models still share one graph');
 });
 
 test('toBytes({ inlineExternal: N }) inlines only tensors of at most N bytes and leaves larger ones in their file', async () => {

@@ -5,6 +5,7 @@
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, writeCheckpoint, type Checkpoint } from '../io/checkpoint.js';
+import { LazyTensors } from '../io/lazy-tensors.js';
 import { PermutationSpec } from '../spec/spec.js';
 import { mlpIoAxes, mlpSpec } from '../spec/mlp.js';
 import { permuteTensor } from '../spec/apply.js';
@@ -198,12 +199,10 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         }
       }
     }
-    const ta = new Map<string, Tensor>();
-    const tb = new Map<string, Tensor>();
-    for (const name of spec.tensors()) {
-      ta.set(name, aFloat?.get(name) ?? (await a.readFloat32(name)));
-      tb.set(name, bFloat?.get(name) ?? (await b.readFloat32(name)));
-    }
+    // Without a graph nothing needs every tensor at once: weight matching reads each from disk when it uses it.
+    const lazy = !aFloat && !bFloat;
+    const ta: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(a, spec.tensors()) : new Map(await Promise.all(spec.tensors().map(async (n) => [n, aFloat?.get(n) ?? (await a.readFloat32(n))] as const)));
+    const tb: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(b, spec.tensors()) : new Map(spec.tensors().map((n) => [n, bFloat!.get(n)!] as const));
     const load = since();
     const data = (typeof opts.data === 'string' || (opts.data === undefined && hasInputs && method.readsActivations)) && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
@@ -232,15 +231,15 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
 
     const verified = since();
     if (outPath) {
-      const out = [];
-      for (const name of b.names()) {
+      // each tensor is read, permuted and written when its turn comes: one tensor in memory at a time
+      const out = b.names().map((name) => {
         const info = b.info(name);
-        const raw = await b.readRaw(name);
-        const data = spec.axesToPerm.has(name)
-          ? permuteTensor(spec, result.perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes })
-          : raw;
-        out.push({ name, dtype: info.dtype, shape: [...info.shape], data });
-      }
+        const data = async () => {
+          const raw = await b.readRaw(name);
+          return spec.axesToPerm.has(name) ? permuteTensor(spec, result.perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }) : raw;
+        };
+        return { name, dtype: info.dtype, shape: [...info.shape], data };
+      });
       await writeCheckpoint(outPath, out, { metadata: b.metadata, shardBytes: opts.shardBytes });
     }
     const phases: AlignPhases = { load, match: matched, ...result.phases, verify: verified, write: since() };

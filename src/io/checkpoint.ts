@@ -49,6 +49,8 @@ export interface Checkpoint {
   info(name: string): TensorInfo;
   readRaw(name: string): Promise<Uint8Array>;
   readFloat32(name: string): Promise<Tensor>;
+  /** readFloat32 synchronously (for Map-like access, io/lazy-tensors.ts). */
+  readFloat32Sync(name: string): Tensor;
   close(): Promise<void>;
 }
 
@@ -85,6 +87,9 @@ class SingleCheckpoint implements Checkpoint {
   readFloat32(name: string): Promise<Tensor> {
     return this.file.readFloat32(name);
   }
+  readFloat32Sync(name: string): Tensor {
+    return this.file.readFloat32Sync(name);
+  }
   close(): Promise<void> {
     return this.file.close();
   }
@@ -118,6 +123,9 @@ class ShardedCheckpoint implements Checkpoint {
   }
   readFloat32(name: string): Promise<Tensor> {
     return this.shard(name).readFloat32(name);
+  }
+  readFloat32Sync(name: string): Tensor {
+    return this.shard(name).readFloat32Sync(name);
   }
   async close(): Promise<void> {
     await Promise.all(this.shards.map((s) => s.close()));

@@ -13,6 +13,7 @@
  * multiple of 8 with spaces, and streams tensor by tensor into a temporary file renamed at the end.
  */
 import { open, type FileHandle } from 'node:fs/promises';
+import { readSync } from 'node:fs';
 import { DTYPES, decodeFloat32, encodeFloat32, isDType, type DType } from '../dtype.js';
 import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
@@ -40,7 +41,11 @@ export interface TensorToWrite {
   readonly name: string;
   readonly dtype: DType;
   readonly shape: readonly number[];
-  readonly data: Float32Array | Uint8Array;
+  /**
+   * Values (a Float32Array, converted to `dtype`), raw bytes in `dtype`, or a function producing the raw bytes,
+   * called only when the tensor is written (a checkpoint larger than memory streams out tensor by tensor).
+   */
+  readonly data: Float32Array | Uint8Array | (() => Promise<Uint8Array>);
 }
 
 /** `'file': tensor 'x': ` — every message names the file, and the tensor when there is one. */
@@ -375,6 +380,26 @@ export class SafetensorsFile {
     return new Tensor(e.shape, values);
   }
 
+  /** readFloat32, synchronously (one positioned read): for callers that take a Map-like of tensors (io/lazy-tensors.ts). */
+  readFloat32Sync(name: string): Tensor {
+    const e = this.entry(name);
+    const raw = new Uint8Array(e.end - e.begin);
+    const fd = this.handle().fd;
+    for (let off = 0; off < raw.length; ) {
+      let n: number;
+      try {
+        n = readSync(fd, raw, off, raw.length - off, e.begin + off);
+      } catch (err) {
+        throw fsError(err, this.path, 'read');
+      }
+      if (n === 0) fail('file_truncated', this.path, name, `file ended at byte ${e.begin + off}, before the tensor's end at ${e.end} (it shrank since it was opened)`);
+      off += n;
+    }
+    const values = decodeFloat32(raw, e.dtype, true);
+    if (DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
+    return new Tensor(e.shape, values);
+  }
+
   async close(): Promise<void> {
     const fh = this.fh;
     this.fh = undefined;
@@ -432,6 +457,8 @@ export function compareCodePoints(a: string, b: string): number {
 
 /** What will be written: header bytes (length prefix included) and tensors in data order with their offsets. */
 export interface SafetensorsPlan {
+  /** The output, named in errors. */
+  readonly file: string;
   readonly prefix: Uint8Array;
   readonly tensors: readonly { t: TensorToWrite; begin: number; end: number }[];
   /** Total file size. */
@@ -476,8 +503,8 @@ export function validateTensors(file: string, tensors: readonly TensorToWrite[],
           found: t.data.length,
         });
       }
-    } else {
-      fail('invalid_argument', file, name, `data must be a Float32Array (converted to ${t.dtype}) or a Uint8Array (raw bytes), found ${kind(t.data)}`);
+    } else if (typeof t.data !== 'function') {
+      fail('invalid_argument', file, name, `data must be a Float32Array (converted to ${t.dtype}), a Uint8Array (raw bytes) or a function giving the raw bytes, found ${kind(t.data)}`);
     }
     sizes.set(t, nbytes);
   }
@@ -517,7 +544,7 @@ export function planSafetensors(file: string, tensors: readonly TensorToWrite[],
   const prefix = new Uint8Array(8 + padded).fill(0x20, 8 + json.length);
   new DataView(prefix.buffer).setBigUint64(0, BigInt(padded), true);
   prefix.set(json, 8);
-  return { prefix, tensors: laid, bytes: prefix.length + pos };
+  return { file, prefix, tensors: laid, bytes: prefix.length + pos };
 }
 
 /** Elements converted per chunk when streaming a Float32Array out in another dtype. */
@@ -526,8 +553,14 @@ const CHUNK_ELEMENTS = 1 << 20;
 /** Stream one planned file's bytes to `write`. */
 export async function writePlan(plan: SafetensorsPlan, write: ChunkSink): Promise<void> {
   await write(plan.prefix);
-  for (const { t } of plan.tensors) {
-    const d = t.data;
+  for (const { t, begin, end } of plan.tensors) {
+    const d = typeof t.data === 'function' ? await t.data() : t.data;
+    if (typeof t.data === 'function' && (!(d instanceof Uint8Array) || d.length !== end - begin)) {
+      fail('tensor_size_mismatch', plan.file, t.name, `${t.dtype} ${shapeStr(t.shape)} needs ${end - begin} raw bytes but its producer gave ${d instanceof Uint8Array ? d.length : kind(d)}`, {
+        expected: end - begin,
+        found: d instanceof Uint8Array ? d.length : undefined,
+      });
+    }
     if (!(d instanceof Float32Array)) {
       await write(d);
     } else if (t.dtype === 'F32') {

@@ -22,6 +22,7 @@
  * exact for any shift).
  */
 import * as onnx from '../onnx/proto.js';
+import { hasExternalData } from '../onnx/session-source.js';
 import { tensorProto } from '../onnx/build.js';
 import type { OnnxModel } from '../onnx/model.js';
 import { Tensor } from '../tensor/tensor.js';
@@ -189,6 +190,8 @@ class MomentNodes {
  * data inputs, an opset below 10, more than 1.8 GiB together), in which case the caller runs them one session each.
  */
 export function momentModel(models: readonly OnnxModel[], points: readonly MomentPoint[]): Uint8Array | undefined {
+  // external data stays in its files: one session per model reads it there (onnx/session-source.ts), never inlined
+  if (models.some(hasExternalData)) return undefined;
   const bytes = models.map((m) => m.toBytes({ inlineExternal: true }));
   // one protobuf message holds at most 2 GiB
   if (bytes.reduce((t, b) => t + b.length, 0) > MAX_MODEL_BYTES) return undefined;

@@ -399,6 +399,17 @@ export class OnnxModel {
     return shared && chunks.length === 1 ? chunks[0]! : concat(chunks);
   }
 
+  /** Where an external tensor's bytes are now (the checked data file's real path, offset, length); undefined for other forms. */
+  externalRef(name: string): { file: string; offset: number; length: number } | undefined {
+    const r = this.entry(name).form === 'external' ? this.ext.get(name) : undefined;
+    return r && { file: r.safe?.realPath ?? r.file, offset: r.offset, length: r.length };
+  }
+
+  /** `toBytes` with every external tensor's data at `refs` (location relative to where the bytes are saved); nothing is read. */
+  toBytesWithExternal(refs: ReadonlyMap<string, { location: string; offset: number; length: number }>): Uint8Array {
+    return concat(this.toChunks(new Map([...refs].map(([k, v]) => [k, { ...v, file: v.location }]))));
+  }
+
   /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */
   private toChunks(external: ExternalMode, stamp?: Record<string, string>): Uint8Array[] {
     const changed = new Map<string, Entry>();
@@ -482,11 +493,12 @@ export class OnnxModel {
       t.externalData = externalEntries(e.tensor!, this.ext.get(e.name)!); // kept where it is, unread (edits not applied)
       return t;
     }
-    const data = this.getRaw(e.name);
+    // read only where the bytes go into the protobuf (an external tensor moved to new refs is not read)
+    const data = e.form === 'external' && !(external === 'inline' || upTo !== undefined) ? undefined : this.getRaw(e.name);
     clearData(t);
     if (e.form === 'external') {
       if (external === 'inline' || upTo !== undefined) {
-        t.rawData = data;
+        t.rawData = data!;
         onnx.clearField(t, onnx.TensorProtoSchema.field.dataLocation);
         t.externalData = [];
       } else {
@@ -495,11 +507,11 @@ export class OnnxModel {
         t.externalData = externalEntries(e.tensor!, ref);
       }
     } else if (e.form === 'raw') {
-      t.rawData = data;
+      t.rawData = data!;
     } else {
       // int64_data / uint64_data hold bigints, the other typed fields numbers.
       const field = typedField(dtype);
-      const vals = bytesToTyped(data, dtype).map((v) => (field === 'int64Data' || field === 'uint64Data' ? BigInt(v) : Number(v)));
+      const vals = bytesToTyped(data!, dtype).map((v) => (field === 'int64Data' || field === 'uint64Data' ? BigInt(v) : Number(v)));
       (t as unknown as Record<string, unknown>)[field] = vals;
     }
     return t;

@@ -1,12 +1,18 @@
 /**
  * What onnxruntime creates a session from. A model whose weights all live inside its protobuf is handed over as
- * bytes in memory (the fast path, as before). A model with external data is never inlined: protobuf cannot hold
- * more than 2 GB, and inlining copies every weight into one more buffer. It is saved instead, with its current
- * edits, to a private temp folder (`model.onnx` + `model.onnx.data`, OnnxModel.save) and the session is created
- * from that path, so onnxruntime reads the data file itself. The folder is removed once the session exists
- * (`dispose`); onnxruntime holds what it read or mapped.
+ * bytes in memory (the fast path, as before). A model with external data is never inlined (protobuf cannot hold
+ * more than 2 GB, and inlining copies every weight into one more buffer), and its data files are not copied.
+ *
+ * onnxruntime (1.19 and later) reads external data only from inside the folder of the model file it was given,
+ * symlinks resolved. So the session's protobuf (current edits, `edit` applied) is written as a hidden file beside
+ * the model's data file, `.basin-session-<pid>-<hex>.onnx`, referencing the unedited tensors where they are; the
+ * edited external tensors go to a data file of the same name beside it (`….data`). Both are removed once the
+ * session exists (`dispose`): onnxruntime holds what it read or mapped, and the user's files are untouched. When
+ * that folder cannot be written (read-only, or the data files lie in several folders), a private temp folder is
+ * used instead, holding hard links to the data files (a copy across file systems).
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, copyFileSync, linkSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import * as onnx from './proto.js';
@@ -20,18 +26,27 @@ export type ProtoEdit = (proto: onnx.ModelProto) => void;
 export interface SessionSource {
   /** Model bytes (self-contained) or the path of a model file whose external data lies beside it. */
   readonly model: Uint8Array | string;
-  /** Remove the temp folder, if any (idempotent). */
+  /** Remove the session's files, if any (idempotent). */
   dispose(): void;
 }
 
+/** How the data files of a session were reached: in place (beside them), or through hard links / copies in a temp folder. */
+export type PlacedBy = 'in-place' | 'hardlink' | 'copy';
+
+/** How the last sessionSource call with external data reached each data file (tests check nothing was copied). */
+export const lastPlacement: PlacedBy[] = [];
+
 /** Whether any of `model`'s tensors keeps its data in an external file. */
 export function hasExternalData(model: OnnxModel): boolean {
-  return [...model.weights(), ...model.constants()].some((n) => model.weightInfo(n).storage === 'external');
+  return model.constants().some((n) => model.externalRef(n) !== undefined);
 }
+
+type Ref = { location: string; offset: number; length: number };
 
 /**
  * The source to create a session for `model` from (edits included), with `edit` applied to the session's copy.
- * @throws BasinError io_error when the temp folder cannot be written; onnx_external_data when a data file is gone
+ * @throws BasinError io_error when no folder for the session's files can be written; onnx_external_data when a
+ *   data file is gone
  */
 export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise<SessionSource> {
   if (!hasExternalData(model)) {
@@ -41,6 +56,29 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise
     edit(proto);
     return { model: onnx.encodeModel(proto), dispose: () => undefined };
   }
+  lastPlacement.length = 0;
+  const dataDirs = new Set(model.constants().flatMap((n) => {
+    const r = model.externalRef(n);
+    return r ? [path.dirname(r.file)] : [];
+  }));
+  if (dataDirs.size === 1) {
+    const dir = [...dataDirs][0]!;
+    const stem = path.join(dir, `.basin-session-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const files = [`${stem}.onnx`, `${stem}.data`];
+    const dispose = (): void => files.forEach((f) => rmSync(f, { force: true }));
+    try {
+      writeSession(model, edit, `${stem}.onnx`, `${stem}.data`, (file) => {
+        lastPlacement.push('in-place');
+        return path.basename(file);
+      });
+      return { model: `${stem}.onnx`, dispose };
+    } catch (e) {
+      dispose();
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'EACCES' && code !== 'EROFS' && code !== 'EPERM') throw fsError(e, `${stem}.onnx`, 'write');
+      lastPlacement.length = 0; // the folder is read-only: a temp folder below
+    }
+  }
   let dir: string;
   try {
     dir = mkdtempSync(path.join(os.tmpdir(), 'basin-session-'));
@@ -49,17 +87,73 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit): Promise
   }
   const dispose = (): void => rmSync(dir, { recursive: true, force: true });
   const file = path.join(dir, 'model.onnx');
+  const linked = new Map<string, string>();
   try {
-    await model.save(file);
-    if (edit) {
-      // the saved protobuf holds no weight data (all of it is in model.onnx.data): small to decode and rewrite
-      const proto = onnx.decodeModel(readFileSync(file));
-      edit(proto);
-      writeFileSync(file, onnx.encodeModel(proto));
-    }
+    writeSession(model, edit, file, path.join(dir, 'edited.data'), (data) => {
+      let name = linked.get(data);
+      if (name === undefined) {
+        name = `data-${linked.size}`;
+        lastPlacement.push(linkInto(data, path.join(dir, name)));
+        linked.set(data, name);
+      }
+      return name;
+    });
   } catch (e) {
     dispose();
     throw fsError(e, file, 'write'); // a BasinError (missing data file, …) passes through unchanged
   }
   return { model: file, dispose };
+}
+
+const ALIGN = 4096;
+
+/**
+ * Write the session's protobuf to `file`: unedited external tensors read from `locate(dataFile)` (a location
+ * relative to `file`'s folder), edited ones from `editedFile` (written here, 4 KiB aligned, only when there are any).
+ */
+function writeSession(model: OnnxModel, edit: ProtoEdit | undefined, file: string, editedFile: string, locate: (dataFile: string) => string): void {
+  const refs = new Map<string, Ref>();
+  const located = new Map<string, string>();
+  const edited = new Set(model.edited());
+  let fd: number | undefined;
+  let at = 0;
+  try {
+    for (const name of model.constants()) {
+      const ref = model.externalRef(name);
+      if (!ref) continue;
+      if (edited.has(name)) {
+        const data = model.getRaw(name);
+        fd ??= openSync(editedFile, 'w');
+        at = Math.ceil(at / ALIGN) * ALIGN;
+        writeSync(fd, data, 0, data.length, at);
+        refs.set(name, { location: path.basename(editedFile), offset: at, length: data.length });
+        at += data.length;
+        continue;
+      }
+      let location = located.get(ref.file);
+      if (location === undefined) located.set(ref.file, (location = locate(ref.file)));
+      refs.set(name, { location, offset: ref.offset, length: ref.length });
+    }
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  let bytes = model.toBytesWithExternal(refs);
+  if (edit) {
+    // the protobuf holds no external tensor's data: small to decode and rewrite
+    const proto = onnx.decodeModel(bytes);
+    edit(proto);
+    bytes = onnx.encodeModel(proto);
+  }
+  writeFileSync(file, bytes);
+}
+
+/** `file` at `at`: a hard link (same file system), else a copy. */
+function linkInto(file: string, at: string): PlacedBy {
+  try {
+    linkSync(file, at);
+    return 'hardlink';
+  } catch {
+    copyFileSync(file, at);
+    return 'copy';
+  }
 }
