@@ -7,7 +7,7 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-const dir = process.env.BASIN_DUMP_COSTS;
+const dir = typeof process === 'undefined' ? undefined : process.env['BASIN_DUMP_COSTS']; // no process in a browser
 let count = 0;
 
 /** Write one n x n cost matrix of permutation `perm` (no-op unless BASIN_DUMP_COSTS is set). */
