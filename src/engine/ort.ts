@@ -6,18 +6,10 @@
  * Every graph here has dynamic dims (named dim params), so one session serves every shape of its class.
  */
 import type ort from 'onnxruntime-node';
-import type * as onnxT from '../onnx/proto.js';
+import { encodeGraphModel } from './graph-bytes.js';
 import { BasinError } from '../errors.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession } from './session-factory.js';
-
-// The protobuf code loads on the first graph built (~0.1 s of start-up a command without graphs need not pay).
-let proto: typeof onnxT | undefined;
-const loadProto = async () => (proto ??= await import('../onnx/proto.js'));
-const onnxOf = () => {
-  if (!proto) throw new Error('internal: the protobuf code is loaded by cachedSession before a graph is built');
-  return proto;
-};
 
 /** The ONNX element types the engine builds graphs for. */
 export type EngineDType = 'float32' | 'float64';
@@ -52,36 +44,27 @@ export interface GraphSpec {
 /** Opset the engine's graphs are written against (Gemm-13, MatMul-13, Transpose-13). */
 export const ENGINE_OPSET = 17;
 
-function valueInfo(v: ValueSpec): onnxT.ValueInfoProto {
-  const onnx = onnxOf();
-  return onnx.valueInfo({ name: v.name, type: onnx.tensorType(ELEM_TYPE[v.dtype], v.dims) });
-}
-
-/** Serialize a graph spec into ModelProto bytes that onnxruntime can load. */
+/**
+ * Serialize a graph spec into ModelProto bytes that onnxruntime can load (written by hand, graph-bytes.ts: the
+ * protobuf code is not loaded for the engine).
+ */
 export function buildModel(spec: GraphSpec): Uint8Array {
-  const onnx = onnxOf();
-  const model = onnx.create(onnx.ModelProtoSchema, {
-    irVersion: 8n,
+  const value = (v: ValueSpec) => ({ name: v.name, elemType: ELEM_TYPE[v.dtype], dims: v.dims });
+  return encodeGraphModel({
+    irVersion: 8,
     producerName: 'basin',
-    opsetImport: [{ domain: '', version: BigInt(ENGINE_OPSET) }],
-    graph: {
-      name: spec.name,
-      input: spec.inputs.map(valueInfo),
-      output: spec.outputs.map(valueInfo),
-      node: spec.nodes.map((n, i) => ({
-        name: `${n.opType.toLowerCase()}_${i}`,
-        opType: n.opType,
-        input: [...n.inputs],
-        output: [...n.outputs],
-        attribute: Object.entries(n.intAttrs ?? {}).map(([name, value]) => ({
-          name,
-          type: onnx.AttributeProto_AttributeType.INT,
-          i: BigInt(value),
-        })),
-      })),
-    },
+    opset: ENGINE_OPSET,
+    graphName: spec.name,
+    inputs: spec.inputs.map(value),
+    outputs: spec.outputs.map(value),
+    nodes: spec.nodes.map((n, i) => ({
+      name: `${n.opType.toLowerCase()}_${i}`,
+      opType: n.opType,
+      inputs: n.inputs,
+      outputs: n.outputs,
+      intAttrs: Object.entries(n.intAttrs ?? {}),
+    })),
   });
-  return onnx.encodeModel(model);
 }
 
 // Log level, threads and session options live in the one session factory; re-exported for their importers.
@@ -105,7 +88,7 @@ const sessions = new Map<string, Promise<ort.InferenceSession>>();
 export function cachedSession(key: string, build: () => GraphSpec): Promise<ort.InferenceSession> {
   let s = sessions.get(key);
   if (!s) {
-    s = loadProto().then(() => createSession(buildModel(build()), key));
+    s = createSession(buildModel(build()), key);
     sessions.set(key, s);
     s.catch(() => {
       if (sessions.get(key) === s) sessions.delete(key);
