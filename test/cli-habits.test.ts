@@ -26,11 +26,11 @@ test('--report - puts the JSON report alone on stdout; the table goes to stderr'
   assert.ok(existsSync(path.join(d, 'm.onnx')));
 });
 
-test('-o - for a model is refused naming the option; --quiet silences progress but not errors', async () => {
+test('-o - and --report - together are refused (one stdout); --quiet silences progress but not errors', async () => {
   const d = mkdtempSync(path.join(tmpdir(), 'basin-habits-'));
-  const r = await runBasin(['merge', A, B, '-o', '-']);
+  const r = await runBasin(['merge', A, B, '-o', '-', '--report', '-']);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /^basin: error \[invalid_argument\]: -o - \(stdout\) is for reports/);
+  assert.match(r.stderr, /^basin: error \[invalid_argument\]: -o - and --report - both ask for stdout/);
   const loud = await runBasin(['merge', A, B, '-o', path.join(d, 'loud.onnx')]);
   assert.equal(loud.code, 0);
   assert.ok(loud.stderr.length > 0, 'a normal run prints progress');

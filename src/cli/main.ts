@@ -15,6 +15,7 @@ const { runtimeLoadError } = await import('./runtime-check.js');
 const { withProvenance } = await import('../io/provenance.js');
 const { takeTerminalOptions } = await import('./terminal-options.js');
 const { takeStdinInput } = await import('./stdin-input.js');
+const { takeStdoutOutput } = await import('./stdout-output.js');
 
 // Anything that escapes a command (a stray rejection, a throw in a callback) still prints one line, never a stack.
 process.on('uncaughtException', (e) => {
@@ -41,7 +42,9 @@ try {
   // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
   // every output of the command records basin's version and this command line (io/provenance.ts)
   const args = await takeStdinInput(takeTerminalOptions(process.argv.slice(2))); // -q/--quiet, --verbose; who owns stdout; `-` reads stdin
-  await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(args, { from: 'user' }));
+  const stdout = takeStdoutOutput(args); // -o -: the model goes to stdout once written
+  await withProvenance({ command: process.argv.slice(2) }, () => program.parseAsync(stdout?.argv ?? args, { from: 'user' }));
+  await stdout?.finish(!process.exitCode);
 } catch (e) {
   printError(e);
 }
