@@ -39,8 +39,10 @@ export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Ass
   for (const name of spec.tensors()) {
     const info = model.weightInfo(name);
     const raw = model.getRaw(name);
-    // getRaw's copy, or a gathered one: either way fresh, handed over without another copy
-    out.setRaw(name, permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }), { owned: true });
+    const moved = permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes });
+    // no axis of it permuted (a frozen tensor the spec lists): left as it is, not an edit (a 2 GiB table stays in
+    // its data file); else the gathered copy is handed over without another copy
+    if (moved !== raw) out.setRaw(name, moved, { owned: true });
   }
   return out;
 }
