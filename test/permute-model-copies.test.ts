@@ -8,6 +8,9 @@ import assert from 'node:assert/strict';
 import { randomlyPermute } from '../src/align/align-onnx.js';
 import { inferPermutationSpec, probeModel } from '../src/graph/index.js';
 import { deadUnitsMlp } from './zoo/models.js';
+import { PermutationSpec } from '../src/spec/spec.js';
+import { randomAssignment } from '../src/spec/apply.js';
+import { permuteModel, weightShapes } from '../src/spec/permute-model.js';
 
 test('permute: the changed fraction equals a count over every weight of both models', async () => {
   const model = deadUnitsMlp();
@@ -42,4 +45,14 @@ test('getFloat32 and setRaw: no two holders share an array', () => {
   const back = model.getFloat32(name).data;
   back[0] = 9;
   assert.equal(model.getFloat32(name).data[0], 7, 'getFloat32 of an edited tensor aliases the edit');
+});
+
+test('permuteModel: a spec tensor none of whose axes moves is not edited (it stays where it is stored)', () => {
+  const model = deadUnitsMlp();
+  const json = { axes_to_perm: { w0: ['P0', null], b0: ['P0'], w1: [null, 'P0'], b1: [null], w2: [null, null] } };
+  const spec = PermutationSpec.fromJson(json, weightShapes(model));
+  const out = permuteModel(model, spec, randomAssignment(spec, 5));
+  assert.deepEqual(out.edited().sort(), ['b0', 'w0', 'w1']);
+  for (const name of ['b1', 'w2']) assert.deepEqual([...out.getFloat32(name).data], [...model.getFloat32(name).data], name);
+  assert.notDeepEqual([...out.getFloat32('w0').data], [...model.getFloat32('w0').data]);
 });
