@@ -66,3 +66,59 @@ test('a B one ulp away from a permuted copy is not an exact copy: the pass retur
   bits[k] = bits[k]! + 1;
   assert.equal(exactPermutation(spec, a, b, identityAssignment(spec)), undefined);
 });
+
+/**
+ * A 3-layer MLP spec (w0 [n, k]: P0 on rows; w1 [n, n]: P1 rows, P0 columns; w2 [o, n]: P1 columns) whose P1 units
+ * have the same sorted values (w1's rows are cyclic shifts of one vector, w2's columns of another): the sorted
+ * keys pair P0 only, and the rounds in order must pair P1, so the pass takes more than one round.
+ */
+function shiftedMlp(n: number, k: number, o: number): { spec: PermutationSpec; a: Map<string, Tensor> } {
+  let s = 12345;
+  const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const w0 = new Tensor([n, k], Float32Array.from({ length: n * k }, rand));
+  const u = Float32Array.from({ length: n }, rand);
+  const v = Float32Array.from({ length: o }, rand);
+  const w1 = new Tensor([n, n], Float32Array.from({ length: n * n }, (_, i) => u[(Math.floor(i / n) + (i % n)) % n]!));
+  const w2 = new Tensor([o, n], Float32Array.from({ length: o * n }, (_, i) => v[(Math.floor(i / n) + (i % n)) % o]!));
+  const a = new Map([['w0', w0], ['w1', w1], ['w2', w2]]);
+  const json = { axes_to_perm: { w0: ['P0', null], w1: ['P1', 'P0'], w2: [null, 'P1'] } };
+  return { spec: PermutationSpec.fromJson(json, new Map([...a].map(([key, t]) => [key, t.shape]))), a };
+}
+
+test('exact pass: A is keyed once per permutation and B again only when a permutation it depends on changed', () => {
+  const { spec, a } = shiftedMlp(24, 10, 5);
+  const b = permuted(spec, a, 6);
+  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0 };
+  const perms = exactPermutation(spec, a, b, identityAssignment(spec), work);
+  assert.ok(perms, 'no exact permutation found');
+  for (const t of spec.tensors()) assert.ok(sameBits(permuteTensor(spec, perms, t, b.get(t)!), a.get(t)!.data), `${t} differs`);
+  const count = (side: 'a' | 'b', perm: string, sorted: boolean): number => work.keyings.filter((w) => w.side === side && w.perm === perm && w.sorted === sorted).length;
+  // more than one round ran: B's P0 keys (permuted by P1, which changed in round 0) were keyed again
+  assert.equal(count('b', 'P0', false), 2, JSON.stringify(work.keyings));
+  for (const p of ['P0', 'P1']) {
+    assert.equal(count('a', p, true), 1, `A sorted ${p}`);
+    assert.equal(count('b', p, true), 1, `B sorted ${p}`);
+    assert.equal(count('a', p, false), 1, `A in order ${p}: keyed every round`);
+  }
+  // P1's keys depend on P0 only, which the rounds left alone: keyed once
+  assert.equal(count('b', 'P1', false), 1, 'B in order P1');
+  // each keying hashes every value of the tensors the perm reaches: w0 + w1 for P0, w1 + w2 for P1
+  const [n, k, o] = [24, 10, 5];
+  const per = { P0: n * k + n * n, P1: n * n + o * n };
+  assert.equal(work.values, work.keyings.reduce((sum, w) => sum + per[w.perm as 'P0' | 'P1'], 0));
+});
+
+test('exact pass: a start that is already exact is returned as it is, nothing hashed per unit', async () => {
+  const { spec, a } = await specAndWeights(deadUnitsMlp());
+  const truth = randomAssignment(spec, 7);
+  const b = new Map([...a].map(([key, t]) => [key, new Tensor(t.shape, permuteTensor(spec, truth, key, t))]));
+  // the start that undoes B's shuffle: B permuted by it equals A
+  const start = exactPermutation(spec, a, b, identityAssignment(spec));
+  assert.ok(start);
+  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0 };
+  const again = exactPermutation(spec, a, b, start, work);
+  assert.ok(again);
+  assert.deepEqual(work.keyings, []);
+  assert.equal(work.values, 0);
+  for (const [p, v] of start) assert.deepEqual([...again.get(p)!], [...v], p);
+});

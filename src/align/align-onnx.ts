@@ -163,7 +163,7 @@ export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, 
   const spec = await resolveSpec(model, specSource, opts.specLabel);
   const perms = randomAssignment(spec, seed);
   const out = permuteModel(model, spec, perms);
-  const changed = changedFraction(model, out); // reads every weight: NaN/Inf is 'non_finite' here, before any run
+  const changed = changedFraction(model, out, new Set(out.edited())); // reads every weight: NaN/Inf is 'non_finite' here, before any run
   const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts, { spec, assignment: perms });
   return { model: out, spec, perms, verify, changedFraction: changed };
 }

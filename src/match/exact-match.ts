@@ -26,26 +26,75 @@ type Keys = string[];
  * The assignment under which B's spec tensors equal A's bit for bit, starting from `start` (the solver's), or
  * undefined when B is not an exact permutation of A (or none was found).
  */
-export function exactPermutation(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, start: Assignment): Assignment | undefined {
+export function exactPermutation(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, start: Assignment, work?: ExactMatchWork): Assignment | undefined {
   for (const name of spec.tensors()) {
     const [fa, fb] = [fingerprint(a.get(name)!.data), fingerprint(b.get(name)!.data)];
     if (fa[0] !== fb[0] || fa[1] !== fb[1]) return undefined;
   }
   const perms: Assignment = new Map([...start].map(([k, v]) => [k, Int32Array.from(v)]));
+  // the solver's assignment already exact (the usual case): every key would agree and nothing would change
+  if (headsHold(spec, perms) && equalAfter(spec, a, b, perms)) return perms;
+  const keys = (model: ReadonlyMap<string, Tensor>, side: 'a' | 'b', p: string, with_: Assignment | undefined, sorted: boolean): Keys => {
+    work?.keyings.push({ side, perm: p, sorted });
+    return unitKeys(spec, model, p, with_, sorted, work);
+  };
   for (const p of spec.free) {
-    if (repair(perms.get(p)!, unitKeys(spec, a, p, undefined, true), unitKeys(spec, b, p, undefined, true)) === 'failed') return undefined;
+    if (repair(perms.get(p)!, keys(a, 'a', p, undefined, true), keys(b, 'b', p, undefined, true)) === 'failed') return undefined;
   }
+  // A's keys in order depend on nothing: keyed once. B's keys of perm p depend on the perms of every axis of the
+  // tensors p reaches: keyed again only when one of those changed since.
+  const keysA = new Map<string, Keys>();
+  const keysB = new Map<string, { stamp: string; keys: Keys }>();
+  const version = new Map<string, number>(spec.free.map((p) => [p, 0]));
+  const deps = dependencies(spec);
   for (let round = 0; round < 8; round++) {
     let changed = false;
     for (const p of spec.free) {
-      const r = repair(perms.get(p)!, unitKeys(spec, a, p, undefined, false), unitKeys(spec, b, p, perms, false));
+      let ka = keysA.get(p);
+      if (!ka) keysA.set(p, (ka = keys(a, 'a', p, undefined, false)));
+      const stamp = deps.get(p)!.map((q) => version.get(q) ?? 0).join(',');
+      let kb = keysB.get(p);
+      if (!kb || kb.stamp !== stamp) keysB.set(p, (kb = { stamp, keys: keys(b, 'b', p, perms, false) }));
+      const r = repair(perms.get(p)!, ka, kb.keys);
       // a unit with no partner yet: another permutation is still off; the next round may fix it
-      if (r === 'changed') changed = true;
+      if (r === 'changed') {
+        changed = true;
+        version.set(p, version.get(p)! + 1);
+      }
     }
     if (!changed) break;
   }
   if (!headsHold(spec, perms) || !equalAfter(spec, a, b, perms)) return undefined;
   return perms;
+}
+
+/** What the exact pass hashed (for tests and profiles): one entry per keying of a permutation's units. */
+export interface ExactMatchWork {
+  keyings: { side: 'a' | 'b'; perm: string; sorted: boolean }[];
+  /** Float values hashed into unit keys, all keyings together. */
+  values: number;
+}
+
+/**
+ * For each base perm p: the base perms on the other axes of the tensors p reaches (what B's in-order keys of p are
+ * permuted by), sorted; p itself only where it also sits on another axis of one of those tensors.
+ */
+function dependencies(spec: PermutationSpec): Map<string, string[]> {
+  const byTensor = new Map<string, { perm: string; axis: number }[]>();
+  for (const [p, placements] of spec.permToAxes) {
+    for (const pl of placements) {
+      const list = byTensor.get(pl.tensor) ?? [];
+      list.push({ perm: p, axis: pl.axis });
+      byTensor.set(pl.tensor, list);
+    }
+  }
+  const deps = new Map<string, string[]>();
+  for (const p of spec.free) {
+    const set = new Set<string>();
+    for (const pl of spec.permToAxes.get(p) ?? []) for (const o of byTensor.get(pl.tensor) ?? []) if (o.axis !== pl.axis) set.add(o.perm);
+    deps.set(p, [...set].sort());
+  }
+  return deps;
 }
 
 /** Two sums (mod 2^32) of mixed float32 bit patterns: equal for any reordering of the same values. */
@@ -74,7 +123,7 @@ function mix(v: number, seed: number): number {
  * One key per unit of base perm `p` of a model: a 64-bit hash of the unit's values over all placements, sorted
  * (`sorted`), or in order with the other axes of each tensor permuted by `perms` (none for A, the target).
  */
-function unitKeys(spec: PermutationSpec, model: ReadonlyMap<string, Tensor>, p: string, perms: Assignment | undefined, sorted: boolean): Keys {
+function unitKeys(spec: PermutationSpec, model: ReadonlyMap<string, Tensor>, p: string, perms: Assignment | undefined, sorted: boolean, work?: ExactMatchWork): Keys {
   const n = spec.perms.get(p)!.size;
   const h1 = new Uint32Array(n).fill(0x811c9dc5);
   const h2 = new Uint32Array(n).fill(0x01000193);
@@ -83,6 +132,7 @@ function unitKeys(spec: PermutationSpec, model: ReadonlyMap<string, Tensor>, p: 
     if (perms) t = new Tensor(t.shape, permuteTensor(spec, perms, pl.tensor, t, { exceptAxis: pl.axis }));
     const rows = axisToRows(t, pl.axis);
     const width = rows.cols * pl.inner;
+    if (work) work.values += n * width;
     for (let i = 0; i < n; i++) {
       let unit = rows.data.subarray((pl.offset + i * pl.inner) * rows.cols, (pl.offset + (i + 1) * pl.inner) * rows.cols);
       if (sorted) unit = Float32Array.from(unit).sort();

@@ -315,7 +315,7 @@ export class OnnxModel {
   getFloat32(name: string): Tensor {
     const e = this.entry(name);
     const dtype = this.readableDType(e);
-    const values = decodeFloat32(this.getRaw(name), dtype);
+    const values = decodeFloat32(this.getRaw(name), dtype, true); // getRaw's bytes are a fresh copy: decoded in place
     assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
     return new Tensor(e.shape, values);
   }
@@ -358,8 +358,11 @@ export class OnnxModel {
     this.edits.set(name, encodeFloat32(tensor.data, dtype, name));
   }
 
-  /** Replace the tensor's bytes (its own dtype, little-endian, same element count). */
-  setRaw(name: string, bytes: Uint8Array): void {
+  /**
+   * Replace the tensor's bytes (its own dtype, little-endian, same element count). `owned`: the caller hands the
+   * array over and never touches it again (kept as it is, not copied).
+   */
+  setRaw(name: string, bytes: Uint8Array, { owned = false }: { owned?: boolean } = {}): void {
     const e = this.entry(name);
     const dtype = this.readableDType(e);
     const expected = numel(e.shape) * DTYPES[dtype].bytes;
@@ -370,7 +373,7 @@ export class OnnxModel {
         { file: this.path, tensor: name, expected, found: bytes.length },
       );
     }
-    this.edits.set(name, copyBytes(bytes));
+    this.edits.set(name, owned ? bytes : copyBytes(bytes));
   }
 
   /** Names of tensors edited since loading. */

@@ -125,7 +125,8 @@ function writeSession(model: OnnxModel, edit: ProtoEdit | undefined, file: strin
         const data = model.getRaw(name);
         fd ??= openSync(editedFile, 'w');
         at = Math.ceil(at / ALIGN) * ALIGN;
-        writeSync(fd, data, 0, data.length, at);
+        // writeSync takes at most 2^31 - 1 bytes at once: a 2 GiB tensor goes in chunks
+        for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, Math.min(data.length - off, 1 << 30), at + off);
         refs.set(name, { location: path.basename(editedFile), offset: at, length: data.length });
         at += data.length;
         continue;

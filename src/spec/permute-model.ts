@@ -39,20 +39,30 @@ export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Ass
   for (const name of spec.tensors()) {
     const info = model.weightInfo(name);
     const raw = model.getRaw(name);
-    out.setRaw(name, permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }));
+    const moved = permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes });
+    // no axis of it permuted (a frozen tensor the spec lists): left as it is, not an edit (a 2 GiB table stays in
+    // its data file); else the gathered copy is handed over without another copy
+    if (moved !== raw) out.setRaw(name, moved, { owned: true });
   }
   return out;
 }
 
 /**
  * Fraction (0 … 1) of weight elements (float and quantized integer) whose value differs between two models with the
- * same weights. Reads every float weight, so a NaN is BasinError non_finite naming the tensor.
+ * same weights. Reads every float weight, so a NaN is BasinError non_finite naming the tensor. `touched`: the only
+ * tensors that may differ (a model permuted from `before`); the others are read once, from `before`, and count as
+ * unchanged (a frozen 2 GiB table is not read twice).
  */
-export function changedFraction(before: OnnxModel, after: OnnxModel): number {
+export function changedFraction(before: OnnxModel, after: OnnxModel, touched?: ReadonlySet<string>): number {
   let changed = 0;
   let total = 0;
   for (const name of weightShapes(before).keys()) {
     const dtype = DTYPES[before.weightInfo(name).dtype];
+    if (touched && !touched.has(name)) {
+      const n = dtype.isFloat ? before.getFloat32(name).data.length : before.getRaw(name).length / dtype.bytes;
+      total += n;
+      continue;
+    }
     if (dtype.isFloat) {
       const x = before.getFloat32(name).data;
       const y = after.getFloat32(name).data;
