@@ -73,12 +73,13 @@ async function peakRatio(args: (files: { a: string; b: string; o: string }) => s
 }
 
 // Bounds: the measured ratio plus ~1.7x, less than one more copy of both models' weights (2x): a step that holds
-// a copy of every weight of A and B again fails. Measured on this MLP (1536 wide): align 12.8x (weight matching's
-// cached n x n contributions and transposed A rows are most of it, src/match/weight-matching.ts), permute 8.2x.
-test('align: peak memory over a bare onnxruntime process stays within 14.5x the model file', { timeout: 600_000 }, async (t) => {
+// a copy of every weight of A and B again fails. Measured on this MLP (1536 wide): align 12.8x with weight matching
+// holding transposed rows of A and B for every placement, 10.35x since they are made per cost matrix
+// (src/match/weight-matching-costs.ts; the four 1536 x 1536 float64 running sums are most of the rest), permute 8.2x.
+test('align: peak memory over a bare onnxruntime process stays within 12x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
   t.diagnostic(`align ${say}`);
-  assert.ok(ratio <= 14.5, `align ${say}`);
+  assert.ok(ratio <= 12, `align ${say}`);
 });
 
 test('permute: peak memory over a bare onnxruntime process stays within 10x the model file', { timeout: 600_000 }, async (t) => {

@@ -194,3 +194,41 @@ test('the stop rule: from where matching stops, one more sweep (costs written ou
   assert.ok(sweeps > 24, 'the runs must take more than two sweeps each for the check to mean anything');
   assert.ok(looseMisses > 0, 'the check must be able to fail: a loose sweep rule should leave gains behind');
 });
+
+test('costs: past the budget the least recently used running sum is dropped and rebuilt from full products, with the same cost', async () => {
+  const shapes = new Map(Object.entries(convShapes));
+  const spec = PermutationSpec.fromJson(convSpec, shapes);
+  const a = randomModel(convShapes, 3);
+  const b = randomModel(convShapes, 4);
+  const events: ProductEvent[] = [];
+  // room for P's 12 x 12 float64 sum (1152 bytes) or Q's 10 x 10 (800 bytes), not both
+  const cost = new CostBuilder(spec, a, b, (e) => events.push(e), 1200);
+  const take = () => events.splice(0).map((e) => `${e.kind} ${e.tensor}/${e.axis} ${e.columns}`).sort();
+  const perms = identityAssignment(spec);
+  await cost.costMatrix('P', perms);
+  assert.deepEqual(take(), ['full bias/0 1', 'full c1/0 27', 'full c2/1 90']);
+  assertAllClose(await cost.costMatrix('Q', perms), bruteCost(spec, a, b, perms, 'Q'), { rtol: 1e-5, atol: 1e-4 });
+  assert.deepEqual(take(), ['full c2/0 108', 'full fc/1 5']);
+  // Q's sum pushed P's out: P is rebuilt in full (not corrected, not skipped) and is still the right cost
+  assertAllClose(await cost.costMatrix('P', perms), bruteCost(spec, a, b, perms, 'P'), { rtol: 1e-5, atol: 1e-4 });
+  assert.deepEqual(take(), ['full bias/0 1', 'full c1/0 27', 'full c2/1 90']);
+  // with room for both (the default budget: at least 256 MiB) nothing is ever rebuilt
+  const roomy = new CostBuilder(spec, a, b, (e) => events.push(e));
+  assert.ok(roomy.budget >= 256 * 2 ** 20);
+  await roomy.costMatrix('P', perms);
+  await roomy.costMatrix('Q', perms);
+  take();
+  await roomy.costMatrix('P', perms);
+  assert.deepEqual(take(), []);
+});
+
+test('weight matching under a tiny running-sum budget finds the same permutations as with room for every sum', async () => {
+  const shapes = new Map(Object.entries(convShapes));
+  const spec = PermutationSpec.fromJson(convSpec, shapes);
+  const a = randomModel(convShapes, 5);
+  const b = randomModel(convShapes, 6);
+  const free = await weightMatching(spec, a, b, { seed: 3 });
+  const budget = await weightMatching(spec, a, b, { seed: 3, runningBudget: 1 });
+  for (const [p, v] of free.perms) assert.deepEqual(Array.from(budget.perms.get(p)!), Array.from(v), p);
+  assert.ok(Math.abs(budget.objectiveAfter - free.objectiveAfter) <= 1e-9 * Math.abs(free.objectiveAfter));
+});

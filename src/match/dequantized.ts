@@ -59,8 +59,8 @@ export function quantizedReader(model: OnnxModel, name: string): { node: string;
  * @throws BasinError non_finite (a NaN float weight or scale), as OnnxModel.getFloat32
  */
 export function matchingTensor(model: OnnxModel, name: string): Tensor {
+  if (DTYPES[model.weightInfo(name).dtype].isFloat) return model.viewFloat32(name);
   const q = model.getFloat32(name);
-  if (DTYPES[model.weightInfo(name).dtype].isFloat) return q;
   let read: QuantRead | undefined;
   for (const n of model.proto.graph?.node ?? []) {
     const inputs = n.input ?? [];

@@ -53,18 +53,25 @@ interface Running {
  */
 export class CostBuilder {
   private readonly versions = new Map<string, number>();
-  private readonly rows = new Map<Placement, { a: Float32Array; b: Float32Array; cols: number; bound: number }>();
+  /** Per placement: its column count and overflow bound (its rows are made when needed, not held: see rowsOf). */
+  private readonly bounds = new Map<Placement, { cols: number; bound: number }>();
   private readonly running = new Map<string, Running>();
   /** Full product terms and rank-d correction terms run. */
   products = 0;
   updates = 0;
+
+  /** Bytes the running sums may hold together (see runningBudget); past it, the least recently used are dropped. */
+  readonly budget: number;
 
   constructor(
     private readonly spec: PermutationSpec,
     private readonly a: ReadonlyMap<string, Tensor>,
     private readonly b: ReadonlyMap<string, Tensor>,
     private readonly onProduct?: (e: ProductEvent) => void,
-  ) {}
+    budget?: number,
+  ) {
+    this.budget = budget ?? runningBudget(spec, a);
+  }
 
   bump(perm: string): void {
     this.versions.set(perm, (this.versions.get(perm) ?? 0) + 1);
@@ -91,23 +98,43 @@ export class CostBuilder {
       return this.sum(perm, n, want, perms, undefined);
     }
     if (!run || run.moved > REFRESH_AFTER * run.cols) {
+      this.running.delete(perm);
+      this.evict(8 * n * n);
       run = { total: new Float64Array(n * n), sigmas: new Map(), moved: 0, cols: 0 };
-      this.running.set(perm, run);
-    }
+    } else this.running.delete(perm); // re-inserted below: the map's order is least recently used first
+    this.running.set(perm, run);
     return this.sum(perm, n, want, perms, run);
+  }
+
+  /** Drop the least recently used running sums until `bytes` more fit the budget (a dropped sum is rebuilt from full products when next needed). */
+  private evict(bytes: number): void {
+    let held = bytes;
+    for (const r of this.running.values()) held += r.total.byteLength;
+    for (const [perm, r] of this.running) {
+      if (held <= this.budget) break;
+      this.running.delete(perm);
+      held -= r.total.byteLength;
+    }
   }
 
   /** Add to `run` (or a fresh sum) the terms that bring `want` up to date under `perms`. */
   private async sum(perm: string, n: number, want: readonly Placement[], perms: Assignment, run: Running | undefined): Promise<Float64Array> {
     const out = run?.total ?? new Float64Array(n * n);
+    // Narrow terms (corrections, biases, norms) wait to be packed into one product; a wide one runs as soon as it is
+    // made (gramSum runs such terms on their own anyway), so only one placement's rows and permuted copy are alive.
     const terms: GramTerm[] = [];
     const events: ProductEvent[] = [];
+    const run1 = async (term: GramTerm): Promise<void> => {
+      if (term.cols >= WIDE_TERM_COLS) await gramSum(n, n, [term], { out });
+      else terms.push(term);
+    };
     /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
     let risky = false;
     for (const pl of want) {
-      const { a, b, cols, bound } = this.rowsOf(perm, pl);
       const sigma = this.columnMap(pl, perms);
       const before = run?.sigmas.get(pl);
+      if (before && sameColumns(before, sigma)) continue;
+      const { a, b, cols, bound } = this.rowsOf(perm, pl);
       if (!(bound < 2 ** 126)) risky = true; // NaN too
       if (!before) {
         let moves = false;
@@ -120,7 +147,7 @@ export class CostBuilder {
             for (let c = 0; c < cols; c++) pb[row + c] = b[row + sigma[c]!]!;
           }
         }
-        terms.push({ a, b: pb, cols, label: pl.tensor });
+        await run1({ a, b: pb, cols, label: pl.tensor });
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: cols });
         if (run) run.cols += cols;
       } else {
@@ -138,14 +165,14 @@ export class CostBuilder {
             xb[i * d + k] = b[row + sigma[c]!]! - b[row + before[c]!]!;
           }
         }
-        terms.push({ a: xa, b: xb, cols: d, label: pl.tensor });
+        await run1({ a: xa, b: xb, cols: d, label: pl.tensor });
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: d });
         run!.moved += d;
       }
       run?.sigmas.set(pl, sigma);
     }
-    if (terms.length === 0) return out;
-    await gramSum(n, n, terms, { out });
+    if (events.length === 0) return out;
+    if (terms.length > 0) await gramSum(n, n, terms, { out });
     for (const e of events) {
       if (e.kind === 'full') this.products++;
       else this.updates++;
@@ -156,13 +183,14 @@ export class CostBuilder {
   }
 
   /**
-   * A's and B's rows for a placement's block (n × cols, unpermuted), made once, with `bound` = cols · max|A| ·
-   * 2·max|B|, which bounds every partial sum of its products and corrections: below float32's range (2^128) no
-   * product can overflow, and the cost needs no scan for infinities.
+   * A's and B's rows for a placement's block (n × cols, unpermuted), with `bound` = cols · max|A| · 2·max|B|, which
+   * bounds every partial sum of its products and corrections: below float32's range (2^128) no product can
+   * overflow, and the cost needs no scan for infinities. Rows of axis 0 are views of the weights; other axes are
+   * transposed copies, made again for each cost matrix rather than held (holding them for every placement kept a
+   * second copy of both models' weights alive for the whole run; a transpose costs one pass over the tensor, a
+   * small fraction of the n-row product it feeds). The bound is computed once.
    */
   private rowsOf(perm: string, pl: Placement): { a: Float32Array; b: Float32Array; cols: number; bound: number } {
-    let r = this.rows.get(pl);
-    if (r) return r;
     const n = this.spec.perms.get(perm)!.size;
     const ta = this.a.get(pl.tensor)!;
     const cols = (ta.size / ta.shape[pl.axis]!) * pl.inner;
@@ -172,14 +200,17 @@ export class CostBuilder {
     };
     const a = blockOf(ta);
     const b = blockOf(this.b.get(pl.tensor)!);
-    const maxAbs = (x: Float32Array) => {
-      let m = 0;
-      for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
-      return m;
-    };
-    r = { a, b, cols, bound: cols * maxAbs(a) * 2 * maxAbs(b) };
-    this.rows.set(pl, r);
-    return r;
+    let known = this.bounds.get(pl);
+    if (!known) {
+      const maxAbs = (x: Float32Array) => {
+        let m = 0;
+        for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
+        return m;
+      };
+      known = { cols, bound: cols * maxAbs(a) * 2 * maxAbs(b) };
+      this.bounds.set(pl, known);
+    }
+    return { a, b, cols, bound: known.bound };
   }
 
   /**
@@ -216,6 +247,26 @@ export class CostBuilder {
     });
     return parts.join('|');
   }
+}
+
+/**
+ * Default budget of the running sums: the bytes of A's spec tensors as float32, and at least 256 MiB. Each sum is
+ * float64 n × n: for wide hidden layers (ViT-B/16: twelve 3072-unit MLPs, 75 MB each, 0.9 GB against 0.35 GB of
+ * weights) holding them all would outweigh the models; rebuilding a dropped one costs its full products once.
+ */
+export function runningBudget(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>): number {
+  let bytes = 0;
+  for (const t of spec.tensors()) bytes += 4 * (a.get(t)?.size ?? 0);
+  return Math.max(bytes, 256 * 2 ** 20);
+}
+
+/** Terms at least this wide run as soon as they are made (engine/matmul.ts runs them on their own: GRAM_DIRECT_COLS). */
+const WIDE_TERM_COLS = 128;
+
+function sameColumns(x: Int32Array, y: Int32Array): boolean {
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
 }
 
 /** A non-finite cost: name the first of `placements`' tensors with the largest weights (checkFiniteProducts). */

@@ -58,6 +58,8 @@ export interface WeightMatchingOptions {
   onSweep?: (info: SweepInfo) => void;
   /** Called for every product the cost builder runs (tests and benchmarks: nothing is computed twice). */
   onProduct?: (e: ProductEvent) => void;
+  /** Bytes the cost builder's running float64 sums may hold together (default: weight-matching-costs.ts runningBudget). */
+  runningBudget?: number;
 }
 
 export interface MatchingResult {
@@ -184,7 +186,7 @@ export async function weightMatching(
   const phases: MatchingPhases = { cost: 0, lap: 0, objective: 0, laps: 0, products: 0, updates: 0 };
   const builders: CostBuilder[] = [];
   const newBuilder = () => {
-    const c = new CostBuilder(spec, a, b, opts.onProduct);
+    const c = new CostBuilder(spec, a, b, opts.onProduct, opts.runningBudget);
     builders.push(c);
     return c;
   };

@@ -320,6 +320,21 @@ export class OnnxModel {
     return new Tensor(e.shape, values);
   }
 
+  /**
+   * The tensor as float32 for reading only: F32 `raw_data` at a 4-byte-aligned offset of the file's bytes is viewed
+   * in place (no copy; the view shares memory with the model, so never write it), anything else is getFloat32's
+   * fresh copy. Weight matching reads A's and B's weights through this, so they are not held twice.
+   * @throws BasinError non_finite as getFloat32
+   */
+  viewFloat32(name: string): Tensor {
+    const e = this.entry(name);
+    const raw = e.form === 'raw' && !this.edits.has(name) ? e.tensor!.rawData : undefined;
+    if (!raw || this.readableDType(e) !== 'F32' || raw.byteOffset % 4 !== 0 || raw.length % 4 !== 0) return this.getFloat32(name);
+    const values = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
+    assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant') });
+    return new Tensor(e.shape, values);
+  }
+
   /** An integer tensor's values (shape constants, axes); each must be a safe integer. */
   getInts(name: string): number[] {
     const e = this.entry(name);
