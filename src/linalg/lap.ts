@@ -25,6 +25,12 @@
  *      kept sorted), even with the wasted iterations on scanned columns.
  *   The two hot loops (row minima in step 2, relaxation in step 3) are unrolled by four; that measured 10-20%.
  *
+ * Warm starts (`prices`, optionally `assignment`): the prices replace step 1; with the old assignment, a row keeps
+ * its old column when that column is still a least reduced cost of the row, and only the other rows go through
+ * steps 2-3. On the 40 solves of a real 512-wide weight-matching run (trained MLP pair), the later (warm) solves
+ * took 145-185 ms of CPU in all with prices alone, and 70-80 ms with the old assignment plus `finiteBound` (the
+ * caller's proof that every cost is finite, which skips the NaN scan: 262k entries, ~2 ms per 512 solve).
+ *
  * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
  * needed) with the rectangular shortest-path variant; it is never padded to square.
  *
