@@ -460,3 +460,50 @@ test('warm start: any prices give the optimum (random, from a perturbed matrix, 
     }
   }
 });
+
+test('warm start with an old assignment: the optimum (Hungarian reference) from any prices and any assignment, bad entries included', () => {
+  for (let seed = 0; seed < 60; seed++) {
+    const r = rng(9500 + seed);
+    const n = 2 + (seed % 6) + (seed >= 30 ? 30 : 0);
+    // integer costs (ties) on even seeds, continuous on odd ones
+    const cost = new Float64Array(n * n).map(() => (seed % 2 === 0 ? Math.floor(r() * 6) : r() * 10 - 3));
+    for (const maximize of [false, true]) {
+      const expected = hungarianTotal(cost, n, n, maximize);
+      const perturbed = cost.map((x) => x + (r() - 0.5));
+      const old = solveAssignment(perturbed, n, n, { maximize });
+      const broken = Int32Array.from(old.rowToCol);
+      broken[0] = broken[n - 1]!; // a repeated column
+      if (n > 2) broken[1] = n + 3; // out of range
+      const candidates: [string, Float64Array, Int32Array][] = [
+        ['perturbed', old.prices!, old.rowToCol],
+        ['broken', old.prices!, broken],
+        ['random prices', new Float64Array(n).map(() => (r() - 0.5) * 20), randomPermutation(n, r)],
+        ['identity', new Float64Array(n), Int32Array.from({ length: n }, (_, i) => i)],
+      ];
+      for (const [label, prices, assignment] of candidates) {
+        const warm = solveAssignment(cost, n, n, { maximize, prices, assignment });
+        checkMatching(warm, cost, n, n, `${label} seed ${seed}`);
+        assertTotal(warm.total, expected, absSum(cost, n, n), `${label} seed ${seed} n ${n} maximize ${maximize}`);
+      }
+    }
+  }
+});
+
+test('finiteBound: the same optimum without the scan; an unusable bound (Infinity, negative, NaN) still scans and names the bad entry', async () => {
+  for (let seed = 0; seed < 20; seed++) {
+    const r = rng(9700 + seed);
+    const n = 3 + seed;
+    const cost = new Float64Array(n * n).map(() => r() * 8 - 4);
+    for (const maximize of [false, true]) {
+      const given = solveAssignment(cost, n, n, { maximize, finiteBound: 4, prices: new Float64Array(n) });
+      checkMatching(given, cost, n, n, `bound seed ${seed}`);
+      assertTotal(given.total, hungarianTotal(cost, n, n, maximize), absSum(cost, n, n), `bound seed ${seed} maximize ${maximize}`);
+    }
+  }
+  const bad = new Float64Array(9).fill(1);
+  bad[5] = NaN; // row 1, column 2
+  for (const finiteBound of [Infinity, -1, NaN]) {
+    const e = await assertBasinError(() => solveAssignment(bad, 3, 3, { finiteBound }), 'non_finite');
+    assert.match(e.message, /cost\[1, 2\]/);
+  }
+});

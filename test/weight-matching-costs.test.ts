@@ -232,3 +232,31 @@ test('weight matching under a tiny running-sum budget finds the same permutation
   for (const [p, v] of free.perms) assert.deepEqual(Array.from(budget.perms.get(p)!), Array.from(v), p);
   assert.ok(Math.abs(budget.objectiveAfter - free.objectiveAfter) <= 1e-9 * Math.abs(free.objectiveAfter));
 });
+
+test('finiteBound bounds every cost entry (written out from the definition), under random permutations, with a large scale', async () => {
+  const shapes = new Map(Object.entries(mlp));
+  const spec = PermutationSpec.fromJson(mlpSpec(shapes), shapes);
+  for (const [seed, scale] of [[21, 1], [22, 1e15]] as const) {
+    const a = randomModel(mlp, seed);
+    const b = randomModel(mlp, seed + 100);
+    for (const t of [...a.values(), ...b.values()]) for (let i = 0; i < t.size; i++) t.data[i]! *= scale;
+    const r = rng(seed);
+    const perms: Assignment = new Map(spec.free.map((p) => [p, randomPermutation(spec.perms.get(p)!.size, r)]));
+    const builder = new CostBuilder(spec, a, b);
+    for (const p of spec.free) {
+      const cost = await builder.costMatrix(p, perms);
+      const bound = builder.finiteBound(p);
+      assert.ok(bound !== undefined && Number.isFinite(bound), `${p}: a finite bound for finite float32 products`);
+      let maxAbs = 0;
+      for (const x of bruteCost(spec, a, b, perms, p)) maxAbs = Math.max(maxAbs, Math.abs(x));
+      for (const x of cost) maxAbs = Math.max(maxAbs, Math.abs(x));
+      assert.ok(maxAbs > 0 && maxAbs <= bound, `${p} scale ${scale}: max |cost| ${maxAbs} <= bound ${bound}`);
+    }
+  }
+  // products that could overflow float32: no bound (the builder scans its sums instead)
+  const a = randomModel(mlp, 31);
+  const b = randomModel(mlp, 32);
+  a.get('layers.0.weight')!.data[0] = 3e38;
+  const builder = new CostBuilder(spec, a, b);
+  assert.equal(builder.finiteBound('P_0'), undefined);
+});

@@ -233,6 +233,21 @@ export class CostBuilder {
     return sigma;
   }
 
+  /**
+   * A bound on every |entry| of `perm`'s cost matrices, proven from the weights (the sum over its placements of
+   * cols · max|A| · 2·max|B|, doubled for float64 rounding), or undefined when a term could overflow float32
+   * (then the costs were scanned for infinities). Lets the assignment solver skip its own scan.
+   */
+  finiteBound(perm: string): number | undefined {
+    let sum = 0;
+    for (const pl of this.spec.permToAxes.get(perm)!) {
+      const { bound } = this.rowsOf(perm, pl);
+      if (!(bound < 2 ** 126)) return undefined;
+      sum += bound;
+    }
+    return 2 * sum;
+  }
+
   /** What every placement of `perm` depends on: the versions of the perms on the other axes of its tensors. */
   dependencyKeyOf(perm: string): string {
     return this.spec.permToAxes.get(perm)!.map((pl) => this.dependencyKey(pl)).join(';');
