@@ -94,11 +94,13 @@ function startServer(): Promise<{ url: string; child: ChildProcess }> {
 /** Wait for `name` to appear in `dir` (Chromium renames its .crdownload when the download completes). */
 async function downloaded(dir: string, name: string, timeoutMs = 20_000): Promise<Uint8Array> {
   const until = Date.now() + timeoutMs;
+  // Chromium creates the download folder with the first download: until then there is nothing to list
+  const list = () => (existsSync(dir) ? readdirSync(dir) : []);
   while (Date.now() < until) {
-    if (readdirSync(dir).includes(name)) return readFileSync(path.join(dir, name));
+    if (list().includes(name)) return readFileSync(path.join(dir, name));
     await new Promise((r) => setTimeout(r, 100));
   }
-  throw new Error(`download ${name} did not arrive in ${dir} (found: ${readdirSync(dir).join(', ')})`);
+  throw new Error(`download ${name} did not arrive in ${dir} (found: ${list().join(', ') || 'nothing'})`);
 }
 
 /** Click a download link and return the file's bytes, through Chromium's real download path. */

@@ -412,8 +412,9 @@ export class OnnxModel {
    * `shared`: when nothing changes, return the loaded bytes themselves instead of a copy (read them, never write:
    * saves one copy of the model for a reader such as a session or a decoder).
    */
-  toBytes({ inlineExternal = false, shared = false }: { inlineExternal?: boolean | number; shared?: boolean } = {}): Uint8Array {
-    const chunks = this.toChunks(inlineExternal === true ? 'inline' : inlineExternal === false ? 'keep' : { inlineUpTo: inlineExternal });
+  toBytes({ inlineExternal = false, shared = false, stamp }: { inlineExternal?: boolean | number; shared?: boolean; stamp?: Record<string, string> } = {}): Uint8Array {
+    // stamp: provenance metadata_props (basin.* keys, io/provenance.ts) written as `save` writes them
+    const chunks = this.toChunks(inlineExternal === true ? 'inline' : inlineExternal === false ? 'keep' : { inlineUpTo: inlineExternal }, stamp);
     return shared && chunks.length === 1 ? chunks[0]! : concat(chunks);
   }
 

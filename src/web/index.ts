@@ -25,6 +25,7 @@ import { alphaGrid, curveOf } from '../pipeline/interpolate.js';
 import { interpolationChart } from '../report/plot.js';
 import { safetensorsDatasetFromBytes } from '../data/safetensors-bytes.js';
 import type { PermutationSpecJson } from '../spec/types.js';
+import { provenanceMetadata } from '../io/provenance.js';
 
 export { BasinError, isBasinError, type BasinErrorCode, type BasinErrorDetails } from '../errors.js';
 export { MERGE_METHOD_NAMES } from '../merge/methods/index.js';
@@ -207,7 +208,9 @@ export async function alignOnnx(a: Uint8Array, b: Uint8Array, opts: AlignOnnxOpt
     coverage: { groups: coverage.groups, permuted_params: coverage.permutedParams, params: coverage.params, frozen_causes: coverage.causes },
     spec: r.spec.toJson(),
   };
-  return { model: r.aligned.toBytes(), report };
+  // the output records what made it, as every CLI output does (io/provenance.ts): basin's version and the call
+  const stamp = provenanceMetadata({ command: ['web', 'align', aName, bName] });
+  return { model: r.aligned.toBytes({ stamp }), report };
 }
 
 export interface InterpolateOnnxOptions {
@@ -294,7 +297,8 @@ export async function mergeOnnx(a: Uint8Array, b: Uint8Array, opts: MergeOnnxOpt
   const resolved = method.resolve(given, 2);
   const models = [modelOf(a, aName), modelOf(b, bName)];
   const baseModel = base === undefined ? undefined : modelOf(base, baseName ?? 'base.onnx');
-  return mergeTensors(models, baseModel, method, resolved).merged.toBytes();
+  const call = ['web', 'merge', aName, bName, '--merge', methodName, ...(t !== undefined ? ['--t', String(t)] : []), ...(base !== undefined ? ['--base', baseName ?? 'base.onnx'] : [])];
+  return mergeTensors(models, baseModel, method, resolved).merged.toBytes({ stamp: provenanceMetadata({ command: call }) });
 }
 
 /** A curve for `interpolationChartSvg`: a legend label and its points (accuracy optional, in every point or none). */
