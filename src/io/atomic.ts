@@ -55,6 +55,13 @@ export function fsError(err: unknown, file: string, doing: string): BasinError {
   if (code === 'EISDIR') {
     return new BasinError('file_not_found', `cannot ${doing} ${q(file)}: it is a directory, not a file`, { file, errno: code });
   }
+  if (code === 'ERR_FS_FILE_TOO_LARGE') {
+    // one file read whole over 2 GiB: for ONNX, a protobuf cannot hold that much (its weights belong in external data)
+    const onnx = file.toLowerCase().endsWith('.onnx')
+      ? '; an ONNX protobuf cannot exceed 2 GiB: save the model with its weights as external data (torch.onnx.export does so above 2 GB; onnx.save_model(m, path, save_as_external_data=True))'
+      : '';
+    return new BasinError('too_large', `cannot ${doing} ${q(file)}: the file is over 2 GiB, more than one read can hold${onnx}`, { file, errno: code });
+  }
   return new BasinError('io_error', `cannot ${doing} ${q(file)}: ${why}`, { file, errno: code });
 }
 
