@@ -108,13 +108,18 @@ function bytesText(n) {
   return n < 1024 ? `${n} B` : n < 1 << 20 ? `${(n / 1024).toFixed(1)} KiB` : `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 
-function showError(e) {
+// The error box shows one error; `slot` names the model file it is about ('' for an operation), so that a good file
+// dropped later in the other slot does not hide it.
+function showError(e, slot = e?.slot ?? '') {
+  $('error').dataset.slot = slot;
   $('error').hidden = false;
   $('error-code').textContent = e?.code ? `[${e.code}]` : e?.name && e.name !== 'Error' ? `(${e.name})` : '';
   $('error-message').textContent = String(e?.message ?? e);
 }
 
-function clearError() {
+function clearError(slot) {
+  const shown = $('error').dataset.slot ?? '';
+  if (slot !== undefined && shown !== '' && shown !== slot) return; // another file's error stays until that file is replaced
   $('error').hidden = true;
   $('error-code').textContent = '';
   $('error-message').textContent = '';
@@ -199,7 +204,7 @@ async function takeFile(slot, file) {
   updateButtons();
   // not behind `busy`: both models are read while either is dropped (the worker runs one operation at a time)
   if (slot !== 'data') {
-    clearError();
+    clearError(slot);
     try {
       await showModel(slot);
     } catch (e) {
@@ -210,6 +215,7 @@ async function takeFile(slot, file) {
         document.querySelector(`.drop[data-slot="${slot}"]`).classList.remove('loaded');
         updateButtons();
       }
+      if (e && typeof e === 'object') e.slot = slot;
       throw e;
     }
   }
