@@ -11,6 +11,7 @@ import type { SweepInfo } from '../match/weight-matching.js';
 import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
 import { alignmentCoverage, coverageWarnings } from './coverage.js';
 import { alignCheckpoints } from './align-checkpoints.js';
+import { alignReportFields, coverageJson } from './align-report.js';
 import { outputFormat, saveModel } from '../models/save.js';
 import { openCheckpoint } from '../io/checkpoint.js';
 import { DTYPES } from '../dtype.js';
@@ -78,7 +79,6 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   }
   if (isOnnxPath(aPath) !== isOnnxPath(bPath)) throw new BasinError('invalid_argument', `A and B must both be ONNX or both be safetensors: got ${q(aPath)} and ${q(bPath)}`, {});
   const say = (phase: 'warning' | 'note' | 'info', message: string) => opts.onProgress?.({ phase, message });
-  const coverageOf = (c: ReturnType<typeof alignmentCoverage>) => ({ groups: c.groups, permuted_params: c.permutedParams, params: c.params, frozen_causes: c.causes });
   if (isOnnxPath(aPath)) {
     if (opts.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', { option: '--arch' });
     // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up (counted in load)
@@ -124,18 +124,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       a: aPath,
       b: bPath,
       out,
-      perms: Object.fromEntries([...r.match.perms].map(([k, v]) => [k, Array.from(v)])),
-      objective_before: r.match.objectiveBefore,
-      objective_after: r.match.objectiveAfter,
-      sweeps: r.match.sweeps,
-      seconds: (performance.now() - started) / 1000,
-      // scalar constants (LayerNorm eps, GELU factors) are not worth listing
-      unpermuted: a.weights().filter((n) => !r.spec.axesToPerm.has(n) && a.weightInfo(n).shape.some((d) => d > 1)),
-      verified: true,
-      verify: { samples: r.verify.samples, max_abs: r.verify.maxAbs, max_rel: r.verify.maxRel },
-      warnings,
-      coverage: coverageOf(coverage),
-      spec: r.spec.toJson(),
+      ...alignReportFields(r, a, coverage, warnings, (performance.now() - started) / 1000),
       phases,
       peak_rss_bytes: peakRssBytes(),
     };
@@ -177,7 +166,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
   if (r.verify) say('info', `verified aligned B against B on ${r.verify.samples} inputs: relative output difference ${r.verify.max_rel.toExponential(2)}`);
   else say('note', `the output is NOT verified: ${r.unverified_reason}`);
   for (const f of r.spec.frozen ?? []) say('note', `${q(f.tensor)} axis ${f.axis} is not permuted: ${f.reason}`);
-  return { ...r, warnings, coverage: coverageOf(coverage), peak_rss_bytes: peakRssBytes() };
+  return { ...r, warnings, coverage: coverageJson(coverage), peak_rss_bytes: peakRssBytes() };
 }
 
 

@@ -16,7 +16,8 @@ import type { FrozenGroupReport, GroupReport, PartialFreezeReport } from '../gra
 import { alignOnnxModels, weightShapes } from '../align/align-onnx.js';
 import { graphSpecWith } from '../align/infer-spec.js';
 import { alignmentCoverage, coverageWarnings } from '../align/coverage.js';
-import { randomBatches } from '../data/feed.js';
+import { alignReportFields } from '../align/align-report.js';
+import { verifyBatches } from '../verify/verify-permuted.js';
 import { interpolateModels } from '../merge/interpolate.js';
 import { mergeMethod, type MergeMethodOptions } from '../merge/methods/index.js';
 import { mergeTensors } from '../merge/methods/merge-tensors.js';
@@ -178,7 +179,7 @@ export async function alignOnnx(a: Uint8Array, b: Uint8Array, opts: AlignOnnxOpt
   const ma = modelOf(a, aName);
   const mb = modelOf(b, bName);
   const started = performance.now();
-  const batches = randomBatches(mb, { count: 4, batch: 8 });
+  const batches = verifyBatches(mb); // as `basin align`: fewer samples per batch for big models
   say('spec');
   let sweeps = 0;
   const maxIter = opts.maxIter ?? 100;
@@ -196,17 +197,7 @@ export async function alignOnnx(a: Uint8Array, b: Uint8Array, opts: AlignOnnxOpt
     method: 'weight',
     a: aName,
     b: bName,
-    perms: Object.fromEntries([...r.match.perms].map(([k, v]) => [k, Array.from(v)])),
-    objective_before: r.match.objectiveBefore,
-    objective_after: r.match.objectiveAfter,
-    sweeps: r.match.sweeps,
-    seconds: (performance.now() - started) / 1000,
-    unpermuted: ma.weights().filter((n) => !r.spec.axesToPerm.has(n) && ma.weightInfo(n).shape.some((d) => d > 1)),
-    verified: true,
-    verify: { samples: r.verify.samples, max_abs: r.verify.maxAbs, max_rel: r.verify.maxRel },
-    warnings,
-    coverage: { groups: coverage.groups, permuted_params: coverage.permutedParams, params: coverage.params, frozen_causes: coverage.causes },
-    spec: r.spec.toJson(),
+    ...alignReportFields(r, ma, coverage, warnings, (performance.now() - started) / 1000),
   };
   // the output records what made it, as every CLI output does (io/provenance.ts): basin's version and the call
   const stamp = provenanceMetadata({ command: ['web', 'align', aName, bName] });
