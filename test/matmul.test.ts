@@ -278,6 +278,26 @@ describe('gramSum', () => {
     assertAllClose(out, gramRef(10, 12, terms).map((v) => v + 1.5), { rtol: 1e-5, atol: 1e-5 });
   });
 
+  test('transposed terms (stored cols × rows) sum as aᵀ·b, mixed with row-major ones, narrow and wide, repeatedly', async () => {
+    // reference: each transposed term turned row-major by hand, then the row-major reference
+    const rowsA = 33;
+    const rowsB = 29;
+    const plain = makeTerms(rowsA, rowsB, [2, 140, 5], 51);
+    const stored = makeTerms(rowsA, rowsB, [3, 1, 150, 7], 61);
+    const transposeOf = (x: Float32Array, rows: number, cols: number) => {
+      const y = new Float32Array(rows * cols);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) y[c * rows + r] = x[r * cols + c]!;
+      return y;
+    };
+    // stored[i].a is rowsA × cols row-major; its transposed form is cols × rowsA
+    const transposed = stored.map((t) => ({ a: transposeOf(t.a, rowsA, t.cols), b: transposeOf(t.b, rowsB, t.cols), cols: t.cols, transposed: true, label: t.label }));
+    const ref = gramRef(rowsA, rowsB, [...plain, ...stored]);
+    for (let round = 0; round < 3; round++) {
+      assertAllClose(await gramSum(rowsA, rowsB, [transposed[0]!, plain[0]!, transposed[1]!, plain[1]!, transposed[2]!, plain[2]!, transposed[3]!]), ref, { rtol: 1e-4, atol: 1e-3, label: `round ${round}` });
+    }
+    assertAllClose(await gramSum(rowsA, rowsB, [...transposed, ...plain], { maxChunkElements: 100 }), ref, { rtol: 1e-4, atol: 1e-3 });
+  });
+
   test('no terms give zeros', async () => {
     assert.deepEqual(Array.from(await gramSum(2, 3, [])), [0, 0, 0, 0, 0, 0]);
   });

@@ -55,7 +55,10 @@ test('sweeps stop at the first sweep that gains <= sweepTol of the objective: a 
           break;
         }
       }
-      assert.deepEqual(r.sweeps, f.slice(0, stop + 1), `seed ${seed}, sweepTol ${tol}`);
+      // same trajectory; a run's last sweep reports the exact objective, the others the tracked one (the steps'
+      // gains on float64 sums of float32 products): equal within the costs' float32 rounding
+      assert.equal(r.sweeps.length, stop + 1, `seed ${seed}, sweepTol ${tol}`);
+      assertAllClose(r.sweeps, f.slice(0, stop + 1), { rtol: 1e-7, label: `seed ${seed}, sweepTol ${tol}` });
       assertAllClose(r.objectiveAfter, matchingObjective(spec, a, b, r.perms), { rtol: 1e-12 });
       saved += f.length - r.sweeps.length;
     }

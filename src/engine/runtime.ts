@@ -33,6 +33,14 @@ export function runtime(): OrtModule {
   return current;
 }
 
+/**
+ * Whether sessions of the runtime in use write into output tensors passed as pre-allocated fetches (onnxruntime-node
+ * does, and its own output path is far slower: see engine/matmul.ts); onnxruntime-web keeps them in wasm memory.
+ */
+export function writesPreallocatedOutputs(): boolean {
+  return runtime() === nodeRuntime();
+}
+
 /** Threads a session may use inside one op by default: every core Node reports (1 where the platform does not say). */
 export function defaultThreads(): number {
   return nodeThreads();

@@ -12,8 +12,9 @@
  * through), nothing is computed.
  */
 import { BasinError, q } from '../errors.js';
-import { Tensor, axisToRows, axisView } from '../tensor/tensor.js';
+import { Tensor, axisView } from '../tensor/tensor.js';
 import { gramSum, type GramTerm } from '../engine/matmul.js';
+import { fullTerm, placementLayout, updateTerm, type Layout } from './placement-terms.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
 
@@ -53,8 +54,10 @@ interface Running {
  */
 export class CostBuilder {
   private readonly versions = new Map<string, number>();
-  /** Per placement: its column count and overflow bound (its rows are made when needed, not held: see rowsOf). */
-  private readonly bounds = new Map<Placement, { cols: number; bound: number }>();
+  /** Per placement: how its unit rows sit in the tensors' data (see layoutOf), and its overflow bound. */
+  private readonly layouts = new Map<Placement, Layout>();
+  /** max |x| of each tensor of A and B (the overflow bounds' factors). */
+  private readonly maxAbsOf = new Map<Tensor, number>();
   private readonly running = new Map<string, Running>();
   /** Full product terms and rank-d correction terms run. */
   products = 0;
@@ -134,40 +137,21 @@ export class CostBuilder {
       const sigma = this.columnMap(pl, perms);
       const before = run?.sigmas.get(pl);
       if (before && sameColumns(before, sigma)) continue;
-      const { a, b, cols, bound } = this.rowsOf(perm, pl);
-      if (!(bound < 2 ** 126)) risky = true; // NaN too
+      const lay = this.layoutOf(perm, pl);
+      if (!(lay.bound < 2 ** 126)) risky = true; // NaN too
+      const a = this.a.get(pl.tensor)!.data;
+      const b = this.b.get(pl.tensor)!.data;
       if (!before) {
-        let moves = false;
-        for (let c = 0; c < cols && !moves; c++) moves = sigma[c] !== c;
-        let pb = b; // no other axis moved: B's rows as they are
-        if (moves) {
-          pb = new Float32Array(n * cols);
-          for (let j = 0; j < n; j++) {
-            const row = j * cols;
-            for (let c = 0; c < cols; c++) pb[row + c] = b[row + sigma[c]!]!;
-          }
-        }
-        await run1({ a, b: pb, cols, label: pl.tensor });
-        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: cols });
-        if (run) run.cols += cols;
+        await run1(fullTerm(lay, n, a, b, sigma, pl.tensor));
+        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: lay.cols });
+        if (run) run.cols += lay.cols;
       } else {
         const moved: number[] = [];
-        for (let c = 0; c < cols; c++) if (before[c] !== sigma[c]) moved.push(c);
-        const d = moved.length;
-        if (d === 0) continue;
-        const xa = new Float32Array(n * d);
-        const xb = new Float32Array(n * d);
-        for (let i = 0; i < n; i++) {
-          const row = i * cols;
-          for (let k = 0; k < d; k++) {
-            const c = moved[k]!;
-            xa[i * d + k] = a[row + c]!;
-            xb[i * d + k] = b[row + sigma[c]!]! - b[row + before[c]!]!;
-          }
-        }
-        await run1({ a: xa, b: xb, cols: d, label: pl.tensor });
-        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: d });
-        run!.moved += d;
+        for (let c = 0; c < lay.cols; c++) if (before[c] !== sigma[c]) moved.push(c);
+        if (moved.length === 0) continue;
+        await run1(updateTerm(lay, n, a, b, moved, before, sigma, pl.tensor));
+        events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: moved.length });
+        run!.moved += moved.length;
       }
       run?.sigmas.set(pl, sigma);
     }
@@ -183,34 +167,34 @@ export class CostBuilder {
   }
 
   /**
-   * A's and B's rows for a placement's block (n × cols, unpermuted), with `bound` = cols · max|A| · 2·max|B|, which
-   * bounds every partial sum of its products and corrections: below float32's range (2^128) no product can
-   * overflow, and the cost needs no scan for infinities. Rows of axis 0 are views of the weights; other axes are
-   * transposed copies, made again for each cost matrix rather than held (holding them for every placement kept a
-   * second copy of both models' weights alive for the whole run; a transpose costs one pass over the tensor, a
-   * small fraction of the n-row product it feeds). The bound is computed once.
+   * Where a placement's unit rows sit in its tensor's data (the same for A and B), and its overflow bound
+   * `cols · max|A_t| · 2·max|B_t|`, which bounds every partial sum of its products and corrections: below
+   * float32's range (2^128) no product can overflow, and the cost needs no scan for infinities. Computed once per
+   * placement, from the tensors as they are (no rows are materialized for it).
    */
-  private rowsOf(perm: string, pl: Placement): { a: Float32Array; b: Float32Array; cols: number; bound: number } {
-    const n = this.spec.perms.get(perm)!.size;
-    const ta = this.a.get(pl.tensor)!;
-    const cols = (ta.size / ta.shape[pl.axis]!) * pl.inner;
-    const blockOf = (t: Tensor) => {
-      const rows = axisToRows(t, pl.axis);
-      return rows.data.subarray(pl.offset * rows.cols, (pl.offset + n * pl.inner) * rows.cols);
-    };
-    const a = blockOf(ta);
-    const b = blockOf(this.b.get(pl.tensor)!);
-    let known = this.bounds.get(pl);
-    if (!known) {
-      const maxAbs = (x: Float32Array) => {
-        let m = 0;
-        for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
+  private layoutOf(perm: string, pl: Placement): Layout {
+    let lay = this.layouts.get(pl);
+    if (!lay) {
+      const n = this.spec.perms.get(perm)!.size;
+      const ta = this.a.get(pl.tensor)!;
+      const bound = (t: Tensor): number => {
+        let m = this.maxAbsOf.get(t);
+        if (m === undefined) {
+          m = 0;
+          const x = t.data;
+          for (let i = 0; i < x.length; i++) {
+            const v = Math.abs(x[i]!);
+            if (v > m || v !== v) m = v; // a NaN sticks: the bound is then NaN and the sum is scanned
+          }
+          this.maxAbsOf.set(t, m);
+        }
         return m;
       };
-      known = { cols, bound: cols * maxAbs(a) * 2 * maxAbs(b) };
-      this.bounds.set(pl, known);
+      lay = placementLayout(ta.shape, pl, n);
+      lay.bound = lay.cols * bound(ta) * 2 * bound(this.b.get(pl.tensor)!);
+      this.layouts.set(pl, lay);
     }
-    return { a, b, cols, bound: known.bound };
+    return lay;
   }
 
   /**
@@ -241,7 +225,7 @@ export class CostBuilder {
   finiteBound(perm: string): number | undefined {
     let sum = 0;
     for (const pl of this.spec.permToAxes.get(perm)!) {
-      const { bound } = this.rowsOf(perm, pl);
+      const { bound } = this.layoutOf(perm, pl);
       if (!(bound < 2 ** 126)) return undefined;
       sum += bound;
     }
