@@ -16,6 +16,7 @@ import { BasinError, shapeStr } from '../errors.js';
 import type ort from 'onnxruntime-node';
 import { cachedSession, runtime, runtimeError, type EngineDType, type GraphSpec } from './ort.js';
 import { writesPreallocatedOutputs } from './runtime.js';
+import { giveScratch, takeScratch } from './scratch.js';
 
 export { disposeEngine, setEngineThreads, engineThreads } from './ort.js';
 
@@ -401,8 +402,8 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
     const ch = t ? chunks.transposed : chunks.rows;
     const width = ch.cols;
     if (width > 0) {
-      const a = new Float32Array(rowsA * width);
-      const b = new Float32Array(rowsB * width);
+      const a = takeScratch(rowsA * width);
+      const b = takeScratch(rowsB * width);
       let off = 0;
       for (const x of ch.terms) {
         if (t) {
@@ -416,6 +417,8 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
       }
       if (t) await matmul(a, [width, rowsA], b, [width, rowsB], { transA: true });
       else await matmul(a, [rowsA, width], b, [rowsB, width], { transB: true });
+      giveScratch(a);
+      giveScratch(b);
     }
     ch.terms = [];
     ch.cols = 0;
@@ -436,26 +439,6 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   await flush(false);
   await flush(true);
   return out;
-}
-
-/**
- * Scratch float32 buffers for gramSum's products, by length: at most SCRATCH_KEEP, each of at most
- * SCRATCH_MAX_ELEMENTS (16 MiB; a larger product's fresh buffer costs little beside its n²·k flops, and holding
- * one would weigh on memory).
- */
-const scratchPool: Float32Array[] = [];
-const SCRATCH_KEEP = 4;
-const SCRATCH_MAX_ELEMENTS = 1 << 22;
-
-function takeScratch(length: number): Float32Array {
-  const i = scratchPool.findIndex((x) => x.length === length);
-  return i >= 0 ? scratchPool.splice(i, 1)[0]! : new Float32Array(length);
-}
-
-function giveScratch(x: Float32Array): void {
-  if (x.length > SCRATCH_MAX_ELEMENTS) return;
-  scratchPool.push(x);
-  if (scratchPool.length > SCRATCH_KEEP) scratchPool.shift();
 }
 
 /** Copy a rows×cols matrix into columns [off, off + cols) of a rows×width one. */

@@ -15,6 +15,11 @@ import { axisView } from '../tensor/tensor.js';
 import type { GramTerm } from '../engine/matmul.js';
 import type { Placement } from '../spec/spec.js';
 
+/** Where terms get their work buffers (engine/scratch.ts: contents undefined, every element is written). */
+export type Alloc = (len: number) => Float32Array;
+
+const fresh: Alloc = (len) => new Float32Array(len);
+
 /** How a placement's unit rows sit in its tensor's data (the same in A and B: same shapes). */
 export interface Layout {
   kind: 'rows' | 'columns' | 'strided';
@@ -56,13 +61,13 @@ function isIdentity(sigma: Int32Array): boolean {
 }
 
 /** The full term A_rows · P(B_rows)ᵀ of a placement: P(B_rows)[j, c] = B_rows[j, σ(c)]. */
-export function fullTerm(lay: Layout, n: number, a: Float32Array, b: Float32Array, sigma: Int32Array, label: string): GramTerm {
+export function fullTerm(lay: Layout, n: number, a: Float32Array, b: Float32Array, sigma: Int32Array, label: string, alloc: Alloc = fresh): GramTerm {
   const { cols } = lay;
   if (lay.kind === 'rows') {
     const av = a.subarray(lay.start, lay.start + n * cols);
     const bv = b.subarray(lay.start, lay.start + n * cols);
     if (isIdentity(sigma)) return { a: av, b: bv, cols, label };
-    const pb = new Float32Array(n * cols);
+    const pb = alloc(n * cols);
     for (let j = 0; j < n; j++) {
       const row = j * cols;
       for (let c = 0; c < cols; c++) pb[row + c] = bv[row + sigma[c]!]!;
@@ -71,13 +76,13 @@ export function fullTerm(lay: Layout, n: number, a: Float32Array, b: Float32Arra
   }
   if (lay.kind === 'columns') {
     if (isIdentity(sigma)) return { a, b, cols, label, transposed: true };
-    const pb = new Float32Array(n * cols);
+    const pb = alloc(n * cols);
     for (let c = 0; c < cols; c++) pb.set(b.subarray(sigma[c]! * n, sigma[c]! * n + n), c * n);
     return { a, b: pb, cols, label, transposed: true };
   }
   const { colBase, stride } = lay;
-  const ar = new Float32Array(n * cols);
-  const pb = new Float32Array(n * cols);
+  const ar = alloc(n * cols);
+  const pb = alloc(n * cols);
   for (let i = 0; i < n; i++) {
     const row = i * cols;
     const off = i * stride;
@@ -102,10 +107,11 @@ export function updateTerm(
   before: Int32Array,
   sigma: Int32Array,
   label: string,
+  alloc: Alloc = fresh,
 ): GramTerm {
   const d = moved.length;
-  const xa = new Float32Array(n * d);
-  const xb = new Float32Array(n * d);
+  const xa = alloc(n * d);
+  const xb = alloc(n * d);
   if (lay.kind === 'columns') {
     for (let k = 0; k < d; k++) {
       const c = moved[k]!;

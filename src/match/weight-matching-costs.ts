@@ -14,6 +14,7 @@
 import { BasinError, q } from '../errors.js';
 import { Tensor, axisView } from '../tensor/tensor.js';
 import { gramSum, type GramTerm } from '../engine/matmul.js';
+import { giveScratch, takeScratch } from '../engine/scratch.js';
 import { fullTerm, placementLayout, updateTerm, type Layout } from './placement-terms.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
@@ -56,6 +57,9 @@ export class CostBuilder {
   private readonly versions = new Map<string, number>();
   /** Per placement: how its unit rows sit in the tensors' data (see layoutOf), and its overflow bound. */
   private readonly layouts = new Map<Placement, Layout>();
+  /** Per placement: the base permutations on its tensor's other axes, and its last column map with the arrays it came from. */
+  private readonly otherBases = new Map<Placement, string[]>();
+  private readonly sigmas = new Map<Placement, { used: (Int32Array | undefined)[]; sigma: Int32Array }>();
   /** max |x| of each tensor of A and B (the overflow bounds' factors). */
   private readonly maxAbsOf = new Map<Tensor, number>();
   private readonly running = new Map<string, Running>();
@@ -127,9 +131,23 @@ export class CostBuilder {
     // made (gramSum runs such terms on their own anyway), so only one placement's rows and permuted copy are alive.
     const terms: GramTerm[] = [];
     const events: ProductEvent[] = [];
+    // work buffers come from the scratch pool: those of a wide term go back once it has run, the narrow terms'
+    // once the packed product has
+    let held: Float32Array[] = [];
+    const alloc = (len: number): Float32Array => {
+      const x = takeScratch(len);
+      held.push(x);
+      return x;
+    };
+    const release = (keep: readonly Float32Array[]): void => {
+      for (const x of held) if (!keep.includes(x)) giveScratch(x);
+      held = held.filter((x) => keep.includes(x));
+    };
     const run1 = async (term: GramTerm): Promise<void> => {
-      if (term.cols >= WIDE_TERM_COLS) await gramSum(n, n, [term], { out });
-      else terms.push(term);
+      if (term.cols >= WIDE_TERM_COLS) {
+        await gramSum(n, n, [term], { out });
+        release(terms.flatMap((t) => [t.a, t.b]));
+      } else terms.push(term);
     };
     /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
     let risky = false;
@@ -142,14 +160,14 @@ export class CostBuilder {
       const a = this.a.get(pl.tensor)!.data;
       const b = this.b.get(pl.tensor)!.data;
       if (!before) {
-        await run1(fullTerm(lay, n, a, b, sigma, pl.tensor));
+        await run1(fullTerm(lay, n, a, b, sigma, pl.tensor, alloc));
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: lay.cols });
         if (run) run.cols += lay.cols;
       } else {
         const moved: number[] = [];
         for (let c = 0; c < lay.cols; c++) if (before[c] !== sigma[c]) moved.push(c);
         if (moved.length === 0) continue;
-        await run1(updateTerm(lay, n, a, b, moved, before, sigma, pl.tensor));
+        await run1(updateTerm(lay, n, a, b, moved, before, sigma, pl.tensor, alloc));
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: moved.length });
         run!.moved += moved.length;
       }
@@ -157,6 +175,7 @@ export class CostBuilder {
     }
     if (events.length === 0) return out;
     if (terms.length > 0) await gramSum(n, n, terms, { out });
+    release([]);
     for (const e of events) {
       if (e.kind === 'full') this.products++;
       else this.updates++;
@@ -202,6 +221,24 @@ export class CostBuilder {
    * column numbers themselves (a tensor of the placement's shape with its own axis of size 1).
    */
   private columnMap(pl: Placement, perms: Assignment): Int32Array {
+    // σ depends only on the permutations of the tensor's other axes: reused while those are the same arrays
+    // (weight matching replaces a permutation's array when it changes, never edits one in place)
+    let bases = this.otherBases.get(pl);
+    if (!bases) {
+      const refs = this.spec.axesToPerm.get(pl.tensor)!;
+      bases = [];
+      for (let axis = 0; axis < refs.length; axis++) if (axis !== pl.axis) for (const x of this.spec.placementsOn(pl.tensor, axis)) bases.push(x.base);
+      this.otherBases.set(pl, bases);
+    }
+    const used = bases.map((p) => perms.get(p));
+    const hit = this.sigmas.get(pl);
+    if (hit && hit.used.every((x, i) => x === used[i])) return hit.sigma;
+    const sigma = this.computeColumnMap(pl, perms);
+    this.sigmas.set(pl, { used, sigma });
+    return sigma;
+  }
+
+  private computeColumnMap(pl: Placement, perms: Assignment): Int32Array {
     const t = this.a.get(pl.tensor)!;
     const shape = [...t.shape];
     shape[pl.axis] = 1;
