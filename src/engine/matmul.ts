@@ -389,8 +389,7 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   const matmul = async (a: Float32Array, aShape: MatShape, b: Float32Array, bShape: MatShape, opts: MatmulOptions): Promise<void> => {
     const scratch = takeScratch(rowsA * rowsB);
     try {
-      const p = (await product(a, aShape, b, bShape, opts, scratch)) as Float32Array;
-      for (let i = 0; i < p.length; i++) out[i] = out[i]! + p[i]!;
+      addInto(out, (await product(a, aShape, b, bShape, opts, scratch)) as Float32Array);
     } finally {
       giveScratch(scratch);
     }
@@ -439,6 +438,19 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   await flush(false);
   await flush(true);
   return out;
+}
+
+/** out += p, elementwise (float32 into float64). */
+function addInto(out: Float64Array, p: Float32Array): void {
+  const n = p.length;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    out[i] = out[i]! + p[i]!;
+    out[i + 1] = out[i + 1]! + p[i + 1]!;
+    out[i + 2] = out[i + 2]! + p[i + 2]!;
+    out[i + 3] = out[i + 3]! + p[i + 3]!;
+  }
+  for (; i < n; i++) out[i] = out[i]! + p[i]!;
 }
 
 /** Copy a rows×cols matrix into columns [off, off + cols) of a rows×width one. */
