@@ -68,10 +68,7 @@ export function fullTerm(lay: Layout, n: number, a: Float32Array, b: Float32Arra
     const bv = b.subarray(lay.start, lay.start + n * cols);
     if (isIdentity(sigma)) return { a: av, b: bv, cols, label };
     const pb = alloc(n * cols);
-    for (let j = 0; j < n; j++) {
-      const row = j * cols;
-      for (let c = 0; c < cols; c++) pb[row + c] = bv[row + sigma[c]!]!;
-    }
+    for (let j = 0; j < n; j++) gatherRow(pb, j * cols, bv, j * cols, sigma, cols);
     return { a: av, b: pb, cols, label };
   }
   if (lay.kind === 'columns') {
@@ -83,14 +80,7 @@ export function fullTerm(lay: Layout, n: number, a: Float32Array, b: Float32Arra
   const { colBase, stride } = lay;
   const ar = alloc(n * cols);
   const pb = alloc(n * cols);
-  for (let i = 0; i < n; i++) {
-    const row = i * cols;
-    const off = i * stride;
-    for (let c = 0; c < cols; c++) {
-      ar[row + c] = a[colBase[c]! + off]!;
-      pb[row + c] = b[colBase[sigma[c]!]! + off]!;
-    }
-  }
+  for (let i = 0; i < n; i++) stridedRow(ar, pb, i * cols, a, b, colBase, sigma, i * stride, cols);
   return { a: ar, b: pb, cols, label };
 }
 
@@ -116,10 +106,7 @@ export function updateTerm(
     for (let k = 0; k < d; k++) {
       const c = moved[k]!;
       xa.set(a.subarray(c * n, c * n + n), k * n);
-      const s1 = sigma[c]! * n;
-      const s0 = before[c]! * n;
-      const o = k * n;
-      for (let i = 0; i < n; i++) xb[o + i] = b[s1 + i]! - b[s0 + i]!;
+      diffRow(xb, k * n, b, sigma[c]! * n, before[c]! * n, n);
     }
     return { a: xa, b: xb, cols: d, label, transposed: true };
   }
@@ -134,13 +121,35 @@ export function updateTerm(
     c0[k] = colBase[before[c]!]!;
   }
   // unit by unit: a unit's columns lie together (one row of a 'rows' layout), the writes are contiguous
-  for (let i = 0; i < n; i++) {
-    const off = i * stride;
-    const o = i * d;
-    for (let k = 0; k < d; k++) {
-      xa[o + k] = a[ca[k]! + off]!;
-      xb[o + k] = b[c1[k]! + off]! - b[c0[k]! + off]!;
-    }
-  }
+  for (let i = 0; i < n; i++) updateRow(xa, xb, i * d, a, b, ca, c1, c0, i * stride, d);
   return { a: xa, b: xb, cols: d, label };
+}
+
+// The loops below are small functions called once per unit row: V8 optimizes them after a few calls, where the
+// same loops nested in their callers ran interpreted until on-stack replacement (most terms are built once).
+
+/** x[o + i] = b[s1 + i] − b[s0 + i] for i < n. */
+function diffRow(x: Float32Array, o: number, b: Float32Array, s1: number, s0: number, n: number): void {
+  for (let i = 0; i < n; i++) x[o + i] = b[s1 + i]! - b[s0 + i]!;
+}
+
+/** dst[d + c] = src[s + sigma[c]] for c < cols. */
+function gatherRow(dst: Float32Array, d: number, src: Float32Array, s: number, sigma: Int32Array, cols: number): void {
+  for (let c = 0; c < cols; c++) dst[d + c] = src[s + sigma[c]!]!;
+}
+
+/** One unit row of a strided placement: A's columns as they are, B's through σ. */
+function stridedRow(ar: Float32Array, pb: Float32Array, row: number, a: Float32Array, b: Float32Array, colBase: Float64Array, sigma: Int32Array, off: number, cols: number): void {
+  for (let c = 0; c < cols; c++) {
+    ar[row + c] = a[colBase[c]! + off]!;
+    pb[row + c] = b[colBase[sigma[c]!]! + off]!;
+  }
+}
+
+/** One unit row of a correction: A's moved columns, and B's new minus old columns. */
+function updateRow(xa: Float32Array, xb: Float32Array, o: number, a: Float32Array, b: Float32Array, ca: Float64Array, c1: Float64Array, c0: Float64Array, off: number, d: number): void {
+  for (let k = 0; k < d; k++) {
+    xa[o + k] = a[ca[k]! + off]!;
+    xb[o + k] = b[c1[k]! + off]! - b[c0[k]! + off]!;
+  }
 }

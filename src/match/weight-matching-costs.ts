@@ -199,12 +199,7 @@ export class CostBuilder {
       const bound = (t: Tensor): number => {
         let m = this.maxAbsOf.get(t);
         if (m === undefined) {
-          m = 0;
-          const x = t.data;
-          for (let i = 0; i < x.length; i++) {
-            const v = Math.abs(x[i]!);
-            if (v > m || v !== v) m = v; // a NaN sticks: the bound is then NaN and the sum is scanned
-          }
+          m = maxAbs(t.data);
           this.maxAbsOf.set(t, m);
         }
         return m;
@@ -294,6 +289,28 @@ export function runningBudget(spec: PermutationSpec, a: ReadonlyMap<string, Tens
   let bytes = 0;
   for (const t of spec.tensors()) bytes += 4 * (a.get(t)?.size ?? 0);
   return Math.max(bytes, 256 * 2 ** 20);
+}
+
+/** max |x| (NaN when x holds one: the bound is then NaN and the sum is scanned), in chunks (see maxAbsChunk). */
+function maxAbs(x: Float32Array): number {
+  let m = 0;
+  for (let from = 0; from < x.length; from += 4096) {
+    const c = maxAbsChunk(x, from, Math.min(x.length, from + 4096));
+    if (c > m || c !== c) m = c;
+    if (m !== m) break;
+  }
+  return m;
+}
+
+/** A small function called per chunk: V8 optimizes it after a few calls (one long loop would run interpreted until on-stack replacement). */
+function maxAbsChunk(x: Float32Array, from: number, to: number): number {
+  let m = 0;
+  for (let i = from; i < to; i++) {
+    const v = Math.abs(x[i]!);
+    if (v > m || v !== v) m = v;
+    if (m !== m) return m;
+  }
+  return m;
 }
 
 /** Terms at least this wide run as soon as they are made (engine/matmul.ts runs them on their own: GRAM_DIRECT_COLS). */

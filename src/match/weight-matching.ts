@@ -143,16 +143,27 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
     const cols = shape[shape.length - 1]!;
     const ri = shape.length === 2 ? spec.axisIndex(name, 0, rows, perms) : null;
     const ci = spec.axisIndex(name, shape.length - 1, cols, perms);
-    for (let i = 0; i < rows; i++) {
-      const src = (ri ? ri[i]! : i) * cols;
-      const dst = i * cols;
-      if (ci) for (let j = 0; j < cols; j++) s += x[dst + j]! * y[src + ci[j]!]!;
-      else for (let j = 0; j < cols; j++) s += x[dst + j]! * y[src + j]!;
-    }
+    // one small function per row: V8 optimizes it after a few calls, where one long loop would run interpreted
+    // until on-stack replacement (measured: the first evaluation of a 784-512x3 MLP took 54 ms of CPU that way)
+    for (let i = 0; i < rows; i++) s += ci ? rowDotGather(x, i * cols, y, (ri ? ri[i]! : i) * cols, ci, cols) : rowDot(x, i * cols, y, (ri ? ri[i]! : i) * cols, cols);
     return s;
   }
   const pb = permuteTensor(spec, perms, name, tb);
   for (let i = 0; i < x.length; i++) s += x[i]! * pb[i]!;
+  return s;
+}
+
+/** Σ_j x[dst + j]·y[src + j]. */
+function rowDot(x: Float32Array, dst: number, y: Float32Array, src: number, cols: number): number {
+  let s = 0;
+  for (let j = 0; j < cols; j++) s += x[dst + j]! * y[src + j]!;
+  return s;
+}
+
+/** Σ_j x[dst + j]·y[src + ci[j]]. */
+function rowDotGather(x: Float32Array, dst: number, y: Float32Array, src: number, ci: Int32Array, cols: number): number {
+  let s = 0;
+  for (let j = 0; j < cols; j++) s += x[dst + j]! * y[src + ci[j]!]!;
   return s;
 }
 

@@ -33,12 +33,27 @@ export function weightAllowsInfinity(shape: readonly number[], graphConstant = f
 
 /** Index of the first NaN or ±Infinity (only NaN with `allowInfinity`) in `values`, or -1 when there is none. */
 export function firstNonFinite(values: ArrayLike<number>, allowInfinity = false): number {
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i]!;
-    // v - v is 0 for finite numbers and NaN for NaN and ±Infinity: one comparison per element.
-    if (v - v !== 0 && !(allowInfinity && v === v)) return i;
+  // In chunks, each a call of a small function: V8 optimizes it after a few calls, where one long loop runs
+  // interpreted until on-stack replacement (most tensors are read once, so their scan is a first run).
+  const n = values.length;
+  for (let from = 0; from < n; from += FINITE_CHUNK) {
+    const to = Math.min(n, from + FINITE_CHUNK);
+    if (chunkFinite(values, from, to)) continue;
+    for (let i = from; i < to; i++) {
+      const v = values[i]!;
+      if (v - v !== 0 && !(allowInfinity && v === v)) return i;
+    }
   }
   return -1;
+}
+
+const FINITE_CHUNK = 4096;
+
+/** Whether values[from..to) are all finite: v·0 is 0 for finite v and NaN for NaN and ±Infinity, and NaN sticks in the sum. */
+function chunkFinite(values: ArrayLike<number>, from: number, to: number): boolean {
+  let acc = 0;
+  for (let i = from; i < to; i++) acc += values[i]! * 0;
+  return acc === 0;
 }
 
 function multiIndex(shape: readonly number[], flat: number): number[] {
