@@ -61,7 +61,7 @@ export class CostBuilder {
   private readonly otherBases = new Map<Placement, string[]>();
   private readonly sigmas = new Map<Placement, { used: (Int32Array | undefined)[]; sigma: Int32Array }>();
   /** max |x| of each tensor of A and B (the overflow bounds' factors). */
-  private readonly maxAbsOf = new Map<Tensor, number>();
+  private readonly maxAbsOf = new Map<string, number>();
   private readonly running = new Map<string, Running>();
   /** Full product terms and rank-d correction terms run. */
   products = 0;
@@ -196,16 +196,19 @@ export class CostBuilder {
     if (!lay) {
       const n = this.spec.perms.get(perm)!.size;
       const ta = this.a.get(pl.tensor)!;
-      const bound = (t: Tensor): number => {
-        let m = this.maxAbsOf.get(t);
+      // by name, not by Tensor object: a lazy checkpoint may hand out a new object per get, and holding the
+      // objects would keep every weight resident
+      const bound = (side: 'a' | 'b'): number => {
+        const key = `${side}\u0000${pl.tensor}`;
+        let m = this.maxAbsOf.get(key);
         if (m === undefined) {
-          m = maxAbs(t.data);
-          this.maxAbsOf.set(t, m);
+          m = maxAbs((side === 'a' ? ta : this.b.get(pl.tensor)!).data);
+          this.maxAbsOf.set(key, m);
         }
         return m;
       };
       lay = placementLayout(ta.shape, pl, n);
-      lay.bound = lay.cols * bound(ta) * 2 * bound(this.b.get(pl.tensor)!);
+      lay.bound = lay.cols * bound('a') * 2 * bound('b');
       this.layouts.set(pl, lay);
     }
     return lay;
