@@ -39,7 +39,7 @@
  * from the caller's original costs.
  */
 import { BasinError } from '../errors.js';
-import { lapSparse } from './lap-sparse.js';
+import { finishOnCandidates, lapSparse } from './lap-sparse.js';
 
 export interface AssignmentOptions {
   /** Maximize the total instead of minimizing it (default false). */
@@ -187,7 +187,7 @@ export function solveAssignmentWithBudget(
     colsol.fill(-1);
     // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
+    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, maxAbs * scale, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
   }
 
   let total = 0;
@@ -264,7 +264,6 @@ function transposeScaled(src: Float64Array, rows: number, cols: number, factor: 
   }
   return out;
 }
-
 /**
  * Minimize over an n x m row-major matrix with 1 <= n <= m; fills rowsol (n) and colsol (m, -1 where unused).
  *
@@ -272,6 +271,12 @@ function transposeScaled(src: Float64Array, rows: number, cols: number, factor: 
  * c[i, j] - u[i] - v[j] >= 0 for assigned rows, tight on assigned pairs. For n < m the rectangular LP also needs
  * every unassigned column to carry the largest price: prices start at 0 and only ever decrease, and only on
  * columns that are (and then stay) assigned, so unassigned columns keep price 0 = the maximum.
+ *
+ * Code shape: every pass over a row is a small kernel function (rowMin2, rowHasBelow, colMinRow, rowMinExcept,
+ * sapStart, relax) called from plain driver loops. V8 optimizes a small function after a few calls and in a few
+ * milliseconds; the earlier version, whose phases each held their loops inline, was compiled on stack
+ * replacement in 50-80 ms per phase (several times, after deopts) on the loaded 2-core box, while the first
+ * solve of a CLI run crawled in baseline code: 100-140 ms for a 512 solve that takes 30 ms once compiled.
  */
 function lapCore(
   c: Float64Array,
@@ -280,6 +285,7 @@ function lapCore(
   rowsol: Int32Array,
   colsol: Int32Array,
   arrBudgetPerRow: number,
+  maxAbs: number,
   warmPrices?: Float64Array,
   warmAssignment?: Int32Array,
 ): Float64Array {
@@ -304,38 +310,137 @@ function lapCore(
   let numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, warmPrices, warmAssignment);
   numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
   if (numFree === 0) return v;
+  if (n === m && n >= FINISH_MIN_N && numFree * FINISH_FREE_FRACTION >= n) {
+    if (finishOnCandidates(c, n, v, rowsol, colsol, free, numFree, maxAbs)) return v;
+    // no perfect matching among the candidates: the state reached is a warm start for the dense phases
+    const prices = Float64Array.from(v);
+    const assignment = Int32Array.from(rowsol);
+    rowsol.fill(-1);
+    numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, prices, assignment);
+    numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
+    if (numFree === 0) return v;
+  }
   shortestAugmentingPaths(c, m, v, rowsol, colsol, free, numFree, pred);
   return v;
 }
 
 /**
+ * Square sizes from which rows left free by row reduction are finished on candidate sets (finishOnCandidates).
+ * At 512 (the trained MLP's sequence) the finish cut the 3 cold solves from 97 to 57 ms of CPU once compiled, but
+ * in a fresh process (a CLI run: 40 solves) compiling the sparse solver cost more than that (280-470 against
+ * 220-370 ms of CPU for the sequence, 8 runs each); from 1024 the dense paths grow as n^2 per path and the
+ * compile cost stays the same.
+ */
+const FINISH_MIN_N = 1024;
+/** ... when at least n / FINISH_FREE_FRACTION rows are left free (fewer: the dense paths are cheap enough). */
+const FINISH_FREE_FRACTION = 16;
+
+// Results of the row kernels (one solve runs at a time; module variables avoid an allocation per call).
+let minVal = 0;
+let subVal = 0;
+let minCol = 0;
+let subCol = 0;
+
+/**
+ * Least and second least c[base + j] - v[j] over j < m (m >= 2) and their columns, into minVal/minCol and
+ * subVal/subCol (subCol is another column than minCol; on ties both values are equal).
+ */
+function rowMin2(c: Float64Array, base: number, v: Float64Array, m: number): void {
+  let umin = c[base]! - v[0]!;
+  let j1 = 0;
+  let usub = Infinity;
+  let j2 = 1;
+  let j = 1;
+  for (; j + 3 < m; j += 4) {
+    const h0 = c[base + j]! - v[j]!;
+    const h1 = c[base + j + 1]! - v[j + 1]!;
+    const h2 = c[base + j + 2]! - v[j + 2]!;
+    const h3 = c[base + j + 3]! - v[j + 3]!;
+    // rarely true once the two least are found: one predictable branch per four columns
+    if (h0 < usub || h1 < usub || h2 < usub || h3 < usub) {
+      for (let q = j; q < j + 4; q++) {
+        const h = c[base + q]! - v[q]!;
+        if (h < usub) {
+          if (h >= umin) {
+            usub = h;
+            j2 = q;
+          } else {
+            usub = umin;
+            umin = h;
+            j2 = j1;
+            j1 = q;
+          }
+        }
+      }
+    }
+  }
+  for (; j < m; j++) {
+    const h = c[base + j]! - v[j]!;
+    if (h < usub) {
+      if (h >= umin) {
+        usub = h;
+        j2 = j;
+      } else {
+        usub = umin;
+        umin = h;
+        j2 = j1;
+        j1 = j;
+      }
+    }
+  }
+  minVal = umin;
+  minCol = j1;
+  subVal = usub;
+  subCol = j2;
+}
+
+/** True when some c[base + j] - v[j] < h over j < m. */
+function rowHasBelow(c: Float64Array, base: number, v: Float64Array, m: number, h: number): boolean {
+  for (let j = 0; j < m; j++) if (c[base + j]! - v[j]! < h) return true;
+  return false;
+}
+
+/** Column minima, one more row: v[j] = min(v[j], c[base + j]) and argmin[j] = i where row i lowers it. */
+function colMinRow(c: Float64Array, base: number, v: Float64Array, argmin: Int32Array, i: number, m: number): void {
+  for (let j = 0; j < m; j++) {
+    const x = c[base + j]!;
+    if (x < v[j]!) {
+      v[j] = x;
+      argmin[j] = i;
+    }
+  }
+}
+
+/** Least c[base + j] - v[j] over the columns j != skip. */
+function rowMinExcept(c: Float64Array, base: number, v: Float64Array, m: number, skip: number): number {
+  let min = Infinity;
+  for (let j = 0; j < m; j++) {
+    const h = c[base + j]! - v[j]!;
+    if (h < min && j !== skip) min = h;
+  }
+  return min;
+}
+
+/**
  * Initial prices and assignment: warm prices (every row free), JV's column reduction with reduction transfer
  * (square), or zero prices (rectangular). Fills v, rowsol/colsol and the free-row list; returns how many rows are
- * free. Each phase of the solver is its own function, so V8 optimizes each with its own type feedback: as one
- * function, each new hot loop of a cold solve recompiled all of it on stack replacement (four times for one 512 x
- * 512 solve, 50-170 ms of compile each on the loaded 2-core box), which matters to a CLI run's handful of LAPs.
+ * free.
  */
 function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, pred: Int32Array, warmPrices?: Float64Array, warmAssignment?: Int32Array): number {
   let numFree = 0;
   if (warmPrices && warmAssignment) {
     // Warm start with the old assignment: row i keeps its old column j0 when j0 is still a least reduced cost of
     // the row (u[i] = that minimum keeps every reduced cost of the row >= 0 and the pair tight, the invariant the
-    // later phases need); the other rows start free.
+    // later phases need); the other rows start free. (Also keeping rows whose j0 misses by delta, by raising
+    // v[j0] where no other row objects, measured no faster on weight matching's sequence: the extra pass costs
+    // what the row reduction saves.)
     v.set(warmPrices);
     colsol.fill(-1);
     for (let i = 0; i < n; i++) {
       const j0 = warmAssignment[i]!;
       if (j0 >= 0 && j0 < m && colsol[j0]! < 0) {
         const base = i * m;
-        const h0 = c[base + j0]! - v[j0]!;
-        let tight = true;
-        for (let j = 0; j < m; j++) {
-          if (c[base + j]! - v[j]! < h0) {
-            tight = false;
-            break;
-          }
-        }
-        if (tight) {
+        if (!rowHasBelow(c, base, v, m, c[base + j0]! - v[j0]!)) {
           rowsol[i] = j0;
           colsol[j0] = i;
           continue;
@@ -354,16 +459,8 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
   } else if (n === m) {
     // Column reduction: v[j] = min_i c[i, j], computed row by row (sequential access).
     for (let j = 0; j < m; j++) v[j] = c[j]!;
-    for (let i = 1; i < n; i++) {
-      const base = i * m;
-      for (let j = 0; j < m; j++) {
-        const x = c[base + j]!;
-        if (x < v[j]!) {
-          v[j] = x;
-          pred[j] = i;
-        }
-      }
-    }
+    pred.fill(0);
+    for (let i = 1; i < n; i++) colMinRow(c, i * m, v, pred, i, m);
     const matches = new Int32Array(n);
     for (let j = m - 1; j >= 0; j--) {
       const imin = pred[j]!;
@@ -386,21 +483,13 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
         free[numFree++] = i;
       } else if (mi === 1) {
         const j1 = rowsol[i]!;
-        const base = i * m;
-        let min = Infinity;
-        for (let j = 0; j < m; j++) {
-          if (j === j1) continue;
-          const h = c[base + j]! - v[j]!;
-          if (h < min) min = h;
-        }
-        v[j1] = v[j1]! - min;
+        v[j1] = v[j1]! - rowMinExcept(c, i * m, v, m, j1);
       }
     }
   } else {
     for (let i = 0; i < n; i++) free[i] = i;
     numFree = n;
   }
-
   return numFree;
 }
 
@@ -422,56 +511,15 @@ function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float6
         break;
       }
       const i = free[k++]!;
-      // Least and second least reduced cost of row i (their columns j1, j2), four columns per iteration.
-      const base = i * m;
-      let umin = c[base]! - v[0]!;
-      let j1 = 0;
-      let usubmin = Infinity;
-      let j2 = 0;
-      let j = 1;
-      for (; j + 3 < m; j += 4) {
-        const h0 = c[base + j]! - v[j]!;
-        const h1 = c[base + j + 1]! - v[j + 1]!;
-        const h2 = c[base + j + 2]! - v[j + 2]!;
-        const h3 = c[base + j + 3]! - v[j + 3]!;
-        if (h0 < usubmin || h1 < usubmin || h2 < usubmin || h3 < usubmin) {
-          for (let q = 0; q < 4; q++) {
-            const h = q === 0 ? h0 : q === 1 ? h1 : q === 2 ? h2 : h3;
-            if (h < usubmin) {
-              if (h >= umin) {
-                usubmin = h;
-                j2 = j + q;
-              } else {
-                usubmin = umin;
-                umin = h;
-                j2 = j1;
-                j1 = j + q;
-              }
-            }
-          }
-        }
-      }
-      for (; j < m; j++) {
-        const h = c[base + j]! - v[j]!;
-        if (h < usubmin) {
-          if (h >= umin) {
-            usubmin = h;
-            j2 = j;
-          } else {
-            usubmin = umin;
-            umin = h;
-            j2 = j1;
-            j1 = j;
-          }
-        }
-      }
+      rowMin2(c, i * m, v, m);
+      let j1 = minCol;
       let i0 = colsol[j1]!;
-      const strict = umin < usubmin;
+      const strict = minVal < subVal;
       if (strict) {
-        v[j1] = v[j1]! - (usubmin - umin);
+        v[j1] = v[j1]! - (subVal - minVal);
       } else if (i0 >= 0) {
-        j1 = j2;
-        i0 = colsol[j2]!;
+        j1 = subCol;
+        i0 = colsol[j1]!;
       }
       rowsol[i] = j1;
       colsol[j1] = i;
@@ -482,8 +530,58 @@ function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float6
       }
     }
   }
-
   return numFree;
+}
+
+/**
+ * First step of a shortest path search from row `row`: d[j] = c[base + j] - v[j], pred[j] = row, rem = 0..m-1.
+ * Returns the position in rem of the least d (ties towards a free column) and leaves that distance in minVal.
+ */
+function sapStart(c: Float64Array, base: number, v: Float64Array, d: Float64Array, pred: Int32Array, rem: Int32Array, row: number, m: number, colsol: Int32Array): number {
+  let min = Infinity;
+  let kmin = 0;
+  for (let j = 0; j < m; j++) {
+    const dj = c[base + j]! - v[j]!;
+    d[j] = dj;
+    pred[j] = row;
+    rem[j] = j;
+    if (dj <= min) {
+      if (dj < min || colsol[j]! < 0) {
+        min = dj;
+        kmin = j;
+      }
+    }
+  }
+  minVal = min;
+  return kmin;
+}
+
+/**
+ * One Dijkstra step from scanned row i (its row starts at base; h = its reduced cost offset): relax the nRem
+ * unscanned columns in rem and find the next least distance. Returns its position in rem (ties towards a free
+ * column) and leaves the distance in minVal.
+ */
+function relax(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, rem: Int32Array, nRem: number, colsol: Int32Array): number {
+  let next = Infinity;
+  let kmin = 0;
+  for (let k = 0; k < nRem; k++) {
+    const j = rem[k]!;
+    let dj = d[j]!;
+    const alt = c[base + j]! - v[j]! - h;
+    if (alt < dj) {
+      d[j] = alt;
+      pred[j] = i;
+      dj = alt;
+    }
+    if (dj <= next) {
+      if (dj < next || colsol[j]! < 0) {
+        next = dj;
+        kmin = k;
+      }
+    }
+  }
+  minVal = next;
+  return kmin;
 }
 
 /** Shortest augmenting path for each of the numFree rows in free; updates v, rowsol, colsol. */
@@ -498,21 +596,8 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
   const readyDist = new Float64Array(m);
   for (let f = 0; f < numFree; f++) {
     const freeRow = free[f]!;
-    let base = freeRow * m;
-    let min = Infinity;
-    let kmin = 0;
-    for (let j = 0; j < m; j++) {
-      const dj = c[base + j]! - v[j]!;
-      d[j] = dj;
-      pred[j] = freeRow;
-      rem[j] = j;
-      if (dj <= min) {
-        if (dj < min || colsol[j]! < 0) {
-          min = dj;
-          kmin = j;
-        }
-      }
-    }
+    let kmin = sapStart(c, freeRow * m, v, d, pred, rem, freeRow, m, colsol);
+    let min = minVal;
     let nRem = m;
     let nReady = 0;
     let sink: number;
@@ -525,29 +610,11 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
       }
       readyCol[nReady] = jmin;
       readyDist[nReady++] = min;
-      // remove jmin from the unscanned list (order does not matter except for ties, resolved below)
+      // remove jmin from the unscanned list (order does not matter except for ties, resolved in relax)
       rem[kmin] = rem[--nRem]!;
-      base = i * m;
-      const h = c[base + jmin]! - v[jmin]! - min;
-      let next = Infinity;
-      kmin = 0;
-      for (let k = 0; k < nRem; k++) {
-        const j = rem[k]!;
-        let dj = d[j]!;
-        const alt = c[base + j]! - v[j]! - h;
-        if (alt < dj) {
-          d[j] = alt;
-          pred[j] = i;
-          dj = alt;
-        }
-        if (dj <= next) {
-          if (dj < next || colsol[j]! < 0) {
-            next = dj;
-            kmin = k;
-          }
-        }
-      }
-      min = next;
+      const base = i * m;
+      kmin = relax(c, base, v, c[base + jmin]! - v[jmin]! - min, d, pred, i, rem, nRem, colsol);
+      min = minVal;
     }
     // Price update for scanned columns (their distance is <= min, so prices only decrease).
     for (let k = 0; k < nReady; k++) {
@@ -566,4 +633,3 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
     }
   }
 }
-
