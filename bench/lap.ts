@@ -14,7 +14,7 @@
  *   structured  rank-1 (u_i v_j), integers in [0, 10) (many ties), block-diagonal (cheap 64 x 64 blocks) and a
  *               hidden permutation plus noise, at n = 1024 and 2048
  *   real        cost matrices of real weight-matching runs, solved cold (maximized), the first and the last solve of
- *               each permutation; from BASIN_LAP_COSTS=dir[,dir...], folders written by
+ *               each permutation, from the default start and from zero prices (as weight matching starts); from BASIN_LAP_COSTS=dir[,dir...], folders written by
  *               `BASIN_DUMP_COSTS=dir basin align ...` (src/match/cost-dump.ts); skipped when unset
  *   warm        the same runs replayed in order, as weight matching solves them: warm (each solve starts from its
  *               permutation's previous prices, zero for its first) against cold (no prices: the default strategy)
@@ -36,6 +36,8 @@ interface Case {
   cost: Float64Array;
   maximize: boolean;
   file?: string;
+  /** Solve from zero prices (what weight matching's first solve of a permutation does) instead of the default start. */
+  zeroPrices?: boolean;
 }
 type Stats = { median: number; min: number; max: number };
 
@@ -192,7 +194,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       k.file = path.join(ctx.outDir, `lap_${k.label.replace(/[^A-Za-z0-9]+/g, '_')}.f64`); // scipy caches by path
       writeLarge(k.file, k.cost);
     }
-    const opts = { maximize: k.maximize };
+    const opts = k.zeroPrices ? { maximize: k.maximize, prices: new Float64Array(k.cols) } : { maximize: k.maximize };
     const now = () => solveAssignment(k.cost, k.rows, k.cols, opts).total;
     const before = () => solveBefore(k.cost, k.rows, k.cols, opts).total;
     if (Math.max(k.rows, k.cols) <= WARM_UP_MAX) for (let w = 0; w < 3; w++) (now(), before());
@@ -265,9 +267,10 @@ export async function run(ctx: BenchContext): Promise<void> {
           const cost = loadDump(s);
           const k: Case = { label: `${path.basename(dir)} ${what} (#${s.file.slice(0, 4)}, ${s.n})`, rows: s.n, cols: s.n, cost, maximize: true, file: path.join(dir, s.file) };
           rows.push((await measure(k)).row);
+          rows.push((await measure({ ...k, label: `${k.label} zero prices`, zeroPrices: true })).row);
         }
       }
-      console.log('\nreal weight-matching costs (BASIN_DUMP_COSTS), maximized, solved cold (no prices)');
+      console.log('\nreal weight-matching costs (BASIN_DUMP_COSTS), maximized, solved cold: no prices (the default start), and zero prices (how weight matching starts each permutation)');
       printTable(header('solve'), rows);
     }
     if (want.has('warm') && dumps.length) {

@@ -534,34 +534,61 @@ function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float6
 }
 
 /**
- * First step of a shortest path search from row `row`: d[j] = c[base + j] - v[j], pred[j] = row, rem = 0..m-1.
- * Returns the position in rem of the least d (ties towards a free column) and leaves that distance in minVal.
+ * First step of a shortest path search from row `row` (row start base): d[j] = c[base + j] - v[j], pred[j] = row.
+ * Returns the column of the least d (ties towards a free column) and leaves that distance in minVal.
  */
-function sapStart(c: Float64Array, base: number, v: Float64Array, d: Float64Array, pred: Int32Array, rem: Int32Array, row: number, m: number, colsol: Int32Array): number {
+function sapStart(c: Float64Array, base: number, v: Float64Array, d: Float64Array, pred: Int32Array, row: number, m: number, colsol: Int32Array): number {
   let min = Infinity;
-  let kmin = 0;
+  let jmin = 0;
   for (let j = 0; j < m; j++) {
     const dj = c[base + j]! - v[j]!;
     d[j] = dj;
     pred[j] = row;
-    rem[j] = j;
     if (dj <= min) {
       if (dj < min || colsol[j]! < 0) {
         min = dj;
-        kmin = j;
+        jmin = j;
       }
     }
   }
   minVal = min;
-  return kmin;
+  return jmin;
 }
 
 /**
- * One Dijkstra step from scanned row i (its row starts at base; h = its reduced cost offset): relax the nRem
- * unscanned columns in rem and find the next least distance. Returns its position in rem (ties towards a free
- * column) and leaves the distance in minVal.
+ * One Dijkstra step from scanned row i (row start base, h = its reduced cost offset) over all m columns in natural
+ * order: scanned columns are masked (v = -Infinity makes their candidate distance +Infinity, never an improvement;
+ * d = +Infinity never wins the minimum, as an unscanned column with a finite distance always exists). Returns the
+ * column of the next least distance (ties towards a free column) and leaves the distance in minVal. Sequential
+ * access to c, v and d: 2-3x faster per column than gathering through a list of unscanned columns.
  */
-function relax(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, rem: Int32Array, nRem: number, colsol: Int32Array): number {
+function relaxAll(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, m: number, colsol: Int32Array): number {
+  let next = Infinity;
+  let jmin = 0;
+  for (let j = 0; j < m; j++) {
+    let dj = d[j]!;
+    const alt = c[base + j]! - v[j]! - h;
+    if (alt < dj) {
+      d[j] = alt;
+      pred[j] = i;
+      dj = alt;
+    }
+    if (dj <= next) {
+      if (dj < next || colsol[j]! < 0) {
+        next = dj;
+        jmin = j;
+      }
+    }
+  }
+  minVal = next;
+  return jmin;
+}
+
+/**
+ * One Dijkstra step as relaxAll over the nRem unscanned columns listed in rem only (for long paths, where most
+ * columns are scanned). Returns the position in rem of the next least distance; the distance is left in minVal.
+ */
+function relaxList(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, rem: Int32Array, nRem: number, colsol: Int32Array): number {
   let next = Infinity;
   let kmin = 0;
   for (let k = 0; k < nRem; k++) {
@@ -584,45 +611,56 @@ function relax(c: Float64Array, base: number, v: Float64Array, h: number, d: Flo
   return kmin;
 }
 
-/** Shortest augmenting path for each of the numFree rows in free; updates v, rowsol, colsol. */
+/**
+ * Shortest augmenting path for each of the numFree rows in free (Dijkstra over reduced costs); updates v, rowsol,
+ * colsol. A path's first steps scan all columns in natural order with the scanned ones masked (relaxAll); once a
+ * quarter of the columns are scanned, the unscanned ones are gathered into a compact list (`rem`, as scipy's
+ * solver keeps throughout), so that a long path on structured costs costs the sum of the remaining counts rather
+ * than path length x m. A scanned column's price and distance at scan time are kept for the price update (which
+ * also lifts the mask).
+ */
 function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, pred: Int32Array): void {
-  // Shortest augmenting paths (Dijkstra over reduced costs). Unscanned columns are kept in a compact list
-  // (`rem`, as scipy's solver does): a step relaxes only those, so a long path on a structured matrix (weight
-  // matching costs) costs the sum of the remaining counts instead of path length x m. A scanned column's distance
-  // at scan time is kept in the ready list for the price update.
   const d = new Float64Array(m);
   const rem = new Int32Array(m);
   const readyCol = new Int32Array(m);
   const readyDist = new Float64Array(m);
+  const readyPrice = new Float64Array(m);
+  const listFrom = m >> 2;
   for (let f = 0; f < numFree; f++) {
     const freeRow = free[f]!;
-    let kmin = sapStart(c, freeRow * m, v, d, pred, rem, freeRow, m, colsol);
+    let jmin = sapStart(c, freeRow * m, v, d, pred, freeRow, m, colsol);
     let min = minVal;
-    let nRem = m;
     let nReady = 0;
-    let sink: number;
+    let nRem = -1; // -1: natural order; else the length of the unscanned list
+    let kmin = 0;
     for (;;) {
-      const jmin = rem[kmin]!;
       const i = colsol[jmin]!;
-      if (i < 0) {
-        sink = jmin;
-        break;
-      }
-      readyCol[nReady] = jmin;
-      readyDist[nReady++] = min;
-      // remove jmin from the unscanned list (order does not matter except for ties, resolved in relax)
-      rem[kmin] = rem[--nRem]!;
+      if (i < 0) break;
       const base = i * m;
-      kmin = relax(c, base, v, c[base + jmin]! - v[jmin]! - min, d, pred, i, rem, nRem, colsol);
+      const h = c[base + jmin]! - v[jmin]! - min;
+      readyCol[nReady] = jmin;
+      readyDist[nReady] = min;
+      readyPrice[nReady++] = v[jmin]!;
+      v[jmin] = -Infinity;
+      d[jmin] = Infinity;
+      if (nRem < 0 && nReady >= listFrom) {
+        nRem = 0;
+        for (let j = 0; j < m; j++) if (v[j]! !== -Infinity) rem[nRem++] = j;
+      } else if (nRem >= 0) {
+        rem[kmin] = rem[--nRem]!; // order does not matter except for ties, resolved in relaxList
+      }
+      if (nRem < 0) {
+        jmin = relaxAll(c, base, v, h, d, pred, i, m, colsol);
+      } else {
+        kmin = relaxList(c, base, v, h, d, pred, i, rem, nRem, colsol);
+        jmin = rem[kmin]!;
+      }
       min = minVal;
     }
-    // Price update for scanned columns (their distance is <= min, so prices only decrease).
-    for (let k = 0; k < nReady; k++) {
-      const j = readyCol[k]!;
-      v[j] = v[j]! + (readyDist[k]! - min);
-    }
+    // Price update for scanned columns (their distance is <= min, so prices only decrease); lifts the mask.
+    for (let k = 0; k < nReady; k++) v[readyCol[k]!] = readyPrice[k]! + (readyDist[k]! - min);
     // Augment along the predecessor chain.
-    let j = sink;
+    let j = jmin;
     for (;;) {
       const i = pred[j]!;
       colsol[j] = i;
