@@ -214,58 +214,6 @@ function lapSparseRect(c: Float64Array, n: number, m: number, rowsol: Int32Array
   }
 }
 
-/**
- * Finish a square dense solve on candidate sets: the dense solver (src/linalg/lap.ts) has prices v and a partial
- * assignment whose assigned rows keep JV's invariants on the dense matrix, and `numFree` rows left in `free` (the
- * long shortest paths of a dense solve). Each row gets its K least reduced costs under v as candidates (plus its
- * assigned column), the free rows are augmented over candidate edges (Dijkstra with a heap: O(K log n) per step
- * instead of a pass over the remaining columns), and the result is checked against every dense entry (the
- * certificate of the file comment), rows that fail getting more candidates and another augmentation.
- *
- * Why: on trained weight-matching costs the dense row reduction leaves ~1/4 of the rows free and their shortest
- * paths scan the matrix 15 times over (512-wide MLP, cold); under the row-reduced prices 97-98% of the rows
- * already have their optimal column among their 16 least reduced costs (the rest within 50-80), so one or two
- * repairs finish the job.
- *
- * Returns true when rowsol/colsol/v hold an optimal assignment and its certified prices. False (no perfect
- * matching on the candidates, or MAX_ROUNDS repairs): rowsol/colsol/v hold a consistent partial state whose
- * prices and assignment are a valid warm start for the dense solver (any prices are; rows not tight are freed).
- */
-export function finishOnCandidates(c: Float64Array, n: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, maxAbs: number): boolean {
-  const K = Math.min(FINISH_K, n);
-  const topVal = new Float64Array(K);
-  const topCol = new Int32Array(K);
-  const rows: number[][] = new Array(n);
-  for (let i = 0; i < n; i++) {
-    const list = selectRow(c, v, i, n, K, topVal, topCol);
-    const j0 = rowsol[i]!;
-    if (j0 >= 0 && !list.includes(j0)) list.push(j0);
-    rows[i] = list;
-  }
-  const solver = new SparseSolver(c, n, n, v, rowsol, colsol);
-  solver.build(rows);
-  const tol = maxAbs * 2 ** -40;
-  let todo: number[] = Array.from(free.subarray(0, numFree));
-  for (let round = 0; ; round++) {
-    for (const f of todo) if (!solver.augment(f)) return false;
-    todo = [];
-    for (let i = 0; i < n; i++) {
-      if (!rowHolds(c, v, i, n, rowsol[i]!, tol)) {
-        if (round >= MAX_ROUNDS) return false;
-        addCandidates(rows[i]!, selectRow(c, v, i, n, K, topVal, topCol));
-        colsol[rowsol[i]!] = -1;
-        rowsol[i] = -1;
-        todo.push(i);
-      }
-    }
-    if (todo.length === 0) return true;
-    solver.build(rows);
-  }
-}
-
-/** Candidates per row in finishOnCandidates (more than K_PER_ROW: its prices are rougher than a finished solve's). */
-const FINISH_K = 16;
-
 /** Dual feasibility of row i: c[i, j] - v[j] >= u_i - tol for every column, u_i = c[i, j0] - v[j0]. */
 function rowHolds(c: Float64Array, v: Float64Array, i: number, m: number, j0: number, tol: number): boolean {
   const base = i * m;

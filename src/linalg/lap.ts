@@ -39,7 +39,7 @@
  * from the caller's original costs.
  */
 import { BasinError } from '../errors.js';
-import { finishOnCandidates, lapSparse } from './lap-sparse.js';
+import { lapSparse } from './lap-sparse.js';
 
 export interface AssignmentOptions {
   /** Maximize the total instead of minimizing it (default false). */
@@ -166,7 +166,9 @@ export function solveAssignmentWithBudget(
     c = cost; // read-only use of the caller's array
   } else if (!transposed) {
     c = scratch(len);
-    for (let k = 0; k < len; k++) c[k] = factor * cost[k]!;
+    // in chunks of one small function: optimized after a few calls (one loop over len would run interpreted until
+    // the whole enclosing function is compiled on stack replacement)
+    for (let k = 0; k < len; k += SCALE_CHUNK) scaleInto(c, cost, k, k + SCALE_CHUNK < len ? k + SCALE_CHUNK : len, factor);
   } else {
     c = transposeScaled(cost, m, n, factor);
   }
@@ -187,7 +189,7 @@ export function solveAssignmentWithBudget(
     colsol.fill(-1);
     // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, maxAbs * scale, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
+    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
   }
 
   let total = 0;
@@ -198,16 +200,38 @@ export function solveAssignmentWithBudget(
   return n === m && scale === 1 ? { rowToCol, colToRow, total, prices } : { rowToCol, colToRow, total };
 }
 
-/** Largest |cost| entry; throws 'non_finite' naming the first NaN or +-Infinity. */
-function finiteMaxAbs(cost: Float64Array, nRows: number, nCols: number): number {
+const SCALE_CHUNK = 4096;
+
+/** out[k] = factor * src[k] for from <= k < to. */
+function scaleInto(out: Float64Array, src: Float64Array, from: number, to: number, factor: number): void {
+  for (let k = from; k < to; k++) out[k] = factor * src[k]!;
+}
+
+let chunkBad = 0;
+
+/** Largest |src[k]| for from <= k < to; chunkBad = 0 when every entry is finite, else NaN. */
+function maxAbsChunk(src: Float64Array, from: number, to: number): number {
   let maxAbs = 0;
   let bad = 0; // x - x is 0 for finite x and NaN otherwise, so one NaN makes the sum NaN
-  const len = cost.length;
-  for (let k = 0; k < len; k++) {
-    const x = cost[k]!;
+  for (let k = from; k < to; k++) {
+    const x = src[k]!;
     bad += x - x;
     const a = x < 0 ? -x : x;
     maxAbs = a > maxAbs ? a : maxAbs;
+  }
+  chunkBad = bad;
+  return maxAbs;
+}
+
+/** Largest |cost| entry; throws 'non_finite' naming the first NaN or +-Infinity. */
+function finiteMaxAbs(cost: Float64Array, nRows: number, nCols: number): number {
+  let maxAbs = 0;
+  let bad = 0;
+  const len = cost.length;
+  for (let k = 0; k < len; k += SCALE_CHUNK) {
+    const a = maxAbsChunk(cost, k, k + SCALE_CHUNK < len ? k + SCALE_CHUNK : len);
+    maxAbs = a > maxAbs ? a : maxAbs;
+    bad += chunkBad;
   }
   if (bad !== 0) {
     for (let k = 0; k < len; k++) {
@@ -285,7 +309,6 @@ function lapCore(
   rowsol: Int32Array,
   colsol: Int32Array,
   arrBudgetPerRow: number,
-  maxAbs: number,
   warmPrices?: Float64Array,
   warmAssignment?: Int32Array,
 ): Float64Array {
@@ -310,30 +333,9 @@ function lapCore(
   let numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, warmPrices, warmAssignment);
   numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
   if (numFree === 0) return v;
-  if (n === m && n >= FINISH_MIN_N && numFree * FINISH_FREE_FRACTION >= n) {
-    if (finishOnCandidates(c, n, v, rowsol, colsol, free, numFree, maxAbs)) return v;
-    // no perfect matching among the candidates: the state reached is a warm start for the dense phases
-    const prices = Float64Array.from(v);
-    const assignment = Int32Array.from(rowsol);
-    rowsol.fill(-1);
-    numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, prices, assignment);
-    numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
-    if (numFree === 0) return v;
-  }
   shortestAugmentingPaths(c, m, v, rowsol, colsol, free, numFree, pred);
   return v;
 }
-
-/**
- * Square sizes from which rows left free by row reduction are finished on candidate sets (finishOnCandidates).
- * At 512 (the trained MLP's sequence) the finish cut the 3 cold solves from 97 to 57 ms of CPU once compiled, but
- * in a fresh process (a CLI run: 40 solves) compiling the sparse solver cost more than that (280-470 against
- * 220-370 ms of CPU for the sequence, 8 runs each); from 1024 the dense paths grow as n^2 per path and the
- * compile cost stays the same.
- */
-const FINISH_MIN_N = 1024;
-/** ... when at least n / FINISH_FREE_FRACTION rows are left free (fewer: the dense paths are cheap enough). */
-const FINISH_FREE_FRACTION = 16;
 
 // Results of the row kernels (one solve runs at a time; module variables avoid an allocation per call).
 let minVal = 0;
