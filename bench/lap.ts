@@ -8,12 +8,13 @@
  * server).
  *
  * Sections (BASIN_LAP_SECTIONS=square,rect,structured,real,warm picks some; all by default):
- *   square      uniform[0, 1) n x n, n = 256 .. 16384 (the issue's bars: basin/scipy <= 0.4 at 4096, <= 0.3 at 16384)
+ *   square      uniform[0, 1) n x n, n = 256 .. 16384 (the issue's bars: basin/scipy <= 0.4 at 4096, <= 0.3 at 16384);
+ *               BASIN_LAP_SIZES=4096,16384 picks sizes
  *   rect        uniform rectangular both ways (rows < cols and rows > cols)
  *   structured  rank-1 (u_i v_j), integers in [0, 10) (many ties), block-diagonal (cheap 64 x 64 blocks) and a
  *               hidden permutation plus noise, at n = 1024 and 2048
  *   real        cost matrices of real weight-matching runs, solved cold (maximized), the first and the last solve of
- *               each permutation; from BASIN_LAP_COSTS=dir[,dir...], folders written by
+ *               each permutation, from the default start and from zero prices (as weight matching starts); from BASIN_LAP_COSTS=dir[,dir...], folders written by
  *               `BASIN_DUMP_COSTS=dir basin align ...` (src/match/cost-dump.ts); skipped when unset
  *   warm        the same runs replayed in order, as weight matching solves them: warm (each solve starts from its
  *               permutation's previous prices, zero for its first) against cold (no prices: the default strategy)
@@ -35,6 +36,8 @@ interface Case {
   cost: Float64Array;
   maximize: boolean;
   file?: string;
+  /** Solve from zero prices (what weight matching's first solve of a permutation does) instead of the default start. */
+  zeroPrices?: boolean;
 }
 type Stats = { median: number; min: number; max: number };
 
@@ -191,7 +194,7 @@ export async function run(ctx: BenchContext): Promise<void> {
       k.file = path.join(ctx.outDir, `lap_${k.label.replace(/[^A-Za-z0-9]+/g, '_')}.f64`); // scipy caches by path
       writeLarge(k.file, k.cost);
     }
-    const opts = { maximize: k.maximize };
+    const opts = k.zeroPrices ? { maximize: k.maximize, prices: new Float64Array(k.cols) } : { maximize: k.maximize };
     const now = () => solveAssignment(k.cost, k.rows, k.cols, opts).total;
     const before = () => solveBefore(k.cost, k.rows, k.cols, opts).total;
     if (Math.max(k.rows, k.cols) <= WARM_UP_MAX) for (let w = 0; w < 3; w++) (now(), before());
@@ -229,8 +232,11 @@ export async function run(ctx: BenchContext): Promise<void> {
   try {
     if (want.has('square')) {
       const rows: string[][] = [];
-      for (const [idx, n] of [256, 1024, 2048, 4096, 16384].entries()) {
-        rows.push((await measure({ label: `${n}`, rows: n, cols: n, cost: uniformMatrix(n, n, 1234 + idx), maximize: false })).row);
+      const sizes = (process.env.BASIN_LAP_SIZES ?? '256,1024,2048,4096,16384').split(',').map(Number);
+      for (const n of sizes) {
+        const idx = [256, 1024, 2048, 4096, 16384].indexOf(n); // the seed of each size stays what it was
+
+        rows.push((await measure({ label: `${n}`, rows: n, cols: n, cost: uniformMatrix(n, n, 1234 + (idx >= 0 ? idx : n)), maximize: false })).row);
       }
       console.log('\nuniform[0, 1) square, minimized; median (min-max) of each');
       printTable(header('n'), rows);
@@ -261,9 +267,10 @@ export async function run(ctx: BenchContext): Promise<void> {
           const cost = loadDump(s);
           const k: Case = { label: `${path.basename(dir)} ${what} (#${s.file.slice(0, 4)}, ${s.n})`, rows: s.n, cols: s.n, cost, maximize: true, file: path.join(dir, s.file) };
           rows.push((await measure(k)).row);
+          rows.push((await measure({ ...k, label: `${k.label} zero prices`, zeroPrices: true })).row);
         }
       }
-      console.log('\nreal weight-matching costs (BASIN_DUMP_COSTS), maximized, solved cold (no prices)');
+      console.log('\nreal weight-matching costs (BASIN_DUMP_COSTS), maximized, solved cold: no prices (the default start), and zero prices (how weight matching starts each permutation)');
       printTable(header('solve'), rows);
     }
     if (want.has('warm') && dumps.length) {

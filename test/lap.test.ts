@@ -507,3 +507,59 @@ test('finiteBound: the same optimum without the scan; an unusable bound (Infinit
     assert.match(e.message, /cost\[1, 2\]/);
   }
 });
+
+/**
+ * LP duality certificate of a square minimization from the solver's own prices v: u_i = c[i, σ(i)] - v[σ(i)] and
+ * every reduced cost c[i, j] - u_i - v_j >= -tol; then Σu + Σv = total bounds every assignment from below.
+ */
+function assertCertified(cost: Float64Array, n: number, res: AssignmentResult, label: string): void {
+  const v = res.prices!;
+  assert.ok(v.every(Number.isFinite), `${label}: every price is finite`);
+  let maxAbs = 0;
+  for (const x of cost) maxAbs = Math.max(maxAbs, Math.abs(x));
+  let worst = 0;
+  for (let i = 0; i < n; i++) {
+    const j0 = res.rowToCol[i]!;
+    const ui = cost[i * n + j0]! - v[j0]!;
+    for (let j = 0; j < n; j++) worst = Math.min(worst, cost[i * n + j]! - ui - v[j]!);
+  }
+  assert.ok(worst >= -1e-11 * Math.max(maxAbs, 1), `${label}: a reduced cost is ${worst}: the prices do not certify the answer`);
+}
+
+test('shortest paths, short (all columns in order, scanned ones masked) and long (the compact list): Hungarian optimum, finite prices that certify it', () => {
+  const r = rng(4242);
+  // budget 0: every row goes through the shortest path phase. Uniform costs give short paths (natural-order
+  // steps only); on rank-1 costs from column reduction the k-th path scans about k columns, so most paths pass
+  // the quarter of the columns where the search switches to the compact list; integer ties test the tie rule.
+  const cases: [string, number, Float64Array][] = [];
+  cases.push(['uniform 300', 300, randomMatrix(300, 300, r, 'uniform')]);
+  const a = Array.from({ length: 240 }, () => 0.5 + r());
+  const b = Array.from({ length: 240 }, () => 0.5 + r());
+  cases.push(['rank-1 240', 240, Float64Array.from({ length: 240 * 240 }, (_, k) => a[Math.floor(k / 240)]! * b[k % 240]!)]);
+  cases.push(['integers 260', 260, randomMatrix(260, 260, r, 'int')]);
+  for (const [label, n, cost] of cases) {
+    for (const budget of [0, 3]) {
+      const res = solveAndCheck(cost, n, n, false, label, budget);
+      assertTotal(res.total, hungarianTotal(cost, n, n, false), absSum(cost, n, n), `${label} (budget ${budget})`);
+      assertCertified(cost, n, res, `${label} (budget ${budget})`);
+      // the prices a solve hands back warm-start the next one to the same optimum
+      const again = solveAssignment(cost, n, n, { prices: res.prices!, assignment: res.rowToCol });
+      assertTotal(again.total, res.total, absSum(cost, n, n), `${label}: warm re-solve`);
+    }
+  }
+});
+
+test('non-finite costs are found in every 4096-entry chunk of the scan, at chunk edges too, naming row and column', async () => {
+  const [nRows, nCols] = [100, 123]; // 12300 entries: three full chunks and a partial one
+  for (const k of [0, 4095, 4096, 8191, 8192, 12288, 12299]) {
+    for (const bad of [NaN, Infinity, -Infinity]) {
+      const cost = new Float64Array(nRows * nCols).fill(0.5);
+      cost[k] = bad;
+      for (const maximize of [false, true]) {
+        const e = await assertBasinError(() => solveAssignment(cost, nRows, nCols, { maximize }), 'non_finite');
+        assert.equal(e.details.row, Math.floor(k / nCols), `entry ${k}: row`);
+        assert.equal(e.details.col, k % nCols, `entry ${k}: col`);
+      }
+    }
+  }
+});
