@@ -156,3 +156,29 @@ test('writeCheckpoint takes per-tensor producers: each called once, when its sha
   assert.match(e.message, /'short'/);
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('bad')), [], 'nothing written');
 });
+
+test('LazyTensors scans a tensor for NaN on its first read only: a NaN is non_finite naming file and tensor, re-reads skip the scan', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-lazy-nan-'));
+  const w = Float32Array.from({ length: 12 }, (_, i) => i / 7);
+  const bad = w.slice();
+  bad[5] = NaN;
+  const file = (await writeCheckpoint(path.join(dir, 'm.safetensors'), [
+    { name: 'good', dtype: 'F32', shape: [3, 4], data: w },
+    { name: 'bad', dtype: 'F32', shape: [3, 4], data: bad },
+  ])).path;
+  const ck = await openCheckpoint(file);
+  try {
+    // the real checkpoint underneath; the wrapper records what each read asked for
+    const asked: { name: string; checkFinite: boolean | undefined }[] = [];
+    const source = { path: ck.path, readFloat32Sync: (name: string, opts?: { checkFinite?: boolean }) => (asked.push({ name, checkFinite: opts?.checkFinite }), ck.readFloat32Sync(name, opts)) };
+    const lazy = new LazyTensors(source, ['good', 'bad'], { keepBytes: 0 });
+    const e = await assertBasinError(() => lazy.get('bad'), 'non_finite');
+    assert.match(e.message, /bad/);
+    assert.ok(e.message.includes('m.safetensors'), e.message);
+    for (let k = 0; k < 3; k++) assert.deepEqual([...lazy.get('good')!.data], [...w]);
+    assert.equal(lazy.reads.get('good'), 3, 'keepBytes 0: every get reads');
+    assert.deepEqual(asked.filter((x) => x.name === 'good').map((x) => x.checkFinite), [true, false, false]);
+  } finally {
+    await ck.close();
+  }
+});
