@@ -12,7 +12,7 @@ import path from 'node:path';
 import { openCheckpoint, writeCheckpoint } from '../src/io/checkpoint.js';
 import { LazyTensors } from '../src/io/lazy-tensors.js';
 import { alignCheckpoints } from '../src/align/align-checkpoints.js';
-import { weightMatching } from '../src/match/weight-matching.js';
+import { checkPair, weightMatching } from '../src/match/weight-matching.js';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import type { TensorToWrite } from '../src/io/safetensors.js';
@@ -180,5 +180,28 @@ test('LazyTensors scans a tensor for NaN on its first read only: a NaN is non_fi
     assert.deepEqual(asked.filter((x) => x.name === 'good').map((x) => x.checkFinite), [true, false, false]);
   } finally {
     await ck.close();
+  }
+});
+
+test('LazyTensors answers shapes from the header: weight matching\'s pair check reads no weight, and still refuses a missing tensor', async () => {
+  const { a, b } = await pair();
+  const [ca, cb] = [await openCheckpoint(a), await openCheckpoint(b)];
+  try {
+    const spec = PermutationSpec.fromJson(SPEC, new Map(Object.entries(SHAPES)));
+    const la = new LazyTensors(ca, ca.names(), { keepBytes: 0 });
+    const lb = new LazyTensors(cb, cb.names(), { keepBytes: 0 });
+    assert.deepEqual(la.shapeOf('l1.weight')?.shape, [H, H]);
+    assert.deepEqual(la.shapeOf('l2.weight')?.shape, [OUT, H]);
+    assert.equal(la.shapeOf('nope'), undefined);
+    checkPair(spec, la, lb);
+    assert.equal(la.reads.size + lb.reads.size, 0, `read: ${la.readNames().join(', ')} ${lb.readNames().join(', ')}`);
+    // B's map without l1.weight: models_mismatch naming it, still without reading anything
+    const partial = new LazyTensors(cb, cb.names().filter((n) => n !== 'l1.weight'), { keepBytes: 0 });
+    const e = await assertBasinError(() => checkPair(spec, la, partial), 'models_mismatch');
+    assert.match(e.message, /l1\.weight/);
+    assert.equal(partial.reads.size, 0);
+  } finally {
+    await ca.close();
+    await cb.close();
   }
 });

@@ -17,6 +17,8 @@ export interface SyncTensorSource {
   readonly path: string;
   /** The tensor as float32; `checkFinite: false` may skip the NaN/Inf scan of bytes an earlier read checked. */
   readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor;
+  /** The tensor's stored shape, from the file's header (no read of its values). */
+  info?(name: string): { shape: readonly number[] };
 }
 
 export interface LazyTensorsOptions {
@@ -83,6 +85,15 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
       this.keptBytes += bytes;
     }
     return t;
+  }
+
+  /**
+   * The tensor's shape without reading it (from the source's header when it has one, else by reading), or
+   * undefined for a name the map does not hold: what a shape check needs, at no disk read.
+   */
+  shapeOf(name: string): { shape: readonly number[] } | undefined {
+    if (!this.names.has(name)) return undefined;
+    return this.source.info ? { shape: this.source.info(name).shape } : this.get(name);
   }
 
   /** Tensors read so far (reads counted), in name order. */
