@@ -16,6 +16,8 @@
  *   `1x3,2x3,4x13,4x13,2x3,1x3`) as sharded safetensors with its spec, B = A permuted (+ `BASIN_SCALE_UNET_NOISE`
  *   × uniform noise): `align --spec` and `merge --spec`, each checked (aligned B and the merge equal A bit for bit;
  *   with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
+ *   `BASIN_SCALE_UNET_ONNX=1` also writes A as ONNX with external data and runs `inspect`, `permute`, `align`
+ *   (verified) and `merge` on it as the `table` case does.
  * Align results are checked: aligned B must equal A exactly (B is an exact permutation of A).
  * Not in CI: it writes several model copies (delete bench/out/scale-* after).
  */
@@ -40,6 +42,12 @@ interface Measured {
   stderr: string;
 }
 
+/**
+ * Stop a child whose resident set passes this many bytes (`BASIN_SCALE_RSS_LIMIT_GIB`, default 14): the machine is
+ * shared, and an out-of-memory kill would hit whatever process the kernel picks.
+ */
+const RSS_LIMIT = Number(process.env['BASIN_SCALE_RSS_LIMIT_GIB'] ?? 14) * 2 ** 30;
+
 /** Run `basin args` as a child process, polling its peak resident set (VmHWM) every 50 ms. */
 function measure(args: string[]): Promise<Measured> {
   return new Promise((resolve) => {
@@ -48,10 +56,18 @@ function measure(args: string[]): Promise<Measured> {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let peak = 0;
+    let stopped = false;
     const poll = (): void => {
       try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const m = /VmHWM:\s+(\d+) kB/.exec(status);
         if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+        const rss = /VmRSS:\s+(\d+) kB/.exec(status);
+        if (rss && Number(rss[1]) * 1024 > RSS_LIMIT && !stopped) {
+          stopped = true;
+          stderr += `\nstopped by the bench: resident set over ${(RSS_LIMIT / 2 ** 30).toFixed(1)} GiB`;
+          child.kill('SIGKILL');
+        }
       } catch {
         /* exited between polls */
       }
@@ -281,6 +297,46 @@ async function buildUnet(dir: string, c: number, stages: [number, number][], noi
   return { a, b, spec: specPath, bytes: params * 4, params };
 }
 
+/**
+ * The U-Net-size model A as ONNX with every weight in one external data file (`model.onnx.data`, 4 KiB aligned),
+ * the same weights as the safetensors A: x [n, 4, 8, 8] → conv_in → per stage: proj (then ReLU), per block
+ * h + conv2(ReLU(conv1(h))) → conv_out; every Conv 3×3, pads 1. Written tensor by tensor.
+ */
+function buildUnetOnnx(dir: string, c: number, stages: [number, number][]): string {
+  const file = path.join(dir, 'model.onnx');
+  if (existsSync(file)) return file;
+  mkdirSync(dir, { recursive: true });
+  const layers = unetLayers(c, stages);
+  const g = new GraphBuilder(17);
+  g.input('x', ['n', 4, 8, 8]);
+  const fd = openSync(path.join(dir, 'model.onnx.data'), 'w');
+  let offset = 0;
+  layers.forEach((l, k) => {
+    const fanIn = l.shape.length === 4 ? l.shape[1]! * 9 : l.shape[0]!;
+    const w = layerWeights(l.shape.reduce((x, y) => x * y, 1), fanIn, k + 1);
+    writeSync(fd, w, 0, w.byteLength, offset);
+    g.externalInitializer(l.name, new Tensor(l.shape, w), { location: 'model.onnx.data', offset });
+    offset += Math.ceil(w.byteLength / 4096) * 4096;
+  });
+  closeSync(fd);
+  let h = 'x';
+  const conv = (name: string, input: string, out: string) => g.node('Conv', [input, `${name}.weight`, `${name}.bias`], [out], { pads: [1, 1, 1, 1] });
+  stages.forEach(([, blocks], s) => {
+    const name = s === 0 ? 'conv_in' : `stages.${s}.proj`;
+    conv(name, h, `${name}.out`).node('Relu', [`${name}.out`], [`${name}.act`]);
+    h = `${name}.act`;
+    for (let b = 0; b < blocks; b++) {
+      const p = `stages.${s}.blocks.${b}`;
+      conv(`${p}.conv1`, h, `${p}.c1`).node('Relu', [`${p}.c1`], [`${p}.r1`]);
+      conv(`${p}.conv2`, `${p}.r1`, `${p}.c2`).node('Add', [h, `${p}.c2`], [`${p}.out`]);
+      h = `${p}.out`;
+    }
+  });
+  conv('conv_out', h, 'y');
+  g.output('y', ['n', 4, 8, 8]);
+  return writeLast(file, g.encode());
+}
+
 /** Whether every tensor of checkpoint `got` equals `want`'s bit for bit (read one tensor at a time). */
 async function sameCheckpoint(got: string, want: string): Promise<boolean> {
   if (!existsSync(got)) return false;
@@ -386,6 +442,11 @@ export async function run(ctx: BenchContext): Promise<void> {
         });
         console.log(`align: planted permutations recovered: ${wrong.length === 0 ? 'all' : `${sp.free.length - wrong.length} of ${sp.free.length} (wrong: ${wrong.slice(0, 5).join(', ')})`}`);
       } else console.log(`align: aligned B equals A bit for bit: ${(await sameCheckpoint(out, a)) ? 'yes' : 'NO'}`);
+    }
+    if (process.env['BASIN_SCALE_UNET_ONNX'] === '1') {
+      const odir = path.join(dir, 'onnx');
+      const onnx = buildUnetOnnx(odir, c, stages);
+      await onnxCase(ctx, 'unet (ONNX)', odir, onnx, `the same model A as ONNX (Conv, ReLU, residual Add)`);
     }
     if (existsSync(merged) && noise === 0) console.log(`merge: merged equals A bit for bit (average of A and aligned B = A): ${(await sameCheckpoint(merged, a)) ? 'yes' : 'NO'}`);
   }
