@@ -102,11 +102,11 @@ test('LazyTensors keeps recent tensors up to keepBytes (one read for repeated ge
   const ck = await openCheckpoint(a);
   try {
     const lazy = new LazyTensors(ck, ['l0.weight', 'l1.weight'], { keepBytes: H * H * 4 });
-    lazy.get('l1.weight');
-    lazy.get('l1.weight');
+    void lazy.get('l1.weight')!.data;
+    void lazy.get('l1.weight')!.data;
     assert.equal(lazy.reads.get('l1.weight'), 1, 'kept: read once');
-    lazy.get('l0.weight'); // H·IN·4 bytes more than keepBytes allows beside l1: l1 is dropped
-    lazy.get('l1.weight');
+    void lazy.get('l0.weight')!.data; // H·IN·4 bytes more than keepBytes allows beside l1: l1 is dropped
+    void lazy.get('l1.weight')!.data;
     assert.equal(lazy.reads.get('l1.weight'), 2);
     assert.equal(lazy.get('l2.weight'), undefined);
     assert.equal(lazy.has('l2.weight'), false);
@@ -170,9 +170,9 @@ test('LazyTensors scans a tensor for NaN on its first read only: a NaN is non_fi
   try {
     // the real checkpoint underneath; the wrapper records what each read asked for
     const asked: { name: string; checkFinite: boolean | undefined }[] = [];
-    const source = { path: ck.path, readFloat32Sync: (name: string, opts?: { checkFinite?: boolean }) => (asked.push({ name, checkFinite: opts?.checkFinite }), ck.readFloat32Sync(name, opts)) };
+    const source = { path: ck.path, info: (name: string) => ck.info(name), readFloat32Sync: (name: string, opts?: { checkFinite?: boolean }) => (asked.push({ name, checkFinite: opts?.checkFinite }), ck.readFloat32Sync(name, opts)) };
     const lazy = new LazyTensors(source, ['good', 'bad'], { keepBytes: 0 });
-    const e = await assertBasinError(() => lazy.get('bad'), 'non_finite');
+    const e = await assertBasinError(() => lazy.get('bad')!.data, 'non_finite');
     assert.match(e.message, /bad/);
     assert.ok(e.message.includes('m.safetensors'), e.message);
     for (let k = 0; k < 3; k++) assert.deepEqual([...lazy.get('good')!.data], [...w]);
@@ -183,19 +183,28 @@ test('LazyTensors scans a tensor for NaN on its first read only: a NaN is non_fi
   }
 });
 
-test('LazyTensors answers shapes from the header: weight matching\'s pair check reads no weight, and still refuses a missing tensor', async () => {
-  const { a, b } = await pair();
+test('LazyTensors.get reads nothing until data is used: shape and size come from the header, data is read once per tensor object', async () => {
+  const { a, b, A } = await pair();
   const [ca, cb] = [await openCheckpoint(a), await openCheckpoint(b)];
   try {
     const spec = PermutationSpec.fromJson(SPEC, new Map(Object.entries(SHAPES)));
     const la = new LazyTensors(ca, ca.names(), { keepBytes: 0 });
     const lb = new LazyTensors(cb, cb.names(), { keepBytes: 0 });
-    assert.deepEqual(la.shapeOf('l1.weight')?.shape, [H, H]);
-    assert.deepEqual(la.shapeOf('l2.weight')?.shape, [OUT, H]);
-    assert.equal(la.shapeOf('nope'), undefined);
+    const t = la.get('l1.weight')!;
+    assert.ok(t instanceof Tensor);
+    assert.deepEqual(t.shape, [H, H]);
+    assert.equal(t.size, H * H);
+    assert.equal(t.rank, 2);
+    assert.equal(la.reads.size, 0, 'shape, size and rank read nothing');
+    // weight matching's pair check only compares shapes: no weight is read
     checkPair(spec, la, lb);
     assert.equal(la.reads.size + lb.reads.size, 0, `read: ${la.readNames().join(', ')} ${lb.readNames().join(', ')}`);
-    // B's map without l1.weight: models_mismatch naming it, still without reading anything
+    assert.deepEqual(bytesOf(t.data), bytesOf(A.get('l1.weight')!));
+    void t.data;
+    assert.equal(la.reads.get('l1.weight'), 1, 'the object keeps its data: one read for repeated uses');
+    void la.get('l1.weight')!.data; // keepBytes 0: a new object reads again
+    assert.equal(la.reads.get('l1.weight'), 2);
+    // a tensor B's map does not hold is missing for the pair check: models_mismatch naming it, nothing read
     const partial = new LazyTensors(cb, cb.names().filter((n) => n !== 'l1.weight'), { keepBytes: 0 });
     const e = await assertBasinError(() => checkPair(spec, la, partial), 'models_mismatch');
     assert.match(e.message, /l1\.weight/);

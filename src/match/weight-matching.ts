@@ -17,7 +17,6 @@ import { dumpCost } from './cost-dump.js';
 import { checkSquareBudget } from './budget.js';
 import { exactPermutation } from './exact-match.js';
 import { CostBuilder, type ProductEvent } from './weight-matching-costs.js';
-import { LazyTensors } from '../io/lazy-tensors.js';
 
 export type { ProductEvent } from './weight-matching-costs.js';
 
@@ -108,8 +107,8 @@ type Unit = { kind: 'single'; perm: string } | { kind: 'tie'; tie: string; perms
 
 export function checkPair(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>): void {
   for (const name of spec.tensors()) {
-    // a lazy checkpoint answers shapes from its header: no read of every weight just to compare shapes
-    const [ta, tb] = [a, b].map((m) => (m instanceof LazyTensors ? m.shapeOf(name) : m.get(name)));
+    const ta = a.get(name);
+    const tb = b.get(name);
     if (!ta || !tb) {
       throw new BasinError('models_mismatch', `tensor ${q(name)} is missing from model ${ta ? 'B' : 'A'}`, { tensor: name });
     }
