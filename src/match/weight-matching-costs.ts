@@ -241,7 +241,7 @@ export class CostBuilder {
   finiteBound(perm: string): number | undefined {
     let sum = 0;
     for (const pl of this.spec.permToAxes.get(perm)!) {
-      const { bound } = this.rowsOf(perm, pl);
+      const bound = this.bounds.get(pl)?.bound ?? this.rowsOf(perm, pl).bound; // known bounds: no read, no transpose
       if (!(bound < 2 ** 126)) return undefined;
       sum += bound;
     }
