@@ -11,6 +11,13 @@
  * - `sharded`: a `BASIN_SCALE_SHARDED_LAYERS` (default 24) layer MLP of width `BASIN_SCALE_SHARDED_D` (default
  *   2048) as sharded safetensors (1 GB shards), B = A with every hidden layer shuffled by a known permutation;
  *   `align --spec` (no graph: weights read lazily, output written shard by shard) must give back A bit for bit.
+ * - `unet`: a Stable Diffusion U-Net-size residual CNN (3×3 convs, widths 320/640/1280, ~860 M parameters, 3.2 GiB
+ *   per model; `BASIN_SCALE_UNET_C`, `BASIN_SCALE_UNET_STAGES` = mult x blocks per stage, default
+ *   `1x3,2x3,4x13,4x13,2x3,1x3`) as sharded safetensors with its spec, B = A permuted (+ `BASIN_SCALE_UNET_NOISE`
+ *   × uniform noise): `align --spec` and `merge --spec`, each checked (aligned B and the merge equal A bit for bit;
+ *   with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
+ *   `BASIN_SCALE_UNET_ONNX=1` also writes A as ONNX with external data and runs `inspect`, `permute`, `align`
+ *   (verified) and `merge` on it as the `table` case does.
  * Align results are checked: aligned B must equal A exactly (B is an exact permutation of A).
  * Not in CI: it writes several model copies (delete bench/out/scale-* after).
  */
@@ -23,6 +30,8 @@ import { GraphBuilder } from '../src/onnx/build.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { openCheckpoint, writeCheckpoint } from '../src/io/checkpoint.js';
 import { loadOnnx } from '../src/onnx/model.js';
+import { PermutationSpec } from '../src/spec/spec.js';
+import { permuteTensor } from '../src/spec/apply.js';
 
 const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js');
 
@@ -33,6 +42,12 @@ interface Measured {
   stderr: string;
 }
 
+/**
+ * Stop a child whose resident set passes this many bytes (`BASIN_SCALE_RSS_LIMIT_GIB`, default 14): the machine is
+ * shared, and an out-of-memory kill would hit whatever process the kernel picks.
+ */
+const RSS_LIMIT = Number(process.env['BASIN_SCALE_RSS_LIMIT_GIB'] ?? 14) * 2 ** 30;
+
 /** Run `basin args` as a child process, polling its peak resident set (VmHWM) every 50 ms. */
 function measure(args: string[]): Promise<Measured> {
   return new Promise((resolve) => {
@@ -41,10 +56,18 @@ function measure(args: string[]): Promise<Measured> {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let peak = 0;
+    let stopped = false;
     const poll = (): void => {
       try {
-        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+        const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+        const m = /VmHWM:\s+(\d+) kB/.exec(status);
         if (m) peak = Math.max(peak, Number(m[1]) * 1024);
+        const rss = /VmRSS:\s+(\d+) kB/.exec(status);
+        if (rss && Number(rss[1]) * 1024 > RSS_LIMIT && !stopped) {
+          stopped = true;
+          stderr += `\nstopped by the bench: resident set over ${(RSS_LIMIT / 2 ** 30).toFixed(1)} GiB`;
+          child.kill('SIGKILL');
+        }
       } catch {
         /* exited between polls */
       }
@@ -193,6 +216,138 @@ async function buildSharded(dir: string, d: number, layers: number): Promise<{ a
   return { a, b, spec, bytes: layers * (d * d + d) * 4 };
 }
 
+/** One conv of the U-Net-size pair: its name, shape [out, in, k, k] and spec axes (perm names or null). */
+interface UnetConv {
+  name: string;
+  shape: number[];
+  axes: (string | null)[];
+}
+
+/**
+ * The layer list of a U-Net-size residual CNN without norms or attention: a stem conv (4 → c), then stages of
+ * width c·mult, each a transition conv from the previous width (stream perm S_s on its output) followed by
+ * `blocks` residual blocks (conv1: R_{s,b} ← S_s, conv2: S_s ← R_{s,b}, the skip adding conv2's output to the stream
+ * S_s), then a head conv (c → 4); every conv 3×3 with a bias. Channel counts and depth as Stable Diffusion's U-Net
+ * (320/640/1280; ~860 M parameters at `c` = 320 with the default stages); no skip concatenations.
+ */
+function unetLayers(c: number, stages: [number, number][]): UnetConv[] {
+  const convs: UnetConv[] = [];
+  const conv = (name: string, out: number, inn: number, axes: (string | null)[]) => {
+    convs.push({ name: `${name}.weight`, shape: [out, inn, 3, 3], axes: [...axes, null, null] });
+    convs.push({ name: `${name}.bias`, shape: [out], axes: [axes[0]!] });
+  };
+  let width = 4;
+  let stream: string | null = null;
+  stages.forEach(([mult, blocks], s) => {
+    const w = c * mult;
+    conv(s === 0 ? 'conv_in' : `stages.${s}.proj`, w, width, [`S_${s}`, stream]);
+    stream = `S_${s}`;
+    width = w;
+    for (let b = 0; b < blocks; b++) {
+      conv(`stages.${s}.blocks.${b}.conv1`, w, w, [`R_${s}_${b}`, stream]);
+      conv(`stages.${s}.blocks.${b}.conv2`, w, w, [stream, `R_${s}_${b}`]);
+    }
+  });
+  conv('conv_out', 4, width, [null, stream]);
+  return convs;
+}
+
+/**
+ * The U-Net-size pair as sharded safetensors (1 GB shards) plus its spec: A's weights from the LCG (variance
+ * 1/fan-in), B = A with every stream and block permutation shuffled by a seeded permutation, plus `noise` ×
+ * N(0, 1/fan-in)-scale uniform noise when `noise` > 0 (then B is no exact copy and the exact-copy pass must give up).
+ * Generated tensor by tensor while the shards are written: deterministic, one tensor in memory at a time.
+ */
+async function buildUnet(dir: string, c: number, stages: [number, number][], noise: number): Promise<{ a: string; b: string; spec: string; bytes: number; params: number }> {
+  const a = path.join(dir, 'a', 'model.safetensors.index.json');
+  const b = path.join(dir, 'b', 'model.safetensors.index.json');
+  const specPath = path.join(dir, 'spec.json');
+  const layers = unetLayers(c, stages);
+  const axes = Object.fromEntries(layers.map((l) => [l.name, l.axes]));
+  const shapes = new Map(layers.map((l) => [l.name, l.shape]));
+  const spec = PermutationSpec.fromJson({ axes_to_perm: axes }, shapes);
+  const truth = new Map(spec.free.map((p, k) => [p, permutation(spec.perms.get(p)!.size, 101 + k)]));
+  const params = layers.reduce((n, l) => n + l.shape.reduce((x, y) => x * y, 1), 0);
+  if (!existsSync(b)) {
+    mkdirSync(path.dirname(a), { recursive: true });
+    mkdirSync(path.dirname(b), { recursive: true });
+    const weights = (l: UnetConv, k: number): Float32Array => {
+      const fanIn = l.shape.length === 4 ? l.shape[1]! * 9 : l.shape[0]!;
+      return layerWeights(l.shape.reduce((x, y) => x * y, 1), fanIn, k + 1);
+    };
+    for (const [file, permuted] of [[a, false], [b, true]] as const) {
+      await writeCheckpoint(file, layers.map((l, k) => ({
+        name: l.name,
+        dtype: 'F32' as const,
+        shape: l.shape,
+        data: async () => {
+          const w = weights(l, k);
+          if (!permuted) return new Uint8Array(w.buffer);
+          const p = permuteTensor(spec, truth, l.name, { shape: l.shape, data: w });
+          if (noise > 0) {
+            const e = layerWeights(p.length, l.shape.length === 4 ? l.shape[1]! * 9 : l.shape[0]!, 7777 + k);
+            for (let i = 0; i < p.length; i++) p[i] = p[i]! + noise * e[i]!;
+          }
+          return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
+        },
+      })), { shardBytes: 1e9 });
+    }
+    writeFileSync(specPath, JSON.stringify({ axes_to_perm: axes }));
+  }
+  return { a, b, spec: specPath, bytes: params * 4, params };
+}
+
+/**
+ * The U-Net-size model A as ONNX with every weight in one external data file (`model.onnx.data`, 4 KiB aligned),
+ * the same weights as the safetensors A: x [n, 4, 8, 8] → conv_in → per stage: proj (then ReLU), per block
+ * h + conv2(ReLU(conv1(h))) → conv_out; every Conv 3×3, pads 1. Written tensor by tensor.
+ */
+function buildUnetOnnx(dir: string, c: number, stages: [number, number][]): string {
+  const file = path.join(dir, 'model.onnx');
+  if (existsSync(file)) return file;
+  mkdirSync(dir, { recursive: true });
+  const layers = unetLayers(c, stages);
+  const g = new GraphBuilder(17);
+  g.input('x', ['n', 4, 8, 8]);
+  const fd = openSync(path.join(dir, 'model.onnx.data'), 'w');
+  let offset = 0;
+  layers.forEach((l, k) => {
+    const fanIn = l.shape.length === 4 ? l.shape[1]! * 9 : l.shape[0]!;
+    const w = layerWeights(l.shape.reduce((x, y) => x * y, 1), fanIn, k + 1);
+    writeSync(fd, w, 0, w.byteLength, offset);
+    g.externalInitializer(l.name, new Tensor(l.shape, w), { location: 'model.onnx.data', offset });
+    offset += Math.ceil(w.byteLength / 4096) * 4096;
+  });
+  closeSync(fd);
+  let h = 'x';
+  const conv = (name: string, input: string, out: string) => g.node('Conv', [input, `${name}.weight`, `${name}.bias`], [out], { pads: [1, 1, 1, 1] });
+  stages.forEach(([, blocks], s) => {
+    const name = s === 0 ? 'conv_in' : `stages.${s}.proj`;
+    conv(name, h, `${name}.out`).node('Relu', [`${name}.out`], [`${name}.act`]);
+    h = `${name}.act`;
+    for (let b = 0; b < blocks; b++) {
+      const p = `stages.${s}.blocks.${b}`;
+      conv(`${p}.conv1`, h, `${p}.c1`).node('Relu', [`${p}.c1`], [`${p}.r1`]);
+      conv(`${p}.conv2`, `${p}.r1`, `${p}.c2`).node('Add', [h, `${p}.c2`], [`${p}.out`]);
+      h = `${p}.out`;
+    }
+  });
+  conv('conv_out', h, 'y');
+  g.output('y', ['n', 4, 8, 8]);
+  return writeLast(file, g.encode());
+}
+
+/** Whether every tensor of checkpoint `got` equals `want`'s bit for bit (read one tensor at a time). */
+async function sameCheckpoint(got: string, want: string): Promise<boolean> {
+  if (!existsSync(got)) return false;
+  const [cw, cg] = [await openCheckpoint(want), await openCheckpoint(got)];
+  let same = true;
+  for (const n of cw.names()) if (!Buffer.from(await cw.readRaw(n)).equals(Buffer.from(await cg.readRaw(n)))) same = false;
+  await cw.close();
+  await cg.close();
+  return same;
+}
+
 const gib = (b: number): string => (b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 30).toFixed(2)} GiB`);
 
 /** Run `steps`, printing one table row each; returns whether every one succeeded. */
@@ -251,6 +406,49 @@ export async function run(ctx: BenchContext): Promise<void> {
     const dir = path.join(ctx.outDir, `scale-${layers}x${d}`);
     mkdirSync(dir, { recursive: true });
     await onnxCase(ctx, 'deep', dir, buildDeep(dir, d, layers), `${layers} MatMul layers of ${d}x${d} float32`);
+  }
+  if (cases.includes('unet')) {
+    const c = Number(process.env['BASIN_SCALE_UNET_C'] ?? 320);
+    const stagesText = process.env['BASIN_SCALE_UNET_STAGES'] ?? '1x3,2x3,4x13,4x13,2x3,1x3';
+    const stages = stagesText.split(',').map((st) => st.split('x').map(Number) as [number, number]);
+    const noise = Number(process.env['BASIN_SCALE_UNET_NOISE'] ?? 0);
+    const dir = path.join(ctx.outDir, `scale-unet-${c}-${stagesText.replaceAll(',', '_')}${noise > 0 ? `-noise${noise}` : ''}`);
+    const t = performance.now();
+    const { a, b, spec, bytes, params } = await buildUnet(dir, c, stages, noise);
+    console.log(`\n### unet: residual CNN, 3x3 convs, widths ${stages.map(([m, k]) => `${c * m}x${k}`).join(' ')} (${(params / 1e6).toFixed(0)}M parameters), ${gib(bytes)} per model in 1 GB shards${noise > 0 ? `, B = permuted A + ${noise} x noise` : ', B = permuted A'} (built in ${((performance.now() - t) / 1000).toFixed(0)} s)`);
+    const out = path.join(dir, 'aligned', 'model.safetensors.index.json');
+    const merged = path.join(dir, 'merged', 'model.safetensors.index.json');
+    mkdirSync(path.dirname(out), { recursive: true });
+    mkdirSync(path.dirname(merged), { recursive: true });
+    const wanted = process.env['BASIN_SCALE_STEPS']?.split(',');
+    const steps: [string, string[]][] = [
+      ['align --spec (lazy reads, sharded out)', ['align', a, b, '-o', out, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'align.json'), '-q']],
+      ['merge --spec (weight matching, average)', ['merge', a, b, '-o', merged, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'merge.json'), '-q']],
+    ];
+    await table(bytes, steps.filter(([, args]) => !wanted || wanted.includes(args[0]!)));
+    for (const [what, file] of [['align', 'align.json'], ['merge', 'merge.json']] as const) {
+      if (!existsSync(path.join(dir, file))) continue;
+      const r = JSON.parse(readFileSync(path.join(dir, file), 'utf8')) as { sweeps?: number[]; phases?: Record<string, number>; perms?: Record<string, number[]> };
+      console.log(`${what}: ${r.sweeps ? `${r.sweeps.length} sweep(s), ` : ''}phases ${JSON.stringify(r.phases)}`);
+    }
+    if (existsSync(out)) {
+      if (noise > 0) {
+        // B[i] = A[truth[i]]: the perms that undo it are truth's inverses
+        const r = JSON.parse(readFileSync(path.join(dir, 'align.json'), 'utf8')) as { perms: Record<string, number[]> };
+        const sp = PermutationSpec.fromJson(JSON.parse(readFileSync(spec, 'utf8')), new Map(unetLayers(c, stages).map((l) => [l.name, l.shape])));
+        const wrong = sp.free.filter((p, k) => {
+          const truth = permutation(sp.perms.get(p)!.size, 101 + k);
+          return !r.perms[p]!.every((j, i) => truth[j] === i);
+        });
+        console.log(`align: planted permutations recovered: ${wrong.length === 0 ? 'all' : `${sp.free.length - wrong.length} of ${sp.free.length} (wrong: ${wrong.slice(0, 5).join(', ')})`}`);
+      } else console.log(`align: aligned B equals A bit for bit: ${(await sameCheckpoint(out, a)) ? 'yes' : 'NO'}`);
+    }
+    if (process.env['BASIN_SCALE_UNET_ONNX'] === '1') {
+      const odir = path.join(dir, 'onnx');
+      const onnx = buildUnetOnnx(odir, c, stages);
+      await onnxCase(ctx, 'unet (ONNX)', odir, onnx, `the same model A as ONNX (Conv, ReLU, residual Add)`);
+    }
+    if (existsSync(merged) && noise === 0) console.log(`merge: merged equals A bit for bit (average of A and aligned B = A): ${(await sameCheckpoint(merged, a)) ? 'yes' : 'NO'}`);
   }
   if (cases.includes('sharded')) {
     const d = Number(process.env['BASIN_SCALE_SHARDED_D'] ?? 2048);

@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { identityAssignment, permuteTensor, randomAssignment } from '../src/spec/apply.js';
-import { exactPermutation } from '../src/match/exact-match.js';
+import { exactPermutation, permutedEqual } from '../src/match/exact-match.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { inferPermutationSpec, probeModel } from '../src/graph/index.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -88,7 +88,7 @@ function shiftedMlp(n: number, k: number, o: number): { spec: PermutationSpec; a
 test('exact pass: A is keyed once per permutation and B again only when a permutation it depends on changed', () => {
   const { spec, a } = shiftedMlp(24, 10, 5);
   const b = permuted(spec, a, 6);
-  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0 };
+  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0, fingerprinted: 0 };
   const perms = exactPermutation(spec, a, b, identityAssignment(spec), work);
   assert.ok(perms, 'no exact permutation found');
   for (const t of spec.tensors()) assert.ok(sameBits(permuteTensor(spec, perms, t, b.get(t)!), a.get(t)!.data), `${t} differs`);
@@ -115,10 +115,73 @@ test('exact pass: a start that is already exact is returned as it is, nothing ha
   // the start that undoes B's shuffle: B permuted by it equals A
   const start = exactPermutation(spec, a, b, identityAssignment(spec));
   assert.ok(start);
-  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0 };
+  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0, fingerprinted: 0 };
   const again = exactPermutation(spec, a, b, start, work);
   assert.ok(again);
   assert.deepEqual(work.keyings, []);
   assert.equal(work.values, 0);
   for (const [p, v] of start) assert.deepEqual([...again.get(p)!], [...v], p);
+});
+
+/** A ReadonlyMap that counts `get` per name (how often the pass read each tensor). */
+function counting(m: Map<string, Tensor>): { map: ReadonlyMap<string, Tensor>; gets: Map<string, number> } {
+  const gets = new Map<string, number>();
+  const map = new Map(m);
+  const get = map.get.bind(map);
+  map.get = (k: string) => {
+    gets.set(k, (gets.get(k) ?? 0) + 1);
+    return get(k);
+  };
+  return { map, gets };
+}
+
+test('exact pass: an exact start reads each tensor once and fingerprints none; a B that is no copy stops at the first tensor', async () => {
+  const { spec, a } = await specAndWeights(deadUnitsMlp());
+  const truth = randomAssignment(spec, 8);
+  const b = new Map([...a].map(([key, t]) => [key, new Tensor(t.shape, permuteTensor(spec, truth, key, t))]));
+  const start = exactPermutation(spec, a, b, identityAssignment(spec));
+  assert.ok(start);
+  const [ca, cb] = [counting(a), counting(b)];
+  const work = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0, fingerprinted: 0 };
+  assert.ok(exactPermutation(spec, ca.map, cb.map, start, work));
+  assert.equal(work.fingerprinted, 0);
+  for (const t of spec.tensors()) {
+    assert.equal(ca.gets.get(t), 1, `A ${t}`);
+    assert.equal(cb.gets.get(t), 1, `B ${t}`);
+  }
+  // an independent B (every weight scaled by 1.5: no value of A's is in it): decided on the first spec tensor
+  const other = new Map([...a].map(([key, t]) => [key, new Tensor(t.shape, t.data.map((v) => v * 1.5 + 0.25))]));
+  const w2 = { keyings: [] as { side: 'a' | 'b'; perm: string; sorted: boolean }[], values: 0, fingerprinted: 0 };
+  assert.equal(exactPermutation(spec, a, other, identityAssignment(spec), w2), undefined);
+  assert.equal(w2.fingerprinted, 1);
+  assert.deepEqual(w2.keyings, []);
+});
+
+test('permutedEqual agrees with permuting B and comparing, on a conv [out, in, 3, 3] and a matrix, and sees one changed bit', () => {
+  let s = 99;
+  const rand = (): number => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+  const shapes = new Map<string, number[]>([['c0', [6, 3, 3, 3]], ['c1', [5, 6, 3, 3]], ['fc', [4, 5]], ['bias', [5]]]);
+  const spec = PermutationSpec.fromJson({ axes_to_perm: { c0: ['P0', null, null, null], c1: ['P1', 'P0', null, null], fc: [null, 'P1'], bias: ['P1'] } }, shapes);
+  const a = new Map([...shapes].map(([k, sh]) => [k, new Tensor(sh, Float32Array.from({ length: sh.reduce((x, y) => x * y, 1) }, rand))]));
+  const truth = randomAssignment(spec, 3);
+  const b = new Map([...a].map(([k, t]) => [k, new Tensor(t.shape, permuteTensor(spec, truth, k, t))]));
+  // the inverse permutations undo B's shuffle: B permuted by them equals A
+  const inverse = new Map([...truth].map(([p, v]) => {
+    const inv = new Int32Array(v.length);
+    v.forEach((j, i) => (inv[j] = i));
+    return [p, inv] as const;
+  }));
+  for (const t of spec.tensors()) {
+    assert.ok(sameBits(permuteTensor(spec, inverse, t, b.get(t)!), a.get(t)!.data), `${t}: the inverse does not undo the shuffle`);
+    assert.equal(permutedEqual(spec, inverse, t, a.get(t)!, b.get(t)!), true, `${t} under the inverse`);
+    assert.equal(permutedEqual(spec, identityAssignment(spec), t, a.get(t)!, b.get(t)!), false, `${t} under identity`);
+  }
+  // one ulp anywhere in c1 (last element: the end of the last run) is seen
+  const c1 = b.get('c1')!;
+  const bits = new Uint32Array(c1.data.buffer, c1.data.byteOffset, c1.data.length);
+  for (const k of [0, 13, bits.length - 1]) {
+    bits[k] = bits[k]! ^ 1;
+    assert.equal(permutedEqual(spec, inverse, 'c1', a.get('c1')!, c1), false, `bit flipped at ${k}`);
+    bits[k] = bits[k]! ^ 1;
+  }
 });

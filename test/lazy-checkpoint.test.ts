@@ -12,7 +12,7 @@ import path from 'node:path';
 import { openCheckpoint, writeCheckpoint } from '../src/io/checkpoint.js';
 import { LazyTensors } from '../src/io/lazy-tensors.js';
 import { alignCheckpoints } from '../src/align/align-checkpoints.js';
-import { weightMatching } from '../src/match/weight-matching.js';
+import { checkPair, weightMatching } from '../src/match/weight-matching.js';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import type { TensorToWrite } from '../src/io/safetensors.js';
@@ -102,11 +102,11 @@ test('LazyTensors keeps recent tensors up to keepBytes (one read for repeated ge
   const ck = await openCheckpoint(a);
   try {
     const lazy = new LazyTensors(ck, ['l0.weight', 'l1.weight'], { keepBytes: H * H * 4 });
-    lazy.get('l1.weight');
-    lazy.get('l1.weight');
+    void lazy.get('l1.weight')!.data;
+    void lazy.get('l1.weight')!.data;
     assert.equal(lazy.reads.get('l1.weight'), 1, 'kept: read once');
-    lazy.get('l0.weight'); // H·IN·4 bytes more than keepBytes allows beside l1: l1 is dropped
-    lazy.get('l1.weight');
+    void lazy.get('l0.weight')!.data; // H·IN·4 bytes more than keepBytes allows beside l1: l1 is dropped
+    void lazy.get('l1.weight')!.data;
     assert.equal(lazy.reads.get('l1.weight'), 2);
     assert.equal(lazy.get('l2.weight'), undefined);
     assert.equal(lazy.has('l2.weight'), false);
@@ -155,4 +155,62 @@ test('writeCheckpoint takes per-tensor producers: each called once, when its sha
   const e = await assertBasinError(() => writeCheckpoint(path.join(dir, 'bad.safetensors'), bad), 'tensor_size_mismatch');
   assert.match(e.message, /'short'/);
   assert.deepEqual(readdirSync(dir).filter((n) => n.startsWith('bad')), [], 'nothing written');
+});
+
+test('LazyTensors scans a tensor for NaN on its first read only: a NaN is non_finite naming file and tensor, re-reads skip the scan', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-lazy-nan-'));
+  const w = Float32Array.from({ length: 12 }, (_, i) => i / 7);
+  const bad = w.slice();
+  bad[5] = NaN;
+  const file = (await writeCheckpoint(path.join(dir, 'm.safetensors'), [
+    { name: 'good', dtype: 'F32', shape: [3, 4], data: w },
+    { name: 'bad', dtype: 'F32', shape: [3, 4], data: bad },
+  ])).path;
+  const ck = await openCheckpoint(file);
+  try {
+    // the real checkpoint underneath; the wrapper records what each read asked for
+    const asked: { name: string; checkFinite: boolean | undefined }[] = [];
+    const source = { path: ck.path, info: (name: string) => ck.info(name), readFloat32Sync: (name: string, opts?: { checkFinite?: boolean }) => (asked.push({ name, checkFinite: opts?.checkFinite }), ck.readFloat32Sync(name, opts)) };
+    const lazy = new LazyTensors(source, ['good', 'bad'], { keepBytes: 0 });
+    const e = await assertBasinError(() => lazy.get('bad')!.data, 'non_finite');
+    assert.match(e.message, /bad/);
+    assert.ok(e.message.includes('m.safetensors'), e.message);
+    for (let k = 0; k < 3; k++) assert.deepEqual([...lazy.get('good')!.data], [...w]);
+    assert.equal(lazy.reads.get('good'), 3, 'keepBytes 0: every get reads');
+    assert.deepEqual(asked.filter((x) => x.name === 'good').map((x) => x.checkFinite), [true, false, false]);
+  } finally {
+    await ck.close();
+  }
+});
+
+test('LazyTensors.get reads nothing until data is used: shape and size come from the header, data is read once per tensor object', async () => {
+  const { a, b, A } = await pair();
+  const [ca, cb] = [await openCheckpoint(a), await openCheckpoint(b)];
+  try {
+    const spec = PermutationSpec.fromJson(SPEC, new Map(Object.entries(SHAPES)));
+    const la = new LazyTensors(ca, ca.names(), { keepBytes: 0 });
+    const lb = new LazyTensors(cb, cb.names(), { keepBytes: 0 });
+    const t = la.get('l1.weight')!;
+    assert.ok(t instanceof Tensor);
+    assert.deepEqual(t.shape, [H, H]);
+    assert.equal(t.size, H * H);
+    assert.equal(t.rank, 2);
+    assert.equal(la.reads.size, 0, 'shape, size and rank read nothing');
+    // weight matching's pair check only compares shapes: no weight is read
+    checkPair(spec, la, lb);
+    assert.equal(la.reads.size + lb.reads.size, 0, `read: ${la.readNames().join(', ')} ${lb.readNames().join(', ')}`);
+    assert.deepEqual(bytesOf(t.data), bytesOf(A.get('l1.weight')!));
+    void t.data;
+    assert.equal(la.reads.get('l1.weight'), 1, 'the object keeps its data: one read for repeated uses');
+    void la.get('l1.weight')!.data; // keepBytes 0: a new object reads again
+    assert.equal(la.reads.get('l1.weight'), 2);
+    // a tensor B's map does not hold is missing for the pair check: models_mismatch naming it, nothing read
+    const partial = new LazyTensors(cb, cb.names().filter((n) => n !== 'l1.weight'), { keepBytes: 0 });
+    const e = await assertBasinError(() => checkPair(spec, la, partial), 'models_mismatch');
+    assert.match(e.message, /l1\.weight/);
+    assert.equal(partial.reads.size, 0);
+  } finally {
+    await ca.close();
+    await cb.close();
+  }
 });

@@ -26,6 +26,7 @@ import {
   validateTensors,
   writePlan,
   writeSafetensors,
+  type ReadFloat32SyncOptions,
   type TensorToWrite,
 } from './safetensors.js';
 
@@ -49,8 +50,8 @@ export interface Checkpoint {
   info(name: string): TensorInfo;
   readRaw(name: string): Promise<Uint8Array>;
   readFloat32(name: string): Promise<Tensor>;
-  /** readFloat32 synchronously (for Map-like access, io/lazy-tensors.ts). */
-  readFloat32Sync(name: string): Tensor;
+  /** readFloat32 synchronously (for Map-like access, io/lazy-tensors.ts); `checkFinite: false` skips the NaN/Inf scan. */
+  readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor;
   close(): Promise<void>;
 }
 
@@ -87,8 +88,8 @@ class SingleCheckpoint implements Checkpoint {
   readFloat32(name: string): Promise<Tensor> {
     return this.file.readFloat32(name);
   }
-  readFloat32Sync(name: string): Tensor {
-    return this.file.readFloat32Sync(name);
+  readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor {
+    return this.file.readFloat32Sync(name, opts);
   }
   close(): Promise<void> {
     return this.file.close();
@@ -124,8 +125,8 @@ class ShardedCheckpoint implements Checkpoint {
   readFloat32(name: string): Promise<Tensor> {
     return this.shard(name).readFloat32(name);
   }
-  readFloat32Sync(name: string): Tensor {
-    return this.shard(name).readFloat32Sync(name);
+  readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor {
+    return this.shard(name).readFloat32Sync(name, opts);
   }
   async close(): Promise<void> {
     await Promise.all(this.shards.map((s) => s.close()));

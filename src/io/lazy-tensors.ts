@@ -1,18 +1,29 @@
 /**
  * A checkpoint's tensors as the read-only Map that weight matching and the spec functions take
- * (`ReadonlyMap<string, Tensor>`), read from disk on `get` (one positioned read of that tensor's bytes, by its
- * offset in its shard) instead of all at once: a model larger than memory is matched with only the tensors the
- * current step touches resident. The most recently read tensors are kept up to `keepBytes` (float32 bytes), so
- * the pairs of reads one cost product makes do not go to disk twice. `reads` counts disk reads per tensor, which
- * is how tests check that a step read only what it needs.
+ * (`ReadonlyMap<string, Tensor>`), read from disk when their values are used instead of all at once: a model
+ * larger than memory is matched with only the tensors the current step touches resident.
+ *
+ * `get` reads nothing: it returns a Tensor whose `shape` and `size` come from the file's header and whose `data`
+ * is read (one positioned read of the tensor's bytes, by its offset in its shard) on first access, then kept by that
+ * Tensor object. Weight matching asks for tensors it only sizes (the pair check, the greedy start's ordering, the
+ * cost budget): at 855 M parameters those gets read 77 GB in 25 minutes when `get` read. The most recently read
+ * tensors are also kept here up to `keepBytes` (float32 bytes), so the pairs of reads one cost product makes do
+ * not go to disk twice. A tensor's values are checked for NaN/Inf on its first read only (the open files are
+ * basin's inputs, which it never writes); a non-finite value is BasinError non_finite naming file and tensor,
+ * thrown where `data` is first used. `reads` counts disk reads per tensor, which is how tests check that a step
+ * read only what it needs.
  */
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor, numel } from '../tensor/tensor.js';
 import { BasinError, q } from '../errors.js';
+import type { ReadFloat32SyncOptions } from './safetensors.js';
 
 /** What LazyTensors reads from: a Checkpoint (io/checkpoint.ts) or anything with a synchronous float32 read. */
 export interface SyncTensorSource {
   readonly path: string;
-  readFloat32Sync(name: string): Tensor;
+  /** The tensor as float32; `checkFinite: false` may skip the NaN/Inf scan of bytes an earlier read checked. */
+  readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor;
+  /** The tensor's stored shape, from the file's header (no read of its values). */
+  info?(name: string): { shape: readonly number[] };
 }
 
 export interface LazyTensorsOptions {
@@ -26,6 +37,8 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
   /** Disk reads per tensor name since construction. */
   readonly reads = new Map<string, number>();
   private readonly names: ReadonlySet<string>;
+  /** Tensors whose values a read has checked for NaN/Inf. */
+  private readonly checked = new Set<string>();
   private readonly kept = new Map<string, Tensor>(); // insertion order = least recently used first
   private keptBytes = 0;
   private readonly keepBytes: number;
@@ -54,7 +67,10 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
     return this.names.has(name);
   }
 
-  /** The tensor as float32, read now unless recently read; the source's errors (non_finite, file_truncated) name file and tensor. */
+  /**
+   * The tensor as float32: a recently read one as it is, else one whose values are read on first use of `data`
+   * (`shape` and `size` read nothing). The read's errors (non_finite, file_truncated) name file and tensor.
+   */
   get(name: string): Tensor | undefined {
     if (!this.names.has(name)) return undefined;
     const hit = this.kept.get(name);
@@ -63,7 +79,14 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
       this.kept.set(name, hit);
       return hit;
     }
-    const t = this.source.readFloat32Sync(name);
+    if (!this.source.info) return this.read(name);
+    return deferredTensor(this.source.info(name).shape, () => this.kept.get(name)?.data ?? this.read(name).data);
+  }
+
+  /** Read one tensor from the source (counted), keeping it among the recent ones when it fits. */
+  private read(name: string): Tensor {
+    const t = this.source.readFloat32Sync(name, { checkFinite: !this.checked.has(name) });
+    this.checked.add(name);
     this.reads.set(name, (this.reads.get(name) ?? 0) + 1);
     const bytes = t.data.byteLength;
     if (bytes <= this.keepBytes) {
@@ -106,4 +129,24 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
   toString(): string {
     return `LazyTensors(${q(this.source.path)}, ${this.names.size} tensors)`;
   }
+}
+
+/**
+ * A Tensor of `shape` whose `data` comes from `load` on first access and is then held by the object (a plain
+ * property from there on); `shape`, `size` and `rank` need no load.
+ */
+function deferredTensor(shape: readonly number[], load: () => Float32Array): Tensor {
+  const t = Object.create(Tensor.prototype) as Tensor;
+  Object.defineProperty(t, 'shape', { value: Object.freeze([...shape]), enumerable: true });
+  Object.defineProperty(t, 'size', { value: numel(shape) });
+  Object.defineProperty(t, 'data', {
+    configurable: true,
+    enumerable: true,
+    get(): Float32Array {
+      const data = load();
+      Object.defineProperty(t, 'data', { value: data, enumerable: true });
+      return data;
+    },
+  });
+  return t;
 }

@@ -281,6 +281,12 @@ function parseEntry(file: string, name: string, value: unknown): { name: string;
 // --- reading ------------------------------------------------------------------------------------------------
 
 /** An open safetensors file: header parsed and validated, tensor bytes read on demand. */
+
+/** Options of readFloat32Sync. */
+export interface ReadFloat32SyncOptions {
+  /** Scan the values for NaN/Inf (default true; false for bytes an earlier read of the same open file checked). */
+  checkFinite?: boolean;
+}
 export class SafetensorsFile {
   readonly path: string;
   readonly metadata: Record<string, string> | undefined;
@@ -380,8 +386,12 @@ export class SafetensorsFile {
     return new Tensor(e.shape, values);
   }
 
-  /** readFloat32, synchronously (one positioned read): for callers that take a Map-like of tensors (io/lazy-tensors.ts). */
-  readFloat32Sync(name: string): Tensor {
+  /**
+   * readFloat32, synchronously (one positioned read): for callers that take a Map-like of tensors
+   * (io/lazy-tensors.ts). `checkFinite: false` skips the NaN/Inf scan, for a caller that already checked these
+   * bytes on an earlier read of the same open file.
+   */
+  readFloat32Sync(name: string, { checkFinite = true }: ReadFloat32SyncOptions = {}): Tensor {
     const e = this.entry(name);
     const raw = new Uint8Array(e.end - e.begin);
     const fd = this.handle().fd;
@@ -396,7 +406,7 @@ export class SafetensorsFile {
       off += n;
     }
     const values = decodeFloat32(raw, e.dtype, true);
-    if (DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
+    if (checkFinite && DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
     return new Tensor(e.shape, values);
   }
 

@@ -5,8 +5,11 @@
  * and the solver may pair them wrongly: the aligned model computes the same function (they are dead) but its
  * weights differ from A's. This pass pairs units by their weights themselves, bit for bit.
  *
- * 1. A cheap order-independent fingerprint of every spec tensor's values (two sums of mixed bit patterns) must
- *    match between A and B, else B is not a permuted copy and nothing is done.
+ * 1. One pass over the spec tensors compares B, permuted by the solver's assignment, with A bit for bit (no copy
+ *    is made: B is read through per-axis index arrays). All equal and the heads structure holds: that assignment is
+ *    returned (the usual case for a copy: one read of each tensor, nothing hashed). A tensor that differs must
+ *    have the same order-independent fingerprint (two sums of mixed bit patterns) in A and B, else B is not a
+ *    permuted copy and nothing is done: for independently trained models that is decided on the first tensor.
  * 2. Each base permutation's units are keyed by a hash of their sorted values over every placement (independent of
  *    the other permutations); a unit the solver paired with a different key is re-paired with a unit of its key.
  * 3. Then, a few rounds: units are keyed by their values in order, with the other axes permuted by the current
@@ -27,13 +30,20 @@ type Keys = string[];
  * undefined when B is not an exact permutation of A (or none was found).
  */
 export function exactPermutation(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, start: Assignment, work?: ExactMatchWork): Assignment | undefined {
+  const perms: Assignment = new Map([...start].map(([k, v]) => [k, Int32Array.from(v)]));
+  // One pass: a tensor equal after the solver's assignment holds the same values as A's (fingerprints agree);
+  // a tensor that differs must at least hold the same values in another order.
+  let allEqual = true;
   for (const name of spec.tensors()) {
-    const [fa, fb] = [fingerprint(a.get(name)!.data), fingerprint(b.get(name)!.data)];
+    const [ta, tb] = [a.get(name)!, b.get(name)!];
+    if (permutedEqual(spec, perms, name, ta, tb)) continue;
+    allEqual = false;
+    if (work) work.fingerprinted++;
+    const [fa, fb] = [fingerprint(ta.data), fingerprint(tb.data)];
     if (fa[0] !== fb[0] || fa[1] !== fb[1]) return undefined;
   }
-  const perms: Assignment = new Map([...start].map(([k, v]) => [k, Int32Array.from(v)]));
   // the solver's assignment already exact (the usual case): every key would agree and nothing would change
-  if (headsHold(spec, perms) && equalAfter(spec, a, b, perms)) return perms;
+  if (allEqual && headsHold(spec, perms)) return perms;
   const keys = (model: ReadonlyMap<string, Tensor>, side: 'a' | 'b', p: string, with_: Assignment | undefined, sorted: boolean): Keys => {
     work?.keyings.push({ side, perm: p, sorted });
     return unitKeys(spec, model, p, with_, sorted, work);
@@ -73,6 +83,8 @@ export interface ExactMatchWork {
   keyings: { side: 'a' | 'b'; perm: string; sorted: boolean }[];
   /** Float values hashed into unit keys, all keyings together. */
   values: number;
+  /** Tensors whose order-independent fingerprint was computed (those that differ after the solver's assignment). */
+  fingerprinted: number;
 }
 
 /**
@@ -206,12 +218,52 @@ function headsHold(spec: PermutationSpec, perms: Assignment): boolean {
 }
 
 function equalAfter(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Assignment): boolean {
-  for (const name of spec.tensors()) {
-    const x = a.get(name)!.data;
-    const y = permuteTensor(spec, perms, name, b.get(name)!);
-    const bx = new Uint32Array(x.buffer, x.byteOffset, x.length);
-    const by = new Uint32Array(y.buffer, y.byteOffset, y.length);
-    for (let i = 0; i < bx.length; i++) if (bx[i] !== by[i]) return false;
+  for (const name of spec.tensors()) if (!permutedEqual(spec, perms, name, a.get(name)!, b.get(name)!)) return false;
+  return true;
+}
+
+/**
+ * Whether B's tensor `name`, permuted by `perms`, equals A's bit for bit, without materializing the permuted
+ * copy: B is read through each axis's index array; the unpermuted trailing axes (a conv's kernel window) are
+ * compared as contiguous runs. Stops at the first differing element.
+ */
+export function permutedEqual(spec: PermutationSpec, perms: Assignment, name: string, ta: Tensor, tb: Tensor): boolean {
+  const shape = ta.shape;
+  const x = new Uint32Array(ta.data.buffer, ta.data.byteOffset, ta.data.length);
+  const y = new Uint32Array(tb.data.buffer, tb.data.byteOffset, tb.data.length);
+  if (x.length !== y.length) return false;
+  const index = shape.map((size, axis) => spec.axisIndex(name, axis, size, perms));
+  let last = index.length - 1;
+  while (last >= 0 && !index[last]) last--;
+  if (last < 0) {
+    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+    return true;
+  }
+  // run: elements of the unpermuted trailing axes; strides[k]: elements per step of axis k (k <= last)
+  let run = 1;
+  for (let k = last + 1; k < shape.length; k++) run *= shape[k]!;
+  const strides = new Array<number>(last + 1);
+  let stride = run;
+  for (let k = last; k >= 0; k--) {
+    strides[k] = stride;
+    stride *= shape[k]!;
+  }
+  const outer = x.length / (run * shape[last]!); // positions of axes 0..last-1
+  const ci = index[last]!;
+  const lastSize = shape[last]!;
+  const counter = new Array<number>(last).fill(0);
+  let dst = 0;
+  for (let o = 0; o < outer; o++) {
+    let base = 0;
+    for (let k = 0; k < last; k++) base += (index[k] ? index[k]![counter[k]!]! : counter[k]!) * strides[k]!;
+    for (let j = 0; j < lastSize; j++) {
+      const src = base + ci[j]! * run;
+      for (let r = 0; r < run; r++) if (x[dst++] !== y[src + r]) return false;
+    }
+    for (let k = last - 1; k >= 0; k--) {
+      if (++counter[k]! < shape[k]!) break;
+      counter[k] = 0;
+    }
   }
   return true;
 }
