@@ -76,10 +76,10 @@ test('phases: cost + LAP + objective within the total, one LAP per permutation a
   assert.ok(ph.cost + ph.lap + ph.objective <= r.seconds + 1e-3, 'phases add up to more than the total');
 });
 
-test('matchingObjective equals the dot product with the explicitly permuted tensors (1-D, 2-D, 3-D)', () => {
-  const shapes = { w: [6, 5], b: [6], v: [4, 6], c: [4, 6, 3] };
+test('matchingObjective equals the dot product with the explicitly permuted tensors (1-D, 2-D, 3-D, 4-D)', () => {
+  const shapes = { w: [6, 5], b: [6], v: [4, 6], c: [4, 6, 3], k: [3, 6, 2, 2], m: [2, 4, 3] };
   const spec = PermutationSpec.fromJson(
-    { axes_to_perm: { w: ['P', null], b: ['P'], v: ['Q', 'P'], c: ['Q', 'P', null] } },
+    { axes_to_perm: { w: ['P', null], b: ['P'], v: ['Q', 'P'], c: ['Q', 'P', null], k: [null, 'P', null, null], m: [null, 'Q', null] } },
     new Map(Object.entries(shapes)),
   );
   const a = randomModel(shapes, 11);
@@ -95,5 +95,7 @@ test('matchingObjective equals the dot product with the explicitly permuted tens
   for (let i = 0; i < 6; i++) expected += A('b')[i]! * B('b')[p[i]!]!;
   for (let i = 0; i < 4; i++) for (let j = 0; j < 6; j++) expected += A('v')[i * 6 + j]! * B('v')[q[i]! * 6 + p[j]!]!;
   for (let i = 0; i < 4; i++) for (let j = 0; j < 6; j++) for (let k = 0; k < 3; k++) expected += A('c')[(i * 6 + j) * 3 + k]! * B('c')[(q[i]! * 6 + p[j]!) * 3 + k]!;
+  for (let o = 0; o < 3; o++) for (let i = 0; i < 6; i++) for (let r = 0; r < 4; r++) expected += A('k')[(o * 6 + i) * 4 + r]! * B('k')[(o * 6 + p[i]!) * 4 + r]!;
+  for (let o = 0; o < 2; o++) for (let i = 0; i < 4; i++) for (let r = 0; r < 3; r++) expected += A('m')[(o * 4 + i) * 3 + r]! * B('m')[(o * 4 + q[i]!) * 3 + r]!;
   assertAllClose(matchingObjective(spec, a, b, perms), expected, { rtol: 1e-12, atol: 1e-12 });
 });

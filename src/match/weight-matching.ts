@@ -148,8 +148,46 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
     for (let i = 0; i < rows; i++) s += ci ? rowDotGather(x, i * cols, y, (ri ? ri[i]! : i) * cols, ci, cols) : rowDot(x, i * cols, y, (ri ? ri[i]! : i) * cols, cols);
     return s;
   }
-  const pb = permuteTensor(spec, perms, name, tb);
-  for (let i = 0; i < x.length; i++) s += x[i]! * pb[i]!;
+  // any rank: B read through each axis's index array, the unpermuted trailing axes (a conv's kernel window) as
+  // contiguous runs; no permuted copy (at 855 M parameters the copies were half of every objective pass)
+  const index = shape.map((size, axis) => spec.axisIndex(name, axis, size, perms));
+  let last = index.length - 1;
+  while (last >= 0 && !index[last]) last--;
+  if (last < 0) return rowDot(x, 0, y, 0, x.length);
+  let run = 1;
+  for (let k = last + 1; k < shape.length; k++) run *= shape[k]!;
+  const strides = new Array<number>(last + 1);
+  let stride = run;
+  for (let k = last; k >= 0; k--) {
+    strides[k] = stride;
+    stride *= shape[k]!;
+  }
+  const lastSize = shape[last]!;
+  const outer = x.length / (run * lastSize); // positions of axes 0..last-1
+  const ci = index[last]!;
+  const counter = new Array<number>(last).fill(0);
+  let dst = 0;
+  for (let o = 0; o < outer; o++) {
+    let base = 0;
+    for (let k = 0; k < last; k++) base += (index[k] ? index[k]![counter[k]!]! : counter[k]!) * strides[k]!;
+    s += run === 1 ? rowDotGather(x, dst, y, base, ci, lastSize) : runsDot(x, dst, y, base, ci, lastSize, run);
+    dst += lastSize * run;
+    for (let k = last - 1; k >= 0; k--) {
+      if (++counter[k]! < shape[k]!) break;
+      counter[k] = 0;
+    }
+  }
+  return s;
+}
+
+/** Σ_j Σ_r x[dst + j·run + r]·y[src + ci[j]·run + r]. */
+function runsDot(x: Float32Array, dst: number, y: Float32Array, src: number, ci: Int32Array, n: number, run: number): number {
+  let s = 0;
+  for (let j = 0; j < n; j++) {
+    const d = dst + j * run;
+    const b = src + ci[j]! * run;
+    for (let r = 0; r < run; r++) s += x[d + r]! * y[b + r]!;
+  }
   return s;
 }
 
