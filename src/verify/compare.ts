@@ -99,7 +99,7 @@ export const VALUE_BUDGET_BYTES = 128 * 2 ** 20;
  */
 export const PAIRED_WEIGHT_BYTES = 64 * 2 ** 20;
 
-/** Values exposed by the first group; a later group exposes at most twice the values the previous one kept (fewer when they took more than the budget). */
+/** Values exposed by the first group; a later group exposes at most 2-4x the values the previous one kept (fewer when they took more than the budget). */
 const FIRST_GROUP = 32;
 
 /**
@@ -240,7 +240,8 @@ export async function compareModels(
       await sb?.release();
     }
     exposedCount += exposed.length;
-    size = Math.max(1, Math.min(2 * keep.length, Math.round((keep.length * budget) / Math.max(bytes, 1))));
+    // grow 4x while groups are far below the budget (early shape values), else 2x: the first run of a group exposes them all
+    size = Math.max(1, Math.min((bytes * 4 <= budget ? 4 : 2) * keep.length, Math.round((keep.length * budget) / Math.max(bytes, 1))));
   }
   if (hidden === 'compared' && exposedCount === 0 && inner.length > 0) hidden = 'off';
   const dimsOf = (n: string) => dims.get(n) ?? (a.has(n) ? a.weightInfo(n).shape : undefined);
