@@ -1,5 +1,5 @@
 /**
- * Peak memory of `basin align` on a model of ~38 MB: the process may hold the two models' bytes plus what one step
+ * Peak memory of `basin align` and `basin permute` on a model of ~30 MB, and of `permute` on one of 84 MB: the process may hold the two models' bytes plus what one step
  * needs, not a copy per step. A regression (every weight copied once more, a session per step, verification on
  * full batches of a large model) shows as a peak over the bound. Memory does not depend on load (unlike time); the
  * child runs with a fixed V8 heap so garbage collection cannot defer frees arbitrarily.
@@ -16,26 +16,28 @@ import { Tensor } from '../src/tensor/tensor.js';
 import { randn, rng } from './helpers.js';
 
 const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
-const WIDTHS = [512, 1536, 1536, 1536, 1536, 10];
+const WIDTHS_DEFAULT = [512, 1536, 1536, 1536, 1536, 10];
+/** Over 64 MiB of weights: verified one session at a time (src/verify/compare.ts PAIRED_WEIGHT_BYTES). */
+const LARGE_WIDTHS = [1024, 3072, 3072, 3072, 10];
 
-/** A ReLU MLP (Gemm, torch [out, in] weights) of WIDTHS with weights drawn from `seed`: ~26 MB of float32. */
-function mlp(seed: number): Uint8Array {
+/** A ReLU MLP (Gemm, torch [out, in] weights) of `widths` with weights drawn from `seed` (default widths: ~26 MB of float32). */
+function mlp(seed: number, widths: readonly number[] = WIDTHS_DEFAULT): Uint8Array {
   const r = rng(seed);
   const g = new GraphBuilder(17);
-  g.input('x', ['batch', WIDTHS[0]!]);
+  g.input('x', ['batch', widths[0]!]);
   let h = 'x';
-  for (let l = 0; l + 1 < WIDTHS.length; l++) {
-    const [i, o] = [WIDTHS[l]!, WIDTHS[l + 1]!];
+  for (let l = 0; l + 1 < widths.length; l++) {
+    const [i, o] = [widths[l]!, widths[l + 1]!];
     const w = new Float32Array(o * i);
     for (let k = 0; k < w.length; k++) w[k] = randn(r) / Math.sqrt(i);
     g.initializer(`layers.${l}.weight`, new Tensor([o, i], w));
     g.initializer(`layers.${l}.bias`, new Tensor([o], Float32Array.from({ length: o }, () => randn(r) * 0.1)));
-    const last = l + 2 === WIDTHS.length;
+    const last = l + 2 === widths.length;
     g.node('Gemm', [h, `layers.${l}.weight`, `layers.${l}.bias`], [last ? 'y' : `g${l}`], { transB: 1 }, { name: `fc${l}` });
     if (!last) g.node('Relu', [`g${l}`], [`h${l}`], {}, { name: `relu${l}` });
     h = `h${l}`;
   }
-  g.output('y', ['batch', WIDTHS.at(-1)!]);
+  g.output('y', ['batch', widths.at(-1)!]);
   return g.encode();
 }
 
@@ -53,12 +55,12 @@ async function peakRss(dir: string, args: string[]): Promise<{ peak: number; cod
 }
 
 /** Peak RSS of a basin command over a bare onnxruntime process, in multiples of model B's file size. */
-async function peakRatio(args: (files: { a: string; b: string; o: string }) => string[]): Promise<{ ratio: number; say: string }> {
+async function peakRatio(args: (files: { a: string; b: string; o: string }) => string[], widths: readonly number[] = WIDTHS_DEFAULT): Promise<{ ratio: number; say: string }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'basin-memory-'));
   try {
     const [a, b, o] = ['a.onnx', 'b.onnx', 'out.onnx'].map((f) => path.join(dir, f)) as [string, string, string];
-    await writeFile(a, mlp(1));
-    await writeFile(b, mlp(2));
+    await writeFile(a, mlp(1, widths));
+    await writeFile(b, mlp(2, widths));
     const file = statSync(b).size;
     // a bare node process with onnxruntime loaded and one session created: what any basin command starts from
     const base = await peakRss(dir, ['--input-type=module', '-e', "const ort = (await import('onnxruntime-node')).default; await ort.InferenceSession.create(process.argv[1]);", b]);
@@ -75,15 +77,27 @@ async function peakRatio(args: (files: { a: string; b: string; o: string }) => s
 // Bounds: the measured ratio plus ~1.7x, less than one more copy of both models' weights (2x): a step that holds
 // a copy of every weight of A and B again fails. Measured on this MLP (1536 wide): align 12.8x with weight matching
 // holding transposed rows of A and B for every placement, 10.35x since they are made per cost matrix
-// (src/match/weight-matching-costs.ts; the four 1536 x 1536 float64 running sums are most of the rest), permute 8.2x.
-test('align: peak memory over a bare onnxruntime process stays within 12x the model file', { timeout: 600_000 }, async (t) => {
+// (src/match/weight-matching-costs.ts; the four 1536 x 1536 float64 running sums are most of the rest), 9.7x since
+// verification exposes hidden values in groups (src/verify/compare.ts); permute 8.2x, 5.4x since then (sessions
+// get extra outputs appended to the model's bytes instead of a decoded and re-encoded copy).
+test('align: peak memory over a bare onnxruntime process stays within 11.5x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
   t.diagnostic(`align ${say}`);
-  assert.ok(ratio <= 12, `align ${say}`);
+  assert.ok(ratio <= 11.5, `align ${say}`);
 });
 
-test('permute: peak memory over a bare onnxruntime process stays within 10x the model file', { timeout: 600_000 }, async (t) => {
+test('permute: peak memory over a bare onnxruntime process stays within 7x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o]);
   t.diagnostic(`permute ${say}`);
-  assert.ok(ratio <= 10, `permute ${say}`);
+  assert.ok(ratio <= 7, `permute ${say}`);
+});
+
+// A model over 64 MiB (84 MiB) is checked one session at a time, without prepacked weights: measured 6.2x before
+// (probe and sessions from decoded and re-encoded copies, both models' sessions alive), 3.4x now (B's bytes, the
+// permuted tensors, one session and a 128 MiB group of values). The bound leaves 0.6x: any step that holds one
+// more copy of the model (1x) fails.
+test('permute of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 4x the model file', { timeout: 600_000 }, async (t) => {
+  const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o], LARGE_WIDTHS);
+  t.diagnostic(`permute (large) ${say}`);
+  assert.ok(ratio <= 4, `permute (large) ${say}`);
 });

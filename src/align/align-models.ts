@@ -7,6 +7,7 @@
  */
 import { BasinError, q } from '../errors.js';
 import type { PermutationSpecJson } from '../spec/types.js';
+import type { OnnxModel } from '../onnx/model.js';
 import type { SweepInfo } from '../match/weight-matching.js';
 import { matchingMethod, type MatchingMethodName } from '../match/registry.js';
 import { alignmentCoverage, coverageWarnings } from './coverage.js';
@@ -83,13 +84,14 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     if (opts.arch) throw new BasinError('invalid_argument', '--arch is for safetensors checkpoints; ONNX models carry their graph', { option: '--arch' });
     // loaded here so a safetensors job does not pay for the graph tracer and sessions at start-up (counted in load)
     const loading = performance.now();
-    const { alignOnnxModels, weightShapes } = await import('./align-onnx.js');
+    const { matchOnnxModels, permuteVerified, weightShapes } = await import('./align-onnx.js');
     const { graphSpecWith } = await import('./infer-spec.js');
     const { loadOnnx } = await import('../onnx/model.js');
     const { checkDimNames } = await import('../data/feed.js');
     const { openFeeds } = await import('../data/feed-source.js');
     const { verifySummary } = await import('../verify/verify.js');
-    const a = await loadOnnx(aPath);
+    // A is read by matching only: dropped before B is permuted and verified, so it is not held beside B's sessions
+    let a: OnnxModel | undefined = await loadOnnx(aPath);
     const b = await loadOnnx(bPath);
     checkDimNames(a, opts.dims ?? {});
     // Dynamic sizes come from the data (--data, --input) when given, else --dim, else guessed.
@@ -98,8 +100,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
     const started = performance.now();
     const load = (started - loading) / 1000;
     const batches = (await import('../verify/verify-permuted.js')).verifyBatches(b, dims);
-    const r = await alignOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
-      feeds: () => batches,
+    const matched = await matchOnnxModels(a, b, opts.spec ?? graphSpecWith({ dims, data: feed }), {
       specLabel: opts.specLabel,
       init: opts.init,
       seed: opts.seed,
@@ -109,10 +110,12 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       data: feed,
       limit: opts.limit,
     });
+    a = undefined;
+    const r = await permuteVerified(b, matched.spec, matched.match, { feeds: () => batches });
     const aligned = performance.now();
     say('info', `verified aligned B against B on ${verifySummary(r.verify)}`);
     for (const n of r.match.notes ?? []) say('note', n);
-    const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(a));
+    const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(b)); // B has A's weights (checked)
     const warnings = coverageWarnings(coverage, { what: q(bPath), strict: opts.strict, fromSpec: Boolean(opts.spec) });
     for (const w of warnings) say('warning', w);
     await saveModel(r.aligned, out, { format: 'onnx', path: bPath }, { shardBytes: opts.shardBytes });
@@ -124,7 +127,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       a: aPath,
       b: bPath,
       out,
-      ...alignReportFields(r, a, coverage, warnings, (performance.now() - started) / 1000),
+      ...alignReportFields(r, b, coverage, warnings, (performance.now() - started) / 1000),
       phases,
       peak_rss_bytes: peakRssBytes(),
     };

@@ -121,17 +121,30 @@ export async function alignOnnxModels(
   a: OnnxModel,
   b: OnnxModel,
   specSource: SpecSource,
-  opts: MatchOptions &
-    VerifyOptions & {
-      specLabel?: string;
-      method?: string;
-      /** Data for a method that reads activations: a path (read through the one feed with `feed`) or open data. */
-      data?: string | ActivationData;
-      /** How a data path is read (named inputs, dims, input name); `limit` comes from the match options. */
-      feed?: FeedOptions;
-      onActivationProgress?: (p: ActivationProgress) => void;
-    } = {},
+  opts: AlignOnnxOptions = {},
 ): Promise<AlignOnnxResult> {
+  const { spec, match } = await matchOnnxModels(a, b, specSource, opts);
+  return permuteVerified(b, spec, match, opts);
+}
+
+/** What alignOnnxModels takes besides the models and the spec source. */
+export type AlignOnnxOptions = MatchOptions &
+  VerifyOptions & {
+    specLabel?: string;
+    method?: string;
+    /** Data for a method that reads activations: a path (read through the one feed with `feed`) or open data. */
+    data?: string | ActivationData;
+    /** How a data path is read (named inputs, dims, input name); `limit` comes from the match options. */
+    feed?: FeedOptions;
+    onActivationProgress?: (p: ActivationProgress) => void;
+  };
+
+/**
+ * The first half of alignOnnxModels, the only one that reads A: check both models, resolve the spec and match.
+ * A caller that drops A afterwards (basin align) verifies without A's bytes in memory.
+ * @throws BasinError models_mismatch, non_finite, spec_invalid, data_required, onnx_runtime
+ */
+export async function matchOnnxModels(a: OnnxModel, b: OnnxModel, specSource: SpecSource, opts: AlignOnnxOptions = {}): Promise<{ spec: PermutationSpec; match: MethodResult }> {
   checkSameWeights(a, b);
   checkFiniteWeights(a);
   checkFiniteWeights(b);
@@ -141,6 +154,14 @@ export async function alignOnnxModels(
   const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
   const data = typeof opts.data === 'string' ? await openFeeds(opts.data, a, { ...opts.feed, limit: opts.limit }) : opts.data;
   const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
+  return { spec, match };
+}
+
+/**
+ * The second half of alignOnnxModels: B permuted by `match` exactly, and verified against B before it is returned.
+ * @throws BasinError verify_failed (the aligned model computes something else), onnx_runtime
+ */
+export async function permuteVerified(b: OnnxModel, spec: PermutationSpec, match: MethodResult, opts: VerifyOptions = {}): Promise<AlignOnnxResult> {
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts, { spec, assignment: match.perms });
   return { aligned, spec, match, verify };

@@ -79,11 +79,14 @@ export interface OpenSessionOptions {
   file?: string;
   /** The model's graph, so that an error can name the node at fault. */
   graph?: onnx.GraphProto | null;
+  /** false: no prepacked copies of MatMul/Conv weights (a session of a few runs, such as a check, holds its weights once). */
+  prepack?: boolean;
 }
 
 /** The SessionOptions of a profile: quiet log, `threads` intra-op threads, one inter-op thread. */
-export function sessionOptions(profile: SessionProfile = 'model', threads?: number): ort.InferenceSession.SessionOptions {
+export function sessionOptions(profile: SessionProfile = 'model', threads?: number, prepack = true): ort.InferenceSession.SessionOptions {
   return {
+    ...(prepack ? {} : { extra: { session: { disable_prepacking: '1' } } }),
     ...quietSessionOptions(),
     intraOpNumThreads: threads ?? engineThreads(),
     interOpNumThreads: 1,
@@ -101,12 +104,12 @@ export function sessionOptions(profile: SessionProfile = 'model', threads?: numb
  * it; see src/onnx/session-source.ts), with sessionOptions.
  * @throws BasinError onnx_runtime when onnxruntime refuses the model, naming `file` and the node when it can
  */
-export async function openSession(bytes: Uint8Array | string, { doing, profile = 'model', threads, file, graph }: OpenSessionOptions): Promise<ort.InferenceSession> {
+export async function openSession(bytes: Uint8Array | string, { doing, profile = 'model', threads, file, graph, prepack }: OpenSessionOptions): Promise<ort.InferenceSession> {
   const ort = runtime();
   setLogLevel();
   try {
     // two calls: the overloads take a path or bytes, not their union
-    const options = sessionOptions(profile, threads);
+    const options = sessionOptions(profile, threads, prepack);
     return await (typeof bytes === 'string' ? ort.InferenceSession.create(bytes, options) : ort.InferenceSession.create(bytes, options));
   } catch (e) {
     throw ortError(doing, e, { file, graph: graph ?? undefined });

@@ -10,7 +10,7 @@ import { runtime } from '../engine/runtime.js';
 import * as onnx from '../onnx/proto.js';
 import { ortError } from '../onnx/ort-error.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
-import { hasExternalData, sessionSource } from '../onnx/session-source.js';
+import { exposing, hasExternalData, sessionSource } from '../onnx/session-source.js';
 import { BasinError, q } from '../errors.js';
 import { OnnxModel } from '../onnx/model.js';
 import { DEFAULT_DIM, guessedDims, randomFeeds, type DimSizes } from '../data/feed.js';
@@ -79,10 +79,25 @@ function asModel(input: OnnxModel | onnx.ModelProto): OnnxModel {
 export interface ProbeOptions {
   /** Dynamic dims the feeds guessed (DEFAULT_DIM): a failed run names them and asks for --dim or --data. */
   guessed?: readonly string[];
+  /** Bytes of exposed values per run (default PROBE_BUDGET_BYTES). */
+  budget?: number;
+  /** Values exposed by the first run (default 64). */
+  firstGroup?: number;
 }
 
+/** Bytes of exposed values one probe run may produce before the values are read in groups (one session each). */
+export const PROBE_BUDGET_BYTES = 128 * 2 ** 20;
+
+/** Values exposed by the first group; later groups grow at most 4x per group (or shrink) towards the budget. */
+const FIRST_GROUP = 64;
+
+const CONTROL_FLOW = new Set(['If', 'Loop', 'Scan']);
+
 /**
- * Run the model once exposing every node output; returns shapes, element types and small integer contents.
+ * Run the model exposing every node output; returns shapes, element types and small integer contents. The values
+ * are exposed in groups of about PROBE_BUDGET_BYTES (`budget`) per run, one session at a time, released before the
+ * next and before this returns; no float result is kept. A graph with control flow (If, Loop, Scan) runs once with
+ * every value exposed, since its subgraphs are probed on the enclosing run's values (probe-subgraphs.ts).
  * @throws BasinError onnx_invalid (no graph); onnx_runtime naming the file and node, and the guessed dynamic dims with the
  *   advice to give --dim or --data when sizes were guessed
  */
@@ -90,49 +105,49 @@ export async function probeModel(
   input: OnnxModel | onnx.ModelProto,
   feeds?: Readonly<Record<string, Feed | ort.Tensor>>,
   file?: string,
-  { guessed }: ProbeOptions = {},
+  { guessed, budget = PROBE_BUDGET_BYTES, firstGroup = FIRST_GROUP }: ProbeOptions = {},
 ): Promise<ProbeResult> {
-  // External data is inlined so onnxruntime can run the copy from memory, unless the model keeps it in files:
-  // then the copy holds the data's locations only and the session is created from a temp copy on disk.
-  const onDisk = input instanceof OnnxModel && hasExternalData(input);
-  const copy = onnx.decodeModel(input instanceof OnnxModel ? input.toBytes({ inlineExternal: !onDisk, shared: true }) : onnx.encodeModel(input));
   const model = input instanceof OnnxModel ? input.proto : input;
   const g = model.graph;
   if (!g) throw new BasinError('onnx_invalid', 'the ONNX model has no graph', {});
   checkQuantParams(g, file ?? (input instanceof OnnxModel ? input.path : undefined));
-  const cg = copy.graph!;
-  exposeAll(copy);
+  const described = asModel(input);
   let feedsUsed: Feeds = {};
   if (feeds) {
-    let described: OnnxModel | undefined;
     for (const [name, f] of Object.entries(feeds)) {
       if (f instanceof runtime().Tensor) feedsUsed[name] = f;
-      else feedsUsed[name] = toOrtTensor(name, f, (described ??= asModel(input)).inputs.find((i) => i.name === name)?.dtype);
+      else feedsUsed[name] = toOrtTensor(name, f, described.inputs.find((i) => i.name === name)?.dtype);
     }
-  } else feedsUsed = sampleFeeds(input);
-  const wasGuessed = guessed ?? (feeds ? [] : guessedDims(asModel(input)));
-  let session: ort.InferenceSession | undefined;
-  let results: ort.InferenceSession.OnnxValueMapType;
+  } else feedsUsed = sampleFeeds(described);
+  const wasGuessed = guessed ?? (feeds ? [] : guessedDims(described));
   const doing = 'running the model to read its value shapes';
   const where = { file: file ?? (input instanceof OnnxModel ? input.path : undefined), graph: model.graph };
-  try {
-    const source = onDisk ? await sessionSource(input, exposeAll) : undefined;
+  /** One session exposing `names` (those onnxruntime gives back), run once and released. */
+  const run = async (names: readonly string[], all: boolean): Promise<ort.InferenceSession.OnnxValueMapType> => {
+    let session: ort.InferenceSession | undefined;
     try {
-      session = await openSession(source ? source.model : onnx.encodeModel(copy), { doing, ...where });
+      // extra outputs appended to the model's bytes (session-source.ts): no decoded or re-encoded copy of the model
+      const source = await sessionSource(described, exposing(described, names, { typed: false }));
+      try {
+        // one run: prepacked copies of the weights would only add memory
+        session = await openSession(source.model, { doing, prepack: false, ...where });
+      } finally {
+        source.dispose();
+      }
+      const fetch = all ? undefined : names.filter((n) => session!.outputNames.includes(n));
+      return await (fetch ? session.run(feedsUsed, fetch, quietRunOptions()) : session.run(feedsUsed, quietRunOptions()));
+    } catch (e) {
+      const err = ortError(doing, e, where);
+      if (wasGuessed.length === 0) throw err;
+      throw new BasinError(
+        err.code,
+        `${err.message}. The run used guessed sizes (${DEFAULT_DIM}) for the dynamic dimension(s) ${wasGuessed.map(q).join(', ')}: give real ones with --dim NAME=SIZE, or pass --data`,
+        { ...err.details, guessed: wasGuessed },
+      );
     } finally {
-      source?.dispose();
+      await session?.release().catch(() => undefined);
     }
-    results = await session.run(feedsUsed, quietRunOptions());
-  } catch (e) {
-    await session?.release().catch(() => undefined);
-    const err = ortError(doing, e, where);
-    if (wasGuessed.length === 0) throw err;
-    throw new BasinError(
-      err.code,
-      `${err.message}. The run used guessed sizes (${DEFAULT_DIM}) for the dynamic dimension(s) ${wasGuessed.map(q).join(', ')}: give real ones with --dim NAME=SIZE, or pass --data`,
-      { ...err.details, guessed: wasGuessed },
-    );
-  }
+  };
   const out: ProbeResult = { shapes: new Map(), dtypes: new Map(), ints: new Map() };
   for (const t of g.initializer ?? []) {
     out.shapes.set(t.name ?? '', (t.dims ?? []).map(Number));
@@ -142,18 +157,50 @@ export async function probeModel(
     out.shapes.set(name, [...t.dims]);
     out.dtypes.set(name, t.type);
   }
-  for (const [name, v] of Object.entries(results)) {
-    const t = v as ort.Tensor;
-    out.shapes.set(name, [...t.dims]);
-    out.dtypes.set(name, t.type);
-    if ((t.type === 'int64' || t.type === 'int32') && t.size <= 4096) {
-      out.ints.set(name, Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x)));
+  /** Shapes, types and small integer contents of a run's values; the sum of their bytes. */
+  const read = (results: ort.InferenceSession.OnnxValueMapType): number => {
+    let bytes = 0;
+    for (const [name, v] of Object.entries(results)) {
+      const t = v as ort.Tensor;
+      out.shapes.set(name, [...t.dims]);
+      out.dtypes.set(name, t.type);
+      if ((t.type === 'int64' || t.type === 'int32') && t.size <= 4096) {
+        out.ints.set(name, Array.from(t.data as ArrayLike<number | bigint>, (x) => Number(x)));
+      }
+      bytes += (t.data as { byteLength?: number }).byteLength ?? t.size;
     }
+    return bytes;
+  };
+  const values = nodeOutputs(g);
+  if ((g.node ?? []).some((n) => CONTROL_FLOW.has(n.opType ?? '') && (!n.domain || n.domain === 'ai.onnx'))) {
+    // subgraphs read the enclosing run's values: one run with every value exposed
+    const results = await run(values, true);
+    read(results);
+    const onDisk = input instanceof OnnxModel && hasExternalData(input);
+    const copy = onnx.decodeModel(described.toBytes({ inlineExternal: !onDisk, shared: true }));
+    const cg = copy.graph!;
+    exposeAll(copy);
+    const env = new Map<string, ort.Tensor>([...Object.entries(feedsUsed), ...(Object.entries(results) as [string, ort.Tensor][])]);
+    await probeSubgraphs(copy, cg, env, new Map((cg.initializer ?? []).map((t) => [t.name ?? '', t])), out);
+    return out;
   }
-  await session.release();
-  const env = new Map<string, ort.Tensor>([...Object.entries(feedsUsed), ...(Object.entries(results) as [string, ort.Tensor][])]);
-  await probeSubgraphs(copy, cg, env, new Map((cg.initializer ?? []).map((t) => [t.name ?? '', t])), out);
+  let todo = values;
+  let size = firstGroup;
+  for (let group = 0; group === 0 || todo.length > 0; group++) {
+    const names = todo.slice(0, size);
+    todo = todo.slice(size);
+    // the first run also reads the graph outputs
+    const bytes = read(await run(names, group === 0));
+    size = Math.max(1, Math.min(4 * names.length, Math.round((names.length * budget) / Math.max(bytes, 1))));
+  }
   return out;
+}
+
+/** Every node output of the main graph, in graph order, once. */
+function nodeOutputs(g: onnx.GraphProto): string[] {
+  const seen = new Set<string>();
+  for (const n of g.node ?? []) for (const o of n.output ?? []) if (o) seen.add(o);
+  return [...seen];
 }
 
 /** Every node output of the main graph made a graph output (untyped: onnxruntime infers it). */

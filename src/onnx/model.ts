@@ -418,6 +418,11 @@ export class OnnxModel {
     return shared && chunks.length === 1 ? chunks[0]! : concat(chunks);
   }
 
+  /** `toBytes` as chunks (views of the loaded bytes, each edited tensor encoded once), for a writer that streams them without one concatenated copy. */
+  toByteChunks({ inlineExternal = false }: { inlineExternal?: boolean } = {}): Uint8Array[] {
+    return this.toChunks(inlineExternal ? 'inline' : 'keep');
+  }
+
   /** Where an external tensor's bytes are now (the checked data file's real path, offset, length); undefined for other forms. */
   externalRef(name: string): { file: string; offset: number; length: number } | undefined {
     const r = this.entry(name).form === 'external' ? this.ext.get(name) : undefined;

@@ -14,7 +14,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { openSession, quietRunOptions } from '../engine/session-factory.js';
 import { ortError } from './ort-error.js';
-import { sessionSource } from './session-source.js';
+import { exposing, sessionSource } from './session-source.js';
 import type { OnnxModel, ValueDesc } from './model.js';
 
 
@@ -36,6 +36,8 @@ export interface CreateSessionOptions {
   extraOutputs?: readonly string[];
   /** Intra-op threads (default: the engine's setting, all cores). */
   threads?: number;
+  /** false: weights not prepacked (see OpenSessionOptions.prepack). */
+  prepack?: boolean;
 }
 
 /**
@@ -172,24 +174,11 @@ function definedValues(model: OnnxModel): Set<string> {
   return out;
 }
 
-/** Adds `extra` as graph outputs (value_info type when known, else untyped). */
-const withOutputs = (extra: readonly string[]) => (proto: onnx.ModelProto): void => {
-  const g = proto.graph!;
-  const have = new Set((g.output ?? []).map((o) => o.name));
-  const infos = new Map((g.valueInfo ?? []).map((v) => [v.name, v]));
-  for (const name of extra) {
-    if (have.has(name)) continue;
-    have.add(name);
-    const vi = infos.get(name);
-    (g.output ??= []).push(onnx.valueInfo(vi?.type ? { name, type: vi.type } : { name }));
-  }
-};
-
 /**
  * A session for `model` (its current edits included), optionally exposing intermediate values.
  * @throws BasinError invalid_argument for an extra output the model does not define; onnx_runtime naming the file and node
  */
-export async function createSession(model: OnnxModel, { extraOutputs = [], threads }: CreateSessionOptions = {}): Promise<OnnxSession> {
+export async function createSession(model: OnnxModel, { extraOutputs = [], threads, prepack }: CreateSessionOptions = {}): Promise<OnnxSession> {
   if (extraOutputs.length > 0) {
     const defined = definedValues(model);
     for (const name of extraOutputs) {
@@ -201,9 +190,9 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
       }
     }
   }
-  const source = await sessionSource(model, extraOutputs.length > 0 ? withOutputs(extraOutputs) : undefined);
+  const source = await sessionSource(model, extraOutputs.length > 0 ? exposing(model, extraOutputs) : undefined);
   try {
-    return new OnnxSession(model, await openSession(source.model, { doing: 'creating a session', threads, file: model.path, graph: model.proto.graph }));
+    return new OnnxSession(model, await openSession(source.model, { doing: 'creating a session', threads, prepack, file: model.path, graph: model.proto.graph }));
   } finally {
     source.dispose();
   }
