@@ -38,8 +38,9 @@ const FULL_BATCH_WEIGHT_BYTES = 64 * 2 ** 20;
 
 /**
  * Samples per verification batch: 8, or fewer for a model over 64 MiB of weights (8 · 64 MiB / weight bytes, at
- * least 1). Hidden values grow with the model, and every hidden value of a batch is compared, a group of values
- * per run (compare.ts FETCH_BYTES): smaller batches keep the number of runs, and their time, bounded.
+ * least 1). Hidden values grow with the model, and every hidden value of every batch is compared, a group of
+ * values per pair of sessions (compare.ts VALUE_BUDGET_BYTES): smaller batches keep the number of groups, and the
+ * time, bounded.
  */
 export function verifyBatchSize(model: OnnxModel): number {
   let bytes = 0;
