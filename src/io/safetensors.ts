@@ -280,13 +280,13 @@ function parseEntry(file: string, name: string, value: unknown): { name: string;
 
 // --- reading ------------------------------------------------------------------------------------------------
 
-/** An open safetensors file: header parsed and validated, tensor bytes read on demand. */
-
 /** Options of readFloat32Sync. */
 export interface ReadFloat32SyncOptions {
   /** Scan the values for NaN/Inf (default true; false for bytes an earlier read of the same open file checked). */
   checkFinite?: boolean;
 }
+
+/** An open safetensors file: header parsed and validated, tensor bytes read on demand. */
 export class SafetensorsFile {
   readonly path: string;
   readonly metadata: Record<string, string> | undefined;
