@@ -158,32 +158,9 @@ function kernel(a: FloatMatrix, b: FloatMatrix, d: Dims, out: Float64Array): voi
   for (let p0 = 0; p0 < k; p0 += kc) {
     const p1 = Math.min(k, p0 + kc);
     let i = 0;
-    for (; i + 1 < m; i += 2) {
-      const ci = i * n;
-      const cj = ci + n;
-      const ai = i * k;
-      const aj = ai + k;
-      let p = p0;
-      for (; p + 3 < p1; p += 4) {
-        const a0 = ap[ai + p]!, a1 = ap[ai + p + 1]!, a2 = ap[ai + p + 2]!, a3 = ap[ai + p + 3]!;
-        const c0 = ap[aj + p]!, c1 = ap[aj + p + 1]!, c2 = ap[aj + p + 2]!, c3 = ap[aj + p + 3]!;
-        const b0 = p * n, b1 = b0 + n, b2 = b1 + n, b3 = b2 + n;
-        for (let j = 0; j < n; j++) {
-          const x0 = bp[b0 + j]!, x1 = bp[b1 + j]!, x2 = bp[b2 + j]!, x3 = bp[b3 + j]!;
-          out[ci + j] = out[ci + j]! + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3);
-          out[cj + j] = out[cj + j]! + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3);
-        }
-      }
-      for (; p < p1; p++) {
-        const a0 = ap[ai + p]!, c0 = ap[aj + p]!;
-        const b0 = p * n;
-        for (let j = 0; j < n; j++) {
-          const x = bp[b0 + j]!;
-          out[ci + j] = out[ci + j]! + a0 * x;
-          out[cj + j] = out[cj + j]! + c0 * x;
-        }
-      }
-    }
+    // one call per pair of rows: a small function V8 optimizes after a few calls (the same loops nested here ran
+    // interpreted until on-stack replacement: the first products of a process took 30 ms instead of 1.5)
+    for (; i + 1 < m; i += 2) rowPair(ap, i * k, i * k + k, bp, out, i * n, p0, p1, n);
     for (; i < m; i++) {
       const ci = i * n;
       const ai = i * k;
@@ -192,6 +169,31 @@ function kernel(a: FloatMatrix, b: FloatMatrix, d: Dims, out: Float64Array): voi
         const b0 = p * n;
         for (let j = 0; j < n; j++) out[ci + j] = out[ci + j]! + a0 * bp[b0 + j]!;
       }
+    }
+  }
+}
+
+/** Rows ci/n and ci/n + 1 of out += A·B over the k-block [p0, p1): A's two rows start at ai and aj, B is k×n. */
+function rowPair(ap: FloatMatrix, ai: number, aj: number, bp: FloatMatrix, out: Float64Array, ci: number, p0: number, p1: number, n: number): void {
+  const cj = ci + n;
+  let p = p0;
+  for (; p + 3 < p1; p += 4) {
+    const a0 = ap[ai + p]!, a1 = ap[ai + p + 1]!, a2 = ap[ai + p + 2]!, a3 = ap[ai + p + 3]!;
+    const c0 = ap[aj + p]!, c1 = ap[aj + p + 1]!, c2 = ap[aj + p + 2]!, c3 = ap[aj + p + 3]!;
+    const b0 = p * n, b1 = b0 + n, b2 = b1 + n, b3 = b2 + n;
+    for (let j = 0; j < n; j++) {
+      const x0 = bp[b0 + j]!, x1 = bp[b1 + j]!, x2 = bp[b2 + j]!, x3 = bp[b3 + j]!;
+      out[ci + j] = out[ci + j]! + (a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3);
+      out[cj + j] = out[cj + j]! + (c0 * x0 + c1 * x1 + c2 * x2 + c3 * x3);
+    }
+  }
+  for (; p < p1; p++) {
+    const a0 = ap[ai + p]!, c0 = ap[aj + p]!;
+    const b0 = p * n;
+    for (let j = 0; j < n; j++) {
+      const x = bp[b0 + j]!;
+      out[ci + j] = out[ci + j]! + a0 * x;
+      out[cj + j] = out[cj + j]! + c0 * x;
     }
   }
 }
@@ -344,6 +346,15 @@ export interface GramSumOptions {
 const GRAM_DIRECT_COLS = 128;
 
 /**
+ * Gram products with at most this many contraction columns run in the TypeScript kernel, accumulating into the
+ * sum directly. An engine product of an n×n result costs a fresh n×n buffer however thin it is (onnxruntime-node
+ * copies every output into a new ArrayBuffer, and memory touched for the first time costs 4–8 ms per MiB on this
+ * VM): measured at n = 512, a rank-8 Gemm took 4.5–5 ms in most runs (0.4 ms when freed memory happened to be
+ * reused), the kernel ~1 ms (2·n²·k flops at 3–4 GFLOP/s).
+ */
+const GRAM_TS_MAX_K = 16;
+
+/**
  * Σ_i A_i·B_iᵀ into one float64 rowsA×rowsB matrix (the weight-matching cost matrix).
  *
  * Narrow terms (biases, norms, small heads) are concatenated along the contraction axis,
@@ -387,6 +398,12 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   // concurrent sums never share one), and is added into `out` at once: no n² allocation (zeroing, page faults,
   // garbage) per product.
   const matmul = async (a: Float32Array, aShape: MatShape, b: Float32Array, bShape: MatShape, opts: MatmulOptions): Promise<void> => {
+    const k = opts.transA ? aShape[0] : aShape[1];
+    if (k <= GRAM_TS_MAX_K) {
+      // a thin product (a rank-d correction): the TypeScript kernel adds it straight into `out`, in float64
+      kernel(a, b, { m: rowsA, k, n: rowsB, transA: opts.transA === true, transB: opts.transB === true }, out);
+      return;
+    }
     const scratch = takeScratch(rowsA * rowsB);
     try {
       addInto(out, (await product(a, aShape, b, bShape, opts, scratch)) as Float32Array);
