@@ -20,6 +20,7 @@
  *    every case: dead units of two layers that differ only in the signs of their zero weights (-0 / +0).
  */
 import { Tensor, axisToRows } from '../tensor/tensor.js';
+import { forEachPermutedRun } from '../spec/permuted-runs.js';
 import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
 
@@ -232,38 +233,18 @@ export function permutedEqual(spec: PermutationSpec, perms: Assignment, name: st
   const x = new Uint32Array(ta.data.buffer, ta.data.byteOffset, ta.data.length);
   const y = new Uint32Array(tb.data.buffer, tb.data.byteOffset, tb.data.length);
   if (x.length !== y.length) return false;
-  const index = shape.map((size, axis) => spec.axisIndex(name, axis, size, perms));
-  let last = index.length - 1;
-  while (last >= 0 && !index[last]) last--;
-  if (last < 0) {
-    for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
-    return true;
-  }
-  // run: elements of the unpermuted trailing axes; strides[k]: elements per step of axis k (k <= last)
-  let run = 1;
-  for (let k = last + 1; k < shape.length; k++) run *= shape[k]!;
-  const strides = new Array<number>(last + 1);
-  let stride = run;
-  for (let k = last; k >= 0; k--) {
-    strides[k] = stride;
-    stride *= shape[k]!;
-  }
-  const outer = x.length / (run * shape[last]!); // positions of axes 0..last-1
-  const ci = index[last]!;
-  const lastSize = shape[last]!;
-  const counter = new Array<number>(last).fill(0);
-  let dst = 0;
-  for (let o = 0; o < outer; o++) {
-    let base = 0;
-    for (let k = 0; k < last; k++) base += (index[k] ? index[k]![counter[k]!]! : counter[k]!) * strides[k]!;
-    for (let j = 0; j < lastSize; j++) {
-      const src = base + ci[j]! * run;
-      for (let r = 0; r < run; r++) if (x[dst++] !== y[src + r]) return false;
-    }
-    for (let k = last - 1; k >= 0; k--) {
-      if (++counter[k]! < shape[k]!) break;
-      counter[k] = 0;
-    }
+  const all = forEachPermutedRun(spec, perms, name, shape, (dst, base, { ci, lastSize, run }) => runsEqual(x, dst, y, base, ci, lastSize, run));
+  if (all !== null) return all;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** Whether x[dst + j·run + r] === y[base + ci[j]·run + r] for every j < n, r < run. */
+function runsEqual(x: Uint32Array, dst: number, y: Uint32Array, base: number, ci: Int32Array, n: number, run: number): boolean {
+  for (let j = 0; j < n; j++) {
+    const d = dst + j * run;
+    const src = base + ci[j]! * run;
+    for (let r = 0; r < run; r++) if (x[d + r] !== y[src + r]) return false;
   }
   return true;
 }

@@ -17,6 +17,7 @@ import { dumpCost } from './cost-dump.js';
 import { checkSquareBudget } from './budget.js';
 import { exactPermutation } from './exact-match.js';
 import { CostBuilder, type ProductEvent } from './weight-matching-costs.js';
+import { forEachPermutedRun } from '../spec/permuted-runs.js';
 
 export type { ProductEvent } from './weight-matching-costs.js';
 
@@ -150,34 +151,11 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
   }
   // any rank: B read through each axis's index array, the unpermuted trailing axes (a conv's kernel window) as
   // contiguous runs; no permuted copy (at 855 M parameters the copies were half of every objective pass)
-  const index = shape.map((size, axis) => spec.axisIndex(name, axis, size, perms));
-  let last = index.length - 1;
-  while (last >= 0 && !index[last]) last--;
-  if (last < 0) return rowDot(x, 0, y, 0, x.length);
-  let run = 1;
-  for (let k = last + 1; k < shape.length; k++) run *= shape[k]!;
-  const strides = new Array<number>(last + 1);
-  let stride = run;
-  for (let k = last; k >= 0; k--) {
-    strides[k] = stride;
-    stride *= shape[k]!;
-  }
-  const lastSize = shape[last]!;
-  const outer = x.length / (run * lastSize); // positions of axes 0..last-1
-  const ci = index[last]!;
-  const counter = new Array<number>(last).fill(0);
-  let dst = 0;
-  for (let o = 0; o < outer; o++) {
-    let base = 0;
-    for (let k = 0; k < last; k++) base += (index[k] ? index[k]![counter[k]!]! : counter[k]!) * strides[k]!;
+  const all = forEachPermutedRun(spec, perms, name, shape, (dst, base, { ci, lastSize, run }) => {
     s += run === 1 ? rowDotGather(x, dst, y, base, ci, lastSize) : runsDot(x, dst, y, base, ci, lastSize, run);
-    dst += lastSize * run;
-    for (let k = last - 1; k >= 0; k--) {
-      if (++counter[k]! < shape[k]!) break;
-      counter[k] = 0;
-    }
-  }
-  return s;
+    return true;
+  });
+  return all === null ? rowDot(x, 0, y, 0, x.length) : s;
 }
 
 /** Σ_j Σ_r x[dst + j·run + r]·y[src + ci[j]·run + r]. */

@@ -129,14 +129,7 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOu
       lastPlacement.length = 0; // the folder is read-only: a temp folder below
     }
   }
-  let dir: string;
-  try {
-    dir = mkdtempSync(path.join(os.tmpdir(), 'basin-session-'));
-  } catch (e) {
-    throw fsError(e, os.tmpdir(), 'write');
-  }
-  const dispose = (): void => rmSync(dir, { recursive: true, force: true });
-  const file = path.join(dir, 'model.onnx');
+  const { dir, dispose, file } = privateTempFolder();
   const linked = new Map<string, string>();
   try {
     writeSession(model, edit, file, path.join(dir, 'edited.data'), (data) => {
@@ -223,19 +216,26 @@ function concatBytes(chunks: readonly Uint8Array[]): Uint8Array {
 }
 
 /**
- * A self-contained model written chunk by chunk to a private temp folder (`edit`, when given, applied to a decoded
- * copy first: that path copies the model once, as in memory).
- * @throws BasinError io_error when the temp folder cannot be written
+ * A private temp folder for a session's files: `file` is its model path, `dispose` removes the folder.
+ * @throws BasinError io_error when the temp folder cannot be made
  */
-function fileSource(chunks: readonly Uint8Array[], edit: ProtoEdit | undefined): SessionSource {
+function privateTempFolder(): { dir: string; dispose: () => void; file: string } {
   let dir: string;
   try {
     dir = mkdtempSync(path.join(os.tmpdir(), 'basin-session-'));
   } catch (e) {
     throw fsError(e, os.tmpdir(), 'write');
   }
-  const dispose = (): void => rmSync(dir, { recursive: true, force: true });
-  const file = path.join(dir, 'model.onnx');
+  return { dir, dispose: () => rmSync(dir, { recursive: true, force: true }), file: path.join(dir, 'model.onnx') };
+}
+
+/**
+ * A self-contained model written chunk by chunk to a private temp folder (`edit`, when given, applied to a decoded
+ * copy first: that path copies the model once, as in memory).
+ * @throws BasinError io_error when the temp folder cannot be written
+ */
+function fileSource(chunks: readonly Uint8Array[], edit: ProtoEdit | undefined): SessionSource {
+  const { dir, dispose, file } = privateTempFolder();
   let parts = chunks;
   if (edit) {
     const proto = onnx.decodeModel(chunks.length === 1 ? chunks[0]! : concatBytes(chunks));
