@@ -397,16 +397,19 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   // Each product lands in a scratch buffer from a small pool (taken and given back around one product, so
   // concurrent sums never share one), and is added into `out` at once: no n² allocation (zeroing, page faults,
   // garbage) per product.
-  const matmul = async (a: Float32Array, aShape: MatShape, b: Float32Array, bShape: MatShape, opts: MatmulOptions): Promise<void> => {
-    const k = opts.transA ? aShape[0] : aShape[1];
+  /** out += a·bᵀ (a rowsA×k, b rowsB×k), or aᵀ·b when `transposed` (a k×rowsA, b k×rowsB). */
+  const addProduct = async (a: Float32Array, b: Float32Array, k: number, transposed: boolean): Promise<void> => {
     if (k <= GRAM_TS_MAX_K) {
       // a thin product (a rank-d correction): the TypeScript kernel adds it straight into `out`, in float64
-      kernel(a, b, { m: rowsA, k, n: rowsB, transA: opts.transA === true, transB: opts.transB === true }, out);
+      kernel(a, b, { m: rowsA, k, n: rowsB, transA: transposed, transB: !transposed }, out);
       return;
     }
     const scratch = takeScratch(rowsA * rowsB);
     try {
-      addInto(out, (await product(a, aShape, b, bShape, opts, scratch)) as Float32Array);
+      const p = transposed
+        ? await product(a, [k, rowsA], b, [k, rowsB], { transA: true }, scratch)
+        : await product(a, [rowsA, k], b, [rowsB, k], { transB: true }, scratch);
+      addInto(out, p as Float32Array);
     } finally {
       giveScratch(scratch);
     }
@@ -431,8 +434,7 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
         }
         off += x.cols;
       }
-      if (t) await matmul(a, [width, rowsA], b, [width, rowsB], { transA: true });
-      else await matmul(a, [rowsA, width], b, [rowsB, width], { transB: true });
+      await addProduct(a, b, width, t);
       giveScratch(a);
       giveScratch(b);
     }
@@ -443,8 +445,7 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
     if (t.cols === 0) continue;
     const tr = t.transposed === true;
     if (t.cols >= GRAM_DIRECT_COLS || t.cols * perCol > cap) {
-      if (tr) await matmul(t.a, [t.cols, rowsA], t.b, [t.cols, rowsB], { transA: true });
-      else await matmul(t.a, [rowsA, t.cols], t.b, [rowsB, t.cols], { transB: true });
+      await addProduct(t.a, t.b, t.cols, tr);
       continue;
     }
     const ch = tr ? chunks.transposed : chunks.rows;

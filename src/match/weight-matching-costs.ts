@@ -131,22 +131,23 @@ export class CostBuilder {
     // made (gramSum runs such terms on their own anyway), so only one placement's rows and permuted copy are alive.
     const terms: GramTerm[] = [];
     const events: ProductEvent[] = [];
-    // work buffers come from the scratch pool: those of a wide term go back once it has run, the narrow terms'
-    // once the packed product has
-    let held: Float32Array[] = [];
+    // work buffers come from the scratch pool: those of a wide term go back once it has run (they are the last
+    // ones taken), the narrow terms' once the packed product has
+    const held: Float32Array[] = [];
     const alloc = (len: number): Float32Array => {
       const x = takeScratch(len);
       held.push(x);
       return x;
     };
-    const release = (keep: readonly Float32Array[]): void => {
-      for (const x of held) if (!keep.includes(x)) giveScratch(x);
-      held = held.filter((x) => keep.includes(x));
+    const release = (from: number): void => {
+      for (const x of held.splice(from)) giveScratch(x);
     };
-    const run1 = async (term: GramTerm): Promise<void> => {
+    const run1 = async (make: () => GramTerm): Promise<void> => {
+      const mark = held.length;
+      const term = make();
       if (term.cols >= WIDE_TERM_COLS) {
         await gramSum(n, n, [term], { out });
-        release(terms.flatMap((t) => [t.a, t.b]));
+        release(mark);
       } else terms.push(term);
     };
     /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
@@ -160,14 +161,14 @@ export class CostBuilder {
       const a = this.a.get(pl.tensor)!.data;
       const b = this.b.get(pl.tensor)!.data;
       if (!before) {
-        await run1(fullTerm(lay, n, a, b, sigma, pl.tensor, alloc));
+        await run1(() => fullTerm(lay, n, a, b, sigma, pl.tensor, alloc));
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'full', columns: lay.cols });
         if (run) run.cols += lay.cols;
       } else {
         const moved: number[] = [];
         for (let c = 0; c < lay.cols; c++) if (before[c] !== sigma[c]) moved.push(c);
         if (moved.length === 0) continue;
-        await run1(updateTerm(lay, n, a, b, moved, before, sigma, pl.tensor, alloc));
+        await run1(() => updateTerm(lay, n, a, b, moved, before, sigma, pl.tensor, alloc));
         events.push({ perm, tensor: pl.tensor, axis: pl.axis, kind: 'update', columns: moved.length });
         run!.moved += moved.length;
       }
@@ -175,7 +176,7 @@ export class CostBuilder {
     }
     if (events.length === 0) return out;
     if (terms.length > 0) await gramSum(n, n, terms, { out });
-    release([]);
+    release(0);
     for (const e of events) {
       if (e.kind === 'full') this.products++;
       else this.updates++;
