@@ -10,7 +10,7 @@
 import { BasinError, q, shapeStr } from '../errors.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Assignment, PermutationSpec } from '../spec/spec.js';
-import { checkAssignment, identityAssignment, permuteTensor, seededRandom, shuffle } from '../spec/apply.js';
+import { checkAssignment, identityAssignment, seededRandom, shuffle } from '../spec/apply.js';
 import { solveHeads, trace } from './solve.js';
 import { solveAssignment } from '../linalg/lap.js';
 import { dumpCost } from './cost-dump.js';
@@ -131,41 +131,30 @@ export function matchingObjective(spec: PermutationSpec, a: ReadonlyMap<string, 
 }
 
 /**
- * <A_t, P(B_t)> without materializing P(B_t) for vectors and matrices (the permuted element is read through the
- * per-axis index arrays: no allocation, no gather pass); other ranks gather first. Same sum order as gathering.
+ * <A_t, P(B_t)> without materializing P(B_t): B is read through each axis's index array, the unpermuted trailing
+ * axes (a conv's kernel window, a Linear's inputs when only its outputs move) as contiguous runs
+ * (spec/permuted-runs.ts): no allocation, no gather pass (at 855 M parameters the permuted copies were half of
+ * every objective pass).
  */
 function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta: Tensor, tb: Tensor): number {
   const x = ta.data;
   const y = tb.data;
-  const shape = ta.shape;
   let s = 0;
-  if (shape.length === 1 || shape.length === 2) {
-    const rows = shape.length === 2 ? shape[0]! : 1;
-    const cols = shape[shape.length - 1]!;
-    const ri = shape.length === 2 ? spec.axisIndex(name, 0, rows, perms) : null;
-    const ci = spec.axisIndex(name, shape.length - 1, cols, perms);
-    // one small function per row: V8 optimizes it after a few calls, where one long loop would run interpreted
-    // until on-stack replacement (measured: the first evaluation of a 784-512x3 MLP took 54 ms of CPU that way)
-    for (let i = 0; i < rows; i++) s += ci ? rowDotGather(x, i * cols, y, (ri ? ri[i]! : i) * cols, ci, cols) : rowDot(x, i * cols, y, (ri ? ri[i]! : i) * cols, cols);
-    return s;
-  }
-  // any rank: B read through each axis's index array, the unpermuted trailing axes (a conv's kernel window) as
-  // contiguous runs; no permuted copy (at 855 M parameters the copies were half of every objective pass)
-  const all = forEachPermutedRun(spec, perms, name, shape, (dst, base, { ci, lastSize, run }) => {
+  const all = forEachPermutedRun(spec, perms, name, ta.shape, (dst, base, { ci, lastSize, run }) => {
     s += run === 1 ? rowDotGather(x, dst, y, base, ci, lastSize) : runsDot(x, dst, y, base, ci, lastSize, run);
     return true;
   });
   return all === null ? rowDot(x, 0, y, 0, x.length) : s;
 }
 
-/** Σ_j Σ_r x[dst + j·run + r]·y[src + ci[j]·run + r]. */
+/**
+ * Σ_j Σ_r x[dst + j·run + r]·y[src + ci[j]·run + r], one rowDot call per run. The loops are small functions called
+ * many times: V8 optimizes them after a few calls, where one long loop would run interpreted until on-stack
+ * replacement (measured: the first evaluation of a 784-512x3 MLP took 54 ms of CPU that way, 12 ms as row calls).
+ */
 function runsDot(x: Float32Array, dst: number, y: Float32Array, src: number, ci: Int32Array, n: number, run: number): number {
   let s = 0;
-  for (let j = 0; j < n; j++) {
-    const d = dst + j * run;
-    const b = src + ci[j]! * run;
-    for (let r = 0; r < run; r++) s += x[d + r]! * y[b + r]!;
-  }
+  for (let j = 0; j < n; j++) s += rowDot(x, dst + j * run, y, src + ci[j]! * run, run);
   return s;
 }
 
