@@ -563,3 +563,20 @@ test('non-finite costs are found in every 4096-entry chunk of the scan, at chunk
     }
   }
 });
+
+test('maximize reads the caller matrix in place (warm and cold dense solves): optimal against brute force, matrix untouched', () => {
+  const r = rng(4242);
+  for (const n of [5, 7]) {
+    for (const kind of ['uniform', 'int', 'normal'] as const) {
+      const cost = randomMatrix(n, n, r, kind);
+      const before = Float64Array.from(cost);
+      const cold = solveAssignment(cost, n, n, { maximize: true, prices: new Float64Array(n) });
+      assertTotal(cold.total, bruteForce(cost, n, n, true), absSum(cost, n, n), `cold ${kind} n=${n}`);
+      // a warm solve of a perturbed matrix from the cold solve's prices and assignment
+      const next = Float64Array.from(cost, (x, k) => x + (k % 3 === 0 ? 0.25 : 0));
+      const warm = solveAssignment(next, n, n, { maximize: true, prices: cold.prices, assignment: cold.rowToCol, finiteBound: 1e6 });
+      assertTotal(warm.total, bruteForce(next, n, n, true), absSum(next, n, n), `warm ${kind} n=${n}`);
+      assert.deepEqual([...cost], [...before], 'the cost matrix is not written');
+    }
+  }
+});

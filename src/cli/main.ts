@@ -2,12 +2,19 @@
 /** The `basin` command: a thin layer that parses arguments and calls one library function per command. */
 import { readFileSync } from 'node:fs';
 
+/** Commands whose work runs onnxruntime sessions (models, the matrix engine) in the common case. */
+const RUNTIME_COMMANDS = new Set(['align', 'merge', 'interpolate', 'verify', 'factorize', 'shrink', 'grow', 'zip', 'run', 'demo']);
+
 // `basin --version` answers before anything else is loaded.
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 if (process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === '-V')) {
   process.stdout.write(`${pkg.version}\n`);
   process.exit(0);
 }
+// Commands that run models or the matrix engine: onnxruntime's one-time set-up starts on a worker thread now, beside
+// the module loading and model reading that come first (engine/runtime-warmup.ts).
+const requested = process.argv.slice(2).find((a) => !['-q', '--quiet', '--verbose'].includes(a));
+if (requested !== undefined && RUNTIME_COMMANDS.has(requested)) (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground();
 const { makeProgram } = await import('./program.js');
 const { COMMANDS } = await import('./commands/index.js');
 const { printError } = await import('./common.js');
@@ -29,7 +36,6 @@ process.on('unhandledRejection', (e) => {
 
 const program = makeProgram();
 // Load only the command being run; all of them for help and for anything unknown.
-const requested = process.argv.slice(2).find((a) => !['-q', '--quiet', '--verbose'].includes(a));
 const names = requested && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
 try {
   for (const name of names) (await COMMANDS[name]!()).register(program);

@@ -169,9 +169,23 @@ export function solveAssignmentWithBudget(
   if (maxAbs > SCALE_ABOVE) scale = 2 ** (900 - Math.ceil(Math.log2(maxAbs)));
   const factor = maximize ? -scale : scale;
 
+  const rowsol = transposed ? colToRow : rowToCol; // length n
+  const colsol = transposed ? rowToCol : colToRow; // length m
+  const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
+  const strategy = opts.strategy ?? 'dense';
+  // Rectangular problems stay dense under 'auto': with spare columns the dense solver's zero start needs about two
+  // passes over the matrix, and the candidate set measured 1.1-2.6x slower than it (2000 x 2100 .. 1000 x 8000).
+  const trySparse = !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n === m && n >= SPARSE_MIN_N));
+
+  // The dense core reads sign * c (sign = -1 maximizes): an unscaled, untransposed matrix is read in place, where a
+  // negated working copy cost a pass over n·m entries per solve (weight matching maximizes every one of its ~40
+  // solves of a 512-wide MLP pair: 23 ms of a 1 s align) and, on the first, fresh memory. The candidate-set solver
+  // and the transposed or scaled cases still take a working copy.
   let c: Float64Array;
-  if (!transposed && factor === 1) {
+  let sign = 1;
+  if (!transposed && scale === 1 && (factor === 1 || !trySparse)) {
     c = cost; // read-only use of the caller's array
+    sign = factor;
   } else if (!transposed) {
     c = scratch(len);
     // in chunks of one small function: optimized after a few calls (one loop over len would run interpreted until
@@ -181,13 +195,6 @@ export function solveAssignmentWithBudget(
     c = transposeScaled(cost, m, n, factor);
   }
 
-  const rowsol = transposed ? colToRow : rowToCol; // length n
-  const colsol = transposed ? rowToCol : colToRow; // length m
-  const warm = n === m && scale === 1 && opts.prices && opts.prices.length === m && opts.prices.every(Number.isFinite) ? opts.prices : undefined;
-  const strategy = opts.strategy ?? 'dense';
-  // Rectangular problems stay dense under 'auto': with spare columns the dense solver's zero start needs about two
-  // passes over the matrix, and the candidate set measured 1.1-2.6x slower than it (2000 x 2100 .. 1000 x 8000).
-  const trySparse = !warm && n >= 2 && (strategy === 'candidates' || (strategy === 'auto' && n === m && n >= SPARSE_MIN_N));
   const sparse = trySparse ? lapSparse(c, n, m, rowsol, colsol, maxAbs * scale) : null;
   let prices: Float64Array;
   if (sparse?.optimal) {
@@ -197,7 +204,7 @@ export function solveAssignmentWithBudget(
     colsol.fill(-1);
     // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    prices = lapCore(c, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
+    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
   }
 
   let total = 0;
@@ -308,6 +315,7 @@ function transposeScaled(src: Float64Array, rows: number, cols: number, factor: 
  */
 function lapCore(
   c: Float64Array,
+  s: number,
   n: number,
   m: number,
   rowsol: Int32Array,
@@ -317,10 +325,10 @@ function lapCore(
   warmAssignment?: Int32Array,
 ): Float64Array {
   if (n === 1) {
-    let best = c[0]!;
+    let best = s * c[0]!;
     let jb = 0;
     for (let j = 1; j < m; j++) {
-      const x = c[j]!;
+      const x = s * c[j]!;
       if (x < best) {
         best = x;
         jb = j;
@@ -334,10 +342,10 @@ function lapCore(
   const v = new Float64Array(m);
   const free = new Int32Array(n);
   const pred = new Int32Array(m); // column reduction: argmin row per column; shortest path: predecessor row
-  let numFree = initialize(c, n, m, v, rowsol, colsol, free, pred, warmPrices, warmAssignment);
-  numFree = augmentingRowReduction(c, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
+  let numFree = initialize(c, s, n, m, v, rowsol, colsol, free, pred, warmPrices, warmAssignment);
+  numFree = augmentingRowReduction(c, s, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
   if (numFree === 0) return v;
-  shortestAugmentingPaths(c, m, v, rowsol, colsol, free, numFree, pred);
+  shortestAugmentingPaths(c, s, m, v, rowsol, colsol, free, numFree, pred);
   return v;
 }
 
@@ -351,21 +359,21 @@ let subCol = 0;
  * Least and second least c[base + j] - v[j] over j < m (m >= 2) and their columns, into minVal/minCol and
  * subVal/subCol (subCol is another column than minCol; on ties both values are equal).
  */
-function rowMin2(c: Float64Array, base: number, v: Float64Array, m: number): void {
-  let umin = c[base]! - v[0]!;
+function rowMin2(c: Float64Array, s: number, base: number, v: Float64Array, m: number): void {
+  let umin = (s * c[base]!) - v[0]!;
   let j1 = 0;
   let usub = Infinity;
   let j2 = 1;
   let j = 1;
   for (; j + 3 < m; j += 4) {
-    const h0 = c[base + j]! - v[j]!;
-    const h1 = c[base + j + 1]! - v[j + 1]!;
-    const h2 = c[base + j + 2]! - v[j + 2]!;
-    const h3 = c[base + j + 3]! - v[j + 3]!;
+    const h0 = (s * c[base + j]!) - v[j]!;
+    const h1 = (s * c[base + j + 1]!) - v[j + 1]!;
+    const h2 = (s * c[base + j + 2]!) - v[j + 2]!;
+    const h3 = (s * c[base + j + 3]!) - v[j + 3]!;
     // rarely true once the two least are found: one predictable branch per four columns
     if (h0 < usub || h1 < usub || h2 < usub || h3 < usub) {
       for (let q = j; q < j + 4; q++) {
-        const h = c[base + q]! - v[q]!;
+        const h = (s * c[base + q]!) - v[q]!;
         if (h < usub) {
           if (h >= umin) {
             usub = h;
@@ -381,7 +389,7 @@ function rowMin2(c: Float64Array, base: number, v: Float64Array, m: number): voi
     }
   }
   for (; j < m; j++) {
-    const h = c[base + j]! - v[j]!;
+    const h = (s * c[base + j]!) - v[j]!;
     if (h < usub) {
       if (h >= umin) {
         usub = h;
@@ -401,15 +409,15 @@ function rowMin2(c: Float64Array, base: number, v: Float64Array, m: number): voi
 }
 
 /** True when some c[base + j] - v[j] < h over j < m. */
-function rowHasBelow(c: Float64Array, base: number, v: Float64Array, m: number, h: number): boolean {
-  for (let j = 0; j < m; j++) if (c[base + j]! - v[j]! < h) return true;
+function rowHasBelow(c: Float64Array, s: number, base: number, v: Float64Array, m: number, h: number): boolean {
+  for (let j = 0; j < m; j++) if ((s * c[base + j]!) - v[j]! < h) return true;
   return false;
 }
 
 /** Column minima, one more row: v[j] = min(v[j], c[base + j]) and argmin[j] = i where row i lowers it. */
-function colMinRow(c: Float64Array, base: number, v: Float64Array, argmin: Int32Array, i: number, m: number): void {
+function colMinRow(c: Float64Array, s: number, base: number, v: Float64Array, argmin: Int32Array, i: number, m: number): void {
   for (let j = 0; j < m; j++) {
-    const x = c[base + j]!;
+    const x = s * c[base + j]!;
     if (x < v[j]!) {
       v[j] = x;
       argmin[j] = i;
@@ -418,10 +426,10 @@ function colMinRow(c: Float64Array, base: number, v: Float64Array, argmin: Int32
 }
 
 /** Least c[base + j] - v[j] over the columns j != skip. */
-function rowMinExcept(c: Float64Array, base: number, v: Float64Array, m: number, skip: number): number {
+function rowMinExcept(c: Float64Array, s: number, base: number, v: Float64Array, m: number, skip: number): number {
   let min = Infinity;
   for (let j = 0; j < m; j++) {
-    const h = c[base + j]! - v[j]!;
+    const h = (s * c[base + j]!) - v[j]!;
     if (h < min && j !== skip) min = h;
   }
   return min;
@@ -432,7 +440,7 @@ function rowMinExcept(c: Float64Array, base: number, v: Float64Array, m: number,
  * (square), or zero prices (rectangular). Fills v, rowsol/colsol and the free-row list; returns how many rows are
  * free.
  */
-function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, pred: Int32Array, warmPrices?: Float64Array, warmAssignment?: Int32Array): number {
+function initialize(c: Float64Array, s: number, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, pred: Int32Array, warmPrices?: Float64Array, warmAssignment?: Int32Array): number {
   let numFree = 0;
   if (warmPrices && warmAssignment) {
     // Warm start with the old assignment: row i keeps its old column j0 when j0 is still a least reduced cost of
@@ -446,7 +454,7 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
       const j0 = warmAssignment[i]!;
       if (j0 >= 0 && j0 < m && colsol[j0]! < 0) {
         const base = i * m;
-        if (!rowHasBelow(c, base, v, m, c[base + j0]! - v[j0]!)) {
+        if (!rowHasBelow(c, s, base, v, m, (s * c[base + j0]!) - v[j0]!)) {
           rowsol[i] = j0;
           colsol[j0] = i;
           continue;
@@ -464,9 +472,9 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
     numFree = n;
   } else if (n === m) {
     // Column reduction: v[j] = min_i c[i, j], computed row by row (sequential access).
-    for (let j = 0; j < m; j++) v[j] = c[j]!;
+    for (let j = 0; j < m; j++) v[j] = s * c[j]!;
     pred.fill(0);
-    for (let i = 1; i < n; i++) colMinRow(c, i * m, v, pred, i, m);
+    for (let i = 1; i < n; i++) colMinRow(c, s, i * m, v, pred, i, m);
     const matches = new Int32Array(n);
     for (let j = m - 1; j >= 0; j--) {
       const imin = pred[j]!;
@@ -489,7 +497,7 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
         free[numFree++] = i;
       } else if (mi === 1) {
         const j1 = rowsol[i]!;
-        v[j1] = v[j1]! - rowMinExcept(c, i * m, v, m, j1);
+        v[j1] = v[j1]! - rowMinExcept(c, s, i * m, v, m, j1);
       }
     }
   } else {
@@ -503,7 +511,7 @@ function initialize(c: Float64Array, n: number, m: number, v: Float64Array, rows
  * Augmenting row reduction, two passes, each with a step budget (guards against cycling on ties/rounding and
  * stops the long tail of small steps; see the file comment). Returns how many rows are still free (first in free).
  */
-function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, arrBudgetPerRow: number): number {
+function augmentingRowReduction(c: Float64Array, s: number, n: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, arrBudgetPerRow: number): number {
   const budget = arrBudgetPerRow > 0 ? arrBudgetPerRow * n + 64 : 0;
   for (let pass = 0; pass < 2 && numFree > 0 && budget > 0; pass++) {
     let k = 0;
@@ -517,7 +525,7 @@ function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float6
         break;
       }
       const i = free[k++]!;
-      rowMin2(c, i * m, v, m);
+      rowMin2(c, s, i * m, v, m);
       let j1 = minCol;
       let i0 = colsol[j1]!;
       const strict = minVal < subVal;
@@ -543,11 +551,11 @@ function augmentingRowReduction(c: Float64Array, n: number, m: number, v: Float6
  * First step of a shortest path search from row `row` (row start base): d[j] = c[base + j] - v[j], pred[j] = row.
  * Returns the column of the least d (ties towards a free column) and leaves that distance in minVal.
  */
-function sapStart(c: Float64Array, base: number, v: Float64Array, d: Float64Array, pred: Int32Array, row: number, m: number, colsol: Int32Array): number {
+function sapStart(c: Float64Array, s: number, base: number, v: Float64Array, d: Float64Array, pred: Int32Array, row: number, m: number, colsol: Int32Array): number {
   let min = Infinity;
   let jmin = 0;
   for (let j = 0; j < m; j++) {
-    const dj = c[base + j]! - v[j]!;
+    const dj = (s * c[base + j]!) - v[j]!;
     d[j] = dj;
     pred[j] = row;
     if (dj <= min) {
@@ -568,12 +576,12 @@ function sapStart(c: Float64Array, base: number, v: Float64Array, d: Float64Arra
  * column of the next least distance (ties towards a free column) and leaves the distance in minVal. Sequential
  * access to c, v and d: 2-3x faster per column than gathering through a list of unscanned columns.
  */
-function relaxAll(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, m: number, colsol: Int32Array): number {
+function relaxAll(c: Float64Array, s: number, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, m: number, colsol: Int32Array): number {
   let next = Infinity;
   let jmin = 0;
   for (let j = 0; j < m; j++) {
     let dj = d[j]!;
-    const alt = c[base + j]! - v[j]! - h;
+    const alt = (s * c[base + j]!) - v[j]! - h;
     if (alt < dj) {
       d[j] = alt;
       pred[j] = i;
@@ -594,13 +602,13 @@ function relaxAll(c: Float64Array, base: number, v: Float64Array, h: number, d: 
  * One Dijkstra step as relaxAll over the nRem unscanned columns listed in rem only (for long paths, where most
  * columns are scanned). Returns the position in rem of the next least distance; the distance is left in minVal.
  */
-function relaxList(c: Float64Array, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, rem: Int32Array, nRem: number, colsol: Int32Array): number {
+function relaxList(c: Float64Array, s: number, base: number, v: Float64Array, h: number, d: Float64Array, pred: Int32Array, i: number, rem: Int32Array, nRem: number, colsol: Int32Array): number {
   let next = Infinity;
   let kmin = 0;
   for (let k = 0; k < nRem; k++) {
     const j = rem[k]!;
     let dj = d[j]!;
-    const alt = c[base + j]! - v[j]! - h;
+    const alt = (s * c[base + j]!) - v[j]! - h;
     if (alt < dj) {
       d[j] = alt;
       pred[j] = i;
@@ -625,7 +633,7 @@ function relaxList(c: Float64Array, base: number, v: Float64Array, h: number, d:
  * than path length x m. A scanned column's price and distance at scan time are kept for the price update (which
  * also lifts the mask).
  */
-function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, pred: Int32Array): void {
+function shortestAugmentingPaths(c: Float64Array, s: number, m: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array, numFree: number, pred: Int32Array): void {
   const d = new Float64Array(m);
   const rem = new Int32Array(m);
   const readyCol = new Int32Array(m);
@@ -634,7 +642,7 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
   const listFrom = m >> 2;
   for (let f = 0; f < numFree; f++) {
     const freeRow = free[f]!;
-    let jmin = sapStart(c, freeRow * m, v, d, pred, freeRow, m, colsol);
+    let jmin = sapStart(c, s, freeRow * m, v, d, pred, freeRow, m, colsol);
     let min = minVal;
     let nReady = 0;
     let nRem = -1; // -1: natural order; else the length of the unscanned list
@@ -643,7 +651,7 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
       const i = colsol[jmin]!;
       if (i < 0) break;
       const base = i * m;
-      const h = c[base + jmin]! - v[jmin]! - min;
+      const h = (s * c[base + jmin]!) - v[jmin]! - min;
       readyCol[nReady] = jmin;
       readyDist[nReady] = min;
       readyPrice[nReady++] = v[jmin]!;
@@ -656,9 +664,9 @@ function shortestAugmentingPaths(c: Float64Array, m: number, v: Float64Array, ro
         rem[kmin] = rem[--nRem]!; // order does not matter except for ties, resolved in relaxList
       }
       if (nRem < 0) {
-        jmin = relaxAll(c, base, v, h, d, pred, i, m, colsol);
+        jmin = relaxAll(c, s, base, v, h, d, pred, i, m, colsol);
       } else {
-        kmin = relaxList(c, base, v, h, d, pred, i, rem, nRem, colsol);
+        kmin = relaxList(c, s, base, v, h, d, pred, i, rem, nRem, colsol);
         jmin = rem[kmin]!;
       }
       min = minVal;
