@@ -13,9 +13,9 @@
  *   target removes the stale temporary files of that target whose process is no longer alive.
  */
 import { closeSync, fsyncSync, openSync, readdirSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
+import { randomHex } from './random-name.js';
 
 /** Appends one chunk to the file being written. */
 export type ChunkSink = (chunk: Uint8Array) => Promise<void>;
@@ -79,7 +79,7 @@ const TEMP_SUFFIX = /^\.basin-(\d+)-[0-9a-f]{12}\.tmp$/;
 
 /** The temporary file name for `target` in this process: `.<base>.basin-<pid>-<12 hex>.tmp` beside it. */
 export function tempPathFor(target: string): string {
-  return path.join(path.dirname(target), `.${path.basename(target)}.basin-${process.pid}-${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(path.dirname(target), `.${path.basename(target)}.basin-${process.pid}-${randomHex(6)}.tmp`);
 }
 
 /** The pid in a temporary file name made by tempPathFor for `target`'s base name, or null if it is not one. */

@@ -6,10 +6,10 @@
  * killed writer) is taken over; a live one is waited for.
  */
 import { openSync, closeSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { BasinError, q } from '../errors.js';
 import { processAlive } from './atomic.js';
+import { randomHex } from './random-name.js';
 
 /** How long a save waits for another live writer of the same target before giving up. */
 const WAIT_MS = 10 * 60 * 1000;
@@ -43,7 +43,7 @@ function takeOverStale(lock: string): void {
     return; // released meanwhile
   }
   if (processAlive(owner)) return;
-  const aside = `${lock}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  const aside = `${lock}.${process.pid}-${randomHex(4)}`;
   try {
     renameSync(lock, aside);
   } catch {
