@@ -458,17 +458,25 @@ export async function gramSum(rowsA: number, rowsB: number, terms: readonly Gram
   return out;
 }
 
-/** out += p, elementwise (float32 into float64). */
+/** out += p, elementwise (float32 into float64), in chunks of ADD_CHUNK: each a call of a small function. */
 function addInto(out: Float64Array, p: Float32Array): void {
+  // One loop over an n² product ran interpreted until on-stack replacement on its first call (the first 512²
+  // product of a process); chunk calls are optimized after a few.
   const n = p.length;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
+  for (let from = 0; from < n; from += ADD_CHUNK) addChunk(out, p, from, from + ADD_CHUNK < n ? from + ADD_CHUNK : n);
+}
+
+const ADD_CHUNK = 4096;
+
+function addChunk(out: Float64Array, p: Float32Array, from: number, to: number): void {
+  let i = from;
+  for (; i + 3 < to; i += 4) {
     out[i] = out[i]! + p[i]!;
     out[i + 1] = out[i + 1]! + p[i + 1]!;
     out[i + 2] = out[i + 2]! + p[i + 2]!;
     out[i + 3] = out[i + 3]! + p[i + 3]!;
   }
-  for (; i < n; i++) out[i] = out[i]! + p[i]!;
+  for (; i < to; i++) out[i] = out[i]! + p[i]!;
 }
 
 /** Copy a rows×cols matrix into columns [off, off + cols) of a rows×width one. */

@@ -144,7 +144,7 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
     s += run === 1 ? rowDotGather(x, dst, y, base, ci, lastSize) : runsDot(x, dst, y, base, ci, lastSize, run);
     return true;
   });
-  return all === null ? rowDot(x, 0, y, 0, x.length) : s;
+  return all === null ? chunkedDot(x, y) : s;
 }
 
 /**
@@ -155,6 +155,13 @@ function permutedDot(spec: PermutationSpec, perms: Assignment, name: string, ta:
 function runsDot(x: Float32Array, dst: number, y: Float32Array, src: number, ci: Int32Array, n: number, run: number): number {
   let s = 0;
   for (let j = 0; j < n; j++) s += rowDot(x, dst + j * run, y, src + ci[j]! * run, run);
+  return s;
+}
+
+/** Σ_j x[j]·y[j] over whole tensors, in row-sized calls (one call over a whole tensor would run interpreted until on-stack replacement). */
+function chunkedDot(x: Float32Array, y: Float32Array): number {
+  let s = 0;
+  for (let from = 0; from < x.length; from += 4096) s += rowDot(x, from, y, from, Math.min(4096, x.length - from));
   return s;
 }
 
