@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { BasinError, q } from '../errors.js';
 import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/feed.js';
-import { openFeeds, type FeedSource } from '../data/feed-source.js';
+import type { FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
 
@@ -88,6 +88,8 @@ export async function openDataFeeds(
   { limit, inputName, dims, inputs = {} }: { limit?: number; inputName?: string; dims?: DimSizes; inputs?: Readonly<Record<string, string>> } = {},
 ): Promise<FeedSource | undefined> {
   if (path === undefined && Object.keys(inputs).length === 0) return undefined;
+  // loaded here, not with the command: the data readers (IDX with zlib, .npy, columns) are for --data and --input only
+  const { openFeeds } = await import('../data/feed-source.js');
   return openFeeds(path, model, { limit, inputName, dims, inputs });
 }
 
