@@ -113,14 +113,27 @@ function dependencies(spec: PermutationSpec): Map<string, string[]> {
 /** Two sums (mod 2^32) of mixed float32 bit patterns: equal for any reordering of the same values. */
 function fingerprint(x: Float32Array): [number, number] {
   const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
-  let s1 = 0;
-  let s2 = 0;
-  for (let i = 0; i < bits.length; i++) {
+  // in chunk calls of a small function (one loop over a whole tensor ran interpreted until on-stack replacement)
+  fp1 = 0;
+  fp2 = 0;
+  for (let from = 0; from < bits.length; from += 4096) fingerprintChunk(bits, from, Math.min(bits.length, from + 4096));
+  return [fp1, fp2];
+}
+
+let fp1 = 0;
+let fp2 = 0;
+
+/** Adds bits[from..to) into the running sums fp1, fp2 (mod 2^32). */
+function fingerprintChunk(bits: Uint32Array, from: number, to: number): void {
+  let s1 = fp1;
+  let s2 = fp2;
+  for (let i = from; i < to; i++) {
     const v = bits[i]!;
     s1 = (s1 + mix(v, 0x9e3779b9)) >>> 0;
     s2 = (s2 + mix(v, 0x85ebca6b)) >>> 0;
   }
-  return [s1, s2];
+  fp1 = s1;
+  fp2 = s2;
 }
 
 function mix(v: number, seed: number): number {
