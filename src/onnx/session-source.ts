@@ -82,6 +82,11 @@ export function hasExternalData(model: OnnxModel): boolean {
   return model.constants().some((n) => model.externalRef(n) !== undefined);
 }
 
+/** Whether any of `model`'s tensors is read from a file: external data, or raw_data loadOnnx left in the model file. */
+function hasFileData(model: OnnxModel): boolean {
+  return model.constants().some((n) => model.fileRef(n) !== undefined);
+}
+
 type Ref = { location: string; offset: number; length: number };
 
 /**
@@ -93,7 +98,7 @@ type Ref = { location: string; offset: number; length: number };
  *   data file is gone
  */
 export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOutputs, { viaFile }: { viaFile?: boolean } = {}): Promise<SessionSource> {
-  if (!hasExternalData(model)) {
+  if (!hasFileData(model)) {
     const tail = isOutputs(edit) ? (edit.outputs.length > 0 ? outputsTail(edit) : undefined) : undefined;
     const chunks = model.toByteChunks({ inlineExternal: true });
     if (tail) chunks.push(tail);
@@ -108,7 +113,7 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOu
   }
   lastPlacement.length = 0;
   const dataDirs = new Set(model.constants().flatMap((n) => {
-    const r = model.externalRef(n);
+    const r = model.fileRef(n);
     return r ? [path.dirname(r.file)] : [];
   }));
   if (dataDirs.size === 1) {
@@ -162,7 +167,7 @@ function writeSession(model: OnnxModel, edit: ProtoEdit | ExtraOutputs | undefin
   let at = 0;
   try {
     for (const name of model.constants()) {
-      const ref = model.externalRef(name);
+      const ref = model.fileRef(name);
       if (!ref) continue;
       if (edited.has(name)) {
         const data = model.getRaw(name);
