@@ -23,6 +23,13 @@
  * Constants inside subgraphs (If branches, Loop/Scan bodies, nested to any depth) are listed too when their name
  * is defined once in the whole model (subgraph-tensors.ts); edits splice them into the nested messages (graph →
  * node → attribute → graph → initializer or Constant node), leaving every other byte as it was.
+ *
+ * A large file (loadOnnx: DATA_IN_FILE_BYTES) leaves the raw_data of its large main-graph initializers in the
+ * file: the model keeps its protobuf without those bytes, reads a tensor from the file when asked (a fresh,
+ * aligned copy; the file must still be the one loaded, else io_error), puts the fields back byte for byte when
+ * writing (checked at load: a file whose bytes would not come back exactly is held whole), and sessions read
+ * them from the file as external data (`fileRef`). So a model costs its weights once, where a copy is made, not
+ * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
 import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -833,7 +840,8 @@ export class OnnxModel {
 }
 
 /**
- * Read and validate an ONNX file.
+ * Read and validate an ONNX file. A file of DATA_IN_FILE_BYTES or more leaves its large initializers' raw_data in
+ * the file (see the file comment and readOnnx).
  * @throws BasinError file_not_found; onnx_invalid (not a ModelProto, a malformed graph) naming the file; unsafe_path for
  *   external data outside the model's folder
  */

@@ -17,6 +17,10 @@
  * session exists (`dispose`): onnxruntime holds what it read or mapped, and the user's files are untouched. When
  * that folder cannot be written (read-only, or the data files lie in several folders), a private temp folder is
  * used instead, holding hard links to the data files (a copy across file systems).
+ *
+ * A model whose raw_data loadOnnx left in its file (large files) is handled the same way: the session's protobuf
+ * references the model file itself at each such tensor's offset, so onnxruntime reads the weights from there and
+ * neither basin nor the protobuf it hands over holds them.
  */
 import { closeSync, copyFileSync, linkSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
