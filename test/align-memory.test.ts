@@ -82,17 +82,18 @@ async function peakRatio(args: (files: { a: string; b: string; o: string }) => s
 // get extra outputs appended to the model's bytes instead of a decoded and re-encoded copy). Since loadOnnx leaves
 // the weights of files over 16 MiB in the file (read on demand, sessions reading them from the file): align 9.5x
 // -> 6.5x (left: A's and B's float32 weights and the cost sums of matching, the permuted weights and one session
-// while verifying), permute 6.8x -> 1.8x. The bounds fail the previous design.
+// while verifying), permute 6.8x -> 1.8-3.0x (the bare process it is measured over varies by 30 MiB, 1x of this
+// file). The bounds fail the previous design.
 test('align: peak memory over a bare onnxruntime process stays within 8x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
   t.diagnostic(`align ${say}`);
   assert.ok(ratio <= 8, `align ${say}`);
 });
 
-test('permute: peak memory over a bare onnxruntime process stays within 3.5x the model file', { timeout: 600_000 }, async (t) => {
+test('permute: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o]);
   t.diagnostic(`permute ${say}`);
-  assert.ok(ratio <= 3.5, `permute ${say}`);
+  assert.ok(ratio <= 4.5, `permute ${say}`);
 });
 
 // A model over 64 MiB (84 MiB) is checked one session at a time, without prepacked weights: measured 6.2x before
