@@ -1,6 +1,6 @@
 /**
  * Peak memory of `basin align` and `basin permute` on a model of ~30 MB, and of `permute` on one of 84 MB: the
- * process may hold the two models' bytes plus what one step needs, not a copy per step. A regression (every weight copied once more, a session per step, verification on
+ * process may hold the two models' weights plus what one step needs, not a copy per step. A regression (every weight copied once more, a session per step, verification on
  * full batches of a large model) shows as a peak over the bound. Memory does not depend on load (unlike time); the
  * child runs with a fixed V8 heap so garbage collection cannot defer frees arbitrarily.
  */
@@ -79,25 +79,31 @@ async function peakRatio(args: (files: { a: string; b: string; o: string }) => s
 // holding transposed rows of A and B for every placement, 10.35x since they are made per cost matrix
 // (src/match/weight-matching-costs.ts; the four 1536 x 1536 float64 running sums are most of the rest), 9.7x since
 // verification exposes hidden values in groups (src/verify/compare.ts); permute 8.2x, 5.4x since then (sessions
-// get extra outputs appended to the model's bytes instead of a decoded and re-encoded copy).
-test('align: peak memory over a bare onnxruntime process stays within 11.5x the model file', { timeout: 600_000 }, async (t) => {
+// get extra outputs appended to the model's bytes instead of a decoded and re-encoded copy). Since loadOnnx leaves
+// the weights of files over 16 MiB in the file (read on demand, sessions reading them from the file): align 9.5x
+// -> 6.5x (left: A's and B's float32 weights and the cost sums of matching, the permuted weights and one session
+// while verifying), permute 6.8x -> 1.8-3.0x (the bare process it is measured over varies by 30 MiB, 1x of this
+// file). The bounds fail the previous design.
+test('align: peak memory over a bare onnxruntime process stays within 8x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
   t.diagnostic(`align ${say}`);
-  assert.ok(ratio <= 11.5, `align ${say}`);
+  assert.ok(ratio <= 8, `align ${say}`);
 });
 
-test('permute: peak memory over a bare onnxruntime process stays within 7x the model file', { timeout: 600_000 }, async (t) => {
+test('permute: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o]);
   t.diagnostic(`permute ${say}`);
-  assert.ok(ratio <= 7, `permute ${say}`);
+  assert.ok(ratio <= 4.5, `permute ${say}`);
 });
 
 // A model over 64 MiB (84 MiB) is checked one session at a time, without prepacked weights: measured 6.2x before
 // (probe and sessions from decoded and re-encoded copies, both models' sessions alive), 3.4x now alone and 4.2x
 // inside a loaded full test run (B's bytes, the permuted tensors, one session, a 128 MiB group of values, and the
-// allocator's arenas, which vary with load). The bound 5x fails the previous design and leaves 0.8x for load.
-test('permute of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 5x the model file', { timeout: 600_000 }, async (t) => {
+// allocator's arenas, which vary with load). 1.8x (4.3x before) since B's weights stay in its file: the permuted
+// tensors, one session reading the rest from the file, a group of values. The bound 3.5x fails the previous design
+// and leaves 1.7x for load.
+test('permute of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 3.5x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o], LARGE_WIDTHS);
   t.diagnostic(`permute (large) ${say}`);
-  assert.ok(ratio <= 5, `permute (large) ${say}`);
+  assert.ok(ratio <= 3.5, `permute (large) ${say}`);
 });

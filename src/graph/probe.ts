@@ -130,7 +130,7 @@ export async function probeModel(
       const source = await sessionSource(described, exposing(described, names, { typed: false }));
       try {
         // one run: prepacked copies of the weights would only add memory
-        session = await openSession(source.model, { doing, prepack: false, ...where });
+        session = await openSession(source.model, { doing, prepack: false, profile: 'check', ...where });
       } finally {
         source.dispose();
       }

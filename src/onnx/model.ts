@@ -23,8 +23,15 @@
  * Constants inside subgraphs (If branches, Loop/Scan bodies, nested to any depth) are listed too when their name
  * is defined once in the whole model (subgraph-tensors.ts); edits splice them into the nested messages (graph →
  * node → attribute → graph → initializer or Constant node), leaving every other byte as it was.
+ *
+ * A large file (loadOnnx: DATA_IN_FILE_BYTES) leaves the raw_data of its large main-graph initializers in the
+ * file: the model keeps its protobuf without those bytes, reads a tensor from the file when asked (a fresh,
+ * aligned copy; the file must still be the one loaded, else io_error), puts the fields back byte for byte when
+ * writing (checked at load: a file whose bytes would not come back exactly is held whole), and sessions read
+ * them from the file as external data (`fileRef`). So a model costs its weights once, where a copy is made, not
+ * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
-import { closeSync, existsSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import * as onnx from './proto.js';
@@ -111,6 +118,30 @@ interface Entry {
   readonly external: ExternalRef | undefined;
   /** Where the tensor is stored: [] for the main graph, else the steps down into a subgraph. */
   readonly scope: readonly GraphStep[];
+  /** A main-graph initializer whose raw_data was left in the model file (see loadOnnx). */
+  readonly lazy?: LazyRaw;
+}
+
+/**
+ * An initializer's raw_data left in the model file and read on demand: where its bytes are in the file, and how
+ * to put the field back (the model keeps its protobuf without these bytes).
+ */
+interface LazyRaw {
+  /** Offset and length of the data in the model file. */
+  readonly offset: number;
+  readonly length: number;
+  /** Where the raw_data field stood in the initializer's message once it was taken out, and its tag and length bytes. */
+  readonly cut: number;
+  readonly head: Uint8Array;
+}
+
+/** The model file a lazy model reads its raw_data from, as it was when loaded. */
+interface ModelFile {
+  readonly realPath: string;
+  readonly dev: number;
+  readonly ino: number;
+  readonly size: number;
+  readonly mtimeMs: number;
 }
 
 const ELEM_NAMES: Record<number, string> = {
@@ -233,9 +264,16 @@ export class OnnxModel {
   /** Where each external tensor's bytes are now; differs from the proto after saving over its own data file. */
   private ext: Map<string, ExternalRef>;
   private extMoved = false;
+  /** Initializers whose raw_data stays in `source` (empty unless loadOnnx left data in the file). */
+  private readonly lazy: ReadonlyMap<string, LazyRaw>;
+  private readonly source: ModelFile | undefined;
+  /** Lazy tensors' bytes read before the model file was replaced (by a save over it). */
+  private held = new Map<string, Uint8Array>();
 
-  private constructor(bytes: Uint8Array, proto: ModelProto, file: string | undefined) {
+  private constructor(bytes: Uint8Array, proto: ModelProto, file: string | undefined, lazy: ReadonlyMap<string, LazyRaw> = new Map(), source?: ModelFile) {
     this.bytes = bytes;
+    this.lazy = lazy;
+    this.source = source;
     this.proto = proto;
     this.path = file;
     const label = file ?? '(in-memory model)';
@@ -247,7 +285,7 @@ export class OnnxModel {
     const { opset, opsets } = checkOpsets(proto, label, file);
     this.opset = opset;
     this.opsets = opsets;
-    this.entries = collectEntries(proto, label, file);
+    this.entries = collectEntries(proto, label, file, lazy);
     this.ext = checkExternalFiles(this.entries, label, file);
     const inits = new Set((graph.initializer ?? []).map((t) => t.name ?? ''));
     this.inputs = (graph.input ?? []).filter((v) => !inits.has(v.name ?? '')).map(describeValue);
@@ -328,7 +366,7 @@ export class OnnxModel {
    */
   viewFloat32(name: string): Tensor {
     const e = this.entry(name);
-    const raw = e.form === 'raw' && !this.edits.has(name) ? e.tensor!.rawData : undefined;
+    const raw = e.form === 'raw' && !e.lazy && !this.edits.has(name) ? e.tensor!.rawData : undefined;
     if (!raw || this.readableDType(e) !== 'F32' || raw.byteOffset % 4 !== 0 || raw.length % 4 !== 0) return this.getFloat32(name);
     const values = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
     assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant') });
@@ -398,8 +436,9 @@ export class OnnxModel {
 
   /** An independent copy: same source, same pending edits. */
   clone(): OnnxModel {
-    const c = new OnnxModel(this.bytes, onnx.decodeModel(this.bytes), this.path);
+    const c = new OnnxModel(this.bytes, onnx.decodeModel(this.bytes), this.path, this.lazy, this.source);
     for (const [k, v] of this.edits) c.edits.set(k, copyBytes(v));
+    c.held = new Map(this.held);
     c.ext = new Map(this.ext);
     c.extMoved = this.extMoved;
     return c;
@@ -429,6 +468,18 @@ export class OnnxModel {
     return r && { file: r.safe?.realPath ?? r.file, offset: r.offset, length: r.length };
   }
 
+  /**
+   * Where the stored bytes of a tensor lie in a file: an external tensor's data file, or the model file itself for
+   * raw_data that loadOnnx left there (until a save replaces that file). As externalRef, the place is given for an
+   * edited tensor too (its data there is the loaded one). Undefined for anything else. A session reads a tensor
+   * from there (an external-data reference) instead of from a copy.
+   */
+  fileRef(name: string): { file: string; offset: number; length: number } | undefined {
+    const e = this.entry(name);
+    if (e.lazy && this.source && !this.held.has(name)) return { file: this.source.realPath, offset: e.lazy.offset, length: e.lazy.length };
+    return this.externalRef(name);
+  }
+
   /** `toBytes` with every external tensor's data at `refs` (location relative to where the bytes are saved); nothing is read. */
   toBytesWithExternal(refs: ReadonlyMap<string, { location: string; offset: number; length: number }>): Uint8Array {
     return concat(this.toChunks(new Map([...refs].map(([k, v]) => [k, { ...v, file: v.location }]))));
@@ -439,6 +490,7 @@ export class OnnxModel {
     const changed = new Map<string, Entry>();
     for (const name of this.edits.keys()) changed.set(name, this.entry(name));
     if (external !== 'keep' || this.extMoved) for (const e of this.entries.values()) if (e.form === 'external') changed.set(e.name, e);
+    for (const e of this.entries.values()) if (e.lazy) changed.set(e.name, e); // the protobuf lacks their bytes: put back
     if (changed.size === 0 && !stamp) return [this.bytes];
     const tensorBytes = (e: Entry): ITensorProto => this.rewrittenTensor(e, external);
     const restamped = (f: WireField, value: Uint8Array): boolean =>
@@ -461,6 +513,10 @@ export class OnnxModel {
           if (!here) return undefined;
           const e = here.get(wireString(gv, TENSOR_NAME, this.label));
           if (!e || e.kind !== 'initializer') return undefined;
+          if (e.lazy && !this.edits.has(e.name) && !this.lazyAsExternal(e, external)) {
+            // the initializer's own bytes, as in the file: the raw_data field back where it stood
+            return [gv.subarray(0, e.lazy.cut), e.lazy.head, this.readLazy(e), gv.subarray(e.lazy.cut)];
+          }
           return [onnx.encodeTensor(tensorBytes(e))];
         }
         if (g.no !== GRAPH_NODE) return undefined;
@@ -513,6 +569,13 @@ export class OnnxModel {
     const t: ITensorProto = onnx.shallowCopy(e.tensor!);
     const dtype = e.dtype!;
     const upTo = typeof external === 'object' && !(external instanceof Map) ? external.inlineUpTo : undefined;
+    const lazyRef = this.lazyAsExternal(e, external);
+    if (lazyRef) {
+      clearData(t);
+      t.dataLocation = onnx.TensorProto_DataLocation.EXTERNAL;
+      t.externalData = externalEntries(e.tensor!, lazyRef);
+      return t;
+    }
     if (e.form === 'external' && upTo !== undefined && numel(e.shape) * DTYPES[e.dtype!].bytes > upTo) {
       t.externalData = externalEntries(e.tensor!, this.ext.get(e.name)!); // kept where it is, unread (edits not applied)
       return t;
@@ -539,6 +602,79 @@ export class OnnxModel {
       (t as unknown as Record<string, unknown>)[field] = vals;
     }
     return t;
+  }
+
+  /**
+   * Where a lazy tensor is written as an external-data reference instead of raw_data: at the location `external`
+   * gives it (a session's layout), or in the model file itself when it is over an `inlineUpTo` size and unedited.
+   */
+  private lazyAsExternal(e: Entry, external: ExternalMode): ExternalRef | undefined {
+    if (!e.lazy) return undefined;
+    if (external instanceof Map) return external.get(e.name);
+    if (typeof external !== 'object' || e.lazy.length <= external.inlineUpTo || this.edits.has(e.name) || this.held.has(e.name)) return undefined;
+    const realPath = this.source!.realPath;
+    return { location: path.basename(realPath), file: realPath, offset: e.lazy.offset, length: e.lazy.length };
+  }
+
+  /**
+   * A lazy tensor's stored bytes (not a copy to keep: the caller copies or hands them on), read from the model
+   * file, which must still be the file that was loaded.
+   * @throws BasinError io_error when the model file was changed, replaced or removed since loading
+   */
+  private readLazy(e: Entry): Uint8Array {
+    const held = this.held.get(e.name);
+    if (held) return held;
+    const src = this.source!;
+    const changed = (why: string): BasinError =>
+      new BasinError('io_error', `${q(this.label)} ${why} since it was loaded, so tensor ${q(e.name)} cannot be read from it: load the model again`, {
+        file: this.path,
+        tensor: e.name,
+      });
+    let fd: number;
+    try {
+      fd = openSync(src.realPath, 'r');
+    } catch (err) {
+      throw changed(`cannot be opened (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+    }
+    try {
+      const st = fstatSync(fd);
+      if (st.dev !== src.dev || st.ino !== src.ino || st.size !== src.size || st.mtimeMs !== src.mtimeMs) throw changed('was changed or replaced');
+      const out = new Uint8Array(e.lazy!.length);
+      for (let off = 0; off < out.length; ) {
+        const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), e.lazy!.offset + off);
+        if (n === 0) throw changed('shrank');
+        off += n;
+      }
+      return out;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  /** Read every lazy tensor that is not edited into memory: the model file is about to be replaced. */
+  private holdLazy(): void {
+    for (const e of this.entries.values()) if (e.lazy && !this.edits.has(e.name) && !this.held.has(e.name)) this.held.set(e.name, this.readLazy(e));
+  }
+
+  /**
+   * This model with its large main-graph initializers' raw_data left in `source` (the file its bytes were read
+   * from), or undefined when it has none of at least `minBytes`, or when putting the fields back would not give
+   * the file's bytes exactly (non-minimal length prefixes): then the model keeps its bytes. For loadOnnx.
+   */
+  static withDataInFile(model: OnnxModel, source: ModelFile, minBytes = DATA_IN_FILE_TENSOR_BYTES): OnnxModel | undefined {
+    return model.withDataInFile(source, minBytes);
+  }
+
+  private withDataInFile(source: ModelFile, minBytes: number): OnnxModel | undefined {
+    if (this.edits.size > 0 || this.lazy.size > 0) return undefined;
+    const split = splitRawData(this.bytes, this.label, minBytes);
+    if (!split) return undefined;
+    const m = new OnnxModel(split.skeleton, onnx.decodeModel(split.skeleton), this.path, split.lazy, source);
+    // the bytes it would write, with the data from this model's bytes: exactly the file, or no lazy model
+    for (const [name, r] of split.lazy) m.held.set(name, this.bytes.subarray(r.offset, r.offset + r.length));
+    const same = sameBytes(m.toChunks('keep'), this.bytes);
+    m.held.clear();
+    return same ? m : undefined;
   }
 
   private rewrittenAttr(e: Entry, external: ExternalMode): IAttributeProto {
@@ -575,6 +711,7 @@ export class OnnxModel {
   }
 
   private async saveUnlocked(target: string): Promise<void> {
+    if (this.source && this.lazy.size > 0 && isFile(path.resolve(target), this.source)) this.holdLazy(); // its data is read from the file replaced
     const externals = [...this.entries.values()].filter((e) => e.form === 'external');
     const provenance = currentProvenance();
     const stamp = provenance ? provenanceMetadata(provenance) : undefined;
@@ -685,6 +822,7 @@ export class OnnxModel {
     const dtype = this.readableDType(e);
     switch (e.form) {
       case 'raw':
+        if (e.lazy) return this.held.has(e.name) ? copyBytes(this.held.get(e.name)!) : this.readLazy(e); // a fresh read is a copy
         return copyBytes(e.tensor!.rawData!);
       case 'typed':
         return typedToBytes(((e.tensor as unknown as Record<string, ArrayLike<LongLike>>)[typedField(dtype)] ?? []), dtype);
@@ -702,19 +840,62 @@ export class OnnxModel {
 }
 
 /**
- * Read and validate an ONNX file.
+ * Read and validate an ONNX file. A file of DATA_IN_FILE_BYTES or more leaves its large initializers' raw_data in
+ * the file (see the file comment and readOnnx).
  * @throws BasinError file_not_found; onnx_invalid (not a ModelProto, a malformed graph) naming the file; unsafe_path for
  *   external data outside the model's folder
  */
 export async function loadOnnx(file: string): Promise<OnnxModel> {
+  return readOnnx(file);
+}
+
+/**
+ * loadOnnx with options (a function of its own: loadOnnx is passed to `map`, whose index must not become options).
+ * @throws BasinError as loadOnnx
+ */
+export async function readOnnx(file: string, { dataInFileFrom = DATA_IN_FILE_BYTES, tensorFrom = DATA_IN_FILE_TENSOR_BYTES }: LoadOnnxOptions = {}): Promise<OnnxModel> {
   let bytes: Uint8Array;
+  let source: ModelFile;
   try {
-    bytes = readFileSync(file);
+    const fd = openSync(file, 'r');
+    try {
+      const st = fstatSync(fd);
+      source = { realPath: realpathSync(file), dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
+      bytes = readFileSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
     throw fsError(e, file, 'open');
   }
-  return OnnxModel.fromBytes(bytes, { path: file });
+  const model = OnnxModel.fromBytes(bytes, { path: file });
+  if (bytes.length < dataInFileFrom) return model;
+  const lazy = OnnxModel.withDataInFile(model, source, tensorFrom);
+  if (!lazy) return model;
+  // The file's bytes are garbage now, held only by the model decoded from them: freed at once rather than at the
+  // next full collection (a backing store moved to a young object goes at the next scavenge; the old views are
+  // left empty, and nothing reads them).
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+  return lazy;
 }
+
+/** How loadOnnx reads a model. */
+export interface LoadOnnxOptions {
+  /**
+   * Files of at least this many bytes keep the raw_data of their large initializers (≥ DATA_IN_FILE_TENSOR_BYTES)
+   * in the file: each is read when asked for (a fresh, aligned copy), written back from there, and handed to
+   * sessions as a reference into the file, so the model does not hold its weights in memory. Default
+   * DATA_IN_FILE_BYTES; Infinity reads everything into memory.
+   */
+  dataInFileFrom?: number;
+  /** Initializers with at least this many bytes of raw_data are left in the file; default DATA_IN_FILE_TENSOR_BYTES. */
+  tensorFrom?: number;
+}
+
+/** Model files from this size on leave their large initializers' data in the file (see LoadOnnxOptions). */
+export const DATA_IN_FILE_BYTES = 16 * 2 ** 20;
+/** Initializers' raw_data from this size on is left in the file. */
+export const DATA_IN_FILE_TENSOR_BYTES = 64 * 2 ** 10;
 
 /**
  * Write `model` to `file` atomically (temp file + rename); see OnnxModel.save for external data.
@@ -825,7 +1006,7 @@ function tensorForm(t: ITensorProto, name: string, dtype: DType | undefined, sha
   return n === 0 ? 'raw' : 'typed';
 }
 
-function collectEntries(proto: ModelProto, label: string, file: string | undefined): Map<string, Entry> {
+function collectEntries(proto: ModelProto, label: string, file: string | undefined, lazy: ReadonlyMap<string, LazyRaw>): Map<string, Entry> {
   const entries = new Map<string, Entry>();
   const add = (e: Entry): void => {
     if (entries.has(e.name)) {
@@ -839,6 +1020,16 @@ function collectEntries(proto: ModelProto, label: string, file: string | undefin
     const elemType = t.dataType ?? 0;
     const dtype = dtypeFromOnnx(elemType);
     const shape = tensorShape(t, name, label, file);
+    const left = scope.length === 0 ? lazy.get(name) : undefined;
+    if (left) {
+      // raw_data left in the file (taken out of these bytes by splitRawData): checked as tensorForm checks it
+      const want = dtype === undefined ? left.length : numel(shape) * DTYPES[dtype].bytes;
+      if (left.length !== want || t.dataLocation === onnx.TensorProto_DataLocation.EXTERNAL) {
+        throw new BasinError('onnx_invalid', `${q(label)}: tensor ${q(name)} (${dtype ?? onnxTypeName(elemType)} ${shapeStr(shape)}) should hold ${want} bytes, but its raw_data has ${left.length}`, { file, tensor: name, shape });
+      }
+      add({ name, kind: 'initializer', elemType, dtype, shape, form: 'raw', tensor: t, attr: undefined, external: undefined, scope, lazy: left });
+      return;
+    }
     const form = tensorForm(t, name, dtype, shape, label, file);
     add({ name, kind: 'initializer', elemType, dtype, shape, form, tensor: t, attr: undefined, external: form === 'external' ? pendingExternal(t, name, label, file) : undefined, scope });
   };
@@ -880,6 +1071,50 @@ function collectEntries(proto: ModelProto, label: string, file: string | undefin
     else if (st.node) addConstant(st.node, st.scope);
   }
   return entries;
+}
+
+/**
+ * The model's bytes without the raw_data of its main-graph initializers of at least `minBytes` (the `skeleton`,
+ * a valid ModelProto), and where each one's data lies in `bytes` and how to put the field back. Undefined when
+ * there is none. An initializer with more than one raw_data field (the last one counts) keeps its bytes.
+ */
+function splitRawData(bytes: Uint8Array, label: string, minBytes: number): { skeleton: Uint8Array; lazy: Map<string, LazyRaw> } | undefined {
+  const lazy = new Map<string, LazyRaw>();
+  const chunks = rewrite(bytes, label, (f, gv) => {
+    if (f.no !== MODEL_GRAPH || f.wt !== 2) return undefined;
+    return rewrite(gv, label, (g, tv) => {
+      if (g.no !== GRAPH_INITIALIZER || g.wt !== 2) return undefined;
+      const raws = [...wireFields(tv, label)].filter((t) => t.no === TENSOR_RAW_DATA);
+      const raw = raws[0];
+      if (raws.length !== 1 || raw!.wt !== 2 || raw!.end - raw!.valueStart < minBytes) return undefined;
+      const name = wireString(tv, TENSOR_NAME, label);
+      if (lazy.has(name)) return undefined;
+      lazy.set(name, { offset: tv.byteOffset - bytes.byteOffset + raw!.valueStart, length: raw!.end - raw!.valueStart, cut: raw!.start, head: copyBytes(tv.subarray(raw!.start, raw!.valueStart)) });
+      return [tv.subarray(0, raw!.start), tv.subarray(raw!.end)];
+    });
+  });
+  return lazy.size === 0 ? undefined : { skeleton: concat(chunks), lazy };
+}
+
+/** Whether `chunks` in order hold exactly `bytes`. */
+function sameBytes(chunks: readonly Uint8Array[], bytes: Uint8Array): boolean {
+  let at = 0;
+  for (const c of chunks) {
+    if (at + c.length > bytes.length) return false;
+    if (!Buffer.from(c.buffer, c.byteOffset, c.length).equals(Buffer.from(bytes.buffer, bytes.byteOffset + at, c.length))) return false;
+    at += c.length;
+  }
+  return at === bytes.length;
+}
+
+/** Whether `file` is (now) the file `source` describes. */
+function isFile(file: string, source: ModelFile): boolean {
+  try {
+    const st = statSync(file);
+    return st.dev === source.dev && st.ino === source.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** External reference as written in the TensorProto (`file` is resolved by checkExternalFiles). */
@@ -994,7 +1229,7 @@ function align(n: number, a: number): number {
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0]!.slice();
+  if (chunks.length === 1) return copyBytes(chunks[0]!); // a copy (Buffer#slice would share the bytes)
   let n = 0;
   for (const c of chunks) n += c.length;
   const out = new Uint8Array(n);
@@ -1194,6 +1429,7 @@ const NODE_OP_TYPE = 4;
 const NODE_ATTRIBUTE = 5;
 const NODE_DOMAIN = 7;
 const TENSOR_NAME = 8;
+const TENSOR_RAW_DATA = 9;
 const ATTR_NAME = 1;
 const ATTR_G = 6;
 const ATTR_GRAPHS = 11;

@@ -17,6 +17,10 @@
  * session exists (`dispose`): onnxruntime holds what it read or mapped, and the user's files are untouched. When
  * that folder cannot be written (read-only, or the data files lie in several folders), a private temp folder is
  * used instead, holding hard links to the data files (a copy across file systems).
+ *
+ * A model whose raw_data loadOnnx left in its file (large files) is handled the same way: the session's protobuf
+ * references the model file itself at each such tensor's offset, so onnxruntime reads the weights from there and
+ * neither basin nor the protobuf it hands over holds them.
  */
 import { closeSync, copyFileSync, linkSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
@@ -82,6 +86,11 @@ export function hasExternalData(model: OnnxModel): boolean {
   return model.constants().some((n) => model.externalRef(n) !== undefined);
 }
 
+/** Whether any of `model`'s tensors is read from a file: external data, or raw_data loadOnnx left in the model file. */
+function hasFileData(model: OnnxModel): boolean {
+  return model.constants().some((n) => model.fileRef(n) !== undefined);
+}
+
 type Ref = { location: string; offset: number; length: number };
 
 /**
@@ -93,7 +102,7 @@ type Ref = { location: string; offset: number; length: number };
  *   data file is gone
  */
 export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOutputs, { viaFile }: { viaFile?: boolean } = {}): Promise<SessionSource> {
-  if (!hasExternalData(model)) {
+  if (!hasFileData(model)) {
     const tail = isOutputs(edit) ? (edit.outputs.length > 0 ? outputsTail(edit) : undefined) : undefined;
     const chunks = model.toByteChunks({ inlineExternal: true });
     if (tail) chunks.push(tail);
@@ -108,7 +117,7 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOu
   }
   lastPlacement.length = 0;
   const dataDirs = new Set(model.constants().flatMap((n) => {
-    const r = model.externalRef(n);
+    const r = model.fileRef(n);
     return r ? [path.dirname(r.file)] : [];
   }));
   if (dataDirs.size === 1) {
@@ -162,7 +171,7 @@ function writeSession(model: OnnxModel, edit: ProtoEdit | ExtraOutputs | undefin
   let at = 0;
   try {
     for (const name of model.constants()) {
-      const ref = model.externalRef(name);
+      const ref = model.fileRef(name);
       if (!ref) continue;
       if (edited.has(name)) {
         const data = model.getRaw(name);

@@ -38,6 +38,8 @@ export interface CreateSessionOptions {
   threads?: number;
   /** false: weights not prepacked (see OpenSessionOptions.prepack). */
   prepack?: boolean;
+  /** 'check' for a session run on a few inputs (see SessionProfile); default 'model'. */
+  profile?: 'model' | 'check';
 }
 
 /**
@@ -178,7 +180,7 @@ function definedValues(model: OnnxModel): Set<string> {
  * A session for `model` (its current edits included), optionally exposing intermediate values.
  * @throws BasinError invalid_argument for an extra output the model does not define; onnx_runtime naming the file and node
  */
-export async function createSession(model: OnnxModel, { extraOutputs = [], threads, prepack }: CreateSessionOptions = {}): Promise<OnnxSession> {
+export async function createSession(model: OnnxModel, { extraOutputs = [], threads, prepack, profile }: CreateSessionOptions = {}): Promise<OnnxSession> {
   if (extraOutputs.length > 0) {
     const defined = definedValues(model);
     for (const name of extraOutputs) {
@@ -192,7 +194,7 @@ export async function createSession(model: OnnxModel, { extraOutputs = [], threa
   }
   const source = await sessionSource(model, extraOutputs.length > 0 ? exposing(model, extraOutputs) : undefined);
   try {
-    return new OnnxSession(model, await openSession(source.model, { doing: 'creating a session', threads, prepack, file: model.path, graph: model.proto.graph }));
+    return new OnnxSession(model, await openSession(source.model, { doing: 'creating a session', threads, prepack, profile, file: model.path, graph: model.proto.graph }));
   } finally {
     source.dispose();
   }

@@ -411,7 +411,7 @@ async function exposingSession(model: OnnxModel, names: readonly string[], prepa
   let extra = [...names];
   for (let attempt = 0; ; attempt++) {
     try {
-      return { session: await createSession(model, { extraOutputs: extra, prepack }), exposed: extra };
+      return { session: await createSession(model, { extraOutputs: extra, prepack, profile: 'check' }), exposed: extra };
     } catch (e) {
       const msg = e instanceof Error ? e.message : '';
       const named = extra.filter((v) => msg.includes(`(${v})`) || msg.includes(`'${v}'`));
