@@ -32,7 +32,7 @@
  * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
 import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../io/random-name.js';
 import path from 'node:path';
 import * as onnx from './proto.js';
 import { DTYPES, decodeFloat32, dtypeFromOnnx, encodeFloat32, viewStored, type DType } from '../dtype.js';
@@ -755,7 +755,7 @@ export class OnnxModel {
     try {
       if (!(await commitPair(data, path.join(dir, finalName), targetAbs, () => this.toChunks(layout(finalName), stamp)))) {
         // The final name is the previous pair's (or an unknown file's): use a name of our own.
-        dataName = `${base}.basin-${process.pid}-${randomBytes(6).toString('hex')}${convention}`;
+        dataName = `${base}.basin-${process.pid}-${randomHex(6)}${convention}`;
         try {
           renameSync(data.tempPath, path.join(dir, dataName));
         } catch (e) {

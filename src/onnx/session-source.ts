@@ -23,7 +23,7 @@
  * neither basin nor the protobuf it hands over holds them.
  */
 import { closeSync, copyFileSync, linkSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
+import { randomHex } from '../io/random-name.js';
 import os from 'node:os';
 import path from 'node:path';
 import * as onnx from './proto.js';
@@ -122,7 +122,7 @@ export async function sessionSource(model: OnnxModel, edit?: ProtoEdit | ExtraOu
   }));
   if (dataDirs.size === 1) {
     const dir = [...dataDirs][0]!;
-    const stem = path.join(dir, `.basin-session-${process.pid}-${randomBytes(6).toString('hex')}`);
+    const stem = path.join(dir, `.basin-session-${process.pid}-${randomHex(6)}`);
     const files = [`${stem}.onnx`, `${stem}.data`];
     const dispose = (): void => files.forEach((f) => rmSync(f, { force: true }));
     try {
