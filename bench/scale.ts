@@ -37,6 +37,8 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/c
 
 interface Measured {
   seconds: number;
+  /** User and system CPU seconds of the child (from /proc/PID/stat, last poll before it exited). */
+  cpu: { user: number; sys: number };
   peakBytes: number;
   code: number;
   stderr: string;
@@ -56,9 +58,15 @@ function measure(args: string[]): Promise<Measured> {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let peak = 0;
+    const cpu = { user: 0, sys: 0 };
     let stopped = false;
     const poll = (): void => {
       try {
+        // fields after the parenthesized command name: utime and stime are the 12th and 13th (clock ticks of 1/100 s)
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        cpu.user = Math.max(cpu.user, Number(f[11]) / 100);
+        cpu.sys = Math.max(cpu.sys, Number(f[12]) / 100);
         const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
         const m = /VmHWM:\s+(\d+) kB/.exec(status);
         if (m) peak = Math.max(peak, Number(m[1]) * 1024);
@@ -75,7 +83,7 @@ function measure(args: string[]): Promise<Measured> {
     const timer = setInterval(poll, 50);
     child.on('exit', (code) => {
       clearInterval(timer);
-      resolve({ seconds: (performance.now() - started) / 1000, peakBytes: peak, code: code ?? 1, stderr });
+      resolve({ seconds: (performance.now() - started) / 1000, cpu, peakBytes: peak, code: code ?? 1, stderr });
     });
   });
 }
@@ -350,18 +358,23 @@ async function sameCheckpoint(got: string, want: string): Promise<boolean> {
 
 const gib = (b: number): string => (b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 30).toFixed(2)} GiB`);
 
-/** Run `steps`, printing one table row each; returns whether every one succeeded. */
+/** One minute load average of the machine (the bench runs on shared machines: wall time depends on it). */
+const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]!;
+
+/** Run `steps`, printing one table row each (wall, CPU, peak RSS, load average at the start and end). */
 async function table(size: number, steps: [string, string[]][]): Promise<void> {
-  console.log('| command | wall (s) | peak RSS | peak RSS / model size |');
-  console.log('| --- | --- | --- | --- |');
+  console.log('| command | wall (s) | CPU user + sys (s) | peak RSS | peak RSS / model size | load (start, end) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const [name, args] of steps) {
+    const before = load();
     const m = await measure(args);
+    const cpu = `${m.cpu.user.toFixed(0)} + ${m.cpu.sys.toFixed(0)}`;
     if (m.code !== 0) {
-      console.log(`| ${name} | failed (exit ${m.code}) | ${gib(m.peakBytes)} | |`);
+      console.log(`| ${name} | failed (exit ${m.code}) after ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | | ${before}, ${load()} |`);
       console.log(m.stderr.split('\n').slice(-5).join('\n'));
       continue;
     }
-    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x |`);
+    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x | ${before}, ${load()} |`);
   }
 }
 
