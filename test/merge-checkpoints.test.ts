@@ -13,6 +13,8 @@ import { writeCheckpoint, openCheckpoint } from '../src/io/checkpoint.js';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { permuteTensor } from '../src/spec/apply.js';
 import { mergeCheckpoints } from '../src/merge/merge-checkpoints.js';
+import { AlignedMeanTensors } from '../src/merge/streaming-consensus.js';
+import { LazyTensors } from '../src/io/lazy-tensors.js';
 import { mergeModels } from '../src/merge/merge-models.js';
 import { openModel } from '../src/models/load.js';
 import { saveModel } from '../src/models/save.js';
@@ -262,4 +264,27 @@ test('CLI: merge A B --spec --shard-size of sharded weights-only checkpoints run
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^basin: error \[models_mismatch\]: .*'stem\.bias'/m);
   assert.doesNotMatch(bad.stderr, /\n\s+at /, 'no stack trace');
+});
+
+test('AlignedMeanTensors: a target tensor is computed from that tensor of each other model only, when its values are first read (float64 mean of the permuted values, rounded once)', async () => {
+  const ws = [weights(51), weights(52), weights(53)];
+  const paths = await Promise.all(ws.map((w, k) => save(path.join(tmp, `mean-${k}.safetensors`), w)));
+  const spec = PermutationSpec.fromJson(SPEC, SHAPES);
+  const cks = await Promise.all(paths.map((p) => openCheckpoint(p)));
+  const lazy = cks.map((ck) => new LazyTensors(ck, spec.tensors(), { keepBytes: 0 }));
+  const r = rng(54);
+  const perms = ws.map(() => new Map(spec.free.map((p) => [p, randomPermutation(spec.perms.get(p)!.size, r)])));
+  const c = [0, 0.25, 0.75];
+  const target = new AlignedMeanTensors(spec, lazy.map((tensors) => ({ tensors })), perms, c, 0);
+  const name = 'stages.1.blocks.0.conv2.weight';
+  const t = target.get(name)!;
+  assert.deepEqual(t.shape, SHAPES.get(name));
+  assert.equal(lazy.reduce((s, l) => s + l.reads.size, 0), 0, 'get reads nothing');
+  const got = t.data;
+  assert.deepEqual(lazy.map((l) => l.readNames()), [[], [name], [name]], 'only that tensor of the models with weight > 0 is read');
+  const l = LAYERS.find((x) => x.name === name)!;
+  const xs = [1, 2].map((k) => l.axes.reduce((x, p, axis) => (p === null ? x : gather(x, l.shape, axis, Array.from(perms[k]!.get(p)!))), ws[k]!.get(name)!));
+  const want = Float32Array.from(xs[0]!, (v, i) => 0.25 * v + 0.75 * xs[1]![i]!);
+  assert.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(want.buffer)), 'Σ c_j·P_j(θ_j)');
+  for (const ck of cks) await ck.close();
 });
