@@ -288,3 +288,20 @@ test('AlignedMeanTensors: a target tensor is computed from that tensor of each o
   assert.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(want.buffer)), 'Σ c_j·P_j(θ_j)');
   for (const ck of cks) await ck.close();
 });
+
+test('AlignedMeanTensors of one model at weight 1 (MergeMany of two) is that model permuted, with -0 as +0 as the float64 mean gives', async () => {
+  const w = weights(61);
+  const name = 'stem.weight';
+  const x = w.get(name)!;
+  x[0] = -0;
+  x[1] = 0;
+  const p = await save(path.join(tmp, 'one.safetensors'), w);
+  const spec = PermutationSpec.fromJson(SPEC, SHAPES);
+  const ck = await openCheckpoint(p);
+  const perms = [0, 1].map(() => new Map(spec.free.map((q) => [q, Int32Array.from({ length: spec.perms.get(q)!.size }, (_, i) => i)])));
+  const t = new AlignedMeanTensors(spec, [{ tensors: new LazyTensors(ck, spec.tensors()) }, { tensors: new LazyTensors(ck, spec.tensors()) }], perms, [1, 0]).get(name)!;
+  const want = Float32Array.from(x, (v) => 0 + 1 * v);
+  assert.ok(Object.is(want[0], 0) && Object.is(t.data[0], 0), '-0 → +0');
+  assert.ok(Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength).equals(Buffer.from(want.buffer)));
+  await ck.close();
+});

@@ -64,14 +64,24 @@ export class AlignedMeanTensors implements ReadonlyMap<string, Tensor> {
   /** One tensor's mean, in alignedMean's order of operations (float64 sum over j ascending, rounded once). */
   private compute(name: string): Float32Array {
     const size = tensorOf(this.models[0]!, name, 0).size;
-    const acc = new Float64Array(size);
-    this.models.forEach((m, j) => {
-      if (!(this.c[j]! > 0)) return;
-      const x = permuteTensor(this.spec, this.perms[j]!, name, tensorOf(m, name, j));
-      const cj = this.c[j]!;
-      for (let e = 0; e < size; e++) acc[e] = acc[e]! + cj * x[e]!;
-    });
-    const out = Float32Array.from(acc);
+    const used = this.c.flatMap((c, j) => (c > 0 ? [j] : []));
+    let out: Float32Array;
+    if (used.length === 1 && this.c[used[0]!] === 1) {
+      // one other model at weight 1 (MergeMany of two): 0 + 1·x is x exactly (but -0 becomes +0), no float64 pass
+      const j = used[0]!;
+      const x = tensorOf(this.models[j]!, name, j);
+      const p = permuteTensor(this.spec, this.perms[j]!, name, x);
+      out = p === x.data ? p.slice() : p;
+      for (let e = 0; e < size; e++) if (out[e] === 0) out[e] = 0;
+    } else {
+      const acc = new Float64Array(size);
+      for (const j of used) {
+        const x = permuteTensor(this.spec, this.perms[j]!, name, tensorOf(this.models[j]!, name, j));
+        const cj = this.c[j]!;
+        for (let e = 0; e < size; e++) acc[e] = acc[e]! + cj * x[e]!;
+      }
+      out = Float32Array.from(acc);
+    }
     this.computed.set(name, (this.computed.get(name) ?? 0) + 1);
     if (out.byteLength <= this.keepBytes) {
       while (this.keptBytes + out.byteLength > this.keepBytes) {
