@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- scale`: basin on models larger than protobuf's 2 GB limit and on sharded safetensors, each
- * command a child process as a user runs it; prints wall time and peak RSS (the child's VmHWM, polled from /proc)
- * against the model's size on disk. Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
+ * command a child process as a user runs it; prints wall time, CPU time (user + system), peak RSS (the child's VmHWM
+ * and times polled from /proc) against the model's size on disk, and the load average (the machine may be shared). Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
  * - `table`: an ONNX model over 2 GB: a 3-layer MLP (`BASIN_SCALE_D`, default 1024 wide) plus a frozen
  *   `[BASIN_SCALE_ROWS, 16]` table (default 2^25 rows: 2 GiB) gathered and added to the output, every weight in
  *   one external data file. It exercises what a > 2 GB model needs (sessions from the data file, streamed saves);
@@ -14,8 +14,9 @@
  * - `unet`: a Stable Diffusion U-Net-size residual CNN (3×3 convs, widths 320/640/1280, ~860 M parameters, 3.2 GiB
  *   per model; `BASIN_SCALE_UNET_C`, `BASIN_SCALE_UNET_STAGES` = mult x blocks per stage, default
  *   `1x3,2x3,4x13,4x13,2x3,1x3`) as sharded safetensors with its spec, B = A permuted (+ `BASIN_SCALE_UNET_NOISE`
- *   × uniform noise): `align --spec` and `merge --spec`, each checked (aligned B and the merge equal A bit for bit;
- *   with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
+ *   × uniform noise): `align --spec` and `merge --spec` (both out of core: lazy reads, sharded output; merge is
+ *   MergeMany, about 4 weight-matching runs for two models), each checked (aligned B and the merge equal A bit for
+ *   bit; with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
  *   `BASIN_SCALE_UNET_ONNX=1` also writes A as ONNX with external data and runs `inspect`, `permute`, `align`
  *   (verified) and `merge` on it as the `table` case does.
  * Align results are checked: aligned B must equal A exactly (B is an exact permutation of A).
@@ -436,7 +437,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const wanted = process.env['BASIN_SCALE_STEPS']?.split(',');
     const steps: [string, string[]][] = [
       ['align --spec (lazy reads, sharded out)', ['align', a, b, '-o', out, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'align.json'), '-q']],
-      ['merge --spec (weight matching, average)', ['merge', a, b, '-o', merged, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'merge.json'), '-q']],
+      ['merge --spec (out of core: MergeMany, average)', ['merge', a, b, '-o', merged, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'merge.json'), '-q']],
     ];
     await table(bytes, steps.filter(([, args]) => !wanted || wanted.includes(args[0]!)));
     for (const [what, file] of [['align', 'align.json'], ['merge', 'merge.json']] as const) {
