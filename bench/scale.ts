@@ -1,7 +1,7 @@
 /**
  * `npm run bench -- scale`: basin on models larger than protobuf's 2 GB limit and on sharded safetensors, each
- * command a child process as a user runs it; prints wall time and peak RSS (the child's VmHWM, polled from /proc)
- * against the model's size on disk. Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
+ * command a child process as a user runs it; prints wall time, CPU time (user + system), peak RSS (the child's VmHWM
+ * and times polled from /proc) against the model's size on disk, and the load average (the machine may be shared). Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
  * - `table`: an ONNX model over 2 GB: a 3-layer MLP (`BASIN_SCALE_D`, default 1024 wide) plus a frozen
  *   `[BASIN_SCALE_ROWS, 16]` table (default 2^25 rows: 2 GiB) gathered and added to the output, every weight in
  *   one external data file. It exercises what a > 2 GB model needs (sessions from the data file, streamed saves);
@@ -14,8 +14,9 @@
  * - `unet`: a Stable Diffusion U-Net-size residual CNN (3×3 convs, widths 320/640/1280, ~860 M parameters, 3.2 GiB
  *   per model; `BASIN_SCALE_UNET_C`, `BASIN_SCALE_UNET_STAGES` = mult x blocks per stage, default
  *   `1x3,2x3,4x13,4x13,2x3,1x3`) as sharded safetensors with its spec, B = A permuted (+ `BASIN_SCALE_UNET_NOISE`
- *   × uniform noise): `align --spec` and `merge --spec`, each checked (aligned B and the merge equal A bit for bit;
- *   with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
+ *   × uniform noise): `align --spec` and `merge --spec` (both out of core: lazy reads, sharded output; merge is
+ *   MergeMany, about 4 weight-matching runs for two models), each checked (aligned B and the merge equal A bit for
+ *   bit; with noise: the planted permutations are recovered). Small first: `BASIN_SCALE_UNET_C=32`.
  *   `BASIN_SCALE_UNET_ONNX=1` also writes A as ONNX with external data and runs `inspect`, `permute`, `align`
  *   (verified) and `merge` on it as the `table` case does.
  * Align results are checked: aligned B must equal A exactly (B is an exact permutation of A).
@@ -37,6 +38,8 @@ const CLI = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../src/c
 
 interface Measured {
   seconds: number;
+  /** User and system CPU seconds of the child (from /proc/PID/stat, last poll before it exited). */
+  cpu: { user: number; sys: number };
   peakBytes: number;
   code: number;
   stderr: string;
@@ -56,9 +59,15 @@ function measure(args: string[]): Promise<Measured> {
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let peak = 0;
+    const cpu = { user: 0, sys: 0 };
     let stopped = false;
     const poll = (): void => {
       try {
+        // fields after the parenthesized command name: utime and stime are the 12th and 13th (clock ticks of 1/100 s)
+        const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+        const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        cpu.user = Math.max(cpu.user, Number(f[11]) / 100);
+        cpu.sys = Math.max(cpu.sys, Number(f[12]) / 100);
         const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
         const m = /VmHWM:\s+(\d+) kB/.exec(status);
         if (m) peak = Math.max(peak, Number(m[1]) * 1024);
@@ -75,7 +84,7 @@ function measure(args: string[]): Promise<Measured> {
     const timer = setInterval(poll, 50);
     child.on('exit', (code) => {
       clearInterval(timer);
-      resolve({ seconds: (performance.now() - started) / 1000, peakBytes: peak, code: code ?? 1, stderr });
+      resolve({ seconds: (performance.now() - started) / 1000, cpu, peakBytes: peak, code: code ?? 1, stderr });
     });
   });
 }
@@ -350,18 +359,23 @@ async function sameCheckpoint(got: string, want: string): Promise<boolean> {
 
 const gib = (b: number): string => (b < 2 ** 30 ? `${(b / 2 ** 20).toFixed(0)} MiB` : `${(b / 2 ** 30).toFixed(2)} GiB`);
 
-/** Run `steps`, printing one table row each; returns whether every one succeeded. */
+/** One minute load average of the machine (the bench runs on shared machines: wall time depends on it). */
+const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]!;
+
+/** Run `steps`, printing one table row each (wall, CPU, peak RSS, load average at the start and end). */
 async function table(size: number, steps: [string, string[]][]): Promise<void> {
-  console.log('| command | wall (s) | peak RSS | peak RSS / model size |');
-  console.log('| --- | --- | --- | --- |');
+  console.log('| command | wall (s) | CPU user + sys (s) | peak RSS | peak RSS / model size | load (start, end) |');
+  console.log('| --- | --- | --- | --- | --- | --- |');
   for (const [name, args] of steps) {
+    const before = load();
     const m = await measure(args);
+    const cpu = `${m.cpu.user.toFixed(0)} + ${m.cpu.sys.toFixed(0)}`;
     if (m.code !== 0) {
-      console.log(`| ${name} | failed (exit ${m.code}) | ${gib(m.peakBytes)} | |`);
+      console.log(`| ${name} | failed (exit ${m.code}) after ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | | ${before}, ${load()} |`);
       console.log(m.stderr.split('\n').slice(-5).join('\n'));
       continue;
     }
-    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x |`);
+    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x | ${before}, ${load()} |`);
   }
 }
 
@@ -423,7 +437,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const wanted = process.env['BASIN_SCALE_STEPS']?.split(',');
     const steps: [string, string[]][] = [
       ['align --spec (lazy reads, sharded out)', ['align', a, b, '-o', out, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'align.json'), '-q']],
-      ['merge --spec (weight matching, average)', ['merge', a, b, '-o', merged, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'merge.json'), '-q']],
+      ['merge --spec (out of core: MergeMany, average)', ['merge', a, b, '-o', merged, '--spec', spec, '--shard-size', '1GB', '--report', path.join(dir, 'merge.json'), '-q']],
     ];
     await table(bytes, steps.filter(([, args]) => !wanted || wanted.includes(args[0]!)));
     for (const [what, file] of [['align', 'align.json'], ['merge', 'merge.json']] as const) {

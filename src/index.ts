@@ -99,6 +99,7 @@ export { randomizedSvd, topKEig, type LinearOperator, type RandomizedOptions, ty
 // The commands as library calls: what `basin align`, `basin merge` and `basin interpolate` each make one call to.
 export { alignModels, type AlignModelsOptions, type AlignModelsReport } from './align/align-models.js';
 export { mergeModels, type MergeModelsOptions, type MergeModelsResult, type MergeModelsProgress } from './merge/merge-models.js';
+export { mergeCheckpoints, type MergeCheckpointsOptions, type MergeCheckpointsResult, type MergeCheckpointPhases, type CheckpointMatching } from './merge/merge-checkpoints.js';
 export { interpolationStudy, type InterpolationStudy, type InterpolationStudyOptions } from './pipeline/interpolate.js';
 
 // Factorization core (low-rank layers fitted on activations): streamed statistics, closed-form reduced-rank regression, ALS, convs on their im2col.

@@ -135,7 +135,7 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
  * A Tensor of `shape` whose `data` comes from `load` on first access and is then held by the object (a plain
  * property from there on); `shape`, `size` and `rank` need no load.
  */
-function deferredTensor(shape: readonly number[], load: () => Float32Array): Tensor {
+export function deferredTensor(shape: readonly number[], load: () => Float32Array): Tensor {
   const t = Object.create(Tensor.prototype) as Tensor;
   Object.defineProperty(t, 'shape', { value: Object.freeze([...shape]), enumerable: true });
   Object.defineProperty(t, 'size', { value: numel(shape) });

@@ -22,7 +22,7 @@ import { permuteModel } from '../spec/permute-model.js';
 import { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js';
 import type { ActivationData, ActivationMatchingOptions } from '../match/activation-matching.js';
 import { matchingMethod } from '../match/registry.js';
-import { matchModelOf } from '../match/consensus.js';
+import { matchModelOf, type ConsensusMatcher } from '../match/consensus.js';
 import { withPointsFromGraph } from '../match/graph-points.js';
 import { averageModels, checkMergeable } from './interpolate.js';
 
@@ -77,7 +77,11 @@ function same(x: Int32Array, y: Int32Array): boolean {
   return true;
 }
 
-function normalizedWeights(n: number, weights: readonly number[] | undefined): number[] {
+/**
+ * Model weights normalized to sum to 1 (default: equal).
+ * @throws BasinError invalid_argument for a count other than `n`, a negative or non-finite weight, or a sum of 0
+ */
+export function normalizedWeights(n: number, weights: readonly number[] | undefined): number[] {
   const w = weights ?? new Array<number>(n).fill(1);
   if (w.length !== n) {
     throw new BasinError('invalid_argument', `mergeMany got ${n} models but ${w.length} weights; give one weight per model`, { expected: n, found: w.length });
@@ -105,6 +109,57 @@ function compose(spec: PermutationSpec, p: Assignment, g: Assignment): Assignmen
   return out;
 }
 
+/** What alignMany returns: MergeMany's permutations, without the models they align. */
+export interface AlignManyResult {
+  /** One assignment per model, in model 0's frame (identity for model 0). */
+  perms: Assignment[];
+  /** The matcher's objective after each round. */
+  rounds: number[];
+  /** True when the last round changed no permutation. */
+  converged: boolean;
+  notes: string[];
+}
+
+/**
+ * MergeMany's rounds (see the file comment) on `n` models through `matcher` (a matching method's consensus, over
+ * in-memory tensors or tensors read from disk when used): start, then every model matched in a seeded random order
+ * until a round changes nothing or `maxIter` rounds; the permutations are then expressed in model 0's frame.
+ * Reads nothing itself: what it costs in time and memory is the matcher's.
+ * @param opts.weights normalized model weights (one per model)
+ */
+export async function alignMany(
+  spec: PermutationSpec,
+  matcher: ConsensusMatcher,
+  n: number,
+  opts: { weights: readonly number[]; seed: number; maxIter: number; onProgress?: (p: MergeManyProgress) => void },
+): Promise<AlignManyResult> {
+  const { weights: w, seed, maxIter, onProgress } = opts;
+  let perms: Assignment[] = await matcher.start();
+  onProgress?.({ phase: 'start' });
+
+  const rounds: number[] = [];
+  const random = seededRandom(seed);
+  let converged = false;
+  for (let round = 0; round < maxIter && !converged; round++) {
+    const order = shuffle(n, random);
+    let changedRound = 0;
+    for (const k of order) {
+      const next = await matcher.step(k, perms, w, seed + round * n + k);
+      let changed = 0;
+      for (const name of spec.free) if (!same(next.get(name)!, perms[k]!.get(name)!)) changed++;
+      if (changed > 0) perms = perms.map((p, j) => (j === k ? next : p));
+      changedRound += changed;
+      onProgress?.({ phase: 'match', round, model: k, changed });
+    }
+    rounds.push(matcher.objective(perms, w));
+    converged = changedRound === 0;
+    onProgress?.({ phase: 'round', round, changed: changedRound, objective: rounds[rounds.length - 1] });
+  }
+  // Into model 0's frame: g = inverse of model 0's permutations, applied after every model's own.
+  const g: Assignment = new Map(spec.free.map((name) => [name, invert(perms[0]!.get(name)!)]));
+  return { perms: perms.map((p) => compose(spec, p, g)), rounds, converged, notes: [...matcher.notes] };
+}
+
 /**
  * Align `models` to one another by MergeMany with `opts.method` and average them (see the file comment).
  * @param models ONNX graphs of one architecture (for a state_dict: its graph with the state_dict's weights)
@@ -130,32 +185,7 @@ export async function mergeMany(models: readonly OnnxModel[], spec: PermutationS
     opts.data,
     { seed, ...opts.activation },
   );
-  let perms: Assignment[] = await matcher.start();
-  onProgress?.({ phase: 'start' });
-
-  const rounds: number[] = [];
-  const random = seededRandom(seed);
-  let converged = false;
-  for (let round = 0; round < maxIter && !converged; round++) {
-    const order = shuffle(n, random);
-    let changedRound = 0;
-    for (const k of order) {
-      const next = await matcher.step(k, perms, w, seed + round * n + k);
-      let changed = 0;
-      for (const name of spec.free) if (!same(next.get(name)!, perms[k]!.get(name)!)) changed++;
-      if (changed > 0) perms = perms.map((p, j) => (j === k ? next : p));
-      changedRound += changed;
-      onProgress?.({ phase: 'match', round, model: k, changed });
-    }
-    rounds.push(matcher.objective(perms, w));
-    converged = changedRound === 0;
-    onProgress?.({ phase: 'round', round, changed: changedRound, objective: rounds[rounds.length - 1] });
-  }
-  const notes = [...matcher.notes];
-
-  // Into model 0's frame: g = inverse of model 0's permutations, applied after every model's own.
-  const g: Assignment = new Map(spec.free.map((name) => [name, invert(perms[0]!.get(name)!)]));
-  const final = perms.map((p) => compose(spec, p, g));
+  const { perms: final, rounds, converged, notes } = await alignMany(spec, matcher, n, { weights: w, seed, maxIter, onProgress });
   const alignedModels: OnnxModel[] = [];
   for (let k = 0; k < n; k++) {
     const isIdentity = spec.free.every((name) => final[k]!.get(name)!.every((v, i) => v === i));

@@ -2,10 +2,11 @@ import type { Command } from 'commander';
 import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, readJsonFile, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
-import { openModel, type LoadedModel } from '../../models/load.js';
-import { checkModelOutput, isStateDictFolder, saveModel, shardedOutput } from '../../models/save.js';
+import { isOnnxPath, openModel, type LoadedModel } from '../../models/load.js';
+import { checkModelOutput, isStateDictFolder, outputFormat, saveModel, shardedOutput } from '../../models/save.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { mergeModels } from '../../merge/merge-models.js';
+import { isWeightsOnlyCheckpoint, mergeCheckpoints, type CheckpointMatching } from '../../merge/merge-checkpoints.js';
 import type { CorrectionName } from '../../merge/corrections.js';
 import { formatTable } from '../../report/table.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
@@ -111,6 +112,70 @@ export function correctionArg(o: { resetBn?: string; repair?: string }): { name:
   return undefined;
 }
 
+/**
+ * Whether this merge runs out of core (merge/merge-checkpoints.ts): weights-only safetensors state_dicts with a
+ * spec, weight matching or none, a safetensors output, and nothing that runs the models (data, corrections,
+ * evaluation, a graph). Everything else keeps the in-memory path.
+ */
+async function outOfCore(paths: string[], o: Options): Promise<boolean> {
+  const all = o.base !== undefined ? [...paths, o.base] : paths;
+  if (all.some(isOnnxPath) || o.graph || o.arch || o.data || o.repair || o.resetBn || o.eval) return false;
+  if (outputFormat(o.out, paths) !== 'safetensors') return false;
+  return isWeightsOnlyCheckpoint(paths[0]!);
+}
+
+/** The out-of-core merge, its log lines and report (the in-memory report's fields, plus phases). */
+async function mergeOutOfCore(
+  paths: string[],
+  o: Options,
+  { spec, matching, mergeName, mergeOptions, started }: { spec: PermutationSpecJson; matching: CheckpointMatching; mergeName: MergeMethodName; mergeOptions: MergeMethodOptions; started: number },
+): Promise<void> {
+  const startup = started / 1000; // process start to the command's start: node, module loading, argument parsing
+  const r = await mergeCheckpoints(paths, o.out, {
+    spec,
+    specLabel: o.spec,
+    method: matching,
+    merge: mergeName,
+    mergeOptions,
+    base: o.base,
+    seed: o.seed,
+    maxIter: o.maxIter,
+    strict: o.strict,
+    shardBytes: o.shardSize,
+    onProgress: (p) => {
+      if ('message' in p) log(p.phase === 'step' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`);
+      else if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
+      else if (p.phase === 'start') log(`  starting permutations found (${matching} matching)`);
+    },
+  });
+  if (r.copied.length) log(`  ${r.copied.length} non-float tensor(s) copied from the first model: ${r.copied.slice(0, 6).map(q).join(', ')}${r.copied.length > 6 ? ', …' : ''}`);
+  const ph = r.phases;
+  const other = Math.max(0, performance.now() / 1000 - startup - ph.load - ph.match - ph.write);
+  const phases = { startup, ...ph, other };
+  log(`phases: startup ${fmtSeconds(startup)}, load ${fmtSeconds(ph.load)}, match ${fmtSeconds(ph.match)}${ph.cost !== undefined ? ` (${ph.steps} matching step(s), ${ph.sweeps} sweep(s): cost ${fmtSeconds(ph.cost)}, LAP ${fmtSeconds(ph.lap!)} for ${ph.laps} LAPs, objective ${fmtSeconds(ph.objective!)})` : ''}, write ${fmtSeconds(ph.write)}`);
+  log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)}, out of core)`);
+  if (o.report) {
+    await writeReport(o.report, 'merge', {
+      models: paths,
+      out: o.out,
+      format: 'safetensors',
+      align: matching,
+      merge: { method: r.merge.method, options: r.merge.options, base: o.base ?? null, aligned_to: r.alignedTo, statistics_averaged: r.statistics },
+      warnings: r.warnings,
+      weights: o.weights !== undefined ? r.merge.options.weights : null,
+      rounds: r.rounds,
+      perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
+      verified: false,
+      statistics_fix: null,
+      evaluations: [],
+      out_of_core: true,
+      files: r.files,
+      phases,
+    });
+    log(`wrote ${o.report}`);
+  }
+}
+
 export function register(program: Command): void {
   const cmd = program
     .command('merge')
@@ -170,6 +235,11 @@ export function register(program: Command): void {
       checkModelOutput(o.out, paths); // the extension names a format, before any model is read
       const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
       const started = performance.now();
+      const streamed = matching === 'weight' || matching === 'none' ? matching : undefined;
+      if (spec && streamed && (await outOfCore(paths, o))) {
+        await mergeOutOfCore(paths, o, { spec, matching: streamed, mergeName, mergeOptions, started });
+        return;
+      }
       const loaded: LoadedModel[] = [];
       for (const p of paths) loaded.push(await openModel(p, { graph: o.graph, arch: o.arch }));
       const base = o.base ? await openModel(o.base, { graph: o.graph, arch: o.arch }) : undefined;

@@ -47,6 +47,11 @@ export function seededKeepMask(seed: number, name: string, k: number, density: n
 
 const STAT_SUFFIXES = ['running_mean', 'running_var', 'num_batches_tracked'];
 
+/** Whether a tensor's name marks it a BatchNorm statistic (`…running_mean`, `…running_var`, `…num_batches_tracked`). */
+export function isStatisticName(name: string): boolean {
+  return STAT_SUFFIXES.some((s) => name.endsWith(s));
+}
+
 /** BatchNorm statistics among `model`'s weights (see the file comment). */
 export function statisticTensors(model: OnnxModel): Set<string> {
   const out = new Set<string>();
@@ -58,7 +63,7 @@ export function statisticTensors(model: OnnxModel): Set<string> {
       if (name && floats.has(name)) out.add(name);
     }
   }
-  for (const name of floats) if (STAT_SUFFIXES.some((s) => name.endsWith(s))) out.add(name);
+  for (const name of floats) if (isStatisticName(name)) out.add(name);
   return out;
 }
 
@@ -76,24 +81,44 @@ export function mergeTensors(models: readonly OnnxModel[], base: OnnxModel | und
   const out = first.clone();
   const statistics: string[] = [];
   for (const name of first.weights()) {
-    const shape = first.weightInfo(name).shape;
-    const inputs = models.map((m) => readF64(m, name));
-    let merged: Float64Array;
-    if (stats.has(name)) {
-      statistics.push(name);
-      merged = new Float64Array(inputs[0]!.length);
-      for (const x of inputs) for (let i = 0; i < x.length; i++) merged[i] = merged[i]! + x[i]! / inputs.length;
-    } else {
-      const seed = opts.seed ?? 0;
-      merged = method.tensor(inputs, base ? readF64(base, name) : undefined, opts, {
-        name,
-        shape,
-        keepMask: (k, density, size) => seededKeepMask(seed, name, k, density, size),
-      });
-    }
+    const isStat = stats.has(name);
+    if (isStat) statistics.push(name);
+    const merged = mergeOneTensor(
+      models.map((m) => readF64(m, name)),
+      base ? readF64(base, name) : undefined,
+      method,
+      opts,
+      { name, shape: first.weightInfo(name).shape, statistic: isStat },
+    );
     writeF64(out, name, merged);
   }
   return { merged: out, statistics };
+}
+
+/**
+ * One merged tensor: a BatchNorm statistic (`ctx.statistic`, task-vector methods) as the models' plain mean, any
+ * other tensor by the method's row, DARE's masks seeded by (seed, name, model). `inputs`: the aligned models'
+ * values as float64, one flat array each; the caller rounds the result once into the stored dtype. Shared by the
+ * in-memory merge (mergeTensors) and the streaming one (merge/merge-checkpoints.ts).
+ */
+export function mergeOneTensor(
+  inputs: readonly Float64Array[],
+  base: Float64Array | undefined,
+  method: MergeMethod,
+  opts: ResolvedMergeOptions,
+  ctx: { readonly name: string; readonly shape: readonly number[]; readonly statistic: boolean },
+): Float64Array {
+  if (ctx.statistic) {
+    const merged = new Float64Array(inputs[0]!.length);
+    for (const x of inputs) for (let i = 0; i < x.length; i++) merged[i] = merged[i]! + x[i]! / inputs.length;
+    return merged;
+  }
+  const seed = opts.seed ?? 0;
+  return method.tensor(inputs, base, opts, {
+    name: ctx.name,
+    shape: ctx.shape,
+    keepMask: (k, density, size) => seededKeepMask(seed, ctx.name, k, density, size),
+  });
 }
 
 /**
