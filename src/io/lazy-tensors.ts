@@ -16,6 +16,7 @@
 import { Tensor, numel } from '../tensor/tensor.js';
 import { BasinError, q } from '../errors.js';
 import type { ReadFloat32SyncOptions } from './safetensors.js';
+import { OnDemandTensorMap } from '../tensor/on-demand-map.js';
 
 /** What LazyTensors reads from: a Checkpoint (io/checkpoint.ts) or anything with a synchronous float32 read. */
 export interface SyncTensorSource {
@@ -33,7 +34,7 @@ export interface LazyTensorsOptions {
 
 export const DEFAULT_KEEP_BYTES = 256 * 2 ** 20;
 
-export class LazyTensors implements ReadonlyMap<string, Tensor> {
+export class LazyTensors extends OnDemandTensorMap {
   /** Disk reads per tensor name since construction. */
   readonly reads = new Map<string, number>();
   private readonly names: ReadonlySet<string>;
@@ -52,6 +53,7 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
     names: Iterable<string>,
     { keepBytes = DEFAULT_KEEP_BYTES }: LazyTensorsOptions = {},
   ) {
+    super();
     if (!(Number.isSafeInteger(keepBytes) && keepBytes >= 0)) {
       throw new BasinError('invalid_argument', `keepBytes must be a non-negative integer, found ${String(keepBytes)}`, { found: keepBytes });
     }
@@ -106,27 +108,11 @@ export class LazyTensors implements ReadonlyMap<string, Tensor> {
     return [...this.reads.keys()].sort();
   }
 
-  keys(): MapIterator<string> {
-    return this.names.keys() as MapIterator<string>;
+  protected tensorNames(): Iterable<string> {
+    return this.names;
   }
 
-  *entries(): MapIterator<[string, Tensor]> {
-    for (const n of this.names) yield [n, this.get(n)!];
-  }
-
-  *values(): MapIterator<Tensor> {
-    for (const n of this.names) yield this.get(n)!;
-  }
-
-  [Symbol.iterator](): MapIterator<[string, Tensor]> {
-    return this.entries();
-  }
-
-  forEach(fn: (value: Tensor, key: string, map: ReadonlyMap<string, Tensor>) => void): void {
-    for (const n of this.names) fn(this.get(n)!, n, this);
-  }
-
-  toString(): string {
+  override toString(): string {
     return `LazyTensors(${q(this.source.path)}, ${this.names.size} tensors)`;
   }
 }

@@ -13,12 +13,13 @@ import { permuteTensor } from '../spec/apply.js';
 import { weightMatching, type MatchingResult } from '../match/weight-matching.js';
 import { otherWeights, tensorOf, weightConsensus, type ConsensusMatcher, type MatchModel } from '../match/consensus.js';
 import { DEFAULT_KEEP_BYTES, deferredTensor } from '../io/lazy-tensors.js';
+import { OnDemandTensorMap } from '../tensor/on-demand-map.js';
 
 /**
  * The aligned weighted mean Σ_j c_j · P_j(θ_j) of `models` over the spec's tensors, as a read-only map whose
  * tensors are computed when their values are first read; the most recent are kept up to `keepBytes` (float32).
  */
-export class AlignedMeanTensors implements ReadonlyMap<string, Tensor> {
+export class AlignedMeanTensors extends OnDemandTensorMap {
   private readonly names: readonly string[];
   private readonly kept = new Map<string, Float32Array>(); // insertion order = least recently used first
   private keptBytes = 0;
@@ -36,6 +37,7 @@ export class AlignedMeanTensors implements ReadonlyMap<string, Tensor> {
     private readonly c: readonly number[],
     private readonly keepBytes = DEFAULT_KEEP_BYTES,
   ) {
+    super();
     if (!(Number.isSafeInteger(keepBytes) && keepBytes >= 0)) throw new BasinError('invalid_argument', `keepBytes must be a non-negative integer, found ${String(keepBytes)}`, { found: keepBytes });
     this.names = spec.tensors();
   }
@@ -95,24 +97,8 @@ export class AlignedMeanTensors implements ReadonlyMap<string, Tensor> {
     return out;
   }
 
-  keys(): MapIterator<string> {
-    return this.names[Symbol.iterator]() as MapIterator<string>;
-  }
-
-  *entries(): MapIterator<[string, Tensor]> {
-    for (const n of this.names) yield [n, this.get(n)!];
-  }
-
-  *values(): MapIterator<Tensor> {
-    for (const n of this.names) yield this.get(n)!;
-  }
-
-  [Symbol.iterator](): MapIterator<[string, Tensor]> {
-    return this.entries();
-  }
-
-  forEach(fn: (value: Tensor, key: string, map: ReadonlyMap<string, Tensor>) => void): void {
-    for (const n of this.names) fn(this.get(n)!, n, this);
+  protected tensorNames(): Iterable<string> {
+    return this.names;
   }
 }
 

@@ -8,6 +8,7 @@ import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { mergeModels } from '../../merge/merge-models.js';
 import { isWeightsOnlyCheckpoint, mergeCheckpoints, type CheckpointMatching } from '../../merge/merge-checkpoints.js';
 import type { CorrectionName } from '../../merge/corrections.js';
+import type { MergeManyProgress } from '../../merge/merge-many.js';
 import { formatTable } from '../../report/table.js';
 import type { PermutationSpecJson } from '../../spec/types.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
@@ -142,11 +143,7 @@ async function mergeOutOfCore(
     maxIter: o.maxIter,
     strict: o.strict,
     shardBytes: o.shardSize,
-    onProgress: (p) => {
-      if ('message' in p) log(p.phase === 'step' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`);
-      else if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
-      else if (p.phase === 'start') log(`  starting permutations found (${matching} matching)`);
-    },
+    onProgress: progressLogger(matching),
   });
   if (r.copied.length) log(`  ${r.copied.length} non-float tensor(s) copied from the first model: ${r.copied.slice(0, 6).map(q).join(', ')}${r.copied.length > 6 ? ', …' : ''}`);
   const ph = r.phases;
@@ -156,15 +153,8 @@ async function mergeOutOfCore(
   log(`wrote ${o.out} (${fmtSeconds((performance.now() - started) / 1000)}, out of core)`);
   if (o.report) {
     await writeReport(o.report, 'merge', {
-      models: paths,
-      out: o.out,
+      ...mergeReportFields(r, paths, o, matching),
       format: 'safetensors',
-      align: matching,
-      merge: { method: r.merge.method, options: r.merge.options, base: o.base ?? null, aligned_to: r.alignedTo, statistics_averaged: r.statistics },
-      warnings: r.warnings,
-      weights: o.weights !== undefined ? r.merge.options.weights : null,
-      rounds: r.rounds,
-      perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
       verified: false,
       statistics_fix: null,
       evaluations: [],
@@ -261,11 +251,7 @@ export function register(program: Command): void {
         seed: o.seed,
         maxIter: o.maxIter,
         strict: o.strict,
-        onProgress: (p) => {
-          if ('message' in p) log(p.phase === 'step' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`);
-          else if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
-          else if (p.phase === 'start') log(`  starting permutations found (${matching} matching)`);
-        },
+        onProgress: progressLogger(matching),
       });
       // tensors outside the graph (a state_dict's buffers) are the models' weighted average (plain when weights are signed)
       const weights = resolved.weights.every((w) => w >= 0) && resolved.weights.some((w) => w > 0) ? resolved.weights : undefined;
@@ -279,15 +265,8 @@ export function register(program: Command): void {
       }
       if (o.report) {
         await writeReport(o.report, 'merge', {
-          models: paths,
-          out: o.out,
+          ...mergeReportFields(r, paths, o, matching),
           format: saved.format,
-          align: matching,
-          merge: { method: r.merge.method, options: r.merge.options, base: o.base ?? null, aligned_to: r.alignedTo, statistics_averaged: r.statistics },
-          warnings: r.warnings,
-          weights: o.weights !== undefined ? r.merge.options.weights : null,
-          rounds: r.rounds,
-          perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
           verified: r.verified,
           statistics_fix: r.correction,
           evaluations: r.evaluations?.results.map((e) => ({ model: e.model, ...e.result })) ?? [],
@@ -296,4 +275,39 @@ export function register(program: Command): void {
       }
     }),
   );
+}
+
+/** The merge's progress lines: steps, warnings and notes as they come, MergeMany's rounds and start. */
+function progressLogger(matching: string): (p: MergeManyProgress | { readonly phase: 'warning' | 'note' | 'step'; readonly message: string }) => void {
+  return (p) => {
+    if ('message' in p) log(p.phase === 'step' ? p.message : `${p.phase === 'warning' ? 'WARNING' : 'note'}: ${p.message}`);
+    else if (p.phase === 'round') log(`  round ${p.round! + 1}: objective ${p.objective?.toPrecision(8)}, ${p.changed} permutation(s) changed`);
+    else if (p.phase === 'start') log(`  starting permutations found (${matching} matching)`);
+  };
+}
+
+/** The report fields both merge paths (in memory, out of core) write alike. */
+function mergeReportFields(
+  r: {
+    merge: { method: string; options: { weights?: unknown } };
+    alignedTo: unknown;
+    statistics: unknown;
+    warnings: unknown;
+    rounds: unknown;
+    perms: readonly ReadonlyMap<string, ArrayLike<number>>[];
+  },
+  paths: readonly string[],
+  o: { out: string; base?: string; weights?: unknown },
+  matching: string,
+): Record<string, unknown> {
+  return {
+    models: paths,
+    out: o.out,
+    align: matching,
+    merge: { method: r.merge.method, options: r.merge.options, base: o.base ?? null, aligned_to: r.alignedTo, statistics_averaged: r.statistics },
+    warnings: r.warnings,
+    weights: o.weights !== undefined ? r.merge.options.weights : null,
+    rounds: r.rounds,
+    perms: r.perms.map((p) => Object.fromEntries([...p].map(([k, v]) => [k, Array.from(v)]))),
+  };
 }
