@@ -18,6 +18,7 @@ import type { ActivationProgress } from '../match/activation-matching.js';
 import type { SweepInfo } from '../match/weight-matching.js';
 import type { CheckpointGraph } from './verify-checkpoint.js';
 import type { FeedOptions } from '../data/data-ref.js';
+import { phaseClock } from '../report/phase-clock.js';
 
 /** Why a checkpoint aligned with a spec alone is not verified, and what would verify it. */
 export const UNVERIFIED_REASON = 'no graph for this architecture (a spec alone): pass --arch mlp (a plain MLP) or --graph MODEL.onnx with --spec to verify';
@@ -134,15 +135,7 @@ export function checkSameLayout(a: Checkpoint, b: Checkpoint): void {
  *   verify_failed when a graph is given and the aligned checkpoint computes something else
  */
 export async function alignCheckpoints(aPath: string, bPath: string, outPath: string | null, opts: AlignCheckpointOptions): Promise<AlignReport> {
-  const started = performance.now();
-  let mark = started;
-  /** Seconds since the previous call (phase timings). */
-  const since = () => {
-    const now = performance.now();
-    const seconds = (now - mark) / 1000;
-    mark = now;
-    return seconds;
-  };
+  const { started, since } = phaseClock();
   const a = await openCheckpoint(aPath);
   const b = await openCheckpoint(bPath);
   try {

@@ -31,6 +31,7 @@ import { streamingWeightConsensus } from './streaming-consensus.js';
 import { mergeMethod, type MergeMethodName, type MergeMethodOptions, type ResolvedMergeOptions } from './methods/index.js';
 import { isStatisticName, mergeOneTensor } from './methods/merge-tensors.js';
 import { mlpLayers } from '../spec/mlp.js';
+import { phaseClock } from '../report/phase-clock.js';
 
 /** The matching methods that need no graph: weight matching, or none. */
 export type CheckpointMatching = 'weight' | 'none';
@@ -127,14 +128,7 @@ function checkFloatLayout(ref: Checkpoint, refLabel: string, others: readonly { 
  *   the readers' and writeCheckpoint's codes. Nothing is written on error.
  */
 export async function mergeCheckpoints(paths: readonly string[], outPath: string, opts: MergeCheckpointsOptions): Promise<MergeCheckpointsResult> {
-  const started = performance.now();
-  let mark = started;
-  const since = () => {
-    const now = performance.now();
-    const s = (now - mark) / 1000;
-    mark = now;
-    return s;
-  };
+  const { since } = phaseClock();
   const rule = mergeMethod(opts.merge ?? 'average');
   if (paths.length < Math.max(rule.needsBase ? 1 : 2, rule.models.min)) throw new BasinError('invalid_argument', `merge needs at least ${rule.needsBase ? 'one model and --base' : 'two models'}, got ${paths.length}`, { found: paths.length });
   const ruleOpts = rule.resolve(opts.mergeOptions ?? {}, paths.length);
