@@ -114,26 +114,22 @@ function dependencies(spec: PermutationSpec): Map<string, string[]> {
 function fingerprint(x: Float32Array): [number, number] {
   const bits = new Uint32Array(x.buffer, x.byteOffset, x.length);
   // in chunk calls of a small function (one loop over a whole tensor ran interpreted until on-stack replacement)
-  fp1 = 0;
-  fp2 = 0;
-  for (let from = 0; from < bits.length; from += 4096) fingerprintChunk(bits, from, Math.min(bits.length, from + 4096));
-  return [fp1, fp2];
+  const sums = new Uint32Array(2);
+  for (let from = 0; from < bits.length; from += 4096) fingerprintChunk(bits, from, Math.min(bits.length, from + 4096), sums);
+  return [sums[0]!, sums[1]!];
 }
 
-let fp1 = 0;
-let fp2 = 0;
-
-/** Adds bits[from..to) into the running sums fp1, fp2 (mod 2^32). */
-function fingerprintChunk(bits: Uint32Array, from: number, to: number): void {
-  let s1 = fp1;
-  let s2 = fp2;
+/** Adds bits[from..to) into the two running sums (mod 2^32). */
+function fingerprintChunk(bits: Uint32Array, from: number, to: number, sums: Uint32Array): void {
+  let s1 = sums[0]!;
+  let s2 = sums[1]!;
   for (let i = from; i < to; i++) {
     const v = bits[i]!;
     s1 = (s1 + mix(v, 0x9e3779b9)) >>> 0;
     s2 = (s2 + mix(v, 0x85ebca6b)) >>> 0;
   }
-  fp1 = s1;
-  fp2 = s2;
+  sums[0] = s1;
+  sums[1] = s2;
 }
 
 function mix(v: number, seed: number): number {
