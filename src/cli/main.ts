@@ -2,9 +2,6 @@
 /** The `basin` command: a thin layer that parses arguments and calls one library function per command. */
 import { readFileSync } from 'node:fs';
 
-/** Commands whose work runs onnxruntime sessions (models, the matrix engine) in the common case. */
-const RUNTIME_COMMANDS = new Set(['align', 'merge', 'interpolate', 'verify', 'factorize', 'shrink', 'grow', 'zip', 'run', 'demo']);
-
 // `basin --version` answers before anything else is loaded.
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 if (process.argv.length === 3 && (process.argv[2] === '--version' || process.argv[2] === '-V')) {
@@ -13,10 +10,10 @@ if (process.argv.length === 3 && (process.argv[2] === '--version' || process.arg
 }
 // Commands that run models or the matrix engine: onnxruntime's one-time set-up starts on a worker thread now, beside
 // the module loading and model reading that come first (engine/runtime-warmup.ts).
+const { COMMANDS, RUNTIME_COMMANDS } = await import('./commands/index.js');
 const requested = process.argv.slice(2).find((a) => !['-q', '--quiet', '--verbose'].includes(a));
 if (requested !== undefined && RUNTIME_COMMANDS.has(requested)) (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground();
 const { makeProgram } = await import('./program.js');
-const { COMMANDS } = await import('./commands/index.js');
 const { printError } = await import('./common.js');
 const { runtimeLoadError } = await import('./runtime-check.js');
 const { withProvenance } = await import('../io/provenance.js');

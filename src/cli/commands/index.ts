@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 
 type CommandModule = { register: (program: Command) => void };
 
-export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
+const LOADERS = {
   demo: () => import('./demo.js'),
   align: () => import('./align.js'),
   inspect: () => import('./inspect.js'),
@@ -21,4 +21,12 @@ export const COMMANDS: Record<string, () => Promise<CommandModule>> = {
   zip: () => import('./zip.js'),
   run: () => import('./run.js'),
   web: () => import('./web.js'),
-};
+} satisfies Record<string, () => Promise<CommandModule>>;
+
+export const COMMANDS: Record<string, () => Promise<CommandModule>> = LOADERS;
+
+/**
+ * Commands whose work runs onnxruntime sessions (models, the matrix engine) in the common case: the CLI starts
+ * onnxruntime's one-time set-up on a worker thread for them (engine/runtime-warmup.ts).
+ */
+export const RUNTIME_COMMANDS: ReadonlySet<string> = new Set<keyof typeof LOADERS>(['align', 'merge', 'interpolate', 'verify', 'factorize', 'shrink', 'grow', 'zip', 'run', 'demo']);
