@@ -5,6 +5,8 @@
  *
  * Extra pairs: BASIN_BENCH_PAIR=A,B,SPEC (several separated by ';'), e.g. a trained pair kept outside the repo.
  * BASIN_BENCH_RUNS=N runs each side N times (default 5); the table shows medians.
+ * basin runs as the `basin` command users get: bin/basin, the POSIX launcher (node with the environment it sets,
+ * see that file), or `node dist/src/cli/main.js` on Windows and with BASIN_BENCH_LAUNCHER=0.
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
@@ -18,6 +20,9 @@ import { formatTable } from '../src/report/table.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const cli = path.join(root, 'dist/src/cli/main.js');
+const launcher = process.platform !== 'win32' && process.env['BASIN_BENCH_LAUNCHER'] !== '0';
+/** The `basin` command: [program, ...leading arguments]. */
+const basin: [string, string[]] = launcher ? [path.join(root, 'bin/basin'), []] : [process.execPath, [cli]];
 const fixtures = path.resolve(root, '../shared/fixtures');
 
 function gaussian(seed: number): () => number {
@@ -108,7 +113,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     let seedSweeps = 0;
     // basin and seed runs alternate, so that both see the same load on a busy machine
     for (let i = 0; i < runs; i++) {
-      ours.push(timeProcess(process.execPath, [cli, 'align', p.a, p.b, '-o', out, '--spec', p.spec, '--report', report]).seconds);
+      ours.push(timeProcess(basin[0], [...basin[1], 'align', p.a, p.b, '-o', out, '--spec', p.spec, '--report', report]).seconds);
       const rep = JSON.parse(readFileSync(report, 'utf8'));
       objective = rep.objective_after;
       sweeps = rep.sweeps.length;
@@ -127,7 +132,7 @@ export async function run(ctx: BenchContext): Promise<void> {
     const f = (k: string) => (phases[k] === undefined ? '-' : phases[k]!.toFixed(3));
     phaseRows.push([p.label, f('startup'), f('load'), f('cost'), f('lap'), String(phases.laps ?? '-'), `${phases.products ?? '-'} / ${phases.updates ?? '-'}`, f('objective'), f('match'), f('verify'), f('write'), f('other')]);
   }
-  console.log(`whole-process wall time, median of ${runs} runs (basin: node dist/src/cli/main.js align; seed: python3 bench/seed_weight_matching.py)`);
+  console.log(`whole-process wall time, median of ${runs} runs (basin: ${launcher ? 'bin/basin' : 'node dist/src/cli/main.js'} align; seed: python3 bench/seed_weight_matching.py)`);
   console.log(
     formatTable(['pair', 'basin s', 'seed s', 'basin/seed', 'objective basin', 'objective seed', 'sweeps b/s'], rows, { digits: 3 }),
   );

@@ -12,7 +12,11 @@ if (process.argv.length === 3 && (process.argv[2] === '--version' || process.arg
 // the module loading and model reading that come first (engine/runtime-warmup.ts).
 const { COMMANDS, RUNTIME_COMMANDS } = await import('./commands/index.js');
 const requested = process.argv.slice(2).find((a) => !['-q', '--quiet', '--verbose'].includes(a));
-if (requested !== undefined && RUNTIME_COMMANDS.has(requested)) (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground();
+// The thread starts when a core is spare; BASIN_WARMUP_THREAD=1 always starts it, =0 never.
+const warmThreads = process.env['BASIN_WARMUP_THREAD'];
+if (requested !== undefined && RUNTIME_COMMANDS.has(requested) && warmThreads !== '0') {
+  (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground({ always: warmThreads === '1' });
+}
 const { makeProgram } = await import('./program.js');
 const { printError } = await import('./common.js');
 const { runtimeLoadError } = await import('./runtime-check.js');

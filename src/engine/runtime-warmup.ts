@@ -20,7 +20,9 @@ export const WARMUP_MODEL_BASE64 =
   'CAcSADpVChEKAWEKAWISAWMiBk1hdE11bBIBd1oTCgFhEg4KDAgBEggKAggBCgIIAVoTCgFiEg4KDAgBEggKAggBCgIIAWITCgFjEg4KDAgBEggKAggBCgIIAUIECgAQDQ==';
 
 // The worker: load onnxruntime-node, create and run the tiny session, release it. Failures are the main thread's
-// to meet and report when it creates its own sessions, so the worker swallows them.
+// to meet and report when it creates its own sessions, so the worker swallows them. Its stdio stays piped to the
+// process's own (the default): a captured stream that the worker writes to keeps the process alive after its work
+// (measured: a worker's one stderr line under `stderr: true` held the CLI open forever).
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
 (async () => {
@@ -59,7 +61,7 @@ export function warmRuntimeInBackground({ always = false }: { always?: boolean }
   started = true;
   try {
     const ort = createRequire(import.meta.url).resolve('onnxruntime-node');
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ort, model: WARMUP_MODEL_BASE64 }, stdout: true, stderr: true });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ort, model: WARMUP_MODEL_BASE64 } });
     worker.on('error', () => undefined);
     worker.unref();
     return true;
