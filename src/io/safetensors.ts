@@ -14,7 +14,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { readSync } from 'node:fs';
-import { DTYPES, decodeFloat32, encodeFloat32, isDType, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, encodeFloat32, isDType, viewStored, type DType } from '../dtype.js';
 import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -284,6 +284,12 @@ function parseEntry(file: string, name: string, value: unknown): { name: string;
 export interface ReadFloat32SyncOptions {
   /** Scan the values for NaN/Inf (default true; false for bytes an earlier read of the same open file checked). */
   checkFinite?: boolean;
+  /**
+   * Where the values go: a Float32Array of exactly the tensor's element count (reused memory, io/read-buffer-pool.ts).
+   * F32 bytes are read straight into it; other dtypes are read, then converted into it. Default: a fresh array.
+   * @throws BasinError shape_mismatch when its length is not the tensor's element count
+   */
+  into?: Float32Array;
 }
 
 /** An open safetensors file: header parsed and validated, tensor bytes read on demand. */
@@ -391,9 +397,15 @@ export class SafetensorsFile {
    * (io/lazy-tensors.ts). `checkFinite: false` skips the NaN/Inf scan, for a caller that already checked these
    * bytes on an earlier read of the same open file.
    */
-  readFloat32Sync(name: string, { checkFinite = true }: ReadFloat32SyncOptions = {}): Tensor {
+  readFloat32Sync(name: string, { checkFinite = true, into }: ReadFloat32SyncOptions = {}): Tensor {
     const e = this.entry(name);
-    const raw = new Uint8Array(e.end - e.begin);
+    const bytes = e.end - e.begin;
+    const elements = bytes / DTYPES[e.dtype].bytes;
+    if (into && into.length !== elements) {
+      fail('shape_mismatch', this.path, name, `read target holds ${into.length} values, the tensor ${elements}`, { found: into.length });
+    }
+    // F32 goes straight into the target; other dtypes through their stored bytes
+    const raw = into && e.dtype === 'F32' ? new Uint8Array(into.buffer, into.byteOffset, bytes) : new Uint8Array(bytes);
     const fd = this.handle().fd;
     for (let off = 0; off < raw.length; ) {
       let n: number;
@@ -405,7 +417,12 @@ export class SafetensorsFile {
       if (n === 0) fail('file_truncated', this.path, name, `file ended at byte ${e.begin + off}, before the tensor's end at ${e.end} (it shrank since it was opened)`);
       off += n;
     }
-    const values = decodeFloat32(raw, e.dtype, true);
+    let values: Float32Array;
+    if (!into) values = decodeFloat32(raw, e.dtype, true);
+    else {
+      values = into;
+      if (e.dtype !== 'F32') DTYPES[e.dtype].toFloat32(viewStored(raw, e.dtype), into);
+    }
     if (checkFinite && DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
     return new Tensor(e.shape, values);
   }

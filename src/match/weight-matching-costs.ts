@@ -18,6 +18,7 @@ import { giveScratch, takeScratch } from '../engine/scratch.js';
 import { fullTerm, placementLayout, updateTerm, type Layout } from './placement-terms.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
+import { releaseReads } from '../io/lazy-tensors.js';
 
 /**
  * After the updates of a permutation's cost have moved this many times its total columns, the sum is rebuilt from
@@ -148,6 +149,7 @@ export class CostBuilder {
       if (term.cols >= WIDE_TERM_COLS) {
         await gramSum(n, n, [term], { out });
         release(mark);
+        if (terms.length === 0) releaseReads(this.a, this.b); // no term holds weights: lazy reads' buffers reusable
       } else terms.push(term);
     };
     /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
@@ -177,6 +179,7 @@ export class CostBuilder {
     if (events.length === 0) return out;
     if (terms.length > 0) await gramSum(n, n, terms, { out });
     release(0);
+    releaseReads(this.a, this.b);
     for (const e of events) {
       if (e.kind === 'full') this.products++;
       else this.updates++;
