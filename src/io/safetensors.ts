@@ -46,6 +46,8 @@ export interface TensorToWrite {
    * called only when the tensor is written (a checkpoint larger than memory streams out tensor by tensor).
    */
   readonly data: Float32Array | Uint8Array | (() => Promise<Uint8Array>);
+  /** Called with the bytes a `data` function gave once they are written: the producer may reuse that memory. */
+  readonly written?: (bytes: Uint8Array) => void;
 }
 
 /** `'file': tensor 'x': ` — every message names the file, and the tensor when there is one. */
@@ -373,10 +375,14 @@ export class SafetensorsFile {
     return e;
   }
 
-  /** The tensor's stored bytes, exactly as in the file (little-endian, row-major). */
-  async readRaw(name: string): Promise<Uint8Array> {
+  /**
+   * The tensor's stored bytes, exactly as in the file (little-endian, row-major), in a fresh buffer or `into`
+   * (reused memory: its length must be the tensor's byte count, else BasinError shape_mismatch).
+   */
+  async readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
     const e = this.entry(name);
-    return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name);
+    if (into && into.length !== e.end - e.begin) fail('shape_mismatch', this.path, name, `read target holds ${into.length} bytes, the tensor ${e.end - e.begin}`, { found: into.length });
+    return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name, into);
   }
 
   /**
@@ -439,9 +445,9 @@ export class SafetensorsFile {
   }
 }
 
-/** Read exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
-export async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+/** Read exactly `length` bytes at `position` into a fresh (so aligned) buffer, or into `into` (`length` bytes). */
+export async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string, into?: Uint8Array): Promise<Uint8Array> {
+  const out = into ?? new Uint8Array(length);
   let off = 0;
   while (off < length) {
     let n: number;
@@ -590,6 +596,7 @@ export async function writePlan(plan: SafetensorsPlan, write: ChunkSink): Promis
     }
     if (!(d instanceof Float32Array)) {
       await write(d);
+      if (typeof t.data === 'function') t.written?.(d);
     } else if (t.dtype === 'F32') {
       await write(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     } else {
