@@ -20,6 +20,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { DTYPES, encodeFloat32 } from '../dtype.js';
 import { openCheckpoint, writeCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { LazyTensors, DEFAULT_KEEP_BYTES } from '../io/lazy-tensors.js';
+import { ReadBufferPool } from '../io/read-buffer-pool.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { identityAssignment, permuteTensor } from '../spec/apply.js';
 import type { PermutationSpecJson } from '../spec/types.js';
@@ -168,7 +169,10 @@ export async function mergeCheckpoints(paths: readonly string[], outPath: string
       matching.sweeps += r.sweeps.length;
       matching.steps++;
     };
-    const lazy = (ck: Checkpoint): MatchModel => ({ tensors: new LazyTensors(ck, spec.tensors(), { keepBytes }), label: ck.path });
+    // every model reads into one pool of reused buffers (io/read-buffer-pool.ts): weight matching releases them
+    // between tensors and products; the means AlignedMeanTensors computes are its own arrays, never pool memory
+    const pool = new ReadBufferPool();
+    const lazy = (ck: Checkpoint): MatchModel => ({ tensors: new LazyTensors(ck, spec.tensors(), { keepBytes, pool }), label: ck.path });
     say('step', `merging ${models.length} models out of core (${methodName === 'weight' ? `weight matching${base ? ' to the base' : ''}` : 'not aligned'}, ${spec.free.length} permutation group(s), ${rule.name})…`);
     let perms: Assignment[];
     let rounds: number[] = [];
