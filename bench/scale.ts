@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- scale`: basin on models larger than protobuf's 2 GB limit and on sharded safetensors, each
- * command a child process as a user runs it; prints wall time, CPU time (user + system), peak RSS (the child's VmHWM
+ * command a child process as a user runs it; prints wall time, CPU time (user + system), minor page faults, peak RSS (the child's VmHWM
  * and times polled from /proc) against the model's size on disk, and the load average (the machine may be shared). Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
  * - `table`: an ONNX model over 2 GB: a 3-layer MLP (`BASIN_SCALE_D`, default 1024 wide) plus a frozen
  *   `[BASIN_SCALE_ROWS, 16]` table (default 2^25 rows: 2 GiB) gathered and added to the output, every weight in
