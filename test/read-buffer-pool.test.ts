@@ -220,3 +220,32 @@ test('weight matching through pooled LazyTensors (nothing kept: every buffer ret
     await cb.close();
   }
 });
+
+test('weight matching through pooled LazyTensors with tied heads (cost sums awaited together) finds the in-memory result', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-pool-heads-'));
+  const r = rng(31);
+  const shapes: Record<string, number[]> = { q: [12, 8], k: [12, 8], v: [9, 8], o: [8, 9] };
+  const json = {
+    axes_to_perm: { q: ['QK', null], k: ['QK', null], v: ['VO', null], o: [null, 'VO'] },
+    perms: { QK: { size: 12, heads: { count: 3, tie: 'attn' } }, VO: { size: 9, heads: { count: 3, tie: 'attn' } } },
+  };
+  const rand = (shape: number[]) => new Tensor(shape, Float32Array.from({ length: shape.reduce((x, y) => x * y, 1) }, () => r() * 2 - 1));
+  const A = new Map(Object.entries(shapes).map(([n, s]) => [n, rand(s)]));
+  const B = new Map(Object.entries(shapes).map(([n, s]) => [n, rand(s)]));
+  const write = async (m: Map<string, Tensor>, sub: string) =>
+    (await writeCheckpoint(path.join(dir, sub), [...m].map(([name, t]) => ({ name, dtype: 'F32' as const, shape: [...t.shape], data: t.data })), { shardBytes: 400 })).path;
+  const [pa, pb] = [await write(A, 'a'), await write(B, 'b')];
+  const spec = PermutationSpec.fromJson(json, new Map(Object.entries(shapes)));
+  const want = await weightMatching(spec, A, B, { init: 'identity', seed: 2 });
+  const [ca, cb] = [await openCheckpoint(pa), await openCheckpoint(pb)];
+  try {
+    const pool = new ReadBufferPool();
+    const got = await weightMatching(spec, new LazyTensors(ca, spec.tensors(), { keepBytes: 0, pool }), new LazyTensors(cb, spec.tensors(), { keepBytes: 0, pool }), { init: 'identity', seed: 2 });
+    assert.ok(pool.stats.reused > 0);
+    assert.equal(got.objectiveAfter, want.objectiveAfter);
+    for (const [p, v] of want.perms) assert.deepEqual(Array.from(got.perms.get(p)!), Array.from(v), p);
+  } finally {
+    await ca.close();
+    await cb.close();
+  }
+});
