@@ -249,3 +249,22 @@ test('weight matching through pooled LazyTensors with tied heads (cost sums awai
     await cb.close();
   }
 });
+
+test('LazyTensors through a pool: a Tensor handed out from the recent ones (no read) also reads again once its buffer went back to the pool', async () => {
+  const { path: p, values } = await mixedCheckpoint();
+  const ck = await openCheckpoint(p);
+  try {
+    const pool = new ReadBufferPool();
+    const lazy = new LazyTensors(ck, values.keys(), { keepBytes: 512, pool });
+    void lazy.get('a.f32')!.data; // read and kept
+    const hit = lazy.get('a.f32')!; // from the recent ones
+    assert.equal(lazy.reads.get('a.f32'), 1);
+    void lazy.get('b.f32')!.data; // evicts a (retired)
+    lazy.release(); // a's buffer free, its views detached
+    void lazy.get('c.f32')!.data; // reuses it
+    assert.deepEqual(Array.from(hit.data), Array.from(values.get('a.f32')!));
+    assert.equal(lazy.reads.get('a.f32'), 2);
+  } finally {
+    await ck.close();
+  }
+});

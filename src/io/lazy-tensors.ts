@@ -92,7 +92,8 @@ export class LazyTensors extends OnDemandTensorMap {
     if (hit) {
       this.kept.delete(name);
       this.kept.set(name, hit);
-      return hit;
+      // from a pool, the kept Tensor's buffer may go back later: hand out one that reads again when it does
+      return this.pool ? deferredTensor(hit.shape, () => this.kept.get(name)?.data ?? this.read(name).data, true) : hit;
     }
     if (!this.source.info) return this.read(name);
     return deferredTensor(this.source.info(name).shape, () => this.kept.get(name)?.data ?? this.read(name).data, this.pool !== undefined);
