@@ -12,13 +12,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ReadBufferPool } from '../src/io/read-buffer-pool.js';
 import { LazyTensors, releaseReads } from '../src/io/lazy-tensors.js';
+import { AlignedMeanTensors } from '../src/merge/streaming-consensus.js';
 import { openCheckpoint, writeCheckpoint } from '../src/io/checkpoint.js';
 import { weightMatching } from '../src/match/weight-matching.js';
 import { PermutationSpec } from '../src/spec/spec.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import type { DType } from '../src/dtype.js';
 import type { TensorToWrite } from '../src/io/safetensors.js';
-import { assertBasinError, rng } from './helpers.js';
+import { assertBasinError, randomPermutation, rng } from './helpers.js';
 
 test('ReadBufferPool: a taken buffer is reused only after retire and release, its old views (subarrays too) detached', () => {
   const pool = new ReadBufferPool({ freeBytes: 1 << 20 });
@@ -266,5 +267,32 @@ test('LazyTensors through a pool: a Tensor handed out from the recent ones (no r
     assert.equal(lazy.reads.get('a.f32'), 2);
   } finally {
     await ck.close();
+  }
+});
+
+test('AlignedMeanTensors computing into a pool: the same bytes as without one (weighted mean of three; one model at weight 1, -0 as +0), buffers reused after release, held Tensors computed again', async () => {
+  const r = rng(41);
+  const shapes: Record<string, number[]> = { conv: [6, 4, 3, 3], bias: [6], lin: [5, 6] };
+  const spec = PermutationSpec.fromJson({ axes_to_perm: { conv: ['P', 'Q', null, null], bias: ['P'], lin: [null, 'P'] } }, new Map(Object.entries(shapes)));
+  const model = () => ({ tensors: new Map(Object.entries(shapes).map(([n, sh]) => [n, new Tensor(sh, Float32Array.from({ length: sh.reduce((x, y) => x * y, 1) }, () => (r() < 0.1 ? -0 : r() * 2 - 1)))])) });
+  const models = [model(), model(), model()];
+  const perms = models.map(() => new Map([['P', randomPermutation(6, r)], ['Q', randomPermutation(4, r)]]));
+  for (const c of [[0, 0.25, 0.75], [0, 1, 0]]) {
+    const plain = new AlignedMeanTensors(spec, models, perms, c, 0);
+    const pool = new ReadBufferPool();
+    const pooled = new AlignedMeanTensors(spec, models, perms, c, 0, pool);
+    const held = pooled.get('conv')!;
+    const first = Array.from(held.data);
+    for (let pass = 0; pass < 2; pass++) {
+      for (const name of Object.keys(shapes)) {
+        const want = plain.get(name)!.data;
+        const got = pooled.get(name)!.data;
+        assert.ok(Buffer.from(got.buffer, got.byteOffset, got.byteLength).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength)), `${name}, c = ${c.join(',')}`);
+        releaseReads(pooled);
+      }
+    }
+    assert.ok(pool.stats.reused > 0, 'means computed into reused buffers');
+    assert.deepEqual(Array.from(held.data), first, 'a held Tensor computes its mean again once its buffer went back');
+    assert.ok(pooled.computed.get('conv')! >= 3);
   }
 });

@@ -43,6 +43,9 @@ export interface LazyTensorsOptions {
 
 export const DEFAULT_KEEP_BYTES = 256 * 2 ** 20;
 
+/** The method by which releaseReads tells a map of pooled tensors that its callers hold none of their arrays. */
+export const RELEASE_READS = Symbol('basin.releaseReads');
+
 export class LazyTensors extends OnDemandTensorMap {
   /** Disk reads per tensor name since construction. */
   readonly reads = new Map<string, number>();
@@ -105,6 +108,10 @@ export class LazyTensors extends OnDemandTensorMap {
    */
   release(): void {
     this.pool?.release();
+  }
+
+  [RELEASE_READS](): void {
+    this.release();
   }
 
   /** Read one tensor from the source (counted), keeping it among the recent ones when it fits. */
@@ -197,5 +204,5 @@ export function deferredTensor(shape: readonly number[], load: () => Float32Arra
  * among them may reuse the buffers they no longer keep (LazyTensors.release). Plain maps are left alone.
  */
 export function releaseReads(...maps: ReadonlyMap<string, Tensor>[]): void {
-  for (const m of maps) if (m instanceof LazyTensors) m.release();
+  for (const m of maps) (m as Partial<Record<typeof RELEASE_READS, () => void>>)[RELEASE_READS]?.();
 }

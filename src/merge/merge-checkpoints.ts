@@ -170,8 +170,8 @@ export async function mergeCheckpoints(paths: readonly string[], outPath: string
       matching.sweeps += r.sweeps.length;
       matching.steps++;
     };
-    // every model reads into one pool of reused buffers (io/read-buffer-pool.ts): weight matching releases them
-    // between tensors and products; the means AlignedMeanTensors computes are its own arrays, never pool memory
+    // every model reads into one pool of reused buffers (io/read-buffer-pool.ts), and the targets' means are
+    // computed into it: weight matching releases them between tensors and products
     const pool = new ReadBufferPool();
     const lazy = (ck: Checkpoint): MatchModel => ({ tensors: new LazyTensors(ck, spec.tensors(), { keepBytes, pool }), label: ck.path });
     say('step', `merging ${models.length} models out of core (${methodName === 'weight' ? `weight matching${base ? ' to the base' : ''}` : 'not aligned'}, ${spec.free.length} permutation group(s), ${rule.name})…`);
@@ -189,7 +189,7 @@ export async function mergeCheckpoints(paths: readonly string[], outPath: string
       for (const [k, ck] of models.entries()) {
         say('step', `  aligning model ${k + 1} to the base…`);
         const pair = [baseModel, lazy(ck)];
-        const r = await alignMany(spec, streamingWeightConsensus(spec, pair, { keepBytes, onMatched }), 2, { weights: normalizedWeights(2, undefined), seed, maxIter, onProgress: opts.onProgress });
+        const r = await alignMany(spec, streamingWeightConsensus(spec, pair, { keepBytes, onMatched, pool }), 2, { weights: normalizedWeights(2, undefined), seed, maxIter, onProgress: opts.onProgress });
         perms.push(r.perms[1]!);
         rounds.push(...r.rounds);
         notes.push(...r.notes);
@@ -197,7 +197,7 @@ export async function mergeCheckpoints(paths: readonly string[], outPath: string
     } else {
       const given = ruleOpts.weights;
       const w = normalizedWeights(models.length, rule.name === 'average' || (given.every((v) => v >= 0) && given.some((v) => v > 0)) ? given : undefined);
-      const r = await alignMany(spec, streamingWeightConsensus(spec, models.map(lazy), { keepBytes, onMatched }), models.length, { weights: w, seed, maxIter, onProgress: opts.onProgress });
+      const r = await alignMany(spec, streamingWeightConsensus(spec, models.map(lazy), { keepBytes, onMatched, pool }), models.length, { weights: w, seed, maxIter, onProgress: opts.onProgress });
       perms = r.perms;
       rounds = r.rounds;
       notes.push(...r.notes);
