@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- scale`: basin on models larger than protobuf's 2 GB limit and on sharded safetensors, each
- * command a child process as a user runs it; prints wall time, CPU time (user + system), peak RSS (the child's VmHWM
+ * command a child process as a user runs it; prints wall time, CPU time (user + system), minor page faults, peak RSS (the child's VmHWM
  * and times polled from /proc) against the model's size on disk, and the load average (the machine may be shared). Cases (`BASIN_SCALE_CASES`, default `table,deep,sharded`):
  * - `table`: an ONNX model over 2 GB: a 3-layer MLP (`BASIN_SCALE_D`, default 1024 wide) plus a frozen
  *   `[BASIN_SCALE_ROWS, 16]` table (default 2^25 rows: 2 GiB) gathered and added to the output, every weight in
@@ -40,6 +40,8 @@ interface Measured {
   seconds: number;
   /** User and system CPU seconds of the child (from /proc/PID/stat, last poll before it exited). */
   cpu: { user: number; sys: number };
+  /** Minor page faults of the child (first touches of fresh memory: most of its system time on this VM). */
+  minflt: number;
   peakBytes: number;
   code: number;
   stderr: string;
@@ -60,12 +62,15 @@ function measure(args: string[]): Promise<Measured> {
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     let peak = 0;
     const cpu = { user: 0, sys: 0 };
+    let minflt = 0;
     let stopped = false;
     const poll = (): void => {
       try {
-        // fields after the parenthesized command name: utime and stime are the 12th and 13th (clock ticks of 1/100 s)
+        // fields after the parenthesized command name: minflt is the 8th, utime and stime the 12th and 13th (clock
+        // ticks of 1/100 s)
         const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
         const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        minflt = Math.max(minflt, Number(f[7]));
         cpu.user = Math.max(cpu.user, Number(f[11]) / 100);
         cpu.sys = Math.max(cpu.sys, Number(f[12]) / 100);
         const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
@@ -84,7 +89,7 @@ function measure(args: string[]): Promise<Measured> {
     const timer = setInterval(poll, 50);
     child.on('exit', (code) => {
       clearInterval(timer);
-      resolve({ seconds: (performance.now() - started) / 1000, cpu, peakBytes: peak, code: code ?? 1, stderr });
+      resolve({ seconds: (performance.now() - started) / 1000, cpu, minflt, peakBytes: peak, code: code ?? 1, stderr });
     });
   });
 }
@@ -364,18 +369,19 @@ const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ')[0]!;
 
 /** Run `steps`, printing one table row each (wall, CPU, peak RSS, load average at the start and end). */
 async function table(size: number, steps: [string, string[]][]): Promise<void> {
-  console.log('| command | wall (s) | CPU user + sys (s) | peak RSS | peak RSS / model size | load (start, end) |');
-  console.log('| --- | --- | --- | --- | --- | --- |');
+  console.log('| command | wall (s) | CPU user + sys (s) | minor faults | peak RSS | peak RSS / model size | load (start, end) |');
+  console.log('| --- | --- | --- | --- | --- | --- | --- |');
   for (const [name, args] of steps) {
     const before = load();
     const m = await measure(args);
     const cpu = `${m.cpu.user.toFixed(0)} + ${m.cpu.sys.toFixed(0)}`;
+    const faults = `${(m.minflt / 1e6).toFixed(2)} M`;
     if (m.code !== 0) {
-      console.log(`| ${name} | failed (exit ${m.code}) after ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | | ${before}, ${load()} |`);
+      console.log(`| ${name} | failed (exit ${m.code}) after ${m.seconds.toFixed(1)} | ${cpu} | ${faults} | ${gib(m.peakBytes)} | | ${before}, ${load()} |`);
       console.log(m.stderr.split('\n').slice(-5).join('\n'));
       continue;
     }
-    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${cpu} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x | ${before}, ${load()} |`);
+    console.log(`| ${name} | ${m.seconds.toFixed(1)} | ${cpu} | ${faults} | ${gib(m.peakBytes)} | ${(m.peakBytes / size).toFixed(2)}x | ${before}, ${load()} |`);
   }
 }
 

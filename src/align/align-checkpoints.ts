@@ -6,6 +6,8 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor } from '../tensor/tensor.js';
 import { openCheckpoint, writeCheckpoint, type Checkpoint } from '../io/checkpoint.js';
 import { LazyTensors } from '../io/lazy-tensors.js';
+import { ReadBufferPool } from '../io/read-buffer-pool.js';
+import { permuteBytesInto } from './permuted-bytes.js';
 import { PermutationSpec } from '../spec/spec.js';
 import { mlpIoAxes, mlpSpec } from '../spec/mlp.js';
 import { permuteTensor } from '../spec/apply.js';
@@ -193,9 +195,11 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       }
     }
     // Without a graph nothing needs every tensor at once: weight matching reads each from disk when it uses it.
+    // Both read into one pool of reused buffers: the same sizes come back in A and B, sweep after sweep.
     const lazy = !aFloat && !bFloat;
-    const ta: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(a, spec.tensors()) : new Map(await Promise.all(spec.tensors().map(async (n) => [n, aFloat?.get(n) ?? (await a.readFloat32(n))] as const)));
-    const tb: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(b, spec.tensors()) : new Map(spec.tensors().map((n) => [n, bFloat!.get(n)!] as const));
+    const pool = lazy ? new ReadBufferPool() : undefined;
+    const ta: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(a, spec.tensors(), { pool }) : new Map(await Promise.all(spec.tensors().map(async (n) => [n, aFloat?.get(n) ?? (await a.readFloat32(n))] as const)));
+    const tb: ReadonlyMap<string, Tensor> = lazy ? new LazyTensors(b, spec.tensors(), { pool }) : new Map(spec.tensors().map((n) => [n, bFloat!.get(n)!] as const));
     const load = since();
     const data = (typeof opts.data === 'string' || (opts.data === undefined && hasInputs && method.readsActivations)) && graphs ? await (await import('../data/feed-source.js')).openFeeds(opts.data, graphs.a, { ...opts.feed, limit: opts.limit }) : typeof opts.data === 'string' ? await (await import('../data/open.js')).openDataset(opts.data, { limit: opts.limit }) : opts.data;
     const result = await method.match(spec, { tensors: ta, graph: graphs?.a, label: aPath }, { tensors: tb, graph: graphs?.b, label: bPath }, data, {
@@ -224,14 +228,23 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
 
     const verified = since();
     if (outPath) {
-      // each tensor is read, permuted and written when its turn comes: one tensor in memory at a time
+      // each tensor is read, permuted and written when its turn comes: one tensor in memory at a time, read and
+      // permuted into buffers of the pool (nothing holds the matching's reads any more), each back once written
+      const bufs = pool ?? new ReadBufferPool();
+      bufs.release();
+      const take = (bytes: number) => new Uint8Array(bufs.take(bytes), 0, bytes);
       const out = b.names().map((name) => {
         const info = b.info(name);
+        const bytes = DTYPES[info.dtype].bytes * info.shape.reduce((x, y) => x * y, 1);
         const data = async () => {
-          const raw = await b.readRaw(name);
-          return spec.axesToPerm.has(name) ? permuteTensor(spec, result.perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes }) : raw;
+          const raw = await b.readRaw(name, take(bytes));
+          if (!spec.axesToPerm.has(name)) return raw;
+          const permuted = take(bytes);
+          permuteBytesInto(spec, result.perms, name, info.shape, DTYPES[info.dtype].bytes, raw, permuted);
+          bufs.unused(raw.buffer as ArrayBuffer);
+          return permuted;
         };
-        return { name, dtype: info.dtype, shape: [...info.shape], data };
+        return { name, dtype: info.dtype, shape: [...info.shape], data, written: (d: Uint8Array) => bufs.unused(d.buffer as ArrayBuffer) };
       });
       await writeCheckpoint(outPath, out, { metadata: b.metadata, shardBytes: opts.shardBytes });
     }

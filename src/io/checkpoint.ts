@@ -48,7 +48,8 @@ export interface Checkpoint {
   names(): string[];
   has(name: string): boolean;
   info(name: string): TensorInfo;
-  readRaw(name: string): Promise<Uint8Array>;
+  /** The stored bytes, in a fresh buffer or `into` (exactly the tensor's byte count, else shape_mismatch). */
+  readRaw(name: string, into?: Uint8Array): Promise<Uint8Array>;
   readFloat32(name: string): Promise<Tensor>;
   /** readFloat32 synchronously (for Map-like access, io/lazy-tensors.ts); `checkFinite: false` skips the NaN/Inf scan. */
   readFloat32Sync(name: string, opts?: ReadFloat32SyncOptions): Tensor;
@@ -82,8 +83,8 @@ class SingleCheckpoint implements Checkpoint {
     const e = this.file.entry(name);
     return { dtype: e.dtype, shape: e.shape };
   }
-  readRaw(name: string): Promise<Uint8Array> {
-    return this.file.readRaw(name);
+  readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    return this.file.readRaw(name, into);
   }
   readFloat32(name: string): Promise<Tensor> {
     return this.file.readFloat32(name);
@@ -119,8 +120,8 @@ class ShardedCheckpoint implements Checkpoint {
     const e = this.shard(name).entry(name);
     return { dtype: e.dtype, shape: e.shape };
   }
-  readRaw(name: string): Promise<Uint8Array> {
-    return this.shard(name).readRaw(name);
+  readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
+    return this.shard(name).readRaw(name, into);
   }
   readFloat32(name: string): Promise<Tensor> {
     return this.shard(name).readFloat32(name);

@@ -14,7 +14,7 @@
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import { readSync } from 'node:fs';
-import { DTYPES, decodeFloat32, encodeFloat32, isDType, type DType } from '../dtype.js';
+import { DTYPES, decodeFloat32, encodeFloat32, isDType, viewStored, type DType } from '../dtype.js';
 import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { Tensor, numel } from '../tensor/tensor.js';
@@ -46,6 +46,8 @@ export interface TensorToWrite {
    * called only when the tensor is written (a checkpoint larger than memory streams out tensor by tensor).
    */
   readonly data: Float32Array | Uint8Array | (() => Promise<Uint8Array>);
+  /** Called with the bytes a `data` function gave once they are written: the producer may reuse that memory. */
+  readonly written?: (bytes: Uint8Array) => void;
 }
 
 /** `'file': tensor 'x': ` — every message names the file, and the tensor when there is one. */
@@ -284,6 +286,12 @@ function parseEntry(file: string, name: string, value: unknown): { name: string;
 export interface ReadFloat32SyncOptions {
   /** Scan the values for NaN/Inf (default true; false for bytes an earlier read of the same open file checked). */
   checkFinite?: boolean;
+  /**
+   * Where the values go: a Float32Array of exactly the tensor's element count (reused memory, io/read-buffer-pool.ts).
+   * F32 bytes are read straight into it; other dtypes are read, then converted into it. Default: a fresh array.
+   * @throws BasinError shape_mismatch when its length is not the tensor's element count
+   */
+  into?: Float32Array;
 }
 
 /** An open safetensors file: header parsed and validated, tensor bytes read on demand. */
@@ -367,10 +375,14 @@ export class SafetensorsFile {
     return e;
   }
 
-  /** The tensor's stored bytes, exactly as in the file (little-endian, row-major). */
-  async readRaw(name: string): Promise<Uint8Array> {
+  /**
+   * The tensor's stored bytes, exactly as in the file (little-endian, row-major), in a fresh buffer or `into`
+   * (reused memory: its length must be the tensor's byte count, else BasinError shape_mismatch).
+   */
+  async readRaw(name: string, into?: Uint8Array): Promise<Uint8Array> {
     const e = this.entry(name);
-    return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name);
+    if (into && into.length !== e.end - e.begin) fail('shape_mismatch', this.path, name, `read target holds ${into.length} bytes, the tensor ${e.end - e.begin}`, { found: into.length });
+    return readAt(this.handle(), this.path, e.begin, e.end - e.begin, name, into);
   }
 
   /**
@@ -391,9 +403,15 @@ export class SafetensorsFile {
    * (io/lazy-tensors.ts). `checkFinite: false` skips the NaN/Inf scan, for a caller that already checked these
    * bytes on an earlier read of the same open file.
    */
-  readFloat32Sync(name: string, { checkFinite = true }: ReadFloat32SyncOptions = {}): Tensor {
+  readFloat32Sync(name: string, { checkFinite = true, into }: ReadFloat32SyncOptions = {}): Tensor {
     const e = this.entry(name);
-    const raw = new Uint8Array(e.end - e.begin);
+    const bytes = e.end - e.begin;
+    const elements = bytes / DTYPES[e.dtype].bytes;
+    if (into && into.length !== elements) {
+      fail('shape_mismatch', this.path, name, `read target holds ${into.length} values, the tensor ${elements}`, { found: into.length });
+    }
+    // F32 goes straight into the target; other dtypes through their stored bytes
+    const raw = into && e.dtype === 'F32' ? new Uint8Array(into.buffer, into.byteOffset, bytes) : new Uint8Array(bytes);
     const fd = this.handle().fd;
     for (let off = 0; off < raw.length; ) {
       let n: number;
@@ -405,7 +423,12 @@ export class SafetensorsFile {
       if (n === 0) fail('file_truncated', this.path, name, `file ended at byte ${e.begin + off}, before the tensor's end at ${e.end} (it shrank since it was opened)`);
       off += n;
     }
-    const values = decodeFloat32(raw, e.dtype, true);
+    let values: Float32Array;
+    if (!into) values = decodeFloat32(raw, e.dtype, true);
+    else {
+      values = into;
+      if (e.dtype !== 'F32') DTYPES[e.dtype].toFloat32(viewStored(raw, e.dtype), into);
+    }
     if (checkFinite && DTYPES[e.dtype].isFloat) assertFinite(values, { file: this.path, tensor: name, shape: e.shape, what: 'tensor', allowInfinity: weightAllowsInfinity(e.shape) });
     return new Tensor(e.shape, values);
   }
@@ -422,9 +445,9 @@ export class SafetensorsFile {
   }
 }
 
-/** Read exactly `length` bytes at `position` into a fresh (so aligned) buffer. */
-export async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string): Promise<Uint8Array> {
-  const out = new Uint8Array(length);
+/** Read exactly `length` bytes at `position` into a fresh (so aligned) buffer, or into `into` (`length` bytes). */
+export async function readAt(fh: FileHandle, file: string, position: number, length: number, tensor?: string, into?: Uint8Array): Promise<Uint8Array> {
+  const out = into ?? new Uint8Array(length);
   let off = 0;
   while (off < length) {
     let n: number;
@@ -573,6 +596,7 @@ export async function writePlan(plan: SafetensorsPlan, write: ChunkSink): Promis
     }
     if (!(d instanceof Float32Array)) {
       await write(d);
+      if (typeof t.data === 'function') t.written?.(d);
     } else if (t.dtype === 'F32') {
       await write(new Uint8Array(d.buffer, d.byteOffset, d.byteLength));
     } else {

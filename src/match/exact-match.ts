@@ -23,6 +23,7 @@ import { Tensor, axisToRows } from '../tensor/tensor.js';
 import { forEachPermutedRun } from '../spec/permuted-runs.js';
 import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
+import { releaseReads } from '../io/lazy-tensors.js';
 
 type Keys = string[];
 
@@ -37,7 +38,9 @@ export function exactPermutation(spec: PermutationSpec, a: ReadonlyMap<string, T
   let allEqual = true;
   for (const name of spec.tensors()) {
     const [ta, tb] = [a.get(name)!, b.get(name)!];
-    if (permutedEqual(spec, perms, name, ta, tb)) continue;
+    const equal = permutedEqual(spec, perms, name, ta, tb);
+    releaseReads(a, b); // lazily read tensors (ta and tb read again if needed): buffers reused for the next ones
+    if (equal) continue;
     allEqual = false;
     if (work) work.fingerprinted++;
     const [fa, fb] = [fingerprint(ta.data), fingerprint(tb.data)];

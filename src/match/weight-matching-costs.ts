@@ -18,6 +18,7 @@ import { giveScratch, takeScratch } from '../engine/scratch.js';
 import { fullTerm, placementLayout, updateTerm, type Layout } from './placement-terms.js';
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
+import { releaseReads } from '../io/lazy-tensors.js';
 
 /**
  * After the updates of a permutation's cost have moved this many times its total columns, the sum is rebuilt from
@@ -124,8 +125,20 @@ export class CostBuilder {
     }
   }
 
-  /** Add to `run` (or a fresh sum) the terms that bring `want` up to date under `perms`. */
+  /** Sums running (costMatrix calls awaited together): lazy reads are released only when one runs alone. */
+  private inFlight = 0;
+
   private async sum(perm: string, n: number, want: readonly Placement[], perms: Assignment, run: Running | undefined): Promise<Float64Array> {
+    this.inFlight++;
+    try {
+      return await this.sumTerms(perm, n, want, perms, run);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Add to `run` (or a fresh sum) the terms that bring `want` up to date under `perms`. */
+  private async sumTerms(perm: string, n: number, want: readonly Placement[], perms: Assignment, run: Running | undefined): Promise<Float64Array> {
     const out = run?.total ?? new Float64Array(n * n);
     // Narrow terms (corrections, biases, norms) wait to be packed into one product; a wide one runs as soon as it is
     // made (gramSum runs such terms on their own anyway), so only one placement's rows and permuted copy are alive.
@@ -148,6 +161,8 @@ export class CostBuilder {
       if (term.cols >= WIDE_TERM_COLS) {
         await gramSum(n, n, [term], { out });
         release(mark);
+        // no term holds weights (nor another sum in flight: tied heads run theirs together): lazy reads' buffers reusable
+        if (terms.length === 0 && this.inFlight === 1) releaseReads(this.a, this.b);
       } else terms.push(term);
     };
     /** Whether some term could overflow float32 (then the sum is scanned for infinities). */
@@ -177,6 +192,7 @@ export class CostBuilder {
     if (events.length === 0) return out;
     if (terms.length > 0) await gramSum(n, n, terms, { out });
     release(0);
+    if (this.inFlight === 1) releaseReads(this.a, this.b);
     for (const e of events) {
       if (e.kind === 'full') this.products++;
       else this.updates++;

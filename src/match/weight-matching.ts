@@ -18,6 +18,7 @@ import { checkSquareBudget } from './budget.js';
 import { exactPermutation } from './exact-match.js';
 import { CostBuilder, type ProductEvent } from './weight-matching-costs.js';
 import { forEachPermutedRun } from '../spec/permuted-runs.js';
+import { releaseReads } from '../io/lazy-tensors.js';
 
 export type { ProductEvent } from './weight-matching-costs.js';
 
@@ -126,7 +127,10 @@ export function checkPair(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>,
 /** Σ over spec tensors of <A_t, permuted B_t>, in float64. */
 export function matchingObjective(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Assignment): number {
   let total = 0;
-  for (const name of spec.tensors()) total += permutedDot(spec, perms, name, a.get(name)!, b.get(name)!);
+  for (const name of spec.tensors()) {
+    total += permutedDot(spec, perms, name, a.get(name)!, b.get(name)!);
+    releaseReads(a, b); // lazily read tensors: their buffers are reused for the next ones
+  }
   return total;
 }
 
@@ -312,6 +316,7 @@ async function coordinateDescent(
   const ph = st.phases;
   let objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
   const linear = new Map(units.map((u) => [u, u.kind === 'single' && isLinear(spec, u.perm)]));
+  let moved = false;
   for (let sweep = 0; sweep < st.maxIter; sweep++) {
     const order = shuffle(units.length, random);
     let changed = 0;
@@ -343,6 +348,7 @@ async function coordinateDescent(
             cost.bump(p);
             changed++;
             stepped = true;
+            moved = true;
           }
         });
         if (stepped && linear.get(unit)) sweepGain += gain;
@@ -357,8 +363,8 @@ async function coordinateDescent(
     if (changed === 0) break;
     if (st.sweepTol > 0 && objective - previous <= st.sweepTol * Math.max(Math.abs(objective), 1e-30)) break;
   }
-  // the result's objective exactly (the sweeps' may carry the costs' rounding)
-  objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
+  // the result's objective exactly (the sweeps' may carry the costs' rounding); no step taken: it is the start's
+  if (moved) objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
   if (st.sweeps.length > 0) st.sweeps[st.sweeps.length - 1] = objective;
   return { perms, objective };
 }

@@ -12,7 +12,9 @@ import type { Assignment, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
 import { weightMatching, type MatchingResult } from '../match/weight-matching.js';
 import { otherWeights, tensorOf, weightConsensus, type ConsensusMatcher, type MatchModel } from '../match/consensus.js';
-import { DEFAULT_KEEP_BYTES, deferredTensor } from '../io/lazy-tensors.js';
+import { DEFAULT_KEEP_BYTES, RELEASE_READS, deferredTensor } from '../io/lazy-tensors.js';
+import type { ReadBufferPool } from '../io/read-buffer-pool.js';
+import { permuteBytesInto } from '../align/permuted-bytes.js';
 import { OnDemandTensorMap } from '../tensor/on-demand-map.js';
 
 /**
@@ -36,6 +38,8 @@ export class AlignedMeanTensors extends OnDemandTensorMap {
     private readonly perms: readonly Assignment[],
     private readonly c: readonly number[],
     private readonly keepBytes = DEFAULT_KEEP_BYTES,
+    /** Buffers the means are computed into (shared with the models' LazyTensors: io/read-buffer-pool.ts). */
+    private readonly pool?: ReadBufferPool,
   ) {
     super();
     if (!(Number.isSafeInteger(keepBytes) && keepBytes >= 0)) throw new BasinError('invalid_argument', `keepBytes must be a non-negative integer, found ${String(keepBytes)}`, { found: keepBytes });
@@ -58,9 +62,50 @@ export class AlignedMeanTensors extends OnDemandTensorMap {
     if (hit) {
       this.kept.delete(name);
       this.kept.set(name, hit);
-      return new Tensor(shape, hit);
+      if (!this.pool) return new Tensor(shape, hit);
     }
-    return deferredTensor(shape, () => this.kept.get(name) ?? this.compute(name));
+    // from a pool, a mean's buffer may go back once it is no longer kept: the Tensor computes it again then
+    return deferredTensor(shape, () => this.kept.get(name) ?? this.compute(name), this.pool !== undefined);
+  }
+
+  /** The caller holds no Float32Array from this map or the maps sharing its pool (LazyTensors.release). */
+  [RELEASE_READS](): void {
+    this.pool?.release();
+  }
+
+  /** A mean no longer kept: its pool buffer is retired (reused after the next release). */
+  private retire(x: Float32Array): void {
+    if (this.pool && this.pooled.delete(x.buffer as ArrayBuffer)) this.pool.retire(x.buffer as ArrayBuffer);
+  }
+
+  private readonly pooled = new WeakSet<ArrayBuffer>();
+
+  /** compute's arithmetic in buffers of the pool (values bit for bit the same: see compute). */
+  private computePooled(name: string, pool: ReadBufferPool, size: number, used: number[]): Float32Array {
+    const bytes = (x: Float32Array) => new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    const out = new Float32Array(pool.take(4 * size), 0, size);
+    this.pooled.add(out.buffer as ArrayBuffer);
+    if (used.length === 1 && this.c[used[0]!] === 1) {
+      const j = used[0]!;
+      const x = tensorOf(this.models[j]!, name, j);
+      permuteBytesInto(this.spec, this.perms[j]!, name, x.shape, 4, bytes(x.data), bytes(out));
+      zeroSign(out);
+      return out;
+    }
+    const acc = new Float64Array(pool.take(8 * size), 0, size).fill(0);
+    const moved = new Float32Array(pool.take(4 * size), 0, size);
+    try {
+      for (const j of used) {
+        const x = tensorOf(this.models[j]!, name, j);
+        permuteBytesInto(this.spec, this.perms[j]!, name, x.shape, 4, bytes(x.data), bytes(moved));
+        addScaled(acc, this.c[j]!, moved);
+      }
+      out.set(acc);
+    } finally {
+      pool.unused(acc.buffer as ArrayBuffer);
+      pool.unused(moved.buffer as ArrayBuffer);
+    }
+    return out;
   }
 
   /** One tensor's mean, in alignedMean's order of operations (float64 sum over j ascending, rounded once). */
@@ -68,7 +113,8 @@ export class AlignedMeanTensors extends OnDemandTensorMap {
     const size = tensorOf(this.models[0]!, name, 0).size;
     const used = this.c.flatMap((c, j) => (c > 0 ? [j] : []));
     let out: Float32Array;
-    if (used.length === 1 && this.c[used[0]!] === 1) {
+    if (this.pool) out = this.computePooled(name, this.pool, size, used);
+    else if (used.length === 1 && this.c[used[0]!] === 1) {
       // one other model at weight 1 (MergeMany of two): 0 + 1·x is x exactly (but -0 becomes +0), no float64 pass
       const j = used[0]!;
       const x = tensorOf(this.models[j]!, name, j);
@@ -90,10 +136,11 @@ export class AlignedMeanTensors extends OnDemandTensorMap {
         const [oldest, ot] = this.kept.entries().next().value as [string, Float32Array];
         this.kept.delete(oldest);
         this.keptBytes -= ot.byteLength;
+        this.retire(ot);
       }
       this.kept.set(name, out);
       this.keptBytes += out.byteLength;
-    }
+    } else this.retire(out); // not kept: only its caller holds it
     return out;
   }
 
@@ -111,16 +158,26 @@ export class AlignedMeanTensors extends OnDemandTensorMap {
 export function streamingWeightConsensus(
   spec: PermutationSpec,
   models: readonly MatchModel[],
-  { keepBytes = DEFAULT_KEEP_BYTES, onMatched }: { keepBytes?: number; onMatched?: (r: MatchingResult) => void } = {},
+  { keepBytes = DEFAULT_KEEP_BYTES, onMatched, pool }: { keepBytes?: number; onMatched?: (r: MatchingResult) => void; pool?: ReadBufferPool } = {},
 ): ConsensusMatcher {
   const plain = weightConsensus(spec, models); // start and objective already read one tensor at a time
   return {
     ...plain,
     step: async (k, perms, weights, seed) => {
-      const target = new AlignedMeanTensors(spec, models, perms, otherWeights(k, weights), keepBytes);
+      const target = new AlignedMeanTensors(spec, models, perms, otherWeights(k, weights), keepBytes, pool);
       const r = await weightMatching(spec, target, models[k]!.tensors, { init: perms[k], seed });
       onMatched?.(r);
       return r.perms;
     },
   };
+}
+
+/** -0 to +0, as the float64 mean 0 + 1·x gives. */
+function zeroSign(x: Float32Array): void {
+  for (let e = 0; e < x.length; e++) if (x[e] === 0) x[e] = 0;
+}
+
+/** acc[e] += c · x[e] (float64), compute's expression. */
+function addScaled(acc: Float64Array, c: number, x: Float32Array): void {
+  for (let e = 0; e < x.length; e++) acc[e] = acc[e]! + c * x[e]!;
 }
