@@ -100,7 +100,7 @@ export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
 export function checkFiniteWeights(model: OnnxModel): void {
   for (const n of model.weights()) {
     const dtype = model.weightInfo(n).dtype;
-    if (dtype !== undefined && DTYPES[dtype].isFloat) model.getFloat32(n);
+    if (dtype !== undefined && DTYPES[dtype].isFloat) model.checkFinite(n);
   }
 }
 

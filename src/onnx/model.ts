@@ -371,6 +371,29 @@ export class OnnxModel {
   }
 
   /**
+   * Refuse a NaN (or an Infinity weightAllowsInfinity does not allow) in tensor `name` as getFloat32 does
+   * (BasinError non_finite naming file and tensor), holding nothing afterwards: a tensor left in the model file is
+   * read into a freeableBuffer freed at once. A pass over every weight of a large model through getFloat32 left the
+   * whole model's size to the garbage collector (ViT-B/16 align: A and B, 690 MB, still resident while matching).
+   */
+  checkFinite(name: string): void {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    if (!e.lazy || this.isEdited(name) || this.held.has(name) || dtype !== 'F32') {
+      this.getFloat32(name);
+      return;
+    }
+    const buf = freeableBuffer(e.lazy.length);
+    try {
+      const raw = this.readLazy(e, new Uint8Array(buf, 0, e.lazy.length));
+      const values = decodeFloat32(raw, dtype, true);
+      assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
+    } finally {
+      freeBuffer(buf);
+    }
+  }
+
+  /**
    * The tensor as float32 for reading only: F32 `raw_data` at a 4-byte-aligned offset of the file's bytes is viewed
    * in place (no copy; the view shares memory with the model, so never write it), anything else is getFloat32's
    * fresh copy. Weight matching reads A's and B's weights through this, so they are not held twice.
@@ -677,7 +700,7 @@ export class OnnxModel {
    * file, which must still be the file that was loaded.
    * @throws BasinError io_error when the model file was changed, replaced or removed since loading
    */
-  private readLazy(e: Entry): Uint8Array {
+  private readLazy(e: Entry, into?: Uint8Array): Uint8Array {
     const held = this.held.get(e.name);
     if (held) return held;
     const src = this.source!;
@@ -695,7 +718,7 @@ export class OnnxModel {
     try {
       const st = fstatSync(fd);
       if (st.dev !== src.dev || st.ino !== src.ino || st.size !== src.size || st.mtimeMs !== src.mtimeMs) throw changed('was changed or replaced');
-      const out = new Uint8Array(e.lazy!.length);
+      const out = into ?? new Uint8Array(e.lazy!.length);
       for (let off = 0; off < out.length; ) {
         const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), e.lazy!.offset + off);
         if (n === 0) throw changed('shrank');
@@ -917,7 +940,8 @@ export async function readOnnx(file: string, { dataInFileFrom = DATA_IN_FILE_BYT
     try {
       const st = fstatSync(fd);
       source = { realPath: realpathSync(file), dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
-      bytes = st.size >= dataInFileFrom ? readFreeable(fd, st.size) : readFileSync(fd);
+      // over 2 GiB readFileSync refuses the file (too_large from fsError: protobuf cannot hold it anyway)
+      bytes = st.size >= dataInFileFrom && st.size < 2 ** 31 ? readFreeable(fd, st.size) : readFileSync(fd);
     } finally {
       closeSync(fd);
     }
