@@ -212,9 +212,9 @@ test('costs: past the budget the least recently used running sum is dropped and 
   // Q's sum pushed P's out: P is rebuilt in full (not corrected, not skipped) and is still the right cost
   assertAllClose(await cost.costMatrix('P', perms), bruteCost(spec, a, b, perms, 'P'), { rtol: 1e-5, atol: 1e-4 });
   assert.deepEqual(take(), ['full bias/0 1', 'full c1/0 27', 'full c2/1 90']);
-  // with room for both (the default budget: at least 256 MiB) nothing is ever rebuilt
+  // with room for both (the default budget: at least 128 MiB) nothing is ever rebuilt
   const roomy = new CostBuilder(spec, a, b, (e) => events.push(e));
-  assert.ok(roomy.budget >= 256 * 2 ** 20);
+  assert.ok(roomy.budget >= 128 * 2 ** 20);
   await roomy.costMatrix('P', perms);
   await roomy.costMatrix('Q', perms);
   take();

@@ -297,16 +297,17 @@ export class CostBuilder {
 }
 
 /**
- * Default budget of the running sums: the bytes of A's spec tensors as float32, and at least 256 MiB. Each sum is
- * float64 n × n: for wide hidden layers (ViT-B/16: twelve 3072-unit MLPs, 75 MB each, 0.9 GB against 0.35 GB of
- * weights) holding them all would outweigh the models; rebuilding a dropped one costs its full products once.
- * Measured on a ViT-B/16 align with A and B read on demand: a quarter of this budget (128 MiB) left align's peak
- * where it was (0.91 GB, set by verification), so the sums keep their room and matching its speed.
+ * Default budget of the running sums: a quarter of the bytes of A's spec tensors as float32, and at least
+ * 128 MiB. Each sum is float64 n × n: for wide hidden layers (ViT-B/16: twelve 3072-unit MLPs, 75 MB each, 0.9 GB
+ * against 0.35 GB of weights) holding them all would outweigh the models; rebuilding a dropped one costs its full
+ * products once (29 GFLOP for a ViT-B/16 MLP's). With A and B read on demand (onnx/on-demand-tensors.ts) the sums
+ * are what weight matching holds most of: on an 84 MiB 1024-3072x3 MLP align peaked at 642 MiB with the budget at
+ * all of the weights (256 MiB), 458 MiB with this one.
  */
 export function runningBudget(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>): number {
   let bytes = 0;
   for (const t of spec.tensors()) bytes += 4 * (a.get(t)?.size ?? 0);
-  return Math.max(bytes, 256 * 2 ** 20);
+  return Math.max(bytes / 4, 128 * 2 ** 20);
 }
 
 /** max |x| (NaN when x holds one: the bound is then NaN and the sum is scanned), in chunks (see maxAbsChunk). */
