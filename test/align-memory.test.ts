@@ -95,12 +95,13 @@ test('align: peak memory over a bare onnxruntime process stays within 8x the mod
 // permuted weights go to a spill file beside it (OnnxModel.spillEdits) that verification's sessions read in place,
 // and model bytes, cost sums and the NaN pass's reads are freed at once (tensor/freeable-buffer.ts). Measured side
 // by side under load: 4.79x before those changes (A's and B's float32 copies, the permuted weights and garbage of
-// whole-model passes resident together), 3.06x after (the n x n cost sums of the 3072-unit layers, one session's
-// weights, a group of values). The bound 4x fails the previous design and leaves ~1x for the load-dependent part.
-test('align of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 4x the model file', { timeout: 900_000 }, async (t) => {
+// whole-model passes resident together), 3.06-3.76x after in three runs under load (the n x n cost sums of the
+// 3072-unit layers, one session's weights, a group of values). The bound 4.5x fails the previous design and leaves
+// ~0.7x for the load-dependent part.
+test('align of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 900_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o], LARGE_WIDTHS);
   t.diagnostic(`align (large) ${say}`);
-  assert.ok(ratio <= 4, `align (large) ${say}`);
+  assert.ok(ratio <= 4.5, `align (large) ${say}`);
 });
 
 test('permute: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 600_000 }, async (t) => {
