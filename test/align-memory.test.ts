@@ -83,11 +83,25 @@ async function peakRatio(args: (files: { a: string; b: string; o: string }) => s
 // the weights of files over 16 MiB in the file (read on demand, sessions reading them from the file): align 9.5x
 // -> 6.5x (left: A's and B's float32 weights and the cost sums of matching, the permuted weights and one session
 // while verifying), permute 6.8x -> 1.8-3.0x (the bare process it is measured over varies by 30 MiB, 1x of this
-// file). The bounds fail the previous design.
+// file). The bounds fail the previous design. Align 5.9x -> 5.3x side by side since A and B are read on demand
+// while matching (at this size its peak is the n x n cost sums and the sessions, not the weights).
 test('align: peak memory over a bare onnxruntime process stays within 8x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o]);
   t.diagnostic(`align ${say}`);
   assert.ok(ratio <= 8, `align ${say}`);
+});
+
+// A model over 64 MiB (84 MiB) aligned: A and B are read on demand while matching (onnx/on-demand-tensors.ts), B's
+// permuted weights go to a spill file beside it (OnnxModel.spillEdits) that verification's sessions read in place,
+// and model bytes, cost sums and the NaN pass's reads are freed at once (tensor/freeable-buffer.ts). Measured side
+// by side under load: 4.79x before those changes (A's and B's float32 copies, the permuted weights and garbage of
+// whole-model passes resident together), 3.06-3.76x after in three runs under load (the n x n cost sums of the
+// 3072-unit layers, one session's weights, a group of values). The bound 4.5x fails the previous design and leaves
+// ~0.7x for the load-dependent part.
+test('align of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 900_000 }, async (t) => {
+  const { ratio, say } = await peakRatio(({ a, b, o }) => ['align', a, b, '-o', o], LARGE_WIDTHS);
+  t.diagnostic(`align (large) ${say}`);
+  assert.ok(ratio <= 4.5, `align (large) ${say}`);
 });
 
 test('permute: peak memory over a bare onnxruntime process stays within 4.5x the model file', { timeout: 600_000 }, async (t) => {
@@ -100,10 +114,11 @@ test('permute: peak memory over a bare onnxruntime process stays within 4.5x the
 // (probe and sessions from decoded and re-encoded copies, both models' sessions alive), 3.4x now alone and 4.2x
 // inside a loaded full test run (B's bytes, the permuted tensors, one session, a 128 MiB group of values, and the
 // allocator's arenas, which vary with load). 1.8x (4.3x before) since B's weights stay in its file: the permuted
-// tensors, one session reading the rest from the file, a group of values. The bound 3.5x fails the previous design
-// and leaves 1.7x for load.
-test('permute of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 3.5x the model file', { timeout: 600_000 }, async (t) => {
+// tensors, one session reading the rest from the file, a group of values. 0.41-0.67x (1.81x side by side before)
+// since the permuted tensors go to a spill file beside the model (OnnxModel.spillEdits): one session and a group
+// of values. The bound 1.4x fails the previous design and leaves ~0.7x for load.
+test('permute of a model over 64 MiB: peak memory over a bare onnxruntime process stays within 1.4x the model file', { timeout: 600_000 }, async (t) => {
   const { ratio, say } = await peakRatio(({ b, o }) => ['permute', b, '-o', o], LARGE_WIDTHS);
   t.diagnostic(`permute (large) ${say}`);
-  assert.ok(ratio <= 3.5, `permute (large) ${say}`);
+  assert.ok(ratio <= 1.4, `permute (large) ${say}`);
 });

@@ -4,13 +4,16 @@
  */
 import { BasinError, q, shapeStr } from '../errors.js';
 import { DTYPES } from '../dtype.js';
+import { numel } from '../tensor/tensor.js';
 import { loadOnnx, type OnnxModel } from '../onnx/model.js';
 import { PermutationSpec, type Assignment } from '../spec/spec.js';
 import { randomAssignment } from '../spec/apply.js';
 import { changedFraction, permuteModel, QUANT_DTYPES, weightShapes } from '../spec/permute-model.js';
 import type { PermutationSpecJson } from '../spec/types.js';
 import { matchingMethod, type MatchOptions, type MethodResult } from '../match/registry.js';
-import { matchModelOf } from '../match/consensus.js';
+import { matchModelOf, type MatchModel } from '../match/consensus.js';
+import { matchingTensor } from '../match/dequantized.js';
+import { onDemandTensors, readsFromFile } from '../onnx/on-demand-tensors.js';
 import { withPointsFromGraph } from '../match/graph-points.js';
 import type { VerifyResult } from '../verify/verify.js';
 import { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js';
@@ -97,7 +100,7 @@ export function checkSameWeights(a: OnnxModel, b: OnnxModel): void {
 export function checkFiniteWeights(model: OnnxModel): void {
   for (const n of model.weights()) {
     const dtype = model.weightInfo(n).dtype;
-    if (dtype !== undefined && DTYPES[dtype].isFloat) model.getFloat32(n);
+    if (dtype !== undefined && DTYPES[dtype].isFloat) model.checkFinite(n);
   }
 }
 
@@ -153,8 +156,20 @@ export async function matchOnnxModels(a: OnnxModel, b: OnnxModel, specSource: Sp
   // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
   const spec = method.readsActivations ? await withPointsFromGraph(resolved, a) : resolved;
   const data = typeof opts.data === 'string' ? await openFeeds(opts.data, a, { ...opts.feed, limit: opts.limit }) : opts.data;
-  const match: MethodResult = await method.match(spec, matchModelOf(spec, a), matchModelOf(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
+  const match: MethodResult = await method.match(spec, onDemandMatchModel(spec, a), onDemandMatchModel(spec, b), data, { ...opts, onProgress: opts.onActivationProgress });
   return { spec, match };
+}
+
+/**
+ * The spec tensors of `graph` as matching reads them: a model whose weights lie in a file (left there by loadOnnx,
+ * or external data) read on demand (onnx/on-demand-tensors.ts), so matching does not hold A and B whole as float32
+ * copies; one held in memory as views of its bytes (matchModelOf: no copies to save).
+ */
+function onDemandMatchModel(spec: PermutationSpec, graph: OnnxModel): MatchModel {
+  const names = spec.tensors();
+  if (!readsFromFile(graph, names)) return matchModelOf(spec, graph);
+  const read = (n: string, checkFinite: boolean) => (DTYPES[graph.weightInfo(n).dtype].isFloat ? graph.viewFloat32(n, { checkFinite }) : matchingTensor(graph, n));
+  return { tensors: onDemandTensors(graph, names, read), graph, label: graph.path };
 }
 
 /**
@@ -162,9 +177,27 @@ export async function matchOnnxModels(a: OnnxModel, b: OnnxModel, specSource: Sp
  * @throws BasinError verify_failed (the aligned model computes something else), onnx_runtime
  */
 export async function permuteVerified(b: OnnxModel, spec: PermutationSpec, match: MethodResult, opts: VerifyOptions = {}): Promise<AlignOnnxResult> {
+  spillLarge(b);
   const aligned = permuteModel(b, spec, match.perms);
   const verify = await verifyPermuted(b, aligned, `aligned ${q(b.path ?? 'B')}`, opts, { spec, assignment: match.perms });
   return { aligned, spec, match, verify };
+}
+
+/** Weights of more bytes than this are permuted into a spill file instead of memory (spillLarge). */
+export const SPILL_WEIGHT_BYTES = 64 * 2 ** 20;
+
+/**
+ * A model of over SPILL_WEIGHT_BYTES whose weights lie in its file: its permuted copies (permuteModel clones it)
+ * keep their edits in a spill file beside it (OnnxModel.spillEdits), so verification holds one session's weights,
+ * not also the permuted ones (ViT-B/16 align: 346 MB less at the peak). The model itself computes the same.
+ */
+function spillLarge(model: OnnxModel): void {
+  let bytes = 0;
+  for (const n of model.weights()) {
+    const info = model.weightInfo(n);
+    bytes += numel(info.shape) * DTYPES[info.dtype].bytes;
+  }
+  if (bytes > SPILL_WEIGHT_BYTES) model.spillEdits();
 }
 
 export interface PermuteResult {
@@ -183,6 +216,7 @@ export interface PermuteResult {
 export async function randomlyPermute(model: OnnxModel, specSource: SpecSource, seed: number, opts: VerifyOptions & { specLabel?: string } = {}): Promise<PermuteResult> {
   const spec = await resolveSpec(model, specSource, opts.specLabel);
   const perms = randomAssignment(spec, seed);
+  spillLarge(model);
   const out = permuteModel(model, spec, perms);
   const changed = changedFraction(model, out, new Set(out.edited())); // reads every weight: NaN/Inf is 'non_finite' here, before any run
   const verify = await verifyPermuted(model, out, `permuted ${q(model.path ?? 'model')}`, opts, { spec, assignment: perms });

@@ -19,6 +19,7 @@ import { fullTerm, placementLayout, updateTerm, type Layout } from './placement-
 import type { Assignment, Placement, PermutationSpec } from '../spec/spec.js';
 import { permuteTensor } from '../spec/apply.js';
 import { releaseReads } from '../io/lazy-tensors.js';
+import { freeBuffer, freeableBuffer, type FreeableBuffer } from '../tensor/freeable-buffer.js';
 
 /**
  * After the updates of a permutation's cost have moved this many times its total columns, the sum is rebuilt from
@@ -39,7 +40,7 @@ export interface ProductEvent {
 }
 
 interface Running {
-  /** Σ over the included placements of A_rows · P(B_rows)ᵀ, float64, n × n. */
+  /** Σ over the included placements of A_rows · P(B_rows)ᵀ, float64, n × n, on a freeableBuffer (dispose). */
   total: Float64Array;
   /** The column map each included placement was last added under. */
   sigmas: Map<Placement, Int32Array>;
@@ -108,11 +109,22 @@ export class CostBuilder {
     if (!run || run.moved > REFRESH_AFTER * run.cols) {
       this.running.delete(perm);
       this.evict(8 * n * n);
-      run = { total: new Float64Array(n * n), sigmas: new Map(), moved: 0, cols: 0 };
+      run = { total: new Float64Array(freeableBuffer(8 * n * n)), sigmas: new Map(), moved: 0, cols: 0 };
     } else this.running.delete(perm); // re-inserted below: the map's order is least recently used first
     this.running.set(perm, run);
     return this.sum(perm, n, want, perms, run);
   }
+
+  /**
+   * Free every running sum held now (their memory goes back at once, not at the next garbage collection): call when
+   * matching is done and no cost matrix from this builder is read again. On a ViT-B/16 pair the sums are up to
+   * 346 MB that would otherwise still be resident while the aligned model is verified.
+   */
+  dispose(): void {
+    for (const r of this.running.values()) freeBuffer(r.total.buffer as FreeableBuffer);
+    this.running.clear();
+  }
+
 
   /** Drop the least recently used running sums until `bytes` more fit the budget (a dropped sum is rebuilt from full products when next needed). */
   private evict(bytes: number): void {
@@ -301,14 +313,17 @@ export class CostBuilder {
 }
 
 /**
- * Default budget of the running sums: the bytes of A's spec tensors as float32, and at least 256 MiB. Each sum is
- * float64 n × n: for wide hidden layers (ViT-B/16: twelve 3072-unit MLPs, 75 MB each, 0.9 GB against 0.35 GB of
- * weights) holding them all would outweigh the models; rebuilding a dropped one costs its full products once.
+ * Default budget of the running sums: a quarter of the bytes of A's spec tensors as float32, and at least
+ * 128 MiB. Each sum is float64 n × n: for wide hidden layers (ViT-B/16: twelve 3072-unit MLPs, 75 MB each, 0.9 GB
+ * against 0.35 GB of weights) holding them all would outweigh the models; rebuilding a dropped one costs its full
+ * products once (29 GFLOP for a ViT-B/16 MLP's). With A and B read on demand (onnx/on-demand-tensors.ts) the sums
+ * are what weight matching holds most of: on an 84 MiB 1024-3072x3 MLP align peaked at 642 MiB with the budget at
+ * all of the weights (256 MiB), 458 MiB with this one.
  */
 export function runningBudget(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>): number {
   let bytes = 0;
   for (const t of spec.tensors()) bytes += 4 * (a.get(t)?.size ?? 0);
-  return Math.max(bytes, 256 * 2 ** 20);
+  return Math.max(bytes / 4, 128 * 2 ** 20);
 }
 
 /** max |x| (NaN when x holds one: the bound is then NaN and the sum is scanned), in chunks (see maxAbsChunk). */

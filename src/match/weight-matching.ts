@@ -270,6 +270,7 @@ export async function weightMatching(
   for (const c of builders) {
     phases.products += c.products;
     phases.updates += c.updates;
+    c.dispose(); // the running sums' memory back now, not at a later collection (the aligned model is verified next)
   }
   return { perms, objectiveBefore, objectiveAfter: objective, sweeps, seconds: (performance.now() - started) / 1000, phases };
 }

@@ -31,7 +31,7 @@
  * them from the file as external data (`fileRef`). So a model costs its weights once, where a copy is made, not
  * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
-import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomHex } from '../io/random-name.js';
 import path from 'node:path';
 import * as onnx from './proto.js';
@@ -39,6 +39,7 @@ import { DTYPES, decodeFloat32, dtypeFromOnnx, encodeFloat32, viewStored, type D
 import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
+import { freeBuffer, freeableBuffer, type FreeableBuffer } from '../tensor/freeable-buffer.js';
 import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
 import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/provenance.js';
@@ -245,6 +246,12 @@ function u8(a: ArrayBufferView): Uint8Array {
 
 // --- the model ------------------------------------------------------------------------------------------------
 
+/** How getFloat32 and viewFloat32 read. */
+export interface ReadFloatOptions {
+  /** Scan the values for NaN/Inf (default true; false for a tensor an earlier read of this model checked). */
+  checkFinite?: boolean;
+}
+
 /** A loaded ONNX model: the decoded ModelProto plus the original bytes, and pending tensor edits. */
 export class OnnxModel {
   /** File the model came from (or was last saved to); undefined for models built in memory. */
@@ -269,6 +276,9 @@ export class OnnxModel {
   private readonly source: ModelFile | undefined;
   /** Lazy tensors' bytes read before the model file was replaced (by a save over it). */
   private held = new Map<string, Uint8Array>();
+  /** Edits kept in a spill file instead of memory (see spillEdits), and that file (shared by clones). */
+  private spilled = new Map<string, { offset: number; length: number }>();
+  private spill: EditSpill | undefined;
 
   private constructor(bytes: Uint8Array, proto: ModelProto, file: string | undefined, lazy: ReadonlyMap<string, LazyRaw> = new Map(), source?: ModelFile) {
     this.bytes = bytes;
@@ -346,16 +356,41 @@ export class OnnxModel {
     const e = this.entry(name);
     const edited = this.edits.get(name);
     if (edited) return copyBytes(edited);
+    const spilled = this.spilled.get(name);
+    if (spilled) return readSpilled(this.spill!, spilled, name, this.label); // a fresh read is a copy
     return this.readStored(e);
   }
 
-  /** The tensor as float32 (F16/BF16 exactly, F64 and integers rounded to nearest); NaN, or ±Inf where weightAllowsInfinity says no: 'non_finite'. */
-  getFloat32(name: string): Tensor {
+  /** The tensor as float32 (F16/BF16 exactly, F64 and integers rounded to nearest); NaN, or ±Inf where weightAllowsInfinity says no: 'non_finite' (unless `checkFinite: false`). */
+  getFloat32(name: string, { checkFinite = true }: ReadFloatOptions = {}): Tensor {
     const e = this.entry(name);
     const dtype = this.readableDType(e);
     const values = decodeFloat32(this.getRaw(name), dtype, true); // getRaw's bytes are a fresh copy: decoded in place
-    assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
+    if (checkFinite) assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
     return new Tensor(e.shape, values);
+  }
+
+  /**
+   * Refuse a NaN (or an Infinity weightAllowsInfinity does not allow) in tensor `name` as getFloat32 does
+   * (BasinError non_finite naming file and tensor), holding nothing afterwards: a tensor left in the model file is
+   * read into a freeableBuffer freed at once. A pass over every weight of a large model through getFloat32 left the
+   * whole model's size to the garbage collector (ViT-B/16 align: A and B, 690 MB, still resident while matching).
+   */
+  checkFinite(name: string): void {
+    const e = this.entry(name);
+    const dtype = this.readableDType(e);
+    if (!e.lazy || this.isEdited(name) || this.held.has(name) || dtype !== 'F32') {
+      this.getFloat32(name);
+      return;
+    }
+    const buf = freeableBuffer(e.lazy.length);
+    try {
+      const raw = this.readLazy(e, new Uint8Array(buf, 0, e.lazy.length));
+      const values = decodeFloat32(raw, dtype, true);
+      assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant' || e.form === 'attr') });
+    } finally {
+      freeBuffer(buf);
+    }
   }
 
   /**
@@ -364,12 +399,12 @@ export class OnnxModel {
    * fresh copy. Weight matching reads A's and B's weights through this, so they are not held twice.
    * @throws BasinError non_finite as getFloat32
    */
-  viewFloat32(name: string): Tensor {
+  viewFloat32(name: string, opts: ReadFloatOptions = {}): Tensor {
     const e = this.entry(name);
-    const raw = e.form === 'raw' && !e.lazy && !this.edits.has(name) ? e.tensor!.rawData : undefined;
-    if (!raw || this.readableDType(e) !== 'F32' || raw.byteOffset % 4 !== 0 || raw.length % 4 !== 0) return this.getFloat32(name);
+    const raw = e.form === 'raw' && !e.lazy && !this.isEdited(name) ? e.tensor!.rawData : undefined;
+    if (!raw || this.readableDType(e) !== 'F32' || raw.byteOffset % 4 !== 0 || raw.length % 4 !== 0) return this.getFloat32(name, opts);
     const values = new Float32Array(raw.buffer, raw.byteOffset, raw.length / 4);
-    assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant') });
+    if (opts.checkFinite ?? true) assertFinite(values, { file: this.label, tensor: name, shape: e.shape, allowInfinity: weightAllowsInfinity(e.shape, e.kind === 'constant') });
     return new Tensor(e.shape, values);
   }
 
@@ -408,7 +443,7 @@ export class OnnxModel {
         { file: this.path, tensor: name, expected: e.shape, found: tensor.shape },
       );
     }
-    this.edits.set(name, encodeFloat32(tensor.data, dtype, name));
+    this.setEdit(name, encodeFloat32(tensor.data, dtype, name));
   }
 
   /**
@@ -426,18 +461,60 @@ export class OnnxModel {
         { file: this.path, tensor: name, expected, found: bytes.length },
       );
     }
+    this.setEdit(name, bytes, owned);
+  }
+
+  /** Keep an edit: in the spill file when spilling and the tensor's data lies in the model file, else in memory (copied unless `owned`). */
+  private setEdit(name: string, bytes: Uint8Array, owned = true): void {
+    this.spilled.delete(name);
+    const e = this.entry(name);
+    if (this.spill && e.lazy) {
+      this.edits.delete(name);
+      this.spilled.set(name, this.spill.write(bytes));
+      return;
+    }
     this.edits.set(name, owned ? bytes : copyBytes(bytes));
+  }
+
+  private isEdited(name: string): boolean {
+    return this.edits.has(name) || this.spilled.has(name);
+  }
+
+  /**
+   * From now on keep the edits of tensors whose data lies in the model file (loadOnnx left it there) in a hidden
+   * data file beside it, `.basin-edits-<pid>-<hex>.data`, instead of in memory (the edits held now are moved
+   * there too), and clones made from here do the same: a permuted copy of a large model then holds none of its
+   * weights, and its sessions read them from that file (onnx/session-source.ts). The file is removed when the
+   * process exits. Returns false, changing nothing, when the model has no such tensors or the folder cannot be
+   * written (edits then stay in memory).
+   */
+  spillEdits(): boolean {
+    if (this.spill) return true;
+    if (!this.source || this.lazy.size === 0) return false;
+    const spill = openSpill(path.dirname(this.source.realPath));
+    if (!spill) return false;
+    this.spill = spill;
+    for (const [name, bytes] of [...this.edits]) this.setEdit(name, bytes);
+    return true;
+  }
+
+  /** Where a spilled edit lies (see spillEdits): its file, offset and length; undefined for any other tensor. */
+  spilledRef(name: string): { file: string; offset: number; length: number } | undefined {
+    const r = this.spilled.get(name);
+    return r && { file: this.spill!.file, ...r };
   }
 
   /** Names of tensors edited since loading. */
   edited(): string[] {
-    return [...this.edits.keys()];
+    return [...this.edits.keys(), ...this.spilled.keys()];
   }
 
   /** An independent copy: same source, same pending edits. */
   clone(): OnnxModel {
     const c = new OnnxModel(this.bytes, onnx.decodeModel(this.bytes), this.path, this.lazy, this.source);
     for (const [k, v] of this.edits) c.edits.set(k, copyBytes(v));
+    c.spill = this.spill; // append-only: the spilled edits it shares are never overwritten
+    c.spilled = new Map(this.spilled);
     c.held = new Map(this.held);
     c.ext = new Map(this.ext);
     c.extMoved = this.extMoved;
@@ -488,7 +565,7 @@ export class OnnxModel {
   /** Protobuf bytes as chunks (mostly views of the original bytes); see `toBytes`. */
   private toChunks(external: ExternalMode, stamp?: Record<string, string>): Uint8Array[] {
     const changed = new Map<string, Entry>();
-    for (const name of this.edits.keys()) changed.set(name, this.entry(name));
+    for (const name of this.edited()) changed.set(name, this.entry(name));
     if (external !== 'keep' || this.extMoved) for (const e of this.entries.values()) if (e.form === 'external') changed.set(e.name, e);
     for (const e of this.entries.values()) if (e.lazy) changed.set(e.name, e); // the protobuf lacks their bytes: put back
     if (changed.size === 0 && !stamp) return [this.bytes];
@@ -513,9 +590,11 @@ export class OnnxModel {
           if (!here) return undefined;
           const e = here.get(wireString(gv, TENSOR_NAME, this.label));
           if (!e || e.kind !== 'initializer') return undefined;
-          if (e.lazy && !this.edits.has(e.name) && !this.lazyAsExternal(e, external)) {
-            // the initializer's own bytes, as in the file: the raw_data field back where it stood
-            return [gv.subarray(0, e.lazy.cut), e.lazy.head, this.readLazy(e), gv.subarray(e.lazy.cut)];
+          if (e.lazy && !this.lazyAsExternal(e, external)) {
+            // the raw_data field back where it stood: the file's bytes, or the edit's (same length: setRaw checks
+            // it against the shape) as they are, not copied into a newly encoded tensor
+            const edit = this.edits.get(e.name) ?? (this.spilled.has(e.name) ? this.getRaw(e.name) : undefined);
+            return [gv.subarray(0, e.lazy.cut), e.lazy.head, edit ?? this.readLazy(e), gv.subarray(e.lazy.cut)];
           }
           return [onnx.encodeTensor(tensorBytes(e))];
         }
@@ -611,7 +690,7 @@ export class OnnxModel {
   private lazyAsExternal(e: Entry, external: ExternalMode): ExternalRef | undefined {
     if (!e.lazy) return undefined;
     if (external instanceof Map) return external.get(e.name);
-    if (typeof external !== 'object' || e.lazy.length <= external.inlineUpTo || this.edits.has(e.name) || this.held.has(e.name)) return undefined;
+    if (typeof external !== 'object' || e.lazy.length <= external.inlineUpTo || this.isEdited(e.name) || this.held.has(e.name)) return undefined;
     const realPath = this.source!.realPath;
     return { location: path.basename(realPath), file: realPath, offset: e.lazy.offset, length: e.lazy.length };
   }
@@ -621,7 +700,7 @@ export class OnnxModel {
    * file, which must still be the file that was loaded.
    * @throws BasinError io_error when the model file was changed, replaced or removed since loading
    */
-  private readLazy(e: Entry): Uint8Array {
+  private readLazy(e: Entry, into?: Uint8Array): Uint8Array {
     const held = this.held.get(e.name);
     if (held) return held;
     const src = this.source!;
@@ -639,7 +718,7 @@ export class OnnxModel {
     try {
       const st = fstatSync(fd);
       if (st.dev !== src.dev || st.ino !== src.ino || st.size !== src.size || st.mtimeMs !== src.mtimeMs) throw changed('was changed or replaced');
-      const out = new Uint8Array(e.lazy!.length);
+      const out = into ?? new Uint8Array(e.lazy!.length);
       for (let off = 0; off < out.length; ) {
         const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), e.lazy!.offset + off);
         if (n === 0) throw changed('shrank');
@@ -653,7 +732,7 @@ export class OnnxModel {
 
   /** Read every lazy tensor that is not edited into memory: the model file is about to be replaced. */
   private holdLazy(): void {
-    for (const e of this.entries.values()) if (e.lazy && !this.edits.has(e.name) && !this.held.has(e.name)) this.held.set(e.name, this.readLazy(e));
+    for (const e of this.entries.values()) if (e.lazy && !this.isEdited(e.name) && !this.held.has(e.name)) this.held.set(e.name, this.readLazy(e));
   }
 
   /**
@@ -666,7 +745,7 @@ export class OnnxModel {
   }
 
   private withDataInFile(source: ModelFile, minBytes: number): OnnxModel | undefined {
-    if (this.edits.size > 0 || this.lazy.size > 0) return undefined;
+    if (this.edited().length > 0 || this.lazy.size > 0) return undefined;
     const split = splitRawData(this.bytes, this.label, minBytes);
     if (!split) return undefined;
     const m = new OnnxModel(split.skeleton, onnx.decodeModel(split.skeleton), this.path, split.lazy, source);
@@ -861,7 +940,8 @@ export async function readOnnx(file: string, { dataInFileFrom = DATA_IN_FILE_BYT
     try {
       const st = fstatSync(fd);
       source = { realPath: realpathSync(file), dev: st.dev, ino: st.ino, size: st.size, mtimeMs: st.mtimeMs };
-      bytes = readFileSync(fd);
+      // over 2 GiB readFileSync refuses the file (too_large from fsError: protobuf cannot hold it anyway)
+      bytes = st.size >= dataInFileFrom && st.size < 2 ** 31 ? readFreeable(fd, st.size) : readFileSync(fd);
     } finally {
       closeSync(fd);
     }
@@ -872,10 +952,10 @@ export async function readOnnx(file: string, { dataInFileFrom = DATA_IN_FILE_BYT
   if (bytes.length < dataInFileFrom) return model;
   const lazy = OnnxModel.withDataInFile(model, source, tensorFrom);
   if (!lazy) return model;
-  // The file's bytes are garbage now, held only by the model decoded from them: freed at once rather than at the
-  // next full collection (a backing store moved to a young object goes at the next scavenge; the old views are
-  // left empty, and nothing reads them).
-  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) structuredClone(bytes.buffer, { transfer: [bytes.buffer] });
+  // The file's bytes are garbage now, held only by the model decoded from them: freed at once rather than at a
+  // later collection (the next model's bytes would be read beside them; the old views are left empty, and nothing
+  // reads them).
+  freeBuffer(bytes.buffer as FreeableBuffer);
   return lazy;
 }
 
@@ -890,6 +970,78 @@ export interface LoadOnnxOptions {
   dataInFileFrom?: number;
   /** Initializers with at least this many bytes of raw_data are left in the file; default DATA_IN_FILE_TENSOR_BYTES. */
   tensorFrom?: number;
+}
+
+/** A spill file of edits (OnnxModel.spillEdits): append-only, each edit at a 4 KiB-aligned offset. */
+interface EditSpill {
+  readonly file: string;
+  write(bytes: Uint8Array): { offset: number; length: number };
+}
+
+const SPILL_ALIGN = 4096;
+
+/** A new spill file in `dir`, removed when the process exits; undefined when `dir` cannot be written. */
+function openSpill(dir: string): EditSpill | undefined {
+  const file = path.join(dir, `.basin-edits-${process.pid}-${randomHex(6)}.data`);
+  try {
+    closeSync(openSync(file, 'wx'));
+  } catch {
+    return undefined;
+  }
+  process.once('exit', () => rmSync(file, { force: true }));
+  let size = 0;
+  return {
+    file,
+    write(bytes) {
+      const offset = Math.ceil(size / SPILL_ALIGN) * SPILL_ALIGN;
+      let fd: number | undefined;
+      try {
+        fd = openSync(file, 'r+');
+        // writeSync takes at most 2^31 - 1 bytes at once
+        for (let off = 0; off < bytes.length; ) off += writeSync(fd, bytes, off, Math.min(bytes.length - off, 1 << 30), offset + off);
+      } catch (e) {
+        throw fsError(e, file, 'write');
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+      size = offset + bytes.length;
+      return { offset, length: bytes.length };
+    },
+  };
+}
+
+/**
+ * A spilled edit's bytes (a fresh copy).
+ * @throws BasinError io_error when the spill file was removed or shortened
+ */
+function readSpilled(spill: EditSpill, at: { offset: number; length: number }, tensor: string, label: string): Uint8Array {
+  const out = new Uint8Array(at.length);
+  let fd: number | undefined;
+  try {
+    fd = openSync(spill.file, 'r');
+    for (let off = 0; off < out.length; ) {
+      const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), at.offset + off);
+      if (n === 0) throw new BasinError('io_error', `${q(spill.file)}, which holds the edited tensor ${q(tensor)} of ${q(label)}, was shortened`, { file: spill.file, tensor });
+      off += n;
+    }
+  } catch (e) {
+    if (e instanceof BasinError) throw e;
+    throw fsError(e, spill.file, 'read');
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  return out;
+}
+
+/** The `size` bytes of open file `fd`, on a freeableBuffer (tensor/freeable-buffer.ts). */
+function readFreeable(fd: number, size: number): Uint8Array {
+  const out = new Uint8Array(freeableBuffer(size), 0, size);
+  for (let off = 0; off < size; ) {
+    const n = readSync(fd, out, off, Math.min(size - off, 1 << 30), off);
+    if (n === 0) return out.subarray(0, off); // the file shrank while read: decoding names it truncated
+    off += n;
+  }
+  return out;
 }
 
 /** Model files from this size on leave their large initializers' data in the file (see LoadOnnxOptions). */

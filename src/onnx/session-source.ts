@@ -173,6 +173,14 @@ function writeSession(model: OnnxModel, edit: ProtoEdit | ExtraOutputs | undefin
     for (const name of model.constants()) {
       const ref = model.fileRef(name);
       if (!ref) continue;
+      const spilled = model.spilledRef(name);
+      if (spilled) {
+        // an edit kept in a spill file beside the model (OnnxModel.spillEdits): read from there, not copied
+        let location = located.get(spilled.file);
+        if (location === undefined) located.set(spilled.file, (location = locate(spilled.file)));
+        refs.set(name, { location, offset: spilled.offset, length: spilled.length });
+        continue;
+      }
       if (edited.has(name)) {
         const data = model.getRaw(name);
         fd ??= openSync(editedFile, 'w');

@@ -35,7 +35,7 @@ export interface CompareOptions {
   permutation?: ComparePermutation;
   /** Compare hidden values when the graphs are the same graph (default true); false compares outputs only. */
   hidden?: boolean;
-  /** Bytes of A's values held at once (see VALUE_BUDGET_BYTES); default max(VALUE_BUDGET_BYTES, half the larger model's weight bytes). */
+  /** Bytes of A's values held at once (see VALUE_BUDGET_BYTES); default max(VALUE_BUDGET_BYTES, a quarter of the larger model's weight bytes). */
   valueBudget?: number;
   /** Both models' sessions alive at once, each batch compared as it comes (default: for models of at most PAIRED_WEIGHT_BYTES of weights). */
   paired?: boolean;
@@ -104,7 +104,7 @@ const FIRST_GROUP = 32;
 
 /**
  * Run A and B on every batch of feeds and compare them (see the module comment). The batches are read once and
- * kept (inputs only). The values are compared in groups (VALUE_BUDGET_BYTES, or `max(budget, half the larger
+ * kept (inputs only). The values are compared in groups (VALUE_BUDGET_BYTES, or `max(budget, a quarter of the larger
  * model's weight bytes)`): per group, A's session runs every batch and keeps what the comparison needs (outputs,
  * un-permuted points, sorted hidden values) and is released, then B's session runs and is compared value by value.
  * @param a the reference model
@@ -131,7 +131,7 @@ export async function compareModels(
   const feedList: Record<string, Feed>[] = [];
   for await (const feeds of batches) feedList.push(feeds);
   if (feedList.length === 0) throw new BasinError('data_invalid', 'no inputs to verify on: the data gave no batch', { file: a.path });
-  const budget = opts.valueBudget ?? Math.max(VALUE_BUDGET_BYTES, Math.max(weightBytes(a), weightBytes(b)) / 2);
+  const budget = opts.valueBudget ?? Math.max(VALUE_BUDGET_BYTES, Math.max(weightBytes(a), weightBytes(b)) / 4);
   const acc = new Map<string, Acc>();
   const magnitude = new Map<string, number>();
   const dims = new Map<string, readonly number[]>();
