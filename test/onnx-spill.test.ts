@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -126,6 +126,36 @@ test('the spill file is removed when the process exits', async () => {
     assert.match(path.basename(printed), /^\.basin-edits-\d+-[0-9a-f]+\.data$/);
     assert.equal(existsSync(printed), false, `${printed} left behind`);
     assert.deepEqual(spillFiles(dir), []);
+  });
+});
+
+test('the spill file is removed when the process is stopped by SIGTERM or SIGINT, and a killed process\'s is removed by the next spill', async () => {
+  await withFiles({ 'm.onnx': model(3) }, async (dir) => {
+    const file = path.join(dir, 'm.onnx');
+    const modelJs = new URL('../src/onnx/model.js', import.meta.url).href;
+    const tensorJs = new URL('../src/tensor/tensor.js', import.meta.url).href;
+    // spill an edit, say where, then wait (a long verification) until stopped
+    const script =
+      `const { readOnnx } = await import(${JSON.stringify(modelJs)}); const { Tensor } = await import(${JSON.stringify(tensorJs)});` +
+      `const m = await readOnnx(process.argv[1], ${JSON.stringify(LAZY)}); if (!m.spillEdits()) process.exit(3);` +
+      `m.setFloat32('w0', new Tensor([${WIDTH}, ${WIDTH}], new Float32Array(${WIDTH * WIDTH}))); console.log(m.spilledRef('w0').file);` +
+      `setInterval(() => {}, 1000);`;
+    for (const [signal, kept] of [['SIGTERM', false], ['SIGINT', false], ['SIGKILL', true]] as const) {
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const printed = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
+      assert.equal(existsSync(printed), true);
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill(signal);
+      await exited;
+      assert.equal(existsSync(printed), kept, `${signal}: ${printed}`);
+    }
+    // the SIGKILLed process's spill file is still there; the next model that spills in this folder removes it
+    // (its process is gone) and keeps its own
+    assert.equal(spillFiles(dir).length, 1);
+    const m = await readOnnx(file, LAZY);
+    assert.equal(m.spillEdits(), true);
+    m.setFloat32('w1', new Tensor([WIDTH, WIDTH], new Float32Array(WIDTH * WIDTH)));
+    assert.deepEqual(spillFiles(dir), [path.basename(m.spilledRef('w1')!.file)]);
   });
 });
 

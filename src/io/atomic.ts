@@ -122,6 +122,18 @@ function track(tempPath: string): void {
   }
 }
 
+/**
+ * A scratch file this process owns outside the atomic-write path (e.g. OnnxModel's spilled edits): removed by the
+ * same SIGINT/SIGTERM/SIGHUP handlers as staged outputs, and at exit; `untrackScratchFile` when the owner removed it.
+ */
+export function trackScratchFile(file: string): void {
+  track(file);
+}
+
+export function untrackScratchFile(file: string): void {
+  untrack(file);
+}
+
 function untrackHandlers(): void {
   for (const [sig, h] of handlers) process.removeListener(sig, h);
   handlers.clear();

@@ -40,7 +40,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { freeBuffer, freeableBuffer, type FreeableBuffer } from '../tensor/freeable-buffer.js';
-import { fsError, stageFile, type StagedFile } from '../io/atomic.js';
+import { fsError, processAlive, stageFile, trackScratchFile, untrackScratchFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
 import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/provenance.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
@@ -980,15 +980,25 @@ interface EditSpill {
 
 const SPILL_ALIGN = 4096;
 
-/** A new spill file in `dir`, removed when the process exits; undefined when `dir` cannot be written. */
+const SPILL_PREFIX = '.basin-edits-';
+
+/**
+ * A new spill file in `dir`, removed when the process exits or is stopped by SIGINT/SIGTERM/SIGHUP; undefined when
+ * `dir` cannot be written. Spill files of processes that no longer exist (killed outright) are removed first.
+ */
 function openSpill(dir: string): EditSpill | undefined {
-  const file = path.join(dir, `.basin-edits-${process.pid}-${randomHex(6)}.data`);
+  removeDeadSpills(dir);
+  const file = path.join(dir, `${SPILL_PREFIX}${process.pid}-${randomHex(6)}.data`);
   try {
     closeSync(openSync(file, 'wx'));
   } catch {
     return undefined;
   }
-  process.once('exit', () => rmSync(file, { force: true }));
+  trackScratchFile(file);
+  process.once('exit', () => {
+    rmSync(file, { force: true });
+    untrackScratchFile(file);
+  });
   let size = 0;
   return {
     file,
@@ -1008,6 +1018,26 @@ function openSpill(dir: string): EditSpill | undefined {
       return { offset, length: bytes.length };
     },
   };
+}
+
+/** Remove `dir`'s spill files whose process (the pid in the name) no longer exists. */
+function removeDeadSpills(dir: string): void {
+  let entries: string[];
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const entry of entries) {
+    if (!entry.startsWith(SPILL_PREFIX)) continue;
+    const m = /^\.basin-edits-(\d+)-[0-9a-f]+\.data$/.exec(entry);
+    if (!m || processAlive(Number(m[1]))) continue;
+    try {
+      unlinkSync(path.join(dir, entry));
+    } catch {
+      // raced with another process, or not ours to remove
+    }
+  }
 }
 
 /**
@@ -1522,15 +1552,6 @@ function removeOwnDataFiles(dir: string, base: string, refs: ReadonlyMap<string,
     }
   }
   return removed;
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**
