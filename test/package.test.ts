@@ -21,12 +21,13 @@ const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as
 test('npm pack ships the CLI, the library, the demo assets and the require() answer', () => {
   const out = execFileSync('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   const files = new Set((JSON.parse(out) as [{ files: { path: string }[] }])[0].files.map((f) => f.path));
-  for (const need of ['dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'assets/demo/mlp_a.onnx', 'assets/demo/mlp_b.onnx',
+  for (const need of ['bin/basin', 'dist/src/cli/main.js', 'dist/src/index.js', 'dist/src/index.d.ts', 'assets/demo/mlp_a.onnx', 'assets/demo/mlp_b.onnx',
     'assets/demo/train.safetensors', 'assets/demo/test.safetensors', 'cjs/index.cjs', 'README.md', 'LICENSE', 'package.json']) {
     assert.ok(files.has(need), `the package is missing ${need}`);
   }
   assert.ok(![...files].some((f) => f.startsWith('dist/test/') || f.startsWith('test/') || f.startsWith('src/')), 'tests and TypeScript sources stay out');
-  assert.equal(pkg.bin.basin, 'dist/src/cli/main.js');
+  // `basin` is the POSIX launcher (test/launcher.test.ts), which runs the CLI; the package's own name is the plain CLI
+  assert.equal(pkg.bin.basin, 'bin/basin');
   assert.equal(pkg.bin[pkg.name], 'dist/src/cli/main.js', 'npx <package name> finds a command of that name');
 });
 
