@@ -228,7 +228,7 @@ test('costs: dispose frees the running sums at once (their arrays read as empty)
   const a = randomModel(convShapes, 7);
   const b = randomModel(convShapes, 8);
   const events: ProductEvent[] = [];
-  const cost = new CostBuilder(spec, a, b, (e) => events.push(e));
+  const cost = new CostBuilder(spec, a, b, (e) => events.push(e), undefined, 0); // every sum freeable (default: large ones)
   const perms = identityAssignment(spec);
   const held = await cost.costMatrix('P', perms);
   assert.equal(held.length, 12 * 12);
@@ -237,6 +237,11 @@ test('costs: dispose frees the running sums at once (their arrays read as empty)
   events.length = 0;
   assertAllClose(await cost.costMatrix('P', perms), bruteCost(spec, a, b, perms, 'P'), { rtol: 1e-5, atol: 1e-4 });
   assert.deepEqual(events.map((e) => e.kind), ['full', 'full', 'full'], 'rebuilt from full products');
+  // by default a small sum is a plain array (fast reads): dispose forgets it without emptying the caller's copy
+  const plain = new CostBuilder(spec, a, b);
+  const kept = await plain.costMatrix('P', perms);
+  plain.dispose();
+  assert.equal(kept.length, 12 * 12);
 });
 
 test('weight matching under a tiny running-sum budget finds the same permutations as with room for every sum', async () => {

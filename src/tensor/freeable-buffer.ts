@@ -23,3 +23,8 @@ export function freeableBuffer(byteLength: number): FreeableBuffer {
 export function freeBuffer(buf: FreeableBuffer): void {
   buf.resize(0);
 }
+
+/** Whether `buf` is a freeableBuffer (a resizable ArrayBuffer). */
+export function isFreeable(buf: ArrayBufferLike): buf is FreeableBuffer {
+  return (buf as { resizable?: boolean }).resizable === true;
+}
