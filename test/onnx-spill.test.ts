@@ -111,15 +111,22 @@ test('a spilling model keeps its edits of weights in its file in a file beside i
   });
 });
 
+/** A child process's script: read the model at argv[1] lazily, spill an edit of w0, print the spill file, then `then`. */
+function spillScript(then: string): string {
+  const modelJs = new URL('../src/onnx/model.js', import.meta.url).href;
+  const tensorJs = new URL('../src/tensor/tensor.js', import.meta.url).href;
+  return (
+    `const { readOnnx } = await import(${JSON.stringify(modelJs)}); const { Tensor } = await import(${JSON.stringify(tensorJs)});` +
+    `const m = await readOnnx(process.argv[1], ${JSON.stringify(LAZY)}); if (!m.spillEdits()) process.exit(3);` +
+    `m.setFloat32('w0', new Tensor([${WIDTH}, ${WIDTH}], new Float32Array(${WIDTH * WIDTH}))); console.log(m.spilledRef('w0').file);` +
+    then
+  );
+}
+
 test('the spill file is removed when the process exits', async () => {
   await withFiles({ 'm.onnx': model(3) }, async (dir) => {
     const file = path.join(dir, 'm.onnx');
-    const modelJs = new URL('../src/onnx/model.js', import.meta.url).href;
-    const tensorJs = new URL('../src/tensor/tensor.js', import.meta.url).href;
-    const script =
-      `const { readOnnx } = await import(${JSON.stringify(modelJs)}); const { Tensor } = await import(${JSON.stringify(tensorJs)});` +
-      `const m = await readOnnx(process.argv[1], ${JSON.stringify(LAZY)}); if (!m.spillEdits()) process.exit(3);` +
-      `m.setFloat32('w0', new Tensor([${WIDTH}, ${WIDTH}], new Float32Array(${WIDTH * WIDTH}))); console.log(m.spilledRef('w0').file);`;
+    const script = spillScript('');
     const printed = await new Promise<string>((resolve, reject) =>
       execFile(process.execPath, ['--input-type=module', '-e', script, file], (err, stdout, stderr) => (err ? reject(new Error(stderr)) : resolve(stdout.trim()))),
     );
@@ -132,14 +139,8 @@ test('the spill file is removed when the process exits', async () => {
 test('the spill file is removed when the process is stopped by SIGTERM or SIGINT, and a killed process\'s is removed by the next spill', async () => {
   await withFiles({ 'm.onnx': model(3) }, async (dir) => {
     const file = path.join(dir, 'm.onnx');
-    const modelJs = new URL('../src/onnx/model.js', import.meta.url).href;
-    const tensorJs = new URL('../src/tensor/tensor.js', import.meta.url).href;
     // spill an edit, say where, then wait (a long verification) until stopped
-    const script =
-      `const { readOnnx } = await import(${JSON.stringify(modelJs)}); const { Tensor } = await import(${JSON.stringify(tensorJs)});` +
-      `const m = await readOnnx(process.argv[1], ${JSON.stringify(LAZY)}); if (!m.spillEdits()) process.exit(3);` +
-      `m.setFloat32('w0', new Tensor([${WIDTH}, ${WIDTH}], new Float32Array(${WIDTH * WIDTH}))); console.log(m.spilledRef('w0').file);` +
-      `setInterval(() => {}, 1000);`;
+    const script = spillScript('setInterval(() => {}, 1000);');
     for (const [signal, kept] of [['SIGTERM', false], ['SIGINT', false], ['SIGKILL', true]] as const) {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script, file], { stdio: ['ignore', 'pipe', 'inherit'] });
       const printed = await new Promise<string>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(d.toString().trim())));
