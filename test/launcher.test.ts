@@ -47,6 +47,11 @@ test('bin/basin through symlinks: arguments unchanged, the CLI found, the enviro
     assert.equal(lines.at(-2), 'CA=[]');
     assert.equal(lines.at(-1), 'TUN=[glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1]');
   }
+  // a node that cannot be run: one basin error line naming BASIN_NODE, exit 1 (not the shell's own message)
+  const missing = await run(launcher, ['--version'], { BASIN_NODE: path.join(dir, 'no-such-node') });
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^basin: error \[runtime_missing\]: BASIN_NODE='.*no-such-node' is not a program/);
+  assert.equal(missing.stderr.trim().split('\n').length, 1);
   // without a caller's tunables, only basin's
   const r = await run(launcher, ['x'], { BASIN_NODE: fake, GLIBC_TUNABLES: undefined });
   assert.match(r.stdout, /TUN=\[glibc\.malloc\.hugetlb=1\]\n$/);
