@@ -157,11 +157,10 @@ export function processAlive(pid: number): boolean {
 }
 
 /**
- * Remove stale temporary files of `target` (basin's own pattern, beside it) whose process is no longer alive;
- * returns the paths removed. Files of live processes, and anything else in the folder, are left alone.
+ * Remove the files of `dir` that `ownerOf` attributes to a process (the pid in basin's temp names) that is no longer
+ * alive; returns the paths removed. Entries `ownerOf` returns null for, and files of live processes, are left alone.
  */
-export async function removeStaleTempFiles(target: string): Promise<string[]> {
-  const dir = path.dirname(target);
+export function removeDeadOwnerFiles(dir: string, ownerOf: (entry: string) => number | null): string[] {
   let entries: string[];
   try {
     entries = readdirSync(dir);
@@ -169,10 +168,8 @@ export async function removeStaleTempFiles(target: string): Promise<string[]> {
     return [];
   }
   const removed: string[] = [];
-  const prefix = `.${path.basename(target)}.basin-`;
   for (const entry of entries) {
-    if (!entry.startsWith(prefix)) continue; // most folders hold none: one string test per entry
-    const pid = tempOwner(target, entry);
+    const pid = ownerOf(entry);
     if (pid === null || processAlive(pid)) continue;
     const full = path.join(dir, entry);
     try {
@@ -183,6 +180,16 @@ export async function removeStaleTempFiles(target: string): Promise<string[]> {
     }
   }
   return removed;
+}
+
+/**
+ * Remove stale temporary files of `target` (basin's own pattern, beside it) whose process is no longer alive;
+ * returns the paths removed. Files of live processes, and anything else in the folder, are left alone.
+ */
+export async function removeStaleTempFiles(target: string): Promise<string[]> {
+  const prefix = `.${path.basename(target)}.basin-`;
+  // most folders hold none: one string test per entry before parsing
+  return removeDeadOwnerFiles(path.dirname(target), (entry) => (entry.startsWith(prefix) ? tempOwner(target, entry) : null));
 }
 
 /** Write `source` to a temporary file beside `target` and return it unrenamed; nothing is left on failure. */

@@ -31,7 +31,7 @@
  * them from the file as external data (`fileRef`). So a model costs its weights once, where a copy is made, not
  * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
-import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, readdirSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomHex } from '../io/random-name.js';
 import path from 'node:path';
 import * as onnx from './proto.js';
@@ -40,7 +40,7 @@ import { BasinError, q, shapeStr } from '../errors.js';
 import { Tensor, numel } from '../tensor/tensor.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
 import { freeBuffer, freeableBuffer, type FreeableBuffer } from '../tensor/freeable-buffer.js';
-import { fsError, processAlive, stageFile, trackScratchFile, untrackScratchFile, type StagedFile } from '../io/atomic.js';
+import { fsError, removeDeadOwnerFiles, stageFile, trackScratchFile, untrackScratchFile, type StagedFile } from '../io/atomic.js';
 import { withSaveLock } from '../io/save-lock.js';
 import { PROVENANCE_KEYS, currentProvenance, provenanceMetadata } from '../io/provenance.js';
 import { checkInside, openChecked, type PathOrigin, type SafeFile } from '../io/safe-path.js';
@@ -1022,22 +1022,11 @@ function openSpill(dir: string): EditSpill | undefined {
 
 /** Remove `dir`'s spill files whose process (the pid in the name) no longer exists. */
 function removeDeadSpills(dir: string): void {
-  let entries: string[];
-  try {
-    entries = readdirSync(dir);
-  } catch {
-    return;
-  }
-  for (const entry of entries) {
-    if (!entry.startsWith(SPILL_PREFIX)) continue;
+  removeDeadOwnerFiles(dir, (entry) => {
+    if (!entry.startsWith(SPILL_PREFIX)) return null;
     const m = /^\.basin-edits-(\d+)-[0-9a-f]+\.data$/.exec(entry);
-    if (!m || processAlive(Number(m[1]))) continue;
-    try {
-      unlinkSync(path.join(dir, entry));
-    } catch {
-      // raced with another process, or not ours to remove
-    }
-  }
+    return m ? Number(m[1]) : null;
+  });
 }
 
 /**
@@ -1570,22 +1559,11 @@ function removeStaleDataFiles(dir: string, base: string, referenced: ReadonlyMap
       // absent
     }
   }
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return;
-  }
   const re = uniqueDataPattern(base);
-  for (const name of names) {
+  removeDeadOwnerFiles(dir, (name) => {
     const m = re.exec(name);
-    if (!m || referenced.has(name) || processAlive(Number(m[1]))) continue;
-    try {
-      unlinkSync(path.join(dir, name));
-    } catch {
-      // another run removed it
-    }
-  }
+    return !m || referenced.has(name) ? null : Number(m[1]);
+  });
 }
 
 // --- protobuf wire format -------------------------------------------------------------------------------------
