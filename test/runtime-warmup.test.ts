@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { decodeModel } from '../src/onnx/proto.js';
-import { WARMUP_MODEL_BASE64 } from '../src/engine/runtime-warmup.js';
+import { WARMUP_MODEL_BASE64, runnableThreads } from '../src/engine/runtime-warmup.js';
 
 const warmup = fileURLToPath(new URL('../src/engine/runtime-warmup.js', import.meta.url));
 
@@ -39,4 +39,20 @@ test('warming starts once, does not keep the process alive, and a session made a
   assert.deepEqual(JSON.parse(r.stdout.trim()), { first: true, second: false, c: 12 });
   assert.equal(r.stderr, '', 'nothing printed by the worker');
   assert.ok(performance.now() - t0 < 30_000, 'the process exited on its own');
+});
+
+test("runnableThreads: the least of three reads of /proc/loadavg's running count; undefined without the file or on another format", () => {
+  const reads = ['1.60 0.90 0.40 3/210 999\n', '0.00 0.00 0.00 1/210 999\n', '2.00 1.00 0.50 2/211 1000\n'];
+  let i = 0;
+  // the one-minute average (1.60) says busy; the counts say one thread (this one) runs
+  assert.equal(runnableThreads(() => reads[i++]!), 1);
+  assert.equal(i, 3);
+  assert.equal(runnableThreads(() => '0.5 0.5 0.5 12/300 7\n'), 12);
+  assert.equal(
+    runnableThreads(() => {
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    }),
+    undefined,
+  );
+  assert.equal(runnableThreads(() => 'garbage'), undefined);
 });

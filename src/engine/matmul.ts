@@ -347,12 +347,13 @@ const GRAM_DIRECT_COLS = 128;
 
 /**
  * Gram products with at most this many contraction columns run in the TypeScript kernel, accumulating into the
- * sum directly. An engine product of an n×n result costs a fresh n×n buffer however thin it is (onnxruntime-node
- * copies every output into a new ArrayBuffer, and memory touched for the first time costs 4–8 ms per MiB on this
- * VM): measured at n = 512, a rank-8 Gemm took 4.5–5 ms in most runs (0.4 ms when freed memory happened to be
- * reused), the kernel ~1 ms (2·n²·k flops at 3–4 GFLOP/s).
+ * sum directly; all others go through `product` (which itself keeps products under MATMUL_CROSSOVER_FLOPS in
+ * TypeScript). 0: none. It was 16 while every engine product took a fresh n×n output buffer (4–5 ms of page faults
+ * per 512² product on this VM, against ~1 ms in the kernel); with outputs in reused scratch buffers, a rank-d
+ * product costs the engine ~0.1–0.3 ms plus the float64 add. Measured on the trained 784-512x3 align (10 runs
+ * each, medians): cost phase 191 ms with 16, 143 ms with 2, 131 ms with 0.
  */
-const GRAM_TS_MAX_K = 16;
+const GRAM_TS_MAX_K = 0;
 
 /**
  * Σ_i A_i·B_iᵀ into one float64 rowsA×rowsB matrix (the weight-matching cost matrix).

@@ -11,6 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import { readFileSync } from 'node:fs';
 
 /**
  * A one-node ONNX model, c = MatMul(a, b) on float32 [1, 1] inputs (IR 7, opset 13), as serialized by
@@ -41,13 +42,37 @@ const { workerData } = require('node:worker_threads');
 let started = false;
 
 /**
- * Whether a core is likely idle: the last minute's load average leaves at least one of the cores free. The worker
- * only pays off beside an idle core; on a busy machine it is ~0.1 s of extra CPU taken from the command itself
- * (measured at load 8 on 2 cores: 1.49 s of CPU against 1.27 without it, and no shorter wall time).
+ * Whether a core is likely idle now. On Linux: the kernel's count of runnable threads (/proc/loadavg's fourth field,
+ * `running/total`, which counts this thread too), least of three reads, leaves a core free. Elsewhere: the last
+ * minute's load average does. The worker only pays off beside an idle core; on a busy machine it is ~0.1 s of extra
+ * CPU taken from the command itself (measured at load 8 on 2 cores: 1.49 s of CPU against 1.27 without it, and no
+ * shorter wall time). The count, not the average: the average still says "busy" for a minute after a busy process
+ * ended (measured: `basin align` run right after the seed's PyTorch process, whose threads left the 1-minute average
+ * at 1.6 on an idle 2-core machine, went without the worker and took ~60 ms longer).
  */
 export function spareCore(): boolean {
   const cores = os.availableParallelism();
-  return cores >= 2 && (os.loadavg()[0] ?? 0) <= cores - 1;
+  if (cores < 2) return false;
+  const running = runnableThreads();
+  return running === undefined ? (os.loadavg()[0] ?? 0) <= cores - 1 : running <= cores - 1;
+}
+
+/** Least of three reads of /proc/loadavg's runnable-thread count (this thread included), or undefined where there is none. */
+export function runnableThreads(read: () => string = () => readFileSync('/proc/loadavg', 'utf8')): number | undefined {
+  let least: number | undefined;
+  for (let i = 0; i < 3; i++) {
+    let text: string;
+    try {
+      text = read();
+    } catch {
+      return undefined;
+    }
+    const m = /^\S+ \S+ \S+ (\d+)\/\d+ /.exec(text);
+    if (!m) return undefined;
+    const r = Number(m[1]);
+    least = least === undefined ? r : Math.min(least, r);
+  }
+  return least;
 }
 
 /**
