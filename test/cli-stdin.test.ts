@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { rmSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { sniffFormat } from '../src/cli/stdin-input.js';
@@ -103,19 +103,26 @@ test('a recipe from stdin is named - in its messages, not by the temporary file'
 
 test('-o - writes the model to stdout: the same bytes as the file output (without provenance), tables on stderr, nothing left behind', () => {
   const d = mkdtempSync(path.join(tmpdir(), 'basin-stdout-'));
-  const file = basin(['align', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '-o', path.join(d, 'file.onnx'), '-q'], '');
-  assert.equal(file.code, 0, file.stderr);
   const tmp = mkdtempSync(path.join(tmpdir(), 'basin-stdout-test-'));
-  const r = spawnSync(process.execPath, [CLI, 'align', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '-o', '-'], { env: { ...process.env, TMPDIR: tmp }, maxBuffer: 1 << 26 });
-  assert.equal(r.status, 0, r.stderr.toString());
-  assert.ok(Buffer.from(onnxWithoutProvenance(r.stdout)).equals(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'file.onnx'))))));
-  assert.match(r.stderr.toString(), /objective/, 'the summary goes to stderr');
-  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('basin')), []);
-  // a pipe both ways: B from stdin, the permuted model to stdout
-  const p = spawnSync(process.execPath, [CLI, 'permute', '-', '-o', '-', '--seed', '3', '-q'], { input: readFileSync(fx('mlp_small_seed1.onnx')), maxBuffer: 1 << 26 });
-  assert.equal(p.status, 0, p.stderr.toString());
-  assert.equal(sniffFormat(p.stdout), '.onnx');
-  const sharded = basin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '--spec', fx('mlp_small_spec.json'), '-o', '-', '--shard-size', '1MB'], '');
-  assert.equal(sharded.code, 1);
-  assert.match(sharded.stderr, /\[invalid_argument\]: -o - writes one file to stdout; a sharded output/);
+  try {
+    const file = basin(['align', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '-o', path.join(d, 'file.onnx'), '-q'], '');
+    assert.equal(file.code, 0, file.stderr);
+    const r = spawnSync(process.execPath, [CLI, 'align', fx('mlp_small_seed0.onnx'), fx('mlp_small_seed1.onnx'), '-o', '-'], { env: { ...process.env, TMPDIR: tmp }, maxBuffer: 1 << 26 });
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.ok(Buffer.from(onnxWithoutProvenance(r.stdout)).equals(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'file.onnx'))))));
+    assert.match(r.stderr.toString(), /objective/, 'the summary goes to stderr');
+    assert.match(r.stderr.toString(), /^wrote - \(stdout\)$/m, 'the output is named as stdout, not by its temporary file');
+    assert.doesNotMatch(r.stderr.toString(), new RegExp(tmp.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'no temporary path is printed');
+    assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('basin')), []);
+    // a pipe both ways: B from stdin, the permuted model to stdout
+    const p = spawnSync(process.execPath, [CLI, 'permute', '-', '-o', '-', '--seed', '3', '-q'], { input: readFileSync(fx('mlp_small_seed1.onnx')), maxBuffer: 1 << 26 });
+    assert.equal(p.status, 0, p.stderr.toString());
+    assert.equal(sniffFormat(p.stdout), '.onnx');
+    const sharded = basin(['align', fx('mlp_small_seed0.safetensors'), fx('mlp_small_seed1.safetensors'), '--spec', fx('mlp_small_spec.json'), '-o', '-', '--shard-size', '1MB'], '');
+    assert.equal(sharded.code, 1);
+    assert.match(sharded.stderr, /\[invalid_argument\]: -o - writes one file to stdout; a sharded output/);
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });

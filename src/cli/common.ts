@@ -13,16 +13,29 @@ import { BASIN_VERSION, currentProvenance } from '../io/provenance.js';
 export function printError(e: unknown): void {
   process.exitCode = 1;
   if (e instanceof BasinError) {
-    process.stderr.write(`basin: error [${e.code}]: ${terminalText(e.message, { singleLine: true })}\n`);
+    process.stderr.write(`basin: error [${e.code}]: ${terminalText(shownPaths(e.message), { singleLine: true })}\n`);
     return;
   }
-  const why = e instanceof Error ? e.message : String(e);
+  const why = shownPaths(e instanceof Error ? e.message : String(e));
   process.stderr.write(`basin: internal error: ${terminalText(why, { singleLine: true })}\n`);
   if ((process.env.BASIN_DEBUG || verbosity() === 'verbose') && e instanceof Error && e.stack) {
     process.stderr.write(terminalText(e.stack) + '\n');
   } else {
     process.stderr.write('basin: this is a bug in basin, not in your input: please report it with the command line (--verbose or BASIN_DEBUG=1 prints the stack)\n');
   }
+}
+
+/** Files that messages name in other words: `-o -`'s temporary file is "- (stdout)" (cli/stdout-output.ts). */
+const shownAs = new Map<string, string>();
+
+/** From now on, messages (log lines, errors) show `file` as `shown`. */
+export function showPathAs(file: string, shown: string): void {
+  shownAs.set(file, shown);
+}
+
+function shownPaths(line: string): string {
+  for (const [file, shown] of shownAs) line = line.split(file).join(shown);
+  return line;
 }
 
 /** Run a command body: every error becomes one clear line and exit 1, never a stack trace (see printError). */
@@ -82,7 +95,7 @@ export async function writeJson(path: string, value: unknown): Promise<void> {
 export function log(line: string): void {
   // --quiet keeps warnings (and errors, printed by printError)
   if (verbosity() === 'quiet' && !/^WARNING\b/.test(line)) return;
-  process.stderr.write(terminalText(line) + '\n');
+  process.stderr.write(terminalText(shownPaths(line)) + '\n');
 }
 
 /** Text for stdout (tables, results), control characters escaped; newlines and tabs kept. */

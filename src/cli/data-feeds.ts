@@ -9,6 +9,7 @@ import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/
 import type { FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
+import { verifyBatchSize } from '../verify/verify-permuted.js';
 
 /**
  * Declare the one data feed's options on a command that runs a model: `--dim name=size` and `--input name=file`
@@ -94,14 +95,18 @@ export async function openDataFeeds(
 }
 
 /**
- * The batches a command verifies on: `--data` (64 samples at a time) when given, else `count` batches of `batch`
- * random samples with dynamic dims from `dims`.
+ * The batches a command verifies on: `--data` when given, else `count` random batches with dynamic dims from
+ * `dims`. Samples per batch follow the model's size as `basin align` verifies (verify/verify-permuted.ts
+ * verifyBatchSize: 8, down to 1 for big models), 8 times that from `--data` (64 for small models): every hidden
+ * value of a batch is compared, so wider batches of a big model mean more session runs (measured: `permute` of a
+ * ViT-B/16 export spent 80 s and more of CPU in verification on random batches of 8, against ~10 s on batches of 1).
  */
 export function feedBatches(
   model: OnnxModel,
-  { data, dims = {}, count = 4, batch = 8 }: { data?: FeedSource; dims?: DimSizes; count?: number; batch?: number },
+  { data, dims = {}, count = 4, batch }: { data?: FeedSource; dims?: DimSizes; count?: number; batch?: number },
 ): () => Iterable<Record<string, Feed>> | AsyncIterable<Record<string, Feed>> {
-  if (data) return () => data.batches(64);
-  const batches = randomBatches(model, { count, batch, dims });
+  const size = batch ?? verifyBatchSize(model);
+  if (data) return () => data.batches(batch ?? 8 * size);
+  const batches = randomBatches(model, { count, batch: size, dims });
   return () => batches;
 }

@@ -9,6 +9,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BasinError } from '../errors.js';
+import { showPathAs } from './common.js';
 
 const OUT_OPTIONS = new Set(['-o', '--out']);
 
@@ -51,6 +52,7 @@ export function takeStdoutOutput(argv: readonly string[]): StdoutOutput | undefi
   }
   const dir = mkdtempSync(path.join(os.tmpdir(), 'basin-stdout-'));
   const file = path.join(dir, `model${ext}`);
+  showPathAs(file, '- (stdout)'); // "wrote - (stdout)", not the temporary file that is gone when the command ends
   const out = [...argv];
   out[at] = argv[at] === '--out=-' ? `--out=${file}` : file;
   const clean = () => rmSync(dir, { recursive: true, force: true });
