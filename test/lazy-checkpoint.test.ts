@@ -117,19 +117,21 @@ test('LazyTensors keeps recent tensors up to keepBytes (one read for repeated ge
   }
 });
 
-test('align of a sharded pair without a graph: lazy reads, output written sharded, permuted tensors equal A bit for bit', async () => {
-  const { dir, a, b, A, B } = await pair();
-  const out = path.join(dir, 'out', 'model.safetensors.index.json');
-  const report = await alignCheckpoints(a, b, out, { spec: SPEC, shardBytes: 1024 });
-  assert.equal(report.verified, false);
-  const shards = readdirSync(path.dirname(out)).filter((n) => n.endsWith('.safetensors'));
-  assert.ok(shards.length >= 3, `sharded output: ${shards.join(', ')}`);
-  const ck = await openCheckpoint(out);
-  try {
-    for (const name of Object.keys(SPEC.axes_to_perm)) assert.ok(bytesOf(A.get(name)!).equals(Buffer.from(await ck.readRaw(name))), `${name} equals A's`);
-    assert.ok(bytesOf(B.get('emb.unused')!).equals(Buffer.from(await ck.readRaw('emb.unused'))), 'an unpermuted tensor is B\'s, unchanged');
-  } finally {
-    await ck.close();
+test('align of a sharded pair without a graph, read on demand (eagerReadBytes 0) and read whole (small: the default): output written sharded, permuted tensors equal A bit for bit', async () => {
+  for (const eagerReadBytes of [0, undefined]) {
+    const { dir, a, b, A, B } = await pair();
+    const out = path.join(dir, 'out', 'model.safetensors.index.json');
+    const report = await alignCheckpoints(a, b, out, { spec: SPEC, shardBytes: 1024, eagerReadBytes });
+    assert.equal(report.verified, false);
+    const shards = readdirSync(path.dirname(out)).filter((n) => n.endsWith('.safetensors'));
+    assert.ok(shards.length >= 3, `sharded output: ${shards.join(', ')}`);
+    const ck = await openCheckpoint(out);
+    try {
+      for (const name of Object.keys(SPEC.axes_to_perm)) assert.ok(bytesOf(A.get(name)!).equals(Buffer.from(await ck.readRaw(name))), `${name} equals A's (eagerReadBytes ${eagerReadBytes})`);
+      assert.ok(bytesOf(B.get('emb.unused')!).equals(Buffer.from(await ck.readRaw('emb.unused'))), 'an unpermuted tensor is B\'s, unchanged');
+    } finally {
+      await ck.close();
+    }
   }
 });
 
