@@ -17,8 +17,12 @@ const CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
 /** Run the CLI with `input` on stdin and TMPDIR set to a private folder (to see what it leaves behind). */
 function basin(args: string[], input: Uint8Array | string, opts: { cwd?: string } = {}) {
   const tmp = mkdtempSync(path.join(tmpdir(), 'basin-stdin-test-'));
-  const r = spawnSync(process.execPath, [CLI, ...args], { input, cwd: opts.cwd, env: { ...process.env, TMPDIR: tmp }, maxBuffer: 1 << 26 });
-  return { code: r.status ?? 1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), leftovers: readdirSync(tmp).filter((f) => f.startsWith('basin')) };
+  try {
+    const r = spawnSync(process.execPath, [CLI, ...args], { input, cwd: opts.cwd, env: { ...process.env, TMPDIR: tmp }, maxBuffer: 1 << 26 });
+    return { code: r.status ?? 1, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), leftovers: readdirSync(tmp).filter((f) => f.startsWith('basin')), tmp };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 const fx = (name: string) => path.join(FIXTURES, name);
@@ -31,6 +35,27 @@ test('align reads model B from stdin: the same aligned model as from the file, a
   assert.equal(fromPipe.code, 0, fromPipe.stderr);
   assert.deepEqual(fromPipe.leftovers, []);
   assert.ok(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'pipe.onnx')))).equals(Buffer.from(onnxWithoutProvenance(readFileSync(path.join(d, 'file.onnx'))))));
+  rmSync(d, { recursive: true, force: true });
+});
+
+test("a bad model from stdin is named '-' in the error, not by the temporary file it was saved to", () => {
+  const d = mkdtempSync(path.join(tmpdir(), 'basin-stdin-'));
+  try {
+    const onnx = readFileSync(fx('mlp_small_seed1.onnx'));
+    const truncated = basin(['align', fx('mlp_small_seed0.onnx'), '-', '-o', path.join(d, 'o.onnx')], onnx.subarray(0, Math.floor(onnx.length / 2)));
+    assert.equal(truncated.code, 1);
+    assert.match(truncated.stderr, /^basin: error \[onnx_invalid\]: '-' is not a valid ONNX model/m);
+    const st = readFileSync(fx('mlp_small_seed1.safetensors'));
+    const cut = basin(['align', fx('mlp_small_seed0.safetensors'), '-', '--arch', 'mlp', '-o', path.join(d, 'o.safetensors')], st.subarray(0, st.length - 100));
+    assert.equal(cut.code, 1);
+    assert.match(cut.stderr, /^basin: error \[file_truncated\]: '-'/m);
+    for (const r of [truncated, cut]) {
+      assert.doesNotMatch(r.stderr, /basin-stdin-|stdin\.(onnx|safetensors)/, 'no temporary path');
+      assert.deepEqual(r.leftovers, []);
+    }
+  } finally {
+    rmSync(d, { recursive: true, force: true });
+  }
 });
 
 test('--spec - reads the permutation spec (JSON) from stdin for a state_dict pair', () => {

@@ -86,6 +86,18 @@ test('permute and merge: a NaN weight in an ONNX model names the model and the t
   assert.ok(!existsSync(out));
 });
 
+test('verify and inspect: a NaN weight names the model and the tensor (exit 1), not an output difference or a normal listing', async () => {
+  const nan = path.join(tmp, 'nan-verify.onnx');
+  const w = await poisonedOnnx(nan, NaN);
+  const v = await runBasin(['verify', path.join(FIXTURES, 'mlp_small_seed1.onnx'), nan]);
+  assert.equal(v.code, 1, v.stderr);
+  assertNamed(v.stderr, nan, w);
+  assert.ok(!v.stdout.includes('DIFFERENT'), v.stdout);
+  const i = await runBasin(['inspect', nan]);
+  assert.equal(i.code, 1, i.stderr);
+  assertNamed(i.stderr, nan, w);
+});
+
 test('interpolate: a NaN data sample names the data file, tensor and sample', async () => {
   const st = await SafetensorsFile.open(path.join(FIELD, 'rel-st-f32-pixels.safetensors'));
   const x = await st.readRaw('input');

@@ -13,6 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BasinError } from '../errors.js';
+import { showPathAs } from './common.js';
 
 let stdinFile: string | undefined;
 
@@ -91,6 +92,9 @@ export async function takeStdinInput(argv: readonly string[], stdin: NodeJS.Read
   const file = path.join(dir, `stdin${ext}`);
   writeFileSync(file, bytes, { mode: 0o600 });
   stdinFile = path.resolve(file);
+  // messages name the input '-', as the user gave it, never the temporary file (gone when the command ends)
+  showPathAs(file, '-');
+  if (stdinFile !== file) showPathAs(stdinFile, '-');
   const out = [...argv];
   out[at[0]!] = file;
   return out;

@@ -3,6 +3,7 @@ import { action, log, out as print, outJson, writeJson } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { q } from '../../errors.js';
 import { loadOnnx } from '../../onnx/model.js';
+import { checkFiniteWeights } from '../../align/align-onnx.js';
 import { requireOnnxInput } from '../onnx-input.js';
 import { inferSpec } from '../../align/infer-spec.js';
 import { formatTable } from '../../report/table.js';
@@ -25,6 +26,7 @@ export function register(program: Command): void {
         });
         await requireOnnxInput(path, 'inspect');
         const model = await loadOnnx(path);
+        checkFiniteWeights(model); // groups are probed by running the model: a NaN weight is named first
         const dims = dimsOf(model, o.dim);
         const data = await openDataFeeds(o.data, model, { limit: 2, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
         const r = await inferSpec(model, { dims, data });

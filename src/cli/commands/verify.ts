@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { action, out, parseIntOption } from '../common.js';
 import { loadOnnx } from '../../onnx/model.js';
+import { checkFiniteWeights } from '../../align/align-onnx.js';
 import { requireOnnxInput } from '../onnx-input.js';
 import { compareModels, describeDiff, type ValueDiff } from '../../verify/verify.js';
 import { randomFeeds } from '../../data/feed.js';
@@ -26,6 +27,9 @@ export function register(program: Command): void {
         await requireOnnxInput(bPath, 'verify');
         const a = await loadOnnx(aPath);
         const b = await loadOnnx(bPath);
+        // a NaN weight is named (file, tensor, element) before anything runs, not reported as an output difference
+        checkFiniteWeights(a);
+        checkFiniteWeights(b);
         const dims = dimsOf(a, o.dim);
         const data = await openDataFeeds(o.data, a, { limit: o.limit, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
         const batches = data
