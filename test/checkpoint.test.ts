@@ -63,6 +63,29 @@ test('single file: open by path and by directory; names in file order; info, rea
   await assertBasinError(() => openCheckpoint(freshDir()), 'file_not_found');
 });
 
+test('one folder, one checkpoint: writing a single file beside a sharded set (or the reverse) is output_conflict naming the folder; a folder holding both is index_invalid when opened', async () => {
+  const sharded = freshDir();
+  await writeCheckpoint(sharded, sample(), { shardBytes: 800 });
+  const before = listDir(sharded);
+  assert.ok(before.includes('model.safetensors.index.json'));
+  const e1 = await assertBasinError(() => writeCheckpoint(sharded, sample()), 'output_conflict');
+  assert.ok(e1.message.includes(`'${path.join(sharded, 'model.safetensors.index.json')}'`), e1.message);
+  assert.deepEqual(listDir(sharded), before, 'nothing written');
+  const single = freshDir();
+  await writeCheckpoint(single, sample());
+  const e2 = await assertBasinError(() => writeCheckpoint(single, sample(), { shardBytes: 800 }), 'output_conflict');
+  assert.ok(e2.message.includes(`'${path.join(single, 'model.safetensors')}'`), e2.message);
+  await assertBasinError(() => writeCheckpoint(path.join(single, 'model.safetensors.index.json'), sample()), 'output_conflict');
+  await assertBasinError(() => writeCheckpoint(path.join(single, 'model.safetensors'), sample(), { shardBytes: 800 }), 'output_conflict');
+  assert.deepEqual(listDir(single), ['model.safetensors']);
+  // both present (made by other tools): opening the folder names the two, never picks one silently
+  copyFileSync(path.join(single, 'model.safetensors'), path.join(sharded, 'model.safetensors'));
+  const e3 = await assertBasinError(() => openCheckpoint(sharded), 'index_invalid');
+  assert.ok(e3.message.includes('model.safetensors and the sharded model.safetensors.index.json'), e3.message);
+  // the files themselves still open by name
+  assert.equal((await openCheckpoint(path.join(sharded, 'model.safetensors.index.json'))).sharded, true);
+});
+
 test('sharded: three shards written, index content exact, read back bit-exact', async () => {
   const d = freshDir();
   const tensors = sample();

@@ -29,6 +29,7 @@ export interface AlignReport {
   method: MatchingMethodName;
   a: string;
   b: string;
+  /** The file written (a folder given as the output: the model.safetensors or index inside it), null when none was. */
   out: string | null;
   /** name -> index array: new B slice i along that axis = old B slice perm[i]. */
   perms: Record<string, number[]>;
@@ -261,6 +262,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
     }
 
     const verified = since();
+    let writtenPath: string | null = null;
     if (outPath) {
       // each tensor is read, permuted and written when its turn comes: one tensor in memory at a time, read and
       // permuted into buffers of the pool (nothing holds the matching's reads any more), each back once written
@@ -280,7 +282,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
         };
         return { name, dtype: info.dtype, shape: [...info.shape], data, written: (d: Uint8Array) => bufs.unused(d.buffer as ArrayBuffer) };
       });
-      await writeCheckpoint(outPath, out, { metadata: b.metadata, shardBytes: opts.shardBytes });
+      writtenPath = (await writeCheckpoint(outPath, out, { metadata: b.metadata, shardBytes: opts.shardBytes })).path;
     }
     const phases: AlignPhases = { load, match: matched, ...result.phases, verify: verified, write: since() };
     const named = new Set(spec.tensors());
@@ -288,7 +290,7 @@ export async function alignCheckpoints(aPath: string, bPath: string, outPath: st
       method: methodName,
       a: aPath,
       b: bPath,
-      out: outPath,
+      out: writtenPath,
       perms: Object.fromEntries([...result.perms].map(([k, v]) => [k, Array.from(v)])),
       objective_before: result.objectiveBefore,
       objective_after: result.objectiveAfter,

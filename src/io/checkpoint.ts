@@ -146,12 +146,21 @@ async function statOrNull(p: string): Promise<Awaited<ReturnType<typeof stat>> |
   }
 }
 
-/** In a directory: model.safetensors, else model.safetensors.index.json, else the only *.safetensors or *.index.json. */
+/**
+ * In a directory: model.safetensors or model.safetensors.index.json (both: BasinError index_invalid, two
+ * checkpoints in one folder), else the only *.safetensors or *.index.json.
+ */
 async function resolveDirectory(dir: string): Promise<string> {
-  for (const name of [DEFAULT_FILE, DEFAULT_INDEX]) {
-    const st = await statOrNull(path.join(dir, name));
-    if (st?.isFile()) return path.join(dir, name);
+  const [single, index] = await Promise.all([DEFAULT_FILE, DEFAULT_INDEX].map(async (name) => (await statOrNull(path.join(dir, name)))?.isFile() === true));
+  if (single && index) {
+    throw new BasinError(
+      'index_invalid',
+      `${q(dir)} holds two checkpoints, ${DEFAULT_FILE} and the sharded ${DEFAULT_INDEX}; name the file to open`,
+      { file: dir, found: [DEFAULT_FILE, DEFAULT_INDEX] },
+    );
   }
+  if (single) return path.join(dir, DEFAULT_FILE);
+  if (index) return path.join(dir, DEFAULT_INDEX);
   let names: string[];
   try {
     names = await readdir(dir);
@@ -329,6 +338,20 @@ function shardName(prefix: string, k: number, n: number): string {
 }
 
 /**
+ * A single file X.safetensors and a sharded set X.safetensors.index.json in one folder are two checkpoints that
+ * readers of the folder (basin, transformers) would choose between: writing one beside the other is BasinError
+ * output_conflict naming both (`other` exists, `writing` is about to be written).
+ */
+async function refuseTwoCheckpoints(other: string, writing: string): Promise<void> {
+  if (!(await statOrNull(other))?.isFile()) return;
+  throw new BasinError(
+    'output_conflict',
+    `writing ${q(writing)} beside ${q(other)} would leave two checkpoints in ${q(path.dirname(writing))} (one sharded, one not): remove it or write to another path`,
+    { file: writing, found: other },
+  );
+}
+
+/**
  * Write a checkpoint. Sharded when `path` ends with `.index.json` or `shardBytes` is given: shards
  * `<prefix>-0000k-of-0000N.safetensors` go beside the index (`<prefix>.safetensors.index.json`; with a
  * `.safetensors` path P the index is `P.index.json`, with any other path P it is `P/model.safetensors.index.json`).
@@ -349,6 +372,7 @@ export async function writeCheckpoint(p: string, tensors: readonly TensorToWrite
   if (!sharded) {
     const st = await statOrNull(p);
     const file = st?.isDirectory() ? path.join(p, DEFAULT_FILE) : p;
+    await refuseTwoCheckpoints(file + INDEX_SUFFIX, file);
     await writeSafetensors(file, tensors, metadata);
     return { path: file, sharded: false, files: [file] };
   }
@@ -366,6 +390,7 @@ export async function writeCheckpoint(p: string, tensors: readonly TensorToWrite
   }
   const dir = path.dirname(indexPath);
   const prefix = path.basename(indexPath).slice(0, -INDEX_SUFFIX.length).replace(/\.safetensors$/, '') || 'model';
+  await refuseTwoCheckpoints(path.join(dir, `${prefix}.safetensors`), indexPath);
 
   // Plan every shard before writing a byte: all validation errors come first.
   const sizes = validateTensors(indexPath, tensors, metadata);

@@ -106,7 +106,7 @@ export function register(program: Command): void {
           log(`phases: ${[...part('startup'), ...part('load'), ...match, ...part('verify'), ...part('write'), ...part('other')].join(', ')}`);
         }
         if (r.unpermuted.length) log(`unpermuted (not in the spec, copied as they are): ${r.unpermuted.length <= 12 ? r.unpermuted.map(q).join(', ') : `${r.unpermuted.slice(0, 12).map(q).join(', ')}, … (${r.unpermuted.length})`}`);
-        log(`wrote ${o.out}`);
+        log(`wrote ${(report as { out?: string | null }).out ?? o.out}`); // a folder given: the file written in it
         if (o.report) {
           await writeReport(o.report, 'align', report);
           log(`wrote ${o.report}`);
