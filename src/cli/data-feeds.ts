@@ -9,7 +9,7 @@ import { checkDimNames, parseDims, randomBatches, type DimSizes } from '../data/
 import type { FeedSource } from '../data/feed-source.js';
 import type { OnnxModel } from '../onnx/model.js';
 import type { Feed } from '../onnx/session.js';
-import { verifyBatchSize } from '../verify/verify-permuted.js';
+import { verifyBatchSize } from '../verify/batch-size.js';
 
 /**
  * Declare the one data feed's options on a command that runs a model: `--dim name=size` and `--input name=file`
