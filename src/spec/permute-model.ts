@@ -37,8 +37,6 @@ function quantized(model: OnnxModel, name: string): boolean {
 export function permuteModel(model: OnnxModel, spec: PermutationSpec, perms: Assignment): OnnxModel {
   const out = model.clone();
   for (const name of spec.tensors()) {
-    // no axis of it permuted (a frozen tensor the spec lists): nothing to move, so nothing read (a 2 GiB table)
-    if (spec.axesToPerm.get(name)!.every((p) => p === null)) continue;
     const info = model.weightInfo(name);
     const raw = model.getRaw(name);
     const moved = permuteTensor(spec, perms, name, { shape: info.shape, data: raw }, { elementBytes: DTYPES[info.dtype].bytes });
