@@ -23,7 +23,6 @@ import { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js
 import type { ActivationData, ActivationMatchingOptions } from '../match/activation-matching.js';
 import { matchingMethod } from '../match/registry.js';
 import type { ConsensusMatcher } from '../match/consensus.js';
-import { onDemandMatchModel } from '../align/align-onnx.js';
 import { ON_DEMAND_KEEP_BYTES } from '../onnx/on-demand-tensors.js';
 import { numel } from '../tensor/tensor.js';
 import { withPointsFromGraph } from '../match/graph-points.js';
@@ -195,6 +194,8 @@ export async function mergeMany(models: readonly OnnxModel[], spec: PermutationS
   // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
   const matchSpec = method.readsActivations ? await withPointsFromGraph(spec, models[0]!) : spec;
   const keep = mergeKeepBytes(spec, models[0]!);
+  // loaded here: merge-checkpoints.ts imports this module for alignMany, and a safetensors job does not load the ONNX stack
+  const { onDemandMatchModel } = await import('../align/align-onnx.js');
   const matcher = await method.consensus(
     matchSpec,
     models.map((m) => onDemandMatchModel(spec, m, keep)),
