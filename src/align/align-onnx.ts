@@ -163,13 +163,14 @@ export async function matchOnnxModels(a: OnnxModel, b: OnnxModel, specSource: Sp
 /**
  * The spec tensors of `graph` as matching reads them: a model whose weights lie in a file (left there by loadOnnx,
  * or external data) read on demand (onnx/on-demand-tensors.ts), so matching does not hold A and B whole as float32
- * copies; one held in memory as views of its bytes (matchModelOf: no copies to save).
+ * copies; one held in memory as views of its bytes (matchModelOf: no copies to save). `keepBytes`: recent
+ * tensors kept (default: onDemandTensors').
  */
-function onDemandMatchModel(spec: PermutationSpec, graph: OnnxModel): MatchModel {
+export function onDemandMatchModel(spec: PermutationSpec, graph: OnnxModel, keepBytes?: number): MatchModel {
   const names = spec.tensors();
   if (!readsFromFile(graph, names)) return matchModelOf(spec, graph);
   const read = (n: string, checkFinite: boolean) => (DTYPES[graph.weightInfo(n).dtype].isFloat ? graph.viewFloat32(n, { checkFinite }) : matchingTensor(graph, n));
-  return { tensors: onDemandTensors(graph, names, read), graph, label: graph.path };
+  return { tensors: onDemandTensors(graph, names, read, keepBytes), graph, label: graph.path };
 }
 
 /**

@@ -52,15 +52,40 @@ export function alignedMean(spec: PermutationSpec, models: readonly MatchModel[]
   const target = new Map<string, Tensor>();
   for (const t of spec.tensors()) {
     const first = tensorOf(models[0]!, t, 0);
-    const acc = new Float64Array(first.size);
+    const xs: Float32Array[] = [];
+    const cs: number[] = [];
     models.forEach((m, j) => {
       if (!(c[j]! > 0)) return;
-      const x = permuteTensor(spec, perms[j]!, t, tensorOf(m, t, j));
-      for (let e = 0; e < acc.length; e++) acc[e] = acc[e]! + c[j]! * x[e]!;
+      xs.push(permuteTensor(spec, perms[j]!, t, tensorOf(m, t, j)));
+      cs.push(c[j]!);
     });
-    target.set(t, new Tensor(first.shape, Float32Array.from(acc)));
+    target.set(t, new Tensor(first.shape, weightedSum(first.size, xs, cs)));
   }
   return target;
+}
+
+/** Elements summed in float64 at a time by weightedSum. */
+const SUM_CHUNK = 1 << 16;
+
+/**
+ * Σ_j cs[j]·xs[j] per element, in float64 in the order of `xs` starting from +0, rounded once to float32; summed a
+ * chunk at a time, so no float64 copy of the whole tensor is made (a 2 GiB table's took 4 GiB).
+ */
+function weightedSum(size: number, xs: readonly Float32Array[], cs: readonly number[]): Float32Array {
+  const out = new Float32Array(size);
+  const acc = new Float64Array(Math.min(SUM_CHUNK, size));
+  for (let from = 0; from < size; from += SUM_CHUNK) {
+    const n = Math.min(SUM_CHUNK, size - from);
+    acc.fill(0, 0, n);
+    for (let j = 0; j < xs.length; j++) addScaled(acc, xs[j]!, cs[j]!, from, n);
+    for (let e = 0; e < n; e++) out[from + e] = acc[e]!;
+  }
+  return out;
+}
+
+/** acc[e] += c·x[from + e] for e < n. */
+function addScaled(acc: Float64Array, x: Float32Array, c: number, from: number, n: number): void {
+  for (let e = 0; e < n; e++) acc[e] = acc[e]! + c * x[from + e]!;
 }
 
 export function tensorOf(m: MatchModel, t: string, k: number): Tensor {

@@ -124,11 +124,23 @@ export function checkPair(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>,
   }
 }
 
-/** Σ over spec tensors of <A_t, permuted B_t>, in float64. */
-export function matchingObjective(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Assignment): number {
+/**
+ * Σ over spec tensors of <A_t, permuted B_t>, in float64. `frozen`: the terms of tensors with no permuted axis,
+ * which no assignment changes, by name: computed on the first evaluation of one matching call and added from there
+ * in their place (the same values in the same order: the same total, bit for bit), so a frozen 2 GiB table is read
+ * once per call, not at every evaluation.
+ */
+export function matchingObjective(spec: PermutationSpec, a: ReadonlyMap<string, Tensor>, b: ReadonlyMap<string, Tensor>, perms: Assignment, frozen?: Map<string, number>): number {
   let total = 0;
   for (const name of spec.tensors()) {
-    total += permutedDot(spec, perms, name, a.get(name)!, b.get(name)!);
+    const known = frozen?.get(name);
+    if (known !== undefined) {
+      total += known;
+      continue;
+    }
+    const dot = permutedDot(spec, perms, name, a.get(name)!, b.get(name)!);
+    if (frozen && spec.axesToPerm.get(name)!.every((p) => p === null)) frozen.set(name, dot);
+    total += dot;
     releaseReads(a, b); // lazily read tensors: their buffers are reused for the next ones
   }
   return total;
@@ -224,13 +236,14 @@ export async function weightMatching(
     else if (spec.ties.get(heads.tie)![0] === name) units.push({ kind: 'tie', tie: heads.tie, perms: [...spec.ties.get(heads.tie)!] });
   }
   const identity = new Map(identityAssignment(spec));
-  const objectiveBefore = timed(phases, 'objective', () => matchingObjective(spec, a, b, identity));
+  const frozenDots = new Map<string, number>(); // the objective's terms no permutation changes (matchingObjective)
+  const objectiveBefore = timed(phases, 'objective', () => matchingObjective(spec, a, b, identity, frozenDots));
   let sweepCount = 0;
   const prices = new Map<string, WarmStart>();
   const descend = async (start: Assignment, cost = newBuilder()) => {
     const sweeps: number[] = [];
     const report = onSweep && ((info: SweepInfo) => onSweep({ ...info, sweep: sweepCount++ }));
-    const r = await coordinateDescent(spec, units, cost, a, b, start, { prices, seed, maxIter, tol, sweepTol, started, sweeps, phases, onSweep: report });
+    const r = await coordinateDescent(spec, units, cost, a, b, start, { prices, frozenDots, seed, maxIter, tol, sweepTol, started, sweeps, phases, onSweep: report });
     return { ...r, sweeps };
   };
   // The greedy start and the descent after it share one cache: contributions stay valid across them.
@@ -265,7 +278,7 @@ export async function weightMatching(
   const exact = exactPermutation(spec, a, b, perms);
   if (exact && [...exact].some(([p, v]) => !sameArray(v, perms.get(p)!))) {
     perms = exact;
-    objective = matchingObjective(spec, a, b, perms);
+    objective = matchingObjective(spec, a, b, perms, frozenDots);
   }
   for (const c of builders) {
     phases.products += c.products;
@@ -285,6 +298,8 @@ interface WarmStart {
 interface DescentState {
   /** LAP column prices per permutation, shared by every solve of one matching call (warm starts). */
   prices: Map<string, WarmStart>;
+  /** The objective's frozen terms, shared by every evaluation of one matching call (matchingObjective). */
+  frozenDots: Map<string, number>;
   seed: number;
   maxIter: number;
   tol: number;
@@ -315,7 +330,7 @@ async function coordinateDescent(
   const lastKey = new Map<Unit, string>();
   const prices = st.prices;
   const ph = st.phases;
-  let objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
+  let objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms, st.frozenDots));
   const linear = new Map(units.map((u) => [u, u.kind === 'single' && isLinear(spec, u.perm)]));
   let moved = false;
   for (let sweep = 0; sweep < st.maxIter; sweep++) {
@@ -357,7 +372,7 @@ async function coordinateDescent(
       }
     }
     const previous = objective;
-    objective = evaluate ? timed(ph, 'objective', () => matchingObjective(spec, a, b, perms)) : objective + sweepGain;
+    objective = evaluate ? timed(ph, 'objective', () => matchingObjective(spec, a, b, perms, st.frozenDots)) : objective + sweepGain;
     st.sweeps.push(objective);
     st.onSweep?.({ sweep: st.sweeps.length - 1, objective, seconds: (performance.now() - st.started) / 1000, changed });
     // No step gained more than tol: the next sweep would see the same costs and take nothing either.
@@ -365,7 +380,7 @@ async function coordinateDescent(
     if (st.sweepTol > 0 && objective - previous <= st.sweepTol * Math.max(Math.abs(objective), 1e-30)) break;
   }
   // the result's objective exactly (the sweeps' may carry the costs' rounding); no step taken: it is the start's
-  if (moved) objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms));
+  if (moved) objective = timed(ph, 'objective', () => matchingObjective(spec, a, b, perms, st.frozenDots));
   if (st.sweeps.length > 0) st.sweeps[st.sweeps.length - 1] = objective;
   return { perms, objective };
 }

@@ -8,6 +8,7 @@ import type { OnnxModel } from '../onnx/model.js';
 import { numel } from '../tensor/tensor.js';
 import { readF64, writeF64 } from './weights.js';
 import { quantizedReader } from '../match/dequantized.js';
+import { averageKeepsTensor } from './identical-weights.js';
 
 function label(m: OnnxModel, fallback: string): string {
   return m.path ?? fallback;
@@ -132,7 +133,8 @@ export function interpolateModels(a: OnnxModel, b: OnnxModel, alpha: number): On
 
 /**
  * The weighted average Σ wᵢ·θᵢ of several models (weights normalized to sum to 1; default: equal). A copy of the
- * first model carries the result.
+ * first model carries the result. A tensor every model holds with the same bytes is left as the first model
+ * stores it (its average, bit for bit: merge/identical-weights.ts), compared in chunks and never read whole.
  * @throws BasinError invalid_argument (no models, weights of the wrong count, negative or summing to 0); models_mismatch as interpolateModels
  */
 export function averageModels(models: readonly OnnxModel[], weights?: readonly number[]): OnnxModel {
@@ -159,7 +161,10 @@ export function averageModels(models: readonly OnnxModel[], weights?: readonly n
   });
   const norm = w.map((v) => v / total);
   const out = base.clone();
+  const edited = models.map((m) => new Set(m.edited()));
   for (const name of base.weights()) {
+    // the same bytes in every model (a frozen table): the average is the tensor itself, left where it is stored
+    if (models.length > 1 && averageKeepsTensor(models, name, edited)) continue;
     const acc = new Float64Array(numel(base.weightInfo(name).shape));
     for (let k = 0; k < models.length; k++) {
       const c = norm[k]!;

@@ -22,7 +22,9 @@ import { permuteModel } from '../spec/permute-model.js';
 import { verifyPermuted, type VerifyOptions } from '../verify/verify-permuted.js';
 import type { ActivationData, ActivationMatchingOptions } from '../match/activation-matching.js';
 import { matchingMethod } from '../match/registry.js';
-import { matchModelOf, type ConsensusMatcher } from '../match/consensus.js';
+import type { ConsensusMatcher } from '../match/consensus.js';
+import { ON_DEMAND_KEEP_BYTES } from '../onnx/on-demand-tensors.js';
+import { numel } from '../tensor/tensor.js';
 import { withPointsFromGraph } from '../match/graph-points.js';
 import { averageModels, checkMergeable } from './interpolate.js';
 
@@ -161,6 +163,18 @@ export async function alignMany(
 }
 
 /**
+ * Float32 bytes of recent tensors each model's on-demand map keeps while matching: twice the largest tensor a
+ * permutation reaches (a cost product's pair), at least ON_DEMAND_KEEP_BYTES. A tensor no permutation reaches (a
+ * frozen 2 GiB table) is read again where it is used (the objectives, the exact-copy check), never kept: kept,
+ * it was the model's size again per model.
+ */
+function mergeKeepBytes(spec: PermutationSpec, model: OnnxModel): number {
+  let largest = 0;
+  for (const t of spec.tensors()) if (spec.axesToPerm.get(t)!.some((p) => p !== null)) largest = Math.max(largest, 4 * numel(model.weightInfo(t).shape));
+  return Math.max(ON_DEMAND_KEEP_BYTES, 2 * largest);
+}
+
+/**
  * Align `models` to one another by MergeMany with `opts.method` and average them (see the file comment).
  * @param models ONNX graphs of one architecture (for a state_dict: its graph with the state_dict's weights)
  * @param spec a spec validated against models[0] (initializer names)
@@ -179,9 +193,12 @@ export async function mergeMany(models: readonly OnnxModel[], spec: PermutationS
   });
   // a spec without points (a state_dict MLP's, a user's) reads activations where the graph's own spec does
   const matchSpec = method.readsActivations ? await withPointsFromGraph(spec, models[0]!) : spec;
+  const keep = mergeKeepBytes(spec, models[0]!);
+  // loaded here: merge-checkpoints.ts imports this module for alignMany, and a safetensors job does not load the ONNX stack
+  const { onDemandMatchModel } = await import('../align/align-onnx.js');
   const matcher = await method.consensus(
     matchSpec,
-    models.map((m) => matchModelOf(spec, m)),
+    models.map((m) => onDemandMatchModel(spec, m, keep)),
     opts.data,
     { seed, ...opts.activation },
   );
