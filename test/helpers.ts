@@ -90,16 +90,23 @@ export function randomPermutation(n: number, r: () => number): Int32Array {
 
 export const FIXTURES = new URL('../../../shared/fixtures/', import.meta.url).pathname;
 
-/** Run the compiled CLI as a user would (`env` adds to or, with undefined, removes from the environment); resolves with its exit code and output (never rejects). */
+/**
+ * Run the compiled CLI as a user would (`env` adds to or, with undefined, removes from the environment); resolves with
+ * its exit code and output (never rejects). With BASIN_TEST_LAUNCHER=1 in the tests' environment it runs through
+ * bin/basin, the POSIX launcher (and so from the start-up snapshot where one is built): the whole CLI suite can be
+ * run both ways.
+ */
 export function runBasin(args: string[], { env }: { env?: Record<string, string | undefined> } = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const [cmd, pre] = process.env['BASIN_TEST_LAUNCHER'] === '1' ? [BASIN_LAUNCHER, []] : [process.execPath, [BASIN_CLI]];
   return new Promise((resolve) => {
-    execFile(process.execPath, [BASIN_CLI, ...args], { maxBuffer: 1 << 26, env: env ? { ...process.env, ...env } : undefined }, (err, stdout, stderr) => {
+    execFile(cmd, [...pre, ...args], { maxBuffer: 1 << 26, env: env ? { ...process.env, ...env } : undefined }, (err, stdout, stderr) => {
       resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr });
     });
   });
 }
 
 const BASIN_CLI = new URL('../src/cli/main.js', import.meta.url).pathname;
+const BASIN_LAUNCHER = new URL('../../bin/basin', import.meta.url).pathname;
 
 /**
  * An ONNX file's bytes without what records how it was made (producer and basin.* metadata_props, written by every

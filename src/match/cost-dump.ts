@@ -7,11 +7,12 @@
 import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
-const dir = typeof process === 'undefined' ? undefined : process.env['BASIN_DUMP_COSTS']; // no process in a browser
 let count = 0;
 
 /** Write one n x n cost matrix of permutation `perm` (no-op unless BASIN_DUMP_COSTS is set). */
 export function dumpCost(cost: Float64Array, perm: string): void {
+  // read at each call, not at load: a start-up snapshot evaluates modules before the run's environment exists
+  const dir = typeof process === 'undefined' ? undefined : process.env['BASIN_DUMP_COSTS']; // no process in a browser
   if (!dir) return;
   mkdirSync(dir, { recursive: true });
   const file = `${String(count++).padStart(4, '0')}.f64`;

@@ -19,7 +19,8 @@ import { writeChart } from '../../report/png.js';
 import { formatTable } from '../../report/table.js';
 
 /** assets/demo, found from the compiled file (dist/src/cli/commands) so it works from any working directory. */
-const ASSETS = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../assets/demo');
+/** The demo's shipped models and data (computed when used: a start-up snapshot's modules load elsewhere than they run). */
+const assets = (): string => path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../../assets/demo');
 
 export function register(program: Command): void {
   program
@@ -32,15 +33,15 @@ export function register(program: Command): void {
         const started = performance.now();
         await checkOutputFolder(o.out, '--out');
         await mkdir(o.out, { recursive: true });
-        const inputs = ['mlp_a.onnx', 'mlp_b.onnx', 'test.safetensors', 'train.safetensors'].map((f) => ({ path: path.join(ASSETS, f), what: `the demo asset ${f}` }));
+        const inputs = ['mlp_a.onnx', 'mlp_b.onnx', 'test.safetensors', 'train.safetensors'].map((f) => ({ path: path.join(assets(), f), what: `the demo asset ${f}` }));
         await checkOutputs({
           inputs,
           outputs: ['b_aligned.onnx', 'interpolation.svg', 'interpolation.png', 'merged.onnx', 'report.json'].map((f) => ({ path: path.join(o.out, f), what: `--out ${f}` })),
         });
-        const a = await loadOnnx(path.join(ASSETS, 'mlp_a.onnx'));
-        const b = await loadOnnx(path.join(ASSETS, 'mlp_b.onnx'));
-        const test = await openDataset(path.join(ASSETS, 'test.safetensors'));
-        const train = await openDataset(path.join(ASSETS, 'train.safetensors'));
+        const a = await loadOnnx(path.join(assets(), 'mlp_a.onnx'));
+        const b = await loadOnnx(path.join(assets(), 'mlp_b.onnx'));
+        const test = await openDataset(path.join(assets(), 'test.safetensors'));
+        const train = await openDataset(path.join(assets(), 'train.safetensors'));
         log(`basin demo: two Fashion-MNIST MLPs (784-256-256-10) trained from different seeds, ${test.size} test images, ${train.size} images for statistics`);
         const [ea, eb] = [await evaluate(a, test), await evaluate(b, test)];
         log(`  model A: loss ${ea.loss.toFixed(3)}, accuracy ${(ea.accuracy * 100).toFixed(1)}%`);
@@ -88,7 +89,7 @@ export function register(program: Command): void {
         out('\n' + formatTable(['merge of A and B', 'loss barrier (nats)', 'midpoint loss', 'midpoint accuracy'], rows, { digits: 3 }) + '\n');
         out(`\nend points: A loss ${ea.loss.toFixed(3)} / accuracy ${ea.accuracy.toFixed(3)}, B loss ${eb.loss.toFixed(3)} / accuracy ${eb.accuracy.toFixed(3)}\n`);
         await writeReport(path.join(o.out, 'report.json'), 'demo', {
-          models: { a: path.join(ASSETS, 'mlp_a.onnx'), b: path.join(ASSETS, 'mlp_b.onnx') },
+          models: { a: path.join(assets(), 'mlp_a.onnx'), b: path.join(assets(), 'mlp_b.onnx') },
           endpoints: { a: ea, b: eb },
           align: { objective_before: r.match.objectiveBefore, objective_after: r.match.objectiveAfter, sweeps: r.match.sweeps, seconds: r.match.seconds },
           alphas,

@@ -1,0 +1,54 @@
+/**
+ * The CLI after `--version`: parse `argv` (the arguments after the script, as process.argv.slice(2)), run one
+ * command, print its errors as one line each (never a stack). Shared by main.ts (the `basin` command) and
+ * snapshot-entry.ts (the same, started from a V8 start-up snapshot).
+ */
+export async function runCli(argv: readonly string[]): Promise<void> {
+  // Commands that run models or the matrix engine: onnxruntime's one-time set-up starts on a worker thread now, beside
+  // the module loading and model reading that come first (engine/runtime-warmup.ts).
+  const { COMMANDS, RUNTIME_COMMANDS } = await import('./commands/index.js');
+  const requested = [...argv].find((a) => !['-q', '--quiet', '--verbose'].includes(a));
+  // The thread starts when a core is spare; BASIN_WARMUP_THREAD=1 always starts it, =0 never.
+  const warmThreads = process.env['BASIN_WARMUP_THREAD'];
+  if (requested !== undefined && RUNTIME_COMMANDS.has(requested) && warmThreads !== '0') {
+    (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground({ always: warmThreads === '1' });
+  }
+  const { makeProgram } = await import('./program.js');
+  const { printError } = await import('./common.js');
+  const { runtimeLoadError } = await import('./runtime-check.js');
+  const { withProvenance } = await import('../io/provenance.js');
+  const { takeTerminalOptions } = await import('./terminal-options.js');
+  const { takeStdinInput } = await import('./stdin-input.js');
+  const { takeStdoutOutput } = await import('./stdout-output.js');
+
+  // Anything that escapes a command (a stray rejection, a throw in a callback) still prints one line, never a stack.
+  process.on('uncaughtException', (e) => {
+    printError(e);
+    process.exit(1);
+  });
+  process.on('unhandledRejection', (e) => {
+    printError(e);
+    process.exit(1);
+  });
+
+  const program = makeProgram();
+  // Load only the command being run; all of them for help and for anything unknown.
+  const names = requested && requested in COMMANDS ? [requested] : Object.keys(COMMANDS);
+  try {
+    for (const name of names) (await COMMANDS[name]!()).register(program);
+  } catch (e) {
+    // A command's modules failed to load: onnxruntime-node's native runtime missing is the user-fixable case.
+    printError(runtimeLoadError(e) ?? e);
+    process.exit(1);
+  }
+  try {
+    // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
+    // every output of the command records basin's version and this command line (io/provenance.ts)
+    const args = await takeStdinInput(takeTerminalOptions([...argv])); // -q/--quiet, --verbose; who owns stdout; `-` reads stdin
+    const stdout = takeStdoutOutput(args); // -o -: the model goes to stdout once written
+    await withProvenance({ command: [...argv] }, () => program.parseAsync(stdout?.argv ?? args, { from: 'user' }));
+    await stdout?.finish(!process.exitCode);
+  } catch (e) {
+    printError(e);
+  }
+}
