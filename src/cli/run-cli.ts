@@ -4,6 +4,12 @@
  * snapshot-entry.ts (the same, started from a V8 start-up snapshot).
  */
 export async function runCli(argv: readonly string[]): Promise<void> {
+  // onnxruntime-node 1.30's Linux build keeps usage telemetry: every process that creates a session opens a SQLite
+  // queue in ~/.cache/Microsoft/DeveloperTools/.onnxruntime (measured here: 3280 queued events, 2.8 MB after a day
+  // of tests, since nothing could be uploaded offline) and writes to it at exit (~240 writes and 200 lock calls per
+  // `basin align`). basin is an offline tool: its CLI turns that off unless ORT_DISABLE_TELEMETRY is already set
+  // (ORT_DISABLE_TELEMETRY=0 keeps onnxruntime's default). Read when onnxruntime creates its environment, after this.
+  process.env['ORT_DISABLE_TELEMETRY'] ??= '1';
   // Commands that run models or the matrix engine: onnxruntime's one-time set-up starts on a worker thread now, beside
   // the module loading and model reading that come first (engine/runtime-warmup.ts).
   const { COMMANDS, RUNTIME_COMMANDS } = await import('./commands/index.js');
