@@ -13,7 +13,7 @@
  * multiple of 8 with spaces, and streams tensor by tensor into a temporary file renamed at the end.
  */
 import { open, type FileHandle } from 'node:fs/promises';
-import { readSync } from 'node:fs';
+import { readFullySync } from './read-fully.js';
 import { DTYPES, decodeFloat32, encodeFloat32, isDType, viewStored, type DType } from '../dtype.js';
 import { BasinError, escapeControl, q, shapeStr, type BasinErrorCode } from '../errors.js';
 import { assertFinite, weightAllowsInfinity } from '../tensor/finite.js';
@@ -413,15 +413,11 @@ export class SafetensorsFile {
     // F32 goes straight into the target; other dtypes through their stored bytes
     const raw = into && e.dtype === 'F32' ? new Uint8Array(into.buffer, into.byteOffset, bytes) : new Uint8Array(bytes);
     const fd = this.handle().fd;
-    for (let off = 0; off < raw.length; ) {
-      let n: number;
-      try {
-        n = readSync(fd, raw, off, raw.length - off, e.begin + off);
-      } catch (err) {
-        throw fsError(err, this.path, 'read');
-      }
-      if (n === 0) fail('file_truncated', this.path, name, `file ended at byte ${e.begin + off}, before the tensor's end at ${e.end} (it shrank since it was opened)`);
-      off += n;
+    try {
+      readFullySync(fd, raw, e.begin, (got) => fail('file_truncated', this.path, name, `file ended at byte ${e.begin + got}, before the tensor's end at ${e.end} (it shrank since it was opened)`));
+    } catch (err) {
+      if (err instanceof BasinError) throw err;
+      throw fsError(err, this.path, 'read');
     }
     let values: Float32Array;
     if (!into) values = decodeFloat32(raw, e.dtype, true);

@@ -10,7 +10,8 @@
  * data, or raw_data loadOnnx left in the model file), so a 2 GiB table is never held whole: merging two models
  * that share one used to hold it ~7 times (float64 sum, float64 copies of each model, float32 result, the edit).
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
+import { readFullySync } from '../io/read-fully.js';
 import { BasinError, q } from '../errors.js';
 import { DTYPES } from '../dtype.js';
 import type { OnnxModel } from '../onnx/model.js';
@@ -39,11 +40,9 @@ function chunkReader(model: OnnxModel, name: string, edited: ReadonlySet<string>
   }
   return {
     read: (offset, into) => {
-      for (let got = 0; got < into.length; ) {
-        const n = readSync(fd, into, got, into.length - got, ref.offset + offset + got);
-        if (n === 0) throw new BasinError('file_truncated', `${q(ref.file)} ends inside tensor ${q(name)} (model ${q(model.path ?? ref.file)}): it changed since the model was loaded`, { file: ref.file, tensor: name });
-        got += n;
-      }
+      readFullySync(fd, into, ref.offset + offset, () => {
+        throw new BasinError('file_truncated', `${q(ref.file)} ends inside tensor ${q(name)} (model ${q(model.path ?? ref.file)}): it changed since the model was loaded`, { file: ref.file, tensor: name });
+      });
     },
     close: () => closeSync(fd),
   };

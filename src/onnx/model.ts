@@ -31,6 +31,7 @@
  * them from the file as external data (`fileRef`). So a model costs its weights once, where a copy is made, not
  * the file's bytes plus float32 copies of every tensor whose raw_data is not 4-byte aligned in them.
  */
+import { readFullySync } from '../io/read-fully.js';
 import { closeSync, existsSync, fstatSync, linkSync, lstatSync, openSync, readFileSync, readSync, realpathSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { randomHex } from '../io/random-name.js';
 import path from 'node:path';
@@ -719,11 +720,9 @@ export class OnnxModel {
       const st = fstatSync(fd);
       if (st.dev !== src.dev || st.ino !== src.ino || st.size !== src.size || st.mtimeMs !== src.mtimeMs) throw changed('was changed or replaced');
       const out = into ?? new Uint8Array(e.lazy!.length);
-      for (let off = 0; off < out.length; ) {
-        const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), e.lazy!.offset + off);
-        if (n === 0) throw changed('shrank');
-        off += n;
-      }
+      readFullySync(fd, out, e.lazy!.offset, () => {
+        throw changed('shrank');
+      });
       return out;
     } finally {
       closeSync(fd);
@@ -1038,11 +1037,9 @@ function readSpilled(spill: EditSpill, at: { offset: number; length: number }, t
   let fd: number | undefined;
   try {
     fd = openSync(spill.file, 'r');
-    for (let off = 0; off < out.length; ) {
-      const n = readSync(fd, out, off, Math.min(out.length - off, 1 << 30), at.offset + off);
-      if (n === 0) throw new BasinError('io_error', `${q(spill.file)}, which holds the edited tensor ${q(tensor)} of ${q(label)}, was shortened`, { file: spill.file, tensor });
-      off += n;
-    }
+    readFullySync(fd, out, at.offset, () => {
+      throw new BasinError('io_error', `${q(spill.file)}, which holds the edited tensor ${q(tensor)} of ${q(label)}, was shortened`, { file: spill.file, tensor });
+    });
   } catch (e) {
     if (e instanceof BasinError) throw e;
     throw fsError(e, spill.file, 'read');
@@ -1055,12 +1052,8 @@ function readSpilled(spill: EditSpill, at: { offset: number; length: number }, t
 /** The `size` bytes of open file `fd`, on a freeableBuffer (tensor/freeable-buffer.ts). */
 function readFreeable(fd: number, size: number): Uint8Array {
   const out = new Uint8Array(freeableBuffer(size), 0, size);
-  for (let off = 0; off < size; ) {
-    const n = readSync(fd, out, off, Math.min(size - off, 1 << 30), off);
-    if (n === 0) return out.subarray(0, off); // the file shrank while read: decoding names it truncated
-    off += n;
-  }
-  return out;
+  const got = readFullySync(fd, out, 0);
+  return got < size ? out.subarray(0, got) : out; // the file shrank while read: decoding names it truncated
 }
 
 /** Model files from this size on leave their large initializers' data in the file (see LoadOnnxOptions). */
@@ -1361,17 +1354,9 @@ function readExternal(tensor: string, ref: ExternalRef, label: string, file: str
   const safe = ref.safe ?? checkInside(path.dirname(ref.file), path.basename(ref.file), origin, 'onnx_external_data');
   const fd = openChecked(safe, ref.location, origin, 'onnx_external_data');
   try {
-    let off = 0;
-    while (off < ref.length) {
-      const n = readSync(fd, out, off, Math.min(ref.length - off, 1 << 30), ref.offset + off);
-      if (n === 0) {
-        throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.location)} ended before tensor ${q(tensor)} (it shrank since loading)`, {
-          file,
-          tensor,
-        });
-      }
-      off += n;
-    }
+    readFullySync(fd, out, ref.offset, () => {
+      throw new BasinError('onnx_external_data', `${q(label)}: external data file ${q(ref.location)} ended before tensor ${q(tensor)} (it shrank since loading)`, { file, tensor });
+    });
   } finally {
     closeSync(fd);
   }
