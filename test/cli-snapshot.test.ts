@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,10 +91,22 @@ test('bin/basin starts from the snapshot only with the node that built it, no NO
     assert.match(badSnap.stderr, /missing\.safetensors/);
     assert.deepEqual(fromSnapshot(same.calls()).slice(2), [true, false]);
 
+    // code built after the snapshot (tsc without the snapshot step): plain starts, not the blob's older code
+    const main = path.join(ROOT, 'dist/src/cli/main.js');
+    const { atime, mtime } = statSync(main);
+    try {
+      utimesSync(main, atime, new Date(statSync(BLOB).mtimeMs + 10_000));
+      const stale = run(path.join(dir, 'snap'), ['--version']);
+      assert.equal(stale.status, 0, stale.stderr);
+    } finally {
+      utimesSync(main, atime, mtime);
+    }
+    assert.deepEqual(fromSnapshot(same.calls()).slice(4), [false]);
+
     // V8 refuses a snapshot under other V8 flags, and another node binary did not build it: plain starts
     const opts = run(path.join(dir, 'snap'), ['--version'], { NODE_OPTIONS: '--max-old-space-size=3000' });
     assert.equal(opts.status, 0, opts.stderr);
-    assert.deepEqual(fromSnapshot(same.calls()).slice(4), [false]);
+    assert.deepEqual(fromSnapshot(same.calls()).slice(5), [false]);
     const otherNode = run(path.join(dir, 'snap'), ['--version'], {}, other.bin);
     assert.equal(otherNode.status, 0, otherNode.stderr);
     assert.deepEqual(fromSnapshot(other.calls()), [false]);
