@@ -14,6 +14,7 @@ import { PermutationSpec } from '../src/spec/spec.js';
 import { permuteModel, weightShapes } from '../src/spec/permute-model.js';
 import { alignOnnxModels, randomlyPermute } from '../src/align/align-onnx.js';
 import { matchingTensor } from '../src/match/dequantized.js';
+import { exactIntegerForm } from '../src/verify/exact-integer-form.js';
 import { interpolateModels } from '../src/merge/interpolate.js';
 import { assertBasinError, randn, randomPermutation, rng } from './helpers.js';
 import { dynamicMlp, qdqMlp, qlinearNet, quantize } from './zoo/models-q.js';
@@ -66,7 +67,8 @@ test('QDQ MLP: a hidden permutation moves the int8 weight bytes, the per-channel
   for (let i = 0; i < ya.length; i++) assert.ok(Math.abs(ya[i]! - yb[i]!) <= 1e-5 * (1 + Math.abs(ya[i]!)), `output ${i}: ${ya[i]} vs ${yb[i]}`);
 });
 
-test('integer ops (QLinearConv, QLinearMatMul; DynamicQuantizeLinear, MatMulInteger): a random permutation keeps the outputs bit for bit', async () => {
+test('integer ops (QLinearConv, QLinearMatMul; DynamicQuantizeLinear, MatMulInteger): a random permutation keeps the exact integer outputs bit for bit', async () => {
+  // compared in the exact integer form: onnxruntime's u8 x s8 kernels without VNNI saturate in an order-dependent way
   for (const [model, shape] of [
     [qlinearNet(), [2, 3, 6, 6]],
     [dynamicMlp(), [4, 6]],
@@ -77,7 +79,7 @@ test('integer ops (QLinearConv, QLinearMatMul; DynamicQuantizeLinear, MatMulInte
       const { model: b, changedFraction } = await randomlyPermute(model, r.spec, seed);
       assert.ok(changedFraction > 0, 'the float scales moved');
       const x = input([...shape], seed + 10);
-      assert.deepEqual(await run(b, x), await run(model, x));
+      assert.deepEqual(await run(exactIntegerForm(b) ?? b, x), await run(exactIntegerForm(model) ?? model, x));
     }
   }
 });
@@ -256,4 +258,72 @@ test('com.microsoft QLinearConcat: the concatenated axis is the two quantized br
   assert.deepEqual(sizes, [[4, 'wa:1'], [5, 'wb:1']]);
   const inv = await checkInvariance(model, res.spec, { x: input([3, 6], 1) }, { seed: 4 });
   assert.ok(inv.equivalent && inv.maxRelError < 1e-5, JSON.stringify(inv.worst));
+});
+
+/** y[i][j] = sum_k (a[i][k] - az)(b[k][j] - bz), in exact integers: MatMulInteger as the ONNX spec defines it. */
+function integerMatMul(a: Uint8Array, az: number, b: Int8Array, bz: number, m: number, k: number, n: number): Int32Array {
+  const y = new Int32Array(m * n);
+  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) y[i * n + j]! += (a[i * k + t]! - az) * (b[t * n + j]! - bz);
+  return y;
+}
+
+test('exact integer form: uint8 x int8 products whose pair sums overflow 16 bits equal the exact int32 sums (MatMulInteger, ConvInteger)', async () => {
+  const r = rng(21);
+  const [m, k, n] = [3, 16, 5];
+  // activations near 255 and weights near +-127 of one sign per pair: u8*s8 pair sums reach 2 * 255 * 127 > 32767
+  const a = Uint8Array.from({ length: m * k }, () => 200 + Math.floor(r() * 56));
+  const b = Int8Array.from({ length: k * n }, (_, i) => (Math.floor(i / n / 2) % 2 === 0 ? 1 : -1) * (100 + Math.floor(r() * 28)));
+  const bq = new Tensor([k, n], Float32Array.from(b));
+  const matmul = new GraphBuilder(17)
+    .input('a', ['m', k], 'U8')
+    .initializer('b', bq, { dtype: 'I8' })
+    .initializer('az', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .initializer('bz', new Tensor([], Float32Array.of(-2)), { dtype: 'I8' })
+    .node('MatMulInteger', ['a', 'b', 'az', 'bz'], ['y'], {}, { name: 'mmi' })
+    .output('y', ['m', n], 'I32')
+    .build();
+  const form = exactIntegerForm(matmul);
+  assert.ok(form, 'a uint8 x int8 MatMulInteger has an exact form');
+  assert.equal(form.weightInfo('b.basin_u8').dtype, 'U8');
+  const run32 = async (model: OnnxModel, feed: Record<string, { data: Uint8Array; dims: number[]; type: 'uint8' }>) => {
+    const s = await createSession(model);
+    try {
+      return (await s.run(feed))[s.outputNames[0]!]!.data; // int32 results, exact in float32 (|y| < 2^24)
+    } finally {
+      await s.release();
+    }
+  };
+  const want = integerMatMul(a, 3, b, -2, m, k, n);
+  const pairSum = (i: number, t: number, j: number) => a[i * k + t]! * b[t * n + j]! + a[i * k + t + 1]! * b[(t + 1) * n + j]!;
+  assert.ok(Math.abs(pairSum(0, 0, 0)) > 32767, 'the test provokes 16-bit overflow');
+  assert.deepEqual([...(await run32(form, { a: { data: a, dims: [m, k], type: 'uint8' } }))], [...want]);
+  // ConvInteger 1x1 over a 1x1 image is the same product (onnxruntime has no int8-weight ConvInteger kernel at all)
+  const w = new Tensor([n, k, 1, 1], Float32Array.from({ length: n * k }, (_, i) => b[(i % k) * n + Math.floor(i / k)]!));
+  const conv = new GraphBuilder(17)
+    .input('x', ['m', k, 1, 1], 'U8')
+    .initializer('w', w, { dtype: 'I8' })
+    .initializer('xz', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .node('ConvInteger', ['x', 'w', 'xz'], ['y'], {}, { name: 'ci' })
+    .output('y', ['m', n, 1, 1], 'I32')
+    .build();
+  const convForm = exactIntegerForm(conv);
+  assert.ok(convForm);
+  assert.deepEqual([...(await run32(convForm, { x: { data: a, dims: [m, k, 1, 1], type: 'uint8' } }))], [...integerMatMul(a, 3, b, 0, m, k, n)]);
+});
+
+test('exact integer form: float models, uint8 weights and int8 activations are left as they are', () => {
+  const r = rng(22);
+  const q = new Tensor([4, 2], Float32Array.from({ length: 8 }, () => Math.round(randn(r) * 50)));
+  const build = (act: 'U8' | 'I8', wt: 'U8' | 'I8') =>
+    new GraphBuilder(17)
+      .input('a', ['m', 4], act)
+      .initializer('b', wt === 'U8' ? new Tensor([4, 2], q.data.map((v) => v + 128)) : q, { dtype: wt })
+      .initializer('az', new Tensor([], Float32Array.of(0)), { dtype: act })
+      .node('MatMulInteger', ['a', 'b', 'az'], ['y'])
+      .output('y', ['m', 2], 'I32')
+      .build();
+  assert.equal(exactIntegerForm(build('U8', 'U8')), undefined);
+  assert.equal(exactIntegerForm(build('I8', 'I8')), undefined);
+  assert.ok(exactIntegerForm(build('U8', 'I8')));
+  assert.equal(exactIntegerForm(qdqMlp()), undefined, 'DequantizeLinear weights feed float MatMuls');
 });
