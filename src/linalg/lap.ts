@@ -38,6 +38,17 @@
  * steps 2-3. On the 40 solves of a real 512-wide weight-matching run (trained MLP pair), the later (warm) solves
  * took 145-185 ms of CPU in all with prices alone, and 70-80 ms with the old assignment plus `finiteBound` (the
  * caller's proof that every cost is finite, which skips the NaN scan: 262k entries, ~2 ms per 512 solve).
+ * Equal prices without an assignment (weight matching's first solve of each permutation passes zeros) first go
+ * through an eps-auction (`auctionPrices`), whose prices replace the given ones; then every row goes through steps
+ * 2-3. From zero prices, row reduction bids the popular columns of weight-matching costs down in tiny steps: on the
+ * three first solves of a trained 784-512x3-10 MLP pair (bench/out/mlp512_seed{0,1}), ~16k row scans of 512 with
+ * any ARR budget, 80 ms JIT-warm with budget 3, 64 ms with 16 (medians of 15); with the auction, 27 ms (eps factor
+ * 1..4 within 10%). Fresh processes, the real 23-solve sequence replayed (11 alternating runs, median (min-max)):
+ * the three first solves 61 (51-80) against 117 (100-146) ms, all 23 solves 140 (123-166) against 189 (171-260) ms,
+ * the 20 later ones 77 (73-93) against 73 (70-114) ms (the optimal prices they start from differ); `basin align`
+ * of that pair, LAP phase 132 (125-193) against 189 (170-199) ms (9 runs each), the same aligned weights. From an
+ * earlier solve's prices without its assignment the auction cost more than it saved (the later solves replayed that
+ * way: 101 -> 163 ms), hence equal prices only.
  *
  * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
  * needed) with the rectangular shortest-path variant; it is never padded to square.
