@@ -66,7 +66,8 @@ export interface AssignmentOptions {
   /**
    * Warm start (square problems): column prices from an earlier solve of a similar matrix (`prices` of its
    * result, same size and `maximize`). Any values give the exact optimum; near-optimal ones make the solve short,
-   * which is what coordinate descent re-solving slightly changed matrices needs.
+   * which is what coordinate descent re-solving slightly changed matrices needs. Equal prices (e.g. zeros) without
+   * an `assignment` start with an eps-auction that finds better ones (see the file comment).
    */
   prices?: Float64Array;
   /**
