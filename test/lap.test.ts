@@ -580,3 +580,52 @@ test('maximize reads the caller matrix in place (warm and cold dense solves): op
     }
   }
 });
+
+/**
+ * Weight-matching-like costs: sum over k of (s_i a_ik) (t_j b_jk) with heterogeneous row and column scales s, t
+ * (units of different weight norms), the structure on which zero prices start price wars.
+ */
+function productCosts(n: number, k: number, r: () => number): Float64Array {
+  const s = Array.from({ length: n }, () => 0.2 + 3 * r() * r());
+  const t = Array.from({ length: n }, () => 0.2 + 3 * r() * r());
+  const a = Float64Array.from({ length: n * k }, () => randn(r));
+  const b = Float64Array.from({ length: n * k }, () => randn(r));
+  const cost = new Float64Array(n * n);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < n; j++) {
+      let dot = 0;
+      for (let q = 0; q < k; q++) dot += a[i * k + q]! * b[j * k + q]!;
+      cost[i * n + j] = s[i]! * t[j]! * dot;
+    }
+  }
+  return cost;
+}
+
+test('equal prices without an assignment (the auction start): the optimum on product, rank-1, tied, constant and huge-offset costs, prices that certify it', () => {
+  const r = rng(5150);
+  const cases: [string, number, Float64Array][] = [];
+  for (const n of [2, 5, 7]) cases.push([`product ${n}`, n, productCosts(n, 3, r)]);
+  for (const n of [40, 150, 300]) cases.push([`product ${n}`, n, productCosts(n, 16, r)]);
+  const a = Array.from({ length: 120 }, () => 0.5 + r());
+  const b = Array.from({ length: 120 }, () => 0.5 + r());
+  cases.push(['rank-1 120', 120, Float64Array.from({ length: 120 * 120 }, (_, q) => a[Math.floor(q / 120)]! * b[q % 120]!)]);
+  cases.push(['integers 100', 100, randomMatrix(100, 100, r, 'int')]);
+  cases.push(['constant 50', 50, new Float64Array(50 * 50).fill(2.5)]);
+  // entries 1e15 apart in whole units: the auction's eps (~2 * spread / n) is below the prices' rounding
+  cases.push(['huge offsets 60', 60, Float64Array.from({ length: 3600 }, (_, q) => (q % 3) * 1e15 + Math.floor(r() * 3))]);
+  for (const [label, n, cost] of cases) {
+    for (const maximize of [false, true]) {
+      const expected = n <= 7 ? bruteForce(cost, n, n, maximize) : hungarianTotal(cost, n, n, maximize);
+      const negated = cost.map((x) => (maximize ? -x : x));
+      for (const level of [0, -3.25]) {
+        for (const budget of [3, 0]) {
+          const what = `${label} ${maximize ? 'max' : 'min'} prices ${level} budget ${budget}`;
+          const res = solveAssignmentWithBudget(cost, n, n, { maximize, prices: new Float64Array(n).fill(level) }, budget);
+          checkMatching(res, cost, n, n, what);
+          assertTotal(res.total, expected, absSum(cost, n, n), what);
+          assertCertified(negated, n, res, what);
+        }
+      }
+    }
+  }
+});

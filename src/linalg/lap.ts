@@ -38,6 +38,17 @@
  * steps 2-3. On the 40 solves of a real 512-wide weight-matching run (trained MLP pair), the later (warm) solves
  * took 145-185 ms of CPU in all with prices alone, and 70-80 ms with the old assignment plus `finiteBound` (the
  * caller's proof that every cost is finite, which skips the NaN scan: 262k entries, ~2 ms per 512 solve).
+ * Equal prices without an assignment (weight matching's first solve of each permutation passes zeros) first go
+ * through an eps-auction (`auctionPrices`), whose prices replace the given ones; then every row goes through steps
+ * 2-3. From zero prices, row reduction bids the popular columns of weight-matching costs down in tiny steps: on the
+ * three first solves of a trained 784-512x3-10 MLP pair (bench/out/mlp512_seed{0,1}), ~16k row scans of 512 with
+ * any ARR budget, 80 ms JIT-warm with budget 3, 64 ms with 16 (medians of 15); with the auction, 27 ms (eps factor
+ * 1..4 within 10%). Fresh processes, the real 23-solve sequence replayed (11 alternating runs, median (min-max)):
+ * the three first solves 61 (51-80) against 117 (100-146) ms, all 23 solves 140 (123-166) against 189 (171-260) ms,
+ * the 20 later ones 77 (73-93) against 73 (70-114) ms (the optimal prices they start from differ); `basin align`
+ * of that pair, LAP phase 132 (125-193) against 189 (170-199) ms (9 runs each), the same aligned weights. From an
+ * earlier solve's prices without its assignment the auction cost more than it saved (the later solves replayed that
+ * way: 101 -> 163 ms), hence equal prices only.
  *
  * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
  * needed) with the rectangular shortest-path variant; it is never padded to square.
@@ -55,7 +66,8 @@ export interface AssignmentOptions {
   /**
    * Warm start (square problems): column prices from an earlier solve of a similar matrix (`prices` of its
    * result, same size and `maximize`). Any values give the exact optimum; near-optimal ones make the solve short,
-   * which is what coordinate descent re-solving slightly changed matrices needs.
+   * which is what coordinate descent re-solving slightly changed matrices needs. Equal prices (e.g. zeros) without
+   * an `assignment` start with an eps-auction that finds better ones (see the file comment).
    */
   prices?: Float64Array;
   /**
@@ -204,7 +216,11 @@ export function solveAssignmentWithBudget(
     colsol.fill(-1);
     // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep);
+    // The auction pre-phase only for the caller's equal prices (zeros: weight matching's first solve) without an
+    // assignment. From informative prices (an earlier solve's, without its assignment) it cost more than it saved:
+    // the later solves of the real 512-wide sequence replayed that way, 101 -> 163 ms (medians of 9 fresh runs).
+    const auction = warm !== undefined && keep === undefined && allEqual(warm);
+    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep, auction);
   }
 
   let total = 0;
@@ -216,6 +232,13 @@ export function solveAssignmentWithBudget(
 }
 
 const SCALE_CHUNK = 4096;
+
+/** True when every entry of x equals x[0] (x non-empty). */
+function allEqual(x: Float64Array): boolean {
+  const x0 = x[0]!;
+  for (let k = 1; k < x.length; k++) if (x[k] !== x0) return false;
+  return true;
+}
 
 /** out[k] = factor * src[k] for from <= k < to. */
 function scaleInto(out: Float64Array, src: Float64Array, from: number, to: number, factor: number): void {
@@ -323,6 +346,7 @@ function lapCore(
   arrBudgetPerRow: number,
   warmPrices?: Float64Array,
   warmAssignment?: Int32Array,
+  auction = false,
 ): Float64Array {
   if (n === 1) {
     let best = s * c[0]!;
@@ -343,6 +367,7 @@ function lapCore(
   const free = new Int32Array(n);
   const pred = new Int32Array(m); // column reduction: argmin row per column; shortest path: predecessor row
   let numFree = initialize(c, s, n, m, v, rowsol, colsol, free, pred, warmPrices, warmAssignment);
+  if (auction && n === m) auctionPrices(c, s, n, v, rowsol, colsol, free);
   numFree = augmentingRowReduction(c, s, n, m, v, rowsol, colsol, free, numFree, arrBudgetPerRow);
   if (numFree === 0) return v;
   shortestAugmentingPaths(c, s, m, v, rowsol, colsol, free, numFree, pred);
@@ -505,6 +530,70 @@ function initialize(c: Float64Array, s: number, n: number, m: number, v: Float64
     numFree = n;
   }
   return numFree;
+}
+
+/** The auction's minimum bid increment, in units of (sampled cost spread) / n; see auctionPrices. */
+const AUCTION_EPS_PER_SPREAD = 2;
+/** The auction's step cap, in row scans per row (it measured 6-12 per row on weight-matching costs at n = 512). */
+const AUCTION_BUDGET_PER_ROW = 32;
+/** Rows sampled (evenly spaced) for the auction's cost spread. */
+const AUCTION_SAMPLE_ROWS = 16;
+
+/** Least and largest c[base + j] over j < m, into minVal and subVal. */
+function rowRange(c: Float64Array, s: number, base: number, m: number): void {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let j = 0; j < m; j++) {
+    const x = s * c[base + j]!;
+    lo = x < lo ? x : lo;
+    hi = x > hi ? x : hi;
+  }
+  minVal = lo;
+  subVal = hi;
+}
+
+/**
+ * Better prices for a square start from given prices without an assignment (weight matching's first solve of each
+ * permutation, from zero prices): a Gauss-Seidel auction (Bertsekas 1988) in which every bid lowers the won
+ * column's price by the bidder's gap to its second best column plus eps > 0. Row reduction alone (eps = 0) bids the
+ * popular columns of these costs down in tiny steps (price wars: ~16k row scans at n = 512 for the three first
+ * solves of a trained MLP pair); the eps floor bounds them. The result is an eps-optimal assignment, so only the
+ * prices are kept: rowsol and colsol are cleared and every row is left free (free = 0..n-1) for the exact phases,
+ * which start from these prices. eps = AUCTION_EPS_PER_SPREAD * (largest - least cost of AUCTION_SAMPLE_ROWS
+ * sampled rows) / n; the auction stops after AUCTION_BUDGET_PER_ROW * n bids (a guard, e.g. when eps is below the
+ * prices' rounding), and does nothing when the spread is 0. Any prices keep the result exact.
+ */
+function auctionPrices(c: Float64Array, s: number, n: number, v: Float64Array, rowsol: Int32Array, colsol: Int32Array, free: Int32Array): void {
+  let lo = Infinity;
+  let hi = -Infinity;
+  const stride = n > AUCTION_SAMPLE_ROWS ? Math.floor(n / AUCTION_SAMPLE_ROWS) : 1;
+  for (let i = 0; i < n; i += stride) {
+    rowRange(c, s, i * n, n);
+    lo = minVal < lo ? minVal : lo;
+    hi = subVal > hi ? subVal : hi;
+  }
+  const eps = (AUCTION_EPS_PER_SPREAD * (hi - lo)) / n;
+  if (eps > 0 && eps < Infinity) {
+    for (let i = 0; i < n; i++) free[i] = i;
+    let top = n; // free rows: a stack, so an outbid row bids again at once
+    const budget = AUCTION_BUDGET_PER_ROW * n;
+    for (let steps = 0; top > 0 && steps < budget; steps++) {
+      const i = free[--top]!;
+      rowMin2(c, s, i * n, v, n);
+      const j = minCol;
+      const i0 = colsol[j]!;
+      v[j] = v[j]! - (subVal - minVal) - eps;
+      rowsol[i] = j;
+      colsol[j] = i;
+      if (i0 >= 0) {
+        rowsol[i0] = -1;
+        free[top++] = i0;
+      }
+    }
+    rowsol.fill(-1);
+    colsol.fill(-1);
+  }
+  for (let i = 0; i < n; i++) free[i] = i;
 }
 
 /**
