@@ -10,31 +10,16 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { writeCheckpoint } from '../src/io/checkpoint.js';
-import { rng, randn } from './helpers.js';
+import { writeMlpCheckpoint } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const MAIN = path.join(ROOT, 'dist/src/cli/main.js');
 
-async function mlp(file: string, seed: number): Promise<void> {
-  const r = rng(seed);
-  const widths = [20, 64, 64, 5];
-  const tensors = [];
-  for (let i = 0; i < 3; i++) {
-    const name = i < 2 ? `layers.${i}` : 'head';
-    const w = new Float32Array(widths[i + 1]! * widths[i]!).map(() => randn(r));
-    const b = new Float32Array(widths[i + 1]!).map(() => randn(r));
-    tensors.push({ name: `${name}.weight`, dtype: 'F32' as const, shape: [widths[i + 1]!, widths[i]!], data: w });
-    tensors.push({ name: `${name}.bias`, dtype: 'F32' as const, shape: [widths[i + 1]!], data: b });
-  }
-  await writeCheckpoint(file, tensors);
-}
-
 test('align A.safetensors B.safetensors --spec loads neither the ONNX protobuf code nor the graph tracer; phases add up to the wall time', async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-align-startup-'));
   try {
-    await mlp(path.join(dir, 'a.safetensors'), 1);
-    await mlp(path.join(dir, 'b.safetensors'), 2);
+    await writeMlpCheckpoint(path.join(dir, 'a.safetensors'), [20, 64, 64, 5], 1);
+    await writeMlpCheckpoint(path.join(dir, 'b.safetensors'), [20, 64, 64, 5], 2);
     const spec = {
       axes_to_perm: {
         'layers.0.weight': ['P_0', null], 'layers.0.bias': ['P_0'],

@@ -11,26 +11,13 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, st
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeCheckpoint } from '../src/io/checkpoint.js';
-import { rng, randn } from './helpers.js';
+import { writeMlpCheckpoint } from './helpers.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BASIN = path.join(ROOT, 'bin/basin');
 const BLOB = path.join(ROOT, 'dist/snapshot/basin.blob');
 const STAMP = path.join(ROOT, 'dist/snapshot/node.stamp');
 const posix = process.platform !== 'win32';
-
-async function mlp(file: string, seed: number): Promise<void> {
-  const r = rng(seed);
-  const widths = [12, 32, 32, 4];
-  const tensors = [];
-  for (let i = 0; i < 3; i++) {
-    const name = i < 2 ? `layers.${i}` : 'head';
-    tensors.push({ name: `${name}.weight`, dtype: 'F32' as const, shape: [widths[i + 1]!, widths[i]!], data: new Float32Array(widths[i + 1]! * widths[i]!).map(() => randn(r)) });
-    tensors.push({ name: `${name}.bias`, dtype: 'F32' as const, shape: [widths[i + 1]!], data: new Float32Array(widths[i + 1]!).map(() => randn(r)) });
-  }
-  await writeCheckpoint(file, tensors);
-}
 
 /**
  * A node stand-in for BASIN_NODE that logs its arguments and runs the real node; its modification time is the real
@@ -52,8 +39,8 @@ const steady = (s: string) => s.replace(/\d+(\.\d+)? ?(ms|s)\b/g, 'T').trim();
 test('bin/basin starts from the snapshot only with the node that built it, no NODE_OPTIONS and no BASIN_NO_SNAPSHOT; output, exit codes and files are the same either way', { skip: !posix ? 'bin/basin is the POSIX launcher' : !existsSync(BLOB) || !existsSync(STAMP) ? 'no snapshot built (BASIN_NO_SNAPSHOT=1 at build)' : false }, async () => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-snapshot-'));
   try {
-    await mlp(path.join(dir, 'a.safetensors'), 1);
-    await mlp(path.join(dir, 'b.safetensors'), 2);
+    await writeMlpCheckpoint(path.join(dir, 'a.safetensors'), [12, 32, 32, 4], 1);
+    await writeMlpCheckpoint(path.join(dir, 'b.safetensors'), [12, 32, 32, 4], 2);
     const same = wrapper(dir);
     const other = wrapper(dir, true);
     const run = (cwd: string, args: string[], env: Record<string, string> = {}, node = same.bin) => {

@@ -8,25 +8,13 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { writeCheckpoint } from '../src/io/checkpoint.js';
-import { rng, randn, runBasin } from './helpers.js';
-
-async function mlp(file: string, seed: number): Promise<void> {
-  const r = rng(seed);
-  const w = (rows: number, cols: number) => new Float32Array(rows * cols).map(() => randn(r));
-  await writeCheckpoint(file, [
-    { name: 'fc1.weight', dtype: 'F32', shape: [256, 128], data: w(256, 128) },
-    { name: 'fc1.bias', dtype: 'F32', shape: [256], data: w(256, 1) },
-    { name: 'fc2.weight', dtype: 'F32', shape: [3, 256], data: w(3, 256) },
-    { name: 'fc2.bias', dtype: 'F32', shape: [3], data: w(3, 1) },
-  ]);
-}
+import { runBasin, writeMlpCheckpoint } from './helpers.js';
 
 test('basin align leaves no onnxruntime telemetry queue in $HOME unless ORT_DISABLE_TELEMETRY=0 asks for it', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'basin-telemetry-'));
   try {
-    await mlp(path.join(dir, 'a.safetensors'), 1);
-    await mlp(path.join(dir, 'b.safetensors'), 2);
+    await writeMlpCheckpoint(path.join(dir, 'a.safetensors'), [128, 256, 3], 1, ['fc1', 'fc2']);
+    await writeMlpCheckpoint(path.join(dir, 'b.safetensors'), [128, 256, 3], 2, ['fc1', 'fc2']);
     writeFileSync(path.join(dir, 'spec.json'), JSON.stringify({ axes_to_perm: { 'fc1.weight': ['P', null], 'fc1.bias': ['P'], 'fc2.weight': [null, 'P'], 'fc2.bias': [null] } }));
     const run = async (home: string, telemetry: string | undefined) => {
       mkdirSync(home);

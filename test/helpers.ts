@@ -3,6 +3,7 @@ import * as onnx from '../src/onnx/proto.js';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { BasinError, type BasinErrorCode } from '../src/errors.js';
+import { writeCheckpoint } from '../src/io/checkpoint.js';
 
 export interface CloseOptions {
   rtol?: number;
@@ -136,4 +137,21 @@ export function safetensorsWithoutProvenance(bytes: Uint8Array): { header: Recor
     if (Object.keys(meta).length === 0) delete header['__metadata__'];
   }
   return { header, data: bytes.subarray(8 + n) };
+}
+
+/**
+ * A random fully connected checkpoint (torch nn.Linear layout: `${name}.weight` [out, in], `${name}.bias` [out]),
+ * widths[0] inputs to widths.at(-1) outputs; layers named `layers.0`, `layers.1`, … and `head` unless `names` says.
+ */
+export async function writeMlpCheckpoint(file: string, widths: readonly number[], seed: number, names?: readonly string[]): Promise<void> {
+  const r = rng(seed);
+  const layers = widths.length - 1;
+  const tensors = [];
+  for (let i = 0; i < layers; i++) {
+    const name = names?.[i] ?? (i < layers - 1 ? `layers.${i}` : 'head');
+    const [fanIn, fanOut] = [widths[i]!, widths[i + 1]!];
+    tensors.push({ name: `${name}.weight`, dtype: 'F32' as const, shape: [fanOut, fanIn], data: new Float32Array(fanOut * fanIn).map(() => randn(r)) });
+    tensors.push({ name: `${name}.bias`, dtype: 'F32' as const, shape: [fanOut], data: new Float32Array(fanOut).map(() => randn(r)) });
+  }
+  await writeCheckpoint(file, tensors);
 }

@@ -13,7 +13,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   // Commands that run models or the matrix engine: onnxruntime's one-time set-up starts on a worker thread now, beside
   // the module loading and model reading that come first (engine/runtime-warmup.ts).
   const { COMMANDS, RUNTIME_COMMANDS } = await import('./commands/index.js');
-  const requested = [...argv].find((a) => !['-q', '--quiet', '--verbose'].includes(a));
+  const requested = argv.find((a) => !['-q', '--quiet', '--verbose'].includes(a));
   // The thread starts when a core is spare; BASIN_WARMUP_THREAD=1 always starts it, =0 never.
   const warmThreads = process.env['BASIN_WARMUP_THREAD'];
   if (requested !== undefined && RUNTIME_COMMANDS.has(requested) && warmThreads !== '0') {
@@ -50,9 +50,9 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   try {
     // Option parsers run inside commander's parser: a bad value's BasinError surfaces here.
     // every output of the command records basin's version and this command line (io/provenance.ts)
-    const args = await takeStdinInput(takeTerminalOptions([...argv])); // -q/--quiet, --verbose; who owns stdout; `-` reads stdin
+    const args = await takeStdinInput(takeTerminalOptions(argv)); // -q/--quiet, --verbose; who owns stdout; `-` reads stdin
     const stdout = takeStdoutOutput(args); // -o -: the model goes to stdout once written
-    await withProvenance({ command: [...argv] }, () => program.parseAsync(stdout?.argv ?? args, { from: 'user' }));
+    await withProvenance({ command: argv }, () => program.parseAsync(stdout?.argv ?? args, { from: 'user' }));
     await stdout?.finish(!process.exitCode);
   } catch (e) {
     printError(e);
