@@ -311,7 +311,7 @@ test('exact integer form: uint8 x int8 products whose pair sums overflow 16 bits
   assert.deepEqual([...(await run32(convForm, { x: { data: a, dims: [m, k, 1, 1], type: 'uint8' } }))], [...integerMatMul(a, 3, b, 0, m, k, n)]);
 });
 
-test('exact integer form: float models, uint8 weights and int8 activations are left as they are', () => {
+test('exact integer form: float models, uint8 weights and int8 activations are left as they are; QDQ int8 weights of uint8 activations are not', () => {
   const r = rng(22);
   const q = new Tensor([4, 2], Float32Array.from({ length: 8 }, () => Math.round(randn(r) * 50)));
   const build = (act: 'U8' | 'I8', wt: 'U8' | 'I8') =>
@@ -325,5 +325,91 @@ test('exact integer form: float models, uint8 weights and int8 activations are l
   assert.equal(exactIntegerForm(build('U8', 'U8')), undefined);
   assert.equal(exactIntegerForm(build('I8', 'I8')), undefined);
   assert.ok(exactIntegerForm(build('U8', 'I8')));
-  assert.equal(exactIntegerForm(qdqMlp()), undefined, 'DequantizeLinear weights feed float MatMuls');
+  const qdq = exactIntegerForm(qdqMlp());
+  assert.ok(qdq, 'int8 DequantizeLinear weights of MatMuls with uint8 QDQ activations have an exact form');
+  for (const w of ['w0_q', 'w1_q', 'w2_q']) assert.equal(qdq.weightInfo(`${w}.basin_u8`).dtype, 'U8');
+});
+
+/** Round half to even, as onnxruntime requantizes. */
+function rne(v: number): number {
+  const f = Math.floor(v);
+  return v - f !== 0.5 ? Math.round(v) : f % 2 === 0 ? f : f + 1;
+}
+
+/** uint8 activations near 255 and int8 weights near +-127 with one sign per pair of rows (u8*s8 pair sums above 32767). */
+function overflowing(m: number, k: number, n: number, seed: number): { a: Uint8Array; b: Int8Array } {
+  const r = rng(seed);
+  const a = Uint8Array.from({ length: m * k }, () => 200 + Math.floor(r() * 56));
+  const b = Int8Array.from({ length: k * n }, (_, i) => (Math.floor(i / n / 2) % 2 === 0 ? 1 : -1) * (100 + Math.floor(r() * 28)));
+  return { a, b };
+}
+
+test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights, initializer or Constant, per tensor or per channel) equals exact requantized int32 sums', async () => {
+  const [m, k, n] = [3, 64, 5];
+  const { a, b } = overflowing(m, k, n, 23);
+  const s = (v: number, dims: number[] = []) => new Tensor(dims, new Float32Array(dims[0] ?? 1).fill(v));
+  // y = DQ(Q(DQ(Q(x)) @ DQ(w))): x and y uint8 (scale 1, 256; zero point 0, 128), w int8 (scale 1, zero point 0)
+  const want = Float32Array.from(integerMatMul(a, 0, b, 0, m, k, n), (t) => (Math.max(0, Math.min(255, rne(t / 256) + 128)) - 128) * 256);
+  for (const perChannel of [false, true])
+    for (const asConstant of [false, true]) {
+      const g = new GraphBuilder(17).input('x', ['m', k]);
+      if (asConstant) g.constant('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).constant('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
+      else g.initializer('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).initializer('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
+      const model = g
+        .initializer('ws', s(1, perChannel ? [n] : []))
+        .initializer('xs', s(1))
+        .initializer('xz', s(0), { dtype: 'U8' })
+        .initializer('ys', s(256))
+        .initializer('yz', s(128), { dtype: 'U8' })
+        .node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq'])
+        .node('DequantizeLinear', ['xq', 'xs', 'xz'], ['xd'])
+        .node('DequantizeLinear', ['w', 'ws', 'wz'], ['wd'], perChannel ? { axis: 1 } : {})
+        .node('MatMul', ['xd', 'wd'], ['h'], {}, { name: 'fc' })
+        .node('QuantizeLinear', ['h', 'ys', 'yz'], ['hq'])
+        .node('DequantizeLinear', ['hq', 'ys', 'yz'], ['y'])
+        .output('y', ['m', n])
+        .build();
+      const form = exactIntegerForm(model);
+      assert.ok(form, `perChannel ${perChannel} constant ${asConstant}`);
+      assert.equal(form.weightInfo('w.basin_u8').dtype, 'U8');
+      assert.deepEqual(model.getRaw('w'), Uint8Array.from(b, (v) => v & 255), 'the model itself is left as it was');
+      assert.deepEqual([...(await run(form, new Tensor([m, k], Float32Array.from(a))))], [...want], `perChannel ${perChannel} constant ${asConstant}`);
+    }
+});
+
+test('exact integer form: a MatMulInteger without zero points reads its activation type from the graph input; a weight shared with a DequantizeLinear and another MatMulInteger stays int8 for them', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 24);
+  const bq = new Tensor([k, n], Float32Array.from(b));
+  const model = new GraphBuilder(17)
+    .input('a', ['m', k], 'U8')
+    .input('s', ['m', k], 'I8')
+    .initializer('b', bq, { dtype: 'I8' })
+    .initializer('bz', new Tensor([n], Float32Array.from({ length: n }, (_, j) => j - 2)), { dtype: 'I8' })
+    .initializer('bs', new Tensor([], Float32Array.of(0.5)))
+    .node('MatMulInteger', ['a', 'b'], ['y'], {}, { name: 'u8' })
+    .node('MatMulInteger', ['s', 'b', '', 'bz'], ['z'], {}, { name: 's8' })
+    .node('DequantizeLinear', ['b', 'bs'], ['bd'])
+    .output('y', ['m', n], 'I32')
+    .output('z', ['m', n], 'I32')
+    .output('bd', [k, n])
+    .build();
+  const form = exactIntegerForm(model);
+  assert.ok(form, 'the graph input says the activation is uint8');
+  const node = (name: string) => form.proto.graph!.node!.find((x) => x.name === name)!;
+  assert.deepEqual(node('u8').input, ['a', 'b.basin_u8', '', 'basin_u8_zero_point']);
+  assert.deepEqual(node('s8').input, ['s', 'b', '', 'bz'], 'int8 activations are left as they are');
+  const r = rng(25);
+  const s8 = Int8Array.from({ length: m * k }, () => Math.floor(r() * 256) - 128);
+  const sess = await createSession(form);
+  try {
+    const out = await sess.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' }, s: { data: s8, dims: [m, k], type: 'int8' } });
+    assert.deepEqual([...out.y!.data], [...integerMatMul(a, 0, b, 0, m, k, n)]);
+    const z = new Int32Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) z[i * n + j]! += s8[i * k + t]! * (b[t * n + j]! - (j - 2));
+    assert.deepEqual([...out.z!.data], [...z]);
+    assert.deepEqual([...out.bd!.data], [...Float32Array.from(b, (v) => v * 0.5)]);
+  } finally {
+    await sess.release();
+  }
 });
