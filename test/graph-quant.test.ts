@@ -377,6 +377,40 @@ test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights,
     }
 });
 
+test('quantize_static QDQ MLP 64-96-64-10 with full-range int8 weights (QuantizeLinear right after each MatMul, as the quantizer folds Relu): a random permutation verifies and keeps the int8 bytes', async () => {
+  const r = rng(26);
+  const g = new GraphBuilder(17).input('x', ['batch', 64]);
+  const act = (x: string, y: string): void => {
+    g.initializer(`${y}_s`, new Tensor([], Float32Array.of(1 / 255)))
+      .initializer(`${y}_z`, new Tensor([], Float32Array.of(0)), { dtype: 'U8' })
+      .node('QuantizeLinear', [x, `${y}_s`, `${y}_z`], [`${y}_q`])
+      .node('DequantizeLinear', [`${y}_q`, `${y}_s`, `${y}_z`], [y]);
+  };
+  const layer = (x: string, y: string, i: number, o: number, axis: number | null): void => {
+    const { q, scale, zp } = quantize(new Tensor([i, o], Float32Array.from({ length: i * o }, () => randn(r))), axis);
+    g.initializer(`${y}_wq`, q, { dtype: 'I8' })
+      .initializer(`${y}_ws`, scale)
+      .initializer(`${y}_wz`, zp, { dtype: 'I8' })
+      .node('DequantizeLinear', [`${y}_wq`, `${y}_ws`, `${y}_wz`], [`${y}_w`], axis === null ? {} : { axis })
+      .node('MatMul', [x, `${y}_w`], [y], {}, { name: `${y}_fc` });
+  };
+  act('x', 'xd');
+  layer('xd', 'h0', 64, 96, 1);
+  act('h0', 'a0');
+  layer('a0', 'h1', 96, 64, null);
+  act('h1', 'a1');
+  layer('a1', 'y', 64, 10, 1);
+  const model = g.output('y', ['batch', 10]).build();
+  const res = await infer(model);
+  assert.equal(res.groups.filter((x) => x.kind === 'free').length, 2, JSON.stringify(res.groups.map((x) => [x.kind, x.size])));
+  // randomlyPermute verifies its output (verify_failed otherwise), here in the exact integer form
+  const { model: b, perms, verify } = await randomlyPermute(model, res.spec, 3);
+  assert.ok(verify.equivalent);
+  const p0 = res.spec.axes_to_perm['h0_wq']![1]!;
+  assert.deepEqual(b.getRaw('h0_wq'), gather2d(model.getRaw('h0_wq'), 64, 96, 1, perms.get(p0)!));
+  assert.equal(b.weightInfo('h0_wq').dtype, 'I8');
+});
+
 test('exact integer form: a MatMulInteger without zero points reads its activation type from the graph input; a weight shared with a DequantizeLinear and another MatMulInteger stays int8 for them', async () => {
   const [m, k, n] = [3, 16, 5];
   const { a, b } = overflowing(m, k, n, 24);
