@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GraphBuilder } from '../src/onnx/build.js';
+import { attr, GraphBuilder } from '../src/onnx/build.js';
 import type { OnnxModel } from '../src/onnx/model.js';
 import { createSession } from '../src/onnx/session.js';
 import { Tensor } from '../src/tensor/tensor.js';
@@ -445,5 +445,36 @@ test('exact integer form: a MatMulInteger without zero points reads its activati
     assert.deepEqual([...out.bd!.data], [...Float32Array.from(b, (v) => v * 0.5)]);
   } finally {
     await sess.release();
+  }
+});
+
+test('exact integer form: MatMulIntegers inside If branches (a merged decoder: one reads a main-graph weight, one its own) equal the exact int32 sums', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 27);
+  const neg = Int8Array.from(b, (v) => -v);
+  const branch = (w: string, own?: Int8Array) => {
+    const g = new GraphBuilder(17);
+    if (own) g.initializer(w, new Tensor([k, n], Float32Array.from(own)), { dtype: 'I8' });
+    return g.node('MatMulInteger', ['a', w, 'az', 'bz'], [`y_${w}`], {}, { name: `mmi_${w}` }).output(`y_${w}`, ['m', n], 'I32');
+  };
+  const model = new GraphBuilder(17)
+    .input('a', ['m', k], 'U8')
+    .input('c', [], 'BOOL')
+    .initializer('b', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' })
+    .initializer('az', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .initializer('bz', new Tensor([], Float32Array.of(-2)), { dtype: 'I8' })
+    .node('If', ['c'], ['y'], { then_branch: attr.graph(branch('b')), else_branch: attr.graph(branch('inner', neg)) }, { name: 'use_cache_branch' })
+    .output('y', ['m', n], 'I32')
+    .build();
+  const form = exactIntegerForm(model);
+  assert.ok(form, 'integer products in subgraphs have an exact form');
+  const s = await createSession(form);
+  try {
+    for (const [c, w] of [[1, b], [0, neg]] as const) {
+      const out = await s.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' }, c: { data: Uint8Array.of(c), dims: [], type: 'bool' } });
+      assert.deepEqual([...out.y!.data], [...integerMatMul(a, 3, w, -2, m, k, n)], `branch ${c ? 'then' : 'else'}`);
+    }
+  } finally {
+    await s.release();
   }
 });

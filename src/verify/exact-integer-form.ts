@@ -75,9 +75,11 @@ interface GraphFacts {
   readonly declared: ReadonlyMap<string, number>;
 }
 
-function facts(g: onnx.GraphProto): GraphFacts {
-  const consts = new Map((g.initializer ?? []).map((t) => [t.name ?? '', t]));
-  const producers = new Map<string, onnx.NodeProto>();
+/** `g`'s facts, over those of the graphs around it (a subgraph reads outer values by name; its own names shadow them). */
+function facts(g: onnx.GraphProto, outer?: GraphFacts): GraphFacts {
+  const consts = new Map(outer?.consts);
+  for (const t of g.initializer ?? []) consts.set(t.name ?? '', t);
+  const producers = new Map(outer?.producers);
   const consumers = new Map<string, onnx.NodeProto[]>();
   for (const n of g.node ?? []) {
     for (const o of n.output ?? []) producers.set(o, n);
@@ -85,12 +87,34 @@ function facts(g: onnx.GraphProto): GraphFacts {
     const value = key(n) === ':Constant' ? (n.attribute ?? []).find((a) => a.name === 'value')?.t : undefined;
     if (value && n.output?.[0]) consts.set(n.output[0], value);
   }
-  const declared = new Map<string, number>();
+  const declared = new Map(outer?.declared);
   for (const v of [...(g.input ?? []), ...(g.valueInfo ?? [])]) {
     const t = onnx.tensorTypeOf(v.type ?? undefined)?.elemType;
     if (t) declared.set(v.name ?? '', t);
   }
   return { consts, producers, consumers, declared };
+}
+
+/** The subgraphs of `g`'s nodes (If branches, Loop and Scan bodies), one level down. */
+function subgraphs(g: onnx.GraphProto): onnx.GraphProto[] {
+  return (g.node ?? []).flatMap((n) => (n.attribute ?? []).flatMap((a) => [...(a.g ? [a.g] : []), ...(a.graphs ?? [])]));
+}
+
+/** `g` and every graph nested in it, each with its facts (outer scopes included). */
+function scopes(g: onnx.GraphProto, outer?: GraphFacts): { graph: onnx.GraphProto; f: GraphFacts }[] {
+  const f = facts(g, outer);
+  return [{ graph: g, f }, ...subgraphs(g).flatMap((s) => scopes(s, f))];
+}
+
+/** The names `g` defines or reads (its nested subgraphs have their own scope entry). */
+function namesIn(g: onnx.GraphProto): string[] {
+  const values = [...(g.initializer ?? []), ...(g.input ?? []), ...(g.output ?? []), ...(g.valueInfo ?? [])].map((v) => v.name ?? '');
+  return [...values, ...(g.node ?? []).flatMap((n) => [...(n.input ?? []), ...(n.output ?? [])])];
+}
+
+/** An int8 or uint8 tensor's bytes (raw_data, or the int32_data ONNX stores them in). */
+function bytesOf(t: onnx.TensorProto): Uint8Array {
+  return t.rawData && t.rawData.length > 0 ? Uint8Array.from(t.rawData) : Uint8Array.from(t.int32Data ?? [], (v) => v & 0xff);
 }
 
 /** The element type of value `name` where the graph tells it (a constant, a declared type, a quantizing producer); 0 when unknown. */
@@ -117,30 +141,24 @@ function elemType(name: string, f: GraphFacts): number {
  * Gemm or Conv whose activation is dequantized from uint8 (onnxruntime fuses those into the same integer kernels).
  * Constants may be initializers or Constant nodes. Returns undefined when no node qualifies (the model is already
  * computed exactly). Deterministic in the graph alone, so a model and its permuted copy get the same form. External
- * data is inlined (the form exists only to be run); weights in subgraphs are left as they are.
+ * data is inlined (the form exists only to be run). Nodes in subgraphs (If branches, Loop and Scan bodies: merged
+ * decoders) are rewritten too; the uint8 copies are main-graph initializers.
  */
 export function exactIntegerForm(model: OnnxModel): OnnxModel | undefined {
   if (!needsExactForm(model)) return undefined;
   const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
+  const all = scopes(g);
   const fresh = freshNamer(g);
-  const f = facts(g);
+  for (const { graph } of all.slice(1)) for (const name of namesIn(graph)) fresh(name); // a subgraph's names are taken too
   const initsAreInputs = (g.input ?? []).some((v) => (g.initializer ?? []).some((t) => t.name === v.name));
-  const converted = new Map<string, string>(); // int8 tensor -> its uint8 copy
+  const converted = new Map<onnx.TensorProto, string>(); // int8 tensor -> its uint8 copy
+  // copies go to the main graph, where every subgraph reads them by name
   const add = (name: string, dims: bigint[], bytes: Uint8Array): string => {
     const t = onnx.create(onnx.TensorProtoSchema, { name, dims, dataType: UINT8, rawData: bytes });
     (g.initializer ??= []).push(t);
     if (initsAreInputs) (g.input ??= []).push(onnx.valueInfo({ name, type: onnx.tensorType(UINT8, dims) }));
     return name;
-  };
-  const asUint8 = (name: string): string => {
-    const done = converted.get(name);
-    if (done) return done;
-    const bytes = model.getRaw(name);
-    for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0x80;
-    const copy = add(fresh(`${name}.basin_u8`), [...(f.consts.get(name)!.dims ?? [])], bytes);
-    converted.set(name, copy);
-    return copy;
   };
   const zeros128 = new Map<string, string>(); // dims -> a uint8 constant of 128s
   const zero128 = (dims: bigint[]): string => {
@@ -148,34 +166,47 @@ export function exactIntegerForm(model: OnnxModel): OnnxModel | undefined {
     const n = dims.reduce((a, b) => a * Number(b), 1);
     return zeros128.get(k) ?? zeros128.set(k, add(fresh('basin_u8_zero_point'), dims, new Uint8Array(n).fill(128))).get(k)!;
   };
-  for (const n of g.node ?? []) {
-    const op = INTEGER_PRODUCTS.get(key(n));
-    const inputs = [...(n.input ?? [])];
-    if (op && qualifies(op, inputs, f)) {
-      inputs[op.weight] = asUint8(inputs[op.weight]!);
-      while (inputs.length <= op.weightZeroPoint) inputs.push('');
-      const zp = inputs[op.weightZeroPoint]!;
-      inputs[op.weightZeroPoint] = zp === '' ? zero128([]) : asUint8(zp);
-      n.input = inputs;
-    } else if (qdqWeight(n, f)) {
-      inputs[0] = asUint8(inputs[0]!);
-      while (inputs.length < 3) inputs.push('');
-      inputs[2] = inputs[2] === '' ? zero128([...(f.consts.get(inputs[1]!)!.dims ?? [])]) : asUint8(inputs[2]!);
-      n.input = inputs;
+  for (const { graph, f } of all) {
+    const asUint8 = (name: string): string => {
+      const t = f.consts.get(name)!;
+      const done = converted.get(t);
+      if (done) return done;
+      const bytes = bytesOf(t);
+      for (let i = 0; i < bytes.length; i++) bytes[i] = bytes[i]! ^ 0x80;
+      const copy = add(fresh(`${name}.basin_u8`), [...(t.dims ?? [])], bytes);
+      converted.set(t, copy);
+      return copy;
+    };
+    for (const n of graph.node ?? []) {
+      const op = INTEGER_PRODUCTS.get(key(n));
+      const inputs = [...(n.input ?? [])];
+      if (op && qualifies(op, inputs, f)) {
+        inputs[op.weight] = asUint8(inputs[op.weight]!);
+        while (inputs.length <= op.weightZeroPoint) inputs.push('');
+        const zp = inputs[op.weightZeroPoint]!;
+        inputs[op.weightZeroPoint] = zp === '' ? zero128([]) : asUint8(zp);
+        n.input = inputs;
+      } else if (qdqWeight(n, f)) {
+        inputs[0] = asUint8(inputs[0]!);
+        while (inputs.length < 3) inputs.push('');
+        inputs[2] = inputs[2] === '' ? zero128([...(f.consts.get(inputs[1]!)!.dims ?? [])]) : asUint8(inputs[2]!);
+        n.input = inputs;
+      }
     }
   }
   return OnnxModel.fromProto(proto, { path: model.path });
 }
 
-/** Whether some node of `model`'s main graph qualifies (read from the decoded proto, without copying weights). */
+/** Whether some node of `model`'s graphs qualifies (read from the decoded proto, without copying weights). */
 function needsExactForm(model: OnnxModel): boolean {
   const g = model.proto.graph;
-  if (!g || !(g.node ?? []).some((n) => INTEGER_PRODUCTS.has(key(n)) || key(n) === ':DequantizeLinear')) return false;
-  const f = facts(g);
-  return (g.node ?? []).some((n) => {
-    const op = INTEGER_PRODUCTS.get(key(n));
-    return op !== undefined ? qualifies(op, n.input ?? [], f) : qdqWeight(n, f);
-  });
+  if (!g) return false;
+  return scopes(g).some(({ graph, f }) =>
+    (graph.node ?? []).some((n) => {
+      const op = INTEGER_PRODUCTS.get(key(n));
+      return op !== undefined ? qualifies(op, n.input ?? [], f) : qdqWeight(n, f);
+    }),
+  );
 }
 
 /** The weight is an int8 constant, its zero point absent or an int8 constant, and the activation uint8. */
