@@ -6,8 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { attr, GraphBuilder } from '../src/onnx/build.js';
-import type { OnnxModel } from '../src/onnx/model.js';
+import { loadOnnx, OnnxModel } from '../src/onnx/model.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createSession } from '../src/onnx/session.js';
+import * as onnx from '../src/onnx/proto.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { checkInvariance, inferPermutationSpec, probeModel } from '../src/graph/index.js';
 import { PermutationSpec } from '../src/spec/spec.js';
@@ -474,6 +478,37 @@ test('exact integer form: MatMulIntegers inside If branches (a merged decoder: o
       const out = await s.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' }, c: { data: Uint8Array.of(c), dims: [], type: 'bool' } });
       assert.deepEqual([...out.y!.data], [...integerMatMul(a, 3, w, -2, m, k, n)], `branch ${c ? 'then' : 'else'}`);
     }
+  } finally {
+    await s.release();
+  }
+});
+
+test('exact integer form: a weight in external data, a typed (int32_data) zero point, initializers listed as graph inputs (IR 3)', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 28);
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-exact-form-'));
+  writeFileSync(path.join(dir, 'w.bin'), Uint8Array.from(b, (v) => v & 0xff));
+  const proto = new GraphBuilder(10)
+    .input('a', ['m', k], 'U8')
+    .externalInitializer('b', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8', location: 'w.bin' })
+    .initializer('az', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .initializer('bz', new Tensor([], Float32Array.of(-2)), { dtype: 'I8', storage: 'typed' })
+    .node('MatMulInteger', ['a', 'b', 'az', 'bz'], ['y'], {}, { name: 'mmi' })
+    .output('y', ['m', n], 'I32')
+    .proto();
+  proto.irVersion = 3n;
+  for (const t of proto.graph!.initializer!) proto.graph!.input!.push(onnx.valueInfo({ name: t.name!, type: onnx.tensorType(t.dataType!, t.dims!) }));
+  const file = path.join(dir, 'm.onnx');
+  writeFileSync(file, onnx.encodeModel(proto));
+  const model = await loadOnnx(file);
+  assert.equal(model.weightInfo('b').storage, 'external');
+  const form = exactIntegerForm(model);
+  assert.ok(form);
+  assert.deepEqual(form.proto.graph!.input!.map((v) => v.name), ['a', 'b', 'az', 'bz', 'b.basin_u8', 'bz.basin_u8'], 'the copies are graph inputs like every initializer');
+  const s = await createSession(form);
+  try {
+    const out = await s.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' } });
+    assert.deepEqual([...out.y!.data], [...integerMatMul(a, 3, b, -2, m, k, n)]);
   } finally {
     await s.release();
   }
