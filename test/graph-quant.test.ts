@@ -348,7 +348,7 @@ function overflowing(m: number, k: number, n: number, seed: number): { a: Uint8A
   return { a, b };
 }
 
-test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights, initializer or Constant, per tensor or per channel) equals exact requantized int32 sums', async () => {
+test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights, initializer or Constant with torch\'s QuantizeLinear -> Cast, per tensor or per channel) equals exact requantized int32 sums', async () => {
   const [m, k, n] = [3, 64, 5];
   const { a, b } = overflowing(m, k, n, 23);
   const s = (v: number, dims: number[] = []) => new Tensor(dims, new Float32Array(dims[0] ?? 1).fill(v));
@@ -359,13 +359,14 @@ test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights,
       const g = new GraphBuilder(17).input('x', ['m', k]);
       if (asConstant) g.constant('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).constant('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
       else g.initializer('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).initializer('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
-      const model = g
-        .initializer('ws', s(1, perChannel ? [n] : []))
+      g.initializer('ws', s(1, perChannel ? [n] : []))
         .initializer('xs', s(1))
         .initializer('xz', s(0), { dtype: 'U8' })
         .initializer('ys', s(256))
-        .initializer('yz', s(128), { dtype: 'U8' })
-        .node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq'])
+        .initializer('yz', s(128), { dtype: 'U8' });
+      if (asConstant) g.node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq0']).node('Cast', ['xq0'], ['xq'], { to: 2 }); // as torch exports it
+      else g.node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq']);
+      const model = g
         .node('DequantizeLinear', ['xq', 'xs', 'xz'], ['xd'])
         .node('DequantizeLinear', ['w', 'ws', 'wz'], ['wd'], perChannel ? { axis: 1 } : {})
         .node('MatMul', ['xd', 'wd'], ['h'], {}, { name: 'fc' })

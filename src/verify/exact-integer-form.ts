@@ -15,7 +15,7 @@
  * q' = q + 128 and zp' = zp + 128 (bit for bit: q XOR 0x80), so (q' - zp') = (q - zp) and the model computes the
  * same function; onnxruntime's uint8 × uint8 kernels widen to 16 bits before multiplying and add in int32, exactly.
  * Only nodes whose activation operand is known to be uint8 (its zero point is a uint8 constant, its declared type or
- * its producer, DynamicQuantizeLinear or QuantizeLinear, says so, or the op quantizes it to uint8 itself) are
+ * its producer, DynamicQuantizeLinear, QuantizeLinear or Cast, says so, or the op quantizes it to uint8 itself) are
  * rewritten. quantize_static's QDQ form (DequantizeLinear of an int8 weight -> MatMul / Gemm / Conv, activations
  * dequantized from uint8) is rewritten the same way at the DequantizeLinear, which dequantizes to the same floats:
  * onnxruntime fuses that pattern into QLinearMatMul / QLinearConv with the same u8 · s8 kernels (its own s8 -> u8
@@ -124,6 +124,8 @@ function elemType(name: string, f: GraphFacts): number {
   const declared = f.declared.get(name);
   if (declared) return declared;
   const p = f.producers.get(name);
+  // torch exports QuantizeLinear -> Cast(to uint8) -> DequantizeLinear
+  if (p && key(p) === ':Cast') return Number((p.attribute ?? []).find((a) => a.name === 'to')?.i ?? 0);
   const typed = p && p.output?.[0] === name ? TYPED_OUTPUTS.get(key(p)) : undefined;
   if (typed === 'u8') return UINT8;
   if (typed === undefined) return 0;
