@@ -382,6 +382,36 @@ test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights,
     }
 });
 
+test('exact integer form: QDQ Conv (1x1) and Gemm (transB) with per-output-channel int8 weights equal exact requantized int32 sums', async () => {
+  const [m, k, n] = [3, 64, 5];
+  const { a, b } = overflowing(m, k, n, 29);
+  const wt = Float32Array.from({ length: n * k }, (_, i) => b[(i % k) * n + Math.floor(i / k)]!); // [n, k]: b transposed
+  const want = Float32Array.from(integerMatMul(a, 0, b, 0, m, k, n), (t) => (Math.max(0, Math.min(255, rne(t / 256) + 128)) - 128) * 256);
+  for (const op of ['Conv', 'Gemm'] as const) {
+    const xShape = op === 'Conv' ? [m, k, 1, 1] : [m, k];
+    const model = new GraphBuilder(17)
+      .input('x', op === 'Conv' ? ['m', k, 1, 1] : ['m', k])
+      .initializer('w', new Tensor(op === 'Conv' ? [n, k, 1, 1] : [n, k], wt), { dtype: 'I8' })
+      .initializer('ws', new Tensor([n], new Float32Array(n).fill(1)))
+      .initializer('wz', new Tensor([n], new Float32Array(n)), { dtype: 'I8' })
+      .initializer('xs', new Tensor([], Float32Array.of(1)))
+      .initializer('xz', new Tensor([], Float32Array.of(0)), { dtype: 'U8' })
+      .initializer('ys', new Tensor([], Float32Array.of(256)))
+      .initializer('yz', new Tensor([], Float32Array.of(128)), { dtype: 'U8' })
+      .node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq'])
+      .node('DequantizeLinear', ['xq', 'xs', 'xz'], ['xd'])
+      .node('DequantizeLinear', ['w', 'ws', 'wz'], ['wd'], { axis: 0 })
+      .node(op, ['xd', 'wd'], ['h'], op === 'Gemm' ? { transB: 1 } : {}, { name: 'layer' })
+      .node('QuantizeLinear', ['h', 'ys', 'yz'], ['hq'])
+      .node('DequantizeLinear', ['hq', 'ys', 'yz'], ['y'])
+      .output('y', op === 'Conv' ? ['m', n, 1, 1] : ['m', n])
+      .build();
+    const form = exactIntegerForm(model);
+    assert.ok(form, op);
+    assert.deepEqual([...(await run(form, new Tensor(xShape, Float32Array.from(a))))], [...want], op);
+  }
+});
+
 test('quantize_static QDQ MLP 64-96-64-10 with full-range int8 weights (QuantizeLinear right after each MatMul, as the quantizer folds Relu): a random permutation verifies and keeps the int8 bytes', async () => {
   const r = rng(26);
   const g = new GraphBuilder(17).input('x', ['batch', 64]);
