@@ -329,6 +329,8 @@ test('exact integer form: float models, uint8 weights and int8 activations are l
   assert.equal(exactIntegerForm(build('U8', 'U8')), undefined);
   assert.equal(exactIntegerForm(build('I8', 'I8')), undefined);
   assert.ok(exactIntegerForm(build('U8', 'I8')));
+  assert.ok(exactIntegerForm(qlinearNet()));
+  assert.equal(exactIntegerForm(qlinearNet(), { maxBytes: 1000 }), undefined, 'a form past protobuf\'s limit is not built');
   const qdq = exactIntegerForm(qdqMlp());
   assert.ok(qdq, 'int8 DequantizeLinear weights of MatMuls with uint8 QDQ activations have an exact form');
   for (const w of ['w0_q', 'w1_q', 'w2_q']) assert.equal(qdq.weightInfo(`${w}.basin_u8`).dtype, 'U8');

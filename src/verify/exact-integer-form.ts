@@ -25,6 +25,14 @@
 import * as onnx from '../onnx/proto.js';
 import { freshNamer } from '../onnx/fresh-names.js';
 import { OnnxModel } from '../onnx/model.js';
+import { DTYPES } from '../dtype.js';
+import { numel } from '../tensor/tensor.js';
+
+/**
+ * The largest form built (bytes): protobuf holds at most 2 GiB, and the form inlines every weight plus the uint8
+ * copies. A larger model (a quantized LLM with external data) is compared as it is, as before the form existed.
+ */
+export const EXACT_FORM_MAX_BYTES = 2 ** 31 - 2 ** 26;
 
 /** Input positions of an integer product op: its 8-bit weight, the weight's zero point, and the activation's zero point. */
 interface IntegerProduct {
@@ -143,11 +151,12 @@ function elemType(name: string, f: GraphFacts): number {
  * Gemm or Conv whose activation is dequantized from uint8 (onnxruntime fuses those into the same integer kernels).
  * Constants may be initializers or Constant nodes. Returns undefined when no node qualifies (the model is already
  * computed exactly). Deterministic in the graph alone, so a model and its permuted copy get the same form. External
- * data is inlined (the form exists only to be run). Nodes in subgraphs (If branches, Loop and Scan bodies: merged
+ * data is inlined (the form exists only to be run), so a model whose form would exceed `maxBytes` (default
+ * EXACT_FORM_MAX_BYTES, protobuf's limit) gets none. Nodes in subgraphs (If branches, Loop and Scan bodies: merged
  * decoders) are rewritten too; the uint8 copies are main-graph initializers.
  */
-export function exactIntegerForm(model: OnnxModel): OnnxModel | undefined {
-  if (!needsExactForm(model)) return undefined;
+export function exactIntegerForm(model: OnnxModel, { maxBytes = EXACT_FORM_MAX_BYTES }: { maxBytes?: number } = {}): OnnxModel | undefined {
+  if (!needsExactForm(model) || formBytes(model) > maxBytes) return undefined;
   const proto = onnx.decodeModel(model.toBytes({ inlineExternal: true }));
   const g = proto.graph!;
   const all = scopes(g);
@@ -197,6 +206,22 @@ export function exactIntegerForm(model: OnnxModel): OnnxModel | undefined {
     }
   }
   return OnnxModel.fromProto(proto, { path: model.path });
+}
+
+/** An upper bound on the form's size: every constant inlined, every int8 one twice. */
+function formBytes(model: OnnxModel): number {
+  let bytes = 0;
+  for (const name of model.constants()) {
+    const info = (() => {
+      try {
+        return model.weightInfo(name);
+      } catch {
+        return undefined; // a type basin does not read (strings): not an int8 weight, and small
+      }
+    })();
+    if (info) bytes += numel(info.shape) * DTYPES[info.dtype].bytes * (info.dtype === 'I8' ? 2 : 1);
+  }
+  return bytes;
 }
 
 /** Whether some node of `model`'s graphs qualifies (read from the decoded proto, without copying weights). */
