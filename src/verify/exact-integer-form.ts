@@ -75,7 +75,7 @@ const TYPED_OUTPUTS: ReadonlyMap<string, number | 'u8'> = new Map<string, number
   ['com.microsoft:QGemm', 8],
 ]);
 
-/** What the rewrite reads of the main graph: its constants (initializers and Constant nodes), producers, consumers and declared types. */
+/** What the rewrite reads of a graph and the graphs around it: constants (initializers and Constant nodes), producers, consumers, declared types. */
 interface GraphFacts {
   readonly consts: ReadonlyMap<string, onnx.TensorProto>;
   readonly producers: ReadonlyMap<string, onnx.NodeProto>;
