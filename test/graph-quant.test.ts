@@ -5,9 +5,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { GraphBuilder } from '../src/onnx/build.js';
-import type { OnnxModel } from '../src/onnx/model.js';
+import { attr, GraphBuilder } from '../src/onnx/build.js';
+import { loadOnnx, OnnxModel } from '../src/onnx/model.js';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { createSession } from '../src/onnx/session.js';
+import * as onnx from '../src/onnx/proto.js';
 import { Tensor } from '../src/tensor/tensor.js';
 import { checkInvariance, inferPermutationSpec, probeModel } from '../src/graph/index.js';
 import { PermutationSpec } from '../src/spec/spec.js';
@@ -311,7 +315,7 @@ test('exact integer form: uint8 x int8 products whose pair sums overflow 16 bits
   assert.deepEqual([...(await run32(convForm, { x: { data: a, dims: [m, k, 1, 1], type: 'uint8' } }))], [...integerMatMul(a, 3, b, 0, m, k, n)]);
 });
 
-test('exact integer form: float models, uint8 weights and int8 activations are left as they are', () => {
+test('exact integer form: float models, uint8 weights and int8 activations are left as they are; QDQ int8 weights of uint8 activations are not', () => {
   const r = rng(22);
   const q = new Tensor([4, 2], Float32Array.from({ length: 8 }, () => Math.round(randn(r) * 50)));
   const build = (act: 'U8' | 'I8', wt: 'U8' | 'I8') =>
@@ -325,5 +329,220 @@ test('exact integer form: float models, uint8 weights and int8 activations are l
   assert.equal(exactIntegerForm(build('U8', 'U8')), undefined);
   assert.equal(exactIntegerForm(build('I8', 'I8')), undefined);
   assert.ok(exactIntegerForm(build('U8', 'I8')));
-  assert.equal(exactIntegerForm(qdqMlp()), undefined, 'DequantizeLinear weights feed float MatMuls');
+  assert.ok(exactIntegerForm(qlinearNet()));
+  assert.equal(exactIntegerForm(qlinearNet(), { maxBytes: 1000 }), undefined, 'a form past protobuf\'s limit is not built');
+  const qdq = exactIntegerForm(qdqMlp());
+  assert.ok(qdq, 'int8 DequantizeLinear weights of MatMuls with uint8 QDQ activations have an exact form');
+  for (const w of ['w0_q', 'w1_q', 'w2_q']) assert.equal(qdq.weightInfo(`${w}.basin_u8`).dtype, 'U8');
+});
+
+/** Round half to even, as onnxruntime requantizes. */
+function rne(v: number): number {
+  const f = Math.floor(v);
+  return v - f !== 0.5 ? Math.round(v) : f % 2 === 0 ? f : f + 1;
+}
+
+/** uint8 activations near 255 and int8 weights near +-127 with one sign per pair of rows (u8*s8 pair sums above 32767). */
+function overflowing(m: number, k: number, n: number, seed: number): { a: Uint8Array; b: Int8Array } {
+  const r = rng(seed);
+  const a = Uint8Array.from({ length: m * k }, () => 200 + Math.floor(r() * 56));
+  const b = Int8Array.from({ length: k * n }, (_, i) => (Math.floor(i / n / 2) % 2 === 0 ? 1 : -1) * (100 + Math.floor(r() * 28)));
+  return { a, b };
+}
+
+test('exact integer form: quantize_static QDQ (DequantizeLinear of int8 weights, initializer or Constant with torch\'s QuantizeLinear -> Cast, per tensor or per channel) equals exact requantized int32 sums', async () => {
+  const [m, k, n] = [3, 64, 5];
+  const { a, b } = overflowing(m, k, n, 23);
+  const s = (v: number, dims: number[] = []) => new Tensor(dims, new Float32Array(dims[0] ?? 1).fill(v));
+  // y = DQ(Q(DQ(Q(x)) @ DQ(w))): x and y uint8 (scale 1, 256; zero point 0, 128), w int8 (scale 1, zero point 0)
+  const want = Float32Array.from(integerMatMul(a, 0, b, 0, m, k, n), (t) => (Math.max(0, Math.min(255, rne(t / 256) + 128)) - 128) * 256);
+  for (const perChannel of [false, true])
+    for (const asConstant of [false, true]) {
+      const g = new GraphBuilder(17).input('x', ['m', k]);
+      if (asConstant) g.constant('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).constant('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
+      else g.initializer('w', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' }).initializer('wz', s(0, perChannel ? [n] : []), { dtype: 'I8' });
+      g.initializer('ws', s(1, perChannel ? [n] : []))
+        .initializer('xs', s(1))
+        .initializer('xz', s(0), { dtype: 'U8' })
+        .initializer('ys', s(256))
+        .initializer('yz', s(128), { dtype: 'U8' });
+      if (asConstant) g.node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq0']).node('Cast', ['xq0'], ['xq'], { to: 2 }); // as torch exports it
+      else g.node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq']);
+      const model = g
+        .node('DequantizeLinear', ['xq', 'xs', 'xz'], ['xd'])
+        .node('DequantizeLinear', ['w', 'ws', 'wz'], ['wd'], perChannel ? { axis: 1 } : {})
+        .node('MatMul', ['xd', 'wd'], ['h'], {}, { name: 'fc' })
+        .node('QuantizeLinear', ['h', 'ys', 'yz'], ['hq'])
+        .node('DequantizeLinear', ['hq', 'ys', 'yz'], ['y'])
+        .output('y', ['m', n])
+        .build();
+      const form = exactIntegerForm(model);
+      assert.ok(form, `perChannel ${perChannel} constant ${asConstant}`);
+      assert.equal(form.weightInfo('w.basin_u8').dtype, 'U8');
+      assert.deepEqual(model.getRaw('w'), Uint8Array.from(b, (v) => v & 255), 'the model itself is left as it was');
+      assert.deepEqual([...(await run(form, new Tensor([m, k], Float32Array.from(a))))], [...want], `perChannel ${perChannel} constant ${asConstant}`);
+    }
+});
+
+test('exact integer form: QDQ Conv (1x1) and Gemm (transB) with per-output-channel int8 weights equal exact requantized int32 sums', async () => {
+  const [m, k, n] = [3, 64, 5];
+  const { a, b } = overflowing(m, k, n, 29);
+  const wt = Float32Array.from({ length: n * k }, (_, i) => b[(i % k) * n + Math.floor(i / k)]!); // [n, k]: b transposed
+  const want = Float32Array.from(integerMatMul(a, 0, b, 0, m, k, n), (t) => (Math.max(0, Math.min(255, rne(t / 256) + 128)) - 128) * 256);
+  for (const op of ['Conv', 'Gemm'] as const) {
+    const xShape = op === 'Conv' ? [m, k, 1, 1] : [m, k];
+    const model = new GraphBuilder(17)
+      .input('x', op === 'Conv' ? ['m', k, 1, 1] : ['m', k])
+      .initializer('w', new Tensor(op === 'Conv' ? [n, k, 1, 1] : [n, k], wt), { dtype: 'I8' })
+      .initializer('ws', new Tensor([n], new Float32Array(n).fill(1)))
+      .initializer('wz', new Tensor([n], new Float32Array(n)), { dtype: 'I8' })
+      .initializer('xs', new Tensor([], Float32Array.of(1)))
+      .initializer('xz', new Tensor([], Float32Array.of(0)), { dtype: 'U8' })
+      .initializer('ys', new Tensor([], Float32Array.of(256)))
+      .initializer('yz', new Tensor([], Float32Array.of(128)), { dtype: 'U8' })
+      .node('QuantizeLinear', ['x', 'xs', 'xz'], ['xq'])
+      .node('DequantizeLinear', ['xq', 'xs', 'xz'], ['xd'])
+      .node('DequantizeLinear', ['w', 'ws', 'wz'], ['wd'], { axis: 0 })
+      .node(op, ['xd', 'wd'], ['h'], op === 'Gemm' ? { transB: 1 } : {}, { name: 'layer' })
+      .node('QuantizeLinear', ['h', 'ys', 'yz'], ['hq'])
+      .node('DequantizeLinear', ['hq', 'ys', 'yz'], ['y'])
+      .output('y', op === 'Conv' ? ['m', n, 1, 1] : ['m', n])
+      .build();
+    const form = exactIntegerForm(model);
+    assert.ok(form, op);
+    assert.deepEqual([...(await run(form, new Tensor(xShape, Float32Array.from(a))))], [...want], op);
+  }
+});
+
+test('quantize_static QDQ MLP 64-96-64-10 with full-range int8 weights (QuantizeLinear right after each MatMul, as the quantizer folds Relu): a random permutation verifies and keeps the int8 bytes', async () => {
+  const r = rng(26);
+  const g = new GraphBuilder(17).input('x', ['batch', 64]);
+  const act = (x: string, y: string): void => {
+    g.initializer(`${y}_s`, new Tensor([], Float32Array.of(1 / 255)))
+      .initializer(`${y}_z`, new Tensor([], Float32Array.of(0)), { dtype: 'U8' })
+      .node('QuantizeLinear', [x, `${y}_s`, `${y}_z`], [`${y}_q`])
+      .node('DequantizeLinear', [`${y}_q`, `${y}_s`, `${y}_z`], [y]);
+  };
+  const layer = (x: string, y: string, i: number, o: number, axis: number | null): void => {
+    const { q, scale, zp } = quantize(new Tensor([i, o], Float32Array.from({ length: i * o }, () => randn(r))), axis);
+    g.initializer(`${y}_wq`, q, { dtype: 'I8' })
+      .initializer(`${y}_ws`, scale)
+      .initializer(`${y}_wz`, zp, { dtype: 'I8' })
+      .node('DequantizeLinear', [`${y}_wq`, `${y}_ws`, `${y}_wz`], [`${y}_w`], axis === null ? {} : { axis })
+      .node('MatMul', [x, `${y}_w`], [y], {}, { name: `${y}_fc` });
+  };
+  act('x', 'xd');
+  layer('xd', 'h0', 64, 96, 1);
+  act('h0', 'a0');
+  layer('a0', 'h1', 96, 64, null);
+  act('h1', 'a1');
+  layer('a1', 'y', 64, 10, 1);
+  const model = g.output('y', ['batch', 10]).build();
+  const res = await infer(model);
+  assert.equal(res.groups.filter((x) => x.kind === 'free').length, 2, JSON.stringify(res.groups.map((x) => [x.kind, x.size])));
+  // randomlyPermute verifies its output (verify_failed otherwise), here in the exact integer form
+  const { model: b, perms, verify } = await randomlyPermute(model, res.spec, 3);
+  assert.ok(verify.equivalent);
+  const p0 = res.spec.axes_to_perm['h0_wq']![1]!;
+  assert.deepEqual(b.getRaw('h0_wq'), gather2d(model.getRaw('h0_wq'), 64, 96, 1, perms.get(p0)!));
+  assert.equal(b.weightInfo('h0_wq').dtype, 'I8');
+});
+
+test('exact integer form: a MatMulInteger without zero points reads its activation type from the graph input; a weight shared with a DequantizeLinear and another MatMulInteger stays int8 for them', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 24);
+  const bq = new Tensor([k, n], Float32Array.from(b));
+  const model = new GraphBuilder(17)
+    .input('a', ['m', k], 'U8')
+    .input('s', ['m', k], 'I8')
+    .initializer('b', bq, { dtype: 'I8' })
+    .initializer('bz', new Tensor([n], Float32Array.from({ length: n }, (_, j) => j - 2)), { dtype: 'I8' })
+    .initializer('bs', new Tensor([], Float32Array.of(0.5)))
+    .node('MatMulInteger', ['a', 'b'], ['y'], {}, { name: 'u8' })
+    .node('MatMulInteger', ['s', 'b', '', 'bz'], ['z'], {}, { name: 's8' })
+    .node('DequantizeLinear', ['b', 'bs'], ['bd'])
+    .output('y', ['m', n], 'I32')
+    .output('z', ['m', n], 'I32')
+    .output('bd', [k, n])
+    .build();
+  const form = exactIntegerForm(model);
+  assert.ok(form, 'the graph input says the activation is uint8');
+  const node = (name: string) => form.proto.graph!.node!.find((x) => x.name === name)!;
+  assert.deepEqual(node('u8').input, ['a', 'b.basin_u8', '', 'basin_u8_zero_point']);
+  assert.deepEqual(node('s8').input, ['s', 'b', '', 'bz'], 'int8 activations are left as they are');
+  const r = rng(25);
+  const s8 = Int8Array.from({ length: m * k }, () => Math.floor(r() * 256) - 128);
+  const sess = await createSession(form);
+  try {
+    const out = await sess.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' }, s: { data: s8, dims: [m, k], type: 'int8' } });
+    assert.deepEqual([...out.y!.data], [...integerMatMul(a, 0, b, 0, m, k, n)]);
+    const z = new Int32Array(m * n);
+    for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) for (let t = 0; t < k; t++) z[i * n + j]! += s8[i * k + t]! * (b[t * n + j]! - (j - 2));
+    assert.deepEqual([...out.z!.data], [...z]);
+    assert.deepEqual([...out.bd!.data], [...Float32Array.from(b, (v) => v * 0.5)]);
+  } finally {
+    await sess.release();
+  }
+});
+
+test('exact integer form: MatMulIntegers inside If branches (a merged decoder: one reads a main-graph weight, one its own) equal the exact int32 sums', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 27);
+  const neg = Int8Array.from(b, (v) => -v);
+  const branch = (w: string, own?: Int8Array) => {
+    const g = new GraphBuilder(17);
+    if (own) g.initializer(w, new Tensor([k, n], Float32Array.from(own)), { dtype: 'I8' });
+    return g.node('MatMulInteger', ['a', w, 'az', 'bz'], [`y_${w}`], {}, { name: `mmi_${w}` }).output(`y_${w}`, ['m', n], 'I32');
+  };
+  const model = new GraphBuilder(17)
+    .input('a', ['m', k], 'U8')
+    .input('c', [], 'BOOL')
+    .initializer('b', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8' })
+    .initializer('az', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .initializer('bz', new Tensor([], Float32Array.of(-2)), { dtype: 'I8' })
+    .node('If', ['c'], ['y'], { then_branch: attr.graph(branch('b')), else_branch: attr.graph(branch('inner', neg)) }, { name: 'use_cache_branch' })
+    .output('y', ['m', n], 'I32')
+    .build();
+  const form = exactIntegerForm(model);
+  assert.ok(form, 'integer products in subgraphs have an exact form');
+  const s = await createSession(form);
+  try {
+    for (const [c, w] of [[1, b], [0, neg]] as const) {
+      const out = await s.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' }, c: { data: Uint8Array.of(c), dims: [], type: 'bool' } });
+      assert.deepEqual([...out.y!.data], [...integerMatMul(a, 3, w, -2, m, k, n)], `branch ${c ? 'then' : 'else'}`);
+    }
+  } finally {
+    await s.release();
+  }
+});
+
+test('exact integer form: a weight in external data, a typed (int32_data) zero point, initializers listed as graph inputs (IR 3)', async () => {
+  const [m, k, n] = [3, 16, 5];
+  const { a, b } = overflowing(m, k, n, 28);
+  const dir = mkdtempSync(path.join(tmpdir(), 'basin-exact-form-'));
+  writeFileSync(path.join(dir, 'w.bin'), Uint8Array.from(b, (v) => v & 0xff));
+  const proto = new GraphBuilder(10)
+    .input('a', ['m', k], 'U8')
+    .externalInitializer('b', new Tensor([k, n], Float32Array.from(b)), { dtype: 'I8', location: 'w.bin' })
+    .initializer('az', new Tensor([], Float32Array.of(3)), { dtype: 'U8' })
+    .initializer('bz', new Tensor([], Float32Array.of(-2)), { dtype: 'I8', storage: 'typed' })
+    .node('MatMulInteger', ['a', 'b', 'az', 'bz'], ['y'], {}, { name: 'mmi' })
+    .output('y', ['m', n], 'I32')
+    .proto();
+  proto.irVersion = 3n;
+  for (const t of proto.graph!.initializer!) proto.graph!.input!.push(onnx.valueInfo({ name: t.name!, type: onnx.tensorType(t.dataType!, t.dims!) }));
+  const file = path.join(dir, 'm.onnx');
+  writeFileSync(file, onnx.encodeModel(proto));
+  const model = await loadOnnx(file);
+  assert.equal(model.weightInfo('b').storage, 'external');
+  const form = exactIntegerForm(model);
+  assert.ok(form);
+  assert.deepEqual(form.proto.graph!.input!.map((v) => v.name), ['a', 'b', 'az', 'bz', 'b.basin_u8', 'bz.basin_u8'], 'the copies are graph inputs like every initializer');
+  const s = await createSession(form);
+  try {
+    const out = await s.runRaw({ a: { data: a, dims: [m, k], type: 'uint8' } });
+    assert.deepEqual([...out.y!.data], [...integerMatMul(a, 3, b, -2, m, k, n)]);
+  } finally {
+    await s.release();
+  }
 });
