@@ -47,6 +47,15 @@ test('bin/basin through symlinks: arguments unchanged, the CLI found, the enviro
     assert.equal(lines.at(-2), 'CA=[]');
     assert.equal(lines.at(-1), 'TUN=[glibc.malloc.arena_max=2:glibc.malloc.hugetlb=1]');
   }
+  // started by a bare name from its own folder (`sh b3`): $0 has no slash, and the relative link must resolve there
+  symlinkSync('b2', path.join(dir, 'b3'));
+  const bare = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) =>
+    execFile('sh', ['b3', ...args], { cwd: dir, env: { ...process.env, BASIN_NODE: fake } }, (err, stdout, stderr) => resolve({ code: err ? 1 : 0, stdout, stderr })),
+  );
+  assert.equal(bare.code, 0, bare.stderr);
+  const bareArgs = bare.stdout.trimEnd().split('\n').slice(0, -2).map((l) => l.replace(/^<(.*)>$/, '$1'));
+  assert.equal(realpathSync(path.resolve(dir, bareArgs[0]!)), realpathSync(path.join(root, 'dist/src/cli/main.js')));
+  assert.deepEqual(bareArgs.slice(1), args);
   // a node that cannot be run: one basin error line naming BASIN_NODE, exit 1 (not the shell's own message)
   const missing = await run(launcher, ['--version'], { BASIN_NODE: path.join(dir, 'no-such-node') });
   assert.equal(missing.code, 1);

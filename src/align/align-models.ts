@@ -19,6 +19,7 @@ import { DTYPES } from '../dtype.js';
 import { mlpSpec } from '../spec/mlp.js';
 import type { DimSizes } from '../data/feed.js';
 import type { FeedOptions } from '../data/data-ref.js';
+import { parseSpecJson } from '../spec/spec.js';
 
 /** models/load.ts's test, without loading the ONNX reader a safetensors job does not need. */
 const isOnnxPath = (p: string) => p.toLowerCase().endsWith('.onnx');
@@ -132,6 +133,7 @@ export async function alignModels(aPath: string, bPath: string, out: string, opt
       peak_rss_bytes: peakRssBytes(),
     };
   }
+  if (opts.spec !== undefined) parseSpecJson(opts.spec, opts.specLabel ? `spec ${q(opts.specLabel)}` : 'spec'); // before the coverage reads it
   if (opts.arch && opts.graph) throw new BasinError('invalid_argument', 'give one of --arch mlp and --graph, not both', { option: '--graph' });
   if (!opts.spec && !opts.arch && !opts.graph) {
     throw new BasinError('invalid_argument', 'safetensors checkpoints need --spec SPEC.json, --arch mlp or --graph MODEL.onnx (--spec with one of the others: your spec, verified on that architecture)', {});

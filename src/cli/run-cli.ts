@@ -16,8 +16,10 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   const requested = argv.find((a) => !['-q', '--quiet', '--verbose'].includes(a));
   // The thread starts when a core is spare; BASIN_WARMUP_THREAD=1 always starts it, =0 never.
   const warmThreads = process.env['BASIN_WARMUP_THREAD'];
+  let settle = async (): Promise<void> => undefined;
   if (requested !== undefined && RUNTIME_COMMANDS.has(requested) && warmThreads !== '0') {
-    (await import('../engine/runtime-warmup.js')).warmRuntimeInBackground({ always: warmThreads === '1' });
+    const warmup = await import('../engine/runtime-warmup.js');
+    if (warmup.warmRuntimeInBackground({ always: warmThreads === '1' })) settle = () => warmup.settleWarmup();
   }
   const { makeProgram } = await import('./program.js');
   const { printError } = await import('./common.js');
@@ -57,4 +59,5 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   } catch (e) {
     printError(e);
   }
+  await settle(); // never exit while the warm-up worker is inside onnxruntime's native set-up
 }

@@ -40,6 +40,8 @@ const { workerData } = require('node:worker_threads');
 `;
 
 let started = false;
+/** Resolves when the worker has exited (at once when none was started). */
+let exited: Promise<void> = Promise.resolve();
 
 /**
  * Whether a core is likely idle now. On Linux: the kernel's count of runnable threads (/proc/loadavg's fourth field,
@@ -88,9 +90,23 @@ export function warmRuntimeInBackground({ always = false }: { always?: boolean }
     const ort = createRequire(import.meta.url).resolve('onnxruntime-node');
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { ort, model: WARMUP_MODEL_BASE64 } });
     worker.on('error', () => undefined);
+    exited = new Promise((resolve) => worker.once('exit', () => resolve()));
     worker.unref();
     return true;
   } catch {
     return false;
   }
+}
+
+/**
+ * Wait (at most `timeoutMs`) for the warm-up worker to finish. A command that ends early (bad input found in the
+ * first milliseconds) would otherwise exit while the worker is inside onnxruntime's native set-up, and Node's
+ * teardown of the worker's environment there aborts the process with a C++ `terminate called after throwing an
+ * instance of 'Napi::Error'` (seen on a loaded 2-core machine) instead of basin's own error and exit code. Normal
+ * commands find the worker long finished.
+ */
+export async function settleWarmup(timeoutMs = 2000): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([exited, new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)))]);
+  clearTimeout(timer);
 }

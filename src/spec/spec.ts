@@ -113,7 +113,7 @@ export class PermutationSpec {
   /** Build and validate a spec against the shapes of the tensors it names. */
   static fromJson(json: unknown, shapes: ReadonlyMap<string, readonly number[]>, source = ''): PermutationSpec {
     const where = source ? `spec ${q(source)}` : 'spec';
-    const doc = parseJson(json, where);
+    const doc = parseSpecJson(json, where);
     const axesToPerm = new Map<string, PermRef[]>(Object.entries(doc.axes_to_perm));
     const declared = new Map<string, PermInfo>(Object.entries(doc.perms ?? {}));
 
@@ -261,7 +261,15 @@ export class PermutationSpec {
   }
 }
 
-function parseJson(json: unknown, where: string): PermutationSpecJson {
+/**
+ * A permutation spec's JSON checked for structure (not yet against any model's shapes: PermutationSpec.fromJson does
+ * that): an object whose "axes_to_perm" maps tensor names to arrays of permutation names or null, with optional
+ * "perms" and "frozen" of the documented forms. Run it where a spec enters (a file, a library call) so that a wrong
+ * document stops before any model is read.
+ * @param where names the spec in messages, e.g. `spec 'spec.json'`
+ * @throws BasinError spec_invalid naming the field at fault
+ */
+export function parseSpecJson(json: unknown, where = 'spec'): PermutationSpecJson {
   const bad = (msg: string): never => {
     throw new BasinError('spec_invalid', `${where}: ${msg}`, {});
   };
@@ -291,7 +299,14 @@ function parseJson(json: unknown, where: string): PermutationSpecJson {
       if (r !== undefined && (!Array.isArray(r) || r.some((x) => typeof x !== 'string'))) bad(`"perms".${q(name)}.recurrent must be a list of tensor names`);
     }
   }
-  if (doc['frozen'] !== undefined && !Array.isArray(doc['frozen'])) bad('"frozen" must be a list');
+  const frozen = doc['frozen'];
+  if (frozen !== undefined && !Array.isArray(frozen)) bad('"frozen" must be a list');
+  for (const f of (frozen as unknown[] | undefined) ?? []) {
+    const o = f as Record<string, unknown> | null;
+    if (typeof o !== 'object' || o === null || typeof o['tensor'] !== 'string' || !Number.isInteger(o['axis']) || typeof o['reason'] !== 'string') {
+      bad('"frozen" entries must be {tensor, axis, reason}');
+    }
+  }
   return doc as unknown as PermutationSpecJson;
 }
 

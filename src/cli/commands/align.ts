@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, parseChoice, parseIntOption, parseSize, readJsonFile, writeReport } from '../common.js';
+import { action, fmtSeconds, log, parseChoice, parseIntOption, parseSize, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { q } from '../../errors.js';
-import type { PermutationSpecJson } from '../../spec/types.js';
 import type { SweepInfo } from '../../match/weight-matching.js';
 import { feedOptions, inputFiles, inputsOf } from '../data-feeds.js';
 import { parseDims } from '../../data/feed.js';
 import { isStateDictFolder, shardedOutput } from '../../models/save.js';
 import { alignModels } from '../../align/align-models.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
+import { readSpecFile } from '../spec-file.js';
 
 interface AlignOptions {
   out: string;
@@ -74,7 +74,7 @@ export function register(program: Command): void {
           outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, [aPath, bPath]) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
         });
         const report = await alignModels(aPath, bPath, o.out, {
-          spec: o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined,
+          spec: o.spec ? (await readSpecFile(o.spec)) : undefined,
           specLabel: o.spec,
           arch: o.arch,
           graph: o.graph,

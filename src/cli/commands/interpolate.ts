@@ -1,11 +1,10 @@
 import type { Command } from 'commander';
-import { action, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, readJsonFile, writeReport } from '../common.js';
+import { action, log, out, parseChartPath, parseChoice, parseIntOption, parseNonEmpty, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { progress } from '../progress.js';
 import { openModel } from '../../models/load.js';
 import { LOSS_UNIT, type EvalTask } from '../../eval/metrics.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
-import type { PermutationSpecJson } from '../../spec/types.js';
 import { alphaGrid, interpolationStudy, midpoint, type InterpolationCurve } from '../../pipeline/interpolate.js';
 import { interpolationChart } from '../../report/plot.js';
 import { writeChart } from '../../report/png.js';
@@ -13,6 +12,7 @@ import { formatTable } from '../../report/table.js';
 import { dimOption, feedArgs, inputFiles, inputOption } from '../data-feeds.js';
 import { BasinError } from '../../errors.js';
 import { correctionArg, methodArg } from './merge.js';
+import { readSpecFile } from '../spec-file.js';
 
 interface Options {
   data?: string;
@@ -97,7 +97,7 @@ export function register(program: Command): void {
         ],
         outputs: [o.plot ? { path: o.plot, what: '--plot' } : undefined, o.report ? { path: o.report, what: '--report' } : undefined],
       });
-      const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
+      const spec = o.spec ? (await readSpecFile(o.spec)) : undefined;
       const started = performance.now();
       const a = await openModel(aPath, { graph: o.graph, arch: o.arch });
       const b = await openModel(bPath, { graph: o.graph, arch: o.arch });

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, readJsonFile, writeReport } from '../common.js';
+import { action, fmtSeconds, log, out, parseChoice, parseIntOption, parseSize, writeReport } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { BasinError, q } from '../../errors.js';
 import { isOnnxPath, openModel, type LoadedModel } from '../../models/load.js';
@@ -14,6 +14,7 @@ import type { PermutationSpecJson } from '../../spec/types.js';
 import { MATCHING_METHOD_NAMES, type MatchingMethodName } from '../../match/registry.js';
 import { feedArgs, feedOptions, inputFiles } from '../data-feeds.js';
 import { MERGE_METHODS, MERGE_METHOD_NAMES, type MergeMethodName, type MergeMethodOptions } from '../../merge/methods/index.js';
+import { readSpecFile } from '../spec-file.js';
 
 interface Options {
   out: string;
@@ -223,7 +224,7 @@ export function register(program: Command): void {
         outputs: [{ path: o.out, what: '-o', inFolder: isStateDictFolder(o.out, paths) ? 'model.safetensors' : undefined }, o.report ? { path: o.report, what: '--report' } : undefined],
       });
       checkModelOutput(o.out, paths); // the extension names a format, before any model is read
-      const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : undefined;
+      const spec = o.spec ? (await readSpecFile(o.spec)) : undefined;
       const started = performance.now();
       const streamed = matching === 'weight' || matching === 'none' ? matching : undefined;
       if (spec && streamed && (await outOfCore(paths, o))) {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { action, log, parseIntOption, readJsonFile } from '../common.js';
+import { action, log, parseIntOption } from '../common.js';
 import { checkOutputs } from '../../io/output-paths.js';
 import { loadOnnx } from '../../onnx/model.js';
 import { requireOnnxInput } from '../onnx-input.js';
@@ -7,10 +7,10 @@ import { graphSpecWith } from '../../align/infer-spec.js';
 import { randomlyPermute, weightShapes } from '../../align/align-onnx.js';
 import { alignmentCoverage, coverageWarnings } from '../../align/coverage.js';
 import { q } from '../../errors.js';
-import type { PermutationSpecJson } from '../../spec/types.js';
 import { dimOption, dimsOf, inputOption, inputsOf, feedBatches, openDataFeeds } from '../data-feeds.js';
 import { outputFormat, saveModel } from '../../models/save.js';
 import { verifySummary } from '../../verify/verify.js';
+import { readSpecFile } from '../spec-file.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -40,7 +40,7 @@ export function register(program: Command): void {
         const model = await loadOnnx(path);
         const dims = dimsOf(model, o.dim);
         const data = await openDataFeeds(o.data, model, { limit: 256, inputName: o.inputName, dims, inputs: inputsOf(o.input) });
-        const spec = o.spec ? ((await readJsonFile(o.spec, 'spec')) as PermutationSpecJson) : graphSpecWith({ dims, data });
+        const spec = o.spec ? (await readSpecFile(o.spec)) : graphSpecWith({ dims, data });
         const feeds = feedBatches(model, { data, dims });
         const r = await randomlyPermute(model, spec, o.seed, { specLabel: o.spec, feeds });
         const coverage = alignmentCoverage(r.spec.toJson(), weightShapes(model));
