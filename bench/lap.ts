@@ -5,7 +5,9 @@
  * machine all see the same load); tables give the median and the spread (min-max) of each, and the ratios of the
  * medians. Every solver's total must agree on every run.
  * scipy gets the matrices as raw float64 files and times only its solve (bench/lap_scipy.py, kept running as a
- * server).
+ * server). Those files (bench/out/lap_*.f64, 2.7 GB over all generated cases, 2.1 GB of it n = 16384) are written
+ * afresh for each case and deleted once it is measured (scipy holds the matrix it is solving in memory);
+ * BASIN_BENCH_KEEP=1 keeps them.
  *
  * Sections (BASIN_LAP_SECTIONS=square,rect,structured,real,warm picks some; all by default):
  *   square      uniform[0, 1) n x n, n = 256 .. 16384 (the issue's bars: basin/scipy <= 0.4 at 4096, <= 0.3 at 16384);
@@ -19,7 +21,7 @@
  *   warm        the same runs replayed in order, as weight matching solves them: warm (each solve starts from its
  *               permutation's previous prices, zero for its first) against cold (no prices: the default strategy)
  */
-import { closeSync, existsSync, openSync, readFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createInterface, type Interface } from 'node:readline';
@@ -190,10 +192,22 @@ export async function run(ctx: BenchContext): Promise<void> {
 
   /** RUNS alternating runs of before, now and scipy on one case; one table row. */
   const measure = async (k: Case): Promise<{ now: Stats; before: Stats; sp?: Stats; row: string[] }> => {
+    let written: string | undefined; // a file of ours (not a BASIN_LAP_COSTS dump), removed after this case
     if (scipy !== null && k.file === undefined) {
-      k.file = path.join(ctx.outDir, `lap_${k.label.replace(/[^A-Za-z0-9]+/g, '_')}.f64`); // scipy caches by path
+      k.file = written = path.join(ctx.outDir, `lap_${k.label.replace(/[^A-Za-z0-9]+/g, '_')}.f64`); // scipy caches by path
       writeLarge(k.file, k.cost);
     }
+    try {
+      return await measureCase(k);
+    } finally {
+      if (written !== undefined && !keepFiles) {
+        rmSync(written, { force: true });
+        k.file = undefined;
+      }
+    }
+  };
+  const keepFiles = process.env.BASIN_BENCH_KEEP === '1';
+  const measureCase = async (k: Case): Promise<{ now: Stats; before: Stats; sp?: Stats; row: string[] }> => {
     const opts = k.zeroPrices ? { maximize: k.maximize, prices: new Float64Array(k.cols) } : { maximize: k.maximize };
     const now = () => solveAssignment(k.cost, k.rows, k.cols, opts).total;
     const before = () => solveBefore(k.cost, k.rows, k.cols, opts).total;
