@@ -120,6 +120,21 @@ test('sniffFormat tells the formats apart by their magic bytes', () => {
   assert.equal(sniffFormat(new Uint8Array([0xff, 0xfe, 0, 1])), undefined);
 });
 
+test('-o - into a reader that stops early (| head -c 10): one io_error line, exit 1, no internal error, nothing left behind', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'basin-epipe-'));
+  try {
+    const cli = [process.execPath, CLI, 'permute', fx('vit_small_seed0.onnx'), '-o', '-', '-q'].map((a) => `'${a}'`).join(' ');
+    const q = spawnSync('bash', ['-c', `${cli} 2>"$E" | head -c 10 > /dev/null; exit \${PIPESTATUS[0]}`], { env: { ...process.env, TMPDIR: tmp, E: path.join(tmp, 'err.txt') } });
+    const err = readFileSync(path.join(tmp, 'err.txt'), 'utf8');
+    assert.equal(q.status, 1, err);
+    assert.match(err, /^basin: error \[io_error\]: -o -: standard output was closed before the whole model was written/);
+    assert.doesNotMatch(err, /internal error/);
+    assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('basin')), []);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
 test('a recipe from stdin is named - in its messages, not by the temporary file', () => {
   const r = basin(['run', '-'], 'command: merge\nmodels: [a.onnx, b.onnx]\noptions:\n  o: merged.onnx\n');
   assert.equal(r.code, 1);

@@ -68,7 +68,17 @@ export function takeStdoutOutput(argv: readonly string[]): StdoutOutput | undefi
           throw new BasinError('invalid_argument', `-o -: the output needs more than one file (${written.length}: external data of a model over 2 GB?); give an output path`, { option: '-o' });
         }
         const bytes = readFileSync(file);
-        await new Promise<void>((resolve, reject) => process.stdout.write(bytes, (e) => (e ? reject(e) : resolve())));
+        await new Promise<void>((resolve, reject) => {
+          // a reader that stops early (`| head -c 10`) closes the pipe: EPIPE, on the callback and as an 'error' event
+          const closed = (e: NodeJS.ErrnoException): void =>
+            reject(
+              e.code === 'EPIPE'
+                ? new BasinError('io_error', '-o -: standard output was closed before the whole model was written (the reading program stopped early); what it read is incomplete', { option: '-o' })
+                : e,
+            );
+          process.stdout.once('error', closed);
+          process.stdout.write(bytes, (e) => (e ? closed(e) : resolve()));
+        });
       } finally {
         clean();
       }

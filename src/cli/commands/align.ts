@@ -32,7 +32,7 @@ function sweepLogger(): (info: SweepInfo) => void {
   let last = 0;
   return ({ sweep, objective, seconds, changed }) => {
     const gain = last ? ` (${objective >= last ? '+' : ''}${(((objective - last) / Math.abs(last)) * 100).toFixed(3)}%)` : '';
-    log(`sweep ${sweep + 1}: objective ${objective.toPrecision(8)}${gain}, ${changed} permutation(s) changed, ${fmtSeconds(seconds)}`);
+    log(`sweep ${sweep + 1}: objective ${objective.toPrecision(8)}${gain}, ${changed} permutation(s) changed, ${fmtSeconds(seconds)} since matching began`);
     last = objective;
   };
 }
