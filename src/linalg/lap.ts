@@ -214,13 +214,22 @@ export function solveAssignmentWithBudget(
   } else {
     rowsol.fill(-1);
     colsol.fill(-1);
-    // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    // The auction pre-phase only for the caller's equal prices (zeros: weight matching's first solve) without an
-    // assignment. From informative prices (an earlier solve's, without its assignment) it cost more than it saved:
-    // the later solves of the real 512-wide sequence replayed that way, 101 -> 163 ms (medians of 9 fresh runs).
-    const auction = warm !== undefined && keep === undefined && allEqual(warm);
-    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep, auction);
+    // The failed sparse solve's prices are a warm start (square only; see SparseOutcome). When it gave up without
+    // informative prices (zeros: it got stuck with many rows left; none: its crowding test fired, as on rank-1 and
+    // some weight-matching costs), the dense solve starts from zero prices with the auction below instead of
+    // column reduction. Cold (no prices) on the real 512-wide weight-matching costs (bench/lap.ts real section):
+    // 0.10-0.32x the time of column reduction or zero prices without the auction; rank-1 1024: 0.87x. Uniform
+    // costs never get here (the candidate set carries them); there column reduction stays the dense start, which
+    // measured 1.2-1.8x faster than the auction (n = 384 and 1024 with strategy 'dense').
+    let start = warm;
+    if (start === undefined && sparse !== null && n === m) start = sparse.prices ?? new Float64Array(n);
+    // The auction pre-phase only for equal prices (the caller's zeros: weight matching's first solve; or the above)
+    // without an assignment. From informative prices (an earlier solve's, without its assignment) it cost more than
+    // it saved: the later solves of the real 512-wide sequence replayed that way, 101 -> 163 ms (medians of 9 fresh
+    // runs).
+    const auction = start !== undefined && keep === undefined && allEqual(start);
+    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, start, keep, auction);
   }
 
   let total = 0;
