@@ -6,7 +6,13 @@
  * solver (src/linalg/lap-sparse.ts: JV on each row's few cheapest columns, proven optimal on the dense matrix by
  * the duals, 3-5x faster than scipy at n = 1024..16384 on uniform costs), which hands back to the dense solver
  * when the candidates cannot carry the optimum (rank-1 costs are recognised after one pass; a stuck solve passes
- * its prices on as a warm start). The candidate set also solves rectangular problems (strategy 'candidates'), but
+ * its prices on as a warm start; when it has none worth passing, crowded or stuck with most rows left, the dense
+ * solve starts from zero prices with the eps-auction below, not column reduction: the real 512-wide
+ * weight-matching costs of bench/lap.ts's real section, solved without prices, went from 1.3-3.7x scipy's time to
+ * 0.33-0.77x (0.08-0.33x the pre-issue solver's), and rank-1 1024 took 0.87x the time (the two starts alternated in
+ * one process); in bench/lap.ts rank-1 is now 0.70x (1024) and 0.63x (2048) the pre-issue solver's time, 2.2x and
+ * 1.75x scipy's (the long shortest paths of these costs; scipy's are as long, its relaxation step is cheaper). The
+ * candidate set also solves rectangular problems (strategy 'candidates'), but
  * 'auto' keeps them dense, which measured faster there. The dense solver: Jonker–Volgenant (1987) on flat
  * Float64Arrays.
  *   1. Square: column reduction plus reduction transfer. Rectangular (rows < cols after orienting): all column
@@ -51,7 +57,11 @@
  * way: 101 -> 163 ms), hence equal prices only.
  *
  * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
- * needed) with the rectangular shortest-path variant; it is never padded to square.
+ * needed) with the rectangular shortest-path variant; it is never padded to square. From uniform costs and zero
+ * prices, row reduction assigns every row of 2048 x 4096 (no shortest paths), so its solve is two streams over the
+ * matrix: the finiteness scan and the row minima. With one accumulator the scan ran at the FP add latency and the
+ * row minima multiplied by the sign: 1.21-1.22x the pre-issue solver's time (bench/lap.ts); with four
+ * accumulators (maxAbsChunk) and rowMin2Plain, 0.85-0.92x (two runs), 0.86-0.92x in 11 alternating runs.
  *
  * Minimize vs maximize: maximizing is minimizing the negated costs. The negation is done once, into the same
  * scratch array the transpose (if any) goes to, never per access in the inner loops. Totals are always summed
