@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { solveAssignment, solveAssignmentWithBudget, type AssignmentResult } from '../src/linalg/lap.js';
+import { solveAssignment, solveAssignmentWithBudget, SPARSE_MIN_N, type AssignmentResult } from '../src/linalg/lap.js';
+import { lapSparse } from '../src/linalg/lap-sparse.js';
 import { assertAllClose, assertBasinError, randn, randomPermutation, rng } from './helpers.js';
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -626,6 +627,37 @@ test('equal prices without an assignment (the auction start): the optimum on pro
           assertCertified(negated, n, res, what);
         }
       }
+    }
+  }
+});
+
+test('default start past SPARSE_MIN_N when the candidate set gives up without informative prices (crowded, or stuck with zero prices): auction from zero prices, Hungarian optimum, certifying prices', () => {
+  const n = 520;
+  assert.ok(n >= SPARSE_MIN_N, 'the cases must reach the candidate-set solver under the default strategy');
+  // product costs of rank 4 crowd the candidate lists (lapSparse gives up before solving, no prices); rank 64
+  // gets stuck with many rows left (zero prices): both start the dense solve from zero prices with the auction
+  const cases: [string, Float64Array, 'none' | 'equal'][] = [
+    ['product rank 4', productCosts(n, 4, rng(31)), 'none'],
+    ['product rank 64', productCosts(n, 64, rng(31)), 'equal'],
+  ];
+  const r9 = rng(9);
+  const a = Array.from({ length: n }, () => 0.5 + r9());
+  const b = Array.from({ length: n }, () => 0.5 + r9());
+  cases.push(['rank-1', Float64Array.from({ length: n * n }, (_, q) => a[Math.floor(q / n)]! * b[q % n]!), 'none']);
+  for (const [label, cost, path] of cases) {
+    for (const maximize of [false, true]) {
+      const what = `${label} ${maximize ? 'max' : 'min'}`;
+      const negated = cost.map((x) => (maximize ? -x : x));
+      let maxAbs = 0;
+      for (const x of negated) maxAbs = Math.max(maxAbs, Math.abs(x));
+      // the path this test is about (the candidate solver's heuristics decide it; if they change, pick new cases)
+      const out = lapSparse(negated, n, n, new Int32Array(n), new Int32Array(n), maxAbs);
+      assert.ok(!out.optimal, `${what}: the candidate set gives up`);
+      assert.equal(out.prices === null ? 'none' : out.prices.every((x) => x === out.prices![0]) ? 'equal' : 'informative', path, `${what}: prices handed back`);
+      const res = solveAssignment(cost, n, n, { maximize });
+      checkMatching(res, cost, n, n, what);
+      assertTotal(res.total, hungarianTotal(cost, n, n, maximize), absSum(cost, n, n), what);
+      assertCertified(negated, n, res, what);
     }
   }
 });

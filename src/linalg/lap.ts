@@ -6,7 +6,13 @@
  * solver (src/linalg/lap-sparse.ts: JV on each row's few cheapest columns, proven optimal on the dense matrix by
  * the duals, 3-5x faster than scipy at n = 1024..16384 on uniform costs), which hands back to the dense solver
  * when the candidates cannot carry the optimum (rank-1 costs are recognised after one pass; a stuck solve passes
- * its prices on as a warm start). The candidate set also solves rectangular problems (strategy 'candidates'), but
+ * its prices on as a warm start; when it has none worth passing, crowded or stuck with most rows left, the dense
+ * solve starts from zero prices with the eps-auction below, not column reduction: the real 512-wide
+ * weight-matching costs of bench/lap.ts's real section, solved without prices, went from 1.3-3.7x scipy's time to
+ * 0.33-0.77x (0.08-0.33x the pre-issue solver's), and rank-1 1024 took 0.87x the time (the two starts alternated in
+ * one process); in bench/lap.ts rank-1 is now 0.70x (1024) and 0.63x (2048) the pre-issue solver's time, 2.2x and
+ * 1.75x scipy's (the long shortest paths of these costs; scipy's are as long, its relaxation step is cheaper). The
+ * candidate set also solves rectangular problems (strategy 'candidates'), but
  * 'auto' keeps them dense, which measured faster there. The dense solver: Jonker–Volgenant (1987) on flat
  * Float64Arrays.
  *   1. Square: column reduction plus reduction transfer. Rectangular (rows < cols after orienting): all column
@@ -51,7 +57,11 @@
  * way: 101 -> 163 ms), hence equal prices only.
  *
  * Rectangular input is solved in the orientation with rows <= cols (transposing into a scratch array when
- * needed) with the rectangular shortest-path variant; it is never padded to square.
+ * needed) with the rectangular shortest-path variant; it is never padded to square. From uniform costs and zero
+ * prices, row reduction assigns every row of 2048 x 4096 (no shortest paths), so its solve is two streams over the
+ * matrix: the finiteness scan and the row minima. With one accumulator the scan ran at the FP add latency and the
+ * row minima multiplied by the sign: 1.21-1.22x the pre-issue solver's time (bench/lap.ts); with four
+ * accumulators (maxAbsChunk) and rowMin2Plain, 0.85-0.92x (two runs), 0.86-0.92x in 11 alternating runs.
  *
  * Minimize vs maximize: maximizing is minimizing the negated costs. The negation is done once, into the same
  * scratch array the transpose (if any) goes to, never per access in the inner loops. Totals are always summed
@@ -214,13 +224,22 @@ export function solveAssignmentWithBudget(
   } else {
     rowsol.fill(-1);
     colsol.fill(-1);
-    // the failed sparse solve's prices are a warm start (square only; see SparseOutcome)
     const keep = warm && opts.assignment?.length === n ? opts.assignment : undefined;
-    // The auction pre-phase only for the caller's equal prices (zeros: weight matching's first solve) without an
-    // assignment. From informative prices (an earlier solve's, without its assignment) it cost more than it saved:
-    // the later solves of the real 512-wide sequence replayed that way, 101 -> 163 ms (medians of 9 fresh runs).
-    const auction = warm !== undefined && keep === undefined && allEqual(warm);
-    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, warm ?? (n === m ? (sparse?.prices ?? undefined) : undefined), keep, auction);
+    // The failed sparse solve's prices are a warm start (square only; see SparseOutcome). When it gave up without
+    // informative prices (zeros: it got stuck with many rows left; none: its crowding test fired, as on rank-1 and
+    // some weight-matching costs), the dense solve starts from zero prices with the auction below instead of
+    // column reduction. Cold (no prices) on the real 512-wide weight-matching costs (bench/lap.ts real section):
+    // 0.10-0.32x the time of column reduction or zero prices without the auction; rank-1 1024: 0.87x. Uniform
+    // costs never get here (the candidate set carries them); there column reduction stays the dense start, which
+    // measured 1.2-1.8x faster than the auction (n = 384 and 1024 with strategy 'dense').
+    let start = warm;
+    if (start === undefined && sparse !== null && n === m) start = sparse.prices ?? new Float64Array(n);
+    // The auction pre-phase only for equal prices (the caller's zeros: weight matching's first solve; or the above)
+    // without an assignment. From informative prices (an earlier solve's, without its assignment) it cost more than
+    // it saved: the later solves of the real 512-wide sequence replayed that way, 101 -> 163 ms (medians of 9 fresh
+    // runs).
+    const auction = start !== undefined && keep === undefined && allEqual(start);
+    prices = lapCore(c, sign, n, m, rowsol, colsol, arrBudgetPerRow, start, keep, auction);
   }
 
   let total = 0;
@@ -247,18 +266,49 @@ function scaleInto(out: Float64Array, src: Float64Array, from: number, to: numbe
 
 let chunkBad = 0;
 
-/** Largest |src[k]| for from <= k < to; chunkBad = 0 when every entry is finite, else NaN. */
+/**
+ * Largest |src[k]| for from <= k < to; chunkBad = 0 when every entry is finite, else NaN. Four independent
+ * accumulators of each kind: with one, every entry waited on the previous entry's add (the scan ran at the FP add
+ * latency, ~4 cycles an entry, 16-17 ms for 2048 x 4096); with four, 11 ms.
+ */
 function maxAbsChunk(src: Float64Array, from: number, to: number): number {
-  let maxAbs = 0;
-  let bad = 0; // x - x is 0 for finite x and NaN otherwise, so one NaN makes the sum NaN
-  for (let k = from; k < to; k++) {
-    const x = src[k]!;
-    bad += x - x;
-    const a = x < 0 ? -x : x;
-    maxAbs = a > maxAbs ? a : maxAbs;
+  let m0 = 0;
+  let m1 = 0;
+  let m2 = 0;
+  let m3 = 0;
+  let b0 = 0; // x - x is 0 for finite x and NaN otherwise, so one NaN makes the sum NaN
+  let b1 = 0;
+  let b2 = 0;
+  let b3 = 0;
+  let k = from;
+  for (; k + 3 < to; k += 4) {
+    const x0 = src[k]!;
+    const x1 = src[k + 1]!;
+    const x2 = src[k + 2]!;
+    const x3 = src[k + 3]!;
+    b0 += x0 - x0;
+    b1 += x1 - x1;
+    b2 += x2 - x2;
+    b3 += x3 - x3;
+    const a0 = x0 < 0 ? -x0 : x0;
+    const a1 = x1 < 0 ? -x1 : x1;
+    const a2 = x2 < 0 ? -x2 : x2;
+    const a3 = x3 < 0 ? -x3 : x3;
+    m0 = a0 > m0 ? a0 : m0;
+    m1 = a1 > m1 ? a1 : m1;
+    m2 = a2 > m2 ? a2 : m2;
+    m3 = a3 > m3 ? a3 : m3;
   }
-  chunkBad = bad;
-  return maxAbs;
+  for (; k < to; k++) {
+    const x = src[k]!;
+    b0 += x - x;
+    const a = x < 0 ? -x : x;
+    m0 = a > m0 ? a : m0;
+  }
+  chunkBad = b0 + b1 + b2 + b3;
+  m0 = m1 > m0 ? m1 : m0;
+  m2 = m3 > m2 ? m3 : m2;
+  return m2 > m0 ? m2 : m0;
 }
 
 /** Largest |cost| entry; throws 'non_finite' naming the first NaN or +-Infinity. */
@@ -433,6 +483,59 @@ function rowMin2(c: Float64Array, s: number, base: number, v: Float64Array, m: n
   subCol = j2;
 }
 
+/**
+ * rowMin2 for s = 1 (minimizing): without the multiply, the row scan of the rectangular 2048 x 4096 solve (row
+ * reduction is all of it there) measured ~10% faster in isolation, ~5% of the solve.
+ */
+function rowMin2Plain(c: Float64Array, base: number, v: Float64Array, m: number): void {
+  let umin = (c[base]!) - v[0]!;
+  let j1 = 0;
+  let usub = Infinity;
+  let j2 = 1;
+  let j = 1;
+  for (; j + 3 < m; j += 4) {
+    const h0 = (c[base + j]!) - v[j]!;
+    const h1 = (c[base + j + 1]!) - v[j + 1]!;
+    const h2 = (c[base + j + 2]!) - v[j + 2]!;
+    const h3 = (c[base + j + 3]!) - v[j + 3]!;
+    // rarely true once the two least are found: one predictable branch per four columns
+    if (h0 < usub || h1 < usub || h2 < usub || h3 < usub) {
+      for (let q = j; q < j + 4; q++) {
+        const h = (c[base + q]!) - v[q]!;
+        if (h < usub) {
+          if (h >= umin) {
+            usub = h;
+            j2 = q;
+          } else {
+            usub = umin;
+            umin = h;
+            j2 = j1;
+            j1 = q;
+          }
+        }
+      }
+    }
+  }
+  for (; j < m; j++) {
+    const h = (c[base + j]!) - v[j]!;
+    if (h < usub) {
+      if (h >= umin) {
+        usub = h;
+        j2 = j;
+      } else {
+        usub = umin;
+        umin = h;
+        j2 = j1;
+        j1 = j;
+      }
+    }
+  }
+  minVal = umin;
+  minCol = j1;
+  subVal = usub;
+  subCol = j2;
+}
+
 /** True when some c[base + j] - v[j] < h over j < m. */
 function rowHasBelow(c: Float64Array, s: number, base: number, v: Float64Array, m: number, h: number): boolean {
   for (let j = 0; j < m; j++) if ((s * c[base + j]!) - v[j]! < h) return true;
@@ -579,7 +682,8 @@ function auctionPrices(c: Float64Array, s: number, n: number, v: Float64Array, r
     const budget = AUCTION_BUDGET_PER_ROW * n;
     for (let steps = 0; top > 0 && steps < budget; steps++) {
       const i = free[--top]!;
-      rowMin2(c, s, i * n, v, n);
+      if (s === 1) rowMin2Plain(c, i * n, v, n);
+      else rowMin2(c, s, i * n, v, n);
       const j = minCol;
       const i0 = colsol[j]!;
       v[j] = v[j]! - (subVal - minVal) - eps;
@@ -614,7 +718,8 @@ function augmentingRowReduction(c: Float64Array, s: number, n: number, m: number
         break;
       }
       const i = free[k++]!;
-      rowMin2(c, s, i * m, v, m);
+      if (s === 1) rowMin2Plain(c, i * m, v, m);
+      else rowMin2(c, s, i * m, v, m);
       let j1 = minCol;
       let i0 = colsol[j1]!;
       const strict = minVal < subVal;
