@@ -435,6 +435,10 @@ let subCol = 0;
  * subVal/subCol (subCol is another column than minCol; on ties both values are equal).
  */
 function rowMin2(c: Float64Array, s: number, base: number, v: Float64Array, m: number): void {
+  if (s === 1) {
+    rowMin2Plain(c, base, v, m);
+    return;
+  }
   let umin = (s * c[base]!) - v[0]!;
   let j1 = 0;
   let usub = Infinity;
@@ -682,8 +686,7 @@ function auctionPrices(c: Float64Array, s: number, n: number, v: Float64Array, r
     const budget = AUCTION_BUDGET_PER_ROW * n;
     for (let steps = 0; top > 0 && steps < budget; steps++) {
       const i = free[--top]!;
-      if (s === 1) rowMin2Plain(c, i * n, v, n);
-      else rowMin2(c, s, i * n, v, n);
+      rowMin2(c, s, i * n, v, n);
       const j = minCol;
       const i0 = colsol[j]!;
       v[j] = v[j]! - (subVal - minVal) - eps;
@@ -718,8 +721,7 @@ function augmentingRowReduction(c: Float64Array, s: number, n: number, m: number
         break;
       }
       const i = free[k++]!;
-      if (s === 1) rowMin2Plain(c, i * m, v, m);
-      else rowMin2(c, s, i * m, v, m);
+      rowMin2(c, s, i * m, v, m);
       let j1 = minCol;
       let i0 = colsol[j1]!;
       const strict = minVal < subVal;

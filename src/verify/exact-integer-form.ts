@@ -91,7 +91,12 @@ function facts(g: onnx.GraphProto, outer?: GraphFacts): GraphFacts {
   const consumers = new Map<string, onnx.NodeProto[]>();
   for (const n of g.node ?? []) {
     for (const o of n.output ?? []) producers.set(o, n);
-    for (const i of n.input ?? []) if (i !== '') consumers.set(i, [...(consumers.get(i) ?? []), n]);
+    for (const i of n.input ?? []) {
+      if (i === '') continue;
+      const list = consumers.get(i);
+      if (list) list.push(n);
+      else consumers.set(i, [n]);
+    }
     const value = key(n) === ':Constant' ? (n.attribute ?? []).find((a) => a.name === 'value')?.t : undefined;
     if (value && n.output?.[0]) consts.set(n.output[0], value);
   }
@@ -227,13 +232,18 @@ function formBytes(model: OnnxModel): number {
 /** Whether some node of `model`'s graphs qualifies (read from the decoded proto, without copying weights). */
 function needsExactForm(model: OnnxModel): boolean {
   const g = model.proto.graph;
-  if (!g) return false;
+  if (!g || !hasCandidate(g)) return false; // a float model (every verification) stops here, before the maps are built
   return scopes(g).some(({ graph, f }) =>
     (graph.node ?? []).some((n) => {
       const op = INTEGER_PRODUCTS.get(key(n));
       return op !== undefined ? qualifies(op, n.input ?? [], f) : qdqWeight(n, f);
     }),
   );
+}
+
+/** Whether `g` or a graph nested in it has an integer product or a DequantizeLinear (the nodes the form can rewrite). */
+function hasCandidate(g: onnx.GraphProto): boolean {
+  return (g.node ?? []).some((n) => INTEGER_PRODUCTS.has(key(n)) || key(n) === ':DequantizeLinear') || subgraphs(g).some(hasCandidate);
 }
 
 /** The weight is an int8 constant, its zero point absent or an int8 constant, and the activation uint8. */
