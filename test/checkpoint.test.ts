@@ -83,7 +83,9 @@ test('one folder, one checkpoint: writing a single file beside a sharded set (or
   const e3 = await assertBasinError(() => openCheckpoint(sharded), 'index_invalid');
   assert.ok(e3.message.includes('model.safetensors and the sharded model.safetensors.index.json'), e3.message);
   // the files themselves still open by name
-  assert.equal((await openCheckpoint(path.join(sharded, 'model.safetensors.index.json'))).sharded, true);
+  const byName = await openCheckpoint(path.join(sharded, 'model.safetensors.index.json'));
+  assert.equal(byName.sharded, true);
+  await byName.close();
 });
 
 test('sharded: three shards written, index content exact, read back bit-exact', async () => {
